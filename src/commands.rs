@@ -1,0 +1,171 @@
+//! The one-shot commands: `check`, `recover` and `validate`. Each returns the exit code the
+//! spec gives it, or an [`Error`] that knows its own.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::actions;
+use crate::config::{self, Config, ConfigError};
+use crate::report;
+use crate::scan::{Report, Scanner};
+use crate::store::{Store, StoreError};
+
+/// Nothing found, or the config is valid.
+pub const EXIT_OK: u8 = 0;
+/// Findings exist.
+pub const EXIT_FINDINGS: u8 = 1;
+/// A usage or config error (including a config that names a column the table lacks).
+pub const EXIT_USAGE: u8 = 2;
+/// The database (or a watched folder) could not be read.
+pub const EXIT_UNAVAILABLE: u8 = 3;
+
+/// Why a command could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The documented exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Store(StoreError::MissingColumns { .. }) => EXIT_USAGE,
+            Error::Store(_) | Error::Output(_) => EXIT_UNAVAILABLE,
+        }
+    }
+}
+
+/// Options of `recover`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecoverOptions {
+    /// Print the writes instead of making them.
+    pub dry_run: bool,
+    /// Treat every active job older than this in its status as overdue.
+    pub older_than: Option<Duration>,
+}
+
+/// Parses `--older-than`.
+pub fn parse_older_than(text: &str) -> Result<Duration, String> {
+    let d = config::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("--older-than must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn exit_for(report: &Report) -> u8 {
+    if report.findings.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    }
+}
+
+/// `check`: one read-only scan, printed.
+pub async fn check(config: &Config, json: bool, out: &mut dyn Write) -> Result<u8, Error> {
+    let mut scanner = Scanner::new(Store::connect(config).await?);
+    let result = scanner.scan(config, None).await;
+    scanner.store().close().await;
+    let report = result?;
+    if json {
+        report::write_json(out, &report)?;
+    } else {
+        report::write_human(out, &report, false)?;
+    }
+    Ok(exit_for(&report))
+}
+
+/// `recover`: one scan, then every finding's action, at once.
+pub async fn recover(
+    config: &Config,
+    options: RecoverOptions,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let mut scanner = Scanner::new(Store::connect(config).await?);
+    let result = scanner.scan(config, options.older_than).await;
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            scanner.store().close().await;
+            return Err(e.into());
+        }
+    };
+    let planned = actions::plan(&report.findings, &config.jobs.statuses);
+    let dry_run = options.dry_run || config.dry_run;
+    let applied = actions::apply(scanner.store(), &mut report.findings, planned, dry_run).await;
+    scanner.store().close().await;
+    if json {
+        report::write_json(out, &report)?;
+    } else {
+        report::write_human(out, &report, true)?;
+        report::write_applied(out, &applied)?;
+    }
+    Ok(exit_for(&report))
+}
+
+/// `validate`: prints the resolved config (secrets redacted); with `connect`, also checks the
+/// table, its columns and the index a scan needs.
+pub async fn validate(
+    config: &Config,
+    connect: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let mut warnings = Vec::new();
+    let mut table = serde_json::Value::Null;
+    if connect {
+        let store = Store::connect(config).await?;
+        let info = store.info();
+        store.close().await;
+        let status = &config.jobs.status.column;
+        if !info.status_indexed {
+            warnings.push(format!(
+                "no index on {}({status}): every scan reads the whole table. Create one, for example \
+                 CREATE INDEX {}_{status}_idx ON {} ({status})",
+                config.jobs.table, config.jobs.table.name, config.jobs.table
+            ));
+        }
+        let mut columns: Vec<_> = info.columns.iter().collect();
+        columns.sort();
+        table = serde_json::json!({
+            "name": config.jobs.table.to_string(),
+            "columns": columns.into_iter().map(|(c, t)| serde_json::json!({"name": c, "type": t})).collect::<Vec<_>>(),
+            "status_indexed": info.status_indexed,
+        });
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let resolved = config::redacted_json(config);
+    if json {
+        let object = serde_json::json!({
+            "valid": true, "config": resolved, "table": table, "warnings": warnings,
+        });
+        writeln!(out, "{object}")?;
+    } else {
+        let pretty = serde_json::to_string_pretty(&resolved).map_err(std::io::Error::other)?;
+        writeln!(out, "{pretty}")?;
+        writeln!(out, "\n{}: valid", config.path.display())?;
+        if connect {
+            writeln!(
+                out,
+                "connected to {}: table {} has every configured column",
+                config.redacted_url(),
+                config.jobs.table
+            )?;
+        }
+        for w in &warnings {
+            writeln!(out, "warning: {w}")?;
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,1350 @@
+//! The config file: parsed once, checked once, then passed around as plain values.
+//!
+//! Parsing happens in two steps. serde reads the TOML into `Raw*` structs that keep every
+//! string with its span (`toml::Spanned`), with `deny_unknown_fields` everywhere; then
+//! [`resolve`] expands `${VAR}`, parses durations, identifiers and per-environment tables, and
+//! checks the rules against the statuses. Every error carries the file, line, column and key it
+//! is about, so an operator can fix it without guessing. Nothing here touches the database.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sql::{self, Dialect, Field, TableName};
+
+/// Default scan period of `run`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Default period of the whole-table count of terminal statuses.
+pub const DEFAULT_TERMINAL_COUNTS_EVERY: Duration = Duration::from_secs(300);
+/// Default pool size: one connection scans, one writes.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 2;
+/// Default limit on any one query.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default HTTP listen address: loopback only, on a port of our own.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9847";
+
+/// A config that could not be loaded: what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0)]
+    Invalid(Located),
+}
+
+/// An error message with the place in the file it is about.
+#[derive(Debug)]
+pub struct Located {
+    pub path: String,
+    /// 1-based line and column, when the error has a place.
+    pub position: Option<(usize, usize)>,
+    /// The key the error is about (`rules[2].after`), when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// The class of a status word: what jobwarden makes of the table's own vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusClass {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// What a rule measures the age of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// Time since the heartbeat column moved (or since `created_at` before the first beat).
+    Heartbeat,
+    /// Time since the progress value last changed.
+    Progress,
+    /// Time since `created_at`.
+    Created,
+}
+
+/// What to do about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Alert,
+    Fail,
+    Requeue,
+}
+
+/// How loud a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// The loaded, checked config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `environment`, or `--env`; picks the per-environment `after` values.
+    pub environment: Option<String>,
+    /// Scan period of `run`. Default 15s.
+    pub interval: Duration,
+    /// Never write to the database. Default false.
+    pub dry_run: bool,
+    /// Period of the terminal-status count; `None` when set to 0. Default 5m.
+    pub terminal_counts_every: Option<Duration>,
+    pub database: Database,
+    pub jobs: Jobs,
+    pub rules: Vec<Rule>,
+    pub artifacts: Vec<Artifacts>,
+    pub http: Http,
+    pub alerts: Vec<AlertSink>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: String,
+    pub dialect: Dialect,
+    /// Default 2.
+    pub max_connections: u32,
+    /// Default 5s.
+    pub query_timeout: Duration,
+}
+
+/// `[jobs]`: the table and what its columns mean.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    pub table: TableName,
+    pub id: Field,
+    pub status: Field,
+    pub created_at: Field,
+    pub heartbeat_at: Option<Field>,
+    pub progress: Option<Field>,
+    pub finished_at: Option<Field>,
+    pub error: Option<Field>,
+    pub parent_id: Option<Field>,
+    pub phase: Option<Field>,
+    pub pid: Option<Field>,
+    pub host: Option<Field>,
+    pub where_sql: Option<String>,
+    pub statuses: Statuses,
+}
+
+/// `[jobs.statuses]`: the table's own words per class.
+#[derive(Debug, Clone, Default)]
+pub struct Statuses {
+    pub pending: Vec<String>,
+    pub running: Vec<String>,
+    pub succeeded: Vec<String>,
+    pub failed: Vec<String>,
+    pub cancelled: Vec<String>,
+}
+
+/// One `[[rules]]` entry with its `after` resolved for the environment in use.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub statuses: Vec<String>,
+    pub signal: Signal,
+    pub after: Duration,
+    pub phases: Option<Vec<String>>,
+    pub action: Action,
+    pub severity: Severity,
+}
+
+/// One `[[artifacts]]` entry.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub name: String,
+    /// Absolute, resolved against the config file's folder.
+    pub root: PathBuf,
+    pub pattern: String,
+    pub partial: Vec<String>,
+    pub settle: Duration,
+    pub required: Vec<String>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub listen: String,
+    pub token: Option<String>,
+}
+
+/// One `[[alerts]]` entry.
+#[derive(Debug, Clone)]
+pub struct AlertSink {
+    pub kind: AlertKind,
+    pub url: String,
+    pub min_severity: Severity,
+}
+
+/// The alert receivers jobwarden speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    Webhook,
+    Slack,
+    Alertmanager,
+}
+
+impl StatusClass {
+    pub const ALL: [StatusClass; 5] = [
+        StatusClass::Pending,
+        StatusClass::Running,
+        StatusClass::Succeeded,
+        StatusClass::Failed,
+        StatusClass::Cancelled,
+    ];
+
+    /// Pending and running jobs are the ones a scan watches.
+    pub fn is_active(self) -> bool {
+        matches!(self, StatusClass::Pending | StatusClass::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Pending => "pending",
+            StatusClass::Running => "running",
+            StatusClass::Succeeded => "succeeded",
+            StatusClass::Failed => "failed",
+            StatusClass::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Statuses {
+    /// The words of one class.
+    pub fn words(&self, class: StatusClass) -> &[String] {
+        match class {
+            StatusClass::Pending => &self.pending,
+            StatusClass::Running => &self.running,
+            StatusClass::Succeeded => &self.succeeded,
+            StatusClass::Failed => &self.failed,
+            StatusClass::Cancelled => &self.cancelled,
+        }
+    }
+
+    /// The class of a word, if the config lists it.
+    pub fn class_of(&self, word: &str) -> Option<StatusClass> {
+        StatusClass::ALL
+            .into_iter()
+            .find(|&c| self.words(c).iter().any(|w| w == word))
+    }
+
+    /// Every word of the pending and running classes.
+    pub fn active(&self) -> impl Iterator<Item = &str> {
+        self.pending.iter().chain(&self.running).map(String::as_str)
+    }
+}
+
+impl Config {
+    /// The database URL with any password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.database.url)
+    }
+
+    /// Every secret in this config, for scrubbing error messages that might echo one.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = url_password(&self.database.url).into_iter().collect();
+        secrets.extend(self.http.token.clone());
+        secrets.retain(|s| !s.is_empty());
+        secrets
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL (and a `password=` query
+/// parameter) with `***`. Anything else is returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(password) = url_password(url) {
+        if !password.is_empty() {
+            out = out.replacen(&format!(":{password}@"), ":***@", 1);
+        }
+    }
+    if let Some((head, query)) = out.split_once('?') {
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}?{query}");
+    }
+    out
+}
+
+/// The password part of a URL's user info, if any.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_string())
+}
+
+/// Reads and resolves a config file. `env_override` is `--env`; `lookup` reads `${VAR}`s.
+pub fn load(
+    path: &Path,
+    env_override: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, path, env_override, lookup)
+}
+
+/// Parses and resolves config text as if read from `path`.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env_override: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let ctx = Ctx {
+        text,
+        path: path.display().to_string(),
+        lookup,
+    };
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| ctx.error(e.span(), None, e.message().trim_end().replace('\n', "; ")))?;
+    resolve(&ctx, raw, path, env_override).map_err(ConfigError::Invalid)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw, as written in the file.
+
+type Text = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    environment: Option<Text>,
+    interval: Option<Text>,
+    dry_run: Option<bool>,
+    terminal_counts_every: Option<Text>,
+    database: RawDatabase,
+    jobs: RawJobs,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    artifacts: Vec<RawArtifacts>,
+    http: Option<RawHttp>,
+    #[serde(default)]
+    alerts: Vec<RawAlert>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Text,
+    max_connections: Option<Spanned<i64>>,
+    query_timeout: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobs {
+    table: Text,
+    id: Option<Text>,
+    status: Option<Text>,
+    created_at: Option<Text>,
+    heartbeat_at: Option<Text>,
+    progress: Option<Text>,
+    finished_at: Option<Text>,
+    error: Option<Text>,
+    parent_id: Option<Text>,
+    phase: Option<Text>,
+    pid: Option<Text>,
+    host: Option<Text>,
+    #[serde(rename = "where")]
+    where_sql: Option<Text>,
+    statuses: RawStatuses,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatuses {
+    #[serde(default)]
+    pending: Vec<Text>,
+    #[serde(default)]
+    running: Vec<Text>,
+    #[serde(default)]
+    succeeded: Vec<Text>,
+    #[serde(default)]
+    failed: Vec<Text>,
+    #[serde(default)]
+    cancelled: Vec<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Text,
+    statuses: Spanned<Vec<Text>>,
+    signal: Spanned<Signal>,
+    after: Spanned<toml::Value>,
+    phases: Option<Vec<Text>>,
+    action: Option<Spanned<Action>>,
+    severity: Option<Severity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArtifacts {
+    name: Text,
+    root: Text,
+    pattern: Text,
+    #[serde(default)]
+    partial: Vec<Text>,
+    settle: Option<Text>,
+    #[serde(default)]
+    required: Vec<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Text>,
+    token: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    kind: AlertKind,
+    url: Text,
+    min_severity: Option<Severity>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolution.
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: String,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Ctx<'_> {
+    fn error(&self, span: Option<Range<usize>>, key: Option<&str>, message: String) -> ConfigError {
+        ConfigError::Invalid(self.located(span, key, message))
+    }
+
+    fn located(&self, span: Option<Range<usize>>, key: Option<&str>, message: String) -> Located {
+        Located {
+            path: self.path.clone(),
+            position: span.map(|s| line_column(self.text, s.start)),
+            key: key.map(str::to_string),
+            message,
+        }
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>, key: &str, message: String) -> Located {
+        self.located(Some(spanned.span()), Some(key), message)
+    }
+
+    /// A string with `${VAR}` expanded.
+    fn text(&self, value: &Text, key: &str) -> Result<String, Located> {
+        expand(value.get_ref(), self.lookup).map_err(|m| self.at(value, key, m))
+    }
+
+    fn duration(&self, value: &Text, key: &str) -> Result<Duration, Located> {
+        let text = self.text(value, key)?;
+        parse_duration(&text).map_err(|m| self.at(value, key, m))
+    }
+
+    fn field(&self, value: &Text, key: &str) -> Result<Field, Located> {
+        let text = self.text(value, key)?;
+        sql::parse_field(&text).map_err(|m| self.at(value, key, m))
+    }
+
+    fn opt_field(&self, value: &Option<Text>, key: &str) -> Result<Option<Field>, Located> {
+        value.as_ref().map(|v| self.field(v, key)).transpose()
+    }
+
+    fn plain_field(&self, value: &Option<Text>, key: &str) -> Result<Option<Field>, Located> {
+        let field = self.opt_field(value, key)?;
+        if let (Some(f), Some(v)) = (&field, value) {
+            if !f.is_plain() {
+                return Err(self.at(v, key, format!(
+                    "`{f}` is a JSON path, but jobwarden writes this column, so it must be a plain column"
+                )));
+            }
+        }
+        Ok(field)
+    }
+
+    fn texts(&self, values: &[Text], key: &str) -> Result<Vec<String>, Located> {
+        values.iter().map(|v| self.text(v, key)).collect()
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Expands `${VAR}` from `lookup`; `$$` is a literal `$`. An unset variable is an error.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let end = inner
+                .find('}')
+                .ok_or_else(|| format!("`${{` without a closing `}}` in \"{text}\""))?;
+            let name = &inner[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable name"
+                ));
+            }
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A humantime duration (`90s`, `5m`, `1h 30m`), or `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(trimmed).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write it like \"90s\", \"5m\" or \"1h 30m\"")
+    })
+}
+
+fn resolve(
+    ctx: &Ctx<'_>,
+    raw: RawConfig,
+    path: &Path,
+    env_override: Option<&str>,
+) -> Result<Config, Located> {
+    let environment = match env_override {
+        Some(e) => Some(e.to_string()),
+        None => raw
+            .environment
+            .as_ref()
+            .map(|e| ctx.text(e, "environment"))
+            .transpose()?,
+    };
+    if environment.as_deref() == Some("") {
+        return Err(ctx.located(None, Some("environment"), "must not be empty".into()));
+    }
+    let interval = match &raw.interval {
+        Some(v) => ctx.duration(v, "interval")?,
+        None => DEFAULT_INTERVAL,
+    };
+    if interval.is_zero() {
+        let span = raw.interval.as_ref().map(|v| v.span());
+        return Err(ctx.located(span, Some("interval"), "must be longer than zero".into()));
+    }
+    let terminal_counts_every = match &raw.terminal_counts_every {
+        Some(v) => Some(ctx.duration(v, "terminal_counts_every")?).filter(|d| !d.is_zero()),
+        None => Some(DEFAULT_TERMINAL_COUNTS_EVERY),
+    };
+    let database = resolve_database(ctx, &raw.database)?;
+    let jobs = resolve_jobs(ctx, &raw.jobs)?;
+    let rules = raw
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resolve_rule(ctx, r, i, environment.as_deref(), &jobs))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, rule) in rules.iter().enumerate() {
+        if rules[..i].iter().any(|r| r.name == rule.name) {
+            return Err(ctx.at(
+                &raw.rules[i].name,
+                &format!("rules[{i}].name"),
+                format!(
+                    "rule name `{}` is used twice; names key alerts, so they must be unique",
+                    rule.name
+                ),
+            ));
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let artifacts = raw
+        .artifacts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| resolve_artifacts(ctx, a, i, base))
+        .collect::<Result<Vec<_>, _>>()?;
+    let http = match &raw.http {
+        Some(h) => Http {
+            listen: match &h.listen {
+                Some(l) => ctx.text(l, "http.listen")?,
+                None => DEFAULT_LISTEN.to_string(),
+            },
+            token: h
+                .token
+                .as_ref()
+                .map(|t| ctx.text(t, "http.token"))
+                .transpose()?
+                .filter(|t| !t.is_empty()),
+        },
+        None => Http {
+            listen: DEFAULT_LISTEN.to_string(),
+            token: None,
+        },
+    };
+    let alerts = raw
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Ok(AlertSink {
+                kind: a.kind,
+                url: ctx.text(&a.url, &format!("alerts[{i}].url"))?,
+                min_severity: a.min_severity.unwrap_or(Severity::Warning),
+            })
+        })
+        .collect::<Result<Vec<_>, Located>>()?;
+    Ok(Config {
+        path: path.to_path_buf(),
+        environment,
+        interval,
+        dry_run: raw.dry_run.unwrap_or(false),
+        terminal_counts_every,
+        database,
+        jobs,
+        rules,
+        artifacts,
+        http,
+        alerts,
+    })
+}
+
+fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Database, Located> {
+    let url = ctx.text(&raw.url, "database.url")?;
+    let dialect = Dialect::from_url(&url).ok_or_else(|| {
+        ctx.at(
+            &raw.url,
+            "database.url",
+            format!(
+                "`{}` is not a postgres://, mysql:// or sqlite:// URL",
+                redact_url(&url)
+            ),
+        )
+    })?;
+    // sqlx knows MariaDB by the mysql:// scheme.
+    let url = match url.strip_prefix("mariadb:") {
+        Some(rest) => format!("mysql:{rest}"),
+        None => url,
+    };
+    let max_connections = match &raw.max_connections {
+        Some(m) if !(1..=100).contains(m.get_ref()) => {
+            return Err(ctx.at(
+                m,
+                "database.max_connections",
+                format!("{} is out of range (1 to 100)", m.get_ref()),
+            ))
+        }
+        Some(m) => *m.get_ref() as u32,
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let query_timeout = match &raw.query_timeout {
+        Some(v) => ctx.duration(v, "database.query_timeout")?,
+        None => DEFAULT_QUERY_TIMEOUT,
+    };
+    if query_timeout.is_zero() {
+        return Err(ctx.located(
+            raw.query_timeout.as_ref().map(|v| v.span()),
+            Some("database.query_timeout"),
+            "must be longer than zero".into(),
+        ));
+    }
+    Ok(Database {
+        url,
+        dialect,
+        max_connections,
+        query_timeout,
+    })
+}
+
+fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
+    let table_text = ctx.text(&raw.table, "jobs.table")?;
+    let table = sql::parse_table(&table_text).map_err(|m| ctx.at(&raw.table, "jobs.table", m))?;
+    let named = |value: &Option<Text>, key: &str, default: &str| -> Result<Field, Located> {
+        match value {
+            Some(v) => ctx.field(v, key),
+            None => Ok(Field {
+                column: default.to_string(),
+                path: vec![],
+            }),
+        }
+    };
+    let id = named(&raw.id, "jobs.id", "id")?;
+    let status = named(&raw.status, "jobs.status", "status")?;
+    for (field, value, key) in [
+        (&id, &raw.id, "jobs.id"),
+        (&status, &raw.status, "jobs.status"),
+    ] {
+        if !field.is_plain() {
+            return Err(ctx.located(
+                value.as_ref().map(|v| v.span()),
+                Some(key),
+                format!("`{field}` is a JSON path; the id and status must be plain columns"),
+            ));
+        }
+    }
+    let statuses = resolve_statuses(ctx, &raw.statuses)?;
+    let pid = ctx.opt_field(&raw.pid, "jobs.pid")?;
+    let host = ctx.opt_field(&raw.host, "jobs.host")?;
+    if pid.is_some() != host.is_some() {
+        let (value, key) = if pid.is_some() {
+            (&raw.pid, "jobs.pid")
+        } else {
+            (&raw.host, "jobs.host")
+        };
+        return Err(ctx.located(
+            value.as_ref().map(|v| v.span()),
+            Some(key),
+            "`pid` and `host` go together: a pid means nothing without the host it runs on".into(),
+        ));
+    }
+    Ok(Jobs {
+        table,
+        id,
+        status,
+        created_at: named(&raw.created_at, "jobs.created_at", "created_at")?,
+        heartbeat_at: ctx.opt_field(&raw.heartbeat_at, "jobs.heartbeat_at")?,
+        progress: ctx.opt_field(&raw.progress, "jobs.progress")?,
+        finished_at: ctx.plain_field(&raw.finished_at, "jobs.finished_at")?,
+        error: ctx.plain_field(&raw.error, "jobs.error")?,
+        parent_id: ctx.opt_field(&raw.parent_id, "jobs.parent_id")?,
+        phase: ctx.opt_field(&raw.phase, "jobs.phase")?,
+        pid,
+        host,
+        where_sql: raw
+            .where_sql
+            .as_ref()
+            .map(|w| ctx.text(w, "jobs.where"))
+            .transpose()?
+            .filter(|w| !w.trim().is_empty()),
+        statuses,
+    })
+}
+
+fn resolve_statuses(ctx: &Ctx<'_>, raw: &RawStatuses) -> Result<Statuses, Located> {
+    let statuses = Statuses {
+        pending: ctx.texts(&raw.pending, "jobs.statuses.pending")?,
+        running: ctx.texts(&raw.running, "jobs.statuses.running")?,
+        succeeded: ctx.texts(&raw.succeeded, "jobs.statuses.succeeded")?,
+        failed: ctx.texts(&raw.failed, "jobs.statuses.failed")?,
+        cancelled: ctx.texts(&raw.cancelled, "jobs.statuses.cancelled")?,
+    };
+    let mut seen: BTreeMap<&str, StatusClass> = BTreeMap::new();
+    for class in StatusClass::ALL {
+        for (i, word) in statuses.words(class).iter().enumerate() {
+            let spanned = match class {
+                StatusClass::Pending => &raw.pending[i],
+                StatusClass::Running => &raw.running[i],
+                StatusClass::Succeeded => &raw.succeeded[i],
+                StatusClass::Failed => &raw.failed[i],
+                StatusClass::Cancelled => &raw.cancelled[i],
+            };
+            let key = format!("jobs.statuses.{}", class.as_str());
+            if word.is_empty() {
+                return Err(ctx.at(spanned, &key, "a status word must not be empty".into()));
+            }
+            if let Some(other) = seen.insert(word, class) {
+                return Err(ctx.at(
+                    spanned,
+                    &key,
+                    format!(
+                        "status `{word}` is already listed under `{}`",
+                        other.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if statuses.active().next().is_none() {
+        return Err(ctx.located(
+            None,
+            Some("jobs.statuses"),
+            "list at least one `pending` or `running` status word: those are the jobs jobwarden watches".into(),
+        ));
+    }
+    Ok(statuses)
+}
+
+fn resolve_rule(
+    ctx: &Ctx<'_>,
+    raw: &RawRule,
+    i: usize,
+    environment: Option<&str>,
+    jobs: &Jobs,
+) -> Result<Rule, Located> {
+    let key = |k: &str| format!("rules[{i}].{k}");
+    let name = ctx.text(&raw.name, &key("name"))?;
+    if name.trim().is_empty() {
+        return Err(ctx.at(&raw.name, &key("name"), "a rule needs a name".into()));
+    }
+    let statuses = raw
+        .statuses
+        .get_ref()
+        .iter()
+        .map(|s| {
+            let word = ctx.text(s, &key("statuses"))?;
+            match jobs.statuses.class_of(&word) {
+                Some(c) if c.is_active() => Ok(word),
+                Some(c) => Err(ctx.at(s, &key("statuses"), format!(
+                    "rule `{name}` watches `{word}`, a `{}` status; rules watch pending and running statuses only",
+                    c.as_str()
+                ))),
+                None => Err(ctx.at(s, &key("statuses"), format!(
+                    "rule `{name}` watches `{word}`, which [jobs.statuses] does not list as pending or running"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if statuses.is_empty() {
+        return Err(ctx.at(
+            &raw.statuses,
+            &key("statuses"),
+            format!("rule `{name}` watches no status"),
+        ));
+    }
+    let signal = *raw.signal.get_ref();
+    let needs = match signal {
+        Signal::Heartbeat => jobs.heartbeat_at.is_none().then_some("heartbeat_at"),
+        Signal::Progress => jobs.progress.is_none().then_some("progress"),
+        Signal::Created => None,
+    };
+    if let Some(column) = needs {
+        return Err(ctx.at(
+            &raw.signal,
+            &key("signal"),
+            format!(
+                "rule `{name}` uses signal `{}`, but [jobs] sets no `{column}` column",
+                signal.as_str()
+            ),
+        ));
+    }
+    let after = resolve_after(ctx, &raw.after, &key("after"), &name, environment)?;
+    let phases = match &raw.phases {
+        Some(p) if jobs.phase.is_none() => {
+            let first = p.first().map(|t| t.span());
+            return Err(ctx.located(
+                first,
+                Some(&key("phases")),
+                format!("rule `{name}` selects by phase, but [jobs] sets no `phase` column"),
+            ));
+        }
+        Some(p) => Some(ctx.texts(p, &key("phases"))?),
+        None => None,
+    };
+    let action = raw.action.as_ref().map_or(Action::Alert, |a| *a.get_ref());
+    let missing_class = match action {
+        Action::Fail if jobs.statuses.failed.is_empty() => Some("failed"),
+        Action::Requeue if jobs.statuses.pending.is_empty() => Some("pending"),
+        _ => None,
+    };
+    if let (Some(class), Some(a)) = (missing_class, &raw.action) {
+        return Err(ctx.at(a, &key("action"), format!(
+            "rule `{name}` would write a `{class}` status, but [jobs.statuses] lists no `{class}` word"
+        )));
+    }
+    Ok(Rule {
+        name,
+        statuses,
+        signal,
+        after,
+        phases,
+        action,
+        severity: raw.severity.unwrap_or(Severity::Warning),
+    })
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Heartbeat => "heartbeat",
+            Signal::Progress => "progress",
+            Signal::Created => "created",
+        }
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Fail => "fail",
+            Action::Requeue => "requeue",
+        }
+    }
+}
+
+/// `after = "30m"`, or `after = { development = "5m", production = "30m" }` resolved for the
+/// environment in use.
+fn resolve_after(
+    ctx: &Ctx<'_>,
+    raw: &Spanned<toml::Value>,
+    key: &str,
+    rule: &str,
+    environment: Option<&str>,
+) -> Result<Duration, Located> {
+    let duration = |text: &str, key: &str| -> Result<Duration, Located> {
+        let expanded = expand(text, ctx.lookup).map_err(|m| ctx.at(raw, key, m))?;
+        let d = parse_duration(&expanded).map_err(|m| ctx.at(raw, key, m))?;
+        if d.is_zero() {
+            return Err(ctx.at(raw, key, "must be longer than zero".into()));
+        }
+        Ok(d)
+    };
+    match raw.get_ref() {
+        toml::Value::String(s) => duration(s, key),
+        toml::Value::Table(table) => {
+            let Some(env) = environment else {
+                return Err(ctx.at(raw, key, format!(
+                    "rule `{rule}` gives `after` per environment, but no environment is set: set `environment` in the file or pass --env"
+                )));
+            };
+            match table.get(env) {
+                Some(toml::Value::String(s)) => duration(s, &format!("{key}.{env}")),
+                Some(_) => Err(ctx.at(
+                    raw,
+                    &format!("{key}.{env}"),
+                    "must be a duration string like \"30m\"".into(),
+                )),
+                None => Err(ctx.at(
+                    raw,
+                    key,
+                    format!(
+                        "rule `{rule}` has no `after` for environment `{env}` (it has: {})",
+                        table.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+            }
+        }
+        _ => Err(ctx.at(
+            raw,
+            key,
+            "must be a duration string (\"30m\") or a table of them per environment".into(),
+        )),
+    }
+}
+
+fn resolve_artifacts(
+    ctx: &Ctx<'_>,
+    raw: &RawArtifacts,
+    i: usize,
+    base: &Path,
+) -> Result<Artifacts, Located> {
+    let key = |k: &str| format!("artifacts[{i}].{k}");
+    let pattern = ctx.text(&raw.pattern, &key("pattern"))?;
+    if pattern.matches("{job_id}").count() != 1 {
+        return Err(ctx.at(
+            &raw.pattern,
+            &key("pattern"),
+            format!(
+            "`{pattern}` must contain `{{job_id}}` exactly once: it is how a path names its job"
+        ),
+        ));
+    }
+    let root = PathBuf::from(ctx.text(&raw.root, &key("root"))?);
+    Ok(Artifacts {
+        name: ctx.text(&raw.name, &key("name"))?,
+        root: if root.is_absolute() {
+            root
+        } else {
+            base.join(root)
+        },
+        pattern,
+        partial: ctx.texts(&raw.partial, &key("partial"))?,
+        settle: match &raw.settle {
+            Some(s) => ctx.duration(s, &key("settle"))?,
+            None => Duration::from_secs(120),
+        },
+        required: ctx.texts(&raw.required, &key("required"))?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing the resolved config (`validate`).
+
+/// The resolved config as a JSON value, with secrets redacted.
+pub fn redacted_json(config: &Config) -> serde_json::Value {
+    let field = |f: &Option<Field>| f.as_ref().map(|f| f.to_string());
+    let rules: Vec<_> = config
+        .rules
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name, "statuses": r.statuses, "signal": r.signal,
+                "after": humantime::format_duration(r.after).to_string(),
+                "phases": r.phases, "action": r.action, "severity": r.severity,
+            })
+        })
+        .collect();
+    let artifacts: Vec<_> = config
+        .artifacts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "name": a.name, "root": a.root, "pattern": a.pattern, "partial": a.partial,
+                "settle": humantime::format_duration(a.settle).to_string(), "required": a.required,
+            })
+        })
+        .collect();
+    let alerts: Vec<_> = config
+        .alerts
+        .iter()
+        .map(|a| serde_json::json!({"kind": a.kind, "url": redact_alert_url(a.kind, &a.url), "min_severity": a.min_severity}))
+        .collect();
+    let j = &config.jobs;
+    serde_json::json!({
+        "environment": config.environment,
+        "interval": humantime::format_duration(config.interval).to_string(),
+        "dry_run": config.dry_run,
+        "terminal_counts_every": config.terminal_counts_every
+            .map_or("0".to_string(), |d| humantime::format_duration(d).to_string()),
+        "database": {
+            "url": config.redacted_url(),
+            "dialect": config.database.dialect,
+            "max_connections": config.database.max_connections,
+            "query_timeout": humantime::format_duration(config.database.query_timeout).to_string(),
+        },
+        "jobs": {
+            "table": j.table.to_string(), "id": j.id.to_string(), "status": j.status.to_string(),
+            "created_at": j.created_at.to_string(), "heartbeat_at": field(&j.heartbeat_at),
+            "progress": field(&j.progress), "finished_at": field(&j.finished_at),
+            "error": field(&j.error), "parent_id": field(&j.parent_id), "phase": field(&j.phase),
+            "pid": field(&j.pid), "host": field(&j.host), "where": j.where_sql,
+            "statuses": StatusClass::ALL.iter()
+                .map(|&c| (c.as_str(), j.statuses.words(c).to_vec()))
+                .collect::<BTreeMap<_, _>>(),
+        },
+        "rules": rules,
+        "artifacts": artifacts,
+        "http": {"listen": config.http.listen, "token": config.http.token.as_ref().map(|_| "***")},
+        "alerts": alerts,
+    })
+}
+
+/// A Slack incoming-webhook URL is itself the secret (its path); other URLs only hide a
+/// password.
+fn redact_alert_url(kind: AlertKind, url: &str) -> String {
+    match (kind, url.split_once("://")) {
+        (AlertKind::Slack, Some((scheme, rest))) => {
+            let host = rest.split('/').next().unwrap_or_default();
+            format!("{scheme}://{host}/***")
+        }
+        _ => redact_url(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[database]
+url = "sqlite://jobs.db"
+
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+[jobs.statuses]
+running = ["running"]
+failed = ["failed"]
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "DATABASE_URL" => Some("postgres://app:s3cret@db:5432/app".into()),
+            "TOKEN" => Some("t0k3n".into()),
+            _ => None,
+        }
+    }
+
+    fn load_str(text: &str, env_override: Option<&str>) -> Result<Config, String> {
+        parse(
+            text,
+            Path::new("/etc/jobwarden/jw.toml"),
+            env_override,
+            &env,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn with_rule(rule: &str) -> String {
+        format!("{MINIMAL}\n[[rules]]\n{rule}\n")
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = load_str(MINIMAL, None).unwrap();
+        assert_eq!(c.interval, DEFAULT_INTERVAL);
+        assert_eq!(c.database.max_connections, 2);
+        assert_eq!(c.database.query_timeout, Duration::from_secs(5));
+        assert_eq!(c.terminal_counts_every, Some(Duration::from_secs(300)));
+        assert_eq!(c.jobs.id.column, "id");
+        assert_eq!(c.jobs.created_at.column, "created_at");
+        assert_eq!(c.http.listen, "127.0.0.1:9847");
+        assert!(!c.dry_run);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let text = MINIMAL.replace("table = \"jobs\"", "table = \"jobs\"\ntabel = \"x\"");
+        let err = load_str(&text, None).unwrap_err();
+        assert!(err.starts_with("/etc/jobwarden/jw.toml:7:1: "), "{err}");
+        assert!(err.contains("unknown field `tabel`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_status_class_is_rejected() {
+        let text = MINIMAL.replace("failed = [\"failed\"]", "broken = [\"x\"]");
+        let err = load_str(&text, None).unwrap_err();
+        assert!(
+            err.contains(":10:1:") && err.contains("unknown field `broken`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_vars_expand_and_unset_ones_are_named() {
+        let text = MINIMAL.replace("sqlite://jobs.db", "${DATABASE_URL}");
+        let c = load_str(&text, None).unwrap();
+        assert_eq!(c.database.url, "postgres://app:s3cret@db:5432/app");
+        assert_eq!(c.redacted_url(), "postgres://app:***@db:5432/app");
+        assert_eq!(c.database.dialect, Dialect::Postgres);
+        let err = load_str(&MINIMAL.replace("sqlite://jobs.db", "${NOPE}"), None).unwrap_err();
+        assert!(
+            err.contains(":3:7:")
+                && err.contains("`database.url`")
+                && err.contains("`NOPE` is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_duration_unit_parses() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("5m", 300),
+            ("1h 30m", 5400),
+            ("2h", 7200),
+            ("1d", 86400),
+            ("500ms", 0),
+        ] {
+            let c = load_str(&format!("interval = \"{text}\"\n{MINIMAL}"), None);
+            match c {
+                Ok(c) => assert_eq!(c.interval.as_secs(), secs, "{text}"),
+                Err(e) => panic!("{text}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let err = load_str(&format!("interval = \"soon\"\n{MINIMAL}"), None).unwrap_err();
+        assert!(
+            err.contains(":1:12:") && err.contains("`interval`") && err.contains("not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn per_environment_after_is_resolved() {
+        let rule = with_rule(
+            "name = \"hb\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\nafter = { development = \"5m\", production = \"30m\" }",
+        );
+        let prod = load_str(&format!("environment = \"production\"\n{rule}"), None).unwrap();
+        assert_eq!(prod.rules[0].after, Duration::from_secs(1800));
+        let dev = load_str(
+            &format!("environment = \"production\"\n{rule}"),
+            Some("development"),
+        )
+        .unwrap();
+        assert_eq!(dev.rules[0].after, Duration::from_secs(300));
+        let err = load_str(&rule, Some("staging")).unwrap_err();
+        assert!(
+            err.contains("no `after` for environment `staging`")
+                && err.contains("development, production"),
+            "{err}"
+        );
+        let err = load_str(&rule, None).unwrap_err();
+        assert!(err.contains("no environment is set"), "{err}");
+    }
+
+    #[test]
+    fn rule_defaults_and_checks() {
+        let c = load_str(
+            &with_rule(
+                "name = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = \"1h\"",
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.rules[0].action, Action::Alert);
+        assert_eq!(c.rules[0].severity, Severity::Warning);
+
+        let cases = [
+            ("name = \"r\"\nstatuses = [\"done\"]\nsignal = \"created\"\nafter = \"1h\"", "does not list as pending or running"),
+            ("name = \"r\"\nstatuses = [\"failed\"]\nsignal = \"created\"\nafter = \"1h\"", "a `failed` status"),
+            ("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"progress\"\nafter = \"1h\"", "no `progress` column"),
+            ("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"smoke\"\nafter = \"1h\"", "unknown variant `smoke`"),
+            ("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = \"1h\"\naction = \"requeue\"", "no `pending` word"),
+            ("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = \"1h\"\nphases = [\"a\"]", "no `phase` column"),
+            ("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = 5", "must be a duration string"),
+            ("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = \"0s\"", "longer than zero"),
+        ];
+        for (rule, expected) in cases {
+            let err = load_str(&with_rule(rule), None).unwrap_err();
+            assert!(err.contains(expected), "{rule}\n=> {err}");
+            assert!(
+                err.contains("rules[0]") || err.contains("unknown variant"),
+                "{err}"
+            );
+        }
+        let twice = format!(
+            "{}\n[[rules]]\nname = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = \"2h\"",
+            with_rule("name = \"r\"\nstatuses = [\"running\"]\nsignal = \"created\"\nafter = \"1h\"")
+        );
+        assert!(load_str(&twice, None).unwrap_err().contains("used twice"));
+    }
+
+    #[test]
+    fn identifiers_are_checked_where_they_are_written() {
+        let err = load_str(
+            &MINIMAL.replace("\"updated_at\"", "\"updated at; drop\""),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(":7:16:")
+                && err.contains("`jobs.heartbeat_at`")
+                && err.contains("not a plain identifier"),
+            "{err}"
+        );
+        let c = load_str(&MINIMAL.replace("\"updated_at\"", "'\"updatedAt\"'"), None).unwrap();
+        assert_eq!(c.jobs.heartbeat_at.unwrap().column, "updatedAt");
+        let err = load_str(
+            &MINIMAL.replace("heartbeat_at = \"updated_at\"", "error = \"meta.err\""),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("must be a plain column"), "{err}");
+    }
+
+    #[test]
+    fn status_words_are_unique_and_active_ones_exist() {
+        let err = load_str(
+            &MINIMAL.replace("failed = [\"failed\"]", "failed = [\"running\"]"),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("already listed under `running`"), "{err}");
+        let err = load_str(&MINIMAL.replace("running = [\"running\"]", ""), None).unwrap_err();
+        assert!(err.contains("at least one `pending` or `running`"), "{err}");
+    }
+
+    #[test]
+    fn pid_needs_host() {
+        let err = load_str(
+            &MINIMAL.replace("table = \"jobs\"", "table = \"jobs\"\npid = \"pid\""),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`jobs.pid`") && err.contains("go together"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redaction_hides_passwords_and_tokens() {
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h/db?sslmode=require"),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(redact_url("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=x"),
+            "postgres://h/db?user=u&password=***"
+        );
+        let text = format!("{MINIMAL}\n[http]\ntoken = \"${{TOKEN}}\"\n[[alerts]]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/XYZ\"\n")
+            .replace("sqlite://jobs.db", "${DATABASE_URL}");
+        let c = load_str(&text, None).unwrap();
+        let printed = redacted_json(&c).to_string();
+        for secret in ["s3cret", "t0k3n", "XYZ"] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+        assert_eq!(c.secrets(), vec!["s3cret".to_string(), "t0k3n".to_string()]);
+    }
+
+    #[test]
+    fn artifacts_root_is_relative_to_the_config() {
+        let c = load_str(&format!("{MINIMAL}\n[[artifacts]]\nname = \"reports\"\nroot = \"volumes/logs\"\npattern = \"{{job_id}}/**\"\n"), None).unwrap();
+        assert_eq!(
+            c.artifacts[0].root,
+            PathBuf::from("/etc/jobwarden/volumes/logs")
+        );
+        let err = load_str(
+            &format!("{MINIMAL}\n[[artifacts]]\nname = \"r\"\nroot = \"x\"\npattern = \"*.pdf\"\n"),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("{job_id}"), "{err}");
+    }
+
+    #[test]
+    fn expand_handles_dollars() {
+        assert_eq!(expand("a$$b", &env).unwrap(), "a$b");
+        assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
+        assert!(expand("${", &env).is_err());
+        assert!(expand("${A-B}", &env).unwrap_err().contains("not a valid"));
+    }
+}

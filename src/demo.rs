@@ -1,0 +1,219 @@
+//! `jobwarden demo`: a throwaway SQLite jobs table with a job in every state, and a config for
+//! it, then `check` on it. A newcomer sees real findings with no setup, and can go on with
+//! the printed commands against the same files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sqlx::any::AnyPoolOptions;
+
+use crate::commands::{self, Error};
+use crate::config;
+
+/// The demo's config, with `{url}` replaced by the database's URL.
+const CONFIG: &str = r#"# jobwarden demo config: a research_jobs table as a Supabase app keeps it.
+environment = "development"
+
+[database]
+url = "{url}"
+
+[jobs]
+table = "research_jobs"
+heartbeat_at = "updated_at"        # the app touches updated_at while it works
+progress = "metadata.steps"        # a JSON array that grows as steps finish
+phase = "metadata.phase"
+finished_at = "completed_at"
+error = "error"
+parent_id = "main_job_id"
+pid = "pid"
+host = "hostname"
+
+[jobs.statuses]
+pending = ["pending"]
+running = ["running"]
+succeeded = ["completed"]
+failed = ["failed"]
+cancelled = ["cancelled"]
+
+[[rules]]
+name = "stalled-heartbeat"
+statuses = ["running"]
+signal = "heartbeat"
+after = { development = "30m", production = "1h" }
+action = "fail"
+severity = "critical"
+
+[[rules]]
+name = "stalled-progress"
+statuses = ["running"]
+signal = "progress"
+after = "15m"
+action = "alert"
+severity = "warning"
+
+[[rules]]
+name = "pending-too-long"
+statuses = ["pending"]
+signal = "created"
+after = "1h"
+"#;
+
+/// Rows: id, status, created (minutes ago, NULL for none), updated (minutes ago), phase,
+/// steps, parent, pid.
+struct Row {
+    id: i64,
+    status: &'static str,
+    created: Option<f64>,
+    updated: Option<f64>,
+    phase: &'static str,
+    steps: &'static [&'static str],
+    parent: Option<i64>,
+    pid: Option<i64>,
+}
+
+const fn row(id: i64, status: &'static str, created: Option<f64>, updated: Option<f64>) -> Row {
+    Row {
+        id,
+        status,
+        created,
+        updated,
+        phase: "designing",
+        steps: &["plan"],
+        parent: None,
+        pid: None,
+    }
+}
+
+/// Makes the demo database and config under a new temporary folder, runs `check` on it, and
+/// leaves the files for the user. Returns `check`'s findings exit code as 0: the findings are
+/// the point of the demo.
+pub async fn demo(json: bool, out: &mut dyn Write) -> Result<u8, Error> {
+    let dir = tempfile::Builder::new()
+        .prefix("jobwarden-demo-")
+        .tempdir()?
+        .keep();
+    let config_path = build(&dir).await?;
+    let config = config::load(&config_path, None, &|name| std::env::var(name).ok())?;
+    if !json {
+        writeln!(
+            out,
+            "jobwarden demo: a SQLite jobs table with a job in every state"
+        )?;
+        writeln!(out, "  database: {}", dir.join("demo.db").display())?;
+        writeln!(out, "  config:   {}\n", config_path.display())?;
+    }
+    commands::check(&config, json, out).await?;
+    if !json {
+        writeln!(
+            out,
+            "\nNext: see what recover would write, and change nothing:"
+        )?;
+        writeln!(
+            out,
+            "  jobwarden recover --dry-run --config {}",
+            config_path.display()
+        )?;
+    }
+    Ok(commands::EXIT_OK)
+}
+
+/// Writes `demo.db` and `jobwarden.toml` into `dir`; returns the config's path.
+pub async fn build(dir: &Path) -> Result<PathBuf, Error> {
+    sqlx::any::install_default_drivers();
+    let db = dir.join("demo.db");
+    let url = format!("sqlite://{}", db.display());
+    let unavailable = |e: sqlx::Error| {
+        Error::Store(crate::store::StoreError::Query {
+            what: "making the demo database",
+            message: e.to_string(),
+        })
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{url}?mode=rwc"))
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(
+        "CREATE TABLE research_jobs (
+            id INTEGER PRIMARY KEY, status TEXT NOT NULL, created_at TEXT, updated_at TEXT,
+            completed_at TEXT, error TEXT, metadata TEXT, main_job_id INTEGER,
+            pid INTEGER, hostname TEXT)",
+    )
+    .execute(&pool)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query("CREATE INDEX research_jobs_status_idx ON research_jobs (status)")
+        .execute(&pool)
+        .await
+        .map_err(unavailable)?;
+
+    // A process that has exited: its pid is free, so the job that claims it is dead.
+    let dead_pid = match std::process::Command::new("true").spawn() {
+        Ok(mut child) => {
+            let pid = i64::from(child.id());
+            child.wait()?;
+            Some(pid)
+        }
+        Err(_) => None,
+    };
+    let rows = [
+        // Healthy: beating, and progressing.
+        Row {
+            steps: &["plan", "search"],
+            ..row(1, "running", Some(20.0), Some(1.0))
+        },
+        // Stalled: no heartbeat for 45 minutes.
+        Row {
+            phase: "assessing",
+            steps: &["plan", "search", "draft"],
+            ..row(2, "running", Some(120.0), Some(45.0))
+        },
+        // Still beating 20 minutes ago, but its steps have not moved since.
+        row(3, "running", Some(50.0), Some(20.0)),
+        // Pending for three hours: overdue.
+        row(4, "pending", Some(180.0), None),
+        // Pending for five minutes: fine.
+        row(5, "pending", Some(5.0), None),
+        // Its worker process on this host has exited.
+        Row {
+            pid: dead_pid,
+            ..row(6, "running", Some(10.0), Some(0.5))
+        },
+        // A failed parent with a child still running.
+        row(7, "failed", Some(30.0), Some(25.0)),
+        Row {
+            parent: Some(7),
+            ..row(8, "running", Some(28.0), Some(1.0))
+        },
+        // Finished jobs: never scanned.
+        row(9, "completed", Some(300.0), Some(250.0)),
+        row(10, "cancelled", Some(300.0), Some(290.0)),
+        // A row the app wrote without timestamps: a warning, never a failure.
+        row(11, "running", None, None),
+    ];
+    let host = crate::process::hostname();
+    for r in &rows {
+        let ago = |m: Option<f64>| m.map(|m| format!("-{} seconds", (m * 60.0) as i64));
+        let metadata = serde_json::json!({"phase": r.phase, "steps": r.steps}).to_string();
+        sqlx::query(
+            "INSERT INTO research_jobs (id, status, created_at, updated_at, metadata, main_job_id, pid, hostname)
+             VALUES (?, ?, datetime('now', ?), datetime('now', ?), ?, ?, ?, ?)",
+        )
+        .bind(r.id)
+        .bind(r.status)
+        .bind(ago(r.created))
+        .bind(ago(r.updated))
+        .bind(metadata)
+        .bind(r.parent)
+        .bind(r.pid)
+        .bind(r.pid.map(|_| host.clone()))
+        .execute(&pool)
+        .await
+        .map_err(unavailable)?;
+    }
+    pool.close().await;
+    let config_path = dir.join("jobwarden.toml");
+    let toml_url = url.replace('\\', "\\\\").replace('"', "\\\"");
+    std::fs::write(&config_path, CONFIG.replace("{url}", &toml_url))?;
+    Ok(config_path)
+}

@@ -1,0 +1,920 @@
+//! The detection core: active rows, rules and the time in, findings out.
+//!
+//! This is the one place that decides whether a job is stuck, and it does no I/O: no clock
+//! reads (the database's `now` is passed in), no process table (the shell passes the set of
+//! dead pids), no errors (a row it cannot judge becomes a [`Warning`]). That keeps every rule
+//! testable with plain values, and keeps `check`, `recover` and the daemon in agreement,
+//! since all three call [`detect`].
+//!
+//! Rule precedence: for each job and each signal (heartbeat, progress, created) the first rule
+//! in file order whose statuses and phases match the job is the one that judges it. A
+//! specific rule (`phases = ["training"]`, `after = "6h"`) placed before a generic one
+//! (`after = "30m"`) therefore overrides it, and a progress rule is never hidden by a
+//! heartbeat rule.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Action, Rule, Severity, Signal, StatusClass, Statuses};
+use crate::job::{Guard, JobRow, Relative, Stamp};
+
+/// What kind of problem a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Stalled,
+    Overdue,
+    DeadProcess,
+    OrphanedChild,
+    UnreportedArtifact,
+    IncompleteArtifact,
+    OrphanArtifact,
+    MissingArtifact,
+}
+
+/// What became of a finding's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing was attempted (`check`, or an `alert` action).
+    None,
+    /// The write was only printed.
+    DryRun,
+    /// The row was written.
+    Applied,
+    /// The row changed since it was read, so nothing was written.
+    Raced,
+    /// A safety limit held the write back.
+    Limited,
+    /// The write failed.
+    Error,
+}
+
+/// A file tied to a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArtifactRef {
+    /// Relative to the artifact root.
+    pub path: String,
+    pub size: u64,
+}
+
+/// One problem with one job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub rule: String,
+    pub job_id: String,
+    pub status: String,
+    pub phase: Option<String>,
+    pub age_seconds: u64,
+    pub threshold_seconds: u64,
+    #[serde(serialize_with = "crate::job::serialize_epoch")]
+    pub since: f64,
+    pub severity: Severity,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub message: String,
+    pub artifacts: Vec<ArtifactRef>,
+    /// The row as read, for the guarded write.
+    #[serde(skip)]
+    pub guard: Guard,
+}
+
+/// A row the core could not judge, said once per row and field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub job_id: String,
+    pub message: String,
+}
+
+/// What the shell observed in one scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The database's clock, Unix seconds.
+    pub now: f64,
+    /// The active rows.
+    pub jobs: &'a [JobRow],
+    /// Parents and children of active rows that are not active themselves.
+    pub relatives: &'a [Relative],
+    /// This machine's host name, as the `host` column would spell it.
+    pub local_host: &'a str,
+    /// Pids of jobs on this host that no longer exist.
+    pub dead_pids: &'a BTreeSet<i64>,
+}
+
+/// The rules in force for one scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    pub rules: &'a [Rule],
+    pub statuses: &'a Statuses,
+    /// `recover --older-than`: any active job older than this in its status is overdue.
+    pub older_than: Option<Duration>,
+}
+
+/// The core's answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Detected {
+    pub findings: Vec<Finding>,
+    pub warnings: Vec<Warning>,
+}
+
+/// When each job's progress value last changed, carried from scan to scan.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressMemory {
+    seen: HashMap<String, Seen>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    value: Option<String>,
+    since: f64,
+}
+
+/// The rule name of findings made by `--older-than`.
+pub const OLDER_THAN_RULE: &str = "older-than";
+/// The rule name of parent/child and dead-process findings that no rule covers.
+pub const BUILTIN_RULE: &str = "builtin";
+
+impl ProgressMemory {
+    /// Records this scan's progress values and returns, per job id, since when each has been
+    /// unchanged. A value seen for the first time is dated by the row's heartbeat when there
+    /// is one (the row has not been touched since then, so neither has its progress), else by
+    /// `now`: jobwarden never assumes a job is older than it can show.
+    fn observe(&mut self, jobs: &[JobRow], now: f64) -> HashMap<String, f64> {
+        let mut next = HashMap::with_capacity(jobs.len());
+        for job in jobs {
+            let since = match self.seen.get(&job.id) {
+                Some(seen) if seen.value == job.progress => seen.since,
+                Some(_) => now,
+                None => job.heartbeat_at.at().unwrap_or(now).min(now),
+            };
+            next.insert(
+                job.id.clone(),
+                Seen {
+                    value: job.progress.clone(),
+                    since,
+                },
+            );
+        }
+        self.seen = next;
+        self.seen
+            .iter()
+            .map(|(id, s)| (id.clone(), s.since))
+            .collect()
+    }
+
+    /// How many jobs are remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+impl Rule {
+    /// Whether this rule watches the job's status and phase.
+    pub fn matches(&self, job: &JobRow) -> bool {
+        self.statuses.contains(&job.status)
+            && self.phases.as_ref().is_none_or(|phases| {
+                job.phase
+                    .as_ref()
+                    .is_some_and(|p| phases.iter().any(|x| x == p))
+            })
+    }
+}
+
+/// Judges every active job. Pure: same input, same output.
+pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressMemory) -> Detected {
+    let progress_since = memory.observe(obs.jobs, obs.now);
+    let status_of: HashMap<&str, &str> = obs
+        .relatives
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .chain(obs.jobs.iter().map(|j| (j.id.as_str(), j.status.as_str())))
+        .collect();
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    let all_parents = obs
+        .jobs
+        .iter()
+        .map(|j| (j.id.as_str(), j.parent_id.as_deref(), j.status.as_str()))
+        .chain(
+            obs.relatives
+                .iter()
+                .map(|r| (r.id.as_str(), r.parent_id.as_deref(), r.status.as_str())),
+        );
+    let mut seen_children = BTreeSet::new();
+    for (id, parent, status) in all_parents {
+        if let Some(parent) = parent {
+            if seen_children.insert(id) {
+                children.entry(parent).or_default().push(status);
+            }
+        }
+    }
+    let finished = |status: &str| {
+        policy
+            .statuses
+            .class_of(status)
+            .is_some_and(|c| !c.is_active())
+    };
+
+    let mut out = Detected::default();
+    for job in obs.jobs {
+        let Some(class) = policy.statuses.class_of(&job.status) else {
+            continue;
+        };
+        if !class.is_active() {
+            continue;
+        }
+        let judge = Judge { job, now: obs.now };
+        for signal in [Signal::Heartbeat, Signal::Progress, Signal::Created] {
+            let Some(rule) = policy
+                .rules
+                .iter()
+                .find(|r| r.signal == signal && r.matches(job))
+            else {
+                continue;
+            };
+            let since = match signal {
+                Signal::Heartbeat => judge.heartbeat_since(),
+                Signal::Progress => Ok(progress_since.get(&job.id).copied().unwrap_or(obs.now)),
+                Signal::Created => judge.created_since(),
+            };
+            match since {
+                Ok(since) => {
+                    if let Some(f) = judge.over(
+                        since,
+                        rule.after,
+                        signal,
+                        &rule.name,
+                        rule.action,
+                        rule.severity,
+                    ) {
+                        out.findings.push(f);
+                    }
+                }
+                Err(message) => out.warn(job, format!("{message}; rule `{}` skipped", rule.name)),
+            }
+        }
+        if let Some(limit) = policy.older_than {
+            match judge.created_since() {
+                Ok(since) => {
+                    if let Some(f) = judge.over(
+                        since,
+                        limit,
+                        Signal::Created,
+                        OLDER_THAN_RULE,
+                        Action::Fail,
+                        Severity::Critical,
+                    ) {
+                        out.findings.push(f);
+                    }
+                }
+                Err(message) => out.warn(job, format!("{message}; --older-than skipped")),
+            }
+        }
+        let governing = policy.rules.iter().find(|r| r.matches(job));
+        let (rule, action, severity) = match governing {
+            Some(r) => (r.name.as_str(), r.action, r.severity),
+            None => (BUILTIN_RULE, Action::Alert, Severity::Warning),
+        };
+        if let (Some(pid), Some(host)) = (job.pid, &job.host) {
+            if same_host(host, obs.local_host) && obs.dead_pids.contains(&pid) {
+                out.findings.push(judge.finding(
+                    Kind::DeadProcess,
+                    rule,
+                    action,
+                    severity,
+                    0,
+                    format!(
+                        "process {pid} on {host} is gone, but the job is still {}",
+                        job.status
+                    ),
+                ));
+            }
+        }
+        if let Some(parent) = &job.parent_id {
+            if let Some(parent_status) = status_of.get(parent.as_str()).filter(|s| finished(s)) {
+                out.findings.push(judge.finding(
+                    Kind::OrphanedChild,
+                    rule,
+                    action,
+                    severity,
+                    0,
+                    format!(
+                        "parent {parent} is {parent_status}, but this child is still {}",
+                        job.status
+                    ),
+                ));
+            }
+        }
+        if let Some(kids) = children.get(job.id.as_str()) {
+            if kids.iter().all(|s| finished(s)) {
+                // The parent may be about to wrap up; tell a person, never write.
+                out.findings.push(judge.finding(
+                    Kind::OrphanedChild,
+                    rule,
+                    Action::Alert,
+                    severity,
+                    0,
+                    format!(
+                        "all {} children are finished, but the parent is still {}",
+                        kids.len(),
+                        job.status
+                    ),
+                ));
+            }
+        }
+    }
+    out.findings.sort_by(|a, b| {
+        natural_cmp(&a.job_id, &b.job_id)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.rule.cmp(&b.rule))
+    });
+    out
+}
+
+impl Detected {
+    fn warn(&mut self, job: &JobRow, message: String) {
+        self.warnings.push(Warning {
+            job_id: job.id.clone(),
+            message,
+        });
+    }
+}
+
+/// One job at one instant.
+struct Judge<'a> {
+    job: &'a JobRow,
+    now: f64,
+}
+
+impl Judge<'_> {
+    fn created_since(&self) -> Result<f64, String> {
+        match &self.job.created_at {
+            Stamp::At(t) => Ok(*t),
+            Stamp::Missing => Err("created_at is NULL".into()),
+            Stamp::Invalid(v) => Err(format!("created_at `{v}` is not a timestamp")),
+        }
+    }
+
+    /// The last heartbeat; before the first one, `created_at`.
+    fn heartbeat_since(&self) -> Result<f64, String> {
+        match &self.job.heartbeat_at {
+            Stamp::At(t) => Ok(*t),
+            Stamp::Missing => self
+                .created_since()
+                .map_err(|m| format!("no heartbeat yet and {m}")),
+            Stamp::Invalid(v) => Err(format!("heartbeat `{v}` is not a timestamp")),
+        }
+    }
+
+    /// A finding when `now - since` exceeds `limit`.
+    fn over(
+        &self,
+        since: f64,
+        limit: Duration,
+        signal: Signal,
+        rule: &str,
+        action: Action,
+        severity: Severity,
+    ) -> Option<Finding> {
+        let age = self.now - since;
+        if age <= limit.as_secs_f64() {
+            return None;
+        }
+        let (kind, what) = match signal {
+            Signal::Heartbeat => (Kind::Stalled, "no heartbeat for".to_string()),
+            Signal::Progress => (Kind::Stalled, "no progress for".to_string()),
+            Signal::Created => (Kind::Overdue, format!("{} for", self.job.status)),
+        };
+        let message = format!(
+            "{what} {} (limit {})",
+            format_age(age),
+            humantime::format_duration(limit)
+        );
+        let mut finding = self.finding(kind, rule, action, severity, limit.as_secs(), message);
+        finding.since = since;
+        finding.age_seconds = age as u64;
+        Some(finding)
+    }
+
+    fn finding(
+        &self,
+        kind: Kind,
+        rule: &str,
+        action: Action,
+        severity: Severity,
+        threshold_seconds: u64,
+        message: String,
+    ) -> Finding {
+        let since = self.heartbeat_since().unwrap_or(self.now).min(self.now);
+        Finding {
+            kind,
+            rule: rule.to_string(),
+            job_id: self.job.id.clone(),
+            status: self.job.status.clone(),
+            phase: self.job.phase.clone(),
+            age_seconds: (self.now - since).max(0.0) as u64,
+            threshold_seconds,
+            since,
+            severity,
+            action,
+            outcome: Outcome::None,
+            message,
+            artifacts: Vec::new(),
+            guard: self.job.guard.clone(),
+        }
+    }
+}
+
+/// Whole seconds, humantime style: `31m 40s`.
+pub fn format_age(seconds: f64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds.max(0.0) as u64)).to_string()
+}
+
+/// `web-1` and `web-1.example.com` are the same host; case does not matter.
+fn same_host(a: &str, b: &str) -> bool {
+    let short = |h: &str| h.split('.').next().unwrap_or(h).to_ascii_lowercase();
+    a.eq_ignore_ascii_case(b) || short(a) == short(b)
+}
+
+/// Numbers in numeric order (`9` before `10`), anything else as text.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<i128>(), b.parse::<i128>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Counts active rows per status class and per status word.
+pub fn count_active(jobs: &[JobRow], statuses: &Statuses) -> ActiveCounts {
+    let mut counts = ActiveCounts::default();
+    for job in jobs {
+        if let Some(class) = statuses.class_of(&job.status) {
+            *counts.by_class.entry(class).or_default() += 1;
+        }
+        *counts.by_status.entry(job.status.clone()).or_default() += 1;
+    }
+    counts
+}
+
+/// Active rows per class and per word.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveCounts {
+    pub by_class: std::collections::BTreeMap<StatusClass, u64>,
+    pub by_status: std::collections::BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::rfc3339;
+
+    const NOW: f64 = 1_767_225_600.0;
+    const MIN: f64 = 60.0;
+
+    fn statuses() -> Statuses {
+        Statuses {
+            pending: vec!["queued".into()],
+            running: vec!["running".into()],
+            succeeded: vec!["completed".into()],
+            failed: vec!["failed".into()],
+            cancelled: vec!["cancelled".into()],
+        }
+    }
+
+    fn rule(name: &str, signal: Signal, after_min: u64) -> Rule {
+        Rule {
+            name: name.into(),
+            statuses: vec!["running".into()],
+            signal,
+            after: Duration::from_secs(after_min * 60),
+            phases: None,
+            action: Action::Fail,
+            severity: Severity::Critical,
+        }
+    }
+
+    /// A running job created an hour ago that beat `beat_min_ago` minutes ago.
+    fn job(id: &str, beat_min_ago: Option<f64>) -> JobRow {
+        JobRow {
+            id: id.into(),
+            status: "running".into(),
+            created_at: Stamp::At(NOW - 60.0 * MIN),
+            heartbeat_at: beat_min_ago.map_or(Stamp::Missing, |m| Stamp::At(NOW - m * MIN)),
+            progress: None,
+            phase: None,
+            parent_id: None,
+            pid: None,
+            host: None,
+            guard: Guard::default(),
+        }
+    }
+
+    struct Scenario {
+        jobs: Vec<JobRow>,
+        relatives: Vec<Relative>,
+        rules: Vec<Rule>,
+        dead: BTreeSet<i64>,
+        older_than: Option<Duration>,
+        now: f64,
+    }
+
+    fn scenario(jobs: Vec<JobRow>, rules: Vec<Rule>) -> Scenario {
+        Scenario {
+            jobs,
+            relatives: vec![],
+            rules,
+            dead: BTreeSet::new(),
+            older_than: None,
+            now: NOW,
+        }
+    }
+
+    fn run(s: &Scenario, memory: &mut ProgressMemory) -> Detected {
+        let statuses = statuses();
+        let obs = Observation {
+            now: s.now,
+            jobs: &s.jobs,
+            relatives: &s.relatives,
+            local_host: "web-1",
+            dead_pids: &s.dead,
+        };
+        let policy = Policy {
+            rules: &s.rules,
+            statuses: &statuses,
+            older_than: s.older_than,
+        };
+        detect(&obs, &policy, memory)
+    }
+
+    /// Runs a scenario once and compares `(job, kind, rule)` of each finding.
+    fn check(s: Scenario, expected: &[(&str, Kind, &str)]) -> Detected {
+        let got = run(&s, &mut ProgressMemory::default());
+        let summary: Vec<_> = got
+            .findings
+            .iter()
+            .map(|f| (f.job_id.as_str(), f.kind, f.rule.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            expected,
+            "messages: {:?}",
+            got.findings.iter().map(|f| &f.message).collect::<Vec<_>>()
+        );
+        got
+    }
+
+    #[test]
+    fn healthy_jobs_are_left_alone() {
+        check(
+            scenario(
+                vec![job("1", Some(1.0)), job("2", Some(29.0))],
+                vec![rule("hb", Signal::Heartbeat, 30)],
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn stalled_heartbeat_is_found_with_the_spec_message() {
+        let mut j = job("42", None);
+        j.heartbeat_at = Stamp::At(NOW - 1900.0);
+        j.phase = Some("designing".into());
+        let got = check(
+            scenario(
+                vec![j],
+                vec![rule("stalled-heartbeat", Signal::Heartbeat, 30)],
+            ),
+            &[("42", Kind::Stalled, "stalled-heartbeat")],
+        );
+        let f = &got.findings[0];
+        assert_eq!(f.message, "no heartbeat for 31m 40s (limit 30m)");
+        assert_eq!((f.age_seconds, f.threshold_seconds), (1900, 1800));
+        assert_eq!(rfc3339(f.since), "2025-12-31T23:28:20Z");
+        assert_eq!(f.outcome, Outcome::None);
+        assert_eq!(f.phase.as_deref(), Some("designing"));
+    }
+
+    #[test]
+    fn exactly_at_the_limit_is_not_stalled() {
+        check(
+            scenario(
+                vec![job("1", Some(30.0))],
+                vec![rule("hb", Signal::Heartbeat, 30)],
+            ),
+            &[],
+        );
+        check(
+            scenario(
+                vec![job("1", Some(30.02))],
+                vec![rule("hb", Signal::Heartbeat, 30)],
+            ),
+            &[("1", Kind::Stalled, "hb")],
+        );
+    }
+
+    #[test]
+    fn no_heartbeat_yet_falls_back_to_created_at() {
+        // Created 60 minutes ago, never beat.
+        check(
+            scenario(
+                vec![job("1", None)],
+                vec![rule("hb", Signal::Heartbeat, 45)],
+            ),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        check(
+            scenario(
+                vec![job("1", None)],
+                vec![rule("hb", Signal::Heartbeat, 90)],
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn null_or_bad_timestamps_warn_and_never_find() {
+        let mut a = job("1", None);
+        a.created_at = Stamp::Missing;
+        let mut b = job("2", None);
+        b.heartbeat_at = Stamp::Invalid("soon".into());
+        let mut c = job("3", None);
+        c.created_at = Stamp::Invalid("x".into());
+        let got = check(
+            scenario(
+                vec![a, b, c],
+                vec![
+                    rule("hb", Signal::Heartbeat, 1),
+                    rule("old", Signal::Created, 1),
+                ],
+            ),
+            // Job 2's bad heartbeat does not hide its valid created_at from the created rule.
+            &[("2", Kind::Overdue, "old")],
+        );
+        let messages: Vec<_> = got
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", w.job_id, w.message))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "1: no heartbeat yet and created_at is NULL; rule `hb` skipped",
+                "1: created_at is NULL; rule `old` skipped",
+                "2: heartbeat `soon` is not a timestamp; rule `hb` skipped",
+                "3: no heartbeat yet and created_at `x` is not a timestamp; rule `hb` skipped",
+                "3: created_at `x` is not a timestamp; rule `old` skipped",
+            ]
+        );
+    }
+
+    #[test]
+    fn created_signal_makes_overdue() {
+        let got = check(
+            scenario(
+                vec![job("1", Some(0.0))],
+                vec![rule("old", Signal::Created, 30)],
+            ),
+            &[("1", Kind::Overdue, "old")],
+        );
+        assert_eq!(got.findings[0].message, "running for 1h (limit 30m)");
+    }
+
+    #[test]
+    fn first_matching_rule_per_signal_wins_in_file_order() {
+        let mut training = rule("training-slow", Signal::Heartbeat, 360);
+        training.phases = Some(vec!["training".into()]);
+        training.action = Action::Alert;
+        let generic = rule("hb", Signal::Heartbeat, 10);
+        let mut t = job("1", Some(50.0));
+        t.phase = Some("training".into());
+        let mut d = job("2", Some(50.0));
+        d.phase = Some("designing".into());
+        let no_phase = job("3", Some(50.0));
+        check(
+            scenario(vec![t, d, no_phase], vec![training, generic]),
+            &[("2", Kind::Stalled, "hb"), ("3", Kind::Stalled, "hb")],
+        );
+    }
+
+    #[test]
+    fn a_progress_rule_is_not_hidden_by_a_heartbeat_rule() {
+        let mut j = job("1", Some(50.0));
+        j.progress = Some("[\"a\"]".into());
+        check(
+            scenario(
+                vec![j],
+                vec![
+                    rule("hb", Signal::Heartbeat, 30),
+                    rule("prog", Signal::Progress, 40),
+                ],
+            ),
+            &[("1", Kind::Stalled, "hb"), ("1", Kind::Stalled, "prog")],
+        );
+    }
+
+    #[test]
+    fn rules_only_watch_their_statuses() {
+        let mut q = job("1", Some(500.0));
+        q.status = "queued".into();
+        let mut done = job("2", Some(500.0));
+        done.status = "completed".into();
+        check(
+            scenario(vec![q, done], vec![rule("hb", Signal::Heartbeat, 1)]),
+            &[],
+        );
+    }
+
+    #[test]
+    fn progress_memory_dates_changes_across_scans() {
+        let rules = vec![rule("prog", Signal::Progress, 10)];
+        let mut memory = ProgressMemory::default();
+        let at = |minutes: f64, progress: &str| {
+            let mut j = job("7", Some(0.0));
+            j.heartbeat_at = Stamp::At(NOW + minutes * MIN); // a busy heartbeat, always fresh
+            j.progress = Some(progress.into());
+            let mut s = scenario(vec![j], rules.clone());
+            s.now = NOW + minutes * MIN;
+            s
+        };
+        let found = |d: Detected| d.findings.len();
+        assert_eq!(found(run(&at(0.0, "1"), &mut memory)), 0);
+        assert_eq!(found(run(&at(9.0, "1"), &mut memory)), 0);
+        assert_eq!(
+            found(run(&at(11.0, "1"), &mut memory)),
+            1,
+            "unchanged for 11m"
+        );
+        assert_eq!(found(run(&at(12.0, "2"), &mut memory)), 0, "it moved");
+        assert_eq!(found(run(&at(21.0, "2"), &mut memory)), 0);
+        let late = run(&at(22.5, "2"), &mut memory);
+        assert_eq!(
+            late.findings[0].message,
+            "no progress for 10m 30s (limit 10m)"
+        );
+        assert_eq!(memory.len(), 1);
+        // A job that left the active set is forgotten.
+        run(&scenario(vec![], rules.clone()), &mut memory);
+        assert!(memory.is_empty());
+    }
+
+    #[test]
+    fn first_sight_of_progress_is_dated_by_the_heartbeat() {
+        let mut j = job("1", Some(45.0));
+        j.progress = Some("3".into());
+        check(
+            scenario(vec![j.clone()], vec![rule("prog", Signal::Progress, 30)]),
+            &[("1", Kind::Stalled, "prog")],
+        );
+        // Without a heartbeat, a first sight proves nothing yet.
+        j.heartbeat_at = Stamp::Missing;
+        check(
+            scenario(vec![j], vec![rule("prog", Signal::Progress, 30)]),
+            &[],
+        );
+    }
+
+    #[test]
+    fn older_than_overrides_the_rules() {
+        let mut s = scenario(vec![job("1", Some(0.0)), job("2", Some(0.0))], vec![]);
+        s.jobs[1].created_at = Stamp::At(NOW - 10.0 * MIN);
+        s.older_than = Some(Duration::from_secs(1800));
+        let got = check(s, &[("1", Kind::Overdue, OLDER_THAN_RULE)]);
+        assert_eq!(got.findings[0].action, Action::Fail);
+    }
+
+    #[test]
+    fn dead_local_process_is_found_at_once() {
+        let mut here = job("1", Some(0.0));
+        (here.pid, here.host) = (Some(4242), Some("WEB-1.example.com".into()));
+        let mut elsewhere = job("2", Some(0.0));
+        (elsewhere.pid, elsewhere.host) = (Some(4242), Some("web-2".into()));
+        let mut alive = job("3", Some(0.0));
+        (alive.pid, alive.host) = (Some(1), Some("web-1".into()));
+        let mut s = scenario(
+            vec![here, elsewhere, alive],
+            vec![rule("hb", Signal::Heartbeat, 30)],
+        );
+        s.dead.insert(4242);
+        let got = check(s, &[("1", Kind::DeadProcess, "hb")]);
+        assert_eq!(
+            got.findings[0].action,
+            Action::Fail,
+            "the governing rule's action"
+        );
+        assert!(got.findings[0]
+            .message
+            .starts_with("process 4242 on WEB-1.example.com is gone"));
+    }
+
+    #[test]
+    fn orphaned_children_and_parents() {
+        let mut child = job("10", Some(0.0));
+        child.parent_id = Some("1".into());
+        let mut live_child = job("11", Some(0.0));
+        live_child.parent_id = Some("2".into());
+        let parent_with_done_kids = job("3", Some(0.0));
+        let mut s = scenario(
+            vec![
+                child,
+                live_child,
+                parent_with_done_kids,
+                job("2", Some(0.0)),
+            ],
+            vec![rule("hb", Signal::Heartbeat, 30)],
+        );
+        s.relatives = vec![
+            Relative {
+                id: "1".into(),
+                status: "failed".into(),
+                parent_id: None,
+            },
+            Relative {
+                id: "30".into(),
+                status: "completed".into(),
+                parent_id: Some("3".into()),
+            },
+            Relative {
+                id: "31".into(),
+                status: "cancelled".into(),
+                parent_id: Some("3".into()),
+            },
+        ];
+        let got = check(
+            s,
+            &[
+                ("3", Kind::OrphanedChild, "hb"),
+                ("10", Kind::OrphanedChild, "hb"),
+            ],
+        );
+        assert_eq!(
+            got.findings[0].message,
+            "all 2 children are finished, but the parent is still running"
+        );
+        assert_eq!(
+            got.findings[0].action,
+            Action::Alert,
+            "a parent is never failed for this"
+        );
+        assert_eq!(
+            got.findings[1].message,
+            "parent 1 is failed, but this child is still running"
+        );
+        assert_eq!(got.findings[1].action, Action::Fail);
+    }
+
+    #[test]
+    fn unknown_parent_or_no_rule() {
+        let mut child = job("10", Some(0.0));
+        child.parent_id = Some("404".into());
+        check(scenario(vec![child.clone()], vec![]), &[]);
+        let mut s = scenario(vec![child], vec![]);
+        s.relatives = vec![Relative {
+            id: "404".into(),
+            status: "completed".into(),
+            parent_id: None,
+        }];
+        let got = check(s, &[("10", Kind::OrphanedChild, BUILTIN_RULE)]);
+        assert_eq!(got.findings[0].action, Action::Alert);
+    }
+
+    #[test]
+    fn findings_sort_by_numeric_id() {
+        let jobs = ["10", "9", "100"].map(|id| job(id, Some(60.0))).to_vec();
+        check(
+            scenario(jobs, vec![rule("hb", Signal::Heartbeat, 30)]),
+            &[
+                ("9", Kind::Stalled, "hb"),
+                ("10", Kind::Stalled, "hb"),
+                ("100", Kind::Stalled, "hb"),
+            ],
+        );
+    }
+
+    #[test]
+    fn clock_ahead_of_the_rows_finds_nothing() {
+        // A heartbeat "in the future" (skewed writer) has a negative age: never stalled.
+        check(
+            scenario(
+                vec![job("1", Some(-30.0))],
+                vec![rule("hb", Signal::Heartbeat, 1)],
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn counts_per_class_and_word() {
+        let mut q = job("1", None);
+        q.status = "queued".into();
+        let c = count_active(&[q, job("2", None), job("3", None)], &statuses());
+        assert_eq!(c.by_class.get(&StatusClass::Running), Some(&2));
+        assert_eq!(c.by_class.get(&StatusClass::Pending), Some(&1));
+        assert_eq!(c.by_status.get("queued"), Some(&1));
+    }
+}

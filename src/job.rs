@@ -1,0 +1,185 @@
+//! A job as jobwarden sees it: one active row of the jobs table, reduced to the values the
+//! rules look at, plus what a guarded write must compare to be sure the row has not moved.
+//!
+//! The store fills these from any table shape; the detection core reads them. Timestamps are
+//! Unix seconds on the database's clock; a NULL or unparsable one is kept as such, so the core
+//! can warn about it instead of guessing.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+/// A point in time read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stamp {
+    /// NULL, or the column is not configured.
+    Missing,
+    /// Unix seconds.
+    At(f64),
+    /// A value that is not a timestamp jobwarden can read; kept for the warning.
+    Invalid(String),
+}
+
+/// One active row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    /// The id as text, whatever its SQL type.
+    pub id: String,
+    /// The table's own status word.
+    pub status: String,
+    pub created_at: Stamp,
+    pub heartbeat_at: Stamp,
+    /// The progress value as text (a counter, a JSON array...), compared for change only.
+    pub progress: Option<String>,
+    pub phase: Option<String>,
+    pub parent_id: Option<String>,
+    pub pid: Option<i64>,
+    pub host: Option<String>,
+    /// What the row looked like, for the guarded write.
+    pub guard: Guard,
+}
+
+/// The values a guarded write requires to be unchanged, in the text form the database gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guard {
+    pub heartbeat: Option<String>,
+    pub progress: Option<String>,
+}
+
+/// A parent or child of an active row, for the parent/child rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relative {
+    pub id: String,
+    pub status: String,
+    pub parent_id: Option<String>,
+}
+
+/// Above this a number is taken as milliseconds, not seconds (1e11 s is the year 5138).
+const MILLIS_THRESHOLD: f64 = 1e11;
+
+impl Stamp {
+    /// Builds a stamp from what the database returned: a number it computed (native timestamp
+    /// or numeric column), else the text form, parsed here.
+    pub fn from_parts(epoch: Option<f64>, text: Option<&str>) -> Stamp {
+        match (epoch, text) {
+            (Some(e), _) if e.is_finite() => Stamp::At(from_number(e)),
+            (Some(e), _) => Stamp::Invalid(e.to_string()),
+            (None, None) => Stamp::Missing,
+            (None, Some(t)) => parse_stamp(t),
+        }
+    }
+
+    /// The time, if there is a valid one.
+    pub fn at(&self) -> Option<f64> {
+        match self {
+            Stamp::At(t) => Some(*t),
+            _ => None,
+        }
+    }
+}
+
+fn from_number(n: f64) -> f64 {
+    if n.abs() >= MILLIS_THRESHOLD {
+        n / 1000.0
+    } else {
+        n
+    }
+}
+
+/// Parses a timestamp written as text: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff][+zz[:zz]]`, the
+/// same with a `T`, or Unix seconds (milliseconds above 1e11). A text without an offset is
+/// UTC, as SQLite's own `CURRENT_TIMESTAMP` writes it.
+pub fn parse_stamp(text: &str) -> Stamp {
+    let t = text.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("null") {
+        return Stamp::Missing;
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        if n.is_finite() {
+            return Stamp::At(from_number(n));
+        }
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Stamp::At(epoch_of(&dt.with_timezone(&Utc)));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(dt) = DateTime::parse_from_str(t, format) {
+            return Stamp::At(epoch_of(&dt.with_timezone(&Utc)));
+        }
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
+            return Stamp::At(epoch_of(&Utc.from_utc_datetime(&naive)));
+        }
+    }
+    Stamp::Invalid(t.chars().take(64).collect())
+}
+
+fn epoch_of(dt: &DateTime<Utc>) -> f64 {
+    dt.timestamp() as f64 + f64::from(dt.timestamp_subsec_micros()) / 1e6
+}
+
+/// Formats Unix seconds as RFC 3339 UTC, to the second.
+pub fn rfc3339(epoch: f64) -> String {
+    match DateTime::<Utc>::from_timestamp(epoch.floor() as i64, 0) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => String::from("invalid"),
+    }
+}
+
+/// Serializes Unix seconds as an RFC 3339 string.
+pub fn serialize_epoch<S: serde::Serializer>(epoch: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: f64 = 1_767_225_600.0; // 2026-01-01T00:00:00Z
+
+    #[test]
+    fn text_shapes_parse() {
+        for text in [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T01:00:00+01:00",
+            "2026-01-01 00:00:00",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:00+00",
+            "2026-01-01 02:00:00+02:00",
+            "2026-01-01 00:00:00.000",
+            "2026-01-01 00:00",
+            "1767225600",
+            "1767225600000",
+            " 2026-01-01T00:00:00.000Z ",
+        ] {
+            assert_eq!(parse_stamp(text), Stamp::At(T), "{text}");
+        }
+        assert_eq!(parse_stamp("2026-01-01T00:00:00.5Z"), Stamp::At(T + 0.5));
+    }
+
+    #[test]
+    fn nulls_and_garbage() {
+        assert_eq!(parse_stamp(""), Stamp::Missing);
+        assert_eq!(parse_stamp("null"), Stamp::Missing);
+        assert_eq!(parse_stamp("yesterday"), Stamp::Invalid("yesterday".into()));
+        assert_eq!(
+            parse_stamp("2026-13-45 99:00:00"),
+            Stamp::Invalid("2026-13-45 99:00:00".into())
+        );
+    }
+
+    #[test]
+    fn numbers_from_the_database() {
+        assert_eq!(Stamp::from_parts(Some(T), Some("ignored")), Stamp::At(T));
+        assert_eq!(Stamp::from_parts(Some(T * 1000.0), None), Stamp::At(T));
+        assert_eq!(Stamp::from_parts(None, None), Stamp::Missing);
+        assert!(matches!(
+            Stamp::from_parts(Some(f64::INFINITY), None),
+            Stamp::Invalid(_)
+        ));
+        assert_eq!(rfc3339(T + 0.9), "2026-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,132 @@
+//! The `jobwarden` binary: parses the command line, sets up logging, loads the config and
+//! hands over to the library. Exit codes are documented in the README.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jobwarden::commands::{self, Error, RecoverOptions};
+use jobwarden::{config, demo};
+
+/// A watchdog for jobs tables: finds jobs stuck `running` after their process died.
+#[derive(Debug, Parser)]
+#[command(name = "jobwarden", version, about)]
+struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        env = "JOBWARDEN_CONFIG",
+        default_value = "jobwarden.toml"
+    )]
+    config: PathBuf,
+    /// The environment whose thresholds apply (overrides `environment` in the file).
+    #[arg(long = "env", global = true, env = "JOBWARDEN_ENV")]
+    environment: Option<String>,
+    /// Machine output on stdout (logs stay on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// The format of log lines on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One read-only scan: print every active job's findings.
+    Check,
+    /// One scan, then apply each finding's action now.
+    Recover {
+        /// Print what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Treat every active job older than this in its status as overdue (e.g. "1h").
+        #[arg(long, value_parser = commands::parse_older_than)]
+        older_than: Option<Duration>,
+    },
+    /// Load and check the config, and print it with secrets redacted.
+    Validate {
+        /// Also connect and check the table, its columns and its status index.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Make a throwaway SQLite jobs table and run `check` on it.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jobwarden: cannot start the runtime: {e}");
+            return ExitCode::from(commands::EXIT_UNAVAILABLE);
+        }
+    };
+    match runtime.block_on(execute(&cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("jobwarden: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn execute(cli: &Cli) -> Result<u8, Error> {
+    let mut stdout = std::io::stdout().lock();
+    if let Command::Demo = cli.command {
+        return demo::demo(cli.json, &mut stdout).await;
+    }
+    let config = config::load(&cli.config, cli.environment.as_deref(), &|name| {
+        std::env::var(name).ok()
+    })?;
+    match &cli.command {
+        Command::Check => commands::check(&config, cli.json, &mut stdout).await,
+        Command::Recover {
+            dry_run,
+            older_than,
+        } => {
+            let options = RecoverOptions {
+                dry_run: *dry_run,
+                older_than: *older_than,
+            };
+            commands::recover(&config, options, cli.json, &mut stdout).await
+        }
+        Command::Validate { connect } => {
+            commands::validate(&config, *connect, cli.json, &mut stdout).await
+        }
+        Command::Demo => Err(Error::Usage("demo takes no config".into())),
+    }
+}
+
+/// Logs go to stderr. One-shot commands log warnings and errors only (their results are on
+/// stdout); `JOBWARDEN_LOG` (an `EnvFilter` string) overrides. Under systemd (`JOURNAL_STREAM`
+/// set) lines carry no colour and no timestamp of their own: journald adds both.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JOBWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!journald && std::io::stderr().is_terminal());
+    match (format, journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+}

@@ -1,0 +1,160 @@
+//! Printing a scan for people (an aligned table) and for scripts (`--json`).
+
+use std::io::{self, Write};
+
+use crate::actions::Applied;
+use crate::detect::{format_age, Outcome};
+use crate::scan::Report;
+
+/// Writes the report as one JSON object and a newline.
+pub fn write_json(out: &mut dyn Write, report: &Report) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, report).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
+/// Writes the report as a summary line, a table of findings and the warnings. `outcomes` adds
+/// the OUTCOME column (`recover`).
+pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::Result<()> {
+    let counts = report
+        .jobs
+        .iter()
+        .map(|(class, n)| format!("{n} {}", class.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let env = report.environment.as_deref().unwrap_or("no environment");
+    let n = report.findings.len();
+    writeln!(
+        out,
+        "{env}: {counts}; {n} finding{}, checked {}",
+        if n == 1 { "" } else { "s" },
+        crate::job::rfc3339(report.checked_at)
+    )?;
+    if n > 0 {
+        let mut header = vec![
+            "JOB", "STATUS", "PHASE", "AGE", "PROGRESS", "KIND", "RULE", "ACTION",
+        ];
+        if outcomes {
+            header.push("OUTCOME");
+        }
+        header.push("MESSAGE");
+        let rows: Vec<Vec<String>> = report
+            .findings
+            .iter()
+            .map(|f| {
+                let mut row = vec![
+                    f.job_id.clone(),
+                    f.status.clone(),
+                    f.phase.clone().unwrap_or_else(|| "-".into()),
+                    format_age(f.age_seconds as f64),
+                    report
+                        .progress
+                        .get(&f.job_id)
+                        .map_or_else(|| "-".into(), |p| summarize_progress(p)),
+                    serde_plain(&f.kind),
+                    f.rule.clone(),
+                    f.action.as_str().into(),
+                ];
+                if outcomes {
+                    row.push(serde_plain(&f.outcome));
+                }
+                row.push(f.message.clone());
+                row
+            })
+            .collect();
+        writeln!(out)?;
+        write_table(out, &header, &rows)?;
+    }
+    if !report.warnings.is_empty() {
+        writeln!(out)?;
+        for w in &report.warnings {
+            writeln!(out, "warning: job {}: {}", w.job_id, w.message)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes what `recover` did, one line per write.
+pub fn write_applied(out: &mut dyn Write, applied: &[Applied]) -> io::Result<()> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    for a in applied {
+        let verb = match a.outcome {
+            Outcome::DryRun => "would write",
+            Outcome::Applied => "wrote",
+            Outcome::Raced => "raced",
+            Outcome::Error => "error",
+            Outcome::Limited => "held back",
+            Outcome::None => "skipped",
+        };
+        writeln!(out, "{verb}: job {}: {}", a.write.job_id, a.detail)?;
+    }
+    Ok(())
+}
+
+fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let last = cells.len() - 1;
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// A short form of a progress value: `[3 items]` for a JSON array, else the value cut to 16
+/// characters.
+fn summarize_progress(value: &str) -> String {
+    if let Ok(serde_json::Value::Array(items)) = serde_json::from_str(value) {
+        let n = items.len();
+        return format!("[{n} item{}]", if n == 1 { "" } else { "s" });
+    }
+    let mut s: String = value.chars().take(16).collect();
+    if value.chars().count() > 16 {
+        s.push('…');
+    }
+    s
+}
+
+/// The snake_case name serde gives a unit enum variant.
+fn serde_plain<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::from("?"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_summarized() {
+        assert_eq!(summarize_progress("[\"a\",\"b\"]"), "[2 items]");
+        assert_eq!(summarize_progress("7"), "7");
+        assert_eq!(
+            summarize_progress("abcdefghijklmnopqrstu"),
+            "abcdefghijklmnop…"
+        );
+    }
+}

@@ -1,0 +1,756 @@
+//! The database adapter: one sqlx `Any` pool for PostgreSQL, MySQL/MariaDB and SQLite.
+//!
+//! Design:
+//! - Every value is converted in SQL to text or a double before it reaches Rust, so one code
+//!   path reads any table shape through sqlx's `Any` driver. The SQL text comes from
+//!   [`Queries`], a pure builder that is unit tested per dialect.
+//! - The column types are learned once from the catalogue at connect time. They decide how a
+//!   timestamp becomes Unix seconds (a native type is converted by the database, which cannot
+//!   fail; text is parsed by jobwarden, so a malformed value is a warning, not a failed scan)
+//!   and how "now" is written into `finished_at`.
+//! - A scan is two queries whatever the table size: the database clock, then the active rows
+//!   (`WHERE status IN (...)`, served by an index on the status column). With `parent_id`, a
+//!   third query fetches the parents and children of those rows by id, in one statement.
+//! - Ages are measured on the database clock (`now()`), read *before* the rows, so a skewed
+//!   host clock cannot fail a live job and a slow read can only make jobs look younger.
+//! - The only write is the guarded UPDATE: one row, and only while its status, heartbeat and
+//!   progress are exactly as read. A row that moved in between is not touched (`raced`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::config::{Action, Config, Jobs};
+use crate::job::{Guard, JobRow, Relative, Stamp};
+use crate::sql::{Dialect, Field, TimeKind};
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("table {table} does not exist (or this user cannot see it) in {url}")]
+    NoTable { table: String, url: String },
+    #[error("table {table} has no column {}", .missing.iter().map(|(k, c)| format!("`{c}` (set by `{k}`)")).collect::<Vec<_>>().join(", "))]
+    MissingColumns {
+        table: String,
+        missing: Vec<(String, String)>,
+    },
+    #[error("{what} took longer than the query timeout of {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("{what} failed: {message}")]
+    Query { what: &'static str, message: String },
+}
+
+/// One scan's worth of rows.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The database clock, Unix seconds.
+    pub now: f64,
+    pub jobs: Vec<JobRow>,
+    pub relatives: Vec<Relative>,
+}
+
+/// A guarded write jobwarden wants to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub job_id: String,
+    pub action: Action,
+    /// The status as read: the write happens only if it is still this.
+    pub status_before: String,
+    /// The status written.
+    pub status_after: String,
+    pub guard: Guard,
+    /// Written into the `error` column when failing.
+    pub reason: String,
+}
+
+/// What the catalogue says about the configured columns.
+#[derive(Debug, Clone, Default)]
+pub struct TableInfo {
+    /// Column name to its SQL type, as the catalogue spells it.
+    pub columns: HashMap<String, String>,
+    /// Whether an index starts with the status column (or a partial index names it).
+    pub status_indexed: bool,
+}
+
+/// The SQL of every statement jobwarden runs, built once from the config and the column
+/// types. Pure, so the exact text is tested without a server.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    dialect: Dialect,
+    jobs: Jobs,
+    finished_kind: TimeKind,
+    /// `SELECT` of the active rows.
+    pub scan: String,
+}
+
+/// The open database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    queries: Queries,
+    timeout: Duration,
+    secrets: Vec<String>,
+    url: String,
+    info: TableInfo,
+}
+
+/// The column order of the scan query.
+mod col {
+    pub const ID: usize = 0;
+    pub const STATUS: usize = 1;
+    pub const CREATED_NUM: usize = 2;
+    pub const CREATED_TXT: usize = 3;
+    pub const HEARTBEAT_NUM: usize = 4;
+    pub const HEARTBEAT_TXT: usize = 5;
+    pub const PROGRESS: usize = 6;
+    pub const PHASE: usize = 7;
+    pub const PARENT: usize = 8;
+    pub const PID: usize = 9;
+    pub const HOST: usize = 10;
+}
+
+impl Queries {
+    /// Builds every statement for a table whose column types are `types` (name to SQL type).
+    pub fn new(dialect: Dialect, jobs: &Jobs, types: &HashMap<String, String>) -> Queries {
+        let kind = |f: &Field| -> TimeKind {
+            if !f.is_plain() {
+                return TimeKind::Text;
+            }
+            types
+                .get(&f.column)
+                .map_or(TimeKind::Text, |t| TimeKind::from_sql_type(t))
+        };
+        let d = dialect;
+        let text_or_null = |f: &Option<Field>| match f {
+            Some(f) => d.value_text(f),
+            None => d.null_text().to_string(),
+        };
+        let (hb_num, hb_txt) = match &jobs.heartbeat_at {
+            Some(f) => (d.epoch(f, kind(f)), d.value_text(f)),
+            None => (d.null_double().to_string(), d.null_text().to_string()),
+        };
+        let columns = [
+            d.value_text(&jobs.id),
+            d.value_text(&jobs.status),
+            d.epoch(&jobs.created_at, kind(&jobs.created_at)),
+            d.value_text(&jobs.created_at),
+            hb_num,
+            hb_txt,
+            text_or_null(&jobs.progress),
+            text_or_null(&jobs.phase),
+            text_or_null(&jobs.parent_id),
+            text_or_null(&jobs.pid),
+            text_or_null(&jobs.host),
+        ];
+        let scan = format!(
+            "SELECT {} FROM {} WHERE {}",
+            columns.join(", "),
+            d.table(&jobs.table),
+            Self::scope(d, jobs)
+        );
+        Queries {
+            dialect,
+            jobs: jobs.clone(),
+            finished_kind: jobs.finished_at.as_ref().map_or(TimeKind::Native, kind),
+            scan,
+        }
+    }
+
+    /// `status IN (<active words>) AND (<where>)`.
+    fn scope(d: Dialect, jobs: &Jobs) -> String {
+        let mut scope = format!(
+            "{} IN ({})",
+            d.quote(&jobs.status.column),
+            d.literal_list(jobs.statuses.active())
+        );
+        if let Some(w) = &jobs.where_sql {
+            scope.push_str(&format!(" AND ({w})"));
+        }
+        scope
+    }
+
+    /// Parents (by id) and children (by parent id) of the active rows; `None` when there is
+    /// nothing to look up.
+    pub fn relatives(&self, parent_ids: &[&str], active_ids: &[&str]) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        let mut ors = Vec::new();
+        if !parent_ids.is_empty() {
+            ors.push(format!(
+                "{} IN ({})",
+                d.quote(&self.jobs.id.column),
+                d.literal_list(parent_ids.iter().copied())
+            ));
+        }
+        if !active_ids.is_empty() {
+            ors.push(format!(
+                "{} IN ({})",
+                d.value(parent),
+                d.literal_list(active_ids.iter().copied())
+            ));
+        }
+        if ors.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "SELECT {}, {}, {} FROM {} WHERE {}",
+            d.value_text(&self.jobs.id),
+            d.value_text(&self.jobs.status),
+            d.value_text(parent),
+            d.table(&self.jobs.table),
+            ors.join(" OR ")
+        ))
+    }
+
+    /// The guarded UPDATE and its bound parameters, in order.
+    pub fn write(&self, w: &Write) -> (String, Vec<Option<String>>) {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let mut params: Vec<Option<String>> = Vec::new();
+        let next = |value: Option<String>, params: &mut Vec<Option<String>>| {
+            params.push(value);
+            d.param(params.len())
+        };
+        let mut sets = vec![format!(
+            "{} = {}",
+            d.quote(&j.status.column),
+            d.literal(&w.status_after)
+        )];
+        if w.action == Action::Fail {
+            if let Some(f) = &j.finished_at {
+                sets.push(format!(
+                    "{} = {}",
+                    d.quote(&f.column),
+                    d.now_value(self.finished_kind)
+                ));
+            }
+            if let Some(e) = &j.error {
+                let p = next(Some(w.reason.clone()), &mut params);
+                sets.push(format!("{} = {p}", d.quote(&e.column)));
+            }
+        }
+        let mut conds = vec![
+            format!("{} = {}", d.quote(&j.id.column), d.literal(&w.job_id)),
+            format!(
+                "{} = {}",
+                d.quote(&j.status.column),
+                d.literal(&w.status_before)
+            ),
+        ];
+        if let Some(w_sql) = &j.where_sql {
+            conds.push(format!("({w_sql})"));
+        }
+        for (field, value) in [
+            (&j.heartbeat_at, &w.guard.heartbeat),
+            (&j.progress, &w.guard.progress),
+        ] {
+            if let Some(f) = field {
+                let p = next(value.clone(), &mut params);
+                conds.push(d.null_safe_eq(&d.value_text(f), &p));
+            }
+        }
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {}",
+            d.table(&j.table),
+            sets.join(", "),
+            conds.join(" AND ")
+        );
+        (sql, params)
+    }
+
+    /// A one-line account of a write, for dry runs and logs.
+    pub fn describe(&self, w: &Write) -> String {
+        let j = &self.jobs;
+        let mut parts = vec![format!("{} = '{}'", j.status.column, w.status_after)];
+        if w.action == Action::Fail {
+            if let Some(f) = &j.finished_at {
+                parts.push(format!("{} = now", f.column));
+            }
+            if let Some(e) = &j.error {
+                parts.push(format!("{} = {:?}", e.column, w.reason));
+            }
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {} = '{}' AND still {}",
+            j.table,
+            parts.join(", "),
+            j.id.column,
+            w.job_id,
+            w.status_before
+        )
+    }
+
+    /// The catalogue query listing the table's columns and their types.
+    fn columns(&self) -> String {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        match d {
+            Dialect::Postgres => format!(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped",
+                d.literal(&d.table(t))
+            ),
+            Dialect::MySql => format!(
+                "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                t.schema.as_deref().map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT name, type FROM pragma_table_info({}, {})",
+                d.literal(&t.name),
+                d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+        }
+    }
+
+    /// The catalogue query counting indexes that can serve `WHERE status IN (...)`.
+    fn status_index(&self) -> String {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let status = d.literal(&self.jobs.status.column);
+        match d {
+            Dialect::Postgres => format!(
+                "SELECT count(*)::bigint FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass({}) AND (a.attname = {status} \
+                 OR coalesce(pg_get_expr(i.indpred, i.indrelid), '') LIKE {})",
+                d.literal(&d.table(t)),
+                d.literal(&format!("%{}%", self.jobs.status.column))
+            ),
+            Dialect::MySql => format!(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
+                 AND TABLE_NAME = {} AND COLUMN_NAME = {status} AND SEQ_IN_INDEX = 1",
+                t.schema
+                    .as_deref()
+                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT COUNT(*) FROM pragma_index_list({}, {}) il, pragma_index_info(il.name) ii \
+                 WHERE ii.seqno = 0 AND ii.name = {status}",
+                d.literal(&t.name),
+                d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+        }
+    }
+}
+
+/// Every configured column with the key that names it.
+pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
+    let mut out = vec![
+        ("jobs.id", &jobs.id),
+        ("jobs.status", &jobs.status),
+        ("jobs.created_at", &jobs.created_at),
+    ];
+    for (key, field) in [
+        ("jobs.heartbeat_at", &jobs.heartbeat_at),
+        ("jobs.progress", &jobs.progress),
+        ("jobs.finished_at", &jobs.finished_at),
+        ("jobs.error", &jobs.error),
+        ("jobs.parent_id", &jobs.parent_id),
+        ("jobs.phase", &jobs.phase),
+        ("jobs.pid", &jobs.pid),
+        ("jobs.host", &jobs.host),
+    ] {
+        if let Some(f) = field {
+            out.push((key, f));
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Connects, reads the table's columns, and checks that every configured one exists.
+    pub async fn connect(config: &Config) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let secrets = config.secrets();
+        let url = config.redacted_url();
+        let timeout = config.database.query_timeout;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.database.max_connections)
+            .acquire_timeout(timeout)
+            .connect(&config.database.url)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: url.clone(),
+                message: scrub(&e.to_string(), &secrets),
+            })?;
+        let mut store = Store {
+            pool,
+            queries: Queries::new(config.database.dialect, &config.jobs, &HashMap::new()),
+            timeout,
+            secrets,
+            url,
+            info: TableInfo::default(),
+        };
+        store.info = store.table_info().await?;
+        let missing: Vec<(String, String)> = configured_columns(&config.jobs)
+            .into_iter()
+            .filter(|(_, f)| !store.info.columns.contains_key(&f.column))
+            .map(|(k, f)| (k.to_string(), f.column.clone()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::MissingColumns {
+                table: config.jobs.table.to_string(),
+                missing,
+            });
+        }
+        store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns);
+        Ok(store)
+    }
+
+    /// What the catalogue said at connect time.
+    pub fn info(&self) -> &TableInfo {
+        &self.info
+    }
+
+    pub fn queries(&self) -> &Queries {
+        &self.queries
+    }
+
+    async fn table_info(&self) -> Result<TableInfo, StoreError> {
+        let rows = self
+            .fetch("reading the table's columns", &self.queries.columns())
+            .await?;
+        let mut columns = HashMap::new();
+        for row in &rows {
+            let name: Option<String> = get(row, 0, "column name")?;
+            let ty: Option<String> = get(row, 1, "column type")?;
+            if let Some(name) = name {
+                columns.insert(name, ty.unwrap_or_default());
+            }
+        }
+        if columns.is_empty() {
+            return Err(StoreError::NoTable {
+                table: self.queries.jobs.table.to_string(),
+                url: self.url.clone(),
+            });
+        }
+        let index_rows = self
+            .fetch("reading the table's indexes", &self.queries.status_index())
+            .await?;
+        let indexed: i64 = match index_rows.first() {
+            Some(row) => get::<Option<i64>>(row, 0, "index count")?.unwrap_or(0),
+            None => 0,
+        };
+        Ok(TableInfo {
+            columns,
+            status_indexed: indexed > 0,
+        })
+    }
+
+    /// Reads the database clock, then every active row, then (with `parent_id`) their
+    /// parents and children.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let now_rows = self
+            .fetch(
+                "reading the database clock",
+                self.queries.dialect.now_epoch(),
+            )
+            .await?;
+        let now = match now_rows.first() {
+            Some(row) => get::<Option<f64>>(row, 0, "now")?,
+            None => None,
+        }
+        .ok_or(StoreError::Query {
+            what: "reading the database clock",
+            message: "no value".into(),
+        })?;
+        let rows = self
+            .fetch("reading the active jobs", &self.queries.scan)
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            jobs.push(job_from_row(row)?);
+        }
+        let relatives = self.relatives(&jobs).await?;
+        Ok(Snapshot {
+            now,
+            jobs,
+            relatives,
+        })
+    }
+
+    async fn relatives(&self, jobs: &[JobRow]) -> Result<Vec<Relative>, StoreError> {
+        let active: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let mut parent_ids: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.parent_id.as_deref())
+            .filter(|p| !active.contains(p))
+            .collect();
+        parent_ids.sort_unstable();
+        parent_ids.dedup();
+        let active_ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let Some(sql) = self.queries.relatives(&parent_ids, &active_ids) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.fetch("reading parent and child jobs", &sql).await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let id: Option<String> = get(row, 0, "id")?;
+            let status: Option<String> = get(row, 1, "status")?;
+            if let (Some(id), Some(status)) = (id, status) {
+                if !active.contains(id.as_str()) {
+                    out.push(Relative {
+                        id,
+                        status,
+                        parent_id: get(row, 2, "parent id")?,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one guarded write. `Ok(true)`: the row was written; `Ok(false)`: it had changed
+    /// since it was read and was left alone.
+    pub async fn apply(&self, write: &Write) -> Result<bool, StoreError> {
+        let (sql, params) = self.queries.write(write);
+        let mut query = sqlx::query(&sql);
+        for p in params {
+            query = query.bind(p);
+        }
+        let result = self
+            .timed("writing a job", query.execute(&self.pool))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn fetch(&self, what: &'static str, sql: &str) -> Result<Vec<AnyRow>, StoreError> {
+        self.timed(what, sqlx::query(sql).fetch_all(&self.pool))
+            .await
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(StoreError::Timeout {
+                what,
+                timeout: self.timeout,
+            }),
+            Ok(Err(e)) => Err(StoreError::Query {
+                what,
+                message: scrub(&e.to_string(), &self.secrets),
+            }),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn get<T>(row: &AnyRow, index: usize, what: &'static str) -> Result<T, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(index).map_err(|e| StoreError::Query {
+        what: "decoding a row",
+        message: format!("{what}: {e}"),
+    })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
+    let text = |i: usize, what: &'static str| get::<Option<String>>(row, i, what);
+    let num = |i: usize, what: &'static str| get::<Option<f64>>(row, i, what);
+    let heartbeat_text = text(col::HEARTBEAT_TXT, "heartbeat")?;
+    let progress = text(col::PROGRESS, "progress")?;
+    Ok(JobRow {
+        id: text(col::ID, "id")?.unwrap_or_default(),
+        status: text(col::STATUS, "status")?.unwrap_or_default(),
+        created_at: Stamp::from_parts(
+            num(col::CREATED_NUM, "created_at")?,
+            text(col::CREATED_TXT, "created_at")?.as_deref(),
+        ),
+        heartbeat_at: Stamp::from_parts(
+            num(col::HEARTBEAT_NUM, "heartbeat")?,
+            heartbeat_text.as_deref(),
+        ),
+        phase: text(col::PHASE, "phase")?,
+        parent_id: text(col::PARENT, "parent id")?,
+        pid: text(col::PID, "pid")?.and_then(|p| p.trim().parse().ok()),
+        host: text(col::HOST, "host")?,
+        guard: Guard {
+            heartbeat: heartbeat_text,
+            progress: progress.clone(),
+        },
+        progress,
+    })
+}
+
+/// Replaces every secret in a message with `***`.
+pub fn scrub(message: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 3)
+        .fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Statuses;
+    use crate::sql::{parse_field, parse_table};
+
+    fn jobs() -> Jobs {
+        let f = |s: &str| parse_field(s).unwrap();
+        Jobs {
+            table: parse_table("public.research_jobs").unwrap(),
+            id: f("id"),
+            status: f("status"),
+            created_at: f("created_at"),
+            heartbeat_at: Some(f("updated_at")),
+            progress: Some(f("metadata.steps")),
+            finished_at: Some(f("completed_at")),
+            error: Some(f("error")),
+            parent_id: Some(f("main_job_id")),
+            phase: None,
+            pid: None,
+            host: None,
+            where_sql: Some("archived = false".into()),
+            statuses: Statuses {
+                pending: vec!["pending".into()],
+                running: vec!["running".into()],
+                failed: vec!["failed".into()],
+                ..Statuses::default()
+            },
+        }
+    }
+
+    fn types() -> HashMap<String, String> {
+        [
+            ("id", "uuid"),
+            ("created_at", "timestamp with time zone"),
+            ("updated_at", "timestamp without time zone"),
+            ("completed_at", "timestamp with time zone"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+    }
+
+    fn write() -> Write {
+        Write {
+            job_id: "42".into(),
+            action: Action::Fail,
+            status_before: "running".into(),
+            status_after: "failed".into(),
+            guard: Guard {
+                heartbeat: Some("2026-01-01 00:00:00".into()),
+                progress: None,
+            },
+            reason: "jobwarden: hb: no heartbeat".into(),
+        }
+    }
+
+    #[test]
+    fn scan_reads_only_active_rows() {
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
+        assert!(q.scan.ends_with(
+            "FROM \"public\".\"research_jobs\" WHERE \"status\" IN ('pending', 'running') AND (archived = false)"
+        ), "{}", q.scan);
+        assert!(q
+            .scan
+            .contains("(extract(epoch from (\"created_at\")::timestamptz))::float8"));
+        assert!(q
+            .scan
+            .contains("(((\"metadata\")::jsonb #>> '{steps}'))::text"));
+        let my = Queries::new(Dialect::MySql, &jobs(), &HashMap::new());
+        assert!(
+            my.scan.contains("WHERE `status` IN ('pending', 'running')"),
+            "{}",
+            my.scan
+        );
+    }
+
+    #[test]
+    fn guarded_write_compares_everything_it_read() {
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
+        let (sql, params) = q.write(&write());
+        assert_eq!(
+            sql,
+            "UPDATE \"public\".\"research_jobs\" SET \"status\" = 'failed', \"completed_at\" = now(), \"error\" = $1 \
+             WHERE \"id\" = '42' AND \"status\" = 'running' AND (archived = false) \
+             AND (\"updated_at\")::text IS NOT DISTINCT FROM $2 \
+             AND (((\"metadata\")::jsonb #>> '{steps}'))::text IS NOT DISTINCT FROM $3"
+        );
+        assert_eq!(
+            params,
+            vec![
+                Some("jobwarden: hb: no heartbeat".into()),
+                Some("2026-01-01 00:00:00".into()),
+                None
+            ]
+        );
+        let (sql, _) = Queries::new(Dialect::MySql, &jobs(), &HashMap::new()).write(&write());
+        assert!(sql.contains("CAST(`updated_at` AS CHAR) <=> ?"), "{sql}");
+        let (sql, _) = Queries::new(Dialect::Sqlite, &jobs(), &HashMap::new()).write(&write());
+        assert!(sql.contains("CAST(\"updated_at\" AS TEXT) IS ?"), "{sql}");
+    }
+
+    #[test]
+    fn requeue_only_sets_the_status() {
+        let q = Queries::new(Dialect::Sqlite, &jobs(), &HashMap::new());
+        let mut w = write();
+        w.action = Action::Requeue;
+        w.status_after = "pending".into();
+        let (sql, params) = q.write(&w);
+        assert!(
+            sql.starts_with("UPDATE \"public\".\"research_jobs\" SET \"status\" = 'pending' WHERE"),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 2);
+    }
+
+    #[test]
+    fn hostile_ids_stay_literals() {
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
+        let mut w = write();
+        w.job_id = "1' OR '1'='1".into();
+        let (sql, _) = q.write(&w);
+        assert!(sql.contains("\"id\" = '1'' OR ''1''=''1'"), "{sql}");
+    }
+
+    #[test]
+    fn relatives_query_uses_one_statement() {
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
+        let sql = q.relatives(&["7"], &["1", "2"]).unwrap();
+        assert!(
+            sql.ends_with("WHERE \"id\" IN ('7') OR \"main_job_id\" IN ('1', '2')"),
+            "{sql}"
+        );
+        assert_eq!(q.relatives(&[], &[]), None);
+    }
+
+    #[test]
+    fn finished_at_follows_its_type() {
+        let mut t = types();
+        t.insert("completed_at".into(), "bigint".into());
+        let (sql, _) = Queries::new(Dialect::Postgres, &jobs(), &t).write(&write());
+        assert!(
+            sql.contains("\"completed_at\" = extract(epoch from now())::bigint"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn scrub_removes_secrets() {
+        assert_eq!(
+            scrub("password authentication failed: s3cret", &["s3cret".into()]),
+            "password authentication failed: ***"
+        );
+    }
+}
