@@ -422,8 +422,8 @@ impl Store {
             .await?;
         let mut columns = HashMap::new();
         for row in &rows {
-            let name: Option<String> = get(row, 0, "column name")?;
-            let ty: Option<String> = get(row, 1, "column type")?;
+            let name = get_text(row, 0, "column name")?;
+            let ty = get_text(row, 1, "column type")?;
             if let Some(name) = name {
                 columns.insert(name, ty.unwrap_or_default());
             }
@@ -495,14 +495,14 @@ impl Store {
         let rows = self.fetch("reading parent and child jobs", &sql).await?;
         let mut out = Vec::new();
         for row in &rows {
-            let id: Option<String> = get(row, 0, "id")?;
-            let status: Option<String> = get(row, 1, "status")?;
+            let id = get_text(row, 0, "id")?;
+            let status = get_text(row, 1, "status")?;
             if let (Some(id), Some(status)) = (id, status) {
                 if !active.contains(id.as_str()) {
                     out.push(Relative {
                         id,
                         status,
-                        parent_id: get(row, 2, "parent id")?,
+                        parent_id: get_text(row, 2, "parent id")?,
                     });
                 }
             }
@@ -563,8 +563,18 @@ where
     })
 }
 
+/// A text column. MySQL reports long text (`JSON_UNQUOTE`, a cast `TEXT`) as a BLOB, which
+/// the `Any` driver hands over as bytes; those are decoded as UTF-8 here.
+fn get_text(row: &AnyRow, index: usize, what: &'static str) -> Result<Option<String>, StoreError> {
+    match row.try_get::<Option<String>, _>(index) {
+        Ok(v) => Ok(v),
+        Err(_) => get::<Option<Vec<u8>>>(row, index, what)
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned())),
+    }
+}
+
 fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
-    let text = |i: usize, what: &'static str| get::<Option<String>>(row, i, what);
+    let text = |i: usize, what: &'static str| get_text(row, i, what);
     let num = |i: usize, what: &'static str| get::<Option<f64>>(row, i, what);
     let heartbeat_text = text(col::HEARTBEAT_TXT, "heartbeat")?;
     let progress = text(col::PROGRESS, "progress")?;

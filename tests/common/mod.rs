@@ -1,0 +1,369 @@
+//! Shared test harness: a fresh database per test on the real PostgreSQL, MariaDB and SQLite,
+//! and a runner for the real `jobwarden` binary.
+//!
+//! The servers are the ones `scripts/test` makes sure are up. A server that cannot be reached
+//! fails the test loudly: database behaviour is never skipped.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+/// The three databases jobwarden supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+/// A database made for one test, dropped after it.
+pub struct TestDb {
+    pub backend: Backend,
+    /// The URL jobwarden is given.
+    pub url: String,
+    pub pool: AnyPool,
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn admin_url(backend: Backend) -> String {
+    match backend {
+        Backend::Postgres => std::env::var("JOBWARDEN_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        Backend::MySql => std::env::var("JOBWARDEN_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+        Backend::Sqlite => String::new(),
+    }
+}
+
+/// Replaces the database name (the last path segment) of a server URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    format!("{base}/{db}{query}")
+}
+
+async fn connect(url: &str) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the test database at {url}: {e}\n\
+                 run the tests through scripts/test, which starts PostgreSQL and MariaDB"
+            )
+        })
+}
+
+impl TestDb {
+    /// A fresh, empty database.
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!(
+            "jwt_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("jobs.db").display()),
+            _ => {
+                let admin = connect(&admin_url(backend)).await;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                with_database(&admin_url(backend), &name)
+            }
+        };
+        let pool = match backend {
+            Backend::Sqlite => connect(&format!("{url}?mode=rwc")).await,
+            _ => connect(&url).await,
+        };
+        TestDb {
+            backend,
+            url,
+            pool,
+            name,
+            _dir: dir,
+        }
+    }
+
+    /// Runs statements, panicking with the SQL on failure.
+    pub async fn exec(&self, sql: &str) {
+        sqlx::query(sql)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}\n=> {e}"));
+    }
+
+    /// Every row of a query, each column cast to text by the caller's SQL.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}\n=> {e}"));
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        // MySQL hands long text over as a BLOB.
+                        r.try_get::<Option<String>, _>(i).unwrap_or_else(|_| {
+                            r.try_get::<Option<Vec<u8>>, _>(i)
+                                .expect("text column")
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A whole table as text, ordered by its first column: for before/after comparisons.
+    pub async fn dump(&self, table: &str) -> Vec<Vec<Option<String>>> {
+        let q = |c: &str| self.quote(c);
+        let cols: Vec<String> = self
+            .rows(&match self.backend {
+                Backend::Postgres => format!(
+                    "SELECT column_name::text FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+                ),
+                Backend::MySql => format!(
+                    "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' ORDER BY ORDINAL_POSITION"
+                ),
+                Backend::Sqlite => format!("SELECT name FROM pragma_table_info('{table}')"),
+            })
+            .await
+            .into_iter()
+            .map(|r| r[0].clone().unwrap_or_default())
+            .collect();
+        assert!(!cols.is_empty(), "table {table} has no columns");
+        let select = cols
+            .iter()
+            .map(|c| self.text(&q(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.rows(&format!("SELECT {select} FROM {} ORDER BY 1", q(table)))
+            .await
+    }
+
+    /// Quotes an identifier.
+    pub fn quote(&self, ident: &str) -> String {
+        match self.backend {
+            Backend::MySql => format!("`{ident}`"),
+            _ => format!("\"{ident}\""),
+        }
+    }
+
+    /// Casts an expression to text.
+    pub fn text(&self, expr: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!("({expr})::text"),
+            Backend::MySql => format!("CAST({expr} AS CHAR)"),
+            Backend::Sqlite => format!("CAST({expr} AS TEXT)"),
+        }
+    }
+
+    /// A native timestamp `minutes` before the database's now.
+    pub fn ago(&self, minutes: f64) -> String {
+        let s = (minutes * 60.0) as i64;
+        match self.backend {
+            Backend::Postgres => format!("now() - interval '{s} seconds'"),
+            Backend::MySql => format!("NOW(6) - INTERVAL {s} SECOND"),
+            // RFC 3339 with a Z: one of the text shapes jobwarden parses.
+            Backend::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{s} seconds')"),
+        }
+    }
+
+    /// Unix seconds `minutes` before the database's now.
+    pub fn epoch_ago(&self, minutes: f64) -> String {
+        let s = (minutes * 60.0) as i64;
+        match self.backend {
+            Backend::Postgres => format!("(extract(epoch from now())::bigint - {s})"),
+            Backend::MySql => format!("(UNIX_TIMESTAMP() - {s})"),
+            Backend::Sqlite => format!("(CAST(strftime('%s', 'now') AS INTEGER) - {s})"),
+        }
+    }
+
+    /// The type to use for a kind of column in this dialect.
+    pub fn ty(&self, kind: &str) -> &'static str {
+        use Backend::*;
+        match (kind, self.backend) {
+            ("text", Postgres) => "text",
+            ("text", MySql) => "VARCHAR(191)",
+            ("longtext", MySql) => "TEXT",
+            ("longtext", _) => "TEXT",
+            ("text", Sqlite) => "TEXT",
+            ("ts", Postgres) => "timestamptz",
+            ("ts", MySql) => "DATETIME(6)",
+            ("ts", Sqlite) => "TEXT",
+            ("naive", Postgres) => "timestamp(3)",
+            ("naive", MySql) => "DATETIME(3)",
+            ("naive", Sqlite) => "DATETIME",
+            ("json", Postgres) => "jsonb",
+            ("json", MySql) => "JSON",
+            ("json", Sqlite) => "TEXT",
+            ("bigint", Sqlite) => "INTEGER",
+            ("bigint", _) => "BIGINT",
+            ("int", _) => "INTEGER",
+            (k, _) => panic!("no type for {k}"),
+        }
+    }
+
+    /// Copies an example config into this test's folder, applying text edits.
+    pub fn config(&self, example_name: &str, edits: &[(&str, &str)]) -> PathBuf {
+        let mut text = std::fs::read_to_string(example(example_name)).expect("example config");
+        for (from, to) in edits {
+            assert!(text.contains(from), "{example_name} has no `{from}`");
+            text = text.replace(from, to);
+        }
+        let path = self._dir.path().join(example_name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// This test's scratch folder.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The `DATABASE_URL` for a jobwarden config.
+    pub fn jobwarden_url(&self) -> &str {
+        &self.url
+    }
+
+    async fn drop_database(backend: Backend, name: String) {
+        let admin = connect(&admin_url(backend)).await;
+        let sql = match backend {
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            _ => format!("DROP DATABASE IF EXISTS {name}"),
+        };
+        let _ = sqlx::query(&sql).execute(&admin).await;
+        admin.close().await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.backend == Backend::Sqlite {
+            return;
+        }
+        let (backend, name) = (self.backend, self.name.clone());
+        // The test's runtime may be gone; drop the database from a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(TestDb::drop_database(backend, name));
+            }
+        })
+        .join();
+    }
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An example config from `config/`.
+pub fn example(name: &str) -> PathBuf {
+    root().join("config").join(name)
+}
+
+/// Runs the real binary with `DATABASE_URL` set.
+pub fn jobwarden(db_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env_remove("JOBWARDEN_CONFIG")
+        .env_remove("JOBWARDEN_ENV")
+        .env_remove("JOBWARDEN_LOG")
+        .output()
+        .expect("run jobwarden")
+}
+
+/// Runs `jobwarden ARGS --json --config CONFIG` and parses stdout.
+pub fn jobwarden_json(db_url: &str, config: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["--json", "--config", config.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    let out = jobwarden(db_url, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), value)
+}
+
+/// `(job_id, kind, rule)` of every finding, sorted.
+pub fn findings(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = report["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| {
+            (
+                f["job_id"].as_str().unwrap_or_default().to_string(),
+                f["kind"].as_str().unwrap_or_default().to_string(),
+                f["rule"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Builds the expected `findings` list from string triples.
+pub fn expect(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = items
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A pid that existed and has exited.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().expect("spawn true");
+    let pid = child.id();
+    child.wait().expect("wait");
+    pid
+}
+
+/// Declares one async test per backend: `name::postgres`, `name::mysql`, `name::sqlite`.
+#[macro_export]
+macro_rules! per_backend {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn postgres() {
+                $body(common::Backend::Postgres).await
+            }
+            #[tokio::test]
+            async fn mysql() {
+                $body(common::Backend::MySql).await
+            }
+            #[tokio::test]
+            async fn sqlite() {
+                $body(common::Backend::Sqlite).await
+            }
+        }
+    };
+}
