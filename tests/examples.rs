@@ -360,7 +360,9 @@ async fn training(backend: Backend) {
     let host = jobwarden::process::hostname();
     let alive = std::process::id();
     let dead = common::dead_pid();
-    let rows: [(i64, &str, f64, f64, Option<u32>, &str); 7] = [
+    // id, status, created and updated (minutes ago), pid, host
+    type TrainingRow<'a> = (i64, &'a str, f64, f64, Option<u32>, &'a str);
+    let rows: [TrainingRow; 7] = [
         (1, "running", 30.0, 1.0, Some(alive), host.as_str()),
         (2, "running", 60.0, 30.0, None, ""),
         (3, "running", 10.0, 1.0, Some(dead), host.as_str()),
@@ -443,7 +445,9 @@ async fn operations(backend: Backend) {
         long = db.ty("longtext"),
     ))
     .await;
-    let rows: [(&str, &str, &str, f64, Option<f64>, Option<&str>); 8] = [
+    // id, status, phase, created and heartbeat (minutes ago), parent
+    type OperationRow<'a> = (&'a str, &'a str, &'a str, f64, Option<f64>, Option<&'a str>);
+    let rows: [OperationRow; 8] = [
         ("op_design", "running", "designing", 30.0, Some(15.0), None),
         ("op_train", "running", "training", 180.0, Some(120.0), None),
         (

@@ -1,0 +1,354 @@
+//! The binary's contract for bad input and its one-shot commands: exit codes, messages that
+//! name the file, line and key, passwords that never appear, `validate`, `demo` and
+//! `--older-than`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{jobwarden, jobwarden_json, Backend, TestDb};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+const SMALL: &str = r#"
+[database]
+url = "${DATABASE_URL}"
+
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+
+[jobs.statuses]
+running = ["running"]
+failed = ["failed"]
+
+[[rules]]
+name = "hb"
+statuses = ["running"]
+signal = "heartbeat"
+after = "30m"
+action = "fail"
+"#;
+
+fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("jobwarden.toml");
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+async fn small_table(db: &TestDb, with_index: bool) {
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+        t = db.ty("text"),
+        ts = db.ty("ts")
+    ))
+    .await;
+    if with_index {
+        db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
+    }
+}
+
+#[test]
+fn config_errors_exit_2_and_name_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            SMALL.replace("heartbeat_at", "heartbeat"),
+            ":7:1:",
+            "unknown field `heartbeat`",
+        ),
+        (
+            SMALL.replace("\"30m\"", "\"half an hour\""),
+            ":17:9:",
+            "`rules[0].after`",
+        ),
+        (
+            SMALL.replace("[\"running\"]\nfailed", "[\"running\"]\nbroken"),
+            ":11:1:",
+            "unknown field `broken`",
+        ),
+        (
+            SMALL.replace("\"jobs\"", "\"jobs; drop table x\""),
+            ":6:9:",
+            "`jobs.table`",
+        ),
+        (
+            SMALL.replace("${DATABASE_URL}", "${JW_TEST_UNSET_VAR}"),
+            ":3:7:",
+            "`JW_TEST_UNSET_VAR` is not set",
+        ),
+    ];
+    for (text, position, message) in cases {
+        let config = write_config(dir.path(), &text);
+        let out = jobwarden("sqlite://x.db", &["check", "--config", &config]);
+        assert_eq!(code(&out), 2, "{message}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{config}{position}")), "{err}");
+        assert!(err.contains(message), "{err}");
+    }
+    let out = jobwarden(
+        "sqlite://x.db",
+        &["check", "--config", "/nonexistent/jw.toml"],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("/nonexistent/jw.toml: cannot read the config file"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["recover", "--older-than", "soon"][..],
+        &["recover", "--older-than", "0"][..],
+        &["frobnicate"][..],
+    ] {
+        let out = jobwarden("sqlite://x.db", args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn unreachable_database_exits_3_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SMALL.replace("[jobs]\n", "query_timeout = \"1s\"\n\n[jobs]\n");
+    let config = write_config(dir.path(), &text);
+    for url in [
+        "postgres://app:hunter2secret@127.0.0.1:1/app",
+        "mysql://app:hunter2secret@127.0.0.1:1/app",
+    ] {
+        for command in ["check", "recover"] {
+            let out = jobwarden(url, &[command, "--config", &config]);
+            assert_eq!(code(&out), 3, "{url}: {}", stderr(&out));
+            let all = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(!all.contains("hunter2secret"), "password leaked: {all}");
+            assert!(all.contains("app:***@127.0.0.1:1"), "{all}");
+        }
+    }
+    let out = jobwarden(
+        "sqlite:///nonexistent/dir/jobs.db",
+        &["check", "--config", &config],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+}
+
+async fn missing_table_and_columns(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = write_config(db.dir(), SMALL);
+    let out = jobwarden(&db.url, &["check", "--config", &config]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("table jobs does not exist"),
+        "{}",
+        stderr(&out)
+    );
+
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {}, created_at {})",
+        db.ty("text"),
+        db.ty("ts")
+    ))
+    .await;
+    for command in ["check", "validate --connect"] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.extend(["--config", &config]);
+        let out = jobwarden(&db.url, &args);
+        assert_eq!(code(&out), 2, "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out)
+                .contains("table jobs has no column `updated_at` (set by `jobs.heartbeat_at`)"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+per_backend!(missing_schema, missing_table_and_columns);
+
+async fn validate_connect_reports_the_index(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    small_table(&db, false).await;
+    let config = write_config(db.dir(), SMALL);
+    let out = jobwarden(&db.url, &["validate", "--connect", "--config", &config]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("warning: no index on jobs(status)"),
+        "{}",
+        stdout(&out)
+    );
+
+    db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
+    let (code_json, v) = jobwarden_json(&db.url, Path::new(&config), &["validate", "--connect"]);
+    assert_eq!(code_json, 0);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["table"]["status_indexed"], true, "{v}");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 0);
+}
+per_backend!(validate_index, validate_connect_reports_the_index);
+
+#[test]
+fn validate_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{SMALL}\n[http]\ntoken = \"tok-very-secret\"\n");
+    let config = write_config(dir.path(), &text);
+    let out = jobwarden(
+        "postgres://app:hunter2secret@db.internal:5432/app",
+        &["validate", "--config", &config],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("postgres://app:***@db.internal:5432/app"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("hunter2secret") && !printed.contains("tok-very-secret"),
+        "{printed}"
+    );
+    assert!(printed.contains("\"after\": \"30m\""), "{printed}");
+}
+
+#[test]
+fn every_example_config_validates() {
+    let dir = common::root().join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+                .args(["validate", "--config", path.to_str().unwrap()])
+                .env("DATABASE_URL", "postgres://app:pw@127.0.0.1/app")
+                .env("JOBWARDEN_TOKEN", "t")
+                .output()
+                .unwrap();
+            assert_eq!(code(&out), 0, "{}: {}", path.display(), stderr(&out));
+            for env in ["development", "staging", "production"] {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+                    .args(["validate", "--env", env, "--config", path.to_str().unwrap()])
+                    .env("DATABASE_URL", "postgres://app:pw@127.0.0.1/app")
+                    .env("JOBWARDEN_TOKEN", "t")
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    code(&out),
+                    0,
+                    "{} --env {env}: {}",
+                    path.display(),
+                    stderr(&out)
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "expected the five example configs, saw {seen}");
+}
+
+#[test]
+fn demo_shows_every_kind_of_job_problem() {
+    let out = jobwarden("", &["demo"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "stalled",
+        "overdue",
+        "dead_process",
+        "orphaned_child",
+        "no heartbeat for 45m",
+        "warning: job 11",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let out = jobwarden("", &["demo", "--json"]);
+    assert_eq!(code(&out), 0);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("demo --json is one JSON object");
+    let kinds: std::collections::BTreeSet<_> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    // The healthy jobs (1 and 5) have no findings.
+    assert!(!v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["job_id"] == "1" || f["job_id"] == "5"));
+}
+
+#[tokio::test]
+async fn older_than_is_the_operators_lever() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    small_table(&db, true).await;
+    for (id, created, beat) in [(1, 90.0, 1.0), (2, 20.0, 1.0), (3, 200.0, 0.5)] {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
+            db.ago(created),
+            db.ago(beat)
+        ))
+        .await;
+    }
+    let config = write_config(db.dir(), SMALL);
+    let (c, plain) = jobwarden_json(&db.url, Path::new(&config), &["recover", "--dry-run"]);
+    assert_eq!(
+        (c, plain["findings"].as_array().unwrap().len()),
+        (0, 0),
+        "all are beating"
+    );
+    let (c, v) = jobwarden_json(
+        &db.url,
+        Path::new(&config),
+        &["recover", "--dry-run", "--older-than", "1h"],
+    );
+    assert_eq!(c, 1);
+    assert_eq!(
+        common::findings(&v),
+        common::expect(&[
+            ("1", "overdue", "older-than"),
+            ("3", "overdue", "older-than")
+        ])
+    );
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["outcome"] == "dry_run" && f["action"] == "fail"));
+    let statuses = db.rows("SELECT status FROM jobs ORDER BY id").await;
+    assert!(
+        statuses.iter().all(|r| r[0].as_deref() == Some("running")),
+        "dry run wrote: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_in_the_file_holds_recover_back() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    small_table(&db, true).await;
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (1, 'running', {}, {})",
+        db.ago(90.0),
+        db.ago(60.0)
+    ))
+    .await;
+    let config = write_config(db.dir(), &format!("dry_run = true\n{SMALL}"));
+    let out = jobwarden(&db.url, &["recover", "--config", &config]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("would write: job 1: UPDATE jobs SET status = 'failed'"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        db.rows("SELECT status FROM jobs").await[0][0].as_deref(),
+        Some("running")
+    );
+}

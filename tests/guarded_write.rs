@@ -1,0 +1,159 @@
+//! The guarded write against real databases: a row that changed between the read and the
+//! write (a heartbeat, a progress step, a status) is never touched, and the finding says
+//! `raced`. The race is driven deterministically: read, change the row, then write.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Backend, TestDb};
+use jobwarden::actions;
+use jobwarden::config::{self, Config};
+use jobwarden::detect::Outcome;
+use jobwarden::scan::Scanner;
+use jobwarden::store::Store;
+
+async fn setup(db: &TestDb) -> Config {
+    db.exec(&format!(
+        "CREATE TABLE jobs (id {t} PRIMARY KEY, status {t} NOT NULL, created_at {ts}, updated_at {ts}, \
+         completed_at {ts}, error {long}, metadata {json})",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        long = db.ty("longtext"),
+        json = db.ty("json"),
+    ))
+    .await;
+    let text = format!(
+        r#"
+[database]
+url = "{url}"
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+progress = "metadata.steps"
+finished_at = "completed_at"
+error = "error"
+[jobs.statuses]
+running = ["running"]
+succeeded = ["completed"]
+failed = ["failed"]
+[[rules]]
+name = "hb"
+statuses = ["running"]
+signal = "heartbeat"
+after = "30m"
+action = "fail"
+"#,
+        url = db.url
+    );
+    config::parse(&text, Path::new("race.toml"), None, &|_| None).expect("config")
+}
+
+async fn insert_stalled(db: &TestDb, id: &str) {
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, created_at, updated_at, metadata) VALUES \
+         ('{id}', 'running', {}, {}, '{{\"steps\": [\"a\"]}}')",
+        db.ago(120.0),
+        db.ago(45.0)
+    ))
+    .await;
+}
+
+async fn row(db: &TestDb, id: &str) -> (String, Option<String>) {
+    let rows = db
+        .rows(&format!(
+            "SELECT {}, {} FROM jobs WHERE id = '{id}'",
+            db.text("status"),
+            db.text("error")
+        ))
+        .await;
+    (rows[0][0].clone().unwrap_or_default(), rows[0][1].clone())
+}
+
+/// Reads, lets `change` run against the row, then writes; returns the outcome.
+async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) -> Outcome {
+    let mut scanner = Scanner::new(Store::connect(config).await.expect("connect"));
+    let mut report = scanner.scan(config, None).await.expect("scan");
+    report.findings.retain(|f| f.job_id == id);
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let planned = actions::plan(&report.findings, &config.jobs.statuses);
+    if let Some(sql) = change {
+        db.exec(&sql).await;
+    }
+    actions::apply(scanner.store(), &mut report.findings, planned, false).await;
+    scanner.store().close().await;
+    report.findings[0].outcome
+}
+
+async fn raced_rows_are_left_alone(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = setup(&db).await;
+    for id in ["beat", "step", "done", "quiet"] {
+        insert_stalled(&db, id).await;
+    }
+    let changes = [
+        (
+            "beat",
+            format!(
+                "UPDATE jobs SET updated_at = {} WHERE id = 'beat'",
+                db.ago(0.0)
+            ),
+        ),
+        (
+            "step",
+            "UPDATE jobs SET metadata = '{\"steps\": [\"a\", \"b\"]}' WHERE id = 'step'"
+                .to_string(),
+        ),
+        (
+            "done",
+            "UPDATE jobs SET status = 'completed' WHERE id = 'done'".to_string(),
+        ),
+    ];
+    for (id, sql) in changes {
+        assert_eq!(
+            race(&db, &config, id, Some(sql)).await,
+            Outcome::Raced,
+            "{id}"
+        );
+        let (status, error) = row(&db, id).await;
+        assert_ne!(status, "failed", "{id}");
+        assert_eq!(error, None, "{id}");
+    }
+    // Many rounds of the same race: a heartbeat between read and write always wins.
+    for round in 0..20 {
+        let id = format!("r{round}");
+        insert_stalled(&db, &id).await;
+        let sql = format!(
+            "UPDATE jobs SET updated_at = {} WHERE id = '{id}'",
+            db.ago(0.0)
+        );
+        assert_eq!(
+            race(&db, &config, &id, Some(sql)).await,
+            Outcome::Raced,
+            "round {round}"
+        );
+        assert_eq!(row(&db, &id).await.0, "running");
+    }
+    // The control: nothing moved, so the write lands.
+    assert_eq!(race(&db, &config, "quiet", None).await, Outcome::Applied);
+    let (status, error) = row(&db, "quiet").await;
+    assert_eq!(status, "failed");
+    assert!(error
+        .unwrap_or_default()
+        .starts_with("jobwarden: hb: no heartbeat for 45m"));
+}
+per_backend!(raced, raced_rows_are_left_alone);
+
+async fn null_progress_still_matches(backend: Backend) {
+    // A row with no metadata at all: NULL must compare equal to NULL in the guard.
+    let db = TestDb::new(backend).await;
+    let config = setup(&db).await;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, created_at, updated_at) VALUES ('n', 'running', {}, NULL)",
+        db.ago(120.0)
+    ))
+    .await;
+    assert_eq!(race(&db, &config, "n", None).await, Outcome::Applied);
+    assert_eq!(row(&db, "n").await.0, "failed");
+}
+per_backend!(null_guards, null_progress_still_matches);
