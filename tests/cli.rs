@@ -352,3 +352,51 @@ async fn dry_run_in_the_file_holds_recover_back() {
         Some("running")
     );
 }
+
+#[tokio::test]
+async fn where_scopes_reads_and_writes_and_bad_timestamps_only_warn() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT, archived INTEGER)")
+        .await;
+    for (id, beat, archived) in [
+        (1, db.ago(60.0), 0),
+        (2, db.ago(60.0), 1),
+        (3, "'not a date'".to_string(), 0),
+        (4, "'2026-13-45 99:00'".to_string(), 0),
+    ] {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {beat}, {archived})",
+            db.ago(120.0)
+        ))
+        .await;
+    }
+    let text = SMALL.replace(
+        "heartbeat_at = \"updated_at\"",
+        "heartbeat_at = \"updated_at\"\nwhere = \"archived = 0\"",
+    );
+    let config = write_config(db.dir(), &text);
+    let (c, v) = jobwarden_json(&db.url, Path::new(&config), &["recover"]);
+    assert_eq!(c, 1, "{v}");
+    assert_eq!(
+        common::findings(&v),
+        common::expect(&[("1", "stalled", "hb")])
+    );
+    let warned: Vec<_> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["job_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(warned, ["3", "4"]);
+    assert!(v["warnings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("heartbeat `not a date` is not a timestamp"));
+    let statuses = db.rows("SELECT status FROM jobs ORDER BY id").await;
+    let statuses: Vec<_> = statuses.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["failed", "running", "running", "running"],
+        "archived and unreadable rows stay"
+    );
+}
