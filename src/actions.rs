@@ -91,13 +91,13 @@ pub async fn apply(
         let first = &findings[p.findings[0]];
         match outcome {
             Outcome::Error => tracing::error!(
-                job_id = %p.write.job_id, kind = ?first.kind, rule = %first.rule,
+                job_id = %p.write.job_id, kind = first.kind.as_str(), rule = %first.rule,
                 age_seconds = first.age_seconds, outcome = "error", error = %detail,
                 "could not {} job", p.write.action.as_str()
             ),
             _ => tracing::info!(
-                job_id = %p.write.job_id, kind = ?first.kind, rule = %first.rule,
-                age_seconds = first.age_seconds, outcome = ?outcome,
+                job_id = %p.write.job_id, kind = first.kind.as_str(), rule = %first.rule,
+                age_seconds = first.age_seconds, outcome = outcome.as_str(),
                 "{} job: {} -> {}", p.write.action.as_str(), p.write.status_before, p.write.status_after
             ),
         }

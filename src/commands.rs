@@ -28,6 +28,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -38,7 +40,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Store(StoreError::MissingColumns { .. }) => EXIT_USAGE,
-            Error::Store(_) | Error::Output(_) => EXIT_UNAVAILABLE,
+            Error::Store(_) | Error::Output(_) | Error::Daemon(_) => EXIT_UNAVAILABLE,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Action, Rule, Severity, Signal, StatusClass, Statuses};
-use crate::job::{Guard, JobRow, Relative, Stamp};
+use crate::job::{Guard, JobRow, Relative};
 
 /// What kind of problem a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -32,6 +32,36 @@ pub enum Kind {
     IncompleteArtifact,
     OrphanArtifact,
     MissingArtifact,
+}
+
+impl Kind {
+    /// The name used in JSON, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Stalled => "stalled",
+            Kind::Overdue => "overdue",
+            Kind::DeadProcess => "dead_process",
+            Kind::OrphanedChild => "orphaned_child",
+            Kind::UnreportedArtifact => "unreported_artifact",
+            Kind::IncompleteArtifact => "incomplete_artifact",
+            Kind::OrphanArtifact => "orphan_artifact",
+            Kind::MissingArtifact => "missing_artifact",
+        }
+    }
+}
+
+impl Outcome {
+    /// The name used in JSON, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::None => "none",
+            Outcome::DryRun => "dry_run",
+            Outcome::Applied => "applied",
+            Outcome::Raced => "raced",
+            Outcome::Limited => "limited",
+            Outcome::Error => "error",
+        }
+    }
 }
 
 /// What became of a finding's action.
@@ -354,22 +384,11 @@ struct Judge<'a> {
 
 impl Judge<'_> {
     fn created_since(&self) -> Result<f64, String> {
-        match &self.job.created_at {
-            Stamp::At(t) => Ok(*t),
-            Stamp::Missing => Err("created_at is NULL".into()),
-            Stamp::Invalid(v) => Err(format!("created_at `{v}` is not a timestamp")),
-        }
+        self.job.created_since()
     }
 
-    /// The last heartbeat; before the first one, `created_at`.
     fn heartbeat_since(&self) -> Result<f64, String> {
-        match &self.job.heartbeat_at {
-            Stamp::At(t) => Ok(*t),
-            Stamp::Missing => self
-                .created_since()
-                .map_err(|m| format!("no heartbeat yet and {m}")),
-            Stamp::Invalid(v) => Err(format!("heartbeat `{v}` is not a timestamp")),
-        }
+        self.job.heartbeat_since()
     }
 
     /// A finding when `now - since` exceeds `limit`.
@@ -472,7 +491,7 @@ pub struct ActiveCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::rfc3339;
+    use crate::job::{rfc3339, Stamp};
 
     const NOW: f64 = 1_767_225_600.0;
     const MIN: f64 = 60.0;
@@ -906,6 +925,35 @@ mod tests {
             ),
             &[],
         );
+    }
+
+    #[test]
+    fn names_match_the_json() {
+        for k in [
+            Kind::Stalled,
+            Kind::Overdue,
+            Kind::DeadProcess,
+            Kind::OrphanedChild,
+            Kind::UnreportedArtifact,
+            Kind::IncompleteArtifact,
+            Kind::OrphanArtifact,
+            Kind::MissingArtifact,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for o in [
+            Outcome::None,
+            Outcome::DryRun,
+            Outcome::Applied,
+            Outcome::Raced,
+            Outcome::Limited,
+            Outcome::Error,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for s in [Severity::Warning, Severity::Critical] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

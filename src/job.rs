@@ -52,6 +52,28 @@ pub struct Relative {
     pub parent_id: Option<String>,
 }
 
+impl JobRow {
+    /// When the job was created, or why that cannot be told.
+    pub fn created_since(&self) -> Result<f64, String> {
+        match &self.created_at {
+            Stamp::At(t) => Ok(*t),
+            Stamp::Missing => Err("created_at is NULL".into()),
+            Stamp::Invalid(v) => Err(format!("created_at `{v}` is not a timestamp")),
+        }
+    }
+
+    /// The last heartbeat; before the first one, `created_at`.
+    pub fn heartbeat_since(&self) -> Result<f64, String> {
+        match &self.heartbeat_at {
+            Stamp::At(t) => Ok(*t),
+            Stamp::Missing => self
+                .created_since()
+                .map_err(|m| format!("no heartbeat yet and {m}")),
+            Stamp::Invalid(v) => Err(format!("heartbeat `{v}` is not a timestamp")),
+        }
+    }
+}
+
 /// Above this a number is taken as milliseconds, not seconds (1e11 s is the year 5138).
 const MILLIS_THRESHOLD: f64 = 1e11;
 

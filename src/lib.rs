@@ -8,9 +8,13 @@
 pub mod actions;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod detect;
+pub mod http;
 pub mod job;
+pub mod metrics;
+pub mod notify;
 pub mod process;
 pub mod report;
 pub mod scan;

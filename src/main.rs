@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use jobwarden::commands::{self, Error, RecoverOptions};
-use jobwarden::{config, demo};
+use jobwarden::notify::Notifier;
+use jobwarden::{config, daemon, demo};
+use prometheus::Registry;
 
 /// A watchdog for jobs tables: finds jobs stuck `running` after their process died.
 #[derive(Debug, Parser)]
@@ -43,6 +45,12 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The daemon: scan now and every `interval`, serve HTTP, act on findings.
+    Run {
+        /// Never write to the database, whatever the file says.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// One read-only scan: print every active job's findings.
     Check,
     /// One scan, then apply each finding's action now.
@@ -66,7 +74,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let default_level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,6 +108,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         std::env::var(name).ok()
     })?;
     match &cli.command {
+        Command::Run { dry_run } => run(cli, config, *dry_run).await,
         Command::Check => commands::check(&config, cli.json, &mut stdout).await,
         Command::Recover {
             dry_run,
@@ -113,12 +127,45 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     }
 }
 
+/// `run`: the daemon, with SIGTERM/SIGINT as shutdown and SIGHUP as reload.
+async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let _ = reload_tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    };
+    let path = cli.config.clone();
+    let environment = cli.environment.clone();
+    let options = daemon::Options {
+        dry_run,
+        reload: Box::new(move || {
+            config::load(&path, environment.as_deref(), &|name| {
+                std::env::var(name).ok()
+            })
+        }),
+        notifier: Notifier::from_env(),
+    };
+    daemon::run(config, Registry::new(), options, reload_rx, shutdown).await?;
+    Ok(commands::EXIT_OK)
+}
+
 /// Logs go to stderr. One-shot commands log warnings and errors only (their results are on
 /// stdout); `JOBWARDEN_LOG` (an `EnvFilter` string) overrides. Under systemd (`JOURNAL_STREAM`
 /// set) lines carry no colour and no timestamp of their own: journald adds both.
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JOBWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -50,12 +50,12 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
                         .progress
                         .get(&f.job_id)
                         .map_or_else(|| "-".into(), |p| summarize_progress(p)),
-                    serde_plain(&f.kind),
+                    f.kind.as_str().into(),
                     f.rule.clone(),
                     f.action.as_str().into(),
                 ];
                 if outcomes {
-                    row.push(serde_plain(&f.outcome));
+                    row.push(f.outcome.as_str().into());
                 }
                 row.push(f.message.clone());
                 row
@@ -134,14 +134,6 @@ fn summarize_progress(value: &str) -> String {
         s.push('…');
     }
     s
-}
-
-/// The snake_case name serde gives a unit enum variant.
-fn serde_plain<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::from("?"),
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ pub struct Report {
     /// Active rows per status word (for metrics; not part of the JSON).
     #[serde(skip)]
     pub by_status: BTreeMap<String, u64>,
+    /// Age in seconds of the oldest heartbeat among running-class jobs, for the metric.
+    #[serde(skip)]
+    pub oldest_heartbeat_age: Option<f64>,
     /// Progress values by job id, for the human table.
     #[serde(skip)]
     pub progress: BTreeMap<String, String>,
@@ -41,11 +44,21 @@ pub struct Scanner {
 
 impl Scanner {
     pub fn new(store: Store) -> Scanner {
+        Scanner::with_memory(store, ProgressMemory::default())
+    }
+
+    /// A scanner that goes on from an earlier one's progress memory.
+    pub fn with_memory(store: Store, memory: ProgressMemory) -> Scanner {
         Scanner {
             store,
-            memory: ProgressMemory::default(),
+            memory,
             host: process::hostname(),
         }
+    }
+
+    /// Gives the progress memory back, for a scanner that replaces this one.
+    pub fn into_memory(self) -> ProgressMemory {
+        self.memory
     }
 
     pub fn store(&self) -> &Store {
@@ -85,7 +98,15 @@ impl Scanner {
             .iter()
             .filter_map(|j| Some((j.id.clone(), j.progress.clone()?)))
             .collect();
+        let oldest_heartbeat_age = snapshot
+            .jobs
+            .iter()
+            .filter(|j| config.jobs.statuses.class_of(&j.status) == Some(StatusClass::Running))
+            .filter_map(|j| j.heartbeat_since().ok())
+            .map(|since| (snapshot.now - since).max(0.0))
+            .reduce(f64::max);
         Ok(Report {
+            oldest_heartbeat_age,
             environment: config.environment.clone(),
             checked_at: snapshot.now,
             jobs,

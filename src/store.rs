@@ -209,6 +209,35 @@ impl Queries {
         ))
     }
 
+    /// Counts of the terminal statuses over the whole table (within `where`); `None` when the
+    /// config lists no terminal word.
+    pub fn terminal_counts(&self) -> Option<String> {
+        let d = self.dialect;
+        let s = &self.jobs.statuses;
+        let words: Vec<&str> = s
+            .succeeded
+            .iter()
+            .chain(&s.failed)
+            .chain(&s.cancelled)
+            .map(String::as_str)
+            .collect();
+        if words.is_empty() {
+            return None;
+        }
+        let status = d.quote(&self.jobs.status.column);
+        let mut sql = format!(
+            "SELECT {}, COUNT(*) FROM {} WHERE {status} IN ({})",
+            d.value_text(&self.jobs.status),
+            d.table(&self.jobs.table),
+            d.literal_list(words)
+        );
+        if let Some(w) = &self.jobs.where_sql {
+            sql.push_str(&format!(" AND ({w})"));
+        }
+        sql.push_str(&format!(" GROUP BY {status}"));
+        Some(sql)
+    }
+
     /// The guarded UPDATE and its bound parameters, in order.
     pub fn write(&self, w: &Write) -> (String, Vec<Option<String>>) {
         let d = self.dialect;
@@ -510,6 +539,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Counts the terminal statuses over the whole table: slow on a big table, so the daemon
+    /// runs it on its own period, never inside a scan.
+    pub async fn terminal_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let Some(sql) = self.queries.terminal_counts() else {
+            return Ok(Default::default());
+        };
+        let rows = self.fetch("counting terminal statuses", &sql).await?;
+        let mut counts = std::collections::BTreeMap::new();
+        for row in &rows {
+            if let Some(status) = get_text(row, 0, "status")? {
+                let n: i64 = get(row, 1, "count")?;
+                *counts.entry(status).or_default() += n.max(0) as u64;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Runs one guarded write. `Ok(true)`: the row was written; `Ok(false)`: it had changed
     /// since it was read and was left alone.
     pub async fn apply(&self, write: &Write) -> Result<bool, StoreError> {
@@ -753,6 +801,26 @@ mod tests {
         assert!(
             sql.contains("\"completed_at\" = extract(epoch from now())::bigint"),
             "{sql}"
+        );
+    }
+
+    #[test]
+    fn terminal_counts_read_only_terminal_words() {
+        let mut j = jobs();
+        j.statuses.succeeded = vec!["completed".into()];
+        let sql = Queries::new(Dialect::Sqlite, &j, &HashMap::new())
+            .terminal_counts()
+            .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT CAST(\"status\" AS TEXT), COUNT(*) FROM \"public\".\"research_jobs\" \
+             WHERE \"status\" IN ('completed', 'failed') AND (archived = false) GROUP BY \"status\""
+        );
+        j.statuses.succeeded.clear();
+        j.statuses.failed.clear();
+        assert_eq!(
+            Queries::new(Dialect::Sqlite, &j, &HashMap::new()).terminal_counts(),
+            None
         );
     }
 

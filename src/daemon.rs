@@ -1,0 +1,513 @@
+//! `jobwarden run`: the long-running sidecar.
+//!
+//! One task owns the scan loop and everything scans touch (the store, the progress memory,
+//! the config), so scans never overlap: the HTTP `recover` endpoint and SIGHUP reach the loop
+//! as messages and are handled between scans. The loop scans at once at start (the startup
+//! reconciliation that catches every job left `running` by the crash that restarted
+//! everything), then every `interval` on a fixed schedule: a slow scan delays the next tick
+//! rather than piling ticks up, and a fast one does not drift it.
+//!
+//! The database may be down at start or go away later. The daemon never waits for it to come
+//! up: it serves `/healthz`, answers `/readyz` 503, sets `jobwarden_database_up 0`, and retries
+//! with capped exponential backoff and jitter. The progress memory survives an outage (it lives
+//! in the scanner, which keeps its pool and lets sqlx reconnect).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::Registry;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+
+use crate::actions;
+use crate::config::{Config, ConfigError, StatusClass};
+use crate::detect::{Kind, ProgressMemory};
+use crate::metrics::Metrics;
+use crate::notify::{self, Notifier};
+use crate::scan::{Report, Scanner};
+use crate::store::{Store, StoreError};
+
+/// First retry delay after a failed scan; it doubles up to [`MAX_BACKOFF`] (or `interval`, if
+/// shorter).
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait between retries while the database is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a scan in flight may run on after SIGTERM before it is abandoned.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Reloads the config (SIGHUP).
+pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
+
+/// How the daemon was started.
+pub struct Options {
+    /// `run --dry-run`: never write, whatever the file says.
+    pub dry_run: bool,
+    /// Reads the config again on SIGHUP.
+    pub reload: Reloader,
+    pub notifier: Notifier,
+}
+
+/// A `POST /api/v1/recover`, handled by the loop between scans.
+#[derive(Debug)]
+pub struct RecoverRequest {
+    pub older_than: Option<Duration>,
+    pub dry_run: bool,
+    pub reply: oneshot::Sender<Result<Report, String>>,
+}
+
+/// What the HTTP side reads: the latest scan, readiness, metrics, the token.
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: Metrics,
+    latest: RwLock<Option<Report>>,
+    ready: AtomicBool,
+    last_error: RwLock<Option<String>>,
+    token: RwLock<Option<String>>,
+    pub recover: mpsc::Sender<RecoverRequest>,
+}
+
+impl Shared {
+    /// The latest completed scan.
+    pub fn latest(&self) -> Option<Report> {
+        read(&self.latest).clone()
+    }
+
+    /// Whether the last scan reached the database, and the error if not.
+    pub fn readiness(&self) -> (bool, Option<String>) {
+        (
+            self.ready.load(Ordering::Relaxed),
+            read(&self.last_error).clone(),
+        )
+    }
+
+    /// The bearer token POST endpoints require, if one is configured.
+    pub fn token(&self) -> Option<String> {
+        read(&self.token).clone()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs the daemon until `shutdown` completes. `reloads` yields one item per SIGHUP.
+pub async fn run(
+    config: Config,
+    registry: Registry,
+    options: Options,
+    mut reloads: mpsc::Receiver<()>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let metrics = Metrics::new(registry)?;
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: config.http.listen.clone(),
+            source,
+        })?;
+    let (recover_tx, mut recover_rx) = mpsc::channel(8);
+    let shared = Arc::new(Shared {
+        metrics,
+        latest: RwLock::new(None),
+        ready: AtomicBool::new(false),
+        last_error: RwLock::new(None),
+        token: RwLock::new(config.http.token.clone()),
+        recover: recover_tx,
+    });
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| config.http.listen.clone(), |a| a.to_string());
+    tracing::info!(listen = %local, environment = ?config.environment, dry_run = config.dry_run || options.dry_run, "jobwarden started");
+    if let Some(period) = notify::watchdog_period() {
+        if config.interval + config.database.query_timeout * 3 >= period {
+            tracing::warn!(
+                "the systemd watchdog period ({}) is not much longer than interval + query timeouts; raise WatchdogSec",
+                humantime::format_duration(period)
+            );
+        }
+    }
+    let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(crate::http::serve(listener, shared.clone(), async {
+        let _ = http_stop_rx.await;
+    }));
+
+    let mut scan_loop = Loop {
+        config: Arc::new(config),
+        scanner: None,
+        carried: None,
+        shared: shared.clone(),
+        dry_run: options.dry_run,
+        notifier: options.notifier.clone(),
+        backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+        seen: BTreeSet::new(),
+        terminal: None,
+    };
+    tokio::pin!(shutdown);
+    let mut next = Instant::now();
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = sleep_until(next) => {
+                let finished = {
+                    let cycle = scan_loop.cycle();
+                    tokio::pin!(cycle);
+                    tokio::select! {
+                        ok = &mut cycle => Some(ok),
+                        _ = &mut shutdown => {
+                            // Give the scan in flight a moment to finish its writes, then go.
+                            let _ = tokio::time::timeout(SHUTDOWN_GRACE, cycle).await;
+                            None
+                        }
+                    }
+                };
+                let Some(ok) = finished else { break };
+                if first {
+                    options.notifier.ready(&scan_loop.status_line());
+                    first = false;
+                }
+                next = scan_loop.next_deadline(next, ok);
+            }
+            Some(request) = recover_rx.recv() => scan_loop.recover(request).await,
+            Some(()) = reloads.recv() => {
+                options.notifier.reloading();
+                match (options.reload)() {
+                    Ok(new) => {
+                        tracing::info!("config reloaded");
+                        scan_loop.replace_config(new).await;
+                        next = Instant::now();
+                    }
+                    Err(e) => tracing::error!("config reload failed, keeping the old config: {e}"),
+                }
+                options.notifier.ready(&scan_loop.status_line());
+            }
+        }
+    }
+    options.notifier.stopping();
+    tracing::info!("shutting down");
+    let _ = http_stop_tx.send(());
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    scan_loop.close().await;
+    Ok(())
+}
+
+/// The state the scan loop owns.
+struct Loop {
+    config: Arc<Config>,
+    scanner: Option<Scanner>,
+    /// Progress memory kept across a reload, for the next scanner.
+    carried: Option<ProgressMemory>,
+    shared: Arc<Shared>,
+    dry_run: bool,
+    notifier: Notifier,
+    backoff: Backoff,
+    /// Finding keys of the last scan, to log appearances and clearances once.
+    seen: BTreeSet<(Kind, String, String)>,
+    /// The periodic terminal-status count, running beside the loop.
+    terminal: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Loop {
+    /// One scan cycle: connect if needed, scan, act, publish. Returns whether the database
+    /// was reached.
+    async fn cycle(&mut self) -> bool {
+        let started = Instant::now();
+        let result = self.scan_and_act().await;
+        let elapsed = started.elapsed();
+        let m = &self.shared.metrics;
+        match result {
+            Ok(report) => {
+                m.scans.inc();
+                m.scan_duration.observe(elapsed.as_secs_f64());
+                m.database_up.set(1);
+                m.last_scan_success.set(unix_now());
+                m.observe_report(&report, &self.config.jobs.statuses);
+                self.log_changes(&report);
+                self.shared.ready.store(true, Ordering::Relaxed);
+                *write(&self.shared.last_error) = None;
+                *write(&self.shared.latest) = Some(report);
+                self.notifier.cycle(&self.status_line_with(elapsed));
+                true
+            }
+            Err(e) => {
+                m.scan_errors.with_label_values(&["database"]).inc();
+                m.database_up.set(0);
+                if self.shared.ready.swap(false, Ordering::Relaxed) || self.backoff.attempt == 0 {
+                    tracing::error!("scan failed, retrying with backoff: {e}");
+                } else {
+                    tracing::debug!("scan failed again: {e}");
+                }
+                *write(&self.shared.last_error) = Some(e.to_string());
+                self.notifier.cycle(&format!("database unavailable: {e}"));
+                false
+            }
+        }
+    }
+
+    async fn scanner(&mut self) -> Result<&mut Scanner, StoreError> {
+        if self.scanner.is_none() {
+            let store = Store::connect(&self.config).await?;
+            tracing::info!(database = %self.config.redacted_url(), "connected");
+            self.start_terminal_counts(store.clone());
+            let memory = self.carried.take().unwrap_or_default();
+            self.scanner = Some(Scanner::with_memory(store, memory));
+        }
+        self.scanner.as_mut().ok_or(StoreError::Query {
+            what: "connecting",
+            message: "no connection".into(),
+        })
+    }
+
+    async fn scan_and_act(&mut self) -> Result<Report, StoreError> {
+        let config = self.config.clone();
+        let dry_run = config.dry_run || self.dry_run;
+        let scanner = self.scanner().await?;
+        let mut report = scanner.scan(&config, None).await?;
+        let planned = actions::plan(&report.findings, &config.jobs.statuses);
+        let applied = actions::apply(scanner.store(), &mut report.findings, planned, dry_run).await;
+        for a in &applied {
+            self.shared.metrics.count_action(a.write.action, a.outcome);
+        }
+        Ok(report)
+    }
+
+    /// Handles `POST /api/v1/recover`: one scan with the request's options, acted on at once.
+    async fn recover(&mut self, request: RecoverRequest) {
+        let config = self.config.clone();
+        let dry_run = request.dry_run || config.dry_run || self.dry_run;
+        let result = async {
+            let scanner = self.scanner().await?;
+            let mut report = scanner.scan(&config, request.older_than).await?;
+            let planned = actions::plan(&report.findings, &config.jobs.statuses);
+            let applied =
+                actions::apply(scanner.store(), &mut report.findings, planned, dry_run).await;
+            Ok::<_, StoreError>((report, applied))
+        }
+        .await;
+        let reply = match result {
+            Ok((report, applied)) => {
+                for a in &applied {
+                    self.shared.metrics.count_action(a.write.action, a.outcome);
+                }
+                tracing::info!(
+                    findings = report.findings.len(),
+                    writes = applied.len(),
+                    dry_run,
+                    "recover requested over HTTP"
+                );
+                Ok(report)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = request.reply.send(reply);
+    }
+
+    /// When the next scan is due: on the fixed schedule after a success (a late scan pushes
+    /// the schedule back instead of bunching ticks), after the backoff after a failure.
+    fn next_deadline(&mut self, previous: Instant, ok: bool) -> Instant {
+        let now = Instant::now();
+        if ok {
+            self.backoff.reset();
+            let due = previous + self.config.interval;
+            if due > now {
+                due
+            } else {
+                now + self.config.interval
+            }
+        } else {
+            now + self.backoff.next(self.config.interval)
+        }
+    }
+
+    async fn replace_config(&mut self, new: Config) {
+        let same_table = new.database.url == self.config.database.url
+            && new.jobs.table == self.config.jobs.table;
+        if new.http.listen != self.config.http.listen {
+            tracing::warn!("http.listen changed; it takes effect at the next restart");
+        }
+        *write(&self.shared.token) = new.http.token.clone();
+        self.config = Arc::new(new);
+        // Columns, types and rules may all have changed: reconnect and rebuild the queries.
+        // The progress memory is kept unless the table itself changed.
+        if let Some(old) = self.scanner.take() {
+            old.store().close().await;
+            if same_table {
+                self.carried = Some(old.into_memory());
+            }
+        }
+        if let Some(handle) = self.terminal.take() {
+            handle.abort();
+        }
+    }
+
+    fn start_terminal_counts(&mut self, store: Store) {
+        if let Some(handle) = self.terminal.take() {
+            handle.abort();
+        }
+        let Some(every) = self.config.terminal_counts_every else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let config = self.config.clone();
+        self.terminal = Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match store.terminal_counts().await {
+                    Ok(counts) => shared
+                        .metrics
+                        .observe_terminal(&counts, &config.jobs.statuses),
+                    Err(e) => tracing::warn!("counting terminal statuses failed: {e}"),
+                }
+            }
+        }));
+    }
+
+    fn log_changes(&mut self, report: &Report) {
+        let now: BTreeSet<(Kind, String, String)> = report
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.rule.clone(), f.job_id.clone()))
+            .collect();
+        for f in &report.findings {
+            if !self
+                .seen
+                .contains(&(f.kind, f.rule.clone(), f.job_id.clone()))
+            {
+                tracing::warn!(
+                    job_id = %f.job_id, kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
+                    action = f.action.as_str(), outcome = f.outcome.as_str(), "finding: {}", f.message
+                );
+            }
+        }
+        for (kind, rule, job_id) in self.seen.difference(&now) {
+            tracing::info!(job_id = %job_id, kind = kind.as_str(), rule = %rule, "finding cleared");
+        }
+        self.seen = now;
+    }
+
+    fn status_line(&self) -> String {
+        match read(&self.shared.latest).as_ref() {
+            Some(r) => summary(r, None),
+            None => "no scan yet".to_string(),
+        }
+    }
+
+    fn status_line_with(&self, elapsed: Duration) -> String {
+        match read(&self.shared.latest).as_ref() {
+            Some(r) => summary(r, Some(elapsed)),
+            None => "no scan yet".to_string(),
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(handle) = self.terminal.take() {
+            handle.abort();
+        }
+        if let Some(scanner) = &self.scanner {
+            scanner.store().close().await;
+        }
+    }
+}
+
+/// "3 running, 1 pending, 1 stalled, last scan 12 ms".
+fn summary(report: &Report, elapsed: Option<Duration>) -> String {
+    let mut parts: Vec<String> = [StatusClass::Running, StatusClass::Pending]
+        .iter()
+        .filter_map(|c| report.jobs.get(c).map(|n| format!("{n} {}", c.as_str())))
+        .collect();
+    let mut kinds: std::collections::BTreeMap<Kind, usize> = Default::default();
+    for f in &report.findings {
+        *kinds.entry(f.kind).or_default() += 1;
+    }
+    for (kind, n) in kinds {
+        parts.push(format!("{n} {}", kind.as_str()));
+    }
+    if let Some(e) = elapsed {
+        parts.push(format!("last scan {} ms", e.as_millis()));
+    }
+    parts.join(", ")
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Capped exponential backoff with jitter: each wait is between half and all of
+/// `min * 2^attempt`, capped at the smaller of `max` and the scan interval.
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+        }
+    }
+
+    fn next(&mut self, interval: Duration) -> Duration {
+        let cap = self.max.min(interval).max(self.min);
+        let full = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(cap);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = full / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_and_capped() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let interval = Duration::from_secs(15);
+        let waits: Vec<Duration> = (0..10).map(|_| b.next(interval)).collect();
+        for (i, w) in waits.iter().enumerate() {
+            let full = Duration::from_millis(500 * (1 << i)).min(interval);
+            assert!(
+                *w >= full / 2 && *w <= full,
+                "attempt {i}: {w:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+        b.reset();
+        assert!(b.next(interval) <= Duration::from_millis(500));
+    }
+}

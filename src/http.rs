@@ -1,0 +1,201 @@
+//! The daemon's HTTP side: metrics, health, the latest findings, and a token-guarded recover.
+//!
+//! Handlers only read what the scan loop publishes in [`Shared`]; `POST /api/v1/recover` is
+//! passed to the loop as a message, so it never runs beside a scan. The listen address
+//! defaults to 127.0.0.1; write endpoints answer 403 until a token is configured, 401 to a
+//! wrong one (compared in constant time), and every error is a JSON `{"error": ...}`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::daemon::{RecoverRequest, Shared};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a recover request may wait for the loop (a scan in flight, then its own scan).
+const RECOVER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The body of `POST /api/v1/recover`; both fields optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    older_than: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The routes, on shared state.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/findings", get(findings))
+        .route("/api/v1/recover", post(recover))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("http server stopped: {e}");
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({"error": message.into()}))).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.readiness() {
+        (true, _) => Json(serde_json::json!({"ready": true})).into_response(),
+        (false, err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "ready": false,
+                "error": err.unwrap_or_else(|| "no scan has reached the database yet".into()),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn findings(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.latest() {
+        Some(report) => Json(report).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "no scan has completed yet"),
+    }
+}
+
+async fn recover(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = shared.token() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "write endpoints are disabled: set [http] token in the config",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let body: RecoverBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RecoverBody::default()
+    } else {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
+        if !json {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be application/json",
+            );
+        }
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+        }
+    };
+    let older_than = match body
+        .older_than
+        .as_deref()
+        .map(crate::commands::parse_older_than)
+    {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("older_than: {e}")),
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = RecoverRequest {
+        older_than,
+        dry_run: body.dry_run,
+        reply,
+    };
+    if shared.recover.send(request).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
+    }
+    match tokio::time::timeout(RECOVER_TIMEOUT, answer).await {
+        Ok(Ok(Ok(report))) => Json(report).into_response(),
+        Ok(Ok(Err(e))) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the scan did not finish in time",
+        ),
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,250 @@
+//! Prometheus metrics, on a registry the daemon owns and passes in (never the crate's global
+//! one), rendered in the classic text format that `promtool check metrics` lints cleanly.
+//!
+//! Label values are bounded by the config: status words and rule names come from the file,
+//! kinds and outcomes are fixed enums, and no job id is ever a label. Gauges whose label sets
+//! come and go (findings per rule) are set to 0 rather than removed when a set clears, so
+//! alerting rules see the series fall instead of vanish.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::config::{StatusClass, Statuses};
+use crate::detect::Outcome;
+use crate::scan::Report;
+
+/// Scan duration buckets, in seconds: a scan is milliseconds when healthy and bounded by the
+/// query timeout (default 5 s) when not.
+const SCAN_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric jobwarden exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    jobs: IntGaugeVec,
+    jobs_by_status: IntGaugeVec,
+    findings: IntGaugeVec,
+    oldest_heartbeat_age: Gauge,
+    pub scan_duration: Histogram,
+    pub scans: IntCounter,
+    pub scan_errors: IntCounterVec,
+    pub database_up: IntGauge,
+    pub last_scan_success: Gauge,
+    actions: IntCounterVec,
+    finding_labels: Mutex<BTreeSet<[String; 3]>>,
+}
+
+impl Metrics {
+    /// Registers every metric on `registry`.
+    pub fn new(registry: Registry) -> Result<Metrics, prometheus::Error> {
+        let jobs = IntGaugeVec::new(
+            Opts::new("jobwarden_jobs", "Jobs per status class (active ones every scan, terminal ones every terminal_counts_every)."),
+            &["status_class"],
+        )?;
+        let jobs_by_status = IntGaugeVec::new(
+            Opts::new(
+                "jobwarden_jobs_by_status",
+                "Jobs per status word of the table.",
+            ),
+            &["status"],
+        )?;
+        let findings = IntGaugeVec::new(
+            Opts::new(
+                "jobwarden_findings",
+                "Current findings per kind, rule and severity.",
+            ),
+            &["kind", "rule", "severity"],
+        )?;
+        let oldest_heartbeat_age = Gauge::new(
+            "jobwarden_oldest_heartbeat_age_seconds",
+            "Age of the oldest heartbeat among running jobs (created_at before the first beat); 0 with none.",
+        )?;
+        let scan_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "jobwarden_scan_duration_seconds",
+                "Duration of one scan, database reads included.",
+            )
+            .buckets(SCAN_BUCKETS.to_vec()),
+        )?;
+        let scans = IntCounter::new("jobwarden_scans_total", "Scans that completed.")?;
+        let scan_errors = IntCounterVec::new(
+            Opts::new(
+                "jobwarden_scan_errors_total",
+                "Scans that failed, by what failed.",
+            ),
+            &["source"],
+        )?;
+        let database_up = IntGauge::new(
+            "jobwarden_database_up",
+            "1 when the last scan reached the database, else 0.",
+        )?;
+        let last_scan_success = Gauge::new(
+            "jobwarden_last_scan_success_timestamp_seconds",
+            "Unix time of the last scan that completed.",
+        )?;
+        let actions = IntCounterVec::new(
+            Opts::new(
+                "jobwarden_actions_total",
+                "Writes jobwarden made or would have made, by action and outcome.",
+            ),
+            &["action", "outcome"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("jobwarden_build_info", "Always 1; the version is a label."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for collector in [
+            Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(jobs_by_status.clone()),
+            Box::new(findings.clone()),
+            Box::new(oldest_heartbeat_age.clone()),
+            Box::new(scan_duration.clone()),
+            Box::new(scans.clone()),
+            Box::new(scan_errors.clone()),
+            Box::new(database_up.clone()),
+            Box::new(last_scan_success.clone()),
+            Box::new(actions.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(collector)?;
+        }
+        // Known label values start at 0, so rate() and alerts see them from the first scrape.
+        scan_errors.with_label_values(&["database"]);
+        Ok(Metrics {
+            registry,
+            jobs,
+            jobs_by_status,
+            findings,
+            oldest_heartbeat_age,
+            scan_duration,
+            scans,
+            scan_errors,
+            database_up,
+            last_scan_success,
+            actions,
+            finding_labels: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Records a completed scan's counts and findings.
+    pub fn observe_report(&self, report: &Report, statuses: &Statuses) {
+        for class in [StatusClass::Pending, StatusClass::Running] {
+            let n = report.jobs.get(&class).copied().unwrap_or(0);
+            self.jobs.with_label_values(&[class.as_str()]).set(n as i64);
+            for word in statuses.words(class) {
+                let n = report.by_status.get(word).copied().unwrap_or(0);
+                self.jobs_by_status.with_label_values(&[word]).set(n as i64);
+            }
+        }
+        self.oldest_heartbeat_age
+            .set(report.oldest_heartbeat_age.unwrap_or(0.0));
+        let mut current: BTreeSet<[String; 3]> = BTreeSet::new();
+        let mut counts: std::collections::BTreeMap<[String; 3], i64> = Default::default();
+        for f in &report.findings {
+            let key = [
+                f.kind.as_str().to_string(),
+                f.rule.clone(),
+                f.severity.as_str().to_string(),
+            ];
+            *counts.entry(key.clone()).or_default() += 1;
+            current.insert(key);
+        }
+        let mut previous = self
+            .finding_labels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in previous.difference(&current) {
+            self.findings
+                .with_label_values(&gone.each_ref().map(String::as_str))
+                .set(0);
+        }
+        for (key, n) in &counts {
+            self.findings
+                .with_label_values(&key.each_ref().map(String::as_str))
+                .set(*n);
+        }
+        previous.extend(current);
+    }
+
+    /// Records the whole-table count of terminal statuses.
+    pub fn observe_terminal(
+        &self,
+        counts: &std::collections::BTreeMap<String, u64>,
+        statuses: &Statuses,
+    ) {
+        for class in [
+            StatusClass::Succeeded,
+            StatusClass::Failed,
+            StatusClass::Cancelled,
+        ] {
+            let mut total = 0;
+            for word in statuses.words(class) {
+                let n = counts.get(word).copied().unwrap_or(0);
+                total += n;
+                self.jobs_by_status.with_label_values(&[word]).set(n as i64);
+            }
+            if !statuses.words(class).is_empty() {
+                self.jobs
+                    .with_label_values(&[class.as_str()])
+                    .set(total as i64);
+            }
+        }
+    }
+
+    /// Counts one write (or would-be write).
+    pub fn count_action(&self, action: crate::config::Action, outcome: Outcome) {
+        self.actions
+            .with_label_values(&[action.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// The registry in Prometheus's text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!("cannot encode metrics: {e}");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Statuses;
+
+    #[test]
+    fn registers_every_metric_with_help_and_no_job_ids() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        m.database_up.set(1);
+        let statuses = Statuses {
+            running: vec!["running".into()],
+            succeeded: vec!["done".into()],
+            ..Statuses::default()
+        };
+        m.observe_terminal(&[("done".to_string(), 7)].into_iter().collect(), &statuses);
+        let text = m.render();
+        for name in [
+            "jobwarden_database_up 1",
+            "jobwarden_scans_total 0",
+            "jobwarden_build_info{version=\"",
+            "jobwarden_scan_errors_total{source=\"database\"} 0",
+            "jobwarden_jobs{status_class=\"succeeded\"} 7",
+            "jobwarden_jobs_by_status{status=\"done\"} 7",
+            "# HELP jobwarden_scan_duration_seconds",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
+    }
+}
