@@ -310,6 +310,21 @@ fn url_password(url: &str) -> Option<String> {
     Some(userinfo.split_once(':')?.1.to_string())
 }
 
+/// Where `${VAR}` is looked up: the process environment, then a systemd credential of that
+/// name (`LoadCredential=DATABASE_URL:...` puts it in `$CREDENTIALS_DIRECTORY/DATABASE_URL`),
+/// with one trailing newline removed.
+pub fn env_lookup(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let mut value = std::fs::read_to_string(Path::new(&dir).join(name)).ok()?;
+    if value.ends_with('\n') {
+        value.pop();
+    }
+    Some(value)
+}
+
 /// Reads and resolves a config file. `env_override` is `--env`; `lookup` reads `${VAR}`s.
 pub fn load(
     path: &Path,

@@ -93,7 +93,7 @@ pub async fn demo(json: bool, out: &mut dyn Write) -> Result<u8, Error> {
         .tempdir()?
         .keep();
     let config_path = build(&dir).await?;
-    let config = config::load(&config_path, None, &|name| std::env::var(name).ok())?;
+    let config = config::load(&config_path, None, &config::env_lookup)?;
     if !json {
         writeln!(
             out,

@@ -104,9 +104,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     if let Command::Demo = cli.command {
         return demo::demo(cli.json, &mut stdout).await;
     }
-    let config = config::load(&cli.config, cli.environment.as_deref(), &|name| {
-        std::env::var(name).ok()
-    })?;
+    let config = config::load(&cli.config, cli.environment.as_deref(), &config::env_lookup)?;
     match &cli.command {
         Command::Run { dry_run } => run(cli, config, *dry_run).await,
         Command::Check => commands::check(&config, cli.json, &mut stdout).await,
@@ -149,11 +147,7 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
     let environment = cli.environment.clone();
     let options = daemon::Options {
         dry_run,
-        reload: Box::new(move || {
-            config::load(&path, environment.as_deref(), &|name| {
-                std::env::var(name).ok()
-            })
-        }),
+        reload: Box::new(move || config::load(&path, environment.as_deref(), &config::env_lookup)),
         notifier: Notifier::from_env(),
     };
     daemon::run(config, Registry::new(), options, reload_rx, shutdown).await?;

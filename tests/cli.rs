@@ -400,3 +400,31 @@ async fn where_scopes_reads_and_writes_and_bad_timestamps_only_warn() {
         "archived and unreadable rows stay"
     );
 }
+
+#[test]
+fn secrets_may_come_from_systemd_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(
+        creds.join("JW_CRED_URL"),
+        "postgres://app:credpass@db.internal/app\n",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &SMALL.replace("${DATABASE_URL}", "${JW_CRED_URL}"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .args(["validate", "--json", "--config", &config])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env_remove("JW_CRED_URL")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["config"]["database"]["url"],
+        "postgres://app:***@db.internal/app"
+    );
+}

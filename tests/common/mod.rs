@@ -256,7 +256,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if self.backend == Backend::Sqlite {
+        if self.backend == Backend::Sqlite || self.name.is_empty() {
             return;
         }
         let (backend, name) = (self.backend, self.name.clone());
@@ -366,4 +366,149 @@ macro_rules! per_backend {
             }
         }
     };
+}
+
+/// The path of an external tool the tests need (promtool, prometheus, ...). `scripts/test`
+/// installs them; a missing one fails the test with that hint.
+pub fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed; run the tests through scripts/test, which installs it"
+            )
+        })
+}
+
+/// A PostgreSQL server of the test's own, in a temporary folder on a free port, so a test
+/// can stop and start it without disturbing the shared server.
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Runs `initdb` (as the `postgres` user when we are root); the server is not started.
+    pub fn init() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| v.ok().map(|v| v.path().join("bin")))
+                    .filter(|b| b.join("initdb").is_file())
+                    .max()
+            })
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql/*/bin (scripts/test installs them)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let pg = PrivatePostgres { dir, bin, port };
+        if is_root() {
+            let status = Command::new("chown")
+                .args([
+                    "-R",
+                    "postgres:postgres",
+                    pg.dir.path().to_str().expect("utf-8"),
+                ])
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        let data = pg.data();
+        pg.run("initdb", &["-A", "trust", "-U", "postgres", "-D", &data]);
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&exe).args(args).output()
+        }
+        .expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// A `TestDb`-like handle on the `postgres` database of this server.
+    pub async fn connect(&self) -> TestDb {
+        let pool = connect(&self.url()).await;
+        TestDb {
+            backend: Backend::Postgres,
+            url: self.url(),
+            pool,
+            name: String::new(),
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let exe = self.bin.join("pg_ctl");
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&exe).args(args).output()
+        };
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }

@@ -1,0 +1,577 @@
+//! `jobwarden run` as a real process: HTTP endpoints, actions, signals, the systemd notify
+//! protocol over a real datagram socket, and a PostgreSQL that is down at start and restarted
+//! under the running daemon. Waits poll a condition with a deadline; nothing sleeps for a
+//! fixed time to let things happen.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, TestDb};
+
+/// A `jobwarden run` child, killed on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Daemon {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let port = std::fs::read_to_string(config)
+            .expect("config")
+            .split("listen = \"127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .expect("config has listen = 127.0.0.1:PORT");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobwarden"));
+        cmd.args(["run", "--config", config.to_str().expect("utf-8")])
+            .env("JOBWARDEN_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn jobwarden run");
+        Daemon { child, port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// SIGTERM, then the exit code (within a few seconds).
+    async fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        let status = wait_for("exit after SIGTERM", Duration::from_secs(10), || {
+            std::future::ready(self.child.try_wait().ok().flatten())
+        })
+        .await;
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it yields a value, or panics after `limit`.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+/// The value of an unlabelled metric line, or of the first line starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn config_text(url: &str, port: u16, extra: &str) -> String {
+    format!(
+        r#"interval = "300ms"
+terminal_counts_every = "300ms"
+{extra}
+[database]
+url = "{url}"
+query_timeout = "2s"
+
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+finished_at = "completed_at"
+error = "error"
+
+[jobs.statuses]
+running = ["running"]
+succeeded = ["completed"]
+failed = ["failed"]
+
+[[rules]]
+name = "hb"
+statuses = ["running"]
+signal = "heartbeat"
+after = "30m"
+action = "fail"
+severity = "critical"
+
+[http]
+listen = "127.0.0.1:{port}"
+"#
+    )
+}
+
+async fn jobs_table(db: &TestDb) {
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts}, \
+         completed_at {ts}, error {long})",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        long = db.ty("longtext"),
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, created_at, updated_at) VALUES \
+         (1, 'running', {}, {}), (2, 'running', {}, {}), (3, 'completed', {}, {})",
+        db.ago(60.0),
+        db.ago(45.0),
+        db.ago(10.0),
+        db.ago(0.1),
+        db.ago(90.0),
+        db.ago(80.0)
+    ))
+    .await;
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[tokio::test]
+async fn daemon_scans_acts_serves_and_stops_cleanly() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs_table(&db).await;
+    let port = free_port();
+    let config = write(db.dir(), "jw.toml", &config_text(&db.url, port, ""));
+    let daemon = Daemon::start(&config, &[]);
+
+    // The stalled job is failed by the daemon's own scan; the live one is left alone.
+    let status = wait_for("job 1 failed", Duration::from_secs(15), || async {
+        let rows = db.rows("SELECT status, error FROM jobs WHERE id = 1").await;
+        (rows[0][0].as_deref() == Some("failed")).then(|| rows[0][1].clone())
+    })
+    .await;
+    assert!(status
+        .unwrap_or_default()
+        .starts_with("jobwarden: hb: no heartbeat for 45m"));
+    assert_eq!(
+        db.rows("SELECT status FROM jobs WHERE id = 2").await[0][0].as_deref(),
+        Some("running")
+    );
+
+    assert_eq!(get(&daemon.url("/healthz")).await.map(|r| r.0), Some(200));
+    let ready = wait_for("ready", Duration::from_secs(5), || async {
+        get(&daemon.url("/readyz")).await.filter(|r| r.0 == 200)
+    })
+    .await;
+    assert!(ready.1.contains("\"ready\":true"));
+
+    let metrics = wait_for("terminal counts", Duration::from_secs(5), || async {
+        get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| metric(m, "jobwarden_jobs{status_class=\"failed\"}") == Some(1.0))
+            .filter(|m| metric(m, "jobwarden_jobs{status_class=\"running\"}") == Some(1.0))
+    })
+    .await;
+    for (prefix, value) in [
+        ("jobwarden_database_up", 1.0),
+        (
+            "jobwarden_actions_total{action=\"fail\",outcome=\"applied\"}",
+            1.0,
+        ),
+        ("jobwarden_jobs{status_class=\"running\"}", 1.0),
+        ("jobwarden_jobs{status_class=\"succeeded\"}", 1.0),
+        ("jobwarden_jobs_by_status{status=\"completed\"}", 1.0),
+        (
+            "jobwarden_findings{kind=\"stalled\",rule=\"hb\",severity=\"critical\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            metric(&metrics, prefix),
+            Some(value),
+            "{prefix} in\n{metrics}"
+        );
+    }
+    assert!(metric(&metrics, "jobwarden_scans_total").unwrap_or(0.0) >= 1.0);
+    assert!(!metrics.contains("job_id"), "no job ids in labels");
+
+    let (code, body) = get(&daemon.url("/api/v1/findings"))
+        .await
+        .expect("findings");
+    assert_eq!(code, 200);
+    let report: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["jobs"]["running"], 1);
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(0));
+
+    // No token configured: write endpoints are forbidden.
+    let r = reqwest::Client::new()
+        .post(daemon.url("/api/v1/recover"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 403);
+
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn recover_endpoint_checks_token_type_body_and_size() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs_table(&db).await;
+    let port = free_port();
+    let text = config_text(&db.url, port, "dry_run = true")
+        .replace("[http]\n", "[http]\ntoken = \"${JW_TEST_TOKEN}\"\n");
+    let config = write(db.dir(), "jw.toml", &text);
+    let daemon = Daemon::start(&config, &[("JW_TEST_TOKEN", "s3cr3t-token")]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        get(&daemon.url("/readyz")).await.filter(|r| r.0 == 200)
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let post = |token: &str, ctype: &str, body: String| {
+        client
+            .post(daemon.url("/api/v1/recover"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", ctype.to_string())
+            .body(body)
+            .send()
+    };
+    let json = "application/json";
+    for (token, ctype, body, expected) in [
+        ("wrong", json, String::new(), 401),
+        ("s3cr3t-token", "text/plain", "{}".to_string(), 415),
+        ("s3cr3t-token", json, "{\"older_than\": ".to_string(), 400),
+        (
+            "s3cr3t-token",
+            json,
+            "{\"older_than\": \"soon\"}".to_string(),
+            400,
+        ),
+        (
+            "s3cr3t-token",
+            json,
+            "{\"olderthan\": \"1h\"}".to_string(),
+            400,
+        ),
+        (
+            "s3cr3t-token",
+            json,
+            format!("{{\"x\": \"{}\"}}", "a".repeat(100_000)),
+            413,
+        ),
+    ] {
+        let r = post(token, ctype, body).await.expect("post");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, expected, "{token} {ctype}: {text}");
+        assert!(text.contains("error") || status == 413, "{text}");
+    }
+    // The real thing: older_than catches the live job too; the file's dry_run holds writes.
+    let r = post("s3cr3t-token", json, "{\"older_than\": \"5m\"}".to_string())
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    let report: serde_json::Value = r.json().await.expect("json");
+    let mut ids: Vec<_> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "older-than")
+        .map(|f| {
+            (
+                f["job_id"].as_str().unwrap_or("").to_string(),
+                f["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            ("1".to_string(), "dry_run".to_string()),
+            ("2".into(), "dry_run".into())
+        ]
+    );
+    let statuses = db.rows("SELECT status FROM jobs ORDER BY id").await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|r| r[0].as_deref() == Some("running"))
+            .count(),
+        2,
+        "dry run wrote"
+    );
+    assert!(!daemon.log().contains("s3cr3t-token"), "token logged");
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn notify_protocol_reload_and_stop() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs_table(&db).await;
+    let port = free_port();
+    let config = write(
+        db.dir(),
+        "jw.toml",
+        &config_text(&db.url, port, "dry_run = true"),
+    );
+    let socket_path = db.dir().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let daemon = Daemon::start(
+        &config,
+        &[("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8"))],
+    );
+    let mut buf = vec![0u8; 4096];
+    let mut recv = |what: &str| -> String {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notify message ({what}): {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut next_matching = |what: &str, pred: &dyn Fn(&str) -> bool| -> String {
+        for _ in 0..50 {
+            let m = recv(what);
+            if pred(&m) {
+                return m;
+            }
+        }
+        panic!("no {what} message in 50");
+    };
+    // The first scan comes before READY=1.
+    let first = next_matching("first cycle", &|m| m.contains("WATCHDOG=1"));
+    assert!(first.contains("STATUS=2 running"), "{first}");
+    assert!(
+        first.contains("1 stalled") && first.contains("last scan"),
+        "{first}"
+    );
+    let ready = next_matching("ready", &|m| m.contains("READY=1"));
+    assert!(ready.contains("STATUS="), "{ready}");
+
+    // A bad config on reload is logged and the old one kept.
+    std::fs::write(&config, "this is not = [valid").expect("write");
+    daemon.signal(libc::SIGHUP);
+    let reloading = next_matching("reloading", &|m| m.contains("RELOADING=1"));
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    next_matching("ready after reload", &|m| m.contains("READY=1"));
+    assert!(
+        daemon
+            .log()
+            .contains("config reload failed, keeping the old config"),
+        "{}",
+        daemon.log()
+    );
+    next_matching("scans go on", &|m| m.contains("WATCHDOG=1"));
+
+    // A good one takes effect.
+    std::fs::write(
+        &config,
+        config_text(&db.url, port, "dry_run = true").replace("\"30m\"", "\"3h\""),
+    )
+    .expect("write");
+    daemon.signal(libc::SIGHUP);
+    next_matching("reloading", &|m| m.contains("RELOADING=1"));
+    next_matching("ready after reload", &|m| m.contains("READY=1"));
+    let calm = next_matching("scan under the new rule", &|m| {
+        m.contains("WATCHDOG=1") && !m.contains("stalled")
+    });
+    assert!(calm.contains("2 running"), "{calm}");
+
+    daemon.signal(libc::SIGTERM);
+    next_matching("stopping", &|m| m.contains("STOPPING=1"));
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_metrics() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs_table(&db).await;
+    let port = free_port();
+    let config = write(
+        db.dir(),
+        "jw.toml",
+        &config_text(&db.url, port, "dry_run = true"),
+    );
+    let daemon = Daemon::start(&config, &[]);
+    let metrics = wait_for("a scan", Duration::from_secs(10), || async {
+        get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| metric(m, "jobwarden_scans_total").unwrap_or(0.0) >= 1.0)
+    })
+    .await;
+    let mut child = Command::new(common::tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), metrics.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_daemon() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs_table(&db).await;
+    let port = free_port();
+    let config = write(
+        db.dir(),
+        "jw.toml",
+        &config_text(&db.url, port, "dry_run = true"),
+    );
+    let daemon = Daemon::start(&config, &[]);
+    let prom_port = free_port();
+    let prom_config = write(
+        db.dir(),
+        "prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: jobwarden\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    );
+    let mut prometheus = Command::new(common::tool("prometheus"))
+        .args([
+            &format!("--config.file={}", prom_config.display()),
+            &format!("--storage.tsdb.path={}", db.dir().join("tsdb").display()),
+            &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let query = format!(
+        "http://127.0.0.1:{prom_port}/api/v1/query?query=jobwarden_jobs%7Bstatus_class%3D%22running%22%7D"
+    );
+    let value = wait_for(
+        "prometheus to scrape jobwarden",
+        Duration::from_secs(60),
+        || async {
+            let (_, body) = get(&query).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_string)
+        },
+    )
+    .await;
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(value, "2");
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn survives_postgres_down_at_start_and_restarted_under_it() {
+    let pg = common::PrivatePostgres::init();
+    let url = pg.url();
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(
+        dir.path(),
+        "jw.toml",
+        &config_text(&url, port, "dry_run = true"),
+    );
+    let daemon = Daemon::start(&config, &[]);
+
+    // Down at start: alive, not ready, database_up 0, and retrying.
+    wait_for(
+        "healthz while the database is down",
+        Duration::from_secs(10),
+        || async { get(&daemon.url("/healthz")).await.filter(|r| r.0 == 200) },
+    )
+    .await;
+    let (code, _) = get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 503);
+    wait_for("database_up 0", Duration::from_secs(10), || async {
+        get(&daemon.url("/metrics"))
+            .await
+            .filter(|r| metric(&r.1, "jobwarden_database_up") == Some(0.0))
+    })
+    .await;
+
+    pg.start();
+    let db = pg.connect().await;
+    jobs_table(&db).await;
+    wait_for(
+        "ready once postgres is up",
+        Duration::from_secs(30),
+        || async { get(&daemon.url("/readyz")).await.filter(|r| r.0 == 200) },
+    )
+    .await;
+
+    // Restarted in the middle of the run.
+    drop(db);
+    pg.stop();
+    wait_for(
+        "not ready while postgres is down",
+        Duration::from_secs(30),
+        || async { get(&daemon.url("/readyz")).await.filter(|r| r.0 == 503) },
+    )
+    .await;
+    pg.start();
+    wait_for(
+        "ready again after the restart",
+        Duration::from_secs(60),
+        || async { get(&daemon.url("/readyz")).await.filter(|r| r.0 == 200) },
+    )
+    .await;
+    let body = get(&daemon.url("/api/v1/findings"))
+        .await
+        .expect("findings");
+    let report: serde_json::Value = serde_json::from_str(&body.1).expect("json");
+    assert_eq!(report["jobs"]["running"], 2);
+    assert!(daemon.log().contains("scan failed, retrying with backoff"));
+    assert_eq!(daemon.stop().await, 0);
+}
