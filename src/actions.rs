@@ -136,6 +136,7 @@ mod tests {
                 heartbeat: Some("hb".into()),
                 progress: None,
             },
+            progress: None,
         }
     }
 

@@ -110,6 +110,9 @@ pub struct Finding {
     /// The row as read, for the guarded write.
     #[serde(skip)]
     pub guard: Guard,
+    /// The job's progress value, for the human table.
+    #[serde(skip)]
+    pub progress: Option<String>,
 }
 
 /// A row the core could not judge, said once per row and field.
@@ -154,12 +157,15 @@ pub struct Detected {
 #[derive(Debug, Clone, Default)]
 pub struct ProgressMemory {
     seen: HashMap<String, Seen>,
+    generation: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Seen {
     value: Option<String>,
     since: f64,
+    /// The scan that last saw the job.
+    generation: u64,
 }
 
 /// The rule name of findings made by `--older-than`.
@@ -168,31 +174,40 @@ pub const OLDER_THAN_RULE: &str = "older-than";
 pub const BUILTIN_RULE: &str = "builtin";
 
 impl ProgressMemory {
-    /// Records this scan's progress values and returns, per job id, since when each has been
-    /// unchanged. A value seen for the first time is dated by the row's heartbeat when there
-    /// is one (the row has not been touched since then, so neither has its progress), else by
-    /// `now`: jobwarden never assumes a job is older than it can show.
-    fn observe(&mut self, jobs: &[JobRow], now: f64) -> HashMap<String, f64> {
-        let mut next = HashMap::with_capacity(jobs.len());
+    /// Records this scan's progress values. A value seen for the first time is dated by the
+    /// row's heartbeat when there is one (the row has not been touched since then, so neither
+    /// has its progress), else by `now`: jobwarden never assumes a job is older than it can
+    /// show. Jobs that left the active set are forgotten. Unchanged values cost no allocation.
+    fn observe(&mut self, jobs: &[JobRow], now: f64) {
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
         for job in jobs {
-            let since = match self.seen.get(&job.id) {
-                Some(seen) if seen.value == job.progress => seen.since,
-                Some(_) => now,
-                None => job.heartbeat_at.at().unwrap_or(now).min(now),
-            };
-            next.insert(
-                job.id.clone(),
-                Seen {
-                    value: job.progress.clone(),
-                    since,
-                },
-            );
+            match self.seen.get_mut(&job.id) {
+                Some(seen) => {
+                    if seen.value != job.progress {
+                        seen.value.clone_from(&job.progress);
+                        seen.since = now;
+                    }
+                    seen.generation = generation;
+                }
+                None => {
+                    self.seen.insert(
+                        job.id.clone(),
+                        Seen {
+                            value: job.progress.clone(),
+                            since: job.heartbeat_at.at().unwrap_or(now).min(now),
+                            generation,
+                        },
+                    );
+                }
+            }
         }
-        self.seen = next;
-        self.seen
-            .iter()
-            .map(|(id, s)| (id.clone(), s.since))
-            .collect()
+        self.seen.retain(|_, s| s.generation == generation);
+    }
+
+    /// Since when a job's progress value has been unchanged.
+    fn since(&self, id: &str) -> Option<f64> {
+        self.seen.get(id).map(|s| s.since)
     }
 
     /// How many jobs are remembered.
@@ -219,31 +234,8 @@ impl Rule {
 
 /// Judges every active job. Pure: same input, same output.
 pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressMemory) -> Detected {
-    let progress_since = memory.observe(obs.jobs, obs.now);
-    let status_of: HashMap<&str, &str> = obs
-        .relatives
-        .iter()
-        .map(|r| (r.id.as_str(), r.status.as_str()))
-        .chain(obs.jobs.iter().map(|j| (j.id.as_str(), j.status.as_str())))
-        .collect();
-    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
-    let all_parents = obs
-        .jobs
-        .iter()
-        .map(|j| (j.id.as_str(), j.parent_id.as_deref(), j.status.as_str()))
-        .chain(
-            obs.relatives
-                .iter()
-                .map(|r| (r.id.as_str(), r.parent_id.as_deref(), r.status.as_str())),
-        );
-    let mut seen_children = BTreeSet::new();
-    for (id, parent, status) in all_parents {
-        if let Some(parent) = parent {
-            if seen_children.insert(id) {
-                children.entry(parent).or_default().push(status);
-            }
-        }
-    }
+    memory.observe(obs.jobs, obs.now);
+    let family = Family::new(obs);
     let finished = |status: &str| {
         policy
             .statuses
@@ -270,7 +262,7 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             };
             let since = match signal {
                 Signal::Heartbeat => judge.heartbeat_since(),
-                Signal::Progress => Ok(progress_since.get(&job.id).copied().unwrap_or(obs.now)),
+                Signal::Progress => Ok(memory.since(&job.id).unwrap_or(obs.now)),
                 Signal::Created => judge.created_since(),
             };
             match since {
@@ -306,6 +298,9 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
                 Err(message) => out.warn(job, format!("{message}; --older-than skipped")),
             }
         }
+        if job.pid.is_none() && job.parent_id.is_none() && family.children.is_empty() {
+            continue;
+        }
         let governing = policy.rules.iter().find(|r| r.matches(job));
         let (rule, action, severity) = match governing {
             Some(r) => (r.name.as_str(), r.action, r.severity),
@@ -327,7 +322,11 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             }
         }
         if let Some(parent) = &job.parent_id {
-            if let Some(parent_status) = status_of.get(parent.as_str()).filter(|s| finished(s)) {
+            if let Some(parent_status) = family
+                .status_of
+                .get(parent.as_str())
+                .filter(|s| finished(s))
+            {
                 out.findings.push(judge.finding(
                     Kind::OrphanedChild,
                     rule,
@@ -341,7 +340,7 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
                 ));
             }
         }
-        if let Some(kids) = children.get(job.id.as_str()) {
+        if let Some(kids) = family.children.get(job.id.as_str()) {
             if kids.iter().all(|s| finished(s)) {
                 // The parent may be about to wrap up; tell a person, never write.
                 out.findings.push(judge.finding(
@@ -365,6 +364,42 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             .then(a.rule.cmp(&b.rule))
     });
     out
+}
+
+/// Who is whose parent, among the active rows and their relatives. Empty (and free) when no
+/// row has a parent.
+struct Family<'a> {
+    status_of: HashMap<&'a str, &'a str>,
+    /// Statuses of each parent's children.
+    children: HashMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Family<'a> {
+    fn new(obs: &Observation<'a>) -> Family<'a> {
+        let mut family = Family {
+            status_of: HashMap::new(),
+            children: HashMap::new(),
+        };
+        if obs.relatives.is_empty() && obs.jobs.iter().all(|j| j.parent_id.is_none()) {
+            return family;
+        }
+        let rows = obs
+            .jobs
+            .iter()
+            .map(|j| (j.id.as_str(), j.parent_id.as_deref(), j.status.as_str()))
+            .chain(
+                obs.relatives
+                    .iter()
+                    .map(|r| (r.id.as_str(), r.parent_id.as_deref(), r.status.as_str())),
+            );
+        for (id, parent, status) in rows {
+            family.status_of.insert(id, status);
+            if let Some(parent) = parent {
+                family.children.entry(parent).or_default().push(status);
+            }
+        }
+        family
+    }
 }
 
 impl Detected {
@@ -446,6 +481,7 @@ impl Judge<'_> {
             message,
             artifacts: Vec::new(),
             guard: self.job.guard.clone(),
+            progress: self.job.progress.clone(),
         }
     }
 }

@@ -46,10 +46,9 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
                     f.status.clone(),
                     f.phase.clone().unwrap_or_else(|| "-".into()),
                     format_age(f.age_seconds as f64),
-                    report
-                        .progress
-                        .get(&f.job_id)
-                        .map_or_else(|| "-".into(), |p| summarize_progress(p)),
+                    f.progress
+                        .as_deref()
+                        .map_or_else(|| "-".into(), summarize_progress),
                     f.kind.as_str().into(),
                     f.rule.clone(),
                     f.action.as_str().into(),

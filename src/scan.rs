@@ -29,9 +29,6 @@ pub struct Report {
     /// Age in seconds of the oldest heartbeat among running-class jobs, for the metric.
     #[serde(skip)]
     pub oldest_heartbeat_age: Option<f64>,
-    /// Progress values by job id, for the human table.
-    #[serde(skip)]
-    pub progress: BTreeMap<String, String>,
 }
 
 /// Scans one table, remembering progress between scans.
@@ -93,11 +90,6 @@ impl Scanner {
             .map(|c| (c, 0))
             .collect();
         jobs.extend(counts.by_class);
-        let progress = snapshot
-            .jobs
-            .iter()
-            .filter_map(|j| Some((j.id.clone(), j.progress.clone()?)))
-            .collect();
         let oldest_heartbeat_age = snapshot
             .jobs
             .iter()
@@ -113,7 +105,6 @@ impl Scanner {
             findings: detected.findings,
             warnings: detected.warnings,
             by_status: counts.by_status,
-            progress,
         })
     }
 }
