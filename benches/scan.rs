@@ -13,6 +13,10 @@
 //!   (c) `Scanner::scan()`: one full scan (snapshot, pid checks, detection, report);
 //!   (d) `SELECT count(*)` of the whole table on the plain pool: what reading every row costs.
 //!
+//! Around the table it prints the first line of the scan query's `EXPLAIN` (the status index
+//! at work) and, from one `EXPLAIN (ANALYZE, BUFFERS)` after the timed loop, the server's
+//! execution time and how many pages the scan touched against the table's size.
+//!
 //! The result is one markdown table on stdout, with ratios against (a) measured in the same
 //! run. Speed is reported here, never asserted. Progress notes go to stderr.
 //!
@@ -136,7 +140,7 @@ async fn run(s: Settings) {
         .expect("EXPLAIN returns text");
     let status_indexed = store.info().status_indexed;
     let mut scanner = Scanner::new(store.clone());
-    let server: String = sqlx::query_scalar("SHOW server_version")
+    let version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&pool)
         .await
         .expect("read the server version");
@@ -194,6 +198,8 @@ async fn run(s: Settings) {
         assert_eq!(count as u64, s.rows, "(d) counts every row");
     }
 
+    let server = server_side(&pool, &sql, &table).await;
+
     let base_median = median(&a.ms);
     let base_p90 = p90(&a.ms);
     let mut command = format!(
@@ -208,7 +214,7 @@ async fn run(s: Settings) {
     }
     command.push_str(" cargo bench --bench scan");
 
-    println!("## jobwarden scan benchmark: PostgreSQL {server}");
+    println!("## jobwarden scan benchmark: PostgreSQL {version}");
     println!();
     println!("- command: `{command}` (or `scripts/bench` with the same environment)");
     println!(
@@ -219,6 +225,7 @@ async fn run(s: Settings) {
         "- scan plan (first line of `EXPLAIN`): `{}`; jobwarden sees a status index: {status_indexed}",
         plan.trim()
     );
+    println!("- {server}");
     println!(
         "- per iteration, in this order: (a) (b) (c) (d); {} warm-up iterations, then {} timed",
         s.warmup, s.iters
@@ -246,6 +253,41 @@ async fn run(s: Settings) {
 
     store.close().await;
     pool.close().await;
+}
+
+/// One `EXPLAIN (ANALYZE, BUFFERS)` of the scan query, after the timed loop: the server's
+/// share of (a), and how many of the table's pages the scan touches.
+async fn server_side(pool: &PgPool, sql: &str, table: &str) -> String {
+    let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))
+        .fetch_all(pool)
+        .await
+        .expect("EXPLAIN ANALYZE the scan query");
+    let execution = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Execution Time:"))
+        .map_or("?".to_string(), |t| t.trim().to_string());
+    // The first `Buffers:` line is the top plan node's: every page the scan touched.
+    let pages: u64 = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Buffers:"))
+        .map_or(0, |b| {
+            b.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| matches!(*k, "hit" | "read"))
+                .filter_map(|(_, v)| v.parse::<u64>().ok())
+                .sum()
+        });
+    let table_pages: i64 = sqlx::query_scalar(
+        "SELECT (pg_relation_size(to_regclass($1)) / current_setting('block_size')::bigint)::bigint",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .expect("read the table's size");
+    format!(
+        "server side, one `EXPLAIN (ANALYZE, BUFFERS)` of the scan query after the timed loop: \
+         execution {execution}, {pages} buffers touched (index and heap) of the table's {table_pages} heap pages"
+    )
 }
 
 impl Samples {
