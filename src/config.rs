@@ -124,6 +124,8 @@ pub struct Config {
     pub artifacts: Vec<Artifacts>,
     pub http: Http,
     pub alerts: Vec<AlertSink>,
+    /// `[state] dir`: where the alert state lives.
+    pub state_dir: PathBuf,
 }
 
 /// `[database]`.
@@ -200,10 +202,31 @@ pub struct Http {
 /// One `[[alerts]]` entry.
 #[derive(Debug, Clone)]
 pub struct AlertSink {
+    /// Unique; the `sink` label of the alert metrics. Default `<kind>` (`<kind>-2`, ... when a
+    /// kind repeats).
+    pub name: String,
     pub kind: AlertKind,
+    /// The receiver: a webhook or Slack incoming-webhook URL, or Alertmanager's base URL.
     pub url: String,
+    /// Default `warning` (everything).
     pub min_severity: Severity,
+    /// Extra request headers (webhook only), e.g. `Authorization`.
+    pub headers: Vec<(String, String)>,
+    /// Signs each webhook body: `X-Jobwarden-Signature: sha256=<hex HMAC-SHA256>`.
+    pub hmac_secret: Option<String>,
+    /// Announce a still-firing finding again at this period. Default off.
+    pub repeat_every: Option<Duration>,
+    /// Per-request timeout. Default 10s.
+    pub timeout: Duration,
+    /// Messages waiting for a receiver that is down; past this the oldest are dropped
+    /// (counted and logged). Default 1000.
+    pub queue: usize,
 }
+
+/// Default per-request timeout of an alert sink.
+pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound of an alert sink's queue.
+pub const DEFAULT_ALERT_QUEUE: usize = 1000;
 
 /// The alert receivers jobwarden speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -274,6 +297,10 @@ impl Config {
     pub fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = url_password(&self.database.url).into_iter().collect();
         secrets.extend(self.http.token.clone());
+        for sink in &self.alerts {
+            secrets.extend(sink.hmac_secret.clone());
+            secrets.extend(sink.headers.iter().map(|(_, v)| v.clone()));
+        }
         secrets.retain(|s| !s.is_empty());
         secrets
     }
@@ -376,6 +403,13 @@ struct RawConfig {
     http: Option<RawHttp>,
     #[serde(default)]
     alerts: Vec<RawAlert>,
+    state: Option<RawState>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -456,9 +490,16 @@ struct RawHttp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAlert {
-    kind: AlertKind,
+    name: Option<Text>,
+    kind: Spanned<AlertKind>,
     url: Text,
     min_severity: Option<Severity>,
+    #[serde(default)]
+    headers: BTreeMap<String, Text>,
+    hmac_secret: Option<Text>,
+    repeat_every: Option<Text>,
+    timeout: Option<Text>,
+    queue: Option<Spanned<i64>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,18 +691,18 @@ fn resolve(
             token: None,
         },
     };
-    let alerts = raw
-        .alerts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            Ok(AlertSink {
-                kind: a.kind,
-                url: ctx.text(&a.url, &format!("alerts[{i}].url"))?,
-                min_severity: a.min_severity.unwrap_or(Severity::Warning),
-            })
-        })
-        .collect::<Result<Vec<_>, Located>>()?;
+    let alerts = resolve_alerts(ctx, &raw.alerts)?;
+    let state_dir = match raw.state.as_ref().and_then(|s| s.dir.as_ref()) {
+        Some(dir) => {
+            let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
+            if dir.is_absolute() {
+                dir
+            } else {
+                base.join(dir)
+            }
+        }
+        None => default_state_dir(ctx.lookup, base),
+    };
     Ok(Config {
         path: path.to_path_buf(),
         environment,
@@ -674,7 +715,100 @@ fn resolve(
         artifacts,
         http,
         alerts,
+        state_dir,
     })
+}
+
+/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/jobwarden`, else
+/// `$HOME/.local/state/jobwarden`, else `.jobwarden-state` beside the config file.
+fn default_state_dir(lookup: &dyn Fn(&str) -> Option<String>, base: &Path) -> PathBuf {
+    let nonempty = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    if let Some(dir) = nonempty("STATE_DIRECTORY") {
+        // systemd may list several, separated by colons; ours is the first.
+        return PathBuf::from(dir.split(':').next().unwrap_or(&dir));
+    }
+    if let Some(xdg) = nonempty("XDG_STATE_HOME") {
+        return PathBuf::from(xdg).join("jobwarden");
+    }
+    if let Some(home) = nonempty("HOME") {
+        return PathBuf::from(home).join(".local/state/jobwarden");
+    }
+    base.join(".jobwarden-state")
+}
+
+fn resolve_alerts(ctx: &Ctx<'_>, raw: &[RawAlert]) -> Result<Vec<AlertSink>, Located> {
+    let mut sinks: Vec<AlertSink> = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let key = |k: &str| format!("alerts[{i}].{k}");
+        let kind = *a.kind.get_ref();
+        let url = ctx.text(&a.url, &key("url"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ctx.at(&a.url, &key("url"), "must be an http:// or https:// URL".into()));
+        }
+        let name = match &a.name {
+            Some(n) => ctx.text(n, &key("name"))?,
+            None => {
+                let same = sinks.iter().filter(|s| s.kind == kind).count();
+                let base = kind_name(kind);
+                if same == 0 { base.to_string() } else { format!("{base}-{}", same + 1) }
+            }
+        };
+        if sinks.iter().any(|s| s.name == name) {
+            return Err(ctx.at(&a.kind, &key("name"), format!(
+                "two alert sinks are named `{name}`; give each a unique `name`"
+            )));
+        }
+        if kind != AlertKind::Webhook && (!a.headers.is_empty() || a.hmac_secret.is_some()) {
+            return Err(ctx.at(&a.kind, &key("headers"), format!(
+                "`headers` and `hmac_secret` are for webhook sinks, not {}", kind_name(kind)
+            )));
+        }
+        let headers = a
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), ctx.text(v, &key(&format!("headers.{k}")))?)))
+            .collect::<Result<Vec<_>, Located>>()?;
+        let queue = match &a.queue {
+            Some(q) if !(1..=1_000_000).contains(q.get_ref()) => {
+                return Err(ctx.at(q, &key("queue"), format!("{} is out of range (1 to 1000000)", q.get_ref())))
+            }
+            Some(q) => *q.get_ref() as usize,
+            None => DEFAULT_ALERT_QUEUE,
+        };
+        sinks.push(AlertSink {
+            name,
+            kind,
+            url,
+            min_severity: a.min_severity.unwrap_or(Severity::Warning),
+            headers,
+            hmac_secret: a
+                .hmac_secret
+                .as_ref()
+                .map(|h| ctx.text(h, &key("hmac_secret")))
+                .transpose()?,
+            repeat_every: a
+                .repeat_every
+                .as_ref()
+                .map(|r| ctx.duration(r, &key("repeat_every")))
+                .transpose()?
+                .filter(|d| !d.is_zero()),
+            timeout: match &a.timeout {
+                Some(t) => ctx.duration(t, &key("timeout"))?,
+                None => DEFAULT_ALERT_TIMEOUT,
+            },
+            queue,
+        });
+    }
+    Ok(sinks)
+}
+
+/// The config's word for an alert kind.
+pub fn kind_name(kind: AlertKind) -> &'static str {
+    match kind {
+        AlertKind::Webhook => "webhook",
+        AlertKind::Slack => "slack",
+        AlertKind::Alertmanager => "alertmanager",
+    }
 }
 
 fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Database, Located> {
@@ -1064,7 +1198,15 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
     let alerts: Vec<_> = config
         .alerts
         .iter()
-        .map(|a| serde_json::json!({"kind": a.kind, "url": redact_alert_url(a.kind, &a.url), "min_severity": a.min_severity}))
+        .map(|a| serde_json::json!({
+            "name": a.name, "kind": a.kind, "url": redact_alert_url(a.kind, &a.url),
+            "min_severity": a.min_severity,
+            "headers": a.headers.iter().map(|(k, _)| (k.clone(), "***")).collect::<BTreeMap<_, _>>(),
+            "hmac_secret": a.hmac_secret.as_ref().map(|_| "***"),
+            "repeat_every": a.repeat_every.map(|d| humantime::format_duration(d).to_string()),
+            "timeout": humantime::format_duration(a.timeout).to_string(),
+            "queue": a.queue,
+        }))
         .collect();
     let j = &config.jobs;
     serde_json::json!({
@@ -1093,6 +1235,7 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
         "artifacts": artifacts,
         "http": {"listen": config.http.listen, "token": config.http.token.as_ref().map(|_| "***")},
         "alerts": alerts,
+        "state": {"dir": config.state_dir},
     })
 }
 

@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
 use crate::actions;
+use crate::alerts::Alerter;
+use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, StatusClass};
 use crate::detect::{Kind, ProgressMemory};
 use crate::metrics::Metrics;
@@ -151,7 +153,9 @@ pub async fn run(
         let _ = http_stop_rx.await;
     }));
 
+    let alerter = Alerter::start(&config, &shared.metrics);
     let mut scan_loop = Loop {
+        alerter,
         config: Arc::new(config),
         scanner: None,
         carried: None,
@@ -189,6 +193,7 @@ pub async fn run(
                 next = scan_loop.next_deadline(next, ok);
             }
             Some(request) = recover_rx.recv() => scan_loop.recover(request).await,
+            Some(receipt) = scan_loop.alerter.next_receipt() => scan_loop.alerter.receipt(receipt),
             Some(()) = reloads.recv() => {
                 options.notifier.reloading();
                 match (options.reload)() {
@@ -213,6 +218,7 @@ pub async fn run(
 
 /// The state the scan loop owns.
 struct Loop {
+    alerter: Alerter,
     config: Arc<Config>,
     scanner: Option<Scanner>,
     /// Progress memory kept across a reload, for the next scanner.
@@ -245,6 +251,10 @@ impl Loop {
                 self.log_changes(&report);
                 self.shared.ready.store(true, Ordering::Relaxed);
                 *write(&self.shared.last_error) = None;
+                if let Some(scanner) = &self.scanner {
+                    self.alerter.observe(&report, &scanner.active_ids());
+                }
+                self.alerter.tick();
                 *write(&self.shared.latest) = Some(report);
                 self.notifier.cycle(&self.status_line_with(elapsed));
                 true
@@ -258,6 +268,7 @@ impl Loop {
                     tracing::debug!("scan failed again: {e}");
                 }
                 *write(&self.shared.last_error) = Some(e.to_string());
+                self.alerter.tick();
                 self.notifier.cycle(&format!("database unavailable: {e}"));
                 false
             }
@@ -346,6 +357,7 @@ impl Loop {
             tracing::warn!("http.listen changed; it takes effect at the next restart");
         }
         *write(&self.shared.token) = new.http.token.clone();
+        self.alerter.reconfigure(&new, &self.shared.metrics);
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
         // The progress memory is kept unless the table itself changed.
@@ -422,6 +434,7 @@ impl Loop {
     }
 
     async fn close(&mut self) {
+        self.alerter.shutdown();
         if let Some(handle) = self.terminal.take() {
             handle.abort();
         }
@@ -456,58 +469,3 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Capped exponential backoff with jitter: each wait is between half and all of
-/// `min * 2^attempt`, capped at the smaller of `max` and the scan interval.
-#[derive(Debug, Clone)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            attempt: 0,
-        }
-    }
-
-    fn next(&mut self, interval: Duration) -> Duration {
-        let cap = self.max.min(interval).max(self.min);
-        let full = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(cap);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = full / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_jittered_and_capped() {
-        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
-        let interval = Duration::from_secs(15);
-        let waits: Vec<Duration> = (0..10).map(|_| b.next(interval)).collect();
-        for (i, w) in waits.iter().enumerate() {
-            let full = Duration::from_millis(500 * (1 << i)).min(interval);
-            assert!(
-                *w >= full / 2 && *w <= full,
-                "attempt {i}: {w:?} not in [{:?}, {full:?}]",
-                full / 2
-            );
-        }
-        b.reset();
-        assert!(b.next(interval) <= Duration::from_millis(500));
-    }
-}

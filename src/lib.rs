@@ -6,6 +6,8 @@
 //! into the one-shot commands. See ARCHITECTURE.md for the map and the flow of one scan.
 
 pub mod actions;
+pub mod alerts;
+pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod daemon;

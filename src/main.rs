@@ -70,6 +70,17 @@ enum Command {
     },
     /// Make a throwaway SQLite jobs table and run `check` on it.
     Demo,
+    /// Alert sinks.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertCommand {
+    /// Send a sample firing and resolved alert through every sink and report each answer.
+    Test,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +132,9 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         Command::Validate { connect } => {
             commands::validate(&config, *connect, cli.json, &mut stdout).await
         }
+        Command::Alert {
+            command: AlertCommand::Test,
+        } => Ok(jobwarden::alerts::test_sinks(&config, &mut stdout).await?),
         Command::Demo => Err(Error::Usage("demo takes no config".into())),
     }
 }

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub database_up: IntGauge,
     pub last_scan_success: Gauge,
     actions: IntCounterVec,
+    pub alerts_sent: IntCounterVec,
+    pub alert_failures: IntCounterVec,
+    pub alert_queue_depth: IntGaugeVec,
+    pub alerts_dropped: IntCounterVec,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
 }
 
@@ -96,6 +100,22 @@ impl Metrics {
             ),
             &["action", "outcome"],
         )?;
+        let alerts_sent = IntCounterVec::new(
+            Opts::new("jobwarden_alerts_sent_total", "Alert messages a receiver accepted, by sink and state."),
+            &["sink", "state"],
+        )?;
+        let alert_failures = IntCounterVec::new(
+            Opts::new("jobwarden_alert_failures_total", "Alert delivery attempts that failed, by sink."),
+            &["sink"],
+        )?;
+        let alert_queue_depth = IntGaugeVec::new(
+            Opts::new("jobwarden_alert_queue_depth", "Alert messages waiting for delivery, by sink."),
+            &["sink"],
+        )?;
+        let alerts_dropped = IntCounterVec::new(
+            Opts::new("jobwarden_alerts_dropped_total", "Alert messages dropped because a sink's queue was full."),
+            &["sink"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("jobwarden_build_info", "Always 1; the version is a label."),
             &["version"],
@@ -114,6 +134,10 @@ impl Metrics {
             Box::new(database_up.clone()),
             Box::new(last_scan_success.clone()),
             Box::new(actions.clone()),
+            Box::new(alerts_sent.clone()),
+            Box::new(alert_failures.clone()),
+            Box::new(alert_queue_depth.clone()),
+            Box::new(alerts_dropped.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector)?;
@@ -132,6 +156,10 @@ impl Metrics {
             database_up,
             last_scan_success,
             actions,
+            alerts_sent,
+            alert_failures,
+            alert_queue_depth,
+            alerts_dropped,
             finding_labels: Mutex::new(BTreeSet::new()),
         })
     }
@@ -199,6 +227,26 @@ impl Metrics {
                     .set(total as i64);
             }
         }
+    }
+
+    /// The alert metrics, for the delivery tasks.
+    pub fn sink_metrics(&self) -> crate::alerts::delivery::SinkMetrics {
+        crate::alerts::delivery::SinkMetrics {
+            sent: self.alerts_sent.clone(),
+            failures: self.alert_failures.clone(),
+            depth: self.alert_queue_depth.clone(),
+            dropped: self.alerts_dropped.clone(),
+        }
+    }
+
+    /// Starts a sink's alert series at 0, so rate() and alerts see them from the first scrape.
+    pub fn register_sink(&self, sink: &str) {
+        for state in ["firing", "resolved"] {
+            self.alerts_sent.with_label_values(&[sink, state]);
+        }
+        self.alert_failures.with_label_values(&[sink]);
+        self.alert_queue_depth.with_label_values(&[sink]).set(0);
+        self.alerts_dropped.with_label_values(&[sink]);
     }
 
     /// Counts one write (or would-be write).

@@ -37,6 +37,8 @@ pub struct Scanner {
     store: Store,
     memory: ProgressMemory,
     host: String,
+    /// The ids of the last scan's active rows.
+    active: Vec<String>,
 }
 
 impl Scanner {
@@ -50,7 +52,13 @@ impl Scanner {
             store,
             memory,
             host: process::hostname(),
+            active: Vec::new(),
         }
+    }
+
+    /// The ids of the last scan's active rows.
+    pub fn active_ids(&self) -> std::collections::HashSet<&str> {
+        self.active.iter().map(String::as_str).collect()
     }
 
     /// Gives the progress memory back, for a scanner that replaces this one.
@@ -97,6 +105,7 @@ impl Scanner {
             .filter_map(|j| j.heartbeat_since().ok())
             .map(|since| (snapshot.now - since).max(0.0))
             .reduce(f64::max);
+        self.active = snapshot.jobs.into_iter().map(|j| j.id).collect();
         Ok(Report {
             oldest_heartbeat_age,
             environment: config.environment.clone(),

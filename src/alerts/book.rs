@@ -1,0 +1,386 @@
+//! The alert book: which findings are firing, which resolved, and what each sink has been
+//! told. Pure and serializable: the daemon feeds it scans and delivery receipts, asks it what
+//! is due for each sink, and saves it to the state directory after every change, so a restart
+//! neither re-fires an open alert nor forgets to resolve one.
+//!
+//! The book is also the outbox: a message counts as told only when its sink reports it
+//! delivered (or given up on, for a receiver that refuses it). Anything not yet told is due
+//! again, after a restart too.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AlertKind, AlertSink, Severity};
+use crate::detect::{Finding, Outcome};
+
+/// How long a resolved alert stays in the book so Alertmanager hears the resolution again
+/// (a lost request must not leave it open).
+pub const RESOLVED_KEEP: Duration = Duration::from_secs(300);
+
+/// The book, as saved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Book {
+    pub version: u32,
+    /// By alert key: `kind/rule/job_id`.
+    pub entries: BTreeMap<String, Entry>,
+}
+
+/// One alert: a finding key over its life.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: String,
+    pub rule: String,
+    pub job_id: String,
+    pub severity: Severity,
+    /// The latest finding, as its JSON (what receivers get).
+    pub finding: serde_json::Value,
+    /// Unix time the finding appeared.
+    pub fired_at: f64,
+    /// Set when the finding cleared.
+    pub resolved: Option<Resolution>,
+    /// What jobwarden wrote to the job, if it did (`failed`, `requeued`).
+    pub acted: Option<String>,
+    /// What each sink has been told, by sink name.
+    pub told: BTreeMap<String, Told>,
+}
+
+/// Why and when an alert resolved.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resolution {
+    pub at: f64,
+    pub reason: String,
+}
+
+/// The last thing a sink was told about an alert.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Told {
+    pub state: State,
+    pub at: f64,
+}
+
+/// An alert's state, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Firing,
+    Resolved,
+}
+
+/// Something a sink should be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub key: String,
+    pub state: State,
+    /// A reminder of an alert still firing (`repeat_every`).
+    pub reminder: bool,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Firing => "firing",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
+/// The key of a finding's alert.
+pub fn key_of(kind: &str, rule: &str, job_id: &str) -> String {
+    format!("{kind}/{rule}/{job_id}")
+}
+
+impl Book {
+    pub const VERSION: u32 = 1;
+
+    pub fn new() -> Book {
+        Book {
+            version: Book::VERSION,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in one scan: new findings fire, cleared ones resolve (saying why), findings that
+    /// come back after resolving fire anew. `active` holds the ids of the scan's active rows.
+    pub fn observe(&mut self, findings: &[Finding], active: &HashSet<&str>, now: f64) {
+        let mut current = HashSet::with_capacity(findings.len());
+        for f in findings {
+            let key = key_of(f.kind.as_str(), &f.rule, &f.job_id);
+            let value = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
+            let acted = match (f.outcome, f.action) {
+                (Outcome::Applied, crate::config::Action::Fail) => Some("failed".to_string()),
+                (Outcome::Applied, crate::config::Action::Requeue) => Some("re-queued".to_string()),
+                _ => None,
+            };
+            let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
+                kind: f.kind.as_str().to_string(),
+                rule: f.rule.clone(),
+                job_id: f.job_id.clone(),
+                severity: f.severity,
+                finding: value.clone(),
+                fired_at: now,
+                resolved: None,
+                acted: None,
+                told: BTreeMap::new(),
+            });
+            if entry.resolved.is_some() {
+                // Back after clearing: a new alert.
+                entry.resolved = None;
+                entry.fired_at = now;
+                entry.acted = None;
+                entry.told.clear();
+            }
+            entry.finding = value;
+            entry.severity = f.severity;
+            if acted.is_some() {
+                entry.acted = acted;
+            }
+            current.insert(key);
+        }
+        for (key, entry) in &mut self.entries {
+            if entry.resolved.is_none() && !current.contains(key) {
+                let reason = match &entry.acted {
+                    Some(what) => format!("jobwarden {what} the job"),
+                    None if !active.contains(entry.job_id.as_str()) => {
+                        "the job finished: it is no longer pending or running".to_string()
+                    }
+                    None => "the job came back to life: the condition cleared".to_string(),
+                };
+                entry.resolved = Some(Resolution { at: now, reason });
+            }
+        }
+    }
+
+    /// What an event sink (webhook, Slack) should be told now.
+    pub fn due(&self, sink: &AlertSink, now: f64) -> Vec<Due> {
+        let mut out = Vec::new();
+        for (key, e) in &self.entries {
+            if e.severity < sink.min_severity {
+                continue;
+            }
+            let told = e.told.get(&sink.name);
+            match (&e.resolved, told) {
+                (None, None) => out.push(Due { key: key.clone(), state: State::Firing, reminder: false }),
+                (None, Some(t)) if t.state == State::Firing => {
+                    if let Some(every) = sink.repeat_every {
+                        if now - t.at >= every.as_secs_f64() {
+                            out.push(Due { key: key.clone(), state: State::Firing, reminder: true });
+                        }
+                    }
+                }
+                (Some(_), Some(t)) if t.state == State::Firing => {
+                    out.push(Due { key: key.clone(), state: State::Resolved, reminder: false })
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The alerts Alertmanager should hold now: every firing one, and those resolved within
+    /// [`RESOLVED_KEEP`] (sent with `endsAt` in the past so they close). `changed` is true
+    /// when one of them differs from what the sink was last told, so the set goes out at once
+    /// rather than at the next resend.
+    pub fn alertmanager_set(&self, sink: &AlertSink) -> (Vec<&Entry>, bool) {
+        let mut changed = false;
+        let set: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.severity >= sink.min_severity)
+            .inspect(|e| {
+                let state = if e.resolved.is_some() { State::Resolved } else { State::Firing };
+                if e.told.get(&sink.name).map(|t| t.state) != Some(state) {
+                    changed = true;
+                }
+            })
+            .collect();
+        (set, changed)
+    }
+
+    /// Records that a sink was told (or gave up telling) `state` about `key`.
+    pub fn told(&mut self, sink: &str, key: &str, state: State, at: f64) {
+        if let Some(e) = self.entries.get_mut(key) {
+            // A stale receipt for an alert that has since fired anew is ignored.
+            if state == State::Resolved && e.resolved.is_none() {
+                return;
+            }
+            e.told.insert(sink.to_string(), Told { state, at });
+        }
+    }
+
+    /// Forgets resolved alerts that no sink still needs: every event sink has been told the
+    /// resolution (or never heard of the alert), and Alertmanager's resend window is over.
+    pub fn prune(&mut self, sinks: &[AlertSink], now: f64) {
+        let keep_for = if sinks.iter().any(|s| s.kind == AlertKind::Alertmanager) {
+            RESOLVED_KEEP.as_secs_f64()
+        } else {
+            0.0
+        };
+        self.entries.retain(|_, e| {
+            let Some(r) = &e.resolved else { return true };
+            let pending = sinks.iter().any(|s| {
+                s.kind != AlertKind::Alertmanager
+                    && e.severity >= s.min_severity
+                    && e.told.get(&s.name).is_some_and(|t| t.state == State::Firing)
+            });
+            pending || now - r.at < keep_for
+        });
+    }
+
+    /// Alerts firing now.
+    pub fn firing(&self) -> usize {
+        self.entries.values().filter(|e| e.resolved.is_none()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Action, AlertSink};
+    use crate::detect::Kind;
+    use crate::job::Guard;
+
+    fn finding(job: &str, severity: Severity) -> Finding {
+        Finding {
+            kind: Kind::Stalled,
+            rule: "hb".into(),
+            job_id: job.into(),
+            status: "running".into(),
+            phase: None,
+            age_seconds: 100,
+            threshold_seconds: 60,
+            since: 0.0,
+            severity,
+            action: Action::Alert,
+            outcome: Outcome::None,
+            message: "no heartbeat".into(),
+            artifacts: vec![],
+            guard: Guard::default(),
+            progress: None,
+        }
+    }
+
+    fn sink(name: &str, kind: AlertKind) -> AlertSink {
+        AlertSink {
+            name: name.into(),
+            kind,
+            url: "http://127.0.0.1:1".into(),
+            min_severity: Severity::Warning,
+            headers: vec![],
+            hmac_secret: None,
+            repeat_every: None,
+            timeout: Duration::from_secs(1),
+            queue: 10,
+        }
+    }
+
+    fn states(due: &[Due]) -> Vec<(&str, State, bool)> {
+        due.iter().map(|d| (d.key.as_str(), d.state, d.reminder)).collect()
+    }
+
+    #[test]
+    fn fires_once_resolves_once() {
+        let mut book = Book::new();
+        let hook = sink("hook", AlertKind::Webhook);
+        let active: HashSet<&str> = ["1"].into();
+        book.observe(&[finding("1", Severity::Critical)], &active, 0.0);
+        assert_eq!(states(&book.due(&hook, 0.0)), [("stalled/hb/1", State::Firing, false)]);
+        book.told("hook", "stalled/hb/1", State::Firing, 1.0);
+        // Still there on the next scans: nothing more to say.
+        for t in 2..5 {
+            book.observe(&[finding("1", Severity::Critical)], &active, f64::from(t));
+            assert!(book.due(&hook, f64::from(t)).is_empty());
+        }
+        book.observe(&[], &active, 10.0);
+        assert_eq!(states(&book.due(&hook, 10.0)), [("stalled/hb/1", State::Resolved, false)]);
+        assert_eq!(
+            book.entries["stalled/hb/1"].resolved.as_ref().map(|r| r.reason.as_str()),
+            Some("the job came back to life: the condition cleared")
+        );
+        book.told("hook", "stalled/hb/1", State::Resolved, 11.0);
+        assert!(book.due(&hook, 11.0).is_empty());
+        book.prune(&[hook], 11.0);
+        assert!(book.entries.is_empty());
+    }
+
+    #[test]
+    fn resolution_says_why() {
+        let mut book = Book::new();
+        let mut failed = finding("1", Severity::Critical);
+        failed.outcome = Outcome::Applied;
+        failed.action = Action::Fail;
+        book.observe(&[failed, finding("2", Severity::Warning)], &["1", "2"].into(), 0.0);
+        book.observe(&[], &HashSet::new(), 1.0);
+        let reason = |k: &str| book.entries[k].resolved.clone().map(|r| r.reason);
+        assert_eq!(reason("stalled/hb/1").as_deref(), Some("jobwarden failed the job"));
+        assert_eq!(reason("stalled/hb/2").as_deref(), Some("the job finished: it is no longer pending or running"));
+    }
+
+    #[test]
+    fn an_undelivered_alert_stays_due_and_a_never_told_one_resolves_silently() {
+        let mut book = Book::new();
+        let hook = sink("hook", AlertKind::Webhook);
+        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        assert_eq!(book.due(&hook, 0.0).len(), 1);
+        assert_eq!(book.due(&hook, 5.0).len(), 1, "still due until told");
+        book.observe(&[], &["1"].into(), 6.0);
+        assert!(book.due(&hook, 6.0).is_empty(), "never fired to this sink: no resolved either");
+        book.prune(&[hook], 6.0);
+        assert!(book.entries.is_empty());
+    }
+
+    #[test]
+    fn severity_filter_and_reminders() {
+        let mut book = Book::new();
+        let mut critical_only = sink("pager", AlertKind::Slack);
+        critical_only.min_severity = Severity::Critical;
+        critical_only.repeat_every = Some(Duration::from_secs(60));
+        book.observe(&[finding("1", Severity::Warning), finding("2", Severity::Critical)], &["1", "2"].into(), 0.0);
+        assert_eq!(states(&book.due(&critical_only, 0.0)), [("stalled/hb/2", State::Firing, false)]);
+        book.told("pager", "stalled/hb/2", State::Firing, 0.0);
+        assert!(book.due(&critical_only, 59.0).is_empty());
+        assert_eq!(states(&book.due(&critical_only, 60.0)), [("stalled/hb/2", State::Firing, true)]);
+    }
+
+    #[test]
+    fn a_finding_that_returns_fires_anew() {
+        let mut book = Book::new();
+        let hook = sink("hook", AlertKind::Webhook);
+        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        book.told("hook", "stalled/hb/1", State::Firing, 0.0);
+        book.observe(&[], &["1"].into(), 1.0);
+        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 2.0);
+        assert_eq!(states(&book.due(&hook, 2.0)), [("stalled/hb/1", State::Firing, false)]);
+        // A late receipt of the old resolution does not cancel the new firing.
+        book.told("hook", "stalled/hb/1", State::Resolved, 3.0);
+        assert_eq!(book.due(&hook, 3.0).len(), 1);
+    }
+
+    #[test]
+    fn alertmanager_keeps_resolved_alerts_for_a_while() {
+        let mut book = Book::new();
+        let am = sink("am", AlertKind::Alertmanager);
+        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        let (set, changed) = book.alertmanager_set(&am);
+        assert!(changed && set.len() == 1);
+        book.told("am", "stalled/hb/1", State::Firing, 0.0);
+        assert!(!book.alertmanager_set(&am).1);
+        book.observe(&[], &["1"].into(), 10.0);
+        assert!(book.alertmanager_set(&am).1, "resolution goes out at once");
+        book.prune(std::slice::from_ref(&am), 100.0);
+        assert_eq!(book.entries.len(), 1);
+        book.prune(&[am], 10.0 + RESOLVED_KEEP.as_secs_f64());
+        assert!(book.entries.is_empty());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut book = Book::new();
+        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        book.told("hook", "stalled/hb/1", State::Firing, 1.0);
+        let text = serde_json::to_string(&book).unwrap();
+        let back: Book = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.entries["stalled/hb/1"].told["hook"], Told { state: State::Firing, at: 1.0 });
+    }
+}

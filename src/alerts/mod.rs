@@ -1,0 +1,438 @@
+//! Alerts: one per finding key (kind, rule, job id), sent when it appears, not again while it
+//! stays (unless a sink asks for reminders), and resolved when it clears, saying why.
+//!
+//! - [`book`] decides (pure): what is firing, what resolved, what each sink still has to hear.
+//! - [`payload`] formats (pure): the webhook, Slack and Alertmanager bodies.
+//! - [`delivery`] sends: a queue and a task per sink, retrying with backoff.
+//!
+//! [`Alerter`] ties them to the daemon: it feeds the book each scan, queues what is due,
+//! records receipts, and saves the book atomically to `alerts.json` in the state directory
+//! after every change. A corrupt or unreadable state file is reported and replaced, never a
+//! crash. Alertmanager gets the whole set of open alerts every [`ALERTMANAGER_RESEND`], with
+//! `endsAt` a few periods ahead, as Prometheus does; resolved ones are re-sent for
+//! [`book::RESOLVED_KEEP`] with `endsAt` in the past.
+
+pub mod book;
+pub mod delivery;
+pub mod payload;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use crate::config::{AlertKind, AlertSink, Config};
+use crate::metrics::Metrics;
+use crate::scan::Report;
+use book::{Book, Due, Entry, State};
+use delivery::{Outgoing, Receipt, SinkQueue};
+use payload::Context;
+
+/// How often the open alerts are re-sent to Alertmanager.
+pub const ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
+/// More new alerts than this for one sink in one scan go out as one digest message.
+pub const DIGEST_THRESHOLD: usize = 20;
+/// The state file, in the state directory.
+pub const STATE_FILE: &str = "alerts.json";
+
+/// A running sink.
+struct Sink {
+    spec: AlertSink,
+    queue: Arc<SinkQueue>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The daemon's alerting.
+pub struct Alerter {
+    book: Book,
+    path: PathBuf,
+    sinks: Vec<Sink>,
+    ctx: Context,
+    /// Messages queued and not yet receipted: (sink, key, state).
+    in_flight: HashSet<(String, String, State)>,
+    /// When each Alertmanager sink was last sent the set.
+    last_set: HashMap<String, f64>,
+    receipts_tx: mpsc::UnboundedSender<Receipt>,
+    receipts_rx: mpsc::UnboundedReceiver<Receipt>,
+    client: reqwest::Client,
+    metrics: delivery::SinkMetrics,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Alerter {
+    /// Loads the book from the state directory and starts a task per sink.
+    pub fn start(config: &Config, metrics: &Metrics) -> Alerter {
+        let path = config.state_dir.join(STATE_FILE);
+        let book = load_book(&path);
+        let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("jobwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        let mut alerter = Alerter {
+            book,
+            path,
+            sinks: Vec::new(),
+            ctx: context(config),
+            in_flight: HashSet::new(),
+            last_set: HashMap::new(),
+            receipts_tx,
+            receipts_rx,
+            client,
+            metrics: metrics.sink_metrics(),
+        };
+        for spec in &config.alerts {
+            metrics.register_sink(&spec.name);
+        }
+        alerter.start_sinks(&config.alerts);
+        alerter
+    }
+
+    fn start_sinks(&mut self, specs: &[AlertSink]) {
+        for spec in specs {
+            let (queue, task) = delivery::spawn(
+                spec.clone(),
+                self.client.clone(),
+                self.metrics.clone(),
+                self.receipts_tx.clone(),
+            );
+            self.sinks.push(Sink {
+                spec: spec.clone(),
+                queue,
+                task,
+            });
+        }
+    }
+
+    /// Takes a new config (SIGHUP): restarts the sinks; what they had queued is due again.
+    pub fn reconfigure(&mut self, config: &Config, metrics: &Metrics) {
+        self.stop_sinks();
+        self.ctx = context(config);
+        for spec in &config.alerts {
+            metrics.register_sink(&spec.name);
+        }
+        let new_path = config.state_dir.join(STATE_FILE);
+        if new_path != self.path {
+            self.path = new_path;
+            self.save();
+        }
+        self.start_sinks(&config.alerts);
+    }
+
+    fn stop_sinks(&mut self) {
+        for sink in self.sinks.drain(..) {
+            sink.task.abort();
+        }
+        self.in_flight.clear();
+        self.last_set.clear();
+    }
+
+    /// Takes in one completed scan: new alerts fire, cleared ones resolve.
+    pub fn observe(&mut self, report: &Report, active: &HashSet<&str>) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        self.book.observe(&report.findings, active, now);
+        self.dispatch(now);
+        self.save();
+    }
+
+    /// Every cycle, whether or not the database answered: reminders, Alertmanager resends,
+    /// and forgetting what no sink needs any more.
+    pub fn tick(&mut self) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        self.dispatch(now);
+        let before = self.book.entries.len();
+        let specs: Vec<AlertSink> = self.sinks.iter().map(|s| s.spec.clone()).collect();
+        self.book.prune(&specs, now);
+        if self.book.entries.len() != before {
+            self.save();
+        }
+    }
+
+    /// The next delivery receipt (for the daemon's `select!`).
+    pub async fn next_receipt(&mut self) -> Option<Receipt> {
+        self.receipts_rx.recv().await
+    }
+
+    /// Records a receipt in the book.
+    pub fn receipt(&mut self, receipt: Receipt) {
+        let now = unix_now();
+        for (key, state) in &receipt.about {
+            self.in_flight
+                .remove(&(receipt.sink.clone(), key.clone(), *state));
+            self.book.told(&receipt.sink, key, *state, now);
+        }
+        self.save();
+    }
+
+    /// Alerts firing now.
+    pub fn firing(&self) -> usize {
+        self.book.firing()
+    }
+
+    /// Stops the sinks; says how many messages were still waiting.
+    pub fn shutdown(&mut self) {
+        for sink in &self.sinks {
+            let waiting = sink.queue.len();
+            if waiting > 0 {
+                tracing::warn!(sink = %sink.spec.name, waiting, "stopping with undelivered alerts; they are sent after the restart");
+            }
+        }
+        self.stop_sinks();
+    }
+
+    fn dispatch(&mut self, now: f64) {
+        for i in 0..self.sinks.len() {
+            let spec = self.sinks[i].spec.clone();
+            let messages = match spec.kind {
+                AlertKind::Alertmanager => self.alertmanager_messages(&spec, now),
+                AlertKind::Webhook | AlertKind::Slack => self.event_messages(&spec, now),
+            };
+            for m in messages {
+                for (key, state) in &m.about {
+                    self.in_flight.insert((spec.name.clone(), key.clone(), *state));
+                }
+                self.sinks[i].queue.push(m);
+            }
+        }
+    }
+
+    fn event_messages(&self, spec: &AlertSink, now: f64) -> Vec<Outgoing> {
+        let due: Vec<Due> = self
+            .book
+            .due(spec, now)
+            .into_iter()
+            .filter(|d| !self.in_flight.contains(&(spec.name.clone(), d.key.clone(), d.state)))
+            .collect();
+        let entry = |key: &str| self.book.entries.get(key);
+        let fresh: Vec<&Due> = due.iter().filter(|d| d.state == State::Firing && !d.reminder).collect();
+        let mut out = Vec::new();
+        if fresh.len() > DIGEST_THRESHOLD {
+            let entries: Vec<&Entry> = fresh.iter().filter_map(|d| entry(&d.key)).collect();
+            let body = match spec.kind {
+                AlertKind::Slack => payload::slack_digest(&entries, &self.ctx),
+                _ => payload::webhook_digest(&entries, &self.ctx),
+            };
+            out.push(outgoing(&body, fresh.iter().map(|d| (d.key.clone(), d.state)).collect(), State::Firing));
+        }
+        for d in &due {
+            if fresh.len() > DIGEST_THRESHOLD && d.state == State::Firing && !d.reminder {
+                continue;
+            }
+            let Some(e) = entry(&d.key) else { continue };
+            let body = match spec.kind {
+                AlertKind::Slack => payload::slack(e, d.state, d.reminder, &self.ctx),
+                _ => payload::webhook(e, d.state, d.reminder, &self.ctx),
+            };
+            out.push(outgoing(&body, vec![(d.key.clone(), d.state)], d.state));
+        }
+        out
+    }
+
+    fn alertmanager_messages(&mut self, spec: &AlertSink, now: f64) -> Vec<Outgoing> {
+        let (set, changed) = self.book.alertmanager_set(spec);
+        if set.is_empty() {
+            return Vec::new();
+        }
+        let busy = self.in_flight.iter().any(|(s, _, _)| *s == spec.name);
+        let resend_due = self
+            .last_set
+            .get(&spec.name)
+            .is_none_or(|t| now - t >= ALERTMANAGER_RESEND.as_secs_f64());
+        if busy || !(changed || resend_due) {
+            return Vec::new();
+        }
+        let body = payload::alertmanager(&set, now, ALERTMANAGER_RESEND, &self.ctx);
+        let about: Vec<(String, State)> = set
+            .iter()
+            .map(|e| {
+                let state = if e.resolved.is_some() { State::Resolved } else { State::Firing };
+                (book::key_of(&e.kind, &e.rule, &e.job_id), state)
+            })
+            .collect();
+        let state = if about.iter().any(|(_, s)| *s == State::Firing) {
+            State::Firing
+        } else {
+            State::Resolved
+        };
+        self.last_set.insert(spec.name.clone(), now);
+        vec![outgoing(&body, about, state)]
+    }
+
+    /// Writes the book atomically: a temporary file, flushed, then renamed over the old one.
+    fn save(&self) {
+        if let Err(e) = save_book(&self.path, &self.book) {
+            tracing::error!(path = %self.path.display(), "cannot save the alert state: {e}");
+        }
+    }
+}
+
+fn outgoing(body: &serde_json::Value, about: Vec<(String, State)>, state: State) -> Outgoing {
+    Outgoing {
+        body: serde_json::to_vec(body).unwrap_or_default(),
+        about,
+        state,
+    }
+}
+
+fn context(config: &Config) -> Context {
+    Context {
+        environment: config.environment.clone(),
+        generator_url: format!("http://{}/api/v1/findings", config.http.listen),
+    }
+}
+
+/// Reads the book; a missing file is an empty book, an unreadable or corrupt one is reported,
+/// moved aside (`alerts.json.corrupt`) and replaced by an empty book.
+pub fn load_book(path: &Path) -> Book {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Book::new(),
+        Err(e) => {
+            tracing::error!(path = %path.display(), "cannot read the alert state, starting afresh: {e}");
+            return Book::new();
+        }
+    };
+    match serde_json::from_str::<Book>(&text) {
+        Ok(book) if book.version == Book::VERSION => book,
+        Ok(book) => {
+            tracing::error!(path = %path.display(), version = book.version, "unknown alert state version, starting afresh");
+            Book::new()
+        }
+        Err(e) => {
+            let aside = path.with_extension("json.corrupt");
+            let moved = std::fs::rename(path, &aside).is_ok();
+            tracing::error!(
+                path = %path.display(),
+                "the alert state file is corrupt ({e}); starting afresh{}",
+                if moved { format!(", the old file is kept as {}", aside.display()) } else { String::new() }
+            );
+            Book::new()
+        }
+    }
+}
+
+/// Writes the book atomically.
+pub fn save_book(path: &Path, book: &Book) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(book).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// `jobwarden alert test`: sends a sample firing and resolved alert through every sink, once,
+/// and reports each answer. Exit 0 when every receiver accepted both, else 3.
+pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::io::Result<u8> {
+    if config.alerts.is_empty() {
+        writeln!(out, "no [[alerts]] sinks are configured")?;
+        return Ok(crate::commands::EXIT_USAGE);
+    }
+    let ctx = context(config);
+    let client = reqwest::Client::new();
+    let now = unix_now();
+    let mut sample = Entry {
+        kind: "stalled".into(),
+        rule: "jobwarden-test".into(),
+        job_id: "jobwarden-test".into(),
+        severity: crate::config::Severity::Critical,
+        finding: serde_json::json!({
+            "kind": "stalled", "rule": "jobwarden-test", "job_id": "jobwarden-test",
+            "status": "running", "phase": null, "age_seconds": 1900, "threshold_seconds": 1800,
+            "since": crate::job::rfc3339(now - 1900.0), "severity": "critical", "action": "alert",
+            "outcome": "none", "message": "test alert from `jobwarden alert test`", "artifacts": [],
+        }),
+        fired_at: now,
+        resolved: None,
+        acted: None,
+        told: Default::default(),
+    };
+    let mut all_ok = true;
+    for state in [State::Firing, State::Resolved] {
+        if state == State::Resolved {
+            sample.resolved = Some(book::Resolution {
+                at: unix_now(),
+                reason: "this was a test".into(),
+            });
+        }
+        for sink in &config.alerts {
+            let body = match sink.kind {
+                AlertKind::Webhook => payload::webhook(&sample, state, false, &ctx),
+                AlertKind::Slack => payload::slack(&sample, state, false, &ctx),
+                AlertKind::Alertmanager => payload::alertmanager(&[&sample], now, ALERTMANAGER_RESEND, &ctx),
+            };
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let answer = match delivery::send(&client, sink, &bytes).await {
+                Ok(()) => "accepted".to_string(),
+                Err(delivery::Failure::Refused { status, body }) => {
+                    all_ok = false;
+                    format!("refused: {status} {body}")
+                }
+                Err(delivery::Failure::Retry { error, .. }) => {
+                    all_ok = false;
+                    format!("failed: {error}")
+                }
+            };
+            writeln!(
+                out,
+                "{} ({}, {}): {}: {answer}",
+                sink.name,
+                crate::config::kind_name(sink.kind),
+                crate::config::redact_url(&delivery::endpoint(sink)),
+                state.as_str()
+            )?;
+        }
+    }
+    Ok(if all_ok { crate::commands::EXIT_OK } else { crate::commands::EXIT_UNAVAILABLE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_file_round_trips_and_corruption_is_survived() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join(STATE_FILE);
+        assert!(load_book(&path).entries.is_empty());
+        let mut book = Book::new();
+        book.entries.insert(
+            "k".into(),
+            Entry {
+                kind: "stalled".into(),
+                rule: "r".into(),
+                job_id: "1".into(),
+                severity: crate::config::Severity::Warning,
+                finding: serde_json::json!({}),
+                fired_at: 1.0,
+                resolved: None,
+                acted: None,
+                told: Default::default(),
+            },
+        );
+        save_book(&path, &book).unwrap();
+        assert_eq!(load_book(&path).entries.len(), 1);
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(load_book(&path).entries.is_empty());
+        assert!(path.with_extension("json.corrupt").exists());
+        assert!(!path.exists());
+    }
+}
