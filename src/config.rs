@@ -743,25 +743,40 @@ fn resolve_alerts(ctx: &Ctx<'_>, raw: &[RawAlert]) -> Result<Vec<AlertSink>, Loc
         let kind = *a.kind.get_ref();
         let url = ctx.text(&a.url, &key("url"))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ctx.at(&a.url, &key("url"), "must be an http:// or https:// URL".into()));
+            return Err(ctx.at(
+                &a.url,
+                &key("url"),
+                "must be an http:// or https:// URL".into(),
+            ));
         }
         let name = match &a.name {
             Some(n) => ctx.text(n, &key("name"))?,
             None => {
                 let same = sinks.iter().filter(|s| s.kind == kind).count();
                 let base = kind_name(kind);
-                if same == 0 { base.to_string() } else { format!("{base}-{}", same + 1) }
+                if same == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base}-{}", same + 1)
+                }
             }
         };
         if sinks.iter().any(|s| s.name == name) {
-            return Err(ctx.at(&a.kind, &key("name"), format!(
-                "two alert sinks are named `{name}`; give each a unique `name`"
-            )));
+            return Err(ctx.at(
+                &a.kind,
+                &key("name"),
+                format!("two alert sinks are named `{name}`; give each a unique `name`"),
+            ));
         }
         if kind != AlertKind::Webhook && (!a.headers.is_empty() || a.hmac_secret.is_some()) {
-            return Err(ctx.at(&a.kind, &key("headers"), format!(
-                "`headers` and `hmac_secret` are for webhook sinks, not {}", kind_name(kind)
-            )));
+            return Err(ctx.at(
+                &a.kind,
+                &key("headers"),
+                format!(
+                    "`headers` and `hmac_secret` are for webhook sinks, not {}",
+                    kind_name(kind)
+                ),
+            ));
         }
         let headers = a
             .headers
@@ -770,7 +785,11 @@ fn resolve_alerts(ctx: &Ctx<'_>, raw: &[RawAlert]) -> Result<Vec<AlertSink>, Loc
             .collect::<Result<Vec<_>, Located>>()?;
         let queue = match &a.queue {
             Some(q) if !(1..=1_000_000).contains(q.get_ref()) => {
-                return Err(ctx.at(q, &key("queue"), format!("{} is out of range (1 to 1000000)", q.get_ref())))
+                return Err(ctx.at(
+                    q,
+                    &key("queue"),
+                    format!("{} is out of range (1 to 1000000)", q.get_ref()),
+                ))
             }
             Some(q) => *q.get_ref() as usize,
             None => DEFAULT_ALERT_QUEUE,

@@ -101,19 +101,31 @@ impl Metrics {
             &["action", "outcome"],
         )?;
         let alerts_sent = IntCounterVec::new(
-            Opts::new("jobwarden_alerts_sent_total", "Alert messages a receiver accepted, by sink and state."),
+            Opts::new(
+                "jobwarden_alerts_sent_total",
+                "Alert messages a receiver accepted, by sink and state.",
+            ),
             &["sink", "state"],
         )?;
         let alert_failures = IntCounterVec::new(
-            Opts::new("jobwarden_alert_failures_total", "Alert delivery attempts that failed, by sink."),
+            Opts::new(
+                "jobwarden_alert_failures_total",
+                "Alert delivery attempts that failed, by sink.",
+            ),
             &["sink"],
         )?;
         let alert_queue_depth = IntGaugeVec::new(
-            Opts::new("jobwarden_alert_queue_depth", "Alert messages waiting for delivery, by sink."),
+            Opts::new(
+                "jobwarden_alert_queue_depth",
+                "Alert messages waiting for delivery, by sink.",
+            ),
             &["sink"],
         )?;
         let alerts_dropped = IntCounterVec::new(
-            Opts::new("jobwarden_alerts_dropped_total", "Alert messages dropped because a sink's queue was full."),
+            Opts::new(
+                "jobwarden_alerts_dropped_total",
+                "Alert messages dropped because a sink's queue was full.",
+            ),
             &["sink"],
         )?;
         let build_info = IntGaugeVec::new(

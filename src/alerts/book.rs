@@ -161,17 +161,27 @@ impl Book {
             }
             let told = e.told.get(&sink.name);
             match (&e.resolved, told) {
-                (None, None) => out.push(Due { key: key.clone(), state: State::Firing, reminder: false }),
+                (None, None) => out.push(Due {
+                    key: key.clone(),
+                    state: State::Firing,
+                    reminder: false,
+                }),
                 (None, Some(t)) if t.state == State::Firing => {
                     if let Some(every) = sink.repeat_every {
                         if now - t.at >= every.as_secs_f64() {
-                            out.push(Due { key: key.clone(), state: State::Firing, reminder: true });
+                            out.push(Due {
+                                key: key.clone(),
+                                state: State::Firing,
+                                reminder: true,
+                            });
                         }
                     }
                 }
-                (Some(_), Some(t)) if t.state == State::Firing => {
-                    out.push(Due { key: key.clone(), state: State::Resolved, reminder: false })
-                }
+                (Some(_), Some(t)) if t.state == State::Firing => out.push(Due {
+                    key: key.clone(),
+                    state: State::Resolved,
+                    reminder: false,
+                }),
                 _ => {}
             }
         }
@@ -189,7 +199,11 @@ impl Book {
             .values()
             .filter(|e| e.severity >= sink.min_severity)
             .inspect(|e| {
-                let state = if e.resolved.is_some() { State::Resolved } else { State::Firing };
+                let state = if e.resolved.is_some() {
+                    State::Resolved
+                } else {
+                    State::Firing
+                };
                 if e.told.get(&sink.name).map(|t| t.state) != Some(state) {
                     changed = true;
                 }
@@ -209,20 +223,26 @@ impl Book {
         }
     }
 
-    /// Forgets resolved alerts that no sink still needs: every event sink has been told the
-    /// resolution (or never heard of the alert), and Alertmanager's resend window is over.
-    pub fn prune(&mut self, sinks: &[AlertSink], now: f64) {
+    /// Forgets resolved alerts that no sink still needs: no message about them is on its way
+    /// (`in_flight`), every event sink has been told the resolution (or never heard of the
+    /// alert), and Alertmanager's resend window is over.
+    pub fn prune(&mut self, sinks: &[AlertSink], in_flight: &HashSet<&str>, now: f64) {
         let keep_for = if sinks.iter().any(|s| s.kind == AlertKind::Alertmanager) {
             RESOLVED_KEEP.as_secs_f64()
         } else {
             0.0
         };
-        self.entries.retain(|_, e| {
+        self.entries.retain(|key, e| {
             let Some(r) = &e.resolved else { return true };
+            if in_flight.contains(key.as_str()) {
+                return true;
+            }
             let pending = sinks.iter().any(|s| {
                 s.kind != AlertKind::Alertmanager
                     && e.severity >= s.min_severity
-                    && e.told.get(&s.name).is_some_and(|t| t.state == State::Firing)
+                    && e.told
+                        .get(&s.name)
+                        .is_some_and(|t| t.state == State::Firing)
             });
             pending || now - r.at < keep_for
         });
@@ -230,7 +250,10 @@ impl Book {
 
     /// Alerts firing now.
     pub fn firing(&self) -> usize {
-        self.entries.values().filter(|e| e.resolved.is_none()).count()
+        self.entries
+            .values()
+            .filter(|e| e.resolved.is_none())
+            .count()
     }
 }
 
@@ -276,7 +299,9 @@ mod tests {
     }
 
     fn states(due: &[Due]) -> Vec<(&str, State, bool)> {
-        due.iter().map(|d| (d.key.as_str(), d.state, d.reminder)).collect()
+        due.iter()
+            .map(|d| (d.key.as_str(), d.state, d.reminder))
+            .collect()
     }
 
     #[test]
@@ -285,7 +310,10 @@ mod tests {
         let hook = sink("hook", AlertKind::Webhook);
         let active: HashSet<&str> = ["1"].into();
         book.observe(&[finding("1", Severity::Critical)], &active, 0.0);
-        assert_eq!(states(&book.due(&hook, 0.0)), [("stalled/hb/1", State::Firing, false)]);
+        assert_eq!(
+            states(&book.due(&hook, 0.0)),
+            [("stalled/hb/1", State::Firing, false)]
+        );
         book.told("hook", "stalled/hb/1", State::Firing, 1.0);
         // Still there on the next scans: nothing more to say.
         for t in 2..5 {
@@ -293,14 +321,20 @@ mod tests {
             assert!(book.due(&hook, f64::from(t)).is_empty());
         }
         book.observe(&[], &active, 10.0);
-        assert_eq!(states(&book.due(&hook, 10.0)), [("stalled/hb/1", State::Resolved, false)]);
         assert_eq!(
-            book.entries["stalled/hb/1"].resolved.as_ref().map(|r| r.reason.as_str()),
+            states(&book.due(&hook, 10.0)),
+            [("stalled/hb/1", State::Resolved, false)]
+        );
+        assert_eq!(
+            book.entries["stalled/hb/1"]
+                .resolved
+                .as_ref()
+                .map(|r| r.reason.as_str()),
             Some("the job came back to life: the condition cleared")
         );
         book.told("hook", "stalled/hb/1", State::Resolved, 11.0);
         assert!(book.due(&hook, 11.0).is_empty());
-        book.prune(&[hook], 11.0);
+        book.prune(&[hook], &HashSet::new(), 11.0);
         assert!(book.entries.is_empty());
     }
 
@@ -310,11 +344,21 @@ mod tests {
         let mut failed = finding("1", Severity::Critical);
         failed.outcome = Outcome::Applied;
         failed.action = Action::Fail;
-        book.observe(&[failed, finding("2", Severity::Warning)], &["1", "2"].into(), 0.0);
+        book.observe(
+            &[failed, finding("2", Severity::Warning)],
+            &["1", "2"].into(),
+            0.0,
+        );
         book.observe(&[], &HashSet::new(), 1.0);
         let reason = |k: &str| book.entries[k].resolved.clone().map(|r| r.reason);
-        assert_eq!(reason("stalled/hb/1").as_deref(), Some("jobwarden failed the job"));
-        assert_eq!(reason("stalled/hb/2").as_deref(), Some("the job finished: it is no longer pending or running"));
+        assert_eq!(
+            reason("stalled/hb/1").as_deref(),
+            Some("jobwarden failed the job")
+        );
+        assert_eq!(
+            reason("stalled/hb/2").as_deref(),
+            Some("the job finished: it is no longer pending or running")
+        );
     }
 
     #[test]
@@ -325,8 +369,20 @@ mod tests {
         assert_eq!(book.due(&hook, 0.0).len(), 1);
         assert_eq!(book.due(&hook, 5.0).len(), 1, "still due until told");
         book.observe(&[], &["1"].into(), 6.0);
-        assert!(book.due(&hook, 6.0).is_empty(), "never fired to this sink: no resolved either");
-        book.prune(&[hook], 6.0);
+        assert!(
+            book.due(&hook, 6.0).is_empty(),
+            "never fired to this sink: no resolved either"
+        );
+        // While the firing message is still on its way, the entry must stay for its receipt.
+        book.prune(std::slice::from_ref(&hook), &["stalled/hb/1"].into(), 6.0);
+        assert_eq!(book.entries.len(), 1);
+        book.told("hook", "stalled/hb/1", State::Firing, 7.0);
+        assert_eq!(
+            states(&book.due(&hook, 7.0)),
+            [("stalled/hb/1", State::Resolved, false)]
+        );
+        book.told("hook", "stalled/hb/1", State::Resolved, 8.0);
+        book.prune(&[hook], &HashSet::new(), 8.0);
         assert!(book.entries.is_empty());
     }
 
@@ -336,11 +392,24 @@ mod tests {
         let mut critical_only = sink("pager", AlertKind::Slack);
         critical_only.min_severity = Severity::Critical;
         critical_only.repeat_every = Some(Duration::from_secs(60));
-        book.observe(&[finding("1", Severity::Warning), finding("2", Severity::Critical)], &["1", "2"].into(), 0.0);
-        assert_eq!(states(&book.due(&critical_only, 0.0)), [("stalled/hb/2", State::Firing, false)]);
+        book.observe(
+            &[
+                finding("1", Severity::Warning),
+                finding("2", Severity::Critical),
+            ],
+            &["1", "2"].into(),
+            0.0,
+        );
+        assert_eq!(
+            states(&book.due(&critical_only, 0.0)),
+            [("stalled/hb/2", State::Firing, false)]
+        );
         book.told("pager", "stalled/hb/2", State::Firing, 0.0);
         assert!(book.due(&critical_only, 59.0).is_empty());
-        assert_eq!(states(&book.due(&critical_only, 60.0)), [("stalled/hb/2", State::Firing, true)]);
+        assert_eq!(
+            states(&book.due(&critical_only, 60.0)),
+            [("stalled/hb/2", State::Firing, true)]
+        );
     }
 
     #[test]
@@ -351,7 +420,10 @@ mod tests {
         book.told("hook", "stalled/hb/1", State::Firing, 0.0);
         book.observe(&[], &["1"].into(), 1.0);
         book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 2.0);
-        assert_eq!(states(&book.due(&hook, 2.0)), [("stalled/hb/1", State::Firing, false)]);
+        assert_eq!(
+            states(&book.due(&hook, 2.0)),
+            [("stalled/hb/1", State::Firing, false)]
+        );
         // A late receipt of the old resolution does not cancel the new firing.
         book.told("hook", "stalled/hb/1", State::Resolved, 3.0);
         assert_eq!(book.due(&hook, 3.0).len(), 1);
@@ -368,9 +440,9 @@ mod tests {
         assert!(!book.alertmanager_set(&am).1);
         book.observe(&[], &["1"].into(), 10.0);
         assert!(book.alertmanager_set(&am).1, "resolution goes out at once");
-        book.prune(std::slice::from_ref(&am), 100.0);
+        book.prune(std::slice::from_ref(&am), &HashSet::new(), 100.0);
         assert_eq!(book.entries.len(), 1);
-        book.prune(&[am], 10.0 + RESOLVED_KEEP.as_secs_f64());
+        book.prune(&[am], &HashSet::new(), 10.0 + RESOLVED_KEEP.as_secs_f64());
         assert!(book.entries.is_empty());
     }
 
@@ -381,6 +453,12 @@ mod tests {
         book.told("hook", "stalled/hb/1", State::Firing, 1.0);
         let text = serde_json::to_string(&book).unwrap();
         let back: Book = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.entries["stalled/hb/1"].told["hook"], Told { state: State::Firing, at: 1.0 });
+        assert_eq!(
+            back.entries["stalled/hb/1"].told["hook"],
+            Told {
+                state: State::Firing,
+                at: 1.0
+            }
+        );
     }
 }

@@ -65,7 +65,10 @@ pub struct SinkQueue {
 #[derive(Debug)]
 pub enum Failure {
     /// Worth another try, after the given delay if the receiver named one.
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     /// The receiver refused the message; trying again will not help.
     Refused { status: u16, body: String },
 }
@@ -81,7 +84,10 @@ impl SinkQueue {
                 None
             };
             waiting.push_back(message);
-            self.metrics.depth.with_label_values(&[&self.name]).set(waiting.len() as i64);
+            self.metrics
+                .depth
+                .with_label_values(&[&self.name])
+                .set(waiting.len() as i64);
             dropped
         };
         if let Some(old) = dropped {
@@ -115,7 +121,10 @@ impl SinkQueue {
             if let Some(m) = {
                 let mut waiting = lock(&self.waiting);
                 let m = waiting.pop_front();
-                self.metrics.depth.with_label_values(&[&self.name]).set(waiting.len() as i64);
+                self.metrics
+                    .depth
+                    .with_label_values(&[&self.name])
+                    .set(waiting.len() as i64);
                 m
             } {
                 return m;
@@ -162,12 +171,20 @@ async fn deliver_forever(sink: AlertSink, client: reqwest::Client, queue: Arc<Si
                     break true;
                 }
                 Err(Failure::Refused { status, body }) => {
-                    queue.metrics.failures.with_label_values(&[&sink.name]).inc();
+                    queue
+                        .metrics
+                        .failures
+                        .with_label_values(&[&sink.name])
+                        .inc();
                     tracing::error!(sink = %sink.name, status, "alert receiver refused the message, not retrying: {body}");
                     break false;
                 }
                 Err(Failure::Retry { error, after }) => {
-                    queue.metrics.failures.with_label_values(&[&sink.name]).inc();
+                    queue
+                        .metrics
+                        .failures
+                        .with_label_values(&[&sink.name])
+                        .inc();
                     let wait = after.unwrap_or_else(|| backoff.next(MAX_RETRY_DELAY));
                     if failed_before {
                         tracing::debug!(sink = %sink.name, "alert delivery failed again: {error}");
@@ -214,7 +231,10 @@ pub async fn send(client: &reqwest::Client, sink: &AlertSink, body: &[u8]) -> Re
         request = request.header(name.as_str(), value.as_str());
     }
     if let Some(secret) = &sink.hmac_secret {
-        request = request.header("X-Jobwarden-Signature", super::payload::signature(secret, body));
+        request = request.header(
+            "X-Jobwarden-Signature",
+            super::payload::signature(secret, body),
+        );
     }
     let response = request.send().await.map_err(|e| Failure::Retry {
         error: crate::config::redact_url(&e.to_string()),
@@ -244,6 +264,9 @@ pub async fn send(client: &reqwest::Client, sink: &AlertSink, body: &[u8]) -> Re
             after: if code == 429 { after } else { None },
         })
     } else {
-        Err(Failure::Refused { status: code, body: text })
+        Err(Failure::Refused {
+            status: code,
+            body: text,
+        })
     }
 }

@@ -156,7 +156,8 @@ impl Alerter {
         self.dispatch(now);
         let before = self.book.entries.len();
         let specs: Vec<AlertSink> = self.sinks.iter().map(|s| s.spec.clone()).collect();
-        self.book.prune(&specs, now);
+        let in_flight: HashSet<&str> = self.in_flight.iter().map(|(_, k, _)| k.as_str()).collect();
+        self.book.prune(&specs, &in_flight, now);
         if self.book.entries.len() != before {
             self.save();
         }
@@ -203,7 +204,8 @@ impl Alerter {
             };
             for m in messages {
                 for (key, state) in &m.about {
-                    self.in_flight.insert((spec.name.clone(), key.clone(), *state));
+                    self.in_flight
+                        .insert((spec.name.clone(), key.clone(), *state));
                 }
                 self.sinks[i].queue.push(m);
             }
@@ -215,10 +217,17 @@ impl Alerter {
             .book
             .due(spec, now)
             .into_iter()
-            .filter(|d| !self.in_flight.contains(&(spec.name.clone(), d.key.clone(), d.state)))
+            .filter(|d| {
+                !self
+                    .in_flight
+                    .contains(&(spec.name.clone(), d.key.clone(), d.state))
+            })
             .collect();
         let entry = |key: &str| self.book.entries.get(key);
-        let fresh: Vec<&Due> = due.iter().filter(|d| d.state == State::Firing && !d.reminder).collect();
+        let fresh: Vec<&Due> = due
+            .iter()
+            .filter(|d| d.state == State::Firing && !d.reminder)
+            .collect();
         let mut out = Vec::new();
         if fresh.len() > DIGEST_THRESHOLD {
             let entries: Vec<&Entry> = fresh.iter().filter_map(|d| entry(&d.key)).collect();
@@ -226,7 +235,11 @@ impl Alerter {
                 AlertKind::Slack => payload::slack_digest(&entries, &self.ctx),
                 _ => payload::webhook_digest(&entries, &self.ctx),
             };
-            out.push(outgoing(&body, fresh.iter().map(|d| (d.key.clone(), d.state)).collect(), State::Firing));
+            out.push(outgoing(
+                &body,
+                fresh.iter().map(|d| (d.key.clone(), d.state)).collect(),
+                State::Firing,
+            ));
         }
         for d in &due {
             if fresh.len() > DIGEST_THRESHOLD && d.state == State::Firing && !d.reminder {
@@ -259,7 +272,11 @@ impl Alerter {
         let about: Vec<(String, State)> = set
             .iter()
             .map(|e| {
-                let state = if e.resolved.is_some() { State::Resolved } else { State::Firing };
+                let state = if e.resolved.is_some() {
+                    State::Resolved
+                } else {
+                    State::Firing
+                };
                 (book::key_of(&e.kind, &e.rule, &e.job_id), state)
             })
             .collect();
@@ -377,7 +394,9 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
             let body = match sink.kind {
                 AlertKind::Webhook => payload::webhook(&sample, state, false, &ctx),
                 AlertKind::Slack => payload::slack(&sample, state, false, &ctx),
-                AlertKind::Alertmanager => payload::alertmanager(&[&sample], now, ALERTMANAGER_RESEND, &ctx),
+                AlertKind::Alertmanager => {
+                    payload::alertmanager(&[&sample], now, ALERTMANAGER_RESEND, &ctx)
+                }
             };
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
             let answer = match delivery::send(&client, sink, &bytes).await {
@@ -401,7 +420,11 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
             )?;
         }
     }
-    Ok(if all_ok { crate::commands::EXIT_OK } else { crate::commands::EXIT_UNAVAILABLE })
+    Ok(if all_ok {
+        crate::commands::EXIT_OK
+    } else {
+        crate::commands::EXIT_UNAVAILABLE
+    })
 }
 
 #[cfg(test)]

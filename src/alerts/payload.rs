@@ -48,7 +48,11 @@ pub fn webhook_digest(entries: &[&Entry], ctx: &Context) -> Value {
 
 /// A Slack incoming-webhook message for one alert.
 pub fn slack(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Value {
-    let env = ctx.environment.as_deref().map(|e| format!("[{e}] ")).unwrap_or_default();
+    let env = ctx
+        .environment
+        .as_deref()
+        .map(|e| format!("[{e}] "))
+        .unwrap_or_default();
     let text = match (state, &entry.resolved) {
         (State::Resolved, Some(r)) => format!(
             ":white_check_mark: {env}resolved: {} job `{}` (rule `{}`): {}.",
@@ -56,7 +60,11 @@ pub fn slack(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Valu
         ),
         _ => format!(
             "{}{env}{} job `{}`{}",
-            if reminder { ":repeat: still firing: " } else { ":rotating_light: " },
+            if reminder {
+                ":repeat: still firing: "
+            } else {
+                ":rotating_light: "
+            },
             entry.kind,
             entry.job_id,
             slack_details(entry)
@@ -67,10 +75,19 @@ pub fn slack(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Valu
 
 /// A Slack message listing many new alerts.
 pub fn slack_digest(entries: &[&Entry], ctx: &Context) -> Value {
-    let env = ctx.environment.as_deref().map(|e| format!("[{e}] ")).unwrap_or_default();
+    let env = ctx
+        .environment
+        .as_deref()
+        .map(|e| format!("[{e}] "))
+        .unwrap_or_default();
     let mut text = format!(":rotating_light: {env}{} new job findings:", entries.len());
     for e in entries {
-        text.push_str(&format!("\n• {} job `{}`{}", e.kind, e.job_id, slack_details(e)));
+        text.push_str(&format!(
+            "\n• {} job `{}`{}",
+            e.kind,
+            e.job_id,
+            slack_details(e)
+        ));
     }
     json!({ "text": text })
 }
@@ -190,14 +207,20 @@ mod tests {
             finding: json!({"kind": "dead_process", "job_id": "42", "status": "running", "message": "process 7 is gone",
                             "age_seconds": 1900, "action": "fail", "outcome": "applied"}),
             fired_at: 1_767_225_600.0,
-            resolved: resolved.then(|| Resolution { at: 1_767_225_660.5, reason: "jobwarden failed the job".into() }),
+            resolved: resolved.then(|| Resolution {
+                at: 1_767_225_660.5,
+                reason: "jobwarden failed the job".into(),
+            }),
             acted: None,
             told: BTreeMap::new(),
         }
     }
 
     fn ctx() -> Context {
-        Context { environment: Some("production".into()), generator_url: "http://127.0.0.1:9847/api/v1/findings".into() }
+        Context {
+            environment: Some("production".into()),
+            generator_url: "http://127.0.0.1:9847/api/v1/findings".into(),
+        }
     }
 
     #[test]
@@ -213,17 +236,31 @@ mod tests {
 
     #[test]
     fn slack_text_names_job_status_age_rule_and_outcome() {
-        let t = slack(&entry(false), State::Firing, false, &ctx())["text"].as_str().unwrap().to_string();
+        let t = slack(&entry(false), State::Firing, false, &ctx())["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(t, ":rotating_light: [production] dead_process job `42` (running, 31m 40s): process 7 is gone. Rule `hb`, action fail, outcome applied.");
-        let r = slack(&entry(true), State::Resolved, false, &ctx())["text"].as_str().unwrap().to_string();
-        assert!(r.contains("resolved: dead_process job `42`") && r.contains("jobwarden failed the job"), "{r}");
+        let r = slack(&entry(true), State::Resolved, false, &ctx())["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            r.contains("resolved: dead_process job `42`") && r.contains("jobwarden failed the job"),
+            "{r}"
+        );
     }
 
     #[test]
     fn alertmanager_labels_and_times() {
         let firing = entry(false);
         let resolved = entry(true);
-        let v = alertmanager(&[&firing, &resolved], 1_767_225_700.0, Duration::from_secs(60), &ctx());
+        let v = alertmanager(
+            &[&firing, &resolved],
+            1_767_225_700.0,
+            Duration::from_secs(60),
+            &ctx(),
+        );
         assert_eq!(v[0]["labels"]["alertname"], "JobwardenDeadProcess");
         for label in ["kind", "rule", "job_id", "environment", "severity"] {
             assert!(v[0]["labels"][label].is_string(), "{label}");
@@ -231,7 +268,10 @@ mod tests {
         assert_eq!(v[0]["startsAt"], "2026-01-01T00:00:00.000Z");
         assert_eq!(v[0]["endsAt"], "2026-01-01T00:05:40.000Z");
         assert_eq!(v[1]["endsAt"], "2026-01-01T00:01:00.500Z");
-        assert_eq!(v[0]["generatorURL"], "http://127.0.0.1:9847/api/v1/findings");
+        assert_eq!(
+            v[0]["generatorURL"],
+            "http://127.0.0.1:9847/api/v1/findings"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
@@ -511,4 +512,183 @@ impl Drop for PrivatePostgres {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// A `jobwarden run` child, killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Daemon {
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let port = std::fs::read_to_string(config)
+            .expect("config")
+            .split("listen = \"127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .expect("config has listen = 127.0.0.1:PORT");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobwarden"));
+        cmd.args(["run", "--config", config.to_str().expect("utf-8")])
+            .env("JOBWARDEN_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn jobwarden run");
+        Daemon { child, port, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// SIGTERM, then the exit code (within a few seconds).
+    pub async fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        let status = wait_for("exit after SIGTERM", Duration::from_secs(10), || {
+            std::future::ready(self.child.try_wait().ok().flatten())
+        })
+        .await;
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it yields a value, or panics after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+/// The value of an unlabelled metric line, or of the first line starting with `prefix`.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+/// An alert receiver on 127.0.0.1 that records every request and answers with scripted
+/// statuses (then 200).
+#[derive(Clone)]
+pub struct Receiver {
+    pub port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+}
+
+impl Receiver {
+    /// Starts one on `port` (0: any free port).
+    pub async fn start(port: u16, script: &[u16]) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind receiver");
+        let port = listener.local_addr().expect("addr").port();
+        let receiver = Receiver {
+            port,
+            got: Default::default(),
+            script: std::sync::Arc::new(std::sync::Mutex::new(script.iter().copied().collect())),
+        };
+        let r = receiver.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let r = r.clone();
+                async move {
+                    let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
+                    r.got.lock().unwrap().push(Received {
+                        path: uri.path().to_string(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                        status,
+                    });
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        "answer body",
+                    )
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        receiver
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request so far.
+    pub fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Requests answered 2xx whose JSON `state` is `state`.
+    pub fn accepted(&self, state: &str) -> Vec<Received> {
+        self.got()
+            .into_iter()
+            .filter(|r| r.status < 300 && r.body["state"] == state)
+            .collect()
+    }
 }
