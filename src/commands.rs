@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::actions;
+use crate::artifacts;
 use crate::config::{self, Config, ConfigError};
 use crate::report;
 use crate::scan::{Report, Scanner};
@@ -30,6 +31,8 @@ pub enum Error {
     Usage(String),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error("{0}")]
+    Artifacts(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -40,7 +43,9 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Store(StoreError::MissingColumns { .. }) => EXIT_USAGE,
-            Error::Store(_) | Error::Output(_) | Error::Daemon(_) => EXIT_UNAVAILABLE,
+            Error::Store(_) | Error::Output(_) | Error::Daemon(_) | Error::Artifacts(_) => {
+                EXIT_UNAVAILABLE
+            }
         }
     }
 }
@@ -71,9 +76,34 @@ fn exit_for(report: &Report) -> u8 {
     }
 }
 
-/// `check`: one read-only scan, printed.
-pub async fn check(config: &Config, json: bool, out: &mut dyn Write) -> Result<u8, Error> {
-    let mut scanner = Scanner::new(Store::connect(config).await?);
+/// Walks every artifact root once. A root that does not exist is a warning, or with
+/// `strict` an error (exit 3).
+pub fn artifact_indexes(config: &Config, strict: bool) -> Result<Vec<artifacts::Shared>, Error> {
+    let mut out = Vec::new();
+    for spec in &config.artifacts {
+        let mut index = artifacts::Index::new(spec).map_err(Error::Usage)?;
+        index.reconcile();
+        if strict && !index.root_present {
+            return Err(Error::Artifacts(format!(
+                "artifact root {} ({}) does not exist",
+                spec.root.display(),
+                spec.name
+            )));
+        }
+        out.push(std::sync::Arc::new(std::sync::Mutex::new(index)));
+    }
+    Ok(out)
+}
+
+/// `check`: one read-only scan, printed. `strict`: a missing artifact root is an error.
+pub async fn check(
+    config: &Config,
+    strict: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let indexes = artifact_indexes(config, strict)?;
+    let mut scanner = Scanner::new(Store::connect(config).await?).with_artifacts(indexes);
     let result = scanner.scan(config, None).await;
     scanner.store().close().await;
     let report = result?;
@@ -92,7 +122,8 @@ pub async fn recover(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let mut scanner = Scanner::new(Store::connect(config).await?);
+    let indexes = artifact_indexes(config, false)?;
+    let mut scanner = Scanner::new(Store::connect(config).await?).with_artifacts(indexes);
     let result = scanner.scan(config, options.older_than).await;
     let mut report = match result {
         Ok(r) => r,

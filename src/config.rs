@@ -190,7 +190,29 @@ pub struct Artifacts {
     pub partial: Vec<String>,
     pub settle: Duration,
     pub required: Vec<String>,
+    /// `auto` (notify events, with a full reconcile every `reconcile_every`) or `poll` (a
+    /// full walk every scan, for network filesystems). Default `auto`.
+    pub watch: WatchMode,
+    /// Period of the full re-walk that repairs anything events missed. Default 10m.
+    pub reconcile_every: Duration,
+    /// How far back succeeded jobs are checked for `required` files. Default 24h.
+    pub required_within: Duration,
 }
+
+/// How an artifact root is kept current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Auto,
+    Poll,
+}
+
+/// Default settle time of artifacts.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(120);
+/// Default period of the full artifact reconcile.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(600);
+/// Default look-back for `missing_artifact`.
+pub const DEFAULT_REQUIRED_WITHIN: Duration = Duration::from_secs(86_400);
 
 /// `[http]`.
 #[derive(Debug, Clone)]
@@ -478,6 +500,9 @@ struct RawArtifacts {
     settle: Option<Text>,
     #[serde(default)]
     required: Vec<Text>,
+    watch: Option<WatchMode>,
+    reconcile_every: Option<Text>,
+    required_within: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -1160,6 +1185,15 @@ fn resolve_artifacts(
 ) -> Result<Artifacts, Located> {
     let key = |k: &str| format!("artifacts[{i}].{k}");
     let pattern = ctx.text(&raw.pattern, &key("pattern"))?;
+    if let Err(m) = crate::artifacts::Pattern::new(&pattern) {
+        return Err(ctx.at(&raw.pattern, &key("pattern"), m));
+    }
+    for (list, name) in [(&raw.partial, "partial"), (&raw.required, "required")] {
+        for g in list {
+            let text = ctx.text(g, &key(name))?;
+            crate::artifacts::Glob::new(&text).map_err(|m| ctx.at(g, &key(name), m))?;
+        }
+    }
     if pattern.matches("{job_id}").count() != 1 {
         return Err(ctx.at(
             &raw.pattern,
@@ -1181,7 +1215,18 @@ fn resolve_artifacts(
         partial: ctx.texts(&raw.partial, &key("partial"))?,
         settle: match &raw.settle {
             Some(s) => ctx.duration(s, &key("settle"))?,
-            None => Duration::from_secs(120),
+            None => DEFAULT_SETTLE,
+        },
+        watch: raw.watch.unwrap_or(WatchMode::Auto),
+        reconcile_every: match &raw.reconcile_every {
+            Some(s) => ctx
+                .duration(s, &key("reconcile_every"))?
+                .max(Duration::from_secs(1)),
+            None => DEFAULT_RECONCILE_EVERY,
+        },
+        required_within: match &raw.required_within {
+            Some(s) => ctx.duration(s, &key("required_within"))?,
+            None => DEFAULT_REQUIRED_WITHIN,
         },
         required: ctx.texts(&raw.required, &key("required"))?,
     })
@@ -1211,6 +1256,8 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             serde_json::json!({
                 "name": a.name, "root": a.root, "pattern": a.pattern, "partial": a.partial,
                 "settle": humantime::format_duration(a.settle).to_string(), "required": a.required,
+                "watch": a.watch, "reconcile_every": humantime::format_duration(a.reconcile_every).to_string(),
+                "required_within": humantime::format_duration(a.required_within).to_string(),
             })
         })
         .collect();

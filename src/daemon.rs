@@ -24,6 +24,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::actions;
 use crate::alerts::Alerter;
+use crate::artifacts;
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, StatusClass};
 use crate::detect::{Kind, ProgressMemory};
@@ -156,6 +157,7 @@ pub async fn run(
     let alerter = Alerter::start(&config, &shared.metrics);
     let mut scan_loop = Loop {
         alerter,
+        watched: Vec::new(),
         config: Arc::new(config),
         scanner: None,
         carried: None,
@@ -166,6 +168,7 @@ pub async fn run(
         seen: BTreeSet::new(),
         terminal: None,
     };
+    scan_loop.watch_artifacts();
     tokio::pin!(shutdown);
     let mut next = Instant::now();
     let mut first = true;
@@ -219,6 +222,8 @@ pub async fn run(
 /// The state the scan loop owns.
 struct Loop {
     alerter: Alerter,
+    /// The artifact roots' indexes and the tasks that keep them current.
+    watched: Vec<(artifacts::Shared, tokio::task::JoinHandle<()>)>,
     config: Arc<Config>,
     scanner: Option<Scanner>,
     /// Progress memory kept across a reload, for the next scanner.
@@ -248,6 +253,13 @@ impl Loop {
                 m.database_up.set(1);
                 m.last_scan_success.set(unix_now());
                 m.observe_report(&report, &self.config.jobs.statuses);
+                if let Some(seconds) = report.artifact_seconds {
+                    m.artifact_scan_duration.observe(seconds);
+                }
+                let host_now = artifacts::host_now();
+                for (index, _) in &self.watched {
+                    m.observe_artifacts(&artifacts::lock(index), host_now);
+                }
                 self.log_changes(&report);
                 self.shared.ready.store(true, Ordering::Relaxed);
                 *write(&self.shared.last_error) = None;
@@ -281,7 +293,8 @@ impl Loop {
             tracing::info!(database = %self.config.redacted_url(), "connected");
             self.start_terminal_counts(store.clone());
             let memory = self.carried.take().unwrap_or_default();
-            self.scanner = Some(Scanner::with_memory(store, memory));
+            let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();
+            self.scanner = Some(Scanner::with_memory(store, memory).with_artifacts(indexes));
         }
         self.scanner.as_mut().ok_or(StoreError::Query {
             what: "connecting",
@@ -370,6 +383,22 @@ impl Loop {
         if let Some(handle) = self.terminal.take() {
             handle.abort();
         }
+        self.watch_artifacts();
+    }
+
+    /// (Re)starts an index and its watcher for every artifact root.
+    fn watch_artifacts(&mut self) {
+        for (_, task) in self.watched.drain(..) {
+            task.abort();
+        }
+        for spec in &self.config.artifacts {
+            match artifacts::watch(spec) {
+                Ok(w) => self.watched.push(w),
+                Err(e) => {
+                    tracing::error!(artifacts = %spec.name, "cannot index the artifact root: {e}")
+                }
+            }
+        }
     }
 
     fn start_terminal_counts(&mut self, store: Store) {
@@ -435,6 +464,9 @@ impl Loop {
 
     async fn close(&mut self) {
         self.alerter.shutdown();
+        for (_, task) in self.watched.drain(..) {
+            task.abort();
+        }
         if let Some(handle) = self.terminal.take() {
             handle.abort();
         }

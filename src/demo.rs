@@ -1,4 +1,5 @@
-//! `jobwarden demo`: a throwaway SQLite jobs table with a job in every state, and a config for
+//! `jobwarden demo`: a throwaway SQLite jobs table with a job in every state, a report folder,
+//! and a config for
 //! it, then `check` on it. A newcomer sees real findings with no setup, and can go on with
 //! the printed commands against the same files.
 
@@ -56,6 +57,15 @@ name = "pending-too-long"
 statuses = ["pending"]
 signal = "created"
 after = "1h"
+
+# The report folder: one folder per job, report.pdf when done, *.part while writing.
+[[artifacts]]
+name = "reports"
+root = "reports"
+pattern = "{job_id}/**"
+partial = ["*.part"]
+settle = "2m"
+required = ["report.pdf"]
 "#;
 
 /// Rows: id, status, created (minutes ago, NULL for none), updated (minutes ago), phase,
@@ -100,9 +110,10 @@ pub async fn demo(json: bool, out: &mut dyn Write) -> Result<u8, Error> {
             "jobwarden demo: a SQLite jobs table with a job in every state"
         )?;
         writeln!(out, "  database: {}", dir.join("demo.db").display())?;
+        writeln!(out, "  reports:  {}", dir.join("reports").display())?;
         writeln!(out, "  config:   {}\n", config_path.display())?;
     }
-    commands::check(&config, json, out).await?;
+    commands::check(&config, false, json, out).await?;
     if !json {
         writeln!(
             out,
@@ -211,7 +222,35 @@ pub async fn build(dir: &Path) -> Result<PathBuf, Error> {
         .await
         .map_err(unavailable)?;
     }
+    sqlx::query(
+        "UPDATE research_jobs SET completed_at = datetime('now', '-250 minutes') WHERE id = 9",
+    )
+    .execute(&pool)
+    .await
+    .map_err(unavailable)?;
     pool.close().await;
+    // The report folder: job 2 finished its report after its last heartbeat (and never said
+    // so), job 3 left a half-written file, job 9 completed without its report, and folder 999
+    // belongs to no job at all.
+    let reports = dir.join("reports");
+    for (path, minutes_ago) in [
+        ("1/notes.md", 1.0),
+        ("2/report.pdf", 40.0),
+        ("3/draft.md.part", 30.0),
+        ("999/report.pdf", 90.0),
+    ] {
+        let file = reports.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&file, format!("demo output of {path}\n"))?;
+        let when =
+            std::time::SystemTime::now() - std::time::Duration::from_secs_f64(minutes_ago * 60.0);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(when)?;
+    }
     let config_path = dir.join("jobwarden.toml");
     let toml_url = url.replace('\\', "\\\\").replace('"', "\\\"");
     std::fs::write(&config_path, CONFIG.replace("{url}", &toml_url))?;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::artifacts::ArtifactFile;
 use crate::config::{Action, Rule, Severity, Signal, StatusClass, Statuses};
 use crate::job::{Guard, JobRow, Relative};
 
@@ -122,6 +123,25 @@ pub struct Warning {
     pub message: String,
 }
 
+/// What the shell saw under one `[[artifacts]]` root this scan: only the jobs that matter.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactView {
+    /// The block's name: the `rule` of its findings.
+    pub name: String,
+    pub settle: Duration,
+    /// The `required` globs, as written (for messages).
+    pub required: Vec<String>,
+    /// Files by job id, for the active jobs with output, partial-file owners, ids the table
+    /// lacks, and recently succeeded jobs.
+    pub files: HashMap<String, Vec<ArtifactFile>>,
+    /// Ids with output that the table does not have.
+    pub unknown: BTreeSet<String>,
+    /// Statuses of ids with output that are not active (looked up in the table).
+    pub status_of: HashMap<String, String>,
+    /// Succeeded jobs within `required_within`: id, status, finished (database clock).
+    pub succeeded: Vec<(String, String, f64)>,
+}
+
 /// What the shell observed in one scan.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
@@ -135,6 +155,8 @@ pub struct Observation<'a> {
     pub local_host: &'a str,
     /// Pids of jobs on this host that no longer exist.
     pub dead_pids: &'a BTreeSet<i64>,
+    /// The report folders.
+    pub artifacts: &'a [ArtifactView],
 }
 
 /// The rules in force for one scan.
@@ -358,6 +380,10 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             }
         }
     }
+    for view in obs.artifacts {
+        artifact_findings(obs, view, policy, &mut out.findings);
+    }
+    outrank_stalled(&mut out.findings);
     out.findings.sort_by(|a, b| {
         natural_cmp(&a.job_id, &b.job_id)
             .then(a.kind.cmp(&b.kind))
@@ -486,6 +512,177 @@ impl Judge<'_> {
     }
 }
 
+/// The four artifact kinds for one root.
+fn artifact_findings(
+    obs: &Observation<'_>,
+    view: &ArtifactView,
+    policy: &Policy<'_>,
+    out: &mut Vec<Finding>,
+) {
+    let settle = view.settle.as_secs_f64();
+    let active: HashMap<&str, &JobRow> = obs.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+    let refs = |files: &[&ArtifactFile]| -> Vec<ArtifactRef> {
+        files
+            .iter()
+            .take(20)
+            .map(|f| ArtifactRef {
+                path: f.path.clone(),
+                size: f.size,
+            })
+            .collect()
+    };
+    let base =
+        |job_id: &str, kind: Kind, severity: Severity, age: f64, message: String| -> Finding {
+            let job = active.get(job_id);
+            Finding {
+                kind,
+                rule: view.name.clone(),
+                job_id: job_id.to_string(),
+                status: job
+                    .map(|j| j.status.clone())
+                    .or_else(|| view.status_of.get(job_id).cloned())
+                    .unwrap_or_default(),
+                phase: job.and_then(|j| j.phase.clone()),
+                age_seconds: age.max(0.0) as u64,
+                threshold_seconds: view.settle.as_secs(),
+                since: obs.now - age.max(0.0),
+                severity,
+                action: Action::Alert,
+                outcome: Outcome::None,
+                message,
+                artifacts: Vec::new(),
+                guard: job.map(|j| j.guard.clone()).unwrap_or_default(),
+                progress: job.and_then(|j| j.progress.clone()),
+            }
+        };
+    let mut ids: Vec<&String> = view.files.keys().collect();
+    ids.sort();
+    for id in ids {
+        let files = &view.files[id];
+        // A partial file nobody has touched for `settle`: its writer is gone.
+        let stale_partials: Vec<&ArtifactFile> = files
+            .iter()
+            .filter(|f| f.partial && f.age >= settle)
+            .collect();
+        if let Some(first) = stale_partials.first() {
+            let more = if stale_partials.len() > 1 {
+                format!(" (and {} more)", stale_partials.len() - 1)
+            } else {
+                String::new()
+            };
+            let mut f = base(
+                id,
+                Kind::IncompleteArtifact,
+                Severity::Warning,
+                first.age,
+                format!(
+                    "partial file {} unchanged for {}{more}: its writer is gone",
+                    first.path,
+                    format_age(first.age)
+                ),
+            );
+            f.artifacts = refs(&stale_partials);
+            out.push(f);
+        }
+        let complete: Vec<&ArtifactFile> = files.iter().filter(|f| !f.partial).collect();
+        let newest = complete.iter().map(|f| f.age).reduce(f64::min);
+        if let (Some(job), Some(newest)) = (active.get(id.as_str()), newest) {
+            // The report was written, then nothing: no heartbeat after the last write.
+            let written_at = obs.now - newest;
+            let quiet = job.heartbeat_since().is_ok_and(|beat| beat <= written_at);
+            if newest >= settle && quiet {
+                let severity = policy
+                    .rules
+                    .iter()
+                    .find(|r| r.matches(job))
+                    .map_or(Severity::Critical, |r| r.severity.max(Severity::Critical));
+                let mut f = base(
+                    id,
+                    Kind::UnreportedArtifact,
+                    severity,
+                    newest,
+                    format!(
+                        "report written {} ago, status still {}",
+                        format_age(newest),
+                        job.status
+                    ),
+                );
+                f.artifacts = refs(&complete);
+                out.push(f);
+            }
+        }
+        if view.unknown.contains(id.as_str())
+            && !files.is_empty()
+            && files.iter().all(|f| f.age >= settle)
+        {
+            let oldest = files.iter().map(|f| f.age).fold(0.0, f64::max);
+            let mut f = base(
+                id,
+                Kind::OrphanArtifact,
+                Severity::Warning,
+                oldest,
+                format!(
+                    "output for job {id}, which the table does not have ({} file{})",
+                    files.len(),
+                    if files.len() == 1 { "" } else { "s" }
+                ),
+            );
+            f.artifacts = refs(&files.iter().collect::<Vec<_>>());
+            out.push(f);
+        }
+    }
+    if view.required.is_empty() {
+        return;
+    }
+    for (id, status, finished) in &view.succeeded {
+        let age = obs.now - finished;
+        if age < settle {
+            continue;
+        }
+        let files = view.files.get(id).map(Vec::as_slice).unwrap_or_default();
+        let missing: Vec<&str> = view
+            .required
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !files.iter().any(|f| !f.partial && f.required.contains(i)))
+            .map(|(_, r)| r.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let mut f = base(
+                id,
+                Kind::MissingArtifact,
+                Severity::Warning,
+                age,
+                format!(
+                    "{status} {} ago without {}",
+                    format_age(age),
+                    missing.join(", ")
+                ),
+            );
+            f.status = status.clone();
+            f.artifacts = refs(&files.iter().collect::<Vec<_>>());
+            out.push(f);
+        }
+    }
+}
+
+/// An operator reading a stalled job's message should first hear that its report exists.
+fn outrank_stalled(findings: &mut [Finding]) {
+    let unreported: HashMap<String, String> = findings
+        .iter()
+        .filter(|f| f.kind == Kind::UnreportedArtifact)
+        .map(|f| (f.job_id.clone(), f.message.clone()))
+        .collect();
+    if unreported.is_empty() {
+        return;
+    }
+    for f in findings.iter_mut().filter(|f| f.kind == Kind::Stalled) {
+        if let Some(m) = unreported.get(&f.job_id) {
+            f.message = format!("{m}; {}", f.message);
+        }
+    }
+}
+
 /// Whole seconds, humantime style: `31m 40s`.
 pub fn format_age(seconds: f64) -> String {
     humantime::format_duration(Duration::from_secs(seconds.max(0.0) as u64)).to_string()
@@ -577,6 +774,7 @@ mod tests {
         dead: BTreeSet<i64>,
         older_than: Option<Duration>,
         now: f64,
+        artifacts: Vec<ArtifactView>,
     }
 
     fn scenario(jobs: Vec<JobRow>, rules: Vec<Rule>) -> Scenario {
@@ -587,6 +785,7 @@ mod tests {
             dead: BTreeSet::new(),
             older_than: None,
             now: NOW,
+            artifacts: vec![],
         }
     }
 
@@ -598,6 +797,7 @@ mod tests {
             relatives: &s.relatives,
             local_host: "web-1",
             dead_pids: &s.dead,
+            artifacts: &s.artifacts,
         };
         let policy = Policy {
             rules: &s.rules,
@@ -960,6 +1160,116 @@ mod tests {
                 vec![rule("hb", Signal::Heartbeat, 1)],
             ),
             &[],
+        );
+    }
+
+    fn file(path: &str, age_min: f64, partial: bool) -> ArtifactFile {
+        ArtifactFile {
+            path: path.into(),
+            size: 10,
+            age: age_min * MIN,
+            partial,
+            required: if path.ends_with("report.pdf") {
+                vec![0]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn view(files: &[(&str, Vec<ArtifactFile>)]) -> ArtifactView {
+        ArtifactView {
+            name: "reports".into(),
+            settle: Duration::from_secs(120),
+            required: vec!["report.pdf".into()],
+            files: files
+                .iter()
+                .map(|(id, f)| (id.to_string(), f.clone()))
+                .collect(),
+            ..ArtifactView::default()
+        }
+    }
+
+    #[test]
+    fn a_report_written_after_the_last_heartbeat_is_unreported() {
+        // Beat 40m ago, report finished 35m ago: the status update never came.
+        let mut v = view(&[
+            ("1", vec![file("1/report.pdf", 35.0, false)]),
+            ("2", vec![file("2/report.pdf", 35.0, false)]),
+            ("3", vec![file("3/report.pdf", 1.0, false)]),
+        ]);
+        v.required.clear();
+        let mut s = scenario(
+            vec![
+                job("1", Some(40.0)),
+                job("2", Some(5.0)),
+                job("3", Some(40.0)),
+            ],
+            vec![rule("hb", Signal::Heartbeat, 30)],
+        );
+        s.artifacts = vec![v];
+        let got = check(
+            s,
+            &[
+                ("1", Kind::Stalled, "hb"),
+                ("1", Kind::UnreportedArtifact, "reports"),
+                ("3", Kind::Stalled, "hb"),
+            ],
+        );
+        assert_eq!(
+            got.findings[1].message,
+            "report written 35m ago, status still running"
+        );
+        assert_eq!(
+            got.findings[1].artifacts,
+            vec![ArtifactRef {
+                path: "1/report.pdf".into(),
+                size: 10
+            }]
+        );
+        assert_eq!(
+            got.findings[0].message,
+            "report written 35m ago, status still running; no heartbeat for 40m (limit 30m)",
+            "outranks stalled"
+        );
+    }
+
+    #[test]
+    fn settled_partials_orphans_and_missing_reports() {
+        let mut v = view(&[
+            ("1", vec![file("1/data.part", 5.0, true)]),
+            ("2", vec![file("2/data.part", 1.0, true)]),
+            ("77", vec![file("77/report.pdf", 10.0, false)]),
+            ("78", vec![file("78/report.pdf", 0.5, false)]),
+            ("9", vec![file("9/report.pdf", 60.0, false)]),
+        ]);
+        v.unknown = ["77".to_string(), "78".to_string()].into();
+        v.succeeded = vec![
+            ("8".into(), "completed".into(), NOW - 3600.0),
+            ("9".into(), "completed".into(), NOW - 3600.0),
+            ("10".into(), "completed".into(), NOW - 30.0),
+        ];
+        let mut s = scenario(vec![], vec![]);
+        s.artifacts = vec![v];
+        let got = check(
+            s,
+            &[
+                ("1", Kind::IncompleteArtifact, "reports"),
+                ("8", Kind::MissingArtifact, "reports"),
+                ("77", Kind::OrphanArtifact, "reports"),
+            ],
+        );
+        assert_eq!(
+            got.findings[0].message,
+            "partial file 1/data.part unchanged for 5m: its writer is gone"
+        );
+        assert_eq!(
+            got.findings[1].message,
+            "completed 1h ago without report.pdf"
+        );
+        assert_eq!(
+            got.findings[2].message,
+            "output for job 77, which the table does not have (1 file)"
         );
     }
 

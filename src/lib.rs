@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod artifacts;
 pub mod backoff;
 pub mod commands;
 pub mod config;

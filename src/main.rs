@@ -52,7 +52,11 @@ enum Command {
         dry_run: bool,
     },
     /// One read-only scan: print every active job's findings.
-    Check,
+    Check {
+        /// Exit 3 when an artifact root does not exist (by default a warning).
+        #[arg(long)]
+        strict: bool,
+    },
     /// One scan, then apply each finding's action now.
     Recover {
         /// Print what would be written; write nothing.
@@ -118,7 +122,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     let config = config::load(&cli.config, cli.environment.as_deref(), &config::env_lookup)?;
     match &cli.command {
         Command::Run { dry_run } => run(cli, config, *dry_run).await,
-        Command::Check => commands::check(&config, cli.json, &mut stdout).await,
+        Command::Check { strict } => commands::check(&config, *strict, cli.json, &mut stdout).await,
         Command::Recover {
             dry_run,
             older_than,

@@ -42,6 +42,11 @@ pub struct Metrics {
     pub alert_failures: IntCounterVec,
     pub alert_queue_depth: IntGaugeVec,
     pub alerts_dropped: IntCounterVec,
+    artifacts: IntGaugeVec,
+    pub artifact_scan_duration: Histogram,
+    artifact_watch_mode: IntGaugeVec,
+    artifact_skipped: IntCounterVec,
+    skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
 }
 
@@ -128,6 +133,31 @@ impl Metrics {
             ),
             &["sink"],
         )?;
+        let artifacts = IntGaugeVec::new(
+            Opts::new("jobwarden_artifacts", "Files under each artifact root: settled, writing (changed within settle), partial."),
+            &["root", "state"],
+        )?;
+        let artifact_scan_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "jobwarden_artifact_scan_duration_seconds",
+                "Time a scan spends on the artifact roots (index reads, lookups, polling walks).",
+            )
+            .buckets(SCAN_BUCKETS.to_vec()),
+        )?;
+        let artifact_watch_mode = IntGaugeVec::new(
+            Opts::new(
+                "jobwarden_artifact_watch_mode",
+                "1 for how each artifact root is kept current: events (notify) or poll.",
+            ),
+            &["root", "mode"],
+        )?;
+        let artifact_skipped = IntCounterVec::new(
+            Opts::new(
+                "jobwarden_artifact_skipped_total",
+                "Paths under an artifact root that were skipped, by reason.",
+            ),
+            &["root", "reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("jobwarden_build_info", "Always 1; the version is a label."),
             &["version"],
@@ -150,6 +180,10 @@ impl Metrics {
             Box::new(alert_failures.clone()),
             Box::new(alert_queue_depth.clone()),
             Box::new(alerts_dropped.clone()),
+            Box::new(artifacts.clone()),
+            Box::new(artifact_scan_duration.clone()),
+            Box::new(artifact_watch_mode.clone()),
+            Box::new(artifact_skipped.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector)?;
@@ -172,6 +206,11 @@ impl Metrics {
             alert_failures,
             alert_queue_depth,
             alerts_dropped,
+            artifacts,
+            artifact_scan_duration,
+            artifact_watch_mode,
+            artifact_skipped,
+            skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),
         })
     }
@@ -237,6 +276,33 @@ impl Metrics {
                 self.jobs
                     .with_label_values(&[class.as_str()])
                     .set(total as i64);
+            }
+        }
+    }
+
+    /// Records an artifact root's state.
+    pub fn observe_artifacts(&self, index: &crate::artifacts::Index, now: f64) {
+        let root = index.spec.name.as_str();
+        for (state, n) in index.states(now) {
+            self.artifacts
+                .with_label_values(&[root, state])
+                .set(n as i64);
+        }
+        for mode in [crate::artifacts::Mode::Events, crate::artifacts::Mode::Poll] {
+            self.artifact_watch_mode
+                .with_label_values(&[root, mode.as_str()])
+                .set(i64::from(index.mode == mode));
+        }
+        let mut seen = self.skipped_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (reason, total) in &index.skipped {
+            let last = seen
+                .entry((root.to_string(), reason.as_str().to_string()))
+                .or_default();
+            if *total > *last {
+                self.artifact_skipped
+                    .with_label_values(&[root, reason.as_str()])
+                    .inc_by(*total - *last);
+                *last = *total;
             }
         }
     }

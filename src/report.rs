@@ -63,6 +63,29 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
         writeln!(out)?;
         write_table(out, &header, &rows)?;
     }
+    let with_files: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| !f.artifacts.is_empty())
+        .collect();
+    if !with_files.is_empty() {
+        writeln!(out, "\nARTIFACTS")?;
+        for f in with_files {
+            let files = f
+                .artifacts
+                .iter()
+                .map(|a| format!("{} ({} B)", a.path, a.size))
+                .collect::<Vec<_>>()
+                .join(", ");
+            writeln!(
+                out,
+                "{} {} ({}): {files}",
+                f.job_id,
+                f.kind.as_str(),
+                f.rule
+            )?;
+        }
+    }
     if !report.warnings.is_empty() {
         writeln!(out)?;
         for w in &report.warnings {

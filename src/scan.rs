@@ -7,9 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::artifacts::{self, Mode};
 use crate::config::{Config, StatusClass};
+use crate::detect::ArtifactView;
 use crate::detect::{self, Finding, Observation, Policy, ProgressMemory, Warning};
 use crate::process;
+use crate::store::Snapshot;
 use crate::store::{Store, StoreError};
 
 /// The result of one scan: the `check --json` object.
@@ -26,6 +31,9 @@ pub struct Report {
     /// Active rows per status word (for metrics; not part of the JSON).
     #[serde(skip)]
     pub by_status: BTreeMap<String, u64>,
+    /// How long the artifact part of the scan took, when there are artifact roots.
+    #[serde(skip)]
+    pub artifact_seconds: Option<f64>,
     /// Age in seconds of the oldest heartbeat among running-class jobs, for the metric.
     #[serde(skip)]
     pub oldest_heartbeat_age: Option<f64>,
@@ -39,6 +47,12 @@ pub struct Scanner {
     host: String,
     /// The ids of the last scan's active rows.
     active: Vec<String>,
+    /// The report folders' indexes.
+    artifacts: Vec<artifacts::Shared>,
+    /// Artifact job ids looked up in the table: `Some(status)`, or `None` when it lacks them.
+    known: HashMap<String, Option<String>>,
+    /// Artifact ids already reported as impossible for the id column's type.
+    bad_ids: HashSet<String>,
 }
 
 impl Scanner {
@@ -53,7 +67,21 @@ impl Scanner {
             memory,
             host: process::hostname(),
             active: Vec::new(),
+            artifacts: Vec::new(),
+            known: HashMap::new(),
+            bad_ids: HashSet::new(),
         }
+    }
+
+    /// Adds the report folders' indexes.
+    pub fn with_artifacts(mut self, indexes: Vec<artifacts::Shared>) -> Scanner {
+        self.artifacts = indexes;
+        self
+    }
+
+    /// The report folders' indexes.
+    pub fn artifacts(&self) -> &[artifacts::Shared] {
+        &self.artifacts
     }
 
     /// The ids of the last scan's active rows.
@@ -70,6 +98,127 @@ impl Scanner {
         &self.store
     }
 
+    /// What the report folders hold for the jobs that matter this scan. Reads only those
+    /// jobs' entries of each index: the active jobs with output, partial-file owners, ids the
+    /// table lacks, and recently succeeded jobs. New ids are looked up in the table in one
+    /// query; ids it lacked are asked again each scan (the row may come later).
+    async fn artifact_views(
+        &mut self,
+        config: &Config,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<ArtifactView>, StoreError> {
+        if self.artifacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active: HashSet<&str> = snapshot.jobs.iter().map(|j| j.id.as_str()).collect();
+        let mut ask: BTreeSet<String> = BTreeSet::new();
+        for shared in &self.artifacts {
+            let mut index = artifacts::lock(shared);
+            if index.mode == Mode::Poll {
+                index.reconcile();
+            }
+            let new = std::mem::take(&mut index.new_ids);
+            ask.extend(
+                new.into_iter()
+                    .filter(|id| !active.contains(id.as_str()) && !self.known.contains_key(id)),
+            );
+            ask.extend(
+                index
+                    .partial_owners()
+                    .into_iter()
+                    .filter(|id| !active.contains(id) && !self.known.contains_key(*id))
+                    .map(str::to_string),
+            );
+        }
+        // Ids the table lacked last time are asked again; those whose files are gone, dropped.
+        let indexes = &self.artifacts;
+        self.known.retain(|id, status| {
+            status.is_some() || indexes.iter().any(|s| artifacts::lock(s).has_job(id))
+        });
+        ask.extend(
+            self.known
+                .iter()
+                .filter(|(_, s)| s.is_none())
+                .map(|(id, _)| id.clone()),
+        );
+        let mut valid = Vec::new();
+        for id in &ask {
+            if self.store.valid_id(id) {
+                valid.push(id.as_str());
+            } else if self.bad_ids.insert(id.clone()) {
+                tracing::warn!(job_id = %id, "artifact path names a job id the id column cannot hold; skipped");
+            }
+        }
+        if !valid.is_empty() {
+            let found: HashMap<String, String> =
+                self.store.lookup(&valid).await?.into_iter().collect();
+            for id in valid {
+                self.known.insert(id.to_string(), found.get(id).cloned());
+            }
+        }
+        let within = config
+            .artifacts
+            .iter()
+            .filter(|a| !a.required.is_empty())
+            .map(|a| a.required_within)
+            .max();
+        let succeeded = match within {
+            Some(w) => self.store.recent_succeeded(w, snapshot.now).await?,
+            None => Vec::new(),
+        };
+        let host_now = artifacts::host_now();
+        let mut views = Vec::with_capacity(self.artifacts.len());
+        for shared in &self.artifacts {
+            let index = artifacts::lock(shared);
+            let spec = &index.spec;
+            let window = spec.required_within.as_secs_f64();
+            let recent: Vec<(String, String, f64)> = succeeded
+                .iter()
+                .filter(|(_, _, at)| snapshot.now - at <= window)
+                .cloned()
+                .collect();
+            let mut ids: BTreeSet<&str> = active
+                .iter()
+                .copied()
+                .filter(|id| index.has_job(id))
+                .collect();
+            ids.extend(index.partial_owners());
+            let unknown: BTreeSet<String> = self
+                .known
+                .iter()
+                .filter(|(id, s)| s.is_none() && index.has_job(id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.extend(unknown.iter().map(String::as_str));
+            if !spec.required.is_empty() {
+                ids.extend(recent.iter().map(|(id, _, _)| id.as_str()));
+            }
+            let files: HashMap<String, Vec<artifacts::ArtifactFile>> = ids
+                .iter()
+                .map(|id| (id.to_string(), index.files_of(id, host_now)))
+                .filter(|(_, f)| !f.is_empty())
+                .collect();
+            let status_of = files
+                .keys()
+                .filter_map(|id| Some((id.clone(), self.known.get(id)?.clone()?)))
+                .collect();
+            views.push(ArtifactView {
+                name: spec.name.clone(),
+                settle: spec.settle,
+                required: spec.required.clone(),
+                files,
+                unknown,
+                status_of,
+                succeeded: if spec.required.is_empty() {
+                    Vec::new()
+                } else {
+                    recent
+                },
+            });
+        }
+        Ok(views)
+    }
+
     /// One scan. `older_than` is `recover --older-than`.
     pub async fn scan(
         &mut self,
@@ -78,12 +227,17 @@ impl Scanner {
     ) -> Result<Report, StoreError> {
         let snapshot = self.store.snapshot().await?;
         let dead = process::dead_pids(snapshot.jobs.iter().filter_map(|j| j.pid));
+        let artifact_started = tokio::time::Instant::now();
+        let views = self.artifact_views(config, &snapshot).await?;
+        let artifact_seconds =
+            (!self.artifacts.is_empty()).then(|| artifact_started.elapsed().as_secs_f64());
         let obs = Observation {
             now: snapshot.now,
             jobs: &snapshot.jobs,
             relatives: &snapshot.relatives,
             local_host: &self.host,
             dead_pids: &dead,
+            artifacts: &views,
         };
         let policy = Policy {
             rules: &config.rules,
@@ -107,6 +261,7 @@ impl Scanner {
             .reduce(f64::max);
         self.active = snapshot.jobs.into_iter().map(|j| j.id).collect();
         Ok(Report {
+            artifact_seconds,
             oldest_heartbeat_age,
             environment: config.environment.clone(),
             checked_at: snapshot.now,

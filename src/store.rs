@@ -86,6 +86,8 @@ pub struct Queries {
     dialect: Dialect,
     jobs: Jobs,
     finished_kind: TimeKind,
+    /// Column name to SQL type.
+    types: HashMap<String, String>,
     /// `SELECT` of the active rows.
     pub scan: String,
 }
@@ -159,6 +161,7 @@ impl Queries {
             dialect,
             jobs: jobs.clone(),
             finished_kind: jobs.finished_at.as_ref().map_or(TimeKind::Native, kind),
+            types: types.clone(),
             scan,
         }
     }
@@ -236,6 +239,77 @@ impl Queries {
         }
         sql.push_str(&format!(" GROUP BY {status}"));
         Some(sql)
+    }
+
+    /// The status of each of these ids that the table has (artifact ids with no active row).
+    pub fn lookup(&self, ids: &[&str]) -> Option<String> {
+        if ids.is_empty() {
+            return None;
+        }
+        let d = self.dialect;
+        Some(format!(
+            "SELECT {}, {} FROM {} WHERE {} IN ({})",
+            d.value_text(&self.jobs.id),
+            d.value_text(&self.jobs.status),
+            d.table(&self.jobs.table),
+            d.quote(&self.jobs.id.column),
+            d.literal_list(ids.iter().copied())
+        ))
+    }
+
+    /// Succeeded jobs that finished (or, without `finished_at`, were created) within the last
+    /// `within`: id, status, and the time as epoch and text. Native and numeric columns are
+    /// bounded in SQL (an index on the column makes this cheap); text columns are bounded by
+    /// jobwarden after reading.
+    pub fn recent_succeeded(&self, within: Duration) -> Option<String> {
+        let d = self.dialect;
+        let j = &self.jobs;
+        if j.statuses.succeeded.is_empty() {
+            return None;
+        }
+        let field = j.finished_at.as_ref().unwrap_or(&j.created_at);
+        let kind = if field.is_plain() {
+            self.time_kind(field)
+        } else {
+            TimeKind::Text
+        };
+        let col = d.value(field);
+        let secs = within.as_secs();
+        let bound = match (d, kind) {
+            (Dialect::Postgres, TimeKind::Native) => {
+                format!(" AND {col} >= now() - interval '{secs} seconds'")
+            }
+            (Dialect::MySql, TimeKind::Native) => {
+                format!(" AND {col} >= NOW() - INTERVAL {secs} SECOND")
+            }
+            (Dialect::Postgres, TimeKind::Number) => {
+                format!(" AND {col} >= extract(epoch from now()) - {secs}")
+            }
+            (Dialect::MySql, TimeKind::Number) => {
+                format!(" AND {col} >= UNIX_TIMESTAMP() - {secs}")
+            }
+            _ => String::new(),
+        };
+        let mut sql = format!(
+            "SELECT {}, {}, {}, {} FROM {} WHERE {} IN ({}){bound}",
+            d.value_text(&j.id),
+            d.value_text(&j.status),
+            d.epoch(field, kind),
+            d.value_text(field),
+            d.table(&j.table),
+            d.quote(&j.status.column),
+            d.literal_list(j.statuses.succeeded.iter().map(String::as_str)),
+        );
+        if let Some(w) = &j.where_sql {
+            sql.push_str(&format!(" AND ({w})"));
+        }
+        Some(sql)
+    }
+
+    fn time_kind(&self, field: &Field) -> TimeKind {
+        self.types
+            .get(&field.column)
+            .map_or(TimeKind::Text, |t| TimeKind::from_sql_type(t))
     }
 
     /// The guarded UPDATE and its bound parameters, in order.
@@ -537,6 +611,76 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The statuses of these ids, for those the table has; one query.
+    pub async fn lookup(&self, ids: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let Some(sql) = self.queries.lookup(ids) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.fetch("looking up artifact job ids", &sql).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let (Some(id), Some(status)) = (get_text(row, 0, "id")?, get_text(row, 1, "status")?)
+            {
+                out.push((id, status));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Succeeded jobs within `within`: (id, status, finished at on the database clock).
+    pub async fn recent_succeeded(
+        &self,
+        within: Duration,
+        now: f64,
+    ) -> Result<Vec<(String, String, f64)>, StoreError> {
+        let Some(sql) = self.queries.recent_succeeded(within) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.fetch("reading recently succeeded jobs", &sql).await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let stamp = Stamp::from_parts(
+                get(row, 2, "finished")?,
+                get_text(row, 3, "finished")?.as_deref(),
+            );
+            if let (Some(id), Some(status), Some(at)) = (
+                get_text(row, 0, "id")?,
+                get_text(row, 1, "status")?,
+                stamp.at(),
+            ) {
+                if now - at <= within.as_secs_f64() {
+                    out.push((id, status, at));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a string can be an id of this table: digits for a numeric id column, the
+    /// 8-4-4-4-12 form for a uuid one, anything else otherwise. An id that cannot be would
+    /// make the database reject a whole lookup.
+    pub fn valid_id(&self, id: &str) -> bool {
+        let ty = self
+            .info
+            .columns
+            .get(&self.queries.jobs.id.column)
+            .map(|t| t.to_ascii_lowercase())
+            .unwrap_or_default();
+        if ty.contains("uuid") {
+            let parts: Vec<&str> = id.split('-').collect();
+            parts.len() == 5
+                && parts
+                    .iter()
+                    .zip([8, 4, 4, 4, 12])
+                    .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+        } else if TimeKind::from_sql_type(&ty) == TimeKind::Number {
+            let digits = id.strip_prefix('-').unwrap_or(id);
+            !digits.is_empty() && digits.len() <= 19 && digits.chars().all(|c| c.is_ascii_digit())
+        } else {
+            !id.is_empty()
+        }
     }
 
     /// Counts the terminal statuses over the whole table: slow on a big table, so the daemon

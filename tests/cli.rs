@@ -276,7 +276,7 @@ fn demo_shows_every_kind_of_job_problem() {
         .iter()
         .map(|f| f["kind"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    assert_eq!(kinds.len(), 8, "every kind of finding: {kinds:?}");
     // The healthy jobs (1 and 5) have no findings.
     assert!(!v["findings"]
         .as_array()

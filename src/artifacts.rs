@@ -1,0 +1,659 @@
+//! The report folders: an index of the files under each `[[artifacts]]` root, tied to job ids
+//! through `pattern`.
+//!
+//! The index is keyed by job id, so a scan reads only the jobs it needs (the active ones,
+//! recently succeeded ones, unknown ids and partial files), never every file. It is built by
+//! one walk, then kept current by notify events (debounced) with a full re-walk every
+//! `reconcile_every` that repairs anything the events missed; where events cannot be had (an
+//! inotify limit, a network filesystem, `watch = "poll"`) every scan re-walks instead. The
+//! poll is the source of truth; events only make it faster.
+//!
+//! jobwarden never writes, moves or deletes anything under a root. Symlinks are not followed
+//! (no loops), and every file it cannot use (unreadable, vanished mid-walk, a name that is
+//! not UTF-8) is logged once with its path, counted, and skipped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
+
+use crate::config::{Artifacts, WatchMode};
+
+/// How a path names its job: `{job_id}/**`, `report-{job_id}.pdf`, `reports/{job_id}/final/*.md`.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    regex: Regex,
+}
+
+/// A file-name glob (`*.part`, `report.pdf`), matched against a file's last path segment.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    regex: Regex,
+}
+
+/// What the index knows of one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInfo {
+    pub size: u64,
+    /// Last modification, Unix seconds on this host's clock.
+    pub modified: f64,
+    /// Matches a `partial` glob: still being written.
+    pub partial: bool,
+    /// Which `required` globs it satisfies, by index.
+    pub required: Vec<usize>,
+}
+
+/// Why a path was skipped, for `jobwarden_artifact_skipped_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Skip {
+    Unreadable,
+    NotUtf8,
+    Vanished,
+    Symlink,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Unreadable => "unreadable",
+            Skip::NotUtf8 => "not_utf8",
+            Skip::Vanished => "vanished",
+            Skip::Symlink => "symlink",
+        }
+    }
+}
+
+/// The index of one root.
+#[derive(Debug)]
+pub struct Index {
+    pub spec: Artifacts,
+    pattern: Pattern,
+    partial: Vec<Glob>,
+    required: Vec<Glob>,
+    /// Files by job id, then by path relative to the root.
+    jobs: HashMap<String, BTreeMap<String, FileInfo>>,
+    /// Partial files, as (job id, path).
+    partials: BTreeSet<(String, String)>,
+    /// Job ids seen since the last lookup in the table.
+    pub new_ids: BTreeSet<String>,
+    /// Whether the root existed at the last walk.
+    pub root_present: bool,
+    /// Paths already logged as skipped.
+    logged: HashSet<PathBuf>,
+    /// Skips so far, by reason.
+    pub skipped: HashMap<Skip, u64>,
+    /// How the index is kept current now.
+    pub mode: Mode,
+}
+
+/// How an index is kept current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// notify events, with a periodic full reconcile.
+    Events,
+    /// A full walk every scan.
+    Poll,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Events => "events",
+            Mode::Poll => "poll",
+        }
+    }
+}
+
+/// A file as the detection core sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactFile {
+    /// Relative to the root.
+    pub path: String,
+    pub size: u64,
+    /// Seconds since it last changed (this host's clock).
+    pub age: f64,
+    pub partial: bool,
+    pub required: Vec<usize>,
+}
+
+fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::new();
+    let mut rest = glob;
+    while let Some(c) = rest.chars().next() {
+        if let Some(tail) = rest.strip_prefix("{job_id}") {
+            out.push_str("(?P<id>[^/]+?)");
+            rest = tail;
+            continue;
+        }
+        match c {
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            other => out.push_str(&regex::escape(&other.to_string())),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+impl Pattern {
+    /// Compiles a pattern; it must be relative, contain `{job_id}` once, and no `..`.
+    pub fn new(pattern: &str) -> Result<Pattern, String> {
+        if pattern.starts_with('/') || pattern.split('/').any(|s| s == ".." || s.is_empty()) {
+            return Err(format!(
+                "`{pattern}` must be a relative path pattern without `..` or empty segments"
+            ));
+        }
+        if pattern.matches("{job_id}").count() != 1 {
+            return Err(format!("`{pattern}` must contain `{{job_id}}` exactly once: it is how a path names its job"));
+        }
+        let segments: Vec<&str> = pattern.split('/').collect();
+        let mut re = String::from("^");
+        for (i, seg) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            if *seg == "**" {
+                if i == 0 && last {
+                    re.push_str(".*");
+                } else if last {
+                    re.push_str("(?:/.*)?");
+                } else {
+                    if i > 0 {
+                        re.push('/');
+                    }
+                    re.push_str("(?:[^/]+/)*");
+                    continue;
+                }
+            } else {
+                let after_globstar = i > 0 && segments[i - 1] == "**";
+                if i > 0 && !after_globstar {
+                    re.push('/');
+                }
+                re.push_str(&glob_to_regex(seg));
+            }
+        }
+        re.push('$');
+        Regex::new(&re)
+            .map(|regex| Pattern { regex })
+            .map_err(|e| format!("`{pattern}` is not a usable pattern: {e}"))
+    }
+
+    /// The job id a relative path names, if it matches.
+    pub fn job_id(&self, rel: &str) -> Option<String> {
+        let caps = self.regex.captures(rel)?;
+        let id = caps.name("id")?.as_str();
+        (!id.is_empty()).then(|| id.to_string())
+    }
+}
+
+impl Glob {
+    pub fn new(glob: &str) -> Result<Glob, String> {
+        if glob.is_empty() || glob.contains('/') {
+            return Err(format!(
+                "`{glob}` must be a file-name glob like \"*.part\", without `/`"
+            ));
+        }
+        Regex::new(&format!("^{}$", glob_to_regex(glob)))
+            .map(|regex| Glob { regex })
+            .map_err(|e| format!("`{glob}` is not a usable glob: {e}"))
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.regex.is_match(name)
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// This host's clock, Unix seconds.
+pub fn host_now() -> f64 {
+    unix(SystemTime::now())
+}
+
+impl Index {
+    /// An empty index for a root; call [`Index::reconcile`] to fill it.
+    pub fn new(spec: &Artifacts) -> Result<Index, String> {
+        let compile = |globs: &[String]| {
+            globs
+                .iter()
+                .map(|g| Glob::new(g))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Index {
+            pattern: Pattern::new(&spec.pattern)?,
+            partial: compile(&spec.partial)?,
+            required: compile(&spec.required)?,
+            spec: spec.clone(),
+            jobs: HashMap::new(),
+            partials: BTreeSet::new(),
+            new_ids: BTreeSet::new(),
+            root_present: false,
+            logged: HashSet::new(),
+            skipped: HashMap::new(),
+            mode: if spec.watch == WatchMode::Poll {
+                Mode::Poll
+            } else {
+                Mode::Events
+            },
+        })
+    }
+
+    /// Walks the whole root again and replaces the index with what it finds. A root that does
+    /// not exist (yet) leaves the index empty and says so once.
+    pub fn reconcile(&mut self) {
+        let root = self.spec.root.clone();
+        let present = root.is_dir();
+        if !present && self.logged.insert(root.clone()) {
+            tracing::warn!(root = %root.display(), artifacts = %self.spec.name, "the artifact root does not exist (yet); retrying");
+        }
+        if present {
+            self.logged.remove(&root);
+        }
+        self.root_present = present;
+        let old_ids: HashSet<String> = self.jobs.keys().cloned().collect();
+        self.jobs.clear();
+        self.partials.clear();
+        if present {
+            self.walk(&root);
+        }
+        for id in self.jobs.keys() {
+            if !old_ids.contains(id) {
+                self.new_ids.insert(id.clone());
+            }
+        }
+    }
+
+    /// Brings one path up to date after an event: a file is re-read or removed, a folder is
+    /// walked or its entries removed.
+    pub fn refresh(&mut self, abs: &Path) {
+        let Some(rel) = self.relative(abs) else {
+            return;
+        };
+        // Drop everything at or under the path, then look again.
+        let prefix = format!("{rel}/");
+        let mut emptied = Vec::new();
+        for (id, files) in self.jobs.iter_mut() {
+            files.retain(|p, _| !(p == &rel || p.starts_with(&prefix)));
+            if files.is_empty() {
+                emptied.push(id.clone());
+            }
+        }
+        for id in emptied {
+            self.jobs.remove(&id);
+        }
+        self.partials
+            .retain(|(_, p)| !(p == &rel || p.starts_with(&prefix)));
+        match std::fs::symlink_metadata(abs) {
+            Ok(m) if m.is_dir() => self.walk(abs),
+            Ok(m) if m.is_file() => self.add_file(abs, &rel, &m),
+            _ => {}
+        }
+    }
+
+    fn relative(&mut self, abs: &Path) -> Option<String> {
+        let rel = abs.strip_prefix(&self.spec.root).ok()?;
+        match rel.to_str() {
+            Some(r) if !r.is_empty() => Some(r.to_string()),
+            Some(_) => None,
+            None => {
+                self.skip(abs, Skip::NotUtf8, "its name is not UTF-8");
+                None
+            }
+        }
+    }
+
+    fn walk(&mut self, start: &Path) {
+        let mut stack = vec![start.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.skip(&dir, Skip::Vanished, "it vanished while being read");
+                    continue;
+                }
+                Err(e) => {
+                    self.skip(&dir, Skip::Unreadable, &e.to_string());
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_symlink() {
+                    self.skip(&path, Skip::Symlink, "symlinks are not followed");
+                } else if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() {
+                    let Some(rel) = self.relative(&path) else {
+                        continue;
+                    };
+                    match entry.metadata() {
+                        Ok(m) => self.add_file(&path, &rel, &m),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            self.skip(&path, Skip::Vanished, "it vanished while being read")
+                        }
+                        Err(e) => self.skip(&path, Skip::Unreadable, &e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_file(&mut self, _abs: &Path, rel: &str, meta: &std::fs::Metadata) {
+        let Some(id) = self.pattern.job_id(rel) else {
+            return;
+        };
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let partial = self.partial.iter().any(|g| g.matches(name));
+        let required = self
+            .required
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.matches(name))
+            .map(|(i, _)| i)
+            .collect();
+        let info = FileInfo {
+            size: meta.len(),
+            modified: meta.modified().map(unix).unwrap_or(0.0),
+            partial,
+            required,
+        };
+        if partial {
+            self.partials.insert((id.clone(), rel.to_string()));
+        }
+        let files = self.jobs.entry(id.clone()).or_default();
+        if files.is_empty() {
+            self.new_ids.insert(id);
+        }
+        files.insert(rel.to_string(), info);
+    }
+
+    fn skip(&mut self, path: &Path, why: Skip, detail: &str) {
+        *self.skipped.entry(why).or_default() += 1;
+        if self.logged.insert(path.to_path_buf()) {
+            tracing::warn!(path = %path.display(), artifacts = %self.spec.name, reason = why.as_str(), "skipping a path: {detail}");
+        }
+    }
+
+    /// The files of one job, with their ages at `now` (this host's clock).
+    pub fn files_of(&self, job_id: &str, now: f64) -> Vec<ArtifactFile> {
+        self.jobs
+            .get(job_id)
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|(path, f)| ArtifactFile {
+                        path: path.clone(),
+                        size: f.size,
+                        age: (now - f.modified).max(0.0),
+                        partial: f.partial,
+                        required: f.required.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Job ids that own a partial file.
+    pub fn partial_owners(&self) -> BTreeSet<&str> {
+        self.partials.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    /// Whether any file names this job.
+    pub fn has_job(&self, id: &str) -> bool {
+        self.jobs.contains_key(id)
+    }
+
+    /// Counts of files: settled, writing (changed within `settle`), partial.
+    pub fn states(&self, now: f64) -> [(&'static str, u64); 3] {
+        let settle = self.spec.settle.as_secs_f64();
+        let (mut settled, mut writing, mut partial) = (0, 0, 0);
+        for f in self.jobs.values().flat_map(|m| m.values()) {
+            if f.partial {
+                partial += 1;
+            } else if now - f.modified >= settle {
+                settled += 1;
+            } else {
+                writing += 1;
+            }
+        }
+        [
+            ("settled", settled),
+            ("writing", writing),
+            ("partial", partial),
+        ]
+    }
+
+    /// Number of files indexed.
+    pub fn len(&self) -> usize {
+        self.jobs.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+/// An index shared between its watcher task and the scans.
+pub type Shared = Arc<Mutex<Index>>;
+
+/// Locks a shared index.
+pub fn lock(index: &Shared) -> std::sync::MutexGuard<'_, Index> {
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How long events are collected before the index is updated.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Keeps an index current from notify events, with a full reconcile every
+/// `reconcile_every`; falls back to polling (a walk every scan) when events cannot be had.
+/// Returns the shared index and the task.
+pub fn watch(spec: &Artifacts) -> Result<(Shared, tokio::task::JoinHandle<()>), String> {
+    let mut index = Index::new(spec)?;
+    index.reconcile();
+    let shared: Shared = Arc::new(Mutex::new(index));
+    let task = tokio::spawn(keep_current(shared.clone(), spec.clone()));
+    Ok((shared, task))
+}
+
+async fn keep_current(shared: Shared, spec: Artifacts) {
+    use notify::Watcher as _;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    let mut reconcile = tokio::time::interval(spec.reconcile_every);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reconcile.tick().await;
+    loop {
+        if spec.watch == WatchMode::Auto && watcher.is_none() && spec.root.is_dir() {
+            let tx = tx.clone();
+            let made = notify::recommended_watcher(move |ev| {
+                let _ = tx.send(ev);
+            })
+            .and_then(|mut w| {
+                w.watch(&spec.root, notify::RecursiveMode::Recursive)
+                    .map(|()| w)
+            });
+            match made {
+                Ok(w) => {
+                    watcher = Some(w);
+                    let mut index = lock(&shared);
+                    index.mode = Mode::Events;
+                    // Anything created before the watch began is picked up here.
+                    index.reconcile();
+                }
+                Err(e) => {
+                    let mut index = lock(&shared);
+                    if index.mode != Mode::Poll {
+                        tracing::warn!(root = %spec.root.display(), "cannot watch the artifact root ({e}); falling back to a walk every scan");
+                    }
+                    index.mode = Mode::Poll;
+                }
+            }
+        }
+        tokio::select! {
+            Some(first) = rx.recv() => {
+                let mut events = vec![first];
+                let deadline = tokio::time::Instant::now() + DEBOUNCE;
+                while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                    events.push(ev);
+                }
+                let mut index = lock(&shared);
+                let mut rescan = false;
+                let mut paths = BTreeSet::new();
+                for ev in events {
+                    match ev {
+                        Ok(ev) if ev.need_rescan() => rescan = true,
+                        Ok(ev) => paths.extend(ev.paths),
+                        Err(e) => {
+                            tracing::warn!("artifact watch error ({e}); re-walking");
+                            rescan = true;
+                        }
+                    }
+                }
+                if rescan {
+                    index.reconcile();
+                } else {
+                    for p in paths {
+                        index.refresh(&p);
+                    }
+                }
+            }
+            _ = reconcile.tick() => {
+                let mut index = lock(&shared);
+                if index.mode == Mode::Events || !index.root_present {
+                    index.reconcile();
+                }
+                if !index.root_present {
+                    watcher = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(pattern: &str, path: &str) -> Option<String> {
+        Pattern::new(pattern).unwrap().job_id(path)
+    }
+
+    #[test]
+    fn patterns_name_jobs() {
+        assert_eq!(id("{job_id}/**", "42/report.pdf").as_deref(), Some("42"));
+        assert_eq!(id("{job_id}/**", "42/a/b/c.md").as_deref(), Some("42"));
+        assert_eq!(id("{job_id}/**", "42").as_deref(), Some("42"));
+        assert_eq!(
+            id("report-{job_id}.pdf", "report-7.pdf").as_deref(),
+            Some("7")
+        );
+        assert_eq!(id("report-{job_id}.pdf", "sub/report-7.pdf"), None);
+        assert_eq!(id("{job_id}.*", "42.report.pdf").as_deref(), Some("42"));
+        assert_eq!(
+            id("reports/{job_id}/final/*.md", "reports/abc/final/x.md").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            id("reports/{job_id}/final/*.md", "reports/abc/draft/x.md"),
+            None
+        );
+        assert_eq!(id("**/{job_id}.json", "a/b/9.json").as_deref(), Some("9"));
+        assert_eq!(id("**/{job_id}.json", "9.json").as_deref(), Some("9"));
+    }
+
+    #[test]
+    fn bad_patterns_and_globs() {
+        assert!(Pattern::new("/abs/{job_id}").is_err());
+        assert!(Pattern::new("../{job_id}").is_err());
+        assert!(Pattern::new("*.pdf").is_err());
+        assert!(Glob::new("a/b").is_err());
+        assert!(Glob::new("*.part").unwrap().matches("x.pdf.part"));
+        assert!(!Glob::new("*.part").unwrap().matches("x.pdf"));
+        assert!(Glob::new("report.pdf").unwrap().matches("report.pdf"));
+    }
+
+    fn spec(root: &Path) -> Artifacts {
+        Artifacts {
+            name: "reports".into(),
+            root: root.to_path_buf(),
+            pattern: "{job_id}/**".into(),
+            partial: vec!["*.part".into()],
+            settle: Duration::from_secs(60),
+            required: vec!["report.pdf".into()],
+            watch: WatchMode::Poll,
+            reconcile_every: Duration::from_secs(600),
+            required_within: Duration::from_secs(86_400),
+        }
+    }
+
+    #[test]
+    fn walks_refreshes_and_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        let mut index = Index::new(&spec(&root)).unwrap();
+        index.reconcile();
+        assert!(!index.root_present && index.is_empty());
+        std::fs::create_dir_all(root.join("1")).unwrap();
+        std::fs::write(root.join("1/report.pdf"), b"pdf").unwrap();
+        std::fs::write(root.join("1/data.csv.part"), b"x").unwrap();
+        std::fs::create_dir_all(root.join("2/sub")).unwrap();
+        std::fs::write(root.join("2/sub/notes.md"), b"hello").unwrap();
+        std::os::unix::fs::symlink(&root, root.join("2/loop")).unwrap();
+        index.reconcile();
+        assert_eq!(index.len(), 3);
+        assert_eq!(
+            index.new_ids.iter().cloned().collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        assert_eq!(index.skipped.get(&Skip::Symlink), Some(&1));
+        let files = index.files_of("1", host_now());
+        assert_eq!(files.len(), 2);
+        assert!(files
+            .iter()
+            .any(|f| f.path == "1/data.csv.part" && f.partial));
+        assert!(files
+            .iter()
+            .any(|f| f.path == "1/report.pdf" && f.required == vec![0] && f.size == 3));
+        assert_eq!(
+            index.partial_owners().into_iter().collect::<Vec<_>>(),
+            ["1"]
+        );
+
+        // The partial file is renamed to its final name, and folder 2 is deleted.
+        std::fs::rename(root.join("1/data.csv.part"), root.join("1/data.csv")).unwrap();
+        index.refresh(&root.join("1/data.csv.part"));
+        index.refresh(&root.join("1/data.csv"));
+        std::fs::remove_dir_all(root.join("2")).unwrap();
+        index.refresh(&root.join("2"));
+        assert_eq!(index.len(), 2);
+        assert!(!index.has_job("2"));
+        assert!(index.partial_owners().is_empty());
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_skipped() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("5")).unwrap();
+        std::fs::write(
+            root.join("5")
+                .join(std::ffi::OsStr::from_bytes(b"bad\xff.pdf")),
+            b"x",
+        )
+        .unwrap();
+        std::fs::write(root.join("5/ok.pdf"), b"x").unwrap();
+        let mut index = Index::new(&spec(&root)).unwrap();
+        index.reconcile();
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.skipped.get(&Skip::NotUtf8), Some(&1));
+    }
+}
