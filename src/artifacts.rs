@@ -449,6 +449,9 @@ pub fn lock(index: &Shared) -> std::sync::MutexGuard<'_, Index> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How often a root without a watcher (missing, or the watch failed) is tried again.
+const WATCH_RETRY: Duration = Duration::from_secs(5);
+
 /// How long events are collected before the index is updated.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
@@ -471,6 +474,10 @@ async fn keep_current(shared: Shared, spec: Artifacts) {
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     reconcile.tick().await;
     loop {
+        if spec.watch == WatchMode::Auto && watcher.is_none() && !spec.root.is_dir() {
+            // Until the root exists, every scan looks for it.
+            lock(&shared).mode = Mode::Poll;
+        }
         if spec.watch == WatchMode::Auto && watcher.is_none() && spec.root.is_dir() {
             let tx = tx.clone();
             let made = notify::recommended_watcher(move |ev| {
@@ -525,6 +532,7 @@ async fn keep_current(shared: Shared, spec: Artifacts) {
                     }
                 }
             }
+            _ = tokio::time::sleep(WATCH_RETRY), if spec.watch == WatchMode::Auto && watcher.is_none() => {}
             _ = reconcile.tick() => {
                 let mut index = lock(&shared);
                 if index.mode == Mode::Events || !index.root_present {
