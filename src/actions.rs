@@ -180,3 +180,90 @@ mod tests {
         assert_eq!(p[0].write.guard.heartbeat.as_deref(), Some("hb"));
     }
 }
+
+/// How one scan's findings are acted on.
+#[derive(Debug, Default)]
+pub struct Execute<'a> {
+    /// Print the writes instead of making them.
+    pub dry_run: bool,
+    /// `recover --force`.
+    pub force: bool,
+    /// The daemon is within its startup grace.
+    pub grace: bool,
+    /// The daemon's confirmation counts; `None` acts on one scan (`recover`).
+    pub confirm: Option<&'a mut crate::safety::Confirmations>,
+    /// `recover --only`: write only these job ids.
+    pub only: Option<&'a [String]>,
+    /// `recover --exclude`: never write these job ids.
+    pub exclude: &'a [String],
+}
+
+/// What one scan's actions came to.
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub applied: Vec<Applied>,
+    /// Writes held back, with why.
+    pub limited: Vec<(Write, String)>,
+}
+
+/// Plans the writes of a scan, passes them through the safety gate (and, in the daemon, the
+/// confirmation count), applies what is left, records every write in the audit trail, and
+/// adds a `mass_stall` finding to the report when one held everything back.
+pub async fn execute(
+    store: &Store,
+    config: &crate::config::Config,
+    report: &mut crate::scan::Report,
+    options: Execute<'_>,
+) -> Executed {
+    let mut planned = plan(&report.findings, &config.jobs.statuses);
+    planned.retain(|p| {
+        options.only.is_none_or(|ids| ids.contains(&p.write.job_id))
+            && !options.exclude.contains(&p.write.job_id)
+    });
+    let mut waiting = Vec::new();
+    if let Some(confirm) = options.confirm {
+        let (ready, wait) = confirm.confirm(planned, &report.findings, config.safety.confirm_scans);
+        planned = ready;
+        waiting = wait;
+    }
+    let ctx = crate::safety::Context {
+        safety: &config.safety,
+        active: report.jobs.values().sum::<u64>() as usize,
+        force: options.force,
+        grace: options.grace,
+        now: report.checked_at,
+    };
+    let mut gated = crate::safety::gate(planned, &report.findings, &ctx);
+    gated.limited.extend(waiting);
+    crate::safety::mark_limited(&mut report.findings, &gated);
+    for (p, why) in &gated.limited {
+        tracing::info!(job_id = %p.write.job_id, action = p.write.action.as_str(), outcome = "limited", "held back: {why}");
+    }
+    let applied = apply(
+        store,
+        &mut report.findings,
+        std::mem::take(&mut gated.allowed),
+        options.dry_run,
+    )
+    .await;
+    let entries = crate::audit::entries(
+        &applied,
+        &report.findings,
+        config.environment.as_deref(),
+        report.checked_at,
+        options.force,
+    );
+    crate::audit::record(&config.state_dir, &entries);
+    if let Some(stall) = gated.mass_stall.take() {
+        tracing::error!(outcome = "limited", "{}", stall.message);
+        report.findings.push(stall);
+    }
+    Executed {
+        applied,
+        limited: gated
+            .limited
+            .into_iter()
+            .map(|(p, why)| (p.write, why))
+            .collect(),
+    }
+}

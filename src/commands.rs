@@ -51,12 +51,18 @@ impl Error {
 }
 
 /// Options of `recover`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RecoverOptions {
     /// Print the writes instead of making them.
     pub dry_run: bool,
     /// Treat every active job older than this in its status as overdue.
     pub older_than: Option<Duration>,
+    /// Lift the stuck-fraction guard and the per-scan cap for this run (never `min_age`).
+    pub force: bool,
+    /// Write only these job ids.
+    pub only: Option<Vec<String>>,
+    /// Never write these job ids.
+    pub exclude: Vec<String>,
 }
 
 /// Parses `--older-than`.
@@ -132,17 +138,68 @@ pub async fn recover(
             return Err(e.into());
         }
     };
-    let planned = actions::plan(&report.findings, &config.jobs.statuses);
-    let dry_run = options.dry_run || config.dry_run;
-    let applied = actions::apply(scanner.store(), &mut report.findings, planned, dry_run).await;
+    let executed = actions::execute(
+        scanner.store(),
+        config,
+        &mut report,
+        actions::Execute {
+            dry_run: options.dry_run || config.dry_run,
+            force: options.force,
+            only: options.only.as_deref(),
+            exclude: &options.exclude,
+            ..actions::Execute::default()
+        },
+    )
+    .await;
     scanner.store().close().await;
     if json {
         report::write_json(out, &report)?;
     } else {
         report::write_human(out, &report, true)?;
-        report::write_applied(out, &applied)?;
+        report::write_applied(out, &executed.applied)?;
+        for (write, why) in &executed.limited {
+            writeln!(out, "held back: job {}: {why}", write.job_id)?;
+        }
     }
     Ok(exit_for(&report))
+}
+
+/// `audit`: the latest entries of the audit trail.
+pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> Result<u8, Error> {
+    let entries = crate::audit::last(&config.state_dir, last)?;
+    for e in &entries {
+        if json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(e).map_err(std::io::Error::other)?
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}",
+                e.time,
+                e.replica,
+                e.job_id,
+                e.status_before,
+                e.status_after,
+                e.action,
+                e.kind,
+                e.rule,
+                e.age_seconds,
+                e.outcome,
+                if e.forced { " forced" } else { "" }
+            )?;
+        }
+    }
+    if entries.is_empty() && !json {
+        writeln!(
+            out,
+            "no entries in {}",
+            crate::audit::path(&config.state_dir).display()
+        )?;
+    }
+    Ok(EXIT_OK)
 }
 
 /// `validate`: prints the resolved config (secrets redacted); with `connect`, also checks the

@@ -124,8 +124,29 @@ pub struct Config {
     pub artifacts: Vec<Artifacts>,
     pub http: Http,
     pub alerts: Vec<AlertSink>,
-    /// `[state] dir`: where the alert state lives.
+    /// `[state] dir`: where the alert state and the audit trail live.
     pub state_dir: PathBuf,
+    pub safety: Safety,
+}
+
+/// `[safety]`: the limits that keep a watchdog from failing every job at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Safety {
+    /// At most this many writes in one scan. Default 10.
+    pub max_actions_per_scan: usize,
+    /// When more than this fraction of active jobs would be written in one scan, write
+    /// nothing and raise one `mass_stall` finding. Default 0.5; 1.0 turns it off.
+    pub max_stuck_fraction: f64,
+    /// The fraction guard applies from this many active jobs up. Default 10.
+    pub min_active: usize,
+    /// No write for a finding younger than this, whatever the rules or `--older-than` say.
+    /// Default 1m.
+    pub min_age: Duration,
+    /// After the daemon starts, it only reports for this long. Default: one `interval`.
+    pub startup_grace: Duration,
+    /// The daemon writes only when a finding held, with the row unchanged, on this many
+    /// consecutive scans. Default 2.
+    pub confirm_scans: u32,
 }
 
 /// `[database]`.
@@ -426,6 +447,18 @@ struct RawConfig {
     #[serde(default)]
     alerts: Vec<RawAlert>,
     state: Option<RawState>,
+    safety: Option<RawSafety>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    max_actions_per_scan: Option<Spanned<i64>>,
+    max_stuck_fraction: Option<Spanned<f64>>,
+    min_active: Option<Spanned<i64>>,
+    min_age: Option<Text>,
+    startup_grace: Option<Text>,
+    confirm_scans: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -717,6 +750,7 @@ fn resolve(
         },
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
+    let safety = resolve_safety(ctx, raw.safety.as_ref(), interval)?;
     let state_dir = match raw.state.as_ref().and_then(|s| s.dir.as_ref()) {
         Some(dir) => {
             let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
@@ -741,6 +775,64 @@ fn resolve(
         http,
         alerts,
         state_dir,
+        safety,
+    })
+}
+
+fn resolve_safety(
+    ctx: &Ctx<'_>,
+    raw: Option<&RawSafety>,
+    interval: Duration,
+) -> Result<Safety, Located> {
+    let count =
+        |v: &Option<Spanned<i64>>, key: &str, default: i64, min: i64| -> Result<i64, Located> {
+            match v {
+                Some(n) if *n.get_ref() < min => {
+                    Err(ctx.at(n, key, format!("must be at least {min}")))
+                }
+                Some(n) => Ok(*n.get_ref()),
+                None => Ok(default),
+            }
+        };
+    let Some(raw) = raw else {
+        return Ok(Safety {
+            max_actions_per_scan: 10,
+            max_stuck_fraction: 0.5,
+            min_active: 10,
+            min_age: Duration::from_secs(60),
+            startup_grace: interval,
+            confirm_scans: 2,
+        });
+    };
+    let fraction = match &raw.max_stuck_fraction {
+        Some(f) if !(0.0..=1.0).contains(f.get_ref()) => {
+            return Err(ctx.at(
+                f,
+                "safety.max_stuck_fraction",
+                "must be between 0.0 and 1.0".into(),
+            ))
+        }
+        Some(f) => *f.get_ref(),
+        None => 0.5,
+    };
+    Ok(Safety {
+        max_actions_per_scan: count(
+            &raw.max_actions_per_scan,
+            "safety.max_actions_per_scan",
+            10,
+            0,
+        )? as usize,
+        max_stuck_fraction: fraction,
+        min_active: count(&raw.min_active, "safety.min_active", 10, 0)? as usize,
+        min_age: match &raw.min_age {
+            Some(t) => ctx.duration(t, "safety.min_age")?,
+            None => Duration::from_secs(60),
+        },
+        startup_grace: match &raw.startup_grace {
+            Some(t) => ctx.duration(t, "safety.startup_grace")?,
+            None => interval,
+        },
+        confirm_scans: count(&raw.confirm_scans, "safety.confirm_scans", 2, 1)? as u32,
     })
 }
 
@@ -1302,6 +1394,14 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
         "http": {"listen": config.http.listen, "token": config.http.token.as_ref().map(|_| "***")},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
+        "safety": {
+            "max_actions_per_scan": config.safety.max_actions_per_scan,
+            "max_stuck_fraction": config.safety.max_stuck_fraction,
+            "min_active": config.safety.min_active,
+            "min_age": humantime::format_duration(config.safety.min_age).to_string(),
+            "startup_grace": humantime::format_duration(config.safety.startup_grace).to_string(),
+            "confirm_scans": config.safety.confirm_scans,
+        },
     })
 }
 

@@ -157,6 +157,8 @@ pub async fn run(
     let alerter = Alerter::start(&config, &shared.metrics);
     let mut scan_loop = Loop {
         alerter,
+        started: Instant::now(),
+        confirmations: crate::safety::Confirmations::default(),
         watched: Vec::new(),
         config: Arc::new(config),
         scanner: None,
@@ -222,6 +224,10 @@ pub async fn run(
 /// The state the scan loop owns.
 struct Loop {
     alerter: Alerter,
+    /// When the daemon started, for `startup_grace`.
+    started: Instant,
+    /// How long each write-worthy finding has held (`confirm_scans`).
+    confirmations: crate::safety::Confirmations,
     /// The artifact roots' indexes and the tasks that keep them current.
     watched: Vec<(artifacts::Shared, tokio::task::JoinHandle<()>)>,
     config: Arc<Config>,
@@ -305,13 +311,23 @@ impl Loop {
     async fn scan_and_act(&mut self) -> Result<Report, StoreError> {
         let config = self.config.clone();
         let dry_run = config.dry_run || self.dry_run;
+        let grace = self.started.elapsed() < config.safety.startup_grace;
         let scanner = self.scanner().await?;
         let mut report = scanner.scan(&config, None).await?;
-        let planned = actions::plan(&report.findings, &config.jobs.statuses);
-        let applied = actions::apply(scanner.store(), &mut report.findings, planned, dry_run).await;
-        for a in &applied {
-            self.shared.metrics.count_action(a.write.action, a.outcome);
-        }
+        let store = scanner.store().clone();
+        let executed = actions::execute(
+            &store,
+            &config,
+            &mut report,
+            actions::Execute {
+                dry_run,
+                grace,
+                confirm: Some(&mut self.confirmations),
+                ..actions::Execute::default()
+            },
+        )
+        .await;
+        self.count_actions(&executed);
         Ok(report)
     }
 
@@ -344,6 +360,17 @@ impl Loop {
             Err(e) => Err(e.to_string()),
         };
         let _ = request.reply.send(reply);
+    }
+
+    fn count_actions(&self, executed: &actions::Executed) {
+        for a in &executed.applied {
+            self.shared.metrics.count_action(a.write.action, a.outcome);
+        }
+        for (w, _) in &executed.limited {
+            self.shared
+                .metrics
+                .count_action(w.action, crate::detect::Outcome::Limited);
+        }
     }
 
     /// When the next scan is due: on the fixed schedule after a success (a late scan pushes

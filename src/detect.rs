@@ -33,6 +33,8 @@ pub enum Kind {
     IncompleteArtifact,
     OrphanArtifact,
     MissingArtifact,
+    /// Too many active jobs look stuck at once: nothing was written (see `safety`).
+    MassStall,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             Kind::IncompleteArtifact => "incomplete_artifact",
             Kind::OrphanArtifact => "orphan_artifact",
             Kind::MissingArtifact => "missing_artifact",
+            Kind::MassStall => "mass_stall",
         }
     }
 }

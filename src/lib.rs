@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod alerts;
 pub mod artifacts;
+pub mod audit;
 pub mod backoff;
 pub mod commands;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod report;
+pub mod safety;
 pub mod scan;
 pub mod sql;
 pub mod store;

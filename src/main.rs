@@ -65,6 +65,21 @@ enum Command {
         /// Treat every active job older than this in its status as overdue (e.g. "1h").
         #[arg(long, value_parser = commands::parse_older_than)]
         older_than: Option<Duration>,
+        /// Lift the stuck-fraction guard and the per-scan cap for this run (never min_age).
+        #[arg(long)]
+        force: bool,
+        /// Write only these job ids (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+        /// Never write these job ids (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        exclude: Vec<String>,
+    },
+    /// Print the latest entries of the audit trail.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
     },
     /// Load and check the config, and print it with secrets redacted.
     Validate {
@@ -123,13 +138,20 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     match &cli.command {
         Command::Run { dry_run } => run(cli, config, *dry_run).await,
         Command::Check { strict } => commands::check(&config, *strict, cli.json, &mut stdout).await,
+        Command::Audit { last } => commands::audit(&config, *last, cli.json, &mut stdout),
         Command::Recover {
             dry_run,
             older_than,
+            force,
+            only,
+            exclude,
         } => {
             let options = RecoverOptions {
                 dry_run: *dry_run,
                 older_than: *older_than,
+                force: *force,
+                only: only.clone(),
+                exclude: exclude.clone(),
             };
             commands::recover(&config, options, cli.json, &mut stdout).await
         }

@@ -289,6 +289,12 @@ pub fn jobwarden(db_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobwarden"))
         .args(args)
         .env("DATABASE_URL", db_url)
+        // The audit trail and alert state of tests without a [state] dir stay out of $HOME.
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("jobwarden-tests-state"),
+        )
+        .env_remove("STATE_DIRECTORY")
         .env_remove("JOBWARDEN_CONFIG")
         .env_remove("JOBWARDEN_ENV")
         .env_remove("JOBWARDEN_LOG")

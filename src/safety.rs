@@ -1,0 +1,333 @@
+//! The limits between a plan and a write. A watchdog that can fail jobs can fail every job at
+//! once: when the heartbeat writer is down, when a clock jumps, when a config has a typo.
+//! [`gate`] (pure) holds back writes that are too young (`min_age`), that come during the
+//! daemon's startup grace, that belong to a mass stall (more than `max_stuck_fraction` of the
+//! active jobs at once: write nothing and raise one `mass_stall` finding), or that exceed
+//! `max_actions_per_scan`. [`Confirmations`] makes the daemon wait until a finding has held,
+//! with its row unchanged, on `confirm_scans` consecutive scans.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::actions::Planned;
+use crate::config::{Action, Safety, Severity};
+use crate::detect::{Finding, Kind, Outcome};
+use crate::job::Guard;
+
+/// The rule name of the `mass_stall` finding.
+pub const SAFETY_RULE: &str = "safety";
+
+/// What the gate is told about this scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub safety: &'a Safety,
+    /// Active rows in the scan.
+    pub active: usize,
+    /// `recover --force`: lift the fraction guard and the per-scan cap (never `min_age`).
+    pub force: bool,
+    /// The daemon is within `startup_grace`: report only.
+    pub grace: bool,
+    /// The database's clock.
+    pub now: f64,
+}
+
+/// The gate's answer.
+#[derive(Debug, Default)]
+pub struct Gated {
+    pub allowed: Vec<Planned>,
+    /// Held back, with why.
+    pub limited: Vec<(Planned, String)>,
+    /// Raised when a mass stall held every write back.
+    pub mass_stall: Option<Finding>,
+}
+
+/// Sorts planned writes into allowed and held back.
+pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> Gated {
+    let mut out = Gated::default();
+    if planned.is_empty() {
+        return out;
+    }
+    if ctx.grace {
+        out.limited = planned
+            .into_iter()
+            .map(|p| (p, "within the startup grace: reporting only".to_string()))
+            .collect();
+        return out;
+    }
+    let min_age = ctx.safety.min_age.as_secs();
+    let mut old_enough = Vec::new();
+    for p in planned {
+        let age = p
+            .findings
+            .iter()
+            .map(|&i| findings[i].age_seconds)
+            .max()
+            .unwrap_or(0);
+        if age < min_age {
+            out.limited
+                .push((p, format!("younger than min_age ({}s < {min_age}s)", age)));
+        } else {
+            old_enough.push(p);
+        }
+    }
+    let stuck: HashSet<&str> = findings
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Stalled | Kind::Overdue | Kind::DeadProcess))
+        .map(|f| f.job_id.as_str())
+        .collect();
+    let fraction = if ctx.active == 0 {
+        0.0
+    } else {
+        stuck.len() as f64 / ctx.active as f64
+    };
+    if !ctx.force
+        && !old_enough.is_empty()
+        && ctx.active >= ctx.safety.min_active
+        && fraction > ctx.safety.max_stuck_fraction
+    {
+        let message = format!(
+            "{} of {} active jobs look stuck at once (more than {:.0}%): the heartbeat writer itself looks down; nothing was written",
+            stuck.len(),
+            ctx.active,
+            ctx.safety.max_stuck_fraction * 100.0
+        );
+        out.mass_stall = Some(Finding {
+            kind: Kind::MassStall,
+            rule: SAFETY_RULE.to_string(),
+            job_id: String::new(),
+            status: String::new(),
+            phase: None,
+            age_seconds: 0,
+            threshold_seconds: 0,
+            since: ctx.now,
+            severity: Severity::Critical,
+            action: Action::Alert,
+            outcome: Outcome::None,
+            message: message.clone(),
+            artifacts: Vec::new(),
+            guard: Guard::default(),
+            progress: None,
+        });
+        out.limited
+            .extend(old_enough.into_iter().map(|p| (p, message.clone())));
+        return out;
+    }
+    // Oldest first, so a cap keeps the most certain writes.
+    old_enough.sort_by_key(|p| {
+        std::cmp::Reverse(
+            p.findings
+                .iter()
+                .map(|&i| findings[i].age_seconds)
+                .max()
+                .unwrap_or(0),
+        )
+    });
+    let cap = if ctx.force {
+        usize::MAX
+    } else {
+        ctx.safety.max_actions_per_scan
+    };
+    for (n, p) in old_enough.into_iter().enumerate() {
+        if n < cap {
+            out.allowed.push(p);
+        } else {
+            out.limited
+                .push((p, format!("max_actions_per_scan ({cap}) reached")));
+        }
+    }
+    out
+}
+
+/// Marks held-back findings `limited`.
+pub fn mark_limited(findings: &mut [Finding], gated: &Gated) {
+    for (p, _) in &gated.limited {
+        for &i in &p.findings {
+            findings[i].outcome = Outcome::Limited;
+        }
+    }
+}
+
+/// How many consecutive scans each write-worthy finding has held with its row unchanged.
+#[derive(Debug, Default)]
+pub struct Confirmations {
+    seen: HashMap<(String, Kind, String), (Guard, u32)>,
+}
+
+impl Confirmations {
+    /// Counts this scan's findings, then splits the plan into writes confirmed on `needed`
+    /// consecutive scans and writes still waiting (returned as held back, with why).
+    pub fn confirm(
+        &mut self,
+        planned: Vec<Planned>,
+        findings: &[Finding],
+        needed: u32,
+    ) -> (Vec<Planned>, Vec<(Planned, String)>) {
+        let mut next = HashMap::new();
+        for f in findings.iter().filter(|f| f.action != Action::Alert) {
+            let key = (f.job_id.clone(), f.kind, f.rule.clone());
+            let count = match self.seen.get(&key) {
+                Some((guard, n)) if *guard == f.guard => n + 1,
+                _ => 1,
+            };
+            next.insert(key, (f.guard.clone(), count));
+        }
+        self.seen = next;
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for p in planned {
+            let best = p
+                .findings
+                .iter()
+                .filter_map(|&i| {
+                    let f = &findings[i];
+                    self.seen
+                        .get(&(f.job_id.clone(), f.kind, f.rule.clone()))
+                        .map(|(_, n)| *n)
+                })
+                .max()
+                .unwrap_or(0);
+            if best >= needed {
+                ready.push(p);
+            } else {
+                waiting.push((p, format!("confirming: seen on {best} of {needed} scans")));
+            }
+        }
+        (ready, waiting)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::plan;
+    use crate::config::Statuses;
+    use std::time::Duration;
+
+    fn safety() -> Safety {
+        Safety {
+            max_actions_per_scan: 3,
+            max_stuck_fraction: 0.5,
+            min_active: 10,
+            min_age: Duration::from_secs(60),
+            startup_grace: Duration::from_secs(15),
+            confirm_scans: 2,
+        }
+    }
+
+    fn finding(job: usize, age: u64) -> Finding {
+        Finding {
+            kind: Kind::Stalled,
+            rule: "hb".into(),
+            job_id: job.to_string(),
+            status: "running".into(),
+            phase: None,
+            age_seconds: age,
+            threshold_seconds: 60,
+            since: 0.0,
+            severity: Severity::Critical,
+            action: Action::Fail,
+            outcome: Outcome::None,
+            message: "stuck".into(),
+            artifacts: vec![],
+            guard: Guard {
+                heartbeat: Some(format!("hb{job}")),
+                progress: None,
+            },
+            progress: None,
+        }
+    }
+
+    fn statuses() -> Statuses {
+        Statuses {
+            running: vec!["running".into()],
+            failed: vec!["failed".into()],
+            ..Statuses::default()
+        }
+    }
+
+    fn run(findings: &[Finding], active: usize, force: bool, grace: bool) -> Gated {
+        let s = safety();
+        let ctx = Context {
+            safety: &s,
+            active,
+            force,
+            grace,
+            now: 0.0,
+        };
+        gate(plan(findings, &statuses()), findings, &ctx)
+    }
+
+    fn ids(p: &[Planned]) -> Vec<&str> {
+        p.iter().map(|p| p.write.job_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_mass_stall_writes_nothing_and_says_so_once() {
+        let findings: Vec<Finding> = (0..8).map(|j| finding(j, 4000)).collect();
+        let g = run(&findings, 10, false, false);
+        assert!(g.allowed.is_empty());
+        assert_eq!(g.limited.len(), 8);
+        let stall = g.mass_stall.expect("mass_stall");
+        assert_eq!(stall.kind.as_str(), "mass_stall");
+        assert!(
+            stall
+                .message
+                .starts_with("8 of 10 active jobs look stuck at once"),
+            "{}",
+            stall.message
+        );
+        // --force lifts the fraction guard and the cap.
+        let forced = run(&findings, 10, true, false);
+        assert_eq!(forced.allowed.len(), 8);
+        assert!(forced.mass_stall.is_none());
+    }
+
+    #[test]
+    fn a_small_table_is_not_held_back_but_the_cap_applies() {
+        let findings: Vec<Finding> = (0..5).map(|j| finding(j, 100 * (j as u64 + 1))).collect();
+        let g = run(&findings, 5, false, false);
+        assert!(g.mass_stall.is_none(), "below min_active");
+        assert_eq!(
+            ids(&g.allowed),
+            ["4", "3", "2"],
+            "oldest first, three of them"
+        );
+        assert_eq!(g.limited.len(), 2);
+        assert!(g.limited[0].1.contains("max_actions_per_scan"));
+    }
+
+    #[test]
+    fn min_age_and_grace() {
+        let findings = vec![finding(1, 30), finding(2, 4000)];
+        let g = run(&findings, 100, true, false);
+        assert_eq!(ids(&g.allowed), ["2"], "force never lifts min_age");
+        assert!(g.limited[0].1.contains("min_age"));
+        let g = run(&findings, 100, false, true);
+        assert!(g.allowed.is_empty() && g.limited.len() == 2);
+    }
+
+    #[test]
+    fn confirmation_needs_consecutive_unchanged_scans() {
+        let mut c = Confirmations::default();
+        let statuses = statuses();
+        let scan = |f: &[Finding], c: &mut Confirmations| {
+            let (ready, waiting) = c.confirm(plan(f, &statuses), f, 2);
+            (
+                ids(&ready)
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+                waiting.len(),
+            )
+        };
+        let first = vec![finding(1, 4000), finding(2, 4000)];
+        assert_eq!(scan(&first, &mut c), (vec![], 2));
+        // Job 2's row moved (a heartbeat came and went): it starts over.
+        let mut second = first.clone();
+        second[1].guard.heartbeat = Some("moved".into());
+        assert_eq!(scan(&second, &mut c), (vec!["1".to_string()], 1));
+        assert_eq!(
+            scan(&second, &mut c),
+            (vec!["1".to_string(), "2".to_string()], 0)
+        );
+    }
+}
