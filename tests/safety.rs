@@ -1,0 +1,220 @@
+//! The blast-radius limits through the real binary on SQLite: a mass stall writes nothing and
+//! says so once, `--force` is the operator's explicit override (and the audit says so),
+//! `--only`/`--exclude` pick rows, the per-scan cap holds, and the daemon confirms over two
+//! scans before it writes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{free_port, jobwarden_json, wait_for, Backend, Daemon, TestDb};
+
+fn config(db: &TestDb, safety: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"{extra}
+[database]
+url = "{url}"
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+[jobs.statuses]
+running = ["running"]
+failed = ["failed"]
+[[rules]]
+name = "hb"
+statuses = ["running"]
+signal = "heartbeat"
+after = "30m"
+action = "fail"
+[state]
+dir = "{state}"
+[safety]
+{safety}
+"#,
+        url = db.url,
+        state = db.dir().join("state").display()
+    );
+    let path = db.dir().join("jw.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+async fn jobs(db: &TestDb, stalled: usize, healthy: usize) {
+    db.exec(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
+    )
+    .await;
+    for id in 1..=stalled {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
+            db.ago(120.0),
+            db.ago(45.0 + id as f64)
+        ))
+        .await;
+    }
+    for id in 1..=healthy {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({}, 'running', {}, {})",
+            1000 + id,
+            db.ago(10.0),
+            db.ago(0.1)
+        ))
+        .await;
+    }
+}
+
+async fn failed(db: &TestDb) -> usize {
+    db.rows("SELECT CAST(id AS TEXT) FROM jobs WHERE status = 'failed'")
+        .await
+        .len()
+}
+
+fn audit(config: &Path) -> Vec<serde_json::Value> {
+    let out = common::jobwarden(
+        "",
+        &[
+            "audit",
+            "--json",
+            "--last",
+            "100",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mass_stall_writes_nothing_until_forced() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs(&db, 12, 3).await;
+    let cfg = config(&db, "max_actions_per_scan = 100", "");
+    let (code, report) = jobwarden_json(&db.url, &cfg, &["recover"]);
+    assert_eq!(code, 1);
+    assert_eq!(failed(&db).await, 0, "a mass stall writes nothing");
+    let findings = report["findings"].as_array().unwrap();
+    let stalls: Vec<_> = findings
+        .iter()
+        .filter(|f| f["kind"] == "mass_stall")
+        .collect();
+    assert_eq!(stalls.len(), 1, "one mass_stall finding");
+    assert_eq!(stalls[0]["severity"], "critical");
+    assert!(stalls[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("12 of 15 active jobs look stuck at once"));
+    assert_eq!(
+        findings
+            .iter()
+            .filter(|f| f["outcome"] == "limited")
+            .count(),
+        12
+    );
+    assert!(audit(&cfg).is_empty(), "nothing written, nothing audited");
+
+    // The operator decides: --force lifts the guard for one run, and the audit records it.
+    let (_, forced) = jobwarden_json(&db.url, &cfg, &["recover", "--force"]);
+    assert_eq!(failed(&db).await, 12, "{forced}");
+    let entries = audit(&cfg);
+    assert_eq!(entries.len(), 12);
+    assert!(entries.iter().all(|e| e["forced"] == true
+        && e["outcome"] == "applied"
+        && e["status_after"] == "failed"));
+    assert!(entries
+        .iter()
+        .all(|e| e["replica"].as_str().unwrap().contains(':')));
+}
+
+#[tokio::test]
+async fn a_restart_that_orphans_everything_uses_fraction_one() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs(&db, 12, 0).await;
+    let cfg = config(
+        &db,
+        "max_stuck_fraction = 1.0\nmax_actions_per_scan = 100",
+        "",
+    );
+    let (_, report) = jobwarden_json(&db.url, &cfg, &["recover"]);
+    assert_eq!(failed(&db).await, 12, "{report}");
+}
+
+#[tokio::test]
+async fn the_cap_only_and_exclude() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs(&db, 6, 0).await;
+    let cfg = config(&db, "max_actions_per_scan = 2", "");
+    let (_, report) = jobwarden_json(
+        &db.url,
+        &cfg,
+        &["recover", "--only", "1,2,3", "--exclude", "2"],
+    );
+    let applied: Vec<_> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["outcome"] == "applied")
+        .map(|f| f["job_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(applied.len(), 2, "{report}");
+    assert!(!applied.contains(&"2".to_string()));
+    let (_, report) = jobwarden_json(&db.url, &cfg, &["recover"]);
+    let limited = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["outcome"] == "limited")
+        .count();
+    // 4 left: 2 written (the oldest first), 2 held back by the cap.
+    assert_eq!((failed(&db).await, limited), (4, 2), "{report}");
+    let out = common::jobwarden("", &["audit", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.contains("running -> failed (fail stalled, rule hb"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_daemon_confirms_over_two_scans_and_audits_once() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs(&db, 1, 1).await;
+    let port = free_port();
+    let cfg = config(
+        &db,
+        "confirm_scans = 2\nstartup_grace = \"0s\"",
+        &format!("interval = \"300ms\"\n[http]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    // [http] must come after the top-level keys: move it to the end of the file.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let (head, rest) = text.split_once("[database]").unwrap();
+    let (interval, http) = head.split_once("[http]").unwrap();
+    std::fs::write(&cfg, format!("{interval}[database]{rest}\n[http]{http}")).unwrap();
+    let daemon = Daemon::start(&cfg, &[]);
+    wait_for(
+        "the stalled job failed",
+        Duration::from_secs(20),
+        || async { (failed(&db).await == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        daemon.log().contains("confirming: seen on 1 of 2 scans"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.stop().await, 0);
+    let entries = audit(&cfg);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["job_id"], "1");
+    assert_eq!(entries[0]["kind"], "stalled");
+}
