@@ -28,6 +28,7 @@ use crate::artifacts;
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, StatusClass};
 use crate::detect::{Kind, ProgressMemory};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
 use crate::scan::{Report, Scanner};
@@ -81,6 +82,7 @@ pub struct Shared {
     ready: AtomicBool,
     last_error: RwLock<Option<String>>,
     token: RwLock<Option<String>>,
+    leader: AtomicBool,
     pub recover: mpsc::Sender<RecoverRequest>,
 }
 
@@ -96,6 +98,15 @@ impl Shared {
             self.ready.load(Ordering::Relaxed),
             read(&self.last_error).clone(),
         )
+    }
+
+    /// `leader` or `standby`.
+    pub fn role(&self) -> &'static str {
+        if self.leader.load(Ordering::Relaxed) {
+            "leader"
+        } else {
+            "standby"
+        }
     }
 
     /// The bearer token POST endpoints require, if one is configured.
@@ -135,6 +146,7 @@ pub async fn run(
         ready: AtomicBool::new(false),
         last_error: RwLock::new(None),
         token: RwLock::new(config.http.token.clone()),
+        leader: AtomicBool::new(false),
         recover: recover_tx,
     });
     let local = listener
@@ -156,6 +168,7 @@ pub async fn run(
 
     let alerter = Alerter::start(&config, &shared.metrics);
     let mut scan_loop = Loop {
+        leadership: Leadership::new(&config),
         alerter,
         started: Instant::now(),
         confirmations: crate::safety::Confirmations::default(),
@@ -223,6 +236,7 @@ pub async fn run(
 
 /// The state the scan loop owns.
 struct Loop {
+    leadership: Leadership,
     alerter: Alerter,
     /// When the daemon started, for `startup_grace`.
     started: Instant,
@@ -269,10 +283,12 @@ impl Loop {
                 self.log_changes(&report);
                 self.shared.ready.store(true, Ordering::Relaxed);
                 *write(&self.shared.last_error) = None;
-                if let Some(scanner) = &self.scanner {
-                    self.alerter.observe(&report, &scanner.active_ids());
+                if self.leadership.is_leader() {
+                    if let Some(scanner) = &self.scanner {
+                        self.alerter.observe(&report, &scanner.active_ids());
+                    }
+                    self.alerter.tick();
                 }
-                self.alerter.tick();
                 *write(&self.shared.latest) = Some(report);
                 self.notifier.cycle(&self.status_line_with(elapsed));
                 true
@@ -286,7 +302,9 @@ impl Loop {
                     tracing::debug!("scan failed again: {e}");
                 }
                 *write(&self.shared.last_error) = Some(e.to_string());
-                self.alerter.tick();
+                if self.leadership.is_leader() {
+                    self.alerter.tick();
+                }
                 self.notifier.cycle(&format!("database unavailable: {e}"));
                 false
             }
@@ -315,6 +333,9 @@ impl Loop {
         let scanner = self.scanner().await?;
         let mut report = scanner.scan(&config, None).await?;
         let store = scanner.store().clone();
+        if !self.lead().await {
+            return Ok(report);
+        }
         let executed = actions::execute(
             &store,
             &config,
@@ -335,6 +356,12 @@ impl Loop {
     async fn recover(&mut self, request: RecoverRequest) {
         let config = self.config.clone();
         let dry_run = request.dry_run || config.dry_run || self.dry_run;
+        if !self.leadership.is_leader() {
+            let _ = request.reply.send(Err(
+                "this replica is a standby: send recover to the leader".into(),
+            ));
+            return;
+        }
         let result = async {
             let scanner = self.scanner().await?;
             let mut report = scanner.scan(&config, request.older_than).await?;
@@ -360,6 +387,14 @@ impl Loop {
             Err(e) => Err(e.to_string()),
         };
         let _ = request.reply.send(reply);
+    }
+
+    /// Checks the leader lock, and publishes the role.
+    async fn lead(&mut self) -> bool {
+        let leader = self.leadership.check().await;
+        self.shared.leader.store(leader, Ordering::Relaxed);
+        self.shared.metrics.leader.set(i64::from(leader));
+        leader
     }
 
     fn count_actions(&self, executed: &actions::Executed) {
@@ -491,6 +526,7 @@ impl Loop {
 
     async fn close(&mut self) {
         self.alerter.shutdown();
+        self.leadership.release().await;
         for (_, task) in self.watched.drain(..) {
             task.abort();
         }

@@ -81,11 +81,14 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     match shared.readiness() {
-        (true, _) => Json(serde_json::json!({"ready": true})).into_response(),
+        (true, _) => {
+            Json(serde_json::json!({"ready": true, "role": shared.role()})).into_response()
+        }
         (false, err) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({
                 "ready": false,
+                "role": shared.role(),
                 "error": err.unwrap_or_else(|| "no scan has reached the database yet".into()),
             })),
         )

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod detect;
 pub mod http;
 pub mod job;
+pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod process;

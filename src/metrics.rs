@@ -37,6 +37,7 @@ pub struct Metrics {
     pub scan_errors: IntCounterVec,
     pub database_up: IntGauge,
     pub last_scan_success: Gauge,
+    pub leader: IntGauge,
     actions: IntCounterVec,
     pub alerts_sent: IntCounterVec,
     pub alert_failures: IntCounterVec,
@@ -97,6 +98,10 @@ impl Metrics {
         let last_scan_success = Gauge::new(
             "jobwarden_last_scan_success_timestamp_seconds",
             "Unix time of the last scan that completed.",
+        )?;
+        let leader = IntGauge::new(
+            "jobwarden_leader",
+            "1 when this replica leads (writes and alerts), 0 when it stands by.",
         )?;
         let actions = IntCounterVec::new(
             Opts::new(
@@ -175,6 +180,7 @@ impl Metrics {
             Box::new(scan_errors.clone()),
             Box::new(database_up.clone()),
             Box::new(last_scan_success.clone()),
+            Box::new(leader.clone()),
             Box::new(actions.clone()),
             Box::new(alerts_sent.clone()),
             Box::new(alert_failures.clone()),
@@ -201,6 +207,7 @@ impl Metrics {
             scan_errors,
             database_up,
             last_scan_success,
+            leader,
             actions,
             alerts_sent,
             alert_failures,

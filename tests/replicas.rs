@@ -1,0 +1,178 @@
+//! Several `jobwarden run` replicas against one real PostgreSQL or MariaDB table: exactly one
+//! leads (writes and alerts), every job is failed once, the audit trails together hold one
+//! entry per write, and when the leader is killed another takes over.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{free_port, get, metric, wait_for, Backend, Daemon, TestDb};
+
+fn config(db: &TestDb, n: usize) -> (PathBuf, PathBuf) {
+    let state = db.dir().join(format!("state-{n}"));
+    let text = format!(
+        r#"interval = "300ms"
+[database]
+url = "{url}"
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+[jobs.statuses]
+running = ["running"]
+failed = ["failed"]
+[[rules]]
+name = "hb"
+statuses = ["running"]
+signal = "heartbeat"
+after = "30m"
+action = "fail"
+[safety]
+startup_grace = "0s"
+[state]
+dir = "{state}"
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+        url = db.url,
+        state = state.display(),
+        port = free_port()
+    );
+    let path = db.dir().join(format!("jw-{n}.toml"));
+    std::fs::write(&path, text).expect("config");
+    (path, state)
+}
+
+async fn stalled(db: &TestDb, ids: std::ops::Range<usize>) {
+    for id in ids {
+        db.exec(&format!(
+            "INSERT INTO jobs (id, status, created_at, updated_at) VALUES ({id}, 'running', {}, {})",
+            db.ago(120.0),
+            db.ago(45.0)
+        ))
+        .await;
+    }
+}
+
+async fn failed(db: &TestDb) -> usize {
+    db.rows(&format!(
+        "SELECT {} FROM jobs WHERE status = 'failed'",
+        db.text("id")
+    ))
+    .await
+    .len()
+}
+
+async fn is_leader(d: &Daemon) -> bool {
+    get(&d.url("/metrics"))
+        .await
+        .and_then(|(_, m)| metric(&m, "jobwarden_leader"))
+        == Some(1.0)
+}
+
+fn audit_entries(states: &[PathBuf]) -> Vec<serde_json::Value> {
+    states
+        .iter()
+        .filter_map(|s| std::fs::read_to_string(s.join("audit.jsonl")).ok())
+        .flat_map(|t| {
+            t.lines()
+                .map(|l| serde_json::from_str(l).expect("audit line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn one_leader_writes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+        t = db.ty("text"),
+        ts = db.ty("ts")
+    ))
+    .await;
+    db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
+    stalled(&db, 1..6).await;
+    let configs: Vec<(PathBuf, PathBuf)> = (0..3).map(|n| config(&db, n)).collect();
+    let mut replicas: Vec<Option<Daemon>> = configs
+        .iter()
+        .map(|(c, _)| Some(Daemon::start(c, &[])))
+        .collect();
+    let states: Vec<PathBuf> = configs.iter().map(|(_, s)| s.clone()).collect();
+
+    wait_for("five jobs failed", Duration::from_secs(30), || async {
+        (failed(&db).await == 5).then_some(())
+    })
+    .await;
+    let mut leaders = Vec::new();
+    for (i, r) in replicas.iter().enumerate() {
+        let d = r.as_ref().expect("running");
+        wait_for("a scan with a role", Duration::from_secs(10), || async {
+            get(&d.url("/readyz"))
+                .await
+                .filter(|(code, body)| *code == 200 && body.contains("\"role\""))
+        })
+        .await;
+        if is_leader(d).await {
+            leaders.push(i);
+        }
+    }
+    assert_eq!(leaders.len(), 1, "exactly one leader: {leaders:?}");
+    let first = leaders[0];
+    let entries = audit_entries(&states);
+    assert_eq!(entries.len(), 5, "one audit entry per write: {entries:?}");
+    let writers: std::collections::BTreeSet<_> = entries
+        .iter()
+        .map(|e| e["replica"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(writers.len(), 1, "{writers:?}");
+
+    // Kill the leader outright: its lock goes with its connection.
+    let dead = replicas[first].take().expect("leader");
+    dead.signal(libc::SIGKILL);
+    drop(dead);
+    stalled(&db, 10..13).await;
+    wait_for(
+        "another replica leads and fails the new jobs",
+        Duration::from_secs(30),
+        || async { (failed(&db).await == 8).then_some(()) },
+    )
+    .await;
+    let mut new_leaders = Vec::new();
+    for (i, r) in replicas.iter().enumerate() {
+        if let Some(d) = r {
+            if is_leader(d).await {
+                new_leaders.push(i);
+            }
+        }
+    }
+    assert_eq!(new_leaders.len(), 1, "{new_leaders:?}");
+    assert_ne!(new_leaders[0], first);
+    let entries = audit_entries(&states);
+    let mut jobs: Vec<String> = entries
+        .iter()
+        .map(|e| e["job_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    jobs.sort();
+    let before = jobs.len();
+    jobs.dedup();
+    assert_eq!(
+        (before, jobs.len()),
+        (8, 8),
+        "no job failed twice: {entries:?}"
+    );
+    for r in replicas.into_iter().flatten() {
+        assert_eq!(r.stop().await, 0);
+    }
+}
+
+mod replicas {
+    use super::*;
+    #[tokio::test]
+    async fn postgres() {
+        one_leader_writes(Backend::Postgres).await
+    }
+    #[tokio::test]
+    async fn mysql() {
+        one_leader_writes(Backend::MySql).await
+    }
+}
