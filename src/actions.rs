@@ -5,7 +5,7 @@
 //! describes it in a dry run, and sets every finding's `outcome`. A failed write is logged and
 //! recorded as `error`; it never stops the other writes.
 
-use crate::config::{Action, Statuses};
+use crate::config::{Action, Jobs};
 use crate::detect::{Finding, Outcome};
 use crate::store::{Store, Write};
 
@@ -17,16 +17,21 @@ pub struct Planned {
 }
 
 /// What [`apply`] did, for the caller to print.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     pub write: Write,
     pub outcome: Outcome,
     /// The SQL in words (dry run) or the error (error).
     pub detail: String,
+    /// The audit trail's line for it.
+    pub audit: crate::audit::Entry,
 }
 
-/// Plans the writes for a scan's findings: one per job, `fail` before `requeue`.
-pub fn plan(findings: &[Finding], statuses: &Statuses) -> Vec<Planned> {
+/// Plans the writes for a scan's findings: one per job, `fail` before `requeue`. With an
+/// `attempts` column, a requeue bumps it, and a job that has used `max_attempts` is failed
+/// instead, so a poison job is not re-queued forever.
+pub fn plan(findings: &[Finding], jobs: &Jobs) -> Vec<Planned> {
+    let statuses = &jobs.statuses;
     let mut planned: Vec<Planned> = Vec::new();
     for action in [Action::Fail, Action::Requeue] {
         let target = match action {
@@ -43,6 +48,30 @@ pub fn plan(findings: &[Finding], statuses: &Statuses) -> Vec<Planned> {
                 p.findings.push(i);
                 continue;
             }
+            let used = f
+                .guard
+                .attempts
+                .as_deref()
+                .and_then(|a| a.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            let exhausted = action == Action::Requeue
+                && jobs.attempts.is_some()
+                && used >= u64::from(jobs.max_attempts);
+            let (action, target, reason) = match (exhausted, statuses.failed.first()) {
+                (true, Some(failed)) => (
+                    Action::Fail,
+                    failed,
+                    format!(
+                        "jobwarden: {}: {}; gave up after {used} attempts",
+                        f.rule, f.message
+                    ),
+                ),
+                _ => (
+                    action,
+                    target,
+                    format!("jobwarden: {}: {}", f.rule, f.message),
+                ),
+            };
             if action == Action::Requeue && f.status == *target {
                 // Already where a requeue would put it.
                 continue;
@@ -54,7 +83,8 @@ pub fn plan(findings: &[Finding], statuses: &Statuses) -> Vec<Planned> {
                     status_before: f.status.clone(),
                     status_after: target.clone(),
                     guard: f.guard.clone(),
-                    reason: format!("jobwarden: {}: {}", f.rule, f.message),
+                    reason,
+                    bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
                 },
                 findings: vec![i],
             });
@@ -70,13 +100,15 @@ pub async fn apply(
     findings: &mut [Finding],
     planned: Vec<Planned>,
     dry_run: bool,
+    audit: &crate::audit::Context,
 ) -> Vec<Applied> {
     let mut done = Vec::with_capacity(planned.len());
     for p in planned {
+        let mut entry = crate::audit::entry(&p.write, &findings[p.findings[0]], audit);
         let (outcome, detail) = if dry_run {
             (Outcome::DryRun, store.queries().describe(&p.write))
         } else {
-            match store.apply(&p.write).await {
+            match store.apply(&p.write, &entry).await {
                 Ok(true) => (Outcome::Applied, store.queries().describe(&p.write)),
                 Ok(false) => (
                     Outcome::Raced,
@@ -101,10 +133,12 @@ pub async fn apply(
                 "{} job: {} -> {}", p.write.action.as_str(), p.write.status_before, p.write.status_after
             ),
         }
+        entry.outcome = outcome.as_str().to_string();
         done.push(Applied {
             write: p.write,
             outcome,
             detail,
+            audit: entry,
         });
     }
     done
@@ -135,18 +169,52 @@ mod tests {
             guard: Guard {
                 heartbeat: Some("hb".into()),
                 progress: None,
+                attempts: None,
             },
             progress: None,
         }
     }
 
-    fn statuses() -> Statuses {
-        Statuses {
+    fn statuses() -> Jobs {
+        Jobs::with_statuses(crate::config::Statuses {
             pending: vec!["queued".into()],
             running: vec!["running".into()],
             failed: vec!["failed".into(), "error".into()],
-            ..Statuses::default()
-        }
+            ..crate::config::Statuses::default()
+        })
+    }
+
+    #[test]
+    fn requeue_counts_attempts_and_gives_up() {
+        let mut jobs = statuses();
+        jobs.attempts = Some(crate::sql::parse_field("attempts").unwrap());
+        jobs.max_attempts = 3;
+        let mut fresh = finding("1", "running", Action::Requeue, "rq");
+        fresh.guard.attempts = Some("2".into());
+        let mut poison = finding("2", "running", Action::Requeue, "rq");
+        poison.guard.attempts = Some("3".into());
+        let p = plan(&[fresh, poison], &jobs);
+        assert_eq!(
+            (
+                p[0].write.action,
+                p[0].write.bump_attempts,
+                p[0].write.status_after.as_str()
+            ),
+            (Action::Requeue, true, "queued")
+        );
+        assert_eq!(
+            (
+                p[1].write.action,
+                p[1].write.bump_attempts,
+                p[1].write.status_after.as_str()
+            ),
+            (Action::Fail, false, "failed")
+        );
+        assert!(
+            p[1].write.reason.ends_with("; gave up after 3 attempts"),
+            "{}",
+            p[1].write.reason
+        );
     }
 
     #[test]
@@ -215,7 +283,7 @@ pub async fn execute(
     report: &mut crate::scan::Report,
     options: Execute<'_>,
 ) -> Executed {
-    let mut planned = plan(&report.findings, &config.jobs.statuses);
+    let mut planned = plan(&report.findings, &config.jobs);
     planned.retain(|p| {
         options.only.is_none_or(|ids| ids.contains(&p.write.job_id))
             && !options.exclude.contains(&p.write.job_id)
@@ -239,20 +307,20 @@ pub async fn execute(
     for (p, why) in &gated.limited {
         tracing::info!(job_id = %p.write.job_id, action = p.write.action.as_str(), outcome = "limited", "held back: {why}");
     }
+    let context = crate::audit::Context {
+        environment: config.environment.clone(),
+        now: report.checked_at,
+        forced: options.force,
+    };
     let applied = apply(
         store,
         &mut report.findings,
         std::mem::take(&mut gated.allowed),
         options.dry_run,
+        &context,
     )
     .await;
-    let entries = crate::audit::entries(
-        &applied,
-        &report.findings,
-        config.environment.as_deref(),
-        report.checked_at,
-        options.force,
-    );
+    let entries: Vec<crate::audit::Entry> = applied.iter().map(|a| a.audit.clone()).collect();
     crate::audit::record(&config.state_dir, &entries);
     if let Some(stall) = gated.mass_stall.take() {
         tracing::error!(outcome = "limited", "{}", stall.message);

@@ -2,13 +2,13 @@
 //! state directory, appended and flushed before the scan goes on. `jobwarden audit` prints
 //! the latest entries.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::actions::Applied;
 use crate::detect::Finding;
+use crate::store::Write;
 
 /// The file, in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -44,38 +44,32 @@ pub fn replica() -> String {
     format!("{}:{}", crate::process::hostname(), std::process::id())
 }
 
-/// Builds the entries for a scan's writes.
-pub fn entries(
-    applied: &[Applied],
-    findings: &[Finding],
-    environment: Option<&str>,
-    now: f64,
-    forced: bool,
-) -> Vec<Entry> {
-    let replica = replica();
-    applied
-        .iter()
-        .map(|a| {
-            let f = findings
-                .iter()
-                .find(|f| f.job_id == a.write.job_id && f.action == a.write.action);
-            Entry {
-                time: crate::job::rfc3339(now),
-                environment: environment.map(str::to_string),
-                job_id: a.write.job_id.clone(),
-                status_before: a.write.status_before.clone(),
-                status_after: a.write.status_after.clone(),
-                action: a.write.action.as_str().to_string(),
-                kind: f.map(|f| f.kind.as_str().to_string()).unwrap_or_default(),
-                rule: f.map(|f| f.rule.clone()).unwrap_or_default(),
-                age_seconds: f.map_or(0, |f| f.age_seconds),
-                threshold_seconds: f.map_or(0, |f| f.threshold_seconds),
-                outcome: a.outcome.as_str().to_string(),
-                replica: replica.clone(),
-                forced,
-            }
-        })
-        .collect()
+/// Who writes, when, and whether forced: the same for every write of one scan.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub environment: Option<String>,
+    /// The database's clock.
+    pub now: f64,
+    pub forced: bool,
+}
+
+/// The audit line of one write about `finding` (its outcome filled in by the caller).
+pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
+    Entry {
+        time: crate::job::rfc3339(ctx.now),
+        environment: ctx.environment.clone(),
+        job_id: write.job_id.clone(),
+        status_before: write.status_before.clone(),
+        status_after: write.status_after.clone(),
+        action: write.action.as_str().to_string(),
+        kind: finding.kind.as_str().to_string(),
+        rule: finding.rule.clone(),
+        age_seconds: finding.age_seconds,
+        threshold_seconds: finding.threshold_seconds,
+        outcome: String::new(),
+        replica: replica(),
+        forced: ctx.forced,
+    }
 }
 
 /// Appends entries, one JSON line each, and flushes them to disk.

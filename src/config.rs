@@ -127,6 +127,8 @@ pub struct Config {
     /// `[state] dir`: where the alert state and the audit trail live.
     pub state_dir: PathBuf,
     pub safety: Safety,
+    /// `[audit] table`: also INSERT each write there, in the same transaction as the UPDATE.
+    pub audit_table: Option<TableName>,
 }
 
 /// `[safety]`: the limits that keep a watchdog from failing every job at once.
@@ -175,6 +177,10 @@ pub struct Jobs {
     pub phase: Option<Field>,
     pub pid: Option<Field>,
     pub host: Option<Field>,
+    /// A counter `requeue` bumps; once it reaches `max_attempts`, `requeue` fails instead.
+    pub attempts: Option<Field>,
+    /// Default 3.
+    pub max_attempts: u32,
     pub where_sql: Option<String>,
     pub statuses: Statuses,
 }
@@ -301,6 +307,37 @@ impl StatusClass {
             StatusClass::Succeeded => "succeeded",
             StatusClass::Failed => "failed",
             StatusClass::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Jobs {
+    /// A `jobs` table with the default column names and these statuses, and nothing optional.
+    pub fn with_statuses(statuses: Statuses) -> Jobs {
+        let plain = |c: &str| Field {
+            column: c.to_string(),
+            path: vec![],
+        };
+        Jobs {
+            table: TableName {
+                schema: None,
+                name: "jobs".into(),
+            },
+            id: plain("id"),
+            status: plain("status"),
+            created_at: plain("created_at"),
+            heartbeat_at: None,
+            progress: None,
+            finished_at: None,
+            error: None,
+            parent_id: None,
+            phase: None,
+            pid: None,
+            host: None,
+            attempts: None,
+            max_attempts: 3,
+            where_sql: None,
+            statuses,
         }
     }
 }
@@ -448,6 +485,13 @@ struct RawConfig {
     alerts: Vec<RawAlert>,
     state: Option<RawState>,
     safety: Option<RawSafety>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    table: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +533,8 @@ struct RawJobs {
     parent_id: Option<Text>,
     phase: Option<Text>,
     pid: Option<Text>,
+    attempts: Option<Text>,
+    max_attempts: Option<Spanned<i64>>,
     host: Option<Text>,
     #[serde(rename = "where")]
     where_sql: Option<Text>,
@@ -751,6 +797,13 @@ fn resolve(
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
     let safety = resolve_safety(ctx, raw.safety.as_ref(), interval)?;
+    let audit_table = match raw.audit.as_ref().and_then(|a| a.table.as_ref()) {
+        Some(t) => {
+            let text = ctx.text(t, "audit.table")?;
+            Some(sql::parse_table(&text).map_err(|m| ctx.at(t, "audit.table", m))?)
+        }
+        None => None,
+    };
     let state_dir = match raw.state.as_ref().and_then(|s| s.dir.as_ref()) {
         Some(dir) => {
             let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
@@ -776,6 +829,7 @@ fn resolve(
         alerts,
         state_dir,
         safety,
+        audit_table,
     })
 }
 
@@ -1048,6 +1102,18 @@ fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
         phase: ctx.opt_field(&raw.phase, "jobs.phase")?,
         pid,
         host,
+        attempts: ctx.plain_field(&raw.attempts, "jobs.attempts")?,
+        max_attempts: match &raw.max_attempts {
+            Some(m) if !(1..=1000).contains(m.get_ref()) => {
+                return Err(ctx.at(
+                    m,
+                    "jobs.max_attempts",
+                    format!("{} is out of range (1 to 1000)", m.get_ref()),
+                ))
+            }
+            Some(m) => *m.get_ref() as u32,
+            None => 3,
+        },
         where_sql: raw
             .where_sql
             .as_ref()
@@ -1385,6 +1451,7 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "progress": field(&j.progress), "finished_at": field(&j.finished_at),
             "error": field(&j.error), "parent_id": field(&j.parent_id), "phase": field(&j.phase),
             "pid": field(&j.pid), "host": field(&j.host), "where": j.where_sql,
+            "attempts": field(&j.attempts), "max_attempts": j.max_attempts,
             "statuses": StatusClass::ALL.iter()
                 .map(|&c| (c.as_str(), j.statuses.words(c).to_vec()))
                 .collect::<BTreeMap<_, _>>(),
@@ -1394,6 +1461,7 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
         "http": {"listen": config.http.listen, "token": config.http.token.as_ref().map(|_| "***")},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
+        "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string())},
         "safety": {
             "max_actions_per_scan": config.safety.max_actions_per_scan,
             "max_stuck_fraction": config.safety.max_stuck_fraction,

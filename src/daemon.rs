@@ -365,20 +365,26 @@ impl Loop {
         let result = async {
             let scanner = self.scanner().await?;
             let mut report = scanner.scan(&config, request.older_than).await?;
-            let planned = actions::plan(&report.findings, &config.jobs.statuses);
-            let applied =
-                actions::apply(scanner.store(), &mut report.findings, planned, dry_run).await;
-            Ok::<_, StoreError>((report, applied))
+            let store = scanner.store().clone();
+            let executed = actions::execute(
+                &store,
+                &config,
+                &mut report,
+                actions::Execute {
+                    dry_run,
+                    ..actions::Execute::default()
+                },
+            )
+            .await;
+            Ok::<_, StoreError>((report, executed))
         }
         .await;
         let reply = match result {
-            Ok((report, applied)) => {
-                for a in &applied {
-                    self.shared.metrics.count_action(a.write.action, a.outcome);
-                }
+            Ok((report, executed)) => {
+                self.count_actions(&executed);
                 tracing::info!(
                     findings = report.findings.len(),
-                    writes = applied.len(),
+                    writes = executed.applied.len(),
                     dry_run,
                     "recover requested over HTTP"
                 );

@@ -42,6 +42,8 @@ pub struct JobRow {
 pub struct Guard {
     pub heartbeat: Option<String>,
     pub progress: Option<String>,
+    /// The `attempts` counter, when configured.
+    pub attempts: Option<String>,
 }
 
 /// A parent or child of an active row, for the parent/child rules.

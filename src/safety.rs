@@ -231,17 +231,18 @@ mod tests {
             guard: Guard {
                 heartbeat: Some(format!("hb{job}")),
                 progress: None,
+                attempts: None,
             },
             progress: None,
         }
     }
 
-    fn statuses() -> Statuses {
-        Statuses {
+    fn statuses() -> crate::config::Jobs {
+        crate::config::Jobs::with_statuses(Statuses {
             running: vec!["running".into()],
             failed: vec!["failed".into()],
             ..Statuses::default()
-        }
+        })
     }
 
     fn run(findings: &[Finding], active: usize, force: bool, grace: bool) -> Gated {

@@ -266,6 +266,15 @@ impl Dialect {
         }
     }
 
+    /// Casts an expression to a 64-bit integer.
+    pub fn integer(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST({expr} AS BIGINT)"),
+            Dialect::MySql => format!("CAST({expr} AS SIGNED)"),
+            Dialect::Sqlite => format!("CAST({expr} AS INTEGER)"),
+        }
+    }
+
     /// Casts an expression to a double.
     fn double(self, expr: &str) -> String {
         match self {

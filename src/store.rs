@@ -68,6 +68,8 @@ pub struct Write {
     pub guard: Guard,
     /// Written into the `error` column when failing.
     pub reason: String,
+    /// A requeue that also adds one to the `attempts` column.
+    pub bump_attempts: bool,
 }
 
 /// What the catalogue says about the configured columns.
@@ -101,6 +103,7 @@ pub struct Store {
     secrets: Vec<String>,
     url: String,
     info: TableInfo,
+    audit_table: Option<crate::sql::TableName>,
 }
 
 /// The column order of the scan query.
@@ -116,6 +119,7 @@ mod col {
     pub const PARENT: usize = 8;
     pub const PID: usize = 9;
     pub const HOST: usize = 10;
+    pub const ATTEMPTS: usize = 11;
 }
 
 impl Queries {
@@ -150,6 +154,7 @@ impl Queries {
             text_or_null(&jobs.parent_id),
             text_or_null(&jobs.pid),
             text_or_null(&jobs.host),
+            text_or_null(&jobs.attempts),
         ];
         let scan = format!(
             "SELECT {} FROM {} WHERE {}",
@@ -326,6 +331,10 @@ impl Queries {
             d.quote(&j.status.column),
             d.literal(&w.status_after)
         )];
+        if let (true, Some(a)) = (w.bump_attempts, &j.attempts) {
+            let a = d.quote(&a.column);
+            sets.push(format!("{a} = COALESCE({a}, 0) + 1"));
+        }
         if w.action == Action::Fail {
             if let Some(f) = &j.finished_at {
                 sets.push(format!(
@@ -353,6 +362,7 @@ impl Queries {
         for (field, value) in [
             (&j.heartbeat_at, &w.guard.heartbeat),
             (&j.progress, &w.guard.progress),
+            (&j.attempts, &w.guard.attempts),
         ] {
             if let Some(f) = field {
                 let p = next(value.clone(), &mut params);
@@ -366,6 +376,68 @@ impl Queries {
             conds.join(" AND ")
         );
         (sql, params)
+    }
+
+    /// The INSERT of an audit row into `[audit] table`, and its parameters.
+    pub fn audit_insert(
+        &self,
+        table: &crate::sql::TableName,
+        e: &crate::audit::Entry,
+    ) -> (String, Vec<Option<String>>) {
+        let d = self.dialect;
+        let values: Vec<Option<String>> = vec![
+            e.environment.clone(),
+            Some(e.job_id.clone()),
+            Some(e.status_before.clone()),
+            Some(e.status_after.clone()),
+            Some(e.action.clone()),
+            Some(e.kind.clone()),
+            Some(e.rule.clone()),
+            Some(e.age_seconds.to_string()),
+            Some(e.threshold_seconds.to_string()),
+            Some(e.outcome.clone()),
+            Some(e.replica.clone()),
+        ];
+        let columns = [
+            "environment",
+            "job_id",
+            "status_before",
+            "status_after",
+            "action",
+            "kind",
+            "rule",
+            "age_seconds",
+            "threshold_seconds",
+            "outcome",
+            "replica",
+        ];
+        let now = match d {
+            Dialect::Sqlite => d.now_value(TimeKind::Text),
+            _ => d.now_value(TimeKind::Native),
+        };
+        // The two counts go in as integers, whatever the text parameter's type.
+        let params: Vec<String> = (1..=values.len())
+            .map(|n| {
+                let p = d.param(n);
+                if n == 8 || n == 9 {
+                    d.integer(&p)
+                } else {
+                    p
+                }
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}, {}) VALUES ({now}, {})",
+            d.table(table),
+            d.quote("at"),
+            columns
+                .iter()
+                .map(|c| d.quote(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            params.join(", ")
+        );
+        (sql, values)
     }
 
     /// A one-line account of a write, for dry runs and logs.
@@ -462,6 +534,7 @@ pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
         ("jobs.phase", &jobs.phase),
         ("jobs.pid", &jobs.pid),
         ("jobs.host", &jobs.host),
+        ("jobs.attempts", &jobs.attempts),
     ] {
         if let Some(f) = field {
             out.push((key, f));
@@ -493,6 +566,7 @@ impl Store {
             secrets,
             url,
             info: TableInfo::default(),
+            audit_table: config.audit_table.clone(),
         };
         store.info = store.table_info().await?;
         let missing: Vec<(String, String)> = configured_columns(&config.jobs)
@@ -704,16 +778,42 @@ impl Store {
 
     /// Runs one guarded write. `Ok(true)`: the row was written; `Ok(false)`: it had changed
     /// since it was read and was left alone.
-    pub async fn apply(&self, write: &Write) -> Result<bool, StoreError> {
+    pub async fn apply(
+        &self,
+        write: &Write,
+        audit: &crate::audit::Entry,
+    ) -> Result<bool, StoreError> {
         let (sql, params) = self.queries.write(write);
         let mut query = sqlx::query(&sql);
         for p in params {
             query = query.bind(p);
         }
-        let result = self
-            .timed("writing a job", query.execute(&self.pool))
+        let Some(table) = &self.audit_table else {
+            let result = self
+                .timed("writing a job", query.execute(&self.pool))
+                .await?;
+            return Ok(result.rows_affected() == 1);
+        };
+        // With an audit table, the row and its audit line commit together or not at all.
+        let mut tx = self
+            .timed("starting a transaction", self.pool.begin())
             .await?;
-        Ok(result.rows_affected() == 1)
+        let result = self.timed("writing a job", query.execute(&mut *tx)).await?;
+        if result.rows_affected() != 1 {
+            self.timed("rolling back", tx.rollback()).await?;
+            return Ok(false);
+        }
+        let mut entry = audit.clone();
+        entry.outcome = "applied".into();
+        let (sql, params) = self.queries.audit_insert(table, &entry);
+        let mut insert = sqlx::query(&sql);
+        for p in params {
+            insert = insert.bind(p);
+        }
+        self.timed("writing the audit table", insert.execute(&mut *tx))
+            .await?;
+        self.timed("committing", tx.commit()).await?;
+        Ok(true)
     }
 
     async fn fetch(&self, what: &'static str, sql: &str) -> Result<Vec<AnyRow>, StoreError> {
@@ -788,6 +888,7 @@ fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         guard: Guard {
             heartbeat: heartbeat_text,
             progress: progress.clone(),
+            attempts: text(col::ATTEMPTS, "attempts")?,
         },
         progress,
     })
@@ -822,6 +923,8 @@ mod tests {
             phase: None,
             pid: None,
             host: None,
+            attempts: None,
+            max_attempts: 3,
             where_sql: Some("archived = false".into()),
             statuses: Statuses {
                 pending: vec!["pending".into()],
@@ -853,8 +956,10 @@ mod tests {
             guard: Guard {
                 heartbeat: Some("2026-01-01 00:00:00".into()),
                 progress: None,
+                attempts: None,
             },
             reason: "jobwarden: hb: no heartbeat".into(),
+            bump_attempts: false,
         }
     }
 

@@ -76,11 +76,23 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
     let mut report = scanner.scan(config, None).await.expect("scan");
     report.findings.retain(|f| f.job_id == id);
     assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
-    let planned = actions::plan(&report.findings, &config.jobs.statuses);
+    let planned = actions::plan(&report.findings, &config.jobs);
     if let Some(sql) = change {
         db.exec(&sql).await;
     }
-    actions::apply(scanner.store(), &mut report.findings, planned, false).await;
+    let audit = jobwarden::audit::Context {
+        environment: None,
+        now: report.checked_at,
+        forced: false,
+    };
+    actions::apply(
+        scanner.store(),
+        &mut report.findings,
+        planned,
+        false,
+        &audit,
+    )
+    .await;
     scanner.store().close().await;
     report.findings[0].outcome
 }

@@ -218,3 +218,78 @@ async fn the_daemon_confirms_over_two_scans_and_audits_once() {
     assert_eq!(entries[0]["job_id"], "1");
     assert_eq!(entries[0]["kind"], "stalled");
 }
+
+#[tokio::test]
+async fn requeue_counts_attempts_and_the_audit_table_commits_with_the_write() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status text, created_at timestamptz, updated_at timestamptz, attempts integer)").await;
+    db.exec(
+        "CREATE TABLE jobwarden_audit (at timestamptz NOT NULL, environment text, job_id text NOT NULL, \
+         status_before text, status_after text, action text, kind text, rule text, age_seconds bigint, \
+         threshold_seconds bigint, outcome text, replica text)",
+    )
+    .await;
+    for (id, attempts) in [(1, 0), (2, 3)] {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {}, {attempts})",
+            db.ago(120.0),
+            db.ago(45.0)
+        ))
+        .await;
+    }
+    let text = format!(
+        r#"[database]
+url = "{url}"
+[jobs]
+table = "jobs"
+heartbeat_at = "updated_at"
+attempts = "attempts"
+max_attempts = 3
+[jobs.statuses]
+pending = ["queued"]
+running = ["running"]
+failed = ["failed"]
+[[rules]]
+name = "retry"
+statuses = ["running"]
+signal = "heartbeat"
+after = "30m"
+action = "requeue"
+[audit]
+table = "jobwarden_audit"
+[state]
+dir = "{state}"
+"#,
+        url = db.url,
+        state = db.dir().join("state").display()
+    );
+    let cfg = db.dir().join("jw.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, report) = jobwarden_json(&db.url, &cfg, &["recover"]);
+    assert_eq!(code, 1, "{report}");
+    let rows = db
+        .rows("SELECT id::text, status, attempts::text FROM jobs ORDER BY id")
+        .await;
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(Option::unwrap_or_default).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [["1", "queued", "1"], ["2", "failed", "3"]],
+        "{report}"
+    );
+    let audit_rows = db.rows("SELECT job_id, status_after, action, outcome, rule FROM jobwarden_audit ORDER BY job_id").await;
+    let audit_rows: Vec<Vec<String>> = audit_rows
+        .into_iter()
+        .map(|r| r.into_iter().map(Option::unwrap_or_default).collect())
+        .collect();
+    assert_eq!(
+        audit_rows,
+        [
+            ["1", "queued", "requeue", "applied", "retry"],
+            ["2", "failed", "fail", "applied", "retry"]
+        ]
+    );
+    assert_eq!(audit(&cfg).len(), 2, "the file trail too");
+}
