@@ -293,3 +293,53 @@ dir = "{state}"
     );
     assert_eq!(audit(&cfg).len(), 2, "the file trail too");
 }
+
+#[tokio::test]
+async fn a_mass_stall_in_the_daemon_fires_one_alert_and_writes_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs(&db, 12, 3).await;
+    let hook = common::Receiver::start(0, &[]).await;
+    let port = free_port();
+    let cfg = config(&db, "startup_grace = \"0s\"", "interval = \"200ms\"");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n", hook.url("/")),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, &[]);
+    let stall_alerts = || {
+        hook.accepted("firing")
+            .into_iter()
+            .filter(|r| r.body["finding"]["kind"] == "mass_stall")
+            .count()
+    };
+    wait_for("the mass_stall alert", Duration::from_secs(20), || async {
+        (stall_alerts() == 1).then_some(())
+    })
+    .await;
+    let scans_now = || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .and_then(|(_, m)| common::metric(&m, "jobwarden_scans_total"))
+            .unwrap_or(0.0)
+    };
+    let seen = scans_now().await;
+    wait_for("five more scans", Duration::from_secs(20), || async {
+        (scans_now().await >= seen + 5.0).then_some(())
+    })
+    .await;
+    assert_eq!(stall_alerts(), 1, "one mass_stall alert, not one per scan");
+    assert_eq!(failed(&db).await, 0, "nothing written");
+    let limited = common::get(&daemon.url("/metrics"))
+        .await
+        .and_then(|(_, m)| {
+            common::metric(
+                &m,
+                "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
+            )
+        })
+        .unwrap_or(0.0);
+    assert!(limited >= 12.0, "held-back writes are counted: {limited}");
+    assert_eq!(daemon.stop().await, 0);
+}
