@@ -365,7 +365,8 @@ async fn training(backend: Backend) {
     let rows: [TrainingRow; 7] = [
         (1, "running", 30.0, 1.0, Some(alive), host.as_str()),
         (2, "running", 60.0, 30.0, None, ""),
-        (3, "running", 10.0, 1.0, Some(dead), host.as_str()),
+        // Its trainer died; silent for 5 minutes, past [safety] min_age (1m), so it may be failed.
+        (3, "running", 10.0, 5.0, Some(dead), host.as_str()),
         (4, "paused", 300.0, 120.0, None, ""),
         (5, "queued", 180.0, 180.0, None, ""),
         (6, "running", 10.0, 1.0, Some(dead), "some-other-host"),
