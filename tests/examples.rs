@@ -71,11 +71,12 @@ async fn research_table(db: &TestDb) -> std::path::PathBuf {
             r#"{"steps":[]}"#,
             None,
         ),
+        // Beating until 3 minutes ago (past [safety] min_age), under a failed parent.
         (
             R_CHILD,
             "running",
             Some(10.0),
-            Some(1.0),
+            Some(3.0),
             r#"{"phase":"designing","steps":[]}"#,
             Some(R_PARENT_FAILED),
         ),
