@@ -110,10 +110,19 @@ fn main() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon gets a second worker so HTTP answers while a scan decodes and judges rows;
+    // one-shot commands need only one.
+    let runtime = if matches!(cli.command, Command::Run { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("jobwarden: cannot start the runtime: {e}");
