@@ -131,6 +131,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(execute(&cli)) {
         Ok(code) => ExitCode::from(code),
+        // `jobwarden check | head`: the reader left; nothing more to say.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobwarden: error: {e}");
             ExitCode::from(e.exit_code())
