@@ -140,8 +140,15 @@ impl Book {
         }
         for (key, entry) in &mut self.entries {
             if entry.resolved.is_none() && !current.contains(key) {
+                let about_files = matches!(
+                    entry.kind.as_str(),
+                    "incomplete_artifact" | "orphan_artifact" | "missing_artifact"
+                );
                 let reason = match &entry.acted {
                     Some(what) => format!("jobwarden {what} the job"),
+                    None if about_files => {
+                        "the condition cleared: the output or the row changed".to_string()
+                    }
                     None if !active.contains(entry.job_id.as_str()) => {
                         "the job finished: it is no longer pending or running".to_string()
                     }
@@ -177,6 +184,13 @@ impl Book {
                         }
                     }
                 }
+                // Resolved before this sink heard of it (its firing message was lost with
+                // a restart): announce it anyway, the resolution follows its receipt.
+                (Some(_), None) => out.push(Due {
+                    key: key.clone(),
+                    state: State::Firing,
+                    reminder: false,
+                }),
                 (Some(_), Some(t)) if t.state == State::Firing => out.push(Due {
                     key: key.clone(),
                     state: State::Resolved,
@@ -240,9 +254,7 @@ impl Book {
             let pending = sinks.iter().any(|s| {
                 s.kind != AlertKind::Alertmanager
                     && e.severity >= s.min_severity
-                    && e.told
-                        .get(&s.name)
-                        .is_some_and(|t| t.state == State::Firing)
+                    && e.told.get(&s.name).is_none_or(|t| t.state == State::Firing)
             });
             pending || now - r.at < keep_for
         });
@@ -362,20 +374,20 @@ mod tests {
     }
 
     #[test]
-    fn an_undelivered_alert_stays_due_and_a_never_told_one_resolves_silently() {
+    fn an_alert_that_resolved_before_any_delivery_is_still_announced_then_resolved() {
         let mut book = Book::new();
         let hook = sink("hook", AlertKind::Webhook);
         book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
         assert_eq!(book.due(&hook, 0.0).len(), 1);
         assert_eq!(book.due(&hook, 5.0).len(), 1, "still due until told");
+        // It clears before the receiver heard of it (its message was lost with a restart).
         book.observe(&[], &["1"].into(), 6.0);
-        assert!(
-            book.due(&hook, 6.0).is_empty(),
-            "never fired to this sink: no resolved either"
+        assert_eq!(
+            states(&book.due(&hook, 6.0)),
+            [("stalled/hb/1", State::Firing, false)]
         );
-        // While the firing message is still on its way, the entry must stay for its receipt.
-        book.prune(std::slice::from_ref(&hook), &["stalled/hb/1"].into(), 6.0);
-        assert_eq!(book.entries.len(), 1);
+        book.prune(std::slice::from_ref(&hook), &HashSet::new(), 6.0);
+        assert_eq!(book.entries.len(), 1, "kept until the sink has heard both");
         book.told("hook", "stalled/hb/1", State::Firing, 7.0);
         assert_eq!(
             states(&book.due(&hook, 7.0)),

@@ -184,8 +184,13 @@ impl Alerter {
         self.book.firing()
     }
 
-    /// Stops the sinks; says how many messages were still waiting.
+    /// Records the receipts already in, then stops the sinks and says how many messages were
+    /// still waiting. Delivery is at least once: a message a receiver accepted in the very
+    /// moment of the stop is sent again after the restart.
     pub fn shutdown(&mut self) {
+        while let Ok(receipt) = self.receipts_rx.try_recv() {
+            self.receipt(receipt);
+        }
         for sink in &self.sinks {
             let waiting = sink.queue.len();
             if waiting > 0 {
