@@ -312,10 +312,10 @@ where
 }
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
-    match sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await {
-        Ok(n) => n,
-        Err(_) => -1,
-    }
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(-1)
 }
 
 async fn daemon_metric(daemon: &Daemon, name: &str) -> Option<f64> {
