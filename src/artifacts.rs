@@ -74,6 +74,9 @@ pub struct Index {
     required: Vec<Glob>,
     /// Files by job id, then by path relative to the root.
     jobs: HashMap<String, BTreeMap<String, FileInfo>>,
+    /// Every indexed path and its job id, ordered, so an event about a folder finds the
+    /// files under it without looking at any other file.
+    paths: BTreeMap<String, String>,
     /// Partial files, as (job id, path).
     partials: BTreeSet<(String, String)>,
     /// Job ids seen since the last lookup in the table.
@@ -228,6 +231,7 @@ impl Index {
             required: compile(&spec.required)?,
             spec: spec.clone(),
             jobs: HashMap::new(),
+            paths: BTreeMap::new(),
             partials: BTreeSet::new(),
             new_ids: BTreeSet::new(),
             root_present: false,
@@ -255,6 +259,7 @@ impl Index {
         self.root_present = present;
         let old_ids: HashSet<String> = self.jobs.keys().cloned().collect();
         self.jobs.clear();
+        self.paths.clear();
         self.partials.clear();
         if present {
             self.walk(&root);
@@ -272,20 +277,29 @@ impl Index {
         let Some(rel) = self.relative(abs) else {
             return;
         };
-        // Drop everything at or under the path, then look again.
+        // Drop everything at or under the path, then look again: only the entries in that
+        // range of the ordered path index are touched.
         let prefix = format!("{rel}/");
-        let mut emptied = Vec::new();
-        for (id, files) in self.jobs.iter_mut() {
-            files.retain(|p, _| !(p == &rel || p.starts_with(&prefix)));
-            if files.is_empty() {
-                emptied.push(id.clone());
+        let exact = self.paths.get_key_value(&rel);
+        let under = self
+            .paths
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix));
+        let gone: Vec<(String, String)> = exact
+            .into_iter()
+            .chain(under)
+            .map(|(p, id)| (p.clone(), id.clone()))
+            .collect();
+        for (path, id) in gone {
+            self.paths.remove(&path);
+            self.partials.remove(&(id.clone(), path.clone()));
+            if let Some(files) = self.jobs.get_mut(&id) {
+                files.remove(&path);
+                if files.is_empty() {
+                    self.jobs.remove(&id);
+                }
             }
         }
-        for id in emptied {
-            self.jobs.remove(&id);
-        }
-        self.partials
-            .retain(|(_, p)| !(p == &rel || p.starts_with(&prefix)));
         match std::fs::symlink_metadata(abs) {
             Ok(m) if m.is_dir() => self.walk(abs),
             Ok(m) if m.is_file() => self.add_file(abs, &rel, &m),
@@ -366,6 +380,7 @@ impl Index {
         if partial {
             self.partials.insert((id.clone(), rel.to_string()));
         }
+        self.paths.insert(rel.to_string(), id.clone());
         let files = self.jobs.entry(id.clone()).or_default();
         if files.is_empty() {
             self.new_ids.insert(id);
@@ -517,6 +532,9 @@ async fn keep_current(shared: Shared, spec: Artifacts) {
                 for ev in events {
                     match ev {
                         Ok(ev) if ev.need_rescan() => rescan = true,
+                        // Reads (our own walks open folders) change nothing; reacting to
+                        // them would make every walk trigger the next.
+                        Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
                         Ok(ev) => paths.extend(ev.paths),
                         Err(e) => {
                             tracing::warn!("artifact watch error ({e}); re-walking");
