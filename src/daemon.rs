@@ -290,8 +290,8 @@ impl Loop {
                     }
                     self.alerter.tick();
                 }
+                self.notifier.cycle(&summary(&report, Some(elapsed)));
                 *write(&self.shared.latest) = Some(report);
-                self.notifier.cycle(&self.status_line_with(elapsed));
                 true
             }
             Err(e) => {
@@ -520,13 +520,6 @@ impl Loop {
     fn status_line(&self) -> String {
         match read(&self.shared.latest).as_ref() {
             Some(r) => summary(r, None),
-            None => "no scan yet".to_string(),
-        }
-    }
-
-    fn status_line_with(&self, elapsed: Duration) -> String {
-        match read(&self.shared.latest).as_ref() {
-            Some(r) => summary(r, Some(elapsed)),
             None => "no scan yet".to_string(),
         }
     }

@@ -286,9 +286,9 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
                 continue;
             };
             let since = match signal {
-                Signal::Heartbeat => judge.heartbeat_since(),
+                Signal::Heartbeat => job.heartbeat_since(),
                 Signal::Progress => Ok(memory.since(&job.id).unwrap_or(obs.now)),
-                Signal::Created => judge.created_since(),
+                Signal::Created => job.created_since(),
             };
             match since {
                 Ok(since) => {
@@ -307,7 +307,7 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             }
         }
         if let Some(limit) = policy.older_than {
-            match judge.created_since() {
+            match job.created_since() {
                 Ok(since) => {
                     if let Some(f) = judge.over(
                         since,
@@ -447,14 +447,6 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    fn created_since(&self) -> Result<f64, String> {
-        self.job.created_since()
-    }
-
-    fn heartbeat_since(&self) -> Result<f64, String> {
-        self.job.heartbeat_since()
-    }
-
     /// A finding when `now - since` exceeds `limit`.
     fn over(
         &self,
@@ -494,7 +486,7 @@ impl Judge<'_> {
         threshold_seconds: u64,
         message: String,
     ) -> Finding {
-        let since = self.heartbeat_since().unwrap_or(self.now).min(self.now);
+        let since = self.job.heartbeat_since().unwrap_or(self.now).min(self.now);
         Finding {
             kind,
             rule: rule.to_string(),
