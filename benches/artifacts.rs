@@ -46,6 +46,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
+mod common;
+
+use common::{append_summary, fmt, max, median, p90, summary_line, thousands};
 use jobwarden::artifacts::{self, Index};
 use jobwarden::config::{self, Config};
 use jobwarden::scan::Scanner;
@@ -866,13 +869,35 @@ async fn run(s: Settings) {
     println!();
     println!("| figure | measured | baseline | baseline value | measured / baseline | target |");
     println!("| --- | ---: | --- | ---: | ---: | --- |");
-    let row = |figure: String, value: f64, baseline: String, base: f64, target: &str| {
+    // The headline rows, also appended to $JW_BENCH_SUMMARY for scripts/bench-all.
+    let mut headlines = Vec::new();
+    let mut row = |figure: String, value: f64, baseline: String, base: f64, target: &str| {
         println!(
             "| {figure} | {} | {baseline} | {} | {:.2} | {target} |",
             fmt(value),
             fmt(base),
             value / base
         );
+        let headline = [
+            "initial walk",
+            "index memory, ",
+            "scan, `watch = \"auto\"` (events",
+            "file created",
+        ]
+        .iter()
+        .any(|p| figure.starts_with(p))
+            && !figure.contains("live heap")
+            && !figure.contains(", max of")
+            && !figure.contains(", p90 of");
+        if headline {
+            headlines.push(summary_line(
+                &format!("artifacts: {figure}"),
+                value,
+                &baseline,
+                base,
+                target,
+            ));
+        }
     };
     let walks = s.walks;
     row(
@@ -1028,65 +1053,10 @@ async fn run(s: Settings) {
         );
     }
     println!();
+    append_summary(&headlines);
     drop(dir);
 }
 
 fn ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
-}
-
-/// Three significant digits or two decimals, whichever is more.
-fn fmt(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn sorted(ms: &[f64]) -> Vec<f64> {
-    let mut v = ms.to_vec();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
-fn median(ms: &[f64]) -> f64 {
-    let v = sorted(ms);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn max(ms: &[f64]) -> f64 {
-    ms.iter().copied().fold(f64::NAN, f64::max)
-}
-
-/// Nearest-rank 90th percentile.
-fn p90(ms: &[f64]) -> f64 {
-    let v = sorted(ms);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (v.len() * 9).div_ceil(10).max(1);
-    v[rank - 1]
 }

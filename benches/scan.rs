@@ -1,32 +1,40 @@
-//! What one scan of a large PostgreSQL jobs table costs, next to the bare SQL it runs.
+//! What one scan of a large jobs table costs, next to the bare SQL it runs, on PostgreSQL,
+//! MySQL/MariaDB or SQLite.
 //!
 //! The table is shaped like a Supabase `research_jobs` table: `JW_BENCH_ROWS` rows (default
 //! 1,000,000), of which `JW_BENCH_ACTIVE` (default 10,000) are `running`/`pending`, spread
-//! evenly over the id range (so over the heap pages: the index scan cannot read them as one
-//! run), the rest `completed`/`failed`/`cancelled`; an index on `status`. It is built once by a
-//! single `INSERT ... SELECT generate_series` and kept as `jw_bench_jobs_<rows>`; a later run
-//! reuses it when its comment (layout version, row and active counts) and its row count match.
+//! evenly over the id range (so over the table's pages: an index scan cannot read them as one
+//! run), the rest `completed`/`failed`/`cancelled`; an index on `status`. The rows come from one
+//! generator (`bench_row`), written as multi-row `INSERT`s in one transaction, so the three
+//! databases hold the same data. A table is built once as `jw_bench_jobs_<rows>` and reused
+//! while its line in `jw_bench_meta` (layout version, row and active counts, when it was built)
+//! and its row count match.
 //!
 //! Each iteration times, in this order so drift hits every variant alike:
-//!   (a) the scan's exact `SELECT` through a plain `sqlx::PgPool`: no jobwarden code (baseline);
+//!   (a) the scan's exact `SELECT` through the database's own sqlx driver (`PgPool`,
+//!       `MySqlPool`, `SqlitePool`): no jobwarden code (the baseline);
 //!   (b) `Store::snapshot()`: the clock query, the same `SELECT`, and decoding into `JobRow`s;
 //!   (c) `Scanner::scan()`: one full scan (snapshot, pid checks, detection, report);
-//!   (d) `SELECT count(*)` of the whole table on the plain pool: what reading every row costs.
+//!   (d) `SELECT count(*)` of the whole table through the bare driver: what reading every row
+//!       costs.
 //!
-//! Around the table it prints the first line of the scan query's `EXPLAIN` (the status index
-//! at work) and, from one `EXPLAIN (ANALYZE, BUFFERS)` after the timed loop, the server's
-//! execution time and how many pages the scan touched against the table's size.
+//! Around the table it prints the scan query's plan (the status index at work) and, on
+//! PostgreSQL, the server's execution time and how many pages the scan touched against the
+//! table's size, from one `EXPLAIN (ANALYZE, BUFFERS)` after the timed loop.
 //!
 //! The result is one markdown table on stdout, with ratios against (a) measured in the same
-//! run. Speed is reported here, never asserted. Progress notes go to stderr.
+//! run. With `JW_BENCH_SUMMARY=<file>` it also appends its headline rows to that file, one
+//! tab-separated line each, for `scripts/bench-all`. Speed is reported here, never asserted.
+//! Progress notes go to stderr.
 //!
 //! The rows' timestamps are written relative to the moment the table was built. So that a
 //! cached table yields the same findings on every run, the rules' `after` values are shifted by
 //! the table's age: the same rows are stalled whenever the bench runs.
 //!
-//! Environment: `JW_BENCH_ROWS`, `JW_BENCH_ACTIVE`, `JW_BENCH_ITERS` (default 30),
-//! `JW_BENCH_WARMUP` (default 3), `JW_BENCH_PG_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`).
+//! Environment: `JW_BENCH_DB` (`postgres`, the default, `mariadb` or `sqlite`), `JW_BENCH_ROWS`,
+//! `JW_BENCH_ACTIVE`, `JW_BENCH_ITERS` (default 30), `JW_BENCH_WARMUP` (default 3),
+//! `JW_BENCH_URL` (default `postgres://postgres@127.0.0.1:5432/test`,
+//! `mysql://root@127.0.0.1:3306/test`, or `sqlite://<target>/bench-data/jw_bench.sqlite`).
 //!
 //! Run it with `cargo bench --bench scan` or `scripts/bench`. Built by `cargo test --benches`
 //! (or `--all-targets`) it is started without `--bench` and exits at once: it is not a test.
@@ -34,21 +42,29 @@
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
+use common::{append_summary, median, p90, summary_line, thousands};
 use jobwarden::config;
 use jobwarden::scan::Scanner;
+use jobwarden::sql::Dialect;
 use jobwarden::store::Store;
+use sqlx::mysql::{MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Row};
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use tokio::time::Instant;
 
 /// Bumped whenever the table's layout or contents change, so a stale cached table is rebuilt.
-const LAYOUT: &str = "jobwarden-bench v1";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const LAYOUT: &str = "jobwarden-bench v2";
+/// Rows per `INSERT` while building a table.
+const BATCH: u64 = 1000;
 /// The rules' thresholds for a table built just now.
 const HEARTBEAT_AFTER: Duration = Duration::from_secs(30 * 60);
 const PROGRESS_AFTER: Duration = Duration::from_secs(60 * 60);
 
 struct Settings {
+    dialect: Dialect,
     rows: u64,
     active: u64,
     iters: usize,
@@ -59,7 +75,7 @@ struct Settings {
 
 /// One variant's timings, in milliseconds.
 struct Samples {
-    label: &'static str,
+    label: String,
     ms: Vec<f64>,
 }
 
@@ -96,76 +112,244 @@ fn settings() -> Settings {
     let iters = usize::try_from(number("JW_BENCH_ITERS", 30)).expect("JW_BENCH_ITERS fits usize");
     assert!(iters > 0, "JW_BENCH_ITERS must be at least 1");
     let warmup = usize::try_from(number("JW_BENCH_WARMUP", 3)).expect("JW_BENCH_WARMUP fits usize");
-    let env_url = std::env::var("JW_BENCH_PG_URL").ok();
+    let db = std::env::var("JW_BENCH_DB").unwrap_or_else(|_| "postgres".to_string());
+    let dialect = match db.as_str() {
+        "postgres" | "postgresql" => Dialect::Postgres,
+        "mariadb" | "mysql" => Dialect::MySql,
+        "sqlite" => Dialect::Sqlite,
+        other => panic!("JW_BENCH_DB={other:?}: write postgres, mariadb or sqlite"),
+    };
+    let env_url = std::env::var("JW_BENCH_URL").ok();
+    if let Some(url) = &env_url {
+        assert_eq!(
+            Dialect::from_url(url),
+            Some(dialect),
+            "JW_BENCH_URL is not a {db} URL"
+        );
+    }
     Settings {
+        dialect,
         rows,
         active,
         iters,
         warmup,
         url_from_env: env_url.is_some(),
-        url: env_url.unwrap_or_else(|| DEFAULT_URL.to_string()),
+        url: env_url.unwrap_or_else(|| default_url(dialect)),
     }
+}
+
+fn default_url(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Postgres => "postgres://postgres@127.0.0.1:5432/test".to_string(),
+        Dialect::MySql => "mysql://root@127.0.0.1:3306/test".to_string(),
+        Dialect::Sqlite => {
+            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+            let dir = Path::new(&target).join("bench-data");
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            format!("sqlite://{}/jw_bench.sqlite?mode=rwc", dir.display())
+        }
+    }
+}
+
+/// A plain sqlx pool of the database's own driver: the baseline, and the table's builder.
+enum Bare {
+    Pg(PgPool),
+    My(MySqlPool),
+    Lite(SqlitePool),
+}
+
+/// Runs the same expression on whichever pool `bare` holds.
+macro_rules! on_pool {
+    ($bare:expr, $p:ident => $body:expr) => {
+        match $bare {
+            Bare::Pg($p) => $body,
+            Bare::My($p) => $body,
+            Bare::Lite($p) => $body,
+        }
+    };
+}
+
+impl Bare {
+    async fn connect(dialect: Dialect, url: &str) -> Result<Bare, sqlx::Error> {
+        Ok(match dialect {
+            Dialect::Postgres => {
+                Bare::Pg(PgPoolOptions::new().max_connections(1).connect(url).await?)
+            }
+            Dialect::MySql => Bare::My(
+                MySqlPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?,
+            ),
+            Dialect::Sqlite => Bare::Lite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?,
+            ),
+        })
+    }
+
+    /// Runs a query and returns how many rows it gave.
+    async fn fetch_len(&self, sql: &str) -> Result<usize, sqlx::Error> {
+        on_pool!(self, p => sqlx::query(sql).fetch_all(p).await.map(|r| r.len()))
+    }
+
+    async fn int(&self, sql: &str) -> Result<i64, sqlx::Error> {
+        on_pool!(self, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await)
+    }
+
+    async fn float(&self, sql: &str) -> Result<f64, sqlx::Error> {
+        on_pool!(self, p => sqlx::query_scalar::<_, f64>(sql).fetch_one(p).await)
+    }
+
+    async fn text(&self, sql: &str) -> Result<Option<String>, sqlx::Error> {
+        on_pool!(self, p => sqlx::query_scalar::<_, String>(sql).fetch_optional(p).await)
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        on_pool!(self, p => sqlx::raw_sql(sql).execute(p).await.map(|_| ()))
+    }
+
+    /// Runs every statement in one transaction.
+    async fn execute_all(
+        &self,
+        statements: impl Iterator<Item = String>,
+    ) -> Result<(), sqlx::Error> {
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for sql in statements {
+                sqlx::raw_sql(&sql).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    fn driver(&self) -> &'static str {
+        match self {
+            Bare::Pg(_) => "`sqlx::PgPool`",
+            Bare::My(_) => "`sqlx::MySqlPool`",
+            Bare::Lite(_) => "`sqlx::SqlitePool`",
+        }
+    }
+
+    async fn version(&self) -> String {
+        let sql = match self {
+            Bare::Pg(_) => "SELECT 'PostgreSQL ' || current_setting('server_version')",
+            Bare::My(_) => "SELECT CONCAT(IF(VERSION() LIKE '%MariaDB%', 'MariaDB ', 'MySQL '), SUBSTRING_INDEX(VERSION(), '-', 1))",
+            Bare::Lite(_) => "SELECT 'SQLite ' || sqlite_version()",
+        };
+        self.text(sql)
+            .await
+            .expect("read the server version")
+            .unwrap_or_default()
+    }
+
+    /// The scan query's plan, in one line.
+    async fn plan(&self, sql: &str) -> String {
+        match self {
+            Bare::Pg(p) => sqlx::query(&format!("EXPLAIN {sql}"))
+                .fetch_one(p)
+                .await
+                .and_then(|row| row.try_get::<String, _>(0))
+                .expect("EXPLAIN the scan query"),
+            Bare::My(p) => sqlx::query(&format!("EXPLAIN {sql}"))
+                .fetch_all(p)
+                .await
+                .expect("EXPLAIN the scan query")
+                .iter()
+                .map(|row| {
+                    format!(
+                        "type {}, key {}, rows {}, {}",
+                        my_text(row, "type"),
+                        my_text(row, "key"),
+                        my_text(row, "rows"),
+                        my_text(row, "Extra")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Bare::Lite(p) => sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(p)
+                .await
+                .expect("EXPLAIN QUERY PLAN the scan query")
+                .iter()
+                .map(|row| row.try_get::<String, _>("detail").unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+/// One column of MySQL's `EXPLAIN`, whatever type the server gave it.
+fn my_text(row: &MySqlRow, name: &str) -> String {
+    if let Ok(v) = row.try_get::<Option<String>, _>(name) {
+        return v.unwrap_or_else(|| "NULL".into());
+    }
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(name) {
+        return v.map_or_else(
+            || "NULL".into(),
+            |b| String::from_utf8_lossy(&b).into_owned(),
+        );
+    }
+    if let Ok(v) = row.try_get::<Option<u64>, _>(name) {
+        return v.map_or_else(|| "NULL".into(), |n| n.to_string());
+    }
+    row.try_get::<Option<i64>, _>(name)
+        .ok()
+        .flatten()
+        .map_or_else(|| "?".into(), |n| n.to_string())
 }
 
 async fn run(s: Settings) {
     let table = format!("jw_bench_jobs_{}", s.rows);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&s.url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot connect to {} (set JW_BENCH_PG_URL): {e}",
-                config::redact_url(&s.url)
-            )
-        });
-    let built_at = ensure_table(&pool, &table, s.rows, s.active).await;
-    let age: f64 = sqlx::query_scalar("SELECT extract(epoch from now())::float8 - $1::float8")
-        .bind(built_at as f64)
-        .fetch_one(&pool)
+    let bare = Bare::connect(s.dialect, &s.url).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to {} (set JW_BENCH_URL): {e}",
+            config::redact_url(&s.url)
+        )
+    });
+    let built_at = ensure_table(&bare, s.dialect, &table, s.rows, s.active).await;
+    let now = bare
+        .float(s.dialect.now_epoch())
         .await
         .expect("read the database clock");
-    let age = Duration::from_secs(age.max(0.0).ceil() as u64);
+    let age = Duration::from_secs((now - built_at as f64).max(0.0).ceil() as u64);
 
     let cfg = bench_config(&s, &table, age);
     let store = Store::connect(&cfg)
         .await
         .expect("jobwarden connects to the bench table");
     let sql = store.queries().scan.clone();
-    let plan: String = sqlx::query(&format!("EXPLAIN {sql}"))
-        .fetch_one(&pool)
-        .await
-        .expect("EXPLAIN the scan query")
-        .try_get(0)
-        .expect("EXPLAIN returns text");
+    let plan = bare.plan(&sql).await;
     let status_indexed = store.info().status_indexed;
     let mut scanner = Scanner::new(store.clone());
-    let version: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&pool)
-        .await
-        .expect("read the server version");
+    let version = bare.version().await;
+    let driver = bare.driver();
 
-    let mut a = Samples::new("(a) bare scan `SELECT`, `sqlx::PgPool` (baseline)");
-    let mut b = Samples::new("(b) `store.snapshot()`: clock + same `SELECT` + decode");
-    let mut c = Samples::new("(c) `scanner.scan(&config, None)`: full scan");
-    let mut d = Samples::new("(d) `SELECT count(*)` whole table, `sqlx::PgPool`");
+    let mut a = Samples::new(format!("(a) bare scan `SELECT`, {driver} (baseline)"));
+    let mut b = Samples::new("(b) `store.snapshot()`: clock + same `SELECT` + decode".into());
+    let mut c = Samples::new("(c) `scanner.scan(&config, None)`: full scan".into());
+    let mut d = Samples::new(format!("(d) `SELECT count(*)` whole table, {driver}"));
+    let count_sql = format!("SELECT count(*) FROM {}", s.dialect.quote(&table));
     let mut findings = 0;
     let mut jobs_by_class = String::new();
     eprintln!(
-        "benches/scan: {} warm-up + {} timed iterations of (a) (b) (c) (d)",
+        "benches/scan: {version}: {} warm-up + {} timed iterations of (a) (b) (c) (d)",
         s.warmup, s.iters
     );
     for i in 0..s.warmup + s.iters {
         let timed = i >= s.warmup;
 
         let t = Instant::now();
-        let rows = sqlx::query(&sql)
-            .fetch_all(&pool)
-            .await
-            .expect("(a) the bare scan query");
+        let n = bare.fetch_len(&sql).await.expect("(a) the bare scan query");
         a.record(timed, t);
-        assert_eq!(rows.len() as u64, s.active, "(a) returns every active row");
-        drop(rows);
+        assert_eq!(n as u64, s.active, "(a) returns every active row");
 
         let t = Instant::now();
         let snapshot = store.snapshot().await.expect("(b) store.snapshot()");
@@ -190,31 +374,36 @@ async fn run(s: Settings) {
         drop(report);
 
         let t = Instant::now();
-        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&pool)
-            .await
-            .expect("(d) count(*)");
+        let count = bare.int(&count_sql).await.expect("(d) count(*)");
         d.record(timed, t);
         assert_eq!(count as u64, s.rows, "(d) counts every row");
     }
 
-    let server = server_side(&pool, &sql, &table).await;
+    let server = match &bare {
+        Bare::Pg(pool) => Some(server_side(pool, &sql, &table).await),
+        _ => None,
+    };
 
     let base_median = median(&a.ms);
     let base_p90 = p90(&a.ms);
+    let db = match s.dialect {
+        Dialect::Postgres => "postgres",
+        Dialect::MySql => "mariadb",
+        Dialect::Sqlite => "sqlite",
+    };
     let mut command = format!(
-        "JW_BENCH_ROWS={} JW_BENCH_ACTIVE={} JW_BENCH_ITERS={} JW_BENCH_WARMUP={}",
+        "JW_BENCH_DB={db} JW_BENCH_ROWS={} JW_BENCH_ACTIVE={} JW_BENCH_ITERS={} JW_BENCH_WARMUP={}",
         s.rows, s.active, s.iters, s.warmup
     );
     if s.url_from_env {
-        command.push_str(&format!(
-            " JW_BENCH_PG_URL='{}'",
-            config::redact_url(&s.url)
-        ));
+        command.push_str(&format!(" JW_BENCH_URL='{}'", config::redact_url(&s.url)));
     }
     command.push_str(" cargo bench --bench scan");
 
-    println!("## jobwarden scan benchmark: PostgreSQL {version}");
+    println!(
+        "## jobwarden scan benchmark: {version}, {} rows",
+        thousands(s.rows)
+    );
     println!();
     println!("- command: `{command}` (or `scripts/bench` with the same environment)");
     println!(
@@ -222,10 +411,12 @@ async fn run(s: Settings) {
         s.rows, s.active
     );
     println!(
-        "- scan plan (first line of `EXPLAIN`): `{}`; jobwarden sees a status index: {status_indexed}",
+        "- scan plan: `{}`; jobwarden sees a status index: {status_indexed}",
         plan.trim()
     );
-    println!("- {server}");
+    if let Some(server) = server {
+        println!("- {server}");
+    }
     println!(
         "- per iteration, in this order: (a) (b) (c) (d); {} warm-up iterations, then {} timed",
         s.warmup, s.iters
@@ -251,8 +442,29 @@ async fn run(s: Settings) {
     }
     println!();
 
+    {
+        let what = format!(
+            "scan, {version}, {} rows, {} active",
+            thousands(s.rows),
+            thousands(s.active)
+        );
+        let baseline = format!("bare scan `SELECT`, {driver}, median ms");
+        let lines = [
+            (
+                format!("{what}: `store.snapshot()`, median ms"),
+                median(&b.ms),
+            ),
+            (
+                format!("{what}: full scan `scanner.scan()`, median ms"),
+                median(&c.ms),
+            ),
+        ]
+        .map(|(figure, value)| summary_line(&figure, value, &baseline, base_median, ""));
+        append_summary(&lines);
+    }
+
     store.close().await;
-    pool.close().await;
+    bare.close().await;
 }
 
 /// One `EXPLAIN (ANALYZE, BUFFERS)` of the scan query, after the timed loop: the server's
@@ -291,7 +503,7 @@ async fn server_side(pool: &PgPool, sql: &str, table: &str) -> String {
 }
 
 impl Samples {
-    fn new(label: &'static str) -> Samples {
+    fn new(label: String) -> Samples {
         Samples {
             label,
             ms: Vec::new(),
@@ -306,29 +518,6 @@ impl Samples {
     }
 }
 
-fn sorted(ms: &[f64]) -> Vec<f64> {
-    let mut v = ms.to_vec();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
-fn median(ms: &[f64]) -> f64 {
-    let v = sorted(ms);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Nearest-rank 90th percentile.
-fn p90(ms: &[f64]) -> f64 {
-    let v = sorted(ms);
-    let rank = (v.len() * 9).div_ceil(10).max(1);
-    v[rank - 1]
-}
-
 /// The config of a Supabase research_jobs watch, pointed at the bench table. `age` (how long
 /// ago the table was built) is added to each rule's `after`, so the findings do not grow as a
 /// cached table gets older.
@@ -336,7 +525,7 @@ fn bench_config(s: &Settings, table: &str, age: Duration) -> config::Config {
     let text = format!(
         r#"
 [database]
-url = "${{JW_BENCH_PG_URL}}"
+url = "${{JW_BENCH_URL}}"
 max_connections = 2
 query_timeout = "60s"
 
@@ -378,66 +567,118 @@ severity = "warning"
         progress = (PROGRESS_AFTER + age).as_secs(),
     );
     let url = s.url.clone();
-    let lookup = move |name: &str| (name == "JW_BENCH_PG_URL").then(|| url.clone());
+    let lookup = move |name: &str| (name == "JW_BENCH_URL").then(|| url.clone());
     config::parse(&text, Path::new("benches/scan.rs"), None, &lookup)
         .unwrap_or_else(|e| panic!("the bench config does not load: {e}"))
 }
 
 /// Makes sure `table` holds the bench data for `rows`/`active`, building it if it is missing
-/// or does not match. Returns when it was built, in Unix seconds (from its comment).
-async fn ensure_table(pool: &PgPool, table: &str, rows: u64, active: u64) -> i64 {
+/// or does not match. Returns when it was built, in Unix seconds (from `jw_bench_meta`).
+async fn ensure_table(bare: &Bare, dialect: Dialect, table: &str, rows: u64, active: u64) -> i64 {
     let stamp_prefix = format!("{LAYOUT} rows={rows} active={active} built_at=");
-    let comment: Option<String> =
-        sqlx::query_scalar("SELECT obj_description(to_regclass($1), 'pg_class')")
-            .bind(table)
-            .fetch_one(pool)
-            .await
-            .expect("read the bench table's comment");
-    if let Some(built_at) = comment
+    let q = |ident: &str| dialect.quote(ident);
+    bare.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {} ({} VARCHAR(191) PRIMARY KEY, {} VARCHAR(255) NOT NULL)",
+        q("jw_bench_meta"),
+        q("name"),
+        q("stamp")
+    ))
+    .await
+    .expect("create jw_bench_meta");
+    let stamp = bare
+        .text(&format!(
+            "SELECT {} FROM {} WHERE {} = {}",
+            q("stamp"),
+            q("jw_bench_meta"),
+            q("name"),
+            dialect.literal(table)
+        ))
+        .await
+        .expect("read jw_bench_meta");
+    if let Some(built_at) = stamp
         .as_deref()
         .and_then(|c| c.strip_prefix(&stamp_prefix))
         .and_then(|t| t.parse::<i64>().ok())
     {
-        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(pool)
+        match bare
+            .int(&format!("SELECT count(*) FROM {}", q(table)))
             .await
-            .expect("count the cached bench table");
-        if count as u64 == rows {
-            eprintln!("benches/scan: reusing {table} ({rows} rows, {active} active)");
-            return built_at;
+        {
+            Ok(count) if count as u64 == rows => {
+                eprintln!("benches/scan: reusing {table} ({rows} rows, {active} active)");
+                return built_at;
+            }
+            Ok(count) => {
+                eprintln!("benches/scan: {table} has {count} rows, not {rows}: rebuilding")
+            }
+            Err(e) => eprintln!("benches/scan: cannot count {table} ({e}): rebuilding"),
         }
-        eprintln!("benches/scan: {table} has {count} rows, not {rows}: rebuilding");
     }
 
     eprintln!("benches/scan: building {table} ({rows} rows, {active} active)...");
     let started = Instant::now();
-    let built_at: i64 = sqlx::query_scalar("SELECT floor(extract(epoch from now()))::bigint")
-        .fetch_one(pool)
+    let built_at = bare
+        .float(dialect.now_epoch())
         .await
-        .expect("read the database clock");
-    let statements = [
-        format!("DROP TABLE IF EXISTS {table}"),
+        .expect("read the database clock")
+        .floor() as i64;
+    for sql in [
+        format!("DROP TABLE IF EXISTS {}", q(table)),
+        create_sql(dialect, table),
+    ] {
+        bare.execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("building {table} failed: {e}\n{sql}"));
+    }
+    let batches = rows.div_ceil(BATCH);
+    let inserts = (0..batches).map(|i| {
+        if batches >= 10 && i % (batches / 10) == 0 && i > 0 {
+            eprintln!("benches/scan: {}% of the rows sent", 100 * i / batches);
+        }
+        let first = i * BATCH + 1;
+        let last = ((i + 1) * BATCH).min(rows);
+        let values = (first..=last)
+            .map(|g| bench_row(g, rows, active, built_at).values(dialect))
+            .collect::<Vec<_>>()
+            .join(",\n");
         format!(
-            "CREATE TABLE {table} (
-                id bigint PRIMARY KEY,
-                status text NOT NULL,
-                created_at timestamptz NOT NULL,
-                updated_at timestamptz NOT NULL,
-                completed_at timestamptz,
-                error text,
-                metadata jsonb NOT NULL
-            )"
+            "INSERT INTO {} (id, status, created_at, updated_at, completed_at, error, metadata) VALUES\n{values}",
+            q(table)
+        )
+    });
+    bare.execute_all(inserts)
+        .await
+        .unwrap_or_else(|e| panic!("filling {table} failed: {e}"));
+    let stamp = format!("{stamp_prefix}{built_at}");
+    for sql in [
+        format!(
+            "CREATE INDEX {} ON {} (status)",
+            q(&format!("{table}_status_idx")),
+            q(table)
         ),
-        fill_sql(table, rows, active, built_at),
-        format!("CREATE INDEX {table}_status_idx ON {table} (status)"),
-        // VACUUM as well as ANALYZE: sets hint bits and the visibility map, the steady state
-        // autovacuum would reach, so the first timed reads do not pay for the bulk load.
-        format!("VACUUM (ANALYZE) {table}"),
-        format!("COMMENT ON TABLE {table} IS '{stamp_prefix}{built_at}'"),
-    ];
-    for sql in &statements {
-        sqlx::raw_sql(sql)
-            .execute(pool)
+        match dialect {
+            // VACUUM as well as ANALYZE: sets hint bits and the visibility map, the steady
+            // state autovacuum would reach, so the first timed reads do not pay for the load.
+            Dialect::Postgres => format!("VACUUM (ANALYZE) {}", q(table)),
+            Dialect::MySql => format!("ANALYZE TABLE {}", q(table)),
+            Dialect::Sqlite => "ANALYZE".to_string(),
+        },
+        format!(
+            "DELETE FROM {} WHERE {} = {}",
+            q("jw_bench_meta"),
+            q("name"),
+            dialect.literal(table)
+        ),
+        format!(
+            "INSERT INTO {} ({}, {}) VALUES ({}, {})",
+            q("jw_bench_meta"),
+            q("name"),
+            q("stamp"),
+            dialect.literal(table),
+            dialect.literal(&stamp)
+        ),
+    ] {
+        bare.execute(&sql)
             .await
             .unwrap_or_else(|e| panic!("building {table} failed: {e}\n{sql}"));
     }
@@ -448,7 +689,37 @@ async fn ensure_table(pool: &PgPool, table: &str, rows: u64, active: u64) -> i64
     built_at
 }
 
-/// The one `INSERT ... SELECT generate_series` that fills the table.
+fn create_sql(dialect: Dialect, table: &str) -> String {
+    let (id, text, ts, json) = match dialect {
+        Dialect::Postgres => ("bigint", "text", "timestamptz", "jsonb"),
+        Dialect::MySql => ("BIGINT", "VARCHAR(32)", "DATETIME(6)", "JSON"),
+        Dialect::Sqlite => ("INTEGER", "TEXT", "TEXT", "TEXT"),
+    };
+    format!(
+        "CREATE TABLE {} (
+            id {id} PRIMARY KEY,
+            status {text} NOT NULL,
+            created_at {ts} NOT NULL,
+            updated_at {ts} NOT NULL,
+            completed_at {ts},
+            error TEXT,
+            metadata {json} NOT NULL
+        )",
+        dialect.quote(table)
+    )
+}
+
+/// One row of the bench table, before it is written as SQL.
+struct BenchRow {
+    id: u64,
+    status: &'static str,
+    created: i64,
+    updated: i64,
+    finished: bool,
+    metadata: String,
+}
+
+/// Row `g` (1-based) of a table of `rows` rows with `active` active, built at `t0` (Unix s).
 ///
 /// Row `g` is active when `(g - 1) * active mod rows < active`: exactly `active` rows, evenly
 /// spread. `h` is a multiplicative hash of `g` that picks the status and the ages. Active rows:
@@ -456,51 +727,86 @@ async fn ensure_table(pool: &PgPool, table: &str, rows: u64, active: u64) -> i64
 /// one in ten between 30 minutes and 6 hours (stalled). Finished rows: one in ten `failed`,
 /// one in twenty `cancelled`, the rest `completed`, created every 30 seconds going back in id
 /// order. `metadata` holds `steps` (one to seven names), `phase`, and two keys of payload.
-fn fill_sql(table: &str, rows: u64, active: u64, built_at: i64) -> String {
-    format!(
-        "INSERT INTO {table} (id, status, created_at, updated_at, completed_at, error, metadata)
-        SELECT g, status, created_at, updated_at,
-               CASE WHEN active THEN NULL ELSE updated_at END,
-               CASE WHEN status = 'failed' THEN 'worker crashed: connection reset by peer' END,
-               jsonb_build_object(
-                   'steps', to_jsonb((ARRAY['plan', 'search', 'read', 'analyse', 'draft',
-                                            'review', 'publish'])[1:1 + h % 7]),
-                   'phase', CASE WHEN active
-                                 THEN (ARRAY['designing', 'researching', 'writing'])[1 + (h / 7) % 3]
-                                 ELSE 'done' END,
-                   'query', 'research topic #' || g,
-                   'model', 'gpt-4o-mini')
-        FROM (
-            SELECT g, h, active, status,
-                   CASE WHEN status = 'pending' THEN t0 - hb_age ELSE t0 - hb_age - started END
-                       AS created_at,
-                   t0 - hb_age AS updated_at
-            FROM (
-                SELECT g, h, active, t0,
-                       CASE WHEN active THEN
-                           CASE WHEN h % 3 = 0 THEN 'pending' ELSE 'running' END
-                       ELSE
-                           CASE WHEN h % 10 = 0 THEN 'failed'
-                                WHEN h % 20 = 1 THEN 'cancelled'
-                                ELSE 'completed' END
-                       END AS status,
-                       CASE WHEN NOT active THEN
-                                ({rows} - g) * interval '30 seconds'
-                            WHEN (h / 10) % 10 = 0 THEN
-                                (30 + (h / 100) % 330) * interval '1 minute'
-                            ELSE
-                                ((h / 100) % 20) * interval '1 minute'
-                       END AS hb_age,
-                       CASE WHEN active THEN ((h / 1000) % 60) * interval '1 minute'
-                            ELSE ((h / 1000) % 600) * interval '1 second' END AS started
-                FROM (
-                    SELECT g,
-                           (g * 2654435761) % 4294967296 AS h,
-                           ((g - 1) * {active}) % {rows} < {active} AS active,
-                           to_timestamp({built_at}) AS t0
-                    FROM generate_series(1::bigint, {rows}::bigint) AS g
-                ) AS x
-            ) AS y
-        ) AS z"
-    )
+fn bench_row(g: u64, rows: u64, active: u64, t0: i64) -> BenchRow {
+    const STEPS: [&str; 7] = [
+        "plan", "search", "read", "analyse", "draft", "review", "publish",
+    ];
+    const PHASES: [&str; 3] = ["designing", "researching", "writing"];
+    let h = (g * 2_654_435_761) % 4_294_967_296;
+    let is_active = ((g - 1) * active) % rows < active;
+    let status = match (is_active, h) {
+        (true, h) if h % 3 == 0 => "pending",
+        (true, _) => "running",
+        (false, h) if h % 10 == 0 => "failed",
+        (false, h) if h % 20 == 1 => "cancelled",
+        (false, _) => "completed",
+    };
+    let minute = 60;
+    let heartbeat_age = if !is_active {
+        (rows - g) * 30
+    } else if (h / 10) % 10 == 0 {
+        (30 + (h / 100) % 330) * minute
+    } else {
+        ((h / 100) % 20) * minute
+    } as i64;
+    let started = if is_active {
+        ((h / 1000) % 60) * minute
+    } else {
+        (h / 1000) % 600
+    } as i64;
+    let updated = t0 - heartbeat_age;
+    let created = if status == "pending" {
+        updated
+    } else {
+        updated - started
+    };
+    let steps = STEPS[..1 + (h % 7) as usize]
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let phase = if is_active {
+        PHASES[((h / 7) % 3) as usize]
+    } else {
+        "done"
+    };
+    BenchRow {
+        id: g,
+        status,
+        created,
+        updated,
+        finished: !is_active,
+        metadata: format!(
+            r#"{{"steps": [{steps}], "phase": "{phase}", "query": "research topic #{g}", "model": "gpt-4o-mini"}}"#
+        ),
+    }
+}
+
+impl BenchRow {
+    /// The row as one `(...)` of a multi-row `INSERT`, in the dialect's own time functions.
+    fn values(&self, dialect: Dialect) -> String {
+        let ts = |secs: i64| match dialect {
+            Dialect::Postgres => format!("to_timestamp({secs})"),
+            Dialect::MySql => format!("FROM_UNIXTIME({secs})"),
+            Dialect::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%SZ', {secs}, 'unixepoch')"),
+        };
+        let error = if self.status == "failed" {
+            "'worker crashed: connection reset by peer'"
+        } else {
+            "NULL"
+        };
+        format!(
+            "({}, '{}', {}, {}, {}, {error}, {})",
+            self.id,
+            self.status,
+            ts(self.created),
+            ts(self.updated),
+            if self.finished {
+                ts(self.updated)
+            } else {
+                "NULL".into()
+            },
+            dialect.literal(&self.metadata)
+        )
+    }
 }

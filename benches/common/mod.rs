@@ -1,0 +1,91 @@
+//! What the benches share: statistics over samples, number formatting, and the summary lines
+//! `scripts/bench-all` collects. Not a bench target of its own (Cargo only discovers
+//! `benches/*.rs`).
+#![allow(dead_code)] // each bench uses its own part
+
+use std::io::Write as _;
+use std::path::Path;
+
+pub fn sorted(ms: &[f64]) -> Vec<f64> {
+    let mut v = ms.to_vec();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+pub fn median(ms: &[f64]) -> f64 {
+    let v = sorted(ms);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+pub fn max(ms: &[f64]) -> f64 {
+    ms.iter().copied().fold(f64::NAN, f64::max)
+}
+
+/// Nearest-rank 90th percentile.
+pub fn p90(ms: &[f64]) -> f64 {
+    let v = sorted(ms);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (v.len() * 9).div_ceil(10).max(1);
+    v[rank - 1]
+}
+
+/// Three significant digits or two decimals, whichever is more.
+pub fn fmt(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `1000000` as `1,000,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One row of the combined table `scripts/bench-all` prints: figure, measured, baseline,
+/// baseline value, measured / baseline, target; tab-separated.
+pub fn summary_line(figure: &str, value: f64, baseline: &str, base: f64, target: &str) -> String {
+    format!(
+        "{figure}\t{}\t{baseline}\t{}\t{:.2}\t{target}",
+        fmt(value),
+        fmt(base),
+        value / base
+    )
+}
+
+/// Appends summary lines to `$JW_BENCH_SUMMARY`, when it is set.
+pub fn append_summary(lines: &[String]) {
+    let Some(path) = std::env::var_os("JW_BENCH_SUMMARY") else {
+        return;
+    };
+    let path = Path::new(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    for line in lines {
+        writeln!(file, "{line}").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+}
