@@ -16,7 +16,9 @@
 //!   (b) `Store::snapshot()`: the clock query, the same `SELECT`, and decoding into `JobRow`s;
 //!   (c) `Scanner::scan()`: one full scan (snapshot, pid checks, detection, report);
 //!   (d) `SELECT count(*)` of the whole table through the bare driver: what reading every row
-//!       costs.
+//!       costs;
+//!   (e) (a) again, then every value of every row read into a `String` or an `f64`: what any
+//!       client that looks at the values pays, with no jobwarden code.
 //!
 //! Around the table it prints the scan query's plan (the status index at work) and, on
 //! PostgreSQL, the server's execution time and how many pages the scan touched against the
@@ -196,6 +198,26 @@ impl Bare {
         on_pool!(self, p => sqlx::query(sql).fetch_all(p).await.map(|r| r.len()))
     }
 
+    /// Runs a query and reads every value of every row into a `String` or an `f64` (the
+    /// scan query has only those two kinds of column), as any client that looks at the
+    /// values must. Returns how many values were not NULL.
+    async fn fetch_values(&self, sql: &str) -> Result<usize, sqlx::Error> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(sql).fetch_all(p).await?;
+            let mut values = 0;
+            for row in &rows {
+                for i in 0..row.len() {
+                    let present = match row.try_get::<Option<String>, _>(i) {
+                        Ok(text) => text.is_some(),
+                        Err(_) => row.try_get::<Option<f64>, _>(i)?.is_some(),
+                    };
+                    values += usize::from(present);
+                }
+            }
+            Ok(values)
+        })
+    }
+
     async fn int(&self, sql: &str) -> Result<i64, sqlx::Error> {
         on_pool!(self, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await)
     }
@@ -336,11 +358,14 @@ async fn run(s: Settings) {
     let mut b = Samples::new("(b) `store.snapshot()`: clock + same `SELECT` + decode".into());
     let mut c = Samples::new("(c) `scanner.scan(&config, None)`: full scan".into());
     let mut d = Samples::new(format!("(d) `SELECT count(*)` whole table, {driver}"));
+    let mut e = Samples::new(format!(
+        "(e) same `SELECT`, {driver}, every value read into a `String` or `f64`"
+    ));
     let count_sql = format!("SELECT count(*) FROM {}", s.dialect.quote(&table));
     let mut findings = 0;
     let mut jobs_by_class = String::new();
     eprintln!(
-        "benches/scan: {version}: {} warm-up + {} timed iterations of (a) (b) (c) (d)",
+        "benches/scan: {version}: {} warm-up + {} timed iterations of (a) (b) (c) (d) (e)",
         s.warmup, s.iters
     );
     for i in 0..s.warmup + s.iters {
@@ -377,6 +402,17 @@ async fn run(s: Settings) {
         let count = bare.int(&count_sql).await.expect("(d) count(*)");
         d.record(timed, t);
         assert_eq!(count as u64, s.rows, "(d) counts every row");
+
+        let t = Instant::now();
+        let values = bare
+            .fetch_values(&sql)
+            .await
+            .expect("(e) the scan query, read");
+        e.record(timed, t);
+        assert!(
+            values as u64 >= 2 * s.active,
+            "(e) reads at least ids and statuses"
+        );
     }
 
     let server = match &bare {
@@ -418,7 +454,7 @@ async fn run(s: Settings) {
         println!("- {server}");
     }
     println!(
-        "- per iteration, in this order: (a) (b) (c) (d); {} warm-up iterations, then {} timed",
+        "- per iteration, in this order: (a) (b) (c) (d) (e); {} warm-up iterations, then {} timed",
         s.warmup, s.iters
     );
     println!(
@@ -430,7 +466,7 @@ async fn run(s: Settings) {
     println!();
     println!("| variant | median ms | p90 ms | median / (a) | p90 / (a) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for v in [&a, &b, &c, &d] {
+    for v in [&a, &b, &c, &d, &e] {
         let m = median(&v.ms);
         let p = p90(&v.ms);
         println!(
@@ -449,18 +485,30 @@ async fn run(s: Settings) {
             thousands(s.active)
         );
         let baseline = format!("bare scan `SELECT`, {driver}, median ms");
-        let lines = [
-            (
-                format!("{what}: `store.snapshot()`, median ms"),
+        let read = format!("same `SELECT`, {driver}, every value read, median ms");
+        append_summary(&[
+            summary_line(
+                &format!("{what}: `store.snapshot()`, median ms"),
                 median(&b.ms),
+                &baseline,
+                base_median,
+                "near 1, flat",
             ),
-            (
-                format!("{what}: full scan `scanner.scan()`, median ms"),
+            summary_line(
+                &format!("{what}: `store.snapshot()`, median ms"),
+                median(&b.ms),
+                &read,
+                median(&e.ms),
+                "near 1",
+            ),
+            summary_line(
+                &format!("{what}: full scan `scanner.scan()`, median ms"),
                 median(&c.ms),
+                &baseline,
+                base_median,
+                "",
             ),
-        ]
-        .map(|(figure, value)| summary_line(&figure, value, &baseline, base_median, ""));
-        append_summary(&lines);
+        ]);
     }
 
     store.close().await;
