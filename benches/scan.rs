@@ -262,7 +262,7 @@ impl Bare {
 
     async fn version(&self) -> String {
         let sql = match self {
-            Bare::Pg(_) => "SELECT 'PostgreSQL ' || current_setting('server_version')",
+            Bare::Pg(_) => "SELECT 'PostgreSQL ' || split_part(current_setting('server_version'), ' ', 1)",
             Bare::My(_) => "SELECT CONCAT(IF(VERSION() LIKE '%MariaDB%', 'MariaDB ', 'MySQL '), SUBSTRING_INDEX(VERSION(), '-', 1))",
             Bare::Lite(_) => "SELECT 'SQLite ' || sqlite_version()",
         };
