@@ -48,7 +48,9 @@ use std::time::Duration;
 
 mod common;
 
-use common::{append_summary, fmt, max, median, p90, summary_line, thousands};
+use common::{
+    append_summary, env_number as number, fmt, max, median, p90, summary_line, thousands,
+};
 use jobwarden::artifacts::{self, Index};
 use jobwarden::config::{self, Config};
 use jobwarden::scan::Scanner;
@@ -269,16 +271,6 @@ fn main() {
 }
 
 fn settings() -> Settings {
-    let number = |name: &str, default: u64| -> u64 {
-        match std::env::var(name) {
-            Ok(v) => v
-                .trim()
-                .replace('_', "")
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}={v:?} is not a whole number: {e}")),
-            Err(_) => default,
-        }
-    };
     let folders = number("JW_BENCH_FOLDERS", 10_000);
     assert!(
         folders >= SMALL_FOLDERS,

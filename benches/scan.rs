@@ -46,7 +46,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{append_summary, median, p90, summary_line, thousands};
+use common::{append_summary, env_number as number, median, p90, summary_line, thousands};
 use jobwarden::config;
 use jobwarden::scan::Scanner;
 use jobwarden::sql::Dialect;
@@ -94,16 +94,6 @@ fn main() {
 }
 
 fn settings() -> Settings {
-    let number = |name: &str, default: u64| -> u64 {
-        match std::env::var(name) {
-            Ok(v) => v
-                .trim()
-                .replace('_', "")
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}={v:?} is not a whole number: {e}")),
-            Err(_) => default,
-        }
-    };
     let rows = number("JW_BENCH_ROWS", 1_000_000);
     let active = number("JW_BENCH_ACTIVE", 10_000);
     assert!(rows > 0, "JW_BENCH_ROWS must be at least 1");

@@ -8,41 +8,18 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, get, metric, wait_for, Backend, Daemon, Receiver, TestDb};
+use common::{free_port, get, metric, wait_for, Backend, Daemon, Receiver, TestConfig, TestDb};
 
 const SCANS: Duration = Duration::from_secs(20);
 
 fn config(db: &TestDb, port: u16, state: &Path, sinks: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"interval = "200ms"
-environment = "staging"
-[database]
-url = "{url}"
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-[jobs.statuses]
-running = ["running"]
-succeeded = ["completed"]
-failed = ["failed"]
-[[rules]]
-name = "hb"
-statuses = ["running"]
-signal = "heartbeat"
-after = "30m"
-severity = "critical"
-[http]
-listen = "127.0.0.1:{port}"
-[state]
-dir = "{state}"
-{sinks}
-"#,
-        url = db.url,
-        state = state.display()
-    );
-    let path = db.dir().join("jw.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    TestConfig::new(&db.url)
+        .top("interval = \"200ms\"\nenvironment = \"staging\"")
+        .heartbeat_rule("hb", "30m", r#"severity = "critical""#)
+        .http(port)
+        .state(state)
+        .section(sinks)
+        .write(db.dir().join("jw.toml"))
 }
 
 async fn table(db: &TestDb, stalled: usize) {

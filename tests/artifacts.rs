@@ -8,7 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{free_port, get, jobwarden_json, metric, wait_for, Backend, Daemon, TestDb};
+use common::{
+    free_port, get, jobwarden_json, metric, wait_for, Backend, Daemon, TestConfig, TestDb,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -56,34 +58,16 @@ async fn daemon_config(db: &TestDb, root: &Path, watch: &str) -> (PathBuf, u16) 
     ))
     .await;
     let port = free_port();
-    let text = format!(
-        r#"interval = "200ms"
-[database]
-url = "{url}"
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-[jobs.statuses]
-running = ["running"]
-succeeded = ["completed"]
-[[artifacts]]
-name = "reports"
-root = "{root}"
-pattern = "{{job_id}}/**"
-partial = ["*.part"]
-settle = "1s"
-watch = "{watch}"
-[http]
-listen = "127.0.0.1:{port}"
-[state]
-dir = "{state}"
-"#,
-        url = db.url,
-        root = root.display(),
-        state = db.dir().join("state").display()
-    );
-    let path = db.dir().join("jw.toml");
-    std::fs::write(&path, text).expect("config");
+    let path = TestConfig::new(&db.url)
+        .top(r#"interval = "200ms""#)
+        .section(&format!(
+            "[[artifacts]]\nname = \"reports\"\nroot = \"{}\"\npattern = \"{{job_id}}/**\"\n\
+             partial = [\"*.part\"]\nsettle = \"1s\"\nwatch = \"{watch}\"",
+            root.display()
+        ))
+        .http(port)
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
     (path, port)
 }
 

@@ -75,7 +75,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, get, metric, Daemon, PrivatePostgres, Receiver};
+use common::{free_port, get, metric, Daemon, PrivatePostgres, Receiver, TestConfig};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
@@ -110,61 +110,30 @@ const COMPLETE: &str = "UPDATE jobs SET status = 'completed', completed_at = now
                         updated_at = now() WHERE id = $1 AND status = 'running'";
 
 fn config_text(db: &str, http: u16, hook: u16, reports: &Path, state: &Path) -> String {
-    format!(
-        r#"interval = "500ms"
-environment = "chaos"
-terminal_counts_every = "0"
-
-[database]
-url = "{db}"
-query_timeout = "2s"
-
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-finished_at = "completed_at"
-error = "error"
-
-[jobs.statuses]
-running = ["running"]
-succeeded = ["completed"]
-failed = ["failed"]
-
-[[rules]]
-name = "heartbeat"
-statuses = ["running"]
-signal = "heartbeat"
-after = "{AFTER_SECS}s"
-action = "fail"
-severity = "critical"
-
-[[artifacts]]
-name = "reports"
-root = "{reports}"
-pattern = "{{job_id}}/**"
-partial = ["*.part"]
-settle = "{SETTLE_SECS}s"
-
-[safety]
-max_actions_per_scan = 1000
-max_stuck_fraction = 1.0
-min_age = "1s"
-startup_grace = "0s"
-confirm_scans = 2
-
-[http]
-listen = "127.0.0.1:{http}"
-
-[state]
-dir = "{state}"
-
-[[alerts]]
-kind = "webhook"
-url = "http://127.0.0.1:{hook}/hook"
-"#,
-        reports = reports.display(),
-        state = state.display()
-    )
+    TestConfig::new(db)
+        .top("interval = \"500ms\"\nenvironment = \"chaos\"\nterminal_counts_every = \"0\"")
+        .database(r#"query_timeout = "2s""#)
+        .jobs("finished_at = \"completed_at\"\nerror = \"error\"")
+        .heartbeat_rule(
+            "heartbeat",
+            &format!("{AFTER_SECS}s"),
+            "action = \"fail\"\nseverity = \"critical\"",
+        )
+        .section(&format!(
+            "[[artifacts]]\nname = \"reports\"\nroot = \"{}\"\npattern = \"{{job_id}}/**\"\n\
+             partial = [\"*.part\"]\nsettle = \"{SETTLE_SECS}s\"",
+            reports.display()
+        ))
+        .section(
+            "[safety]\nmax_actions_per_scan = 1000\nmax_stuck_fraction = 1.0\nmin_age = \"1s\"\n\
+             startup_grace = \"0s\"\nconfirm_scans = 2",
+        )
+        .http(http)
+        .state(state)
+        .section(&format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\""
+        ))
+        .text()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

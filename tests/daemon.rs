@@ -10,40 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, get, metric, wait_for, Backend, Daemon, TestDb};
+use common::{free_port, get, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 fn config_text(url: &str, port: u16, extra: &str) -> String {
-    format!(
-        r#"interval = "300ms"
-terminal_counts_every = "300ms"
-{extra}
-[database]
-url = "{url}"
-query_timeout = "2s"
-
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-finished_at = "completed_at"
-error = "error"
-
-[jobs.statuses]
-running = ["running"]
-succeeded = ["completed"]
-failed = ["failed"]
-
-[[rules]]
-name = "hb"
-statuses = ["running"]
-signal = "heartbeat"
-after = "30m"
-action = "fail"
-severity = "critical"
-
-[http]
-listen = "127.0.0.1:{port}"
-"#
-    )
+    TestConfig::new(url)
+        .top("interval = \"300ms\"\nterminal_counts_every = \"300ms\"")
+        .top(extra)
+        .database(r#"query_timeout = "2s""#)
+        .jobs("finished_at = \"completed_at\"\nerror = \"error\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"\nseverity = \"critical\"")
+        .http(port)
+        .text()
 }
 
 async fn jobs_table(db: &TestDb) {

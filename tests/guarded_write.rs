@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Backend, TestDb};
+use common::{Backend, TestConfig, TestDb};
 use jobwarden::actions;
 use jobwarden::config::{self, Config};
 use jobwarden::detect::Outcome;
@@ -23,29 +23,10 @@ async fn setup(db: &TestDb) -> Config {
         json = db.ty("json"),
     ))
     .await;
-    let text = format!(
-        r#"
-[database]
-url = "{url}"
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-progress = "metadata.steps"
-finished_at = "completed_at"
-error = "error"
-[jobs.statuses]
-running = ["running"]
-succeeded = ["completed"]
-failed = ["failed"]
-[[rules]]
-name = "hb"
-statuses = ["running"]
-signal = "heartbeat"
-after = "30m"
-action = "fail"
-"#,
-        url = db.url
-    );
+    let text = TestConfig::new(&db.url)
+        .jobs("progress = \"metadata.steps\"\nfinished_at = \"completed_at\"\nerror = \"error\"")
+        .heartbeat_rule("hb", "30m", r#"action = "fail""#)
+        .text();
     config::parse(&text, Path::new("race.toml"), None, &|_| None).expect("config")
 }
 

@@ -7,39 +7,17 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{free_port, get, metric, wait_for, Backend, Daemon, TestDb};
+use common::{free_port, get, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 fn config(db: &TestDb, n: usize) -> (PathBuf, PathBuf) {
     let state = db.dir().join(format!("state-{n}"));
-    let text = format!(
-        r#"interval = "300ms"
-[database]
-url = "{url}"
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-[jobs.statuses]
-running = ["running"]
-failed = ["failed"]
-[[rules]]
-name = "hb"
-statuses = ["running"]
-signal = "heartbeat"
-after = "30m"
-action = "fail"
-[safety]
-startup_grace = "0s"
-[state]
-dir = "{state}"
-[http]
-listen = "127.0.0.1:{port}"
-"#,
-        url = db.url,
-        state = state.display(),
-        port = free_port()
-    );
-    let path = db.dir().join(format!("jw-{n}.toml"));
-    std::fs::write(&path, text).expect("config");
+    let path = TestConfig::new(&db.url)
+        .top(r#"interval = "300ms""#)
+        .heartbeat_rule("hb", "30m", r#"action = "fail""#)
+        .section("[safety]\nstartup_grace = \"0s\"")
+        .state(&state)
+        .http(free_port())
+        .write(db.dir().join(format!("jw-{n}.toml")));
     (path, state)
 }
 

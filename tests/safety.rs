@@ -8,36 +8,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{free_port, jobwarden_json, wait_for, Backend, Daemon, TestDb};
+use common::{free_port, jobwarden_json, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 fn config(db: &TestDb, safety: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"{extra}
-[database]
-url = "{url}"
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-[jobs.statuses]
-running = ["running"]
-failed = ["failed"]
-[[rules]]
-name = "hb"
-statuses = ["running"]
-signal = "heartbeat"
-after = "30m"
-action = "fail"
-[state]
-dir = "{state}"
-[safety]
-{safety}
-"#,
-        url = db.url,
-        state = db.dir().join("state").display()
-    );
-    let path = db.dir().join("jw.toml");
-    std::fs::write(&path, text).expect("config");
-    path
+    TestConfig::new(&db.url)
+        .top(extra)
+        .heartbeat_rule("hb", "30m", r#"action = "fail""#)
+        .state(&db.dir().join("state"))
+        .section(&format!("[safety]\n{safety}"))
+        .write(db.dir().join("jw.toml"))
 }
 
 async fn jobs(db: &TestDb, stalled: usize, healthy: usize) {
@@ -237,34 +216,13 @@ async fn requeue_counts_attempts_and_the_audit_table_commits_with_the_write() {
         ))
         .await;
     }
-    let text = format!(
-        r#"[database]
-url = "{url}"
-[jobs]
-table = "jobs"
-heartbeat_at = "updated_at"
-attempts = "attempts"
-max_attempts = 3
-[jobs.statuses]
-pending = ["queued"]
-running = ["running"]
-failed = ["failed"]
-[[rules]]
-name = "retry"
-statuses = ["running"]
-signal = "heartbeat"
-after = "30m"
-action = "requeue"
-[audit]
-table = "jobwarden_audit"
-[state]
-dir = "{state}"
-"#,
-        url = db.url,
-        state = db.dir().join("state").display()
-    );
-    let cfg = db.dir().join("jw.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = TestConfig::new(&db.url)
+        .jobs("attempts = \"attempts\"\nmax_attempts = 3")
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("retry", "30m", r#"action = "requeue""#)
+        .section("[audit]\ntable = \"jobwarden_audit\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
     let (code, report) = jobwarden_json(&db.url, &cfg, &["recover"]);
     assert_eq!(code, 1, "{report}");
     let rows = db

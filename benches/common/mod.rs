@@ -63,6 +63,18 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A whole number from the environment (`1_000_000` allowed), or `default` when unset.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a whole number: {e}")),
+        Err(_) => default,
+    }
+}
+
 /// One row of the combined table `scripts/bench-all` prints: figure, measured, baseline,
 /// baseline value, measured / baseline, target; tab-separated.
 pub fn summary_line(figure: &str, value: f64, baseline: &str, base: f64, target: &str) -> String {

@@ -698,3 +698,109 @@ impl Receiver {
             .collect()
     }
 }
+
+/// A jobwarden config for a test, written section by section. It starts as the shape most
+/// tests share: a `jobs` table whose workers beat into `updated_at`, with the statuses
+/// `running`, `completed` (succeeded) and `failed`; a test adds only what it is about.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    top: Vec<String>,
+    database: Vec<String>,
+    jobs: Vec<String>,
+    statuses: Vec<String>,
+    sections: Vec<String>,
+}
+
+impl TestConfig {
+    pub fn new(url: &str) -> TestConfig {
+        TestConfig {
+            top: Vec::new(),
+            database: vec![format!("url = \"{url}\"")],
+            jobs: vec![
+                "table = \"jobs\"".into(),
+                "heartbeat_at = \"updated_at\"".into(),
+            ],
+            statuses: vec![
+                "running = [\"running\"]".into(),
+                "succeeded = [\"completed\"]".into(),
+                "failed = [\"failed\"]".into(),
+            ],
+            sections: Vec::new(),
+        }
+    }
+
+    /// Keys before any table (`interval`, `environment`, ...).
+    pub fn top(mut self, toml: &str) -> TestConfig {
+        self.top.push(toml.to_string());
+        self
+    }
+
+    /// More keys of `[database]`.
+    pub fn database(mut self, toml: &str) -> TestConfig {
+        self.database.push(toml.to_string());
+        self
+    }
+
+    /// More keys of `[jobs]`.
+    pub fn jobs(mut self, toml: &str) -> TestConfig {
+        self.jobs.push(toml.to_string());
+        self
+    }
+
+    /// Replaces `[jobs.statuses]`.
+    pub fn statuses(mut self, toml: &str) -> TestConfig {
+        self.statuses = vec![toml.to_string()];
+        self
+    }
+
+    /// A heartbeat rule on `running` jobs, named `name`, over after `after`, with `extra`
+    /// keys (`action`, `severity`).
+    pub fn heartbeat_rule(self, name: &str, after: &str, extra: &str) -> TestConfig {
+        self.section(&format!(
+            "[[rules]]\nname = \"{name}\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
+             after = \"{after}\"\n{extra}"
+        ))
+    }
+
+    /// Any further tables, as TOML text.
+    pub fn section(mut self, toml: &str) -> TestConfig {
+        self.sections.push(toml.to_string());
+        self
+    }
+
+    /// `[state] dir`.
+    pub fn state(self, dir: &Path) -> TestConfig {
+        self.section(&format!("[state]\ndir = \"{}\"", dir.display()))
+    }
+
+    /// `[http] listen` on 127.0.0.1.
+    pub fn http(self, port: u16) -> TestConfig {
+        self.section(&format!("[http]\nlisten = \"127.0.0.1:{port}\""))
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for line in &self.top {
+            out.push_str(line);
+            out.push('\n');
+        }
+        for (header, lines) in [
+            ("[database]", &self.database),
+            ("[jobs]", &self.jobs),
+            ("[jobs.statuses]", &self.statuses),
+        ] {
+            out.push_str(&format!("\n{header}\n{}\n", lines.join("\n")));
+        }
+        for section in &self.sections {
+            out.push_str(&format!("\n{section}\n"));
+        }
+        out
+    }
+
+    /// Writes the config to `path` and returns the path.
+    pub fn write(&self, path: PathBuf) -> PathBuf {
+        std::fs::write(&path, self.text())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+}
