@@ -51,6 +51,16 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A fresh SQLite `jobs` table, and a dry-run config for it on a free port.
+async fn dry_run_setup() -> (TestDb, PathBuf, u16) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    jobs_table(&db).await;
+    let port = free_port();
+    let text = config_text(&db.url, port, "dry_run = true");
+    let config = write(db.dir(), "jw.toml", &text);
+    (db, config, port)
+}
+
 #[tokio::test]
 async fn daemon_scans_acts_serves_and_stops_cleanly() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -223,14 +233,7 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
 
 #[tokio::test]
 async fn notify_protocol_reload_and_stop() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    jobs_table(&db).await;
-    let port = free_port();
-    let config = write(
-        db.dir(),
-        "jw.toml",
-        &config_text(&db.url, port, "dry_run = true"),
-    );
+    let (db, config, port) = dry_run_setup().await;
     let socket_path = db.dir().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
     socket
@@ -302,14 +305,7 @@ async fn notify_protocol_reload_and_stop() {
 
 #[tokio::test]
 async fn promtool_accepts_the_metrics() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    jobs_table(&db).await;
-    let port = free_port();
-    let config = write(
-        db.dir(),
-        "jw.toml",
-        &config_text(&db.url, port, "dry_run = true"),
-    );
+    let (_db, config, _) = dry_run_setup().await;
     let daemon = Daemon::start(&config, &[]);
     let metrics = wait_for("a scan", Duration::from_secs(10), || async {
         get(&daemon.url("/metrics"))
@@ -339,14 +335,7 @@ async fn promtool_accepts_the_metrics() {
 
 #[tokio::test]
 async fn a_real_prometheus_scrapes_the_daemon() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    jobs_table(&db).await;
-    let port = free_port();
-    let config = write(
-        db.dir(),
-        "jw.toml",
-        &config_text(&db.url, port, "dry_run = true"),
-    );
+    let (db, config, port) = dry_run_setup().await;
     let daemon = Daemon::start(&config, &[]);
     let prom_port = free_port();
     let prom_config = write(
