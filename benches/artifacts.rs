@@ -506,7 +506,7 @@ fn refresh_us(index: &mut Index, path: &Path) -> f64 {
 
 /// What `artifacts::watch` did on the large tree.
 struct Latency {
-    /// From `watch()` being called to its return (the first walk), ms.
+    /// From `watch()` being called to its return (placing the watch, then the one walk), ms.
     watch_ms: f64,
     /// From `watch()` being called to the probe file being written, ms.
     probe_at_ms: f64,
@@ -845,7 +845,7 @@ async fn run(s: Settings) {
             .join(", ")
     );
     println!(
-        "- `artifacts::watch` on the {big_name}: `watch()` (its first walk) returned in {:.0} ms; index mode 1 s later `{}`, at the end `{}`; the untimed probe file was listed {}; {} of {} timed files listed within {} s; inotify max_user_watches {}, max_user_instances {}",
+        "- `artifacts::watch` on the {big_name}: `watch()` (placing the watch, then its one walk) returned in {:.0} ms; index mode 1 s later `{}`, at the end `{}`; the untimed probe file was listed {}; {} of {} timed files listed within {} s; inotify max_user_watches {}, max_user_instances {}",
         latency.watch_ms,
         latency.mode_before,
         latency.mode_after,

@@ -470,53 +470,88 @@ const WATCH_RETRY: Duration = Duration::from_secs(5);
 /// How long events are collected before the index is updated.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// The channel notify's events arrive on.
+type EventSender = tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>;
+type Events = tokio::sync::mpsc::UnboundedReceiver<notify::Result<notify::Event>>;
+
 /// Keeps an index current from notify events, with a full reconcile every
 /// `reconcile_every`; falls back to polling (a walk every scan) when events cannot be had.
 /// Returns the shared index and the task.
+///
+/// The watch is placed before the first walk: a file created while the index is being built
+/// is then reported by an event, and one walk serves both.
 pub fn watch(spec: &Artifacts) -> Result<(Shared, tokio::task::JoinHandle<()>), String> {
     let mut index = Index::new(spec)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let placed = place_watch(spec, &tx);
+    note_watch(&mut index, spec, &placed);
     index.reconcile();
     let shared: Shared = Arc::new(Mutex::new(index));
-    let task = tokio::spawn(keep_current(shared.clone(), spec.clone()));
+    let watcher = placed.ok().flatten();
+    let task = tokio::spawn(keep_current(shared.clone(), spec.clone(), watcher, tx, rx));
     Ok((shared, task))
 }
 
-async fn keep_current(shared: Shared, spec: Artifacts) {
+/// With `watch = "auto"` and the root present, a recursive watch on the root; `Ok(None)` when
+/// there is nothing to watch (polling by config, or no root yet). notify walks the tree to
+/// place it, so this runs without the index's lock.
+fn place_watch(
+    spec: &Artifacts,
+    tx: &EventSender,
+) -> notify::Result<Option<notify::RecommendedWatcher>> {
     use notify::Watcher as _;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    if spec.watch != WatchMode::Auto || !spec.root.is_dir() {
+        return Ok(None);
+    }
+    let tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        let _ = tx.send(ev);
+    })?;
+    watcher.watch(&spec.root, notify::RecursiveMode::Recursive)?;
+    Ok(Some(watcher))
+}
+
+/// Records in the index how it is kept current after a [`place_watch`].
+fn note_watch(
+    index: &mut Index,
+    spec: &Artifacts,
+    placed: &notify::Result<Option<notify::RecommendedWatcher>>,
+) {
+    if spec.watch != WatchMode::Auto {
+        return;
+    }
+    match placed {
+        Ok(Some(_)) => index.mode = Mode::Events,
+        // Until the root exists, every scan looks for it.
+        Ok(None) => index.mode = Mode::Poll,
+        Err(e) => {
+            if index.mode != Mode::Poll {
+                tracing::warn!(root = %spec.root.display(), "cannot watch the artifact root ({e}); falling back to a walk every scan");
+            }
+            index.mode = Mode::Poll;
+        }
+    }
+}
+
+async fn keep_current(
+    shared: Shared,
+    spec: Artifacts,
+    mut watcher: Option<notify::RecommendedWatcher>,
+    tx: EventSender,
+    mut rx: Events,
+) {
     let mut reconcile = tokio::time::interval(spec.reconcile_every);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     reconcile.tick().await;
     loop {
-        if spec.watch == WatchMode::Auto && watcher.is_none() && !spec.root.is_dir() {
-            // Until the root exists, every scan looks for it.
-            lock(&shared).mode = Mode::Poll;
-        }
-        if spec.watch == WatchMode::Auto && watcher.is_none() && spec.root.is_dir() {
-            let tx = tx.clone();
-            let made = notify::recommended_watcher(move |ev| {
-                let _ = tx.send(ev);
-            })
-            .and_then(|mut w| {
-                w.watch(&spec.root, notify::RecursiveMode::Recursive)
-                    .map(|()| w)
-            });
-            match made {
-                Ok(w) => {
-                    watcher = Some(w);
-                    let mut index = lock(&shared);
-                    index.mode = Mode::Events;
-                    // Anything created before the watch began is picked up here.
-                    index.reconcile();
-                }
-                Err(e) => {
-                    let mut index = lock(&shared);
-                    if index.mode != Mode::Poll {
-                        tracing::warn!(root = %spec.root.display(), "cannot watch the artifact root ({e}); falling back to a walk every scan");
-                    }
-                    index.mode = Mode::Poll;
-                }
+        if spec.watch == WatchMode::Auto && watcher.is_none() {
+            let placed = place_watch(&spec, &tx);
+            let mut index = lock(&shared);
+            note_watch(&mut index, &spec, &placed);
+            if let Ok(Some(w)) = placed {
+                watcher = Some(w);
+                // Anything created before the watch began is picked up here.
+                index.reconcile();
             }
         }
         tokio::select! {
