@@ -13,6 +13,7 @@
 //! not UTF-8) is logged once with its path, counted, and skipped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,13 +73,15 @@ pub struct Index {
     pattern: Pattern,
     partial: Vec<Glob>,
     required: Vec<Glob>,
-    /// Files by job id, then by path relative to the root.
-    jobs: HashMap<String, BTreeMap<String, FileInfo>>,
+    /// Files by job id, then by path relative to the root: a scan reads a job's files
+    /// without looking at any other.
+    jobs: HashMap<Arc<str>, BTreeMap<Arc<str>, FileInfo>>,
     /// Every indexed path and its job id, ordered, so an event about a folder finds the
-    /// files under it without looking at any other file.
-    paths: BTreeMap<String, String>,
-    /// Partial files, as (job id, path).
-    partials: BTreeSet<(String, String)>,
+    /// files under it without looking at any other file. Each path and each job id is
+    /// allocated once and shared (`Arc<str>`) by the maps that name it.
+    files: BTreeMap<Arc<str>, Arc<str>>,
+    /// How many partial files each job owns, for the jobs that own any.
+    partials: BTreeMap<Arc<str>, usize>,
     /// Job ids seen since the last lookup in the table.
     pub new_ids: BTreeSet<String>,
     /// Whether the root existed at the last walk.
@@ -230,9 +233,9 @@ impl Index {
             partial: compile(&spec.partial)?,
             required: compile(&spec.required)?,
             spec: spec.clone(),
+            files: BTreeMap::new(),
             jobs: HashMap::new(),
-            paths: BTreeMap::new(),
-            partials: BTreeSet::new(),
+            partials: BTreeMap::new(),
             new_ids: BTreeSet::new(),
             root_present: false,
             logged: HashSet::new(),
@@ -257,16 +260,16 @@ impl Index {
             self.logged.remove(&root);
         }
         self.root_present = present;
-        let old_ids: HashSet<String> = self.jobs.keys().cloned().collect();
+        let old_ids: HashSet<Arc<str>> = self.jobs.keys().cloned().collect();
+        self.files.clear();
         self.jobs.clear();
-        self.paths.clear();
         self.partials.clear();
         if present {
             self.walk(&root);
         }
         for id in self.jobs.keys() {
             if !old_ids.contains(id) {
-                self.new_ids.insert(id.clone());
+                self.new_ids.insert(id.to_string());
             }
         }
     }
@@ -280,25 +283,18 @@ impl Index {
         // Drop everything at or under the path, then look again: only the entries in that
         // range of the ordered path index are touched.
         let prefix = format!("{rel}/");
-        let exact = self.paths.get_key_value(&rel);
+        let exact = self.files.get_key_value(rel.as_str());
         let under = self
-            .paths
-            .range(prefix.clone()..)
+            .files
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(|(p, _)| p.starts_with(&prefix));
-        let gone: Vec<(String, String)> = exact
+        let gone: Vec<Arc<str>> = exact
             .into_iter()
             .chain(under)
-            .map(|(p, id)| (p.clone(), id.clone()))
+            .map(|(p, _)| p.clone())
             .collect();
-        for (path, id) in gone {
-            self.paths.remove(&path);
-            self.partials.remove(&(id.clone(), path.clone()));
-            if let Some(files) = self.jobs.get_mut(&id) {
-                files.remove(&path);
-                if files.is_empty() {
-                    self.jobs.remove(&id);
-                }
-            }
+        for path in gone {
+            self.remove(&path);
         }
         match std::fs::symlink_metadata(abs) {
             Ok(m) if m.is_dir() => self.walk(abs),
@@ -358,6 +354,28 @@ impl Index {
         }
     }
 
+    /// Takes one file out of every map.
+    fn remove(&mut self, path: &str) {
+        let Some(job) = self.files.remove(path) else {
+            return;
+        };
+        let Some(files) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        let partial = files.remove(path).is_some_and(|info| info.partial);
+        if files.is_empty() {
+            self.jobs.remove(&job);
+        }
+        if partial {
+            if let Some(n) = self.partials.get_mut(&job) {
+                *n -= 1;
+                if *n == 0 {
+                    self.partials.remove(&job);
+                }
+            }
+        }
+    }
+
     fn add_file(&mut self, _abs: &Path, rel: &str, meta: &std::fs::Metadata) {
         let Some(id) = self.pattern.job_id(rel) else {
             return;
@@ -377,15 +395,23 @@ impl Index {
             partial,
             required,
         };
+        self.remove(rel);
+        let job = match self.jobs.get_key_value(id.as_str()) {
+            Some((job, _)) => job.clone(),
+            None => {
+                self.new_ids.insert(id.clone());
+                Arc::from(id)
+            }
+        };
+        let path: Arc<str> = Arc::from(rel);
         if partial {
-            self.partials.insert((id.clone(), rel.to_string()));
+            *self.partials.entry(job.clone()).or_default() += 1;
         }
-        self.paths.insert(rel.to_string(), id.clone());
-        let files = self.jobs.entry(id.clone()).or_default();
-        if files.is_empty() {
-            self.new_ids.insert(id);
-        }
-        files.insert(rel.to_string(), info);
+        self.jobs
+            .entry(job.clone())
+            .or_default()
+            .insert(path.clone(), info);
+        self.files.insert(path, job);
     }
 
     fn skip(&mut self, path: &Path, why: Skip, detail: &str) {
@@ -399,24 +425,21 @@ impl Index {
     pub fn files_of(&self, job_id: &str, now: f64) -> Vec<ArtifactFile> {
         self.jobs
             .get(job_id)
-            .map(|files| {
-                files
-                    .iter()
-                    .map(|(path, f)| ArtifactFile {
-                        path: path.clone(),
-                        size: f.size,
-                        age: (now - f.modified).max(0.0),
-                        partial: f.partial,
-                        required: f.required.clone(),
-                    })
-                    .collect()
+            .into_iter()
+            .flatten()
+            .map(|(path, f)| ArtifactFile {
+                path: path.to_string(),
+                size: f.size,
+                age: (now - f.modified).max(0.0),
+                partial: f.partial,
+                required: f.required.clone(),
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// Job ids that own a partial file.
     pub fn partial_owners(&self) -> BTreeSet<&str> {
-        self.partials.iter().map(|(id, _)| id.as_str()).collect()
+        self.partials.keys().map(|id| &**id).collect()
     }
 
     /// Whether any file names this job.
@@ -446,11 +469,11 @@ impl Index {
 
     /// Number of files indexed.
     pub fn len(&self) -> usize {
-        self.jobs.values().map(BTreeMap::len).sum()
+        self.files.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.files.is_empty()
     }
 }
 
@@ -697,6 +720,20 @@ mod tests {
         assert_eq!(index.len(), 2);
         assert!(!index.has_job("2"));
         assert!(index.partial_owners().is_empty());
+
+        // A file written again is read again, not listed twice; a job's files come in path
+        // order; the folder refreshed as a whole gives the same index.
+        std::fs::write(root.join("1/report.pdf"), b"pdf, longer").unwrap();
+        index.refresh(&root.join("1/report.pdf"));
+        index.refresh(&root.join("1"));
+        let files = index.files_of("1", host_now());
+        assert_eq!(
+            files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["1/data.csv", "1/report.pdf"]
+        );
+        assert_eq!(files[1].size, 11);
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.states(host_now()).iter().map(|s| s.1).sum::<u64>(), 2);
     }
 
     #[test]
