@@ -51,9 +51,7 @@ use jobwarden::config;
 use jobwarden::scan::Scanner;
 use jobwarden::sql::Dialect;
 use jobwarden::store::Store;
-use sqlx::mysql::{MySqlPoolOptions, MySqlRow};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use tokio::time::Instant;
 
@@ -164,22 +162,17 @@ macro_rules! on_pool {
 
 impl Bare {
     async fn connect(dialect: Dialect, url: &str) -> Result<Bare, sqlx::Error> {
+        /// One connection of one driver: the bare query never shares it.
+        async fn one<DB: sqlx::Database>(url: &str) -> Result<sqlx::Pool<DB>, sqlx::Error> {
+            sqlx::pool::PoolOptions::<DB>::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+        }
         Ok(match dialect {
-            Dialect::Postgres => {
-                Bare::Pg(PgPoolOptions::new().max_connections(1).connect(url).await?)
-            }
-            Dialect::MySql => Bare::My(
-                MySqlPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await?,
-            ),
-            Dialect::Sqlite => Bare::Lite(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await?,
-            ),
+            Dialect::Postgres => Bare::Pg(one(url).await?),
+            Dialect::MySql => Bare::My(one(url).await?),
+            Dialect::Sqlite => Bare::Lite(one(url).await?),
         })
     }
 

@@ -6,8 +6,8 @@
 //!   so one code path reads any table shape: each row is decoded straight from the driver's
 //!   own row type through [`Cells`], with no intermediate copy. (sqlx's `Any` driver, used
 //!   before, copied every row and its column list once more; in a profile of the scan bench
-//!   that copy was about a fifth of the samples.) The SQL text comes from [`Queries`], a pure builder that is unit
-//!   tested per dialect.
+//!   that copy was about a fifth of the samples.) The SQL text comes from [`Queries`], a pure
+//!   builder that is unit tested per dialect.
 //! - The column types are learned once from the catalogue at connect time. They decide how a
 //!   timestamp becomes Unix seconds (a native type is converted by the database, which cannot
 //!   fail; text is parsed by jobwarden, so a malformed value is a warning, not a failed scan)
@@ -23,9 +23,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::mysql::MySqlPoolOptions;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 
 use crate::config::{Action, Config, Jobs};
@@ -118,6 +115,18 @@ macro_rules! on_pool {
             Pool::Sqlite($p) => $body,
         }
     };
+}
+
+/// Opens a pool of one driver with the configured size and timeout.
+async fn open<DB: sqlx::Database>(
+    db: &crate::config::Database,
+    timeout: Duration,
+) -> Result<sqlx::Pool<DB>, sqlx::Error> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(db.max_connections)
+        .acquire_timeout(timeout)
+        .connect(&db.url)
+        .await
 }
 
 /// The open database.
@@ -575,26 +584,11 @@ impl Store {
         let secrets = config.secrets();
         let url = config.redacted_url();
         let timeout = config.database.query_timeout;
-        let (max, db_url) = (config.database.max_connections, &config.database.url);
-        let pool = match config.database.dialect {
-            Dialect::Postgres => PgPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(timeout)
-                .connect(db_url)
-                .await
-                .map(Pool::Postgres),
-            Dialect::MySql => MySqlPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(timeout)
-                .connect(db_url)
-                .await
-                .map(Pool::MySql),
-            Dialect::Sqlite => SqlitePoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(timeout)
-                .connect(db_url)
-                .await
-                .map(Pool::Sqlite),
+        let db = &config.database;
+        let pool = match db.dialect {
+            Dialect::Postgres => open(db, timeout).await.map(Pool::Postgres),
+            Dialect::MySql => open(db, timeout).await.map(Pool::MySql),
+            Dialect::Sqlite => open(db, timeout).await.map(Pool::Sqlite),
         }
         .map_err(|e| StoreError::Connect {
             url: url.clone(),
