@@ -376,6 +376,8 @@ impl Index {
         }
     }
 
+    /// Adds a file the index does not hold: `reconcile` starts from an empty index, and
+    /// `refresh` removes everything at or under its path before it looks again.
     fn add_file(&mut self, _abs: &Path, rel: &str, meta: &std::fs::Metadata) {
         let Some(id) = self.pattern.job_id(rel) else {
             return;
@@ -395,7 +397,6 @@ impl Index {
             partial,
             required,
         };
-        self.remove(rel);
         let job = match self.jobs.get_key_value(id.as_str()) {
             Some((job, _)) => job.clone(),
             None => {
