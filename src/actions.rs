@@ -108,7 +108,7 @@ pub async fn apply(
         let (outcome, detail) = if dry_run {
             (Outcome::DryRun, store.queries().describe(&p.write))
         } else {
-            match store.apply(&p.write, &entry).await {
+            match store.apply(&p.write, &entry, audit.now).await {
                 Ok(true) => (Outcome::Applied, store.queries().describe(&p.write)),
                 Ok(false) => (
                     Outcome::Raced,
@@ -274,6 +274,21 @@ pub struct Executed {
     pub limited: Vec<(Write, String)>,
 }
 
+impl Executed {
+    /// Whether any write failed with a database error (`recover` then exits 3).
+    pub fn any_error(&self) -> bool {
+        self.applied.iter().any(|a| a.outcome == Outcome::Error)
+    }
+
+    /// The re-queues that were written: job id and the status written.
+    pub fn requeued(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.applied
+            .iter()
+            .filter(|a| a.outcome == Outcome::Applied && a.write.action == Action::Requeue)
+            .map(|a| (a.write.job_id.as_str(), a.write.status_after.as_str()))
+    }
+}
+
 /// Plans the writes of a scan, passes them through the safety gate (and, in the daemon, the
 /// confirmation count), applies what is left, records every write in the audit trail, and
 /// adds a `mass_stall` finding to the report when one held everything back.
@@ -300,6 +315,7 @@ pub async fn execute(
         force: options.force,
         grace: options.grace,
         now: report.checked_at,
+        refusal: store.refusal(),
     };
     let mut gated = crate::safety::gate(planned, &report.findings, &ctx);
     gated.limited.extend(waiting);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::actions;
 use crate::artifacts;
 use crate::config::{self, Config, ConfigError};
+use crate::detect::OlderThan;
 use crate::report;
 use crate::scan::{Report, Scanner};
 use crate::store::{Store, StoreError};
@@ -109,10 +110,12 @@ pub async fn check(
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
     let indexes = artifact_indexes(config, strict)?;
-    let mut scanner = Scanner::new(Store::connect(config).await?).with_artifacts(indexes);
+    let mut scanner =
+        Scanner::for_config(Store::connect(config).await?, config).with_artifacts(indexes);
     let result = scanner.scan(config, None).await;
     scanner.store().close().await;
     let report = result?;
+    scanner.save_memory(config);
     if json {
         report::write_json(out, &report)?;
     } else {
@@ -129,8 +132,13 @@ pub async fn recover(
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
     let indexes = artifact_indexes(config, false)?;
-    let mut scanner = Scanner::new(Store::connect(config).await?).with_artifacts(indexes);
-    let result = scanner.scan(config, options.older_than).await;
+    let mut scanner =
+        Scanner::for_config(Store::connect(config).await?, config).with_artifacts(indexes);
+    let older_than = options.older_than.map(|after| OlderThan {
+        after,
+        force: options.force,
+    });
+    let result = scanner.scan(config, older_than).await;
     let mut report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -152,6 +160,8 @@ pub async fn recover(
     )
     .await;
     scanner.store().close().await;
+    scanner.record(&executed);
+    scanner.save_memory(config);
     if json {
         report::write_json(out, &report)?;
     } else {
@@ -160,6 +170,10 @@ pub async fn recover(
         for (write, why) in &executed.limited {
             writeln!(out, "held back: job {}: {why}", write.job_id)?;
         }
+    }
+    if executed.any_error() {
+        // Found, and could not fix: a script must be able to tell this from "fixed".
+        return Ok(EXIT_UNAVAILABLE);
     }
     Ok(exit_for(&report))
 }

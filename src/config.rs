@@ -160,6 +160,9 @@ pub struct Database {
     pub max_connections: u32,
     /// Default 5s.
     pub query_timeout: Duration,
+    /// `timezone`: the zone naive timestamps are written in. `None`: not said, so naive
+    /// columns are read as UTC and, when the database's own zone is not UTC, never written.
+    pub timezone: Option<crate::zone::Setting>,
 }
 
 /// `[jobs]`: the table and what its columns mean.
@@ -170,6 +173,8 @@ pub struct Jobs {
     pub status: Field,
     pub created_at: Field,
     pub heartbeat_at: Option<Field>,
+    /// When the row entered its current status (`status_since`), when the table records it.
+    pub status_since: Option<Field>,
     pub progress: Option<Field>,
     pub finished_at: Option<Field>,
     pub error: Option<Field>,
@@ -327,6 +332,7 @@ impl Jobs {
             status: plain("status"),
             created_at: plain("created_at"),
             heartbeat_at: None,
+            status_since: None,
             progress: None,
             finished_at: None,
             error: None,
@@ -517,6 +523,7 @@ struct RawDatabase {
     url: Text,
     max_connections: Option<Spanned<i64>>,
     query_timeout: Option<Text>,
+    timezone: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -527,6 +534,7 @@ struct RawJobs {
     status: Option<Text>,
     created_at: Option<Text>,
     heartbeat_at: Option<Text>,
+    status_since: Option<Text>,
     progress: Option<Text>,
     finished_at: Option<Text>,
     error: Option<Text>,
@@ -1040,11 +1048,22 @@ fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Database, Locate
             "must be longer than zero".into(),
         ));
     }
+    let timezone = match &raw.timezone {
+        Some(t) => {
+            let text = ctx.text(t, "database.timezone")?;
+            Some(
+                crate::zone::Setting::parse(&text)
+                    .map_err(|m| ctx.at(t, "database.timezone", m))?,
+            )
+        }
+        None => None,
+    };
     Ok(Database {
         url,
         dialect,
         max_connections,
         query_timeout,
+        timezone,
     })
 }
 
@@ -1095,6 +1114,7 @@ fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
         status,
         created_at: named(&raw.created_at, "jobs.created_at", "created_at")?,
         heartbeat_at: ctx.opt_field(&raw.heartbeat_at, "jobs.heartbeat_at")?,
+        status_since: ctx.opt_field(&raw.status_since, "jobs.status_since")?,
         progress: ctx.opt_field(&raw.progress, "jobs.progress")?,
         finished_at: ctx.plain_field(&raw.finished_at, "jobs.finished_at")?,
         error: ctx.plain_field(&raw.error, "jobs.error")?,
@@ -1444,10 +1464,12 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "dialect": config.database.dialect,
             "max_connections": config.database.max_connections,
             "query_timeout": humantime::format_duration(config.database.query_timeout).to_string(),
+            "timezone": config.database.timezone.map(|t| t.to_string()),
         },
         "jobs": {
             "table": j.table.to_string(), "id": j.id.to_string(), "status": j.status.to_string(),
             "created_at": j.created_at.to_string(), "heartbeat_at": field(&j.heartbeat_at),
+            "status_since": field(&j.status_since),
             "progress": field(&j.progress), "finished_at": field(&j.finished_at),
             "error": field(&j.error), "parent_id": field(&j.parent_id), "phase": field(&j.phase),
             "pid": field(&j.pid), "host": field(&j.host), "where": j.where_sql,

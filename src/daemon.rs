@@ -27,8 +27,9 @@ use crate::alerts::Alerter;
 use crate::artifacts;
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError, StatusClass};
-use crate::detect::{Kind, ProgressMemory};
+use crate::detect::{Kind, OlderThan};
 use crate::leader::Leadership;
+use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
 use crate::scan::{Report, Scanner};
@@ -41,6 +42,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a scan in flight may run on after SIGTERM before it is abandoned.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// The job memory is saved at most this often (and at once after a re-queue, and at exit).
+const MEMORY_SAVE_EVERY: Duration = Duration::from_secs(30);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +185,8 @@ pub async fn run(
         backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
         seen: BTreeSet::new(),
         terminal: None,
+        memory_saved: None,
+        suspicion: None,
     };
     scan_loop.watch_artifacts();
     tokio::pin!(shutdown);
@@ -248,7 +253,7 @@ struct Loop {
     config: Arc<Config>,
     scanner: Option<Scanner>,
     /// Progress memory kept across a reload, for the next scanner.
-    carried: Option<ProgressMemory>,
+    carried: Option<Memory>,
     shared: Arc<Shared>,
     dry_run: bool,
     notifier: Notifier,
@@ -257,6 +262,10 @@ struct Loop {
     seen: BTreeSet<(Kind, String, String)>,
     /// The periodic terminal-status count, running beside the loop.
     terminal: Option<tokio::task::JoinHandle<()>>,
+    /// When the job memory was last saved.
+    memory_saved: Option<Instant>,
+    /// The last scan's suspicion, to log it once when it appears.
+    suspicion: Option<String>,
 }
 
 impl Loop {
@@ -316,10 +325,16 @@ impl Loop {
         if self.scanner.is_none() {
             let store = Store::connect(&self.config).await?;
             tracing::info!(database = %self.config.redacted_url(), "connected");
+            if let Some(why) = store.refusal() {
+                tracing::error!("jobwarden will not fail or re-queue any job: {why}");
+            }
             self.start_terminal_counts(store.clone());
-            let memory = self.carried.take().unwrap_or_default();
             let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();
-            self.scanner = Some(Scanner::with_memory(store, memory).with_artifacts(indexes));
+            let scanner = match self.carried.take() {
+                Some(memory) => Scanner::with_memory(store, memory),
+                None => Scanner::for_config(store, &self.config),
+            };
+            self.scanner = Some(scanner.with_artifacts(indexes));
         }
         self.scanner.as_mut().ok_or(StoreError::Query {
             what: "connecting",
@@ -334,7 +349,9 @@ impl Loop {
         let scanner = self.scanner().await?;
         let mut report = scanner.scan(&config, None).await?;
         let store = scanner.store().clone();
+        self.log_suspicion(&report);
         if !self.lead().await {
+            self.save_memory(false);
             return Ok(report);
         }
         let executed = actions::execute(
@@ -350,7 +367,42 @@ impl Loop {
         )
         .await;
         self.count_actions(&executed);
+        self.remember(&executed);
         Ok(report)
+    }
+
+    /// Records this scan's re-queues in the job memory and saves it: at once after a
+    /// re-queue, else at most every [`MEMORY_SAVE_EVERY`].
+    fn remember(&mut self, executed: &actions::Executed) {
+        let requeued = executed.requeued().next().is_some();
+        if let Some(scanner) = &mut self.scanner {
+            scanner.record(executed);
+        }
+        self.save_memory(requeued);
+    }
+
+    fn save_memory(&mut self, now: bool) {
+        let due = now
+            || self
+                .memory_saved
+                .is_none_or(|at| at.elapsed() >= MEMORY_SAVE_EVERY);
+        if let (true, Some(scanner)) = (due, &mut self.scanner) {
+            scanner.save_memory(&self.config);
+            self.memory_saved = Some(Instant::now());
+        }
+    }
+
+    /// Logs a suspicion (a likely zone or clock problem) once when it appears, and once when
+    /// it clears.
+    fn log_suspicion(&mut self, report: &Report) {
+        if report.suspicion == self.suspicion {
+            return;
+        }
+        match &report.suspicion {
+            Some(s) => tracing::error!("{s}"),
+            None => tracing::info!("the timestamps look right again"),
+        }
+        self.suspicion.clone_from(&report.suspicion);
     }
 
     /// Handles `POST /api/v1/recover`: one scan with the request's options, acted on at once.
@@ -365,7 +417,11 @@ impl Loop {
         }
         let result = async {
             let scanner = self.scanner().await?;
-            let mut report = scanner.scan(&config, request.older_than).await?;
+            let older_than = request.older_than.map(|after| OlderThan {
+                after,
+                force: false,
+            });
+            let mut report = scanner.scan(&config, older_than).await?;
             let store = scanner.store().clone();
             let executed = actions::execute(
                 &store,
@@ -383,6 +439,7 @@ impl Loop {
         let reply = match result {
             Ok((report, executed)) => {
                 self.count_actions(&executed);
+                self.remember(&executed);
                 tracing::info!(
                     findings = report.findings.len(),
                     writes = executed.applied.len(),
@@ -533,6 +590,7 @@ impl Loop {
         if let Some(handle) = self.terminal.take() {
             handle.abort();
         }
+        self.save_memory(true);
         if let Some(scanner) = &self.scanner {
             scanner.store().close().await;
         }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::artifacts::ArtifactFile;
 use crate::config::{Action, Rule, Severity, Signal, StatusClass, Statuses};
 use crate::job::{Guard, JobRow, Relative};
+use crate::memory::{Entered, Memory};
 
 /// What kind of problem a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -119,10 +120,12 @@ pub struct Finding {
     pub progress: Option<String>,
 }
 
-/// A row the core could not judge, said once per row and field.
+/// A row the core could not judge, said once per row and field; or, without a job id,
+/// something about the whole scan (a likely time-zone mismatch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
-    pub job_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
     pub message: String,
 }
 
@@ -167,83 +170,46 @@ pub struct Observation<'a> {
 pub struct Policy<'a> {
     pub rules: &'a [Rule],
     pub statuses: &'a Statuses,
-    /// `recover --older-than`: any active job older than this in its status is overdue.
-    pub older_than: Option<Duration>,
+    /// `recover --older-than`: any active job stuck longer than this is overdue.
+    pub older_than: Option<OlderThan>,
+    /// The liveness signals the table has, for `--older-than`.
+    pub liveness: Liveness,
 }
+
+/// `recover --older-than D`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OlderThan {
+    pub after: Duration,
+    /// `--force`: also write rows whose first matching rule is alert-only.
+    pub force: bool,
+}
+
+/// Which liveness signals the table has: `--older-than` measures "stuck" by the best one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Liveness {
+    pub heartbeat: bool,
+    pub progress: bool,
+}
+
+/// A timestamp further ahead of the database clock than this is not believed.
+pub const FUTURE_TOLERANCE: f64 = 60.0;
+/// "Every active row looks stuck at once" is only said from this many rows up.
+const ALL_STUCK_MIN_ROWS: usize = 3;
 
 /// The core's answer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Detected {
     pub findings: Vec<Finding>,
     pub warnings: Vec<Warning>,
-}
-
-/// When each job's progress value last changed, carried from scan to scan.
-#[derive(Debug, Clone, Default)]
-pub struct ProgressMemory {
-    seen: HashMap<String, Seen>,
-    generation: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Seen {
-    value: Option<String>,
-    since: f64,
-    /// The scan that last saw the job.
-    generation: u64,
+    /// The scan as a whole looks wrong (most rows in the future, or every row stuck at once):
+    /// the likely cause, in one sentence. Also the first of `warnings`.
+    pub suspicion: Option<String>,
 }
 
 /// The rule name of findings made by `--older-than`.
 pub const OLDER_THAN_RULE: &str = "older-than";
 /// The rule name of parent/child and dead-process findings that no rule covers.
 pub const BUILTIN_RULE: &str = "builtin";
-
-impl ProgressMemory {
-    /// Records this scan's progress values. A value seen for the first time is dated by the
-    /// row's heartbeat when there is one (the row has not been touched since then, so neither
-    /// has its progress), else by `now`: jobwarden never assumes a job is older than it can
-    /// show. Jobs that left the active set are forgotten. Unchanged values cost no allocation.
-    fn observe(&mut self, jobs: &[JobRow], now: f64) {
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
-        for job in jobs {
-            match self.seen.get_mut(&job.id) {
-                Some(seen) => {
-                    if seen.value != job.progress {
-                        seen.value.clone_from(&job.progress);
-                        seen.since = now;
-                    }
-                    seen.generation = generation;
-                }
-                None => {
-                    self.seen.insert(
-                        job.id.clone(),
-                        Seen {
-                            value: job.progress.clone(),
-                            since: job.heartbeat_at.at().unwrap_or(now).min(now),
-                            generation,
-                        },
-                    );
-                }
-            }
-        }
-        self.seen.retain(|_, s| s.generation == generation);
-    }
-
-    /// Since when a job's progress value has been unchanged.
-    fn since(&self, id: &str) -> Option<f64> {
-        self.seen.get(id).map(|s| s.since)
-    }
-
-    /// How many jobs are remembered.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
 
 impl Rule {
     /// Whether this rule watches the job's status and phase.
@@ -257,8 +223,9 @@ impl Rule {
     }
 }
 
-/// Judges every active job. Pure: same input, same output.
-pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressMemory) -> Detected {
+/// Judges every active job. Pure: same input, same output (the memory is part of the input,
+/// and this scan's rows are recorded in it first).
+pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -> Detected {
     memory.observe(obs.jobs, obs.now);
     let family = Family::new(obs);
     let finished = |status: &str| {
@@ -269,6 +236,9 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
     };
 
     let mut out = Detected::default();
+    let mut ahead: Vec<f64> = Vec::new();
+    let mut judged = 0usize;
+    let mut stuck: BTreeSet<&str> = BTreeSet::new();
     for job in obs.jobs {
         let Some(class) = policy.statuses.class_of(&job.status) else {
             continue;
@@ -276,7 +246,25 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
         if !class.is_active() {
             continue;
         }
-        let judge = Judge { job, now: obs.now };
+        judged += 1;
+        if let Some((column, by)) = ahead_of_clock(job, obs.now) {
+            ahead.push(by);
+            out.warn(
+                job,
+                format!(
+                    "{column} is {} ahead of the database clock: check `[database] timezone` (or the clock of whoever writes it); not judged",
+                    format_age(by)
+                ),
+            );
+            continue;
+        }
+        let judge = Judge {
+            job,
+            now: obs.now,
+            entered: memory.entered(job),
+            memory,
+        };
+        let before = out.findings.len();
         for signal in [Signal::Heartbeat, Signal::Progress, Signal::Created] {
             let Some(rule) = policy
                 .rules
@@ -285,12 +273,7 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             else {
                 continue;
             };
-            let since = match signal {
-                Signal::Heartbeat => job.heartbeat_since(),
-                Signal::Progress => Ok(memory.since(&job.id).unwrap_or(obs.now)),
-                Signal::Created => job.created_since(),
-            };
-            match since {
+            match judge.since(signal) {
                 Ok(since) => {
                     if let Some(f) = judge.over(
                         since,
@@ -307,21 +290,49 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             }
         }
         if let Some(limit) = policy.older_than {
-            match job.created_since() {
+            // Stuck, not old: the best liveness signal the table has.
+            let signal = if policy.liveness.heartbeat {
+                Signal::Heartbeat
+            } else if policy.liveness.progress {
+                Signal::Progress
+            } else {
+                Signal::Created
+            };
+            // A row whose first matching rule only alerts (a phase on external workers, say)
+            // is reported, never written, unless `--force`.
+            let alert_only = policy
+                .rules
+                .iter()
+                .find(|r| r.matches(job))
+                .is_some_and(|r| r.action == Action::Alert);
+            let action = if alert_only && !limit.force {
+                Action::Alert
+            } else {
+                Action::Fail
+            };
+            match judge.since(signal) {
                 Ok(since) => {
-                    if let Some(f) = judge.over(
+                    if let Some(mut f) = judge.over(
                         since,
-                        limit,
-                        Signal::Created,
+                        limit.after,
+                        signal,
                         OLDER_THAN_RULE,
-                        Action::Fail,
+                        action,
                         Severity::Critical,
                     ) {
+                        f.kind = Kind::Overdue;
+                        if action == Action::Alert {
+                            f.message
+                                .push_str("; its rule only alerts, so --older-than does not write it without --force");
+                        }
                         out.findings.push(f);
                     }
                 }
                 Err(message) => out.warn(job, format!("{message}; --older-than skipped")),
             }
+        }
+        if out.findings.len() > before {
+            stuck.insert(job.id.as_str());
         }
         if job.pid.is_none() && job.parent_id.is_none() && family.children.is_empty() {
             continue;
@@ -383,6 +394,16 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             }
         }
     }
+    out.suspicion = suspicion(judged, &ahead, stuck.len());
+    if let Some(s) = &out.suspicion {
+        out.warnings.insert(
+            0,
+            Warning {
+                job_id: None,
+                message: s.clone(),
+            },
+        );
+    }
     for view in obs.artifacts {
         artifact_findings(obs, view, policy, &mut out.findings);
     }
@@ -393,6 +414,49 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut ProgressM
             .then(a.rule.cmp(&b.rule))
     });
     out
+}
+
+/// The first of a row's timestamps that is more than [`FUTURE_TOLERANCE`] ahead of `now`, and
+/// by how much.
+fn ahead_of_clock(job: &JobRow, now: f64) -> Option<(&'static str, f64)> {
+    [
+        ("heartbeat_at", &job.heartbeat_at),
+        ("created_at", &job.created_at),
+        ("status_since", &job.status_since),
+    ]
+    .into_iter()
+    .find_map(|(name, stamp)| {
+        stamp
+            .at()
+            .map(|t| t - now)
+            .filter(|by| *by > FUTURE_TOLERANCE)
+            .map(|by| (name, by))
+    })
+}
+
+/// One sentence when the scan as a whole looks wrong. `judged` active rows, of which `ahead`
+/// had timestamps in the future (by these amounts) and `stuck` had an age finding.
+fn suspicion(judged: usize, ahead: &[f64], stuck: usize) -> Option<String> {
+    if !ahead.is_empty() && ahead.len() * 2 > judged {
+        let mut sorted = ahead.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let typical = sorted[sorted.len() / 2];
+        return Some(format!(
+            "{} of {judged} active rows have timestamps about {} ahead of the database clock: \
+             naive timestamps are likely read in the wrong zone (set `[database] timezone`), or \
+             the application's clock is ahead; those rows are not judged",
+            ahead.len(),
+            format_age(typical)
+        ));
+    }
+    if judged >= ALL_STUCK_MIN_ROWS && stuck == judged {
+        return Some(format!(
+            "all {judged} active rows look older than their rules at once: check that naive \
+             timestamps are read in the right zone (`[database] timezone`) and the clocks, \
+             before believing that every job is stuck"
+        ));
+    }
+    None
 }
 
 /// Who is whose parent, among the active rows and their relatives. Empty (and free) when no
@@ -434,7 +498,7 @@ impl<'a> Family<'a> {
 impl Detected {
     fn warn(&mut self, job: &JobRow, message: String) {
         self.warnings.push(Warning {
-            job_id: job.id.clone(),
+            job_id: Some(job.id.clone()),
             message,
         });
     }
@@ -444,9 +508,28 @@ impl Detected {
 struct Judge<'a> {
     job: &'a JobRow,
     now: f64,
+    /// When the job entered its current status, and how that is known.
+    entered: Result<(f64, Entered), String>,
+    memory: &'a Memory,
 }
 
 impl Judge<'_> {
+    /// Since when the signal has not moved. No signal is older than the job's time in its
+    /// current status when that is known better than `created_at`: a heartbeat left over from
+    /// before a re-queue says nothing about the new attempt.
+    fn since(&self, signal: Signal) -> Result<f64, String> {
+        let floor = match &self.entered {
+            Ok((at, how)) if !matches!(how, Entered::FirstScan | Entered::Created) => Some(*at),
+            _ => None,
+        };
+        let raw = match signal {
+            Signal::Heartbeat => self.job.heartbeat_since(),
+            Signal::Progress => Ok(self.memory.progress_since(&self.job.id).unwrap_or(self.now)),
+            Signal::Created => return self.entered.clone().map(|(at, _)| at),
+        }?;
+        Ok(floor.map_or(raw, |f| raw.max(f)))
+    }
+
     /// A finding when `now - since` exceeds `limit`.
     fn over(
         &self,
@@ -466,8 +549,14 @@ impl Judge<'_> {
             Signal::Progress => (Kind::Stalled, "no progress for".to_string()),
             Signal::Created => (Kind::Overdue, format!("{} for", self.job.status)),
         };
+        let note = match (&self.entered, signal) {
+            (Ok((_, Entered::FirstScan)), Signal::Created) => {
+                "; counted from created_at: the first scan to see this job"
+            }
+            _ => "",
+        };
         let message = format!(
-            "{what} {} (limit {})",
+            "{what} {} (limit {}{note})",
             format_age(age),
             humantime::format_duration(limit)
         );
@@ -486,7 +575,10 @@ impl Judge<'_> {
         threshold_seconds: u64,
         message: String,
     ) -> Finding {
-        let since = self.job.heartbeat_since().unwrap_or(self.now).min(self.now);
+        let since = self
+            .since(Signal::Heartbeat)
+            .unwrap_or(self.now)
+            .min(self.now);
         Finding {
             kind,
             rule: rule.to_string(),
@@ -753,6 +845,7 @@ mod tests {
             status: "running".into(),
             created_at: Stamp::At(NOW - 60.0 * MIN),
             heartbeat_at: beat_min_ago.map_or(Stamp::Missing, |m| Stamp::At(NOW - m * MIN)),
+            status_since: Stamp::Missing,
             progress: None,
             phase: None,
             parent_id: None,
@@ -767,7 +860,8 @@ mod tests {
         relatives: Vec<Relative>,
         rules: Vec<Rule>,
         dead: BTreeSet<i64>,
-        older_than: Option<Duration>,
+        older_than: Option<OlderThan>,
+        liveness: Liveness,
         now: f64,
         artifacts: Vec<ArtifactView>,
     }
@@ -779,12 +873,16 @@ mod tests {
             rules,
             dead: BTreeSet::new(),
             older_than: None,
+            liveness: Liveness {
+                heartbeat: true,
+                progress: false,
+            },
             now: NOW,
             artifacts: vec![],
         }
     }
 
-    fn run(s: &Scenario, memory: &mut ProgressMemory) -> Detected {
+    fn run(s: &Scenario, memory: &mut Memory) -> Detected {
         let statuses = statuses();
         let obs = Observation {
             now: s.now,
@@ -798,13 +896,14 @@ mod tests {
             rules: &s.rules,
             statuses: &statuses,
             older_than: s.older_than,
+            liveness: s.liveness,
         };
         detect(&obs, &policy, memory)
     }
 
     /// Runs a scenario once and compares `(job, kind, rule)` of each finding.
     fn check(s: Scenario, expected: &[(&str, Kind, &str)]) -> Detected {
-        let got = run(&s, &mut ProgressMemory::default());
+        let got = run(&s, &mut Memory::default());
         let summary: Vec<_> = got
             .findings
             .iter()
@@ -909,7 +1008,7 @@ mod tests {
         let messages: Vec<_> = got
             .warnings
             .iter()
-            .map(|w| format!("{}: {}", w.job_id, w.message))
+            .map(|w| format!("{}: {}", w.job_id.as_deref().unwrap_or("-"), w.message))
             .collect();
         assert_eq!(
             messages,
@@ -932,7 +1031,27 @@ mod tests {
             ),
             &[("1", Kind::Overdue, "old")],
         );
-        assert_eq!(got.findings[0].message, "running for 1h (limit 30m)");
+        assert_eq!(
+            got.findings[0].message,
+            "running for 1h (limit 30m; counted from created_at: the first scan to see this job)"
+        );
+        // A memory that has scanned before knows better than created_at.
+        let mut memory = Memory::default();
+        let mut first = scenario(vec![], vec![rule("old", Signal::Created, 30)]);
+        first.now = NOW - 45.0 * MIN;
+        run(&first, &mut memory);
+        let later = run(
+            &scenario(
+                vec![job("1", Some(0.0))],
+                vec![rule("old", Signal::Created, 30)],
+            ),
+            &mut memory,
+        );
+        assert_eq!(
+            later.findings,
+            vec![],
+            "it entered its status since the last scan"
+        );
     }
 
     #[test]
@@ -983,7 +1102,7 @@ mod tests {
     #[test]
     fn progress_memory_dates_changes_across_scans() {
         let rules = vec![rule("prog", Signal::Progress, 10)];
-        let mut memory = ProgressMemory::default();
+        let mut memory = Memory::default();
         let at = |minutes: f64, progress: &str| {
             let mut j = job("7", Some(0.0));
             j.heartbeat_at = Stamp::At(NOW + minutes * MIN); // a busy heartbeat, always fresh
@@ -1029,13 +1148,157 @@ mod tests {
         );
     }
 
+    fn older_than(minutes: u64, force: bool) -> Option<OlderThan> {
+        Some(OlderThan {
+            after: Duration::from_secs(minutes * 60),
+            force,
+        })
+    }
+
     #[test]
-    fn older_than_overrides_the_rules() {
-        let mut s = scenario(vec![job("1", Some(0.0)), job("2", Some(0.0))], vec![]);
-        s.jobs[1].created_at = Stamp::At(NOW - 10.0 * MIN);
-        s.older_than = Some(Duration::from_secs(1800));
+    fn older_than_overrides_the_rules_by_liveness() {
+        // Both created an hour ago; job 1 has been silent for 40 minutes, job 2 beat just now.
+        let mut s = scenario(vec![job("1", Some(40.0)), job("2", Some(0.0))], vec![]);
+        s.older_than = older_than(30, false);
         let got = check(s, &[("1", Kind::Overdue, OLDER_THAN_RULE)]);
         assert_eq!(got.findings[0].action, Action::Fail);
+        assert_eq!(got.findings[0].message, "no heartbeat for 40m (limit 30m)");
+    }
+
+    #[test]
+    fn older_than_without_a_heartbeat_uses_time_in_status() {
+        let mut s = scenario(vec![job("1", None), job("2", None)], vec![]);
+        s.jobs[1].status_since = Stamp::At(NOW - 10.0 * MIN);
+        s.liveness = Liveness::default();
+        s.older_than = older_than(30, false);
+        let got = check(s, &[("1", Kind::Overdue, OLDER_THAN_RULE)]);
+        assert!(
+            got.findings[0]
+                .message
+                .starts_with("running for 1h (limit 30m"),
+            "{}",
+            got.findings[0].message
+        );
+    }
+
+    #[test]
+    fn older_than_never_writes_alert_only_rows_unless_forced() {
+        let mut worker = rule("worker", Signal::Heartbeat, 360);
+        worker.phases = Some(vec!["training".into()]);
+        worker.action = Action::Alert;
+        let mut t = job("1", Some(120.0));
+        t.phase = Some("training".into());
+        let mut s = scenario(vec![t], vec![worker]);
+        s.older_than = older_than(60, false);
+        let got = check(s, &[("1", Kind::Overdue, OLDER_THAN_RULE)]);
+        assert_eq!(got.findings[0].action, Action::Alert);
+        assert!(got.findings[0].message.contains("without --force"));
+        let mut s = scenario(
+            got.findings.iter().map(|_| job("1", Some(120.0))).collect(),
+            vec![],
+        );
+        s.jobs[0].phase = Some("training".into());
+        let mut worker = rule("worker", Signal::Heartbeat, 360);
+        worker.phases = Some(vec!["training".into()]);
+        worker.action = Action::Alert;
+        s.rules = vec![worker];
+        s.older_than = older_than(60, true);
+        let forced = check(s, &[("1", Kind::Overdue, OLDER_THAN_RULE)]);
+        assert_eq!(forced.findings[0].action, Action::Fail);
+    }
+
+    #[test]
+    fn a_requeued_job_counts_from_the_requeue() {
+        let mut pending = rule("pending-too-long", Signal::Created, 10);
+        pending.statuses = vec!["queued".into()];
+        let rules = vec![pending, rule("hb", Signal::Heartbeat, 20)];
+        let mut memory = Memory::default();
+        // Scan 1: running, silent for 30 minutes: stalled.
+        let hung = job("1", Some(30.0));
+        let got = run(&scenario(vec![hung.clone()], rules.clone()), &mut memory);
+        assert_eq!(got.findings.len(), 1);
+        memory.requeued("1", "queued", NOW + 1.0);
+        // Scan 2, a minute later: queued since the requeue, not since created_at an hour ago.
+        let mut queued = hung;
+        queued.status = "queued".into();
+        let mut s = scenario(vec![queued.clone()], rules.clone());
+        s.now = NOW + MIN;
+        assert_eq!(run(&s, &mut memory).findings, vec![]);
+        // Scan 3, 12 minutes after the requeue and nobody picked it up: now it is overdue.
+        let mut s = scenario(vec![queued], rules);
+        s.now = NOW + 1.0 + 12.0 * MIN;
+        let late = run(&s, &mut memory);
+        assert_eq!(late.findings[0].message, "queued for 12m (limit 10m)");
+    }
+
+    #[test]
+    fn timestamps_ahead_of_the_clock_warn_and_are_never_judged() {
+        let mut ahead = job("1", None);
+        ahead.heartbeat_at = Stamp::At(NOW + 5.0 * 3600.0);
+        let mut ok = job("2", Some(50.0));
+        ok.created_at = Stamp::At(NOW - 55.0 * MIN);
+        let got = check(
+            scenario(
+                vec![ahead.clone(), ok],
+                vec![rule("hb", Signal::Heartbeat, 30)],
+            ),
+            &[("2", Kind::Stalled, "hb")],
+        );
+        assert_eq!(
+            got.warnings[0].message,
+            "heartbeat_at is 5h ahead of the database clock: check `[database] timezone` (or the clock of whoever writes it); not judged"
+        );
+        assert_eq!(got.suspicion, None, "one row of two is not most rows");
+        // Most rows in the future: the zone is the likely cause, said once.
+        let got = check(
+            scenario(
+                vec![ahead.clone(), ahead.clone(), job("3", Some(1.0))],
+                vec![rule("hb", Signal::Heartbeat, 30)],
+            ),
+            &[],
+        );
+        let s = got.suspicion.unwrap();
+        assert!(
+            s.starts_with("2 of 3 active rows have timestamps about 5h ahead"),
+            "{s}"
+        );
+        assert_eq!(got.warnings[0].job_id, None);
+    }
+
+    #[test]
+    fn every_row_stuck_at_once_is_suspicious() {
+        let rules = vec![rule("hb", Signal::Heartbeat, 30)];
+        let all = check(
+            scenario(
+                vec![
+                    job("1", Some(40.0)),
+                    job("2", Some(40.0)),
+                    job("3", Some(40.0)),
+                ],
+                rules.clone(),
+            ),
+            &[
+                ("1", Kind::Stalled, "hb"),
+                ("2", Kind::Stalled, "hb"),
+                ("3", Kind::Stalled, "hb"),
+            ],
+        );
+        assert!(all
+            .suspicion
+            .unwrap()
+            .starts_with("all 3 active rows look older"));
+        let some = check(
+            scenario(
+                vec![
+                    job("1", Some(40.0)),
+                    job("2", Some(40.0)),
+                    job("3", Some(1.0)),
+                ],
+                rules,
+            ),
+            &[("1", Kind::Stalled, "hb"), ("2", Kind::Stalled, "hb")],
+        );
+        assert_eq!(some.suspicion, None);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
+use crate::zone::Zone;
+
 /// A point in time read from a row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stamp {
@@ -27,6 +29,8 @@ pub struct JobRow {
     pub status: String,
     pub created_at: Stamp,
     pub heartbeat_at: Stamp,
+    /// When the row entered its current status, from `status_since` (else `Missing`).
+    pub status_since: Stamp,
     /// The progress value as text (a counter, a JSON array...), compared for change only.
     pub progress: Option<String>,
     pub phase: Option<String>,
@@ -79,15 +83,42 @@ impl JobRow {
 /// Above this a number is taken as milliseconds, not seconds (1e11 s is the year 5138).
 const MILLIS_THRESHOLD: f64 = 1e11;
 
+/// How the values of one timestamp column are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The database's number is a wall-clock reading in this zone (a naive native column,
+    /// converted by a UTC session as if it were UTC); `None`: the number is an instant.
+    pub native_zone: Option<Zone>,
+    /// The zone of text values that carry no offset.
+    pub text_zone: Zone,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Reading {
+            native_zone: None,
+            text_zone: Zone::Utc,
+        }
+    }
+}
+
 impl Stamp {
     /// Builds a stamp from what the database returned: a number it computed (native timestamp
-    /// or numeric column), else the text form, parsed here.
+    /// or numeric column), else the text form, parsed here. Naive values in UTC.
     pub fn from_parts(epoch: Option<f64>, text: Option<&str>) -> Stamp {
+        Stamp::read(epoch, text, Reading::default())
+    }
+
+    /// [`Stamp::from_parts`], with naive values read in the zones `reading` names.
+    pub fn read(epoch: Option<f64>, text: Option<&str>, reading: Reading) -> Stamp {
         match (epoch, text) {
-            (Some(e), _) if e.is_finite() => Stamp::At(from_number(e)),
+            (Some(e), _) if e.is_finite() => match reading.native_zone {
+                Some(zone) => Stamp::At(zone.local_to_utc(e)),
+                None => Stamp::At(from_number(e)),
+            },
             (Some(e), _) => Stamp::Invalid(e.to_string()),
             (None, None) => Stamp::Missing,
-            (None, Some(t)) => parse_stamp(t),
+            (None, Some(t)) => parse_stamp_in(t, reading.text_zone),
         }
     }
 
@@ -109,9 +140,14 @@ fn from_number(n: f64) -> f64 {
 }
 
 /// Parses a timestamp written as text: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff][+zz[:zz]]`, the
-/// same with a `T`, or Unix seconds (milliseconds above 1e11). A text without an offset is
-/// UTC, as SQLite's own `CURRENT_TIMESTAMP` writes it.
+/// same with a `T`, a bare date, or Unix seconds (milliseconds above 1e11). A text without an
+/// offset is UTC, as SQLite's own `CURRENT_TIMESTAMP` writes it.
 pub fn parse_stamp(text: &str) -> Stamp {
+    parse_stamp_in(text, Zone::Utc)
+}
+
+/// [`parse_stamp`], with a text that has no offset read in `zone`.
+pub fn parse_stamp_in(text: &str, zone: Zone) -> Stamp {
     let t = text.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("null") {
         return Stamp::Missing;
@@ -135,8 +171,12 @@ pub fn parse_stamp(text: &str) -> Stamp {
         "%Y-%m-%d %H:%M",
     ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
-            return Stamp::At(epoch_of(&Utc.from_utc_datetime(&naive)));
+            return Stamp::At(zone.local_to_utc(epoch_of(&Utc.from_utc_datetime(&naive))));
         }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let naive = date.and_time(chrono::NaiveTime::MIN);
+        return Stamp::At(zone.local_to_utc(epoch_of(&Utc.from_utc_datetime(&naive))));
     }
     Stamp::Invalid(t.chars().take(64).collect())
 }
@@ -182,6 +222,36 @@ mod tests {
             assert_eq!(parse_stamp(text), Stamp::At(T), "{text}");
         }
         assert_eq!(parse_stamp("2026-01-01T00:00:00.5Z"), Stamp::At(T + 0.5));
+        assert_eq!(parse_stamp("2026-01-01"), Stamp::At(T));
+    }
+
+    #[test]
+    fn naive_values_are_read_in_their_zone() {
+        let ny = Zone::parse("America/New_York").unwrap();
+        // Midnight UTC is 19:00 the evening before on a New York wall.
+        assert_eq!(
+            parse_stamp_in("2025-12-31 19:00:00", ny),
+            Stamp::At(T),
+            "text without an offset"
+        );
+        assert_eq!(
+            parse_stamp_in("2026-01-01T00:00:00Z", ny),
+            Stamp::At(T),
+            "an offset wins over the zone"
+        );
+        let naive = Reading {
+            native_zone: Some(ny),
+            text_zone: Zone::Utc,
+        };
+        assert_eq!(
+            Stamp::read(Some(T - 5.0 * 3600.0), None, naive),
+            Stamp::At(T)
+        );
+        assert_eq!(
+            Stamp::read(Some(T), None, Reading::default()),
+            Stamp::At(T),
+            "an aware column's number is the instant"
+        );
     }
 
     #[test]

@@ -89,7 +89,10 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
     if !report.warnings.is_empty() {
         writeln!(out)?;
         for w in &report.warnings {
-            writeln!(out, "warning: job {}: {}", w.job_id, w.message)?;
+            match &w.job_id {
+                Some(id) => writeln!(out, "warning: job {id}: {}", w.message)?,
+                None => writeln!(out, "warning: {}", w.message)?,
+            }
         }
     }
     Ok(())

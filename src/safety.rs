@@ -28,6 +28,9 @@ pub struct Context<'a> {
     pub grace: bool,
     /// The database's clock.
     pub now: f64,
+    /// No write may be made at all, and why (timestamps whose zone cannot be known). Not
+    /// lifted by `--force`.
+    pub refusal: Option<&'a str>,
 }
 
 /// The gate's answer.
@@ -44,6 +47,10 @@ pub struct Gated {
 pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> Gated {
     let mut out = Gated::default();
     if planned.is_empty() {
+        return out;
+    }
+    if let Some(why) = ctx.refusal {
+        out.limited = planned.into_iter().map(|p| (p, why.to_string())).collect();
         return out;
     }
     if ctx.grace {
@@ -253,8 +260,27 @@ mod tests {
             force,
             grace,
             now: 0.0,
+            refusal: None,
         };
         gate(plan(findings, &statuses()), findings, &ctx)
+    }
+
+    #[test]
+    fn a_refusal_holds_back_every_write_even_forced() {
+        let findings = vec![finding(1, 4000), finding(2, 4000)];
+        let s = safety();
+        let ctx = Context {
+            safety: &s,
+            active: 100,
+            force: true,
+            grace: false,
+            now: 0.0,
+            refusal: Some("naive timestamps"),
+        };
+        let g = gate(plan(&findings, &statuses()), &findings, &ctx);
+        assert!(g.allowed.is_empty());
+        assert_eq!(g.limited.len(), 2);
+        assert_eq!(g.limited[0].1, "naive timestamps");
     }
 
     fn ids(p: &[Planned]) -> Vec<&str> {

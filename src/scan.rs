@@ -1,9 +1,9 @@
 //! One scan: read the rows, look at the local processes, run the detection core, and return a
 //! [`Report`]. `check`, `recover` and the daemon all scan through [`Scanner`], which owns the
-//! progress memory that must live from one scan to the next.
+//! job memory (time in status, progress) that lives from one scan to the next, and keeps it in
+//! the state directory.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -12,7 +12,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::artifacts::{self, Mode};
 use crate::config::{Config, StatusClass};
 use crate::detect::ArtifactView;
-use crate::detect::{self, Finding, Observation, Policy, ProgressMemory, Warning};
+use crate::detect::{self, Finding, Liveness, Observation, OlderThan, Policy, Warning};
+use crate::memory::{self, Memory};
 use crate::process;
 use crate::store::Snapshot;
 use crate::store::{Store, StoreError};
@@ -37,13 +38,18 @@ pub struct Report {
     /// Age in seconds of the oldest heartbeat among running-class jobs, for the metric.
     #[serde(skip)]
     pub oldest_heartbeat_age: Option<f64>,
+    /// The scan as a whole looks wrong (also the first of `warnings`).
+    #[serde(skip)]
+    pub suspicion: Option<String>,
 }
 
 /// Scans one table, remembering progress between scans.
 #[derive(Debug)]
 pub struct Scanner {
     store: Store,
-    memory: ProgressMemory,
+    memory: Memory,
+    /// When the last snapshot was read, to date the writes that follow it.
+    snapshot_at: Option<(f64, tokio::time::Instant)>,
     host: String,
     /// The ids of the last scan's active rows.
     active: Vec<String>,
@@ -56,15 +62,23 @@ pub struct Scanner {
 }
 
 impl Scanner {
+    /// A scanner with an empty memory (nothing saved, nothing loaded).
     pub fn new(store: Store) -> Scanner {
-        Scanner::with_memory(store, ProgressMemory::default())
+        Scanner::with_memory(store, Memory::default())
     }
 
-    /// A scanner that goes on from an earlier one's progress memory.
-    pub fn with_memory(store: Store, memory: ProgressMemory) -> Scanner {
+    /// A scanner that goes on from the memory saved in the config's state directory.
+    pub fn for_config(store: Store, config: &Config) -> Scanner {
+        let memory = memory::load(&config.state_dir, &memory_scope(config));
+        Scanner::with_memory(store, memory)
+    }
+
+    /// A scanner that goes on from an earlier one's memory.
+    pub fn with_memory(store: Store, memory: Memory) -> Scanner {
         Scanner {
             store,
             memory,
+            snapshot_at: None,
             host: process::hostname(),
             active: Vec::new(),
             artifacts: Vec::new(),
@@ -89,9 +103,36 @@ impl Scanner {
         self.active.iter().map(String::as_str).collect()
     }
 
-    /// Gives the progress memory back, for a scanner that replaces this one.
-    pub fn into_memory(self) -> ProgressMemory {
+    /// Gives the memory back, for a scanner that replaces this one.
+    pub fn into_memory(self) -> Memory {
         self.memory
+    }
+
+    /// Records the re-queues jobwarden just wrote, so each counts its new status from the
+    /// write, not from `created_at`. They are dated by the database clock of the scan plus the
+    /// time since it was read, which is at or after the write.
+    pub fn record(&mut self, executed: &crate::actions::Executed) {
+        let Some((now, read_at)) = self.snapshot_at else {
+            return;
+        };
+        let at = now + read_at.elapsed().as_secs_f64();
+        for (id, status) in executed.requeued() {
+            self.memory.requeued(id, status, at);
+        }
+    }
+
+    /// Saves the memory in the state directory when it changed. A failure is logged; without
+    /// a memory, the next scan counts time in status from `created_at`, as a first scan does.
+    pub fn save_memory(&mut self, config: &Config) {
+        if !self.memory.is_dirty() {
+            return;
+        }
+        if let Err(e) = memory::save(&config.state_dir, &mut self.memory) {
+            tracing::warn!(
+                path = %memory::path(&config.state_dir).display(),
+                "cannot save the job memory: {e}"
+            );
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -223,9 +264,11 @@ impl Scanner {
     pub async fn scan(
         &mut self,
         config: &Config,
-        older_than: Option<Duration>,
+        older_than: Option<OlderThan>,
     ) -> Result<Report, StoreError> {
+        let read_at = tokio::time::Instant::now();
         let snapshot = self.store.snapshot().await?;
+        self.snapshot_at = Some((snapshot.now, read_at));
         let dead = process::dead_pids(snapshot.jobs.iter().filter_map(|j| j.pid));
         let artifact_started = tokio::time::Instant::now();
         let views = self.artifact_views(config, &snapshot).await?;
@@ -243,6 +286,10 @@ impl Scanner {
             rules: &config.rules,
             statuses: &config.jobs.statuses,
             older_than,
+            liveness: Liveness {
+                heartbeat: config.jobs.heartbeat_at.is_some(),
+                progress: config.jobs.progress.is_some(),
+            },
         };
         let detected = detect::detect(&obs, &policy, &mut self.memory);
         let counts = detect::count_active(&snapshot.jobs, &config.jobs.statuses);
@@ -268,7 +315,13 @@ impl Scanner {
             jobs,
             findings: detected.findings,
             warnings: detected.warnings,
+            suspicion: detected.suspicion,
             by_status: counts.by_status,
         })
     }
+}
+
+/// Which database and table a saved memory belongs to.
+fn memory_scope(config: &Config) -> String {
+    format!("{} {}", config.redacted_url(), config.jobs.table)
 }

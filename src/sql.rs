@@ -357,6 +357,33 @@ impl Dialect {
         }
     }
 
+    /// "Now" as a naive wall-clock reading `offset` seconds east of UTC, for a `timestamp` or
+    /// `DATETIME` column whose values are written in that zone. jobwarden's own session is
+    /// UTC, so the UTC reading plus the offset is the zone's reading.
+    pub fn now_naive(self, offset: i32) -> String {
+        match self {
+            Dialect::Postgres if offset == 0 => "LOCALTIMESTAMP".into(),
+            Dialect::Postgres => format!("(LOCALTIMESTAMP + INTERVAL '{offset} seconds')"),
+            Dialect::MySql if offset == 0 => "UTC_TIMESTAMP(6)".into(),
+            Dialect::MySql => format!("(UTC_TIMESTAMP(6) + INTERVAL {offset} SECOND)"),
+            Dialect::Sqlite => self.now_value(TimeKind::Text).into(),
+        }
+    }
+
+    /// Whether a native column type holds a wall-clock reading with no zone: PostgreSQL
+    /// `timestamp [without time zone]` and `date`, MySQL `DATETIME` and `DATE`. (MySQL
+    /// `TIMESTAMP` is stored as UTC and read in the session's zone, UTC for jobwarden.)
+    pub fn is_naive(self, type_name: &str) -> bool {
+        let t = type_name.to_ascii_lowercase();
+        match self {
+            Dialect::Postgres => {
+                t == "date" || (t.starts_with("timestamp") && !t.contains("with time zone"))
+            }
+            Dialect::MySql => t.starts_with("datetime") || t == "date",
+            Dialect::Sqlite => false,
+        }
+    }
+
     /// "Now", written into a column of the given kind.
     pub fn now_value(self, kind: TimeKind) -> &'static str {
         match (self, kind) {
@@ -365,7 +392,7 @@ impl Dialect {
             (Dialect::Postgres, TimeKind::Text) => {
                 "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
             }
-            (Dialect::MySql, TimeKind::Native) => "NOW()",
+            (Dialect::MySql, TimeKind::Native) => "NOW(6)",
             (Dialect::MySql, TimeKind::Number) => "UNIX_TIMESTAMP()",
             (Dialect::MySql, TimeKind::Text) => {
                 "DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%H:%i:%sZ')"
@@ -499,6 +526,30 @@ mod tests {
         assert!(Dialect::Sqlite
             .epoch(&field("m.hb"), TimeKind::Text)
             .contains("typeof"));
+    }
+
+    #[test]
+    fn naive_types_per_dialect() {
+        for (d, t, naive) in [
+            (Dialect::Postgres, "timestamp without time zone", true),
+            (Dialect::Postgres, "timestamp(3) without time zone", true),
+            (Dialect::Postgres, "date", true),
+            (Dialect::Postgres, "timestamp with time zone", false),
+            (Dialect::Postgres, "timestamp(6) with time zone", false),
+            (Dialect::MySql, "datetime", true),
+            (Dialect::MySql, "timestamp", false),
+            (Dialect::Sqlite, "DATETIME", false),
+        ] {
+            assert_eq!(d.is_naive(t), naive, "{d:?} {t}");
+        }
+        assert_eq!(
+            Dialect::Postgres.now_naive(-18_000),
+            "(LOCALTIMESTAMP + INTERVAL '-18000 seconds')"
+        );
+        assert_eq!(
+            Dialect::MySql.now_naive(19_800),
+            "(UTC_TIMESTAMP(6) + INTERVAL 19800 SECOND)"
+        );
     }
 
     #[test]

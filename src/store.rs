@@ -26,8 +26,9 @@ use std::time::Duration;
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 
 use crate::config::{Action, Config, Jobs};
-use crate::job::{Guard, JobRow, Relative, Stamp};
+use crate::job::{Guard, JobRow, Reading, Relative, Stamp};
 use crate::sql::{Dialect, Field, TimeKind};
+use crate::zone::{Setting, Zone};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,65 @@ pub struct TableInfo {
     pub columns: HashMap<String, String>,
     /// Whether an index starts with the status column (or a partial index names it).
     pub status_indexed: bool,
+    /// How the timestamps are read.
+    pub time: TimeInfo,
+}
+
+/// The zone an application's session gets from the database, as the database reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseZone {
+    /// As the database spells it, with where it comes from (`America/New_York (database
+    /// default)`).
+    pub described: String,
+    /// The zone, when jobwarden can follow it; `None`: unknown (it is then never trusted).
+    pub zone: Option<Zone>,
+}
+
+impl Default for DatabaseZone {
+    fn default() -> Self {
+        DatabaseZone {
+            described: "UTC".into(),
+            zone: Some(Zone::Utc),
+        }
+    }
+}
+
+/// One configured timestamp column and how it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeColumn {
+    /// The config key (`jobs.heartbeat_at`).
+    pub key: &'static str,
+    /// The field as configured (`updated_at`, `metadata.heartbeat_at`).
+    pub field: String,
+    /// The SQL type, or `json` for a JSON path.
+    pub sql_type: String,
+    /// A wall-clock reading with no zone (`timestamp`, `DATETIME`, `date`).
+    pub naive: bool,
+    /// How its values are read, in words.
+    pub read_as: String,
+}
+
+/// How the table's timestamps are read, as learned at connect.
+#[derive(Debug, Clone, Default)]
+pub struct TimeInfo {
+    pub database_zone: DatabaseZone,
+    /// The zone naive values are read in.
+    pub read_zone: Zone,
+    pub columns: Vec<TimeColumn>,
+    /// Why no write may be made: a naive column, a database zone that is not UTC (or cannot
+    /// be known) and no `[database] timezone` to say which convention the table follows.
+    pub refusal: Option<String>,
+    /// How each timestamp field is read.
+    pub readings: Readings,
+}
+
+/// How each timestamp field's values are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readings {
+    pub created: Reading,
+    pub heartbeat: Reading,
+    pub status_since: Reading,
+    pub finished: Reading,
 }
 
 /// The SQL of every statement jobwarden runs, built once from the config and the column
@@ -93,6 +153,8 @@ pub struct Queries {
     finished_kind: TimeKind,
     /// Column name to SQL type.
     types: HashMap<String, String>,
+    /// How `finished_at` is read, and so written.
+    finished: Reading,
     /// `SELECT` of the active rows.
     pub scan: String,
 }
@@ -155,6 +217,8 @@ mod col {
     pub const PID: usize = 9;
     pub const HOST: usize = 10;
     pub const ATTEMPTS: usize = 11;
+    pub const STATUS_SINCE_NUM: usize = 12;
+    pub const STATUS_SINCE_TXT: usize = 13;
 }
 
 impl Queries {
@@ -173,10 +237,12 @@ impl Queries {
             Some(f) => d.value_text(f),
             None => d.null_text().to_string(),
         };
-        let (hb_num, hb_txt) = match &jobs.heartbeat_at {
+        let stamp = |f: &Option<Field>| match f {
             Some(f) => (d.epoch(f, kind(f)), d.value_text(f)),
             None => (d.null_double().to_string(), d.null_text().to_string()),
         };
+        let (hb_num, hb_txt) = stamp(&jobs.heartbeat_at);
+        let (since_num, since_txt) = stamp(&jobs.status_since);
         let columns = [
             d.value_text(&jobs.id),
             d.value_text(&jobs.status),
@@ -190,6 +256,8 @@ impl Queries {
             text_or_null(&jobs.pid),
             text_or_null(&jobs.host),
             text_or_null(&jobs.attempts),
+            since_num,
+            since_txt,
         ];
         let scan = format!(
             "SELECT {} FROM {} WHERE {}",
@@ -202,8 +270,15 @@ impl Queries {
             jobs: jobs.clone(),
             finished_kind: jobs.finished_at.as_ref().map_or(TimeKind::Native, kind),
             types: types.clone(),
+            finished: Reading::default(),
             scan,
         }
+    }
+
+    /// The same statements, with `finished_at` read (and written) as `finished` says.
+    pub fn with_finished(mut self, finished: Reading) -> Queries {
+        self.finished = finished;
+        self
     }
 
     /// `status IN (<active words>) AND (<where>)`.
@@ -314,7 +389,13 @@ impl Queries {
             TimeKind::Text
         };
         let col = d.value(field);
-        let secs = within.as_secs();
+        // A naive column read in another zone than the session's is bounded a day wider in
+        // SQL (no zone is more than 14 hours from UTC); the exact bound is applied after.
+        let widen = match self.finished.native_zone {
+            Some(z) if !z.is_utc() => 86_400,
+            _ => 0,
+        };
+        let secs = within.as_secs() + widen;
         let bound = match (d, kind) {
             (Dialect::Postgres, TimeKind::Native) => {
                 format!(" AND {col} >= now() - interval '{secs} seconds'")
@@ -352,8 +433,9 @@ impl Queries {
             .map_or(TimeKind::Text, |t| TimeKind::from_sql_type(t))
     }
 
-    /// The guarded UPDATE and its bound parameters, in order.
-    pub fn write(&self, w: &Write) -> (String, Vec<Option<String>>) {
+    /// The guarded UPDATE and its bound parameters, in order. `now` (the database clock) picks
+    /// the zone offset of a naive `finished_at`.
+    pub fn write(&self, w: &Write, now: f64) -> (String, Vec<Option<String>>) {
         let d = self.dialect;
         let j = &self.jobs;
         let mut params: Vec<Option<String>> = Vec::new();
@@ -372,11 +454,13 @@ impl Queries {
         }
         if w.action == Action::Fail {
             if let Some(f) = &j.finished_at {
-                sets.push(format!(
-                    "{} = {}",
-                    d.quote(&f.column),
-                    d.now_value(self.finished_kind)
-                ));
+                let value = match self.finished.native_zone {
+                    Some(zone) if self.finished_kind == TimeKind::Native => {
+                        d.now_naive(zone.offset_at(now))
+                    }
+                    _ => d.now_value(self.finished_kind).to_string(),
+                };
+                sets.push(format!("{} = {value}", d.quote(&f.column)));
             }
             if let Some(e) = &j.error {
                 let p = next(Some(w.reason.clone()), &mut params);
@@ -553,6 +637,104 @@ impl Queries {
     }
 }
 
+/// A zone known only by its offset now: followed as a fixed offset (daylight-saving changes
+/// are not), or unknown without one.
+fn fixed_zone(described: String, offset: Option<f64>) -> DatabaseZone {
+    match offset.filter(|o| o.is_finite() && o.abs() < 86_400.0) {
+        Some(o) => DatabaseZone {
+            described: format!("{described}, now {}", Zone::fixed(o as i32)),
+            zone: Some(Zone::fixed(o as i32)),
+        },
+        None => DatabaseZone {
+            described: format!("{described}, which jobwarden cannot follow"),
+            zone: None,
+        },
+    }
+}
+
+/// How each configured timestamp column is read, and whether writes must be refused. Pure.
+pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZone) -> TimeInfo {
+    let dialect = config.database.dialect;
+    let (read_zone, explicit) = match config.database.timezone {
+        Some(Setting::Zone(z)) => (z, true),
+        Some(Setting::Database) => (db.zone.unwrap_or(Zone::Utc), true),
+        None => (Zone::Utc, false),
+    };
+    let text_zone = if explicit { read_zone } else { Zone::Utc };
+    let j = &config.jobs;
+    let fields = [
+        ("jobs.created_at", Some(&j.created_at)),
+        ("jobs.heartbeat_at", j.heartbeat_at.as_ref()),
+        ("jobs.status_since", j.status_since.as_ref()),
+        ("jobs.finished_at", j.finished_at.as_ref()),
+    ];
+    let mut columns = Vec::new();
+    let mut readings = [Reading::default(); 4];
+    for (slot, (key, field)) in fields.into_iter().enumerate() {
+        let Some(field) = field else { continue };
+        let sql_type = if field.is_plain() {
+            types.get(&field.column).cloned().unwrap_or_default()
+        } else {
+            "json".to_string()
+        };
+        let native = field.is_plain() && TimeKind::from_sql_type(&sql_type) == TimeKind::Native;
+        let naive = native && dialect.is_naive(&sql_type);
+        let text = !field.is_plain() || TimeKind::from_sql_type(&sql_type) == TimeKind::Text;
+        readings[slot] = Reading {
+            native_zone: naive.then_some(read_zone),
+            text_zone,
+        };
+        let read_as = if naive {
+            format!("naive, read in {read_zone}")
+        } else if text {
+            format!("text; values without an offset read in {text_zone}")
+        } else if native {
+            "an instant (has a zone)".to_string()
+        } else {
+            "a number of Unix seconds (or milliseconds)".to_string()
+        };
+        columns.push(TimeColumn {
+            key,
+            field: field.to_string(),
+            sql_type,
+            naive,
+            read_as,
+        });
+    }
+    let first_naive = columns.iter().find(|c| c.naive);
+    let refusal = first_naive.and_then(|c| {
+        let what = format!("`{}` (`{}`, {}) has no time zone", c.key, c.field, c.sql_type);
+        match (config.database.timezone, db.zone) {
+            (None, Some(z)) if z.is_utc() => None,
+            (None, _) => Some(format!(
+                "{what} and the database's zone is {}, not UTC: set `[database] timezone = \"UTC\"` \
+                 if the application writes UTC into it (most ORMs: Prisma, Rails, SQLAlchemy with utcnow), \
+                 or `timezone = \"database\"` if the database fills it (`DEFAULT now()`, `NOW()`); \
+                 until then it is read as UTC and nothing is written",
+                db.described
+            )),
+            (Some(Setting::Database), None) => Some(format!(
+                "{what}, `[database] timezone = \"database\"` asks for the database's zone, and that \
+                 is {}: set `timezone` to the zone by name; until then it is read as UTC and nothing is written",
+                db.described
+            )),
+            _ => None,
+        }
+    });
+    TimeInfo {
+        database_zone: db,
+        read_zone,
+        columns,
+        refusal,
+        readings: Readings {
+            created: readings[0],
+            heartbeat: readings[1],
+            status_since: readings[2],
+            finished: readings[3],
+        },
+    }
+}
+
 /// Every configured column with the key that names it.
 pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
     let mut out = vec![
@@ -562,6 +744,7 @@ pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
     ];
     for (key, field) in [
         ("jobs.heartbeat_at", &jobs.heartbeat_at),
+        ("jobs.status_since", &jobs.status_since),
         ("jobs.progress", &jobs.progress),
         ("jobs.finished_at", &jobs.finished_at),
         ("jobs.error", &jobs.error),
@@ -615,8 +798,147 @@ impl Store {
                 missing,
             });
         }
-        store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns);
+        let zone = store.database_zone().await;
+        store.info.time = time_info(config, &store.info.columns, zone);
+        store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns)
+            .with_finished(store.info.time.readings.finished);
         Ok(store)
+    }
+
+    /// Why writes must not be made (naive timestamps in an unknown convention), if so.
+    pub fn refusal(&self) -> Option<&str> {
+        self.info.time.refusal.as_deref()
+    }
+
+    /// The zone an application's session gets. PostgreSQL: the role-in-database, role and
+    /// database defaults (`pg_db_role_setting`), then the server's own setting
+    /// (`pg_file_settings`); sqlx starts every session of its own with `TimeZone=UTC`, so
+    /// `current_setting` cannot tell. MySQL: the global `time_zone`, with `SYSTEM` resolved
+    /// through `system_time_zone`. SQLite has no zone: its `CURRENT_TIMESTAMP` is UTC.
+    async fn database_zone(&self) -> DatabaseZone {
+        let result = match self.queries.dialect {
+            Dialect::Sqlite => return DatabaseZone::default(),
+            Dialect::Postgres => self.postgres_zone().await,
+            Dialect::MySql => self.mysql_zone().await,
+        };
+        result.unwrap_or_else(|e| DatabaseZone {
+            described: format!("unknown ({e})"),
+            zone: None,
+        })
+    }
+
+    async fn postgres_zone(&self) -> Result<DatabaseZone, StoreError> {
+        let setting = |db: &str, role: &str| {
+            format!(
+                "(SELECT substr(c, 10) FROM pg_db_role_setting s, unnest(s.setconfig) c \
+                 WHERE s.setdatabase = {db} AND s.setrole = {role} AND lower(c) LIKE 'timezone=%' LIMIT 1)"
+            )
+        };
+        let db = "(SELECT oid FROM pg_database WHERE datname = current_database())";
+        let role = "(SELECT oid FROM pg_roles WHERE rolname = current_user)";
+        let sql = format!(
+            "SELECT {}, {}, {}",
+            setting(db, role),
+            setting("0", role),
+            setting(db, "0")
+        );
+        let rows = self
+            .fetch("reading the database's time zone", &sql, |row| {
+                Ok([
+                    row.text(0, "zone")?,
+                    row.text(1, "zone")?,
+                    row.text(2, "zone")?,
+                ])
+            })
+            .await?;
+        let defaults = rows.into_iter().next().unwrap_or_default();
+        let sources = [
+            "role default in this database",
+            "role default",
+            "database default",
+        ];
+        let found = defaults
+            .into_iter()
+            .zip(sources)
+            .find_map(|(v, source)| Some((v?, source)));
+        let (name, source) = match found {
+            Some((name, source)) => (name, source.to_string()),
+            None => {
+                let server = self
+                    .fetch(
+                        "reading the server's time zone",
+                        "SELECT setting FROM pg_file_settings WHERE lower(name) = 'timezone' \
+                         AND applied ORDER BY seqno DESC LIMIT 1",
+                        |row| row.text(0, "zone"),
+                    )
+                    .await
+                    .map_err(|_| StoreError::Query {
+                        what: "reading the server's time zone",
+                        message: "pg_file_settings is not readable by this role (grant it \
+                                  pg_read_all_settings, or set [database] timezone)"
+                            .into(),
+                    })?;
+                match server.into_iter().flatten().next() {
+                    Some(name) => (name, "server setting".to_string()),
+                    // Not in the configuration files: the built-in default.
+                    None => ("GMT".to_string(), "built-in default".to_string()),
+                }
+            }
+        };
+        let described = format!("{name} ({source})");
+        if let Some(zone) = Zone::named(&name) {
+            return Ok(DatabaseZone {
+                described,
+                zone: Some(zone),
+            });
+        }
+        // Not an IANA name (a POSIX rule such as `UTC+5`): ask the server for its offset now.
+        let offsets = on_pool!(&self.pool, pool => {
+            let sql = "SELECT (extract(epoch from (now() AT TIME ZONE $1) - (now() AT TIME ZONE 'UTC')))::float8";
+            self.timed("reading the database's time zone", sqlx::query_scalar::<_, f64>(sql).bind(name.clone()).fetch_optional(pool)).await
+        });
+        Ok(fixed_zone(described, offsets.ok().flatten()))
+    }
+
+    async fn mysql_zone(&self) -> Result<DatabaseZone, StoreError> {
+        let sql = "SELECT CAST(@@global.time_zone AS CHAR), CAST(@@system_time_zone AS CHAR), \
+                   CAST(TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), \
+                   CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone)) AS SIGNED), \
+                   CAST(UNIX_TIMESTAMP() AS DOUBLE)";
+        let rows = self
+            .fetch("reading the database's time zone", sql, |row| {
+                Ok((
+                    row.text(0, "zone")?,
+                    row.text(1, "zone")?,
+                    row.int(2, "offset")?,
+                    row.float(3, "now")?,
+                ))
+            })
+            .await?;
+        let (global, system, offset, now) = rows.into_iter().next().unwrap_or_default();
+        let global = global.unwrap_or_default();
+        let (name, described) = if global.eq_ignore_ascii_case("SYSTEM") {
+            let system = system.unwrap_or_default();
+            (
+                system.clone(),
+                format!("SYSTEM, the server's {system} (global time_zone)"),
+            )
+        } else {
+            (global.clone(), format!("{global} (global time_zone)"))
+        };
+        let offset = offset.map(|o| o as f64);
+        // A name is followed with its daylight-saving rules only when it is an IANA name that
+        // agrees with the server's offset now (`CET` in summer, say, would not).
+        if let Some(zone) = Zone::named(&name).or_else(|| Zone::parse(&name).ok()) {
+            let agrees = offset.is_none_or(|o| o as i32 == zone.offset_at(now.unwrap_or_default()));
+            if agrees {
+                return Ok(DatabaseZone {
+                    described,
+                    zone: Some(zone),
+                });
+            }
+        }
+        Ok(fixed_zone(described, offset))
     }
 
     /// What the catalogue said at connect time.
@@ -659,6 +981,7 @@ impl Store {
         Ok(TableInfo {
             columns,
             status_indexed: indexed > 0,
+            time: TimeInfo::default(),
         })
     }
 
@@ -680,8 +1003,11 @@ impl Store {
                 what: "reading the database clock",
                 message: "no value".into(),
             })?;
+        let readings = self.info.time.readings;
         let jobs = self
-            .fetch("reading the active jobs", &self.queries.scan, job_from_row)
+            .fetch("reading the active jobs", &self.queries.scan, |row| {
+                job_from_row(row, &readings)
+            })
             .await?;
         let relatives = self.relatives(&jobs).await?;
         Ok(Snapshot {
@@ -756,11 +1082,17 @@ impl Store {
         let Some(sql) = self.queries.recent_succeeded(within) else {
             return Ok(Vec::new());
         };
+        let reading = if self.queries.jobs.finished_at.is_some() {
+            self.info.time.readings.finished
+        } else {
+            self.info.time.readings.created
+        };
         let rows = self
             .fetch("reading recently succeeded jobs", &sql, |row| {
-                let stamp = Stamp::from_parts(
+                let stamp = Stamp::read(
                     row.float(2, "finished")?,
                     row.text(3, "finished")?.as_deref(),
+                    reading,
                 );
                 Ok((row.text(0, "id")?, row.text(1, "status")?, stamp.at()))
             })
@@ -829,8 +1161,9 @@ impl Store {
         &self,
         write: &Write,
         audit: &crate::audit::Entry,
+        now: f64,
     ) -> Result<bool, StoreError> {
-        let (sql, params) = self.queries.write(write);
+        let (sql, params) = self.queries.write(write, now);
         let audit_insert = self.audit_table.as_ref().map(|table| {
             let mut entry = audit.clone();
             entry.outcome = "applied".into();
@@ -950,7 +1283,7 @@ fn decoded<T>(result: Result<T, sqlx::Error>, what: &'static str) -> Result<T, S
     })
 }
 
-fn job_from_row(row: &dyn Cells) -> Result<JobRow, StoreError> {
+fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRow, StoreError> {
     let text = |i: usize, what: &'static str| row.text(i, what);
     let num = |i: usize, what: &'static str| row.float(i, what);
     let heartbeat_text = text(col::HEARTBEAT_TXT, "heartbeat")?;
@@ -958,13 +1291,20 @@ fn job_from_row(row: &dyn Cells) -> Result<JobRow, StoreError> {
     Ok(JobRow {
         id: text(col::ID, "id")?.unwrap_or_default(),
         status: text(col::STATUS, "status")?.unwrap_or_default(),
-        created_at: Stamp::from_parts(
+        created_at: Stamp::read(
             num(col::CREATED_NUM, "created_at")?,
             text(col::CREATED_TXT, "created_at")?.as_deref(),
+            readings.created,
         ),
-        heartbeat_at: Stamp::from_parts(
+        heartbeat_at: Stamp::read(
             num(col::HEARTBEAT_NUM, "heartbeat")?,
             heartbeat_text.as_deref(),
+            readings.heartbeat,
+        ),
+        status_since: Stamp::read(
+            num(col::STATUS_SINCE_NUM, "status_since")?,
+            text(col::STATUS_SINCE_TXT, "status_since")?.as_deref(),
+            readings.status_since,
         ),
         phase: text(col::PHASE, "phase")?,
         parent_id: text(col::PARENT, "parent id")?,
@@ -1001,6 +1341,7 @@ mod tests {
             status: f("status"),
             created_at: f("created_at"),
             heartbeat_at: Some(f("updated_at")),
+            status_since: None,
             progress: Some(f("metadata.steps")),
             finished_at: Some(f("completed_at")),
             error: Some(f("error")),
@@ -1071,7 +1412,7 @@ mod tests {
     #[test]
     fn guarded_write_compares_everything_it_read() {
         let q = Queries::new(Dialect::Postgres, &jobs(), &types());
-        let (sql, params) = q.write(&write());
+        let (sql, params) = q.write(&write(), 0.0);
         assert_eq!(
             sql,
             "UPDATE \"public\".\"research_jobs\" SET \"status\" = 'failed', \"completed_at\" = now(), \"error\" = $1 \
@@ -1087,9 +1428,9 @@ mod tests {
                 None
             ]
         );
-        let (sql, _) = Queries::new(Dialect::MySql, &jobs(), &HashMap::new()).write(&write());
+        let (sql, _) = Queries::new(Dialect::MySql, &jobs(), &HashMap::new()).write(&write(), 0.0);
         assert!(sql.contains("CAST(`updated_at` AS CHAR) <=> ?"), "{sql}");
-        let (sql, _) = Queries::new(Dialect::Sqlite, &jobs(), &HashMap::new()).write(&write());
+        let (sql, _) = Queries::new(Dialect::Sqlite, &jobs(), &HashMap::new()).write(&write(), 0.0);
         assert!(sql.contains("CAST(\"updated_at\" AS TEXT) IS ?"), "{sql}");
     }
 
@@ -1099,7 +1440,7 @@ mod tests {
         let mut w = write();
         w.action = Action::Requeue;
         w.status_after = "pending".into();
-        let (sql, params) = q.write(&w);
+        let (sql, params) = q.write(&w, 0.0);
         assert!(
             sql.starts_with("UPDATE \"public\".\"research_jobs\" SET \"status\" = 'pending' WHERE"),
             "{sql}"
@@ -1112,7 +1453,7 @@ mod tests {
         let q = Queries::new(Dialect::Postgres, &jobs(), &types());
         let mut w = write();
         w.job_id = "1' OR '1'='1".into();
-        let (sql, _) = q.write(&w);
+        let (sql, _) = q.write(&w, 0.0);
         assert!(sql.contains("\"id\" = '1'' OR ''1''=''1'"), "{sql}");
     }
 
@@ -1131,7 +1472,7 @@ mod tests {
     fn finished_at_follows_its_type() {
         let mut t = types();
         t.insert("completed_at".into(), "bigint".into());
-        let (sql, _) = Queries::new(Dialect::Postgres, &jobs(), &t).write(&write());
+        let (sql, _) = Queries::new(Dialect::Postgres, &jobs(), &t).write(&write(), 0.0);
         assert!(
             sql.contains("\"completed_at\" = extract(epoch from now())::bigint"),
             "{sql}"

@@ -1,0 +1,355 @@
+//! What jobwarden remembers about each active job from one scan to the next: when it entered
+//! its current status and when its progress value last changed. Tables rarely record when
+//! the status changed, and a progress value only means something against an earlier one, so
+//! these are jobwarden's own observations.
+//!
+//! The rules of dating are chosen so that a job can only ever look *younger* than it is:
+//! - A job seen for the first time by a memory that has never scanned (no state file) has no
+//!   better date than `created_at` ([`Entered::FirstScan`], and the message says so).
+//! - A job seen for the first time by a memory that has scanned before was not active at that
+//!   scan: it entered its status since. If it was created after that scan, `created_at` is
+//!   the date; otherwise the scan that first sees it is ([`Entered::Observed`]).
+//! - A job seen in a different status than last time entered it at this scan.
+//! - A job jobwarden itself re-queued entered its new status at the moment of the write
+//!   ([`Memory::requeued`]), so a retry is never failed as "pending for 1h".
+//!
+//! [`Memory`] is pure; [`load`] and [`save`] keep it in the state directory (`memory.json`)
+//! so a restart, or a second `jobwarden recover`, goes on from what the last one saw.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobRow;
+
+/// The file, in the state directory.
+pub const MEMORY_FILE: &str = "memory.json";
+
+/// How jobwarden knows when a job entered its current status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entered {
+    /// The table's `status_since` column.
+    Column,
+    /// The first scan jobwarden ever made saw it: `created_at` is all there is.
+    FirstScan,
+    /// Created after the previous scan: `created_at`.
+    Created,
+    /// The scan that first saw it in this status.
+    Observed,
+    /// jobwarden re-queued it: the moment of the write.
+    Requeued,
+}
+
+/// The observations, per active job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Memory {
+    /// Which database and table these ids belong to; a memory of another is not used.
+    scope: String,
+    /// The database clock of the last scan this memory saw. `None`: it has never scanned.
+    last_scan: Option<f64>,
+    jobs: HashMap<String, Seen>,
+    #[serde(skip)]
+    generation: u64,
+    /// Changed since the last save.
+    #[serde(skip)]
+    dirty: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Seen {
+    status: String,
+    /// When it entered `status`; `None` when that is its `created_at`.
+    entered: Option<f64>,
+    source: Entered,
+    /// A fingerprint of the progress value (values can be large JSON arrays).
+    progress: Option<u64>,
+    /// Since when `progress` has been unchanged.
+    progress_since: f64,
+    #[serde(skip)]
+    generation: u64,
+}
+
+impl Memory {
+    /// An empty memory for a database and table.
+    pub fn new(scope: &str) -> Memory {
+        Memory {
+            scope: scope.to_string(),
+            ..Memory::default()
+        }
+    }
+
+    /// Records one scan's rows at the database time `now`. Jobs that left the active set are
+    /// forgotten.
+    pub fn observe(&mut self, jobs: &[JobRow], now: f64) {
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let previous = self.last_scan;
+        for job in jobs {
+            let progress = job.progress.as_deref().map(fingerprint);
+            match self.jobs.get_mut(&job.id) {
+                Some(seen) => {
+                    if seen.status != job.status {
+                        seen.status.clone_from(&job.status);
+                        seen.entered = Some(now);
+                        seen.source = Entered::Observed;
+                        self.dirty = true;
+                    }
+                    if seen.progress != progress {
+                        seen.progress = progress;
+                        seen.progress_since = now;
+                        self.dirty = true;
+                    }
+                    seen.generation = generation;
+                }
+                None => {
+                    let created = job.created_at.at();
+                    let (entered, source) = match (previous, created) {
+                        (None, _) => (None, Entered::FirstScan),
+                        (Some(prev), Some(c)) if c > prev => (None, Entered::Created),
+                        (Some(_), _) => (Some(now), Entered::Observed),
+                    };
+                    // A progress value seen for the first time is dated by the heartbeat when
+                    // there is one (the row was not touched since, so neither was its
+                    // progress), else by now: never older than jobwarden can show.
+                    let progress_since = job.heartbeat_at.at().unwrap_or(now).min(now);
+                    self.jobs.insert(
+                        job.id.clone(),
+                        Seen {
+                            status: job.status.clone(),
+                            entered,
+                            source,
+                            progress,
+                            progress_since,
+                            generation,
+                        },
+                    );
+                    self.dirty = true;
+                }
+            }
+        }
+        let before = self.jobs.len();
+        self.jobs.retain(|_, s| s.generation == generation);
+        self.dirty |= self.jobs.len() != before;
+        self.last_scan = Some(now);
+    }
+
+    /// jobwarden re-queued `id` into `status` at the database time `at`.
+    pub fn requeued(&mut self, id: &str, status: &str, at: f64) {
+        if let Some(seen) = self.jobs.get_mut(id) {
+            seen.status = status.to_string();
+            seen.entered = Some(at);
+            seen.source = Entered::Requeued;
+            seen.progress_since = seen.progress_since.max(at);
+            self.dirty = true;
+        }
+    }
+
+    /// When a job entered its current status, and how that is known: the latest of its
+    /// `status_since` column, jobwarden's own observation and `created_at`.
+    pub fn entered(&self, job: &JobRow) -> Result<(f64, Entered), String> {
+        let seen = self.jobs.get(&job.id).filter(|s| s.status == job.status);
+        let mut best = match job.created_since() {
+            Ok(created) => Some((
+                created,
+                seen.map_or(Entered::FirstScan, |s| match s.source {
+                    Entered::FirstScan => Entered::FirstScan,
+                    _ => Entered::Created,
+                }),
+            )),
+            Err(_) => None,
+        };
+        let mut consider = |at: f64, how: Entered| {
+            if best.is_none_or(|(b, _)| at > b) {
+                best = Some((at, how));
+            }
+        };
+        if let Some(at) = job.status_since.at() {
+            consider(at, Entered::Column);
+        }
+        if let Some((at, how)) = seen.and_then(|s| Some((s.entered?, s.source))) {
+            consider(at, how);
+        }
+        best.ok_or_else(|| {
+            job.created_since()
+                .err()
+                .unwrap_or_else(|| "no time for its status".into())
+        })
+    }
+
+    /// Since when a job's progress value has been unchanged.
+    pub fn progress_since(&self, id: &str) -> Option<f64> {
+        self.jobs.get(id).map(|s| s.progress_since)
+    }
+
+    /// Whether this memory has seen a scan before.
+    pub fn has_scanned(&self) -> bool {
+        self.last_scan.is_some()
+    }
+
+    /// How many jobs are remembered.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Whether anything changed since the last [`save`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+}
+
+/// FNV-1a: a fingerprint that stays the same across builds and restarts.
+fn fingerprint(value: &str) -> u64 {
+    value.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The memory file under a state directory.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(MEMORY_FILE)
+}
+
+/// The saved memory for `scope`, or an empty one when there is none, it is of another scope,
+/// or it cannot be read (said in the log: an empty memory only makes jobs look younger).
+pub fn load(state_dir: &Path, scope: &str) -> Memory {
+    let file = path(state_dir);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Memory::new(scope),
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "cannot read the job memory, starting afresh: {e}");
+            return Memory::new(scope);
+        }
+    };
+    match serde_json::from_str::<Memory>(&text) {
+        Ok(m) if m.scope == scope => m,
+        Ok(_) => Memory::new(scope),
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "the job memory is not valid, starting afresh: {e}");
+            Memory::new(scope)
+        }
+    }
+}
+
+/// Writes the memory (to a temporary file, then renamed over the old one) and marks it clean.
+pub fn save(state_dir: &Path, memory: &mut Memory) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let file = path(state_dir);
+    let tmp = file.with_extension("json.tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer(&mut f, memory).map_err(std::io::Error::other)?;
+        f.flush()?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &file)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    memory.dirty = false;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Guard, Stamp};
+
+    const NOW: f64 = 1_767_225_600.0;
+
+    fn job(id: &str, status: &str, created_min_ago: f64) -> JobRow {
+        JobRow {
+            id: id.into(),
+            status: status.into(),
+            created_at: Stamp::At(NOW - created_min_ago * 60.0),
+            heartbeat_at: Stamp::Missing,
+            status_since: Stamp::Missing,
+            progress: None,
+            phase: None,
+            parent_id: None,
+            pid: None,
+            host: None,
+            guard: Guard::default(),
+        }
+    }
+
+    #[test]
+    fn the_first_scan_has_only_created_at() {
+        let mut m = Memory::new("t");
+        let j = job("1", "pending", 60.0);
+        m.observe(std::slice::from_ref(&j), NOW);
+        assert_eq!(m.entered(&j), Ok((NOW - 3600.0, Entered::FirstScan)));
+    }
+
+    #[test]
+    fn a_status_change_is_dated_by_the_scan_that_saw_it() {
+        let mut m = Memory::new("t");
+        m.observe(&[job("1", "pending", 60.0)], NOW);
+        let running = job("1", "running", 60.0);
+        m.observe(std::slice::from_ref(&running), NOW + 15.0);
+        assert_eq!(m.entered(&running), Ok((NOW + 15.0, Entered::Observed)));
+    }
+
+    #[test]
+    fn a_job_new_to_a_warm_memory_entered_since_the_last_scan() {
+        let mut m = Memory::new("t");
+        m.observe(&[], NOW - 15.0);
+        // Created long ago, not active at the last scan: re-queued by the application since.
+        let retried = job("1", "pending", 600.0);
+        // Created after the last scan.
+        let fresh = job("2", "pending", 0.1);
+        m.observe(&[retried.clone(), fresh.clone()], NOW);
+        assert_eq!(m.entered(&retried), Ok((NOW, Entered::Observed)));
+        assert_eq!(m.entered(&fresh), Ok((NOW - 6.0, Entered::Created)));
+    }
+
+    #[test]
+    fn a_requeue_counts_from_the_write() {
+        let mut m = Memory::new("t");
+        m.observe(&[job("1", "running", 120.0)], NOW);
+        m.requeued("1", "pending", NOW + 1.0);
+        let pending = job("1", "pending", 120.0);
+        m.observe(std::slice::from_ref(&pending), NOW + 15.0);
+        assert_eq!(m.entered(&pending), Ok((NOW + 1.0, Entered::Requeued)));
+    }
+
+    #[test]
+    fn the_column_wins_when_it_is_later() {
+        let m = Memory::new("t");
+        let mut j = job("1", "running", 60.0);
+        j.status_since = Stamp::At(NOW - 120.0);
+        assert_eq!(m.entered(&j), Ok((NOW - 120.0, Entered::Column)));
+        j.status_since = Stamp::At(NOW - 7200.0);
+        assert_eq!(m.entered(&j), Ok((NOW - 3600.0, Entered::FirstScan)));
+    }
+
+    #[test]
+    fn saved_and_loaded_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Memory::new("pg/jobs");
+        m.observe(&[job("1", "running", 60.0)], NOW);
+        m.requeued("1", "pending", NOW + 1.0);
+        save(dir.path(), &mut m).unwrap();
+        assert!(!m.is_dirty());
+        let loaded = load(dir.path(), "pg/jobs");
+        let pending = job("1", "pending", 60.0);
+        assert_eq!(loaded.entered(&pending), Ok((NOW + 1.0, Entered::Requeued)));
+        assert!(load(dir.path(), "another/table").is_empty());
+        std::fs::write(path(dir.path()), "{not json").unwrap();
+        assert!(!load(dir.path(), "pg/jobs").has_scanned());
+    }
+
+    #[test]
+    fn fingerprints_are_stable() {
+        assert_eq!(fingerprint(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fingerprint("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
