@@ -217,7 +217,8 @@ pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> R
 }
 
 /// `validate`: prints the resolved config (secrets redacted); with `connect`, also checks the
-/// table, its columns and the index a scan needs.
+/// table, its columns, the index a scan needs and how its timestamps are read, and runs one
+/// read-only scan. Exits 2 when the timestamps cannot be read with certainty.
 pub async fn validate(
     config: &Config,
     connect: bool,
@@ -225,11 +226,16 @@ pub async fn validate(
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
     let mut warnings = Vec::new();
+    let mut errors = Vec::new();
     let mut table = serde_json::Value::Null;
+    let mut time_lines = Vec::new();
     if connect {
         let store = Store::connect(config).await?;
-        let info = store.info();
-        store.close().await;
+        let info = store.info().clone();
+        let mut scanner = Scanner::new(store);
+        let scanned = scanner.scan(config, None).await;
+        scanner.store().close().await;
+        let report = scanned?;
         let status = &config.jobs.status.column;
         if !info.status_indexed {
             warnings.push(format!(
@@ -238,38 +244,93 @@ pub async fn validate(
                 config.jobs.table, config.jobs.table.name, config.jobs.table
             ));
         }
+        if let Some(s) = &report.suspicion {
+            warnings.push(s.clone());
+        }
+        let time = &info.time;
+        time_lines.push(format!(
+            "the database's zone: {}; naive timestamps are read in {}{}",
+            time.database_zone.described,
+            time.read_zone,
+            match config.database.timezone {
+                Some(setting) => format!(" ([database] timezone = \"{setting}\")"),
+                None => " ([database] timezone is not set)".to_string(),
+            }
+        ));
+        for c in &time.columns {
+            time_lines.push(format!(
+                "{} ({}, {}): {}",
+                c.key,
+                c.field,
+                if c.sql_type.is_empty() {
+                    "?"
+                } else {
+                    &c.sql_type
+                },
+                c.read_as
+            ));
+        }
+        if let Some(why) = &time.refusal {
+            errors.push(why.clone());
+        }
         let mut columns: Vec<_> = info.columns.iter().collect();
         columns.sort();
         table = serde_json::json!({
             "name": config.jobs.table.to_string(),
             "columns": columns.into_iter().map(|(c, t)| serde_json::json!({"name": c, "type": t})).collect::<Vec<_>>(),
             "status_indexed": info.status_indexed,
+            "timestamps": {
+                "database_zone": time.database_zone.described,
+                "read_zone": time.read_zone.to_string(),
+                "columns": time.columns.iter().map(|c| serde_json::json!({
+                    "key": c.key, "field": c.field, "type": c.sql_type, "naive": c.naive, "read_as": c.read_as,
+                })).collect::<Vec<_>>(),
+            },
         });
     }
     for w in &warnings {
         tracing::warn!("{w}");
     }
     let resolved = config::redacted_json(config);
+    let valid = errors.is_empty();
     if json {
         let object = serde_json::json!({
-            "valid": true, "config": resolved, "table": table, "warnings": warnings,
+            "valid": valid, "config": resolved, "table": table, "warnings": warnings, "errors": errors,
         });
         writeln!(out, "{object}")?;
     } else {
         let pretty = serde_json::to_string_pretty(&resolved).map_err(std::io::Error::other)?;
         writeln!(out, "{pretty}")?;
-        writeln!(out, "\n{}: valid", config.path.display())?;
         if connect {
+            writeln!(out)?;
             writeln!(
                 out,
                 "connected to {}: table {} has every configured column",
                 config.redacted_url(),
                 config.jobs.table
             )?;
+            writeln!(out, "timestamps:")?;
+            for line in &time_lines {
+                writeln!(out, "  {line}")?;
+            }
         }
         for w in &warnings {
             writeln!(out, "warning: {w}")?;
         }
+        for e in &errors {
+            writeln!(out, "error: {e}")?;
+        }
+        if valid {
+            writeln!(out, "\n{}: valid", config.path.display())?;
+        } else {
+            writeln!(
+                out,
+                "\n{}: not valid on this database ({} problem{})",
+                config.path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            )?;
+        }
     }
-    Ok(EXIT_OK)
+    Ok(if valid { EXIT_OK } else { EXIT_USAGE })
 }

@@ -291,7 +291,16 @@ impl Scanner {
                 progress: config.jobs.progress.is_some(),
             },
         };
-        let detected = detect::detect(&obs, &policy, &mut self.memory);
+        let mut detected = detect::detect(&obs, &policy, &mut self.memory);
+        if let Some(why) = self.store.refusal() {
+            detected.warnings.insert(
+                0,
+                Warning {
+                    job_id: None,
+                    message: format!("no job will be failed or re-queued: {why}"),
+                },
+            );
+        }
         let counts = detect::count_active(&snapshot.jobs, &config.jobs.statuses);
         let mut jobs: BTreeMap<StatusClass, u64> = [StatusClass::Pending, StatusClass::Running]
             .into_iter()

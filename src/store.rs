@@ -701,9 +701,17 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
             read_as,
         });
     }
-    let first_naive = columns.iter().find(|c| c.naive);
-    let refusal = first_naive.and_then(|c| {
-        let what = format!("`{}` (`{}`, {}) has no time zone", c.key, c.field, c.sql_type);
+    let naive: Vec<String> = columns
+        .iter()
+        .filter(|c| c.naive)
+        .map(|c| format!("`{}` (`{}`, {})", c.key, c.field, c.sql_type))
+        .collect();
+    let refusal = (!naive.is_empty()).then(|| {
+        let what = if naive.len() == 1 {
+            format!("{} has no time zone", naive[0])
+        } else {
+            format!("{} have no time zone", naive.join(", "))
+        };
         match (config.database.timezone, db.zone) {
             (None, Some(z)) if z.is_utc() => None,
             (None, _) => Some(format!(
@@ -720,7 +728,7 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
             )),
             _ => None,
         }
-    });
+    }).flatten();
     TimeInfo {
         database_zone: db,
         read_zone,

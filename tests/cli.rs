@@ -289,7 +289,9 @@ fn demo_shows_every_kind_of_job_problem() {
 async fn older_than_is_the_operators_lever() {
     let db = TestDb::new(Backend::Sqlite).await;
     small_table(&db, true).await;
-    for (id, created, beat) in [(1, 90.0, 1.0), (2, 20.0, 1.0), (3, 200.0, 0.5)] {
+    // Stuck means silent, not old: 1 and 3 have been silent for over 10 minutes; 2 was
+    // created 20 minutes ago but beat a minute ago.
+    for (id, created, beat) in [(1, 90.0, 15.0), (2, 20.0, 1.0), (3, 200.0, 12.0)] {
         db.exec(&format!(
             "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
             db.ago(created),
@@ -307,7 +309,7 @@ async fn older_than_is_the_operators_lever() {
     let (c, v) = jobwarden_json(
         &db.url,
         Path::new(&config),
-        &["recover", "--dry-run", "--older-than", "1h"],
+        &["recover", "--dry-run", "--older-than", "10m"],
     );
     assert_eq!(c, 1);
     assert_eq!(
@@ -321,7 +323,12 @@ async fn older_than_is_the_operators_lever() {
         .as_array()
         .unwrap()
         .iter()
-        .all(|f| f["outcome"] == "dry_run" && f["action"] == "fail"));
+        .all(|f| f["outcome"] == "dry_run"
+            && f["action"] == "fail"
+            && f["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("no heartbeat for 1")));
     let statuses = db.rows("SELECT status FROM jobs ORDER BY id").await;
     assert!(
         statuses.iter().all(|r| r[0].as_deref() == Some("running")),
