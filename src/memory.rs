@@ -147,10 +147,22 @@ impl Memory {
         }
     }
 
-    /// When a job entered its current status, and how that is known: the latest of its
-    /// `status_since` column, jobwarden's own observation and `created_at`.
+    /// When a job entered its current status, and how that is known. The `status_since`
+    /// column, when the row has a value, is the table's own answer and wins, except over a
+    /// later re-queue by jobwarden (which the application's column may not follow). Without
+    /// it: the later of jobwarden's own observation and `created_at`.
     pub fn entered(&self, job: &JobRow) -> Result<(f64, Entered), String> {
         let seen = self.jobs.get(&job.id).filter(|s| s.status == job.status);
+        if let Some(column) = job.status_since.at() {
+            return Ok(match seen {
+                Some(Seen {
+                    entered: Some(at),
+                    source: Entered::Requeued,
+                    ..
+                }) if *at > column => (*at, Entered::Requeued),
+                _ => (column, Entered::Column),
+            });
+        }
         let mut best = match job.created_since() {
             Ok(created) => Some((
                 created,
@@ -166,9 +178,6 @@ impl Memory {
                 best = Some((at, how));
             }
         };
-        if let Some(at) = job.status_since.at() {
-            consider(at, Entered::Column);
-        }
         if let Some((at, how)) = seen.and_then(|s| Some((s.entered?, s.source))) {
             consider(at, how);
         }
@@ -322,13 +331,17 @@ mod tests {
     }
 
     #[test]
-    fn the_column_wins_when_it_is_later() {
-        let m = Memory::new("t");
+    fn the_column_is_the_tables_own_answer() {
+        let mut m = Memory::new("t");
+        m.observe(&[], NOW - 15.0);
         let mut j = job("1", "running", 60.0);
         j.status_since = Stamp::At(NOW - 120.0);
+        m.observe(std::slice::from_ref(&j), NOW);
         assert_eq!(m.entered(&j), Ok((NOW - 120.0, Entered::Column)));
-        j.status_since = Stamp::At(NOW - 7200.0);
-        assert_eq!(m.entered(&j), Ok((NOW - 3600.0, Entered::FirstScan)));
+        // A re-queue by jobwarden after the column's time wins: the application may not
+        // touch its column for it.
+        m.requeued("1", "running", NOW + 1.0);
+        assert_eq!(m.entered(&j), Ok((NOW + 1.0, Entered::Requeued)));
     }
 
     #[test]

@@ -435,3 +435,34 @@ fn secrets_may_come_from_systemd_credentials() {
         "postgres://app:***@db.internal/app"
     );
 }
+
+/// `recover` exits 3 when the database refused a write (here: a role that may only read), so
+/// a script can tell "found and could not fix" from "found and fixed" (1).
+#[tokio::test]
+async fn recover_exits_3_when_a_write_is_refused() {
+    let db = TestDb::new(Backend::Postgres).await;
+    small_table(&db, true).await;
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (1, 'running', {}, {})",
+        db.ago(90.0),
+        db.ago(45.0)
+    ))
+    .await;
+    let role = format!("jw_reader_{}", std::process::id());
+    db.exec(&format!("DROP ROLE IF EXISTS {role}")).await;
+    db.exec(&format!("CREATE ROLE {role} LOGIN")).await;
+    db.exec(&format!("GRANT SELECT ON jobs TO {role}")).await;
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names the postgres user");
+    let config = write_config(db.dir(), SMALL);
+    let out = jobwarden(&url, &["recover", "--config", &config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    db.exec(&format!("REVOKE ALL ON jobs FROM {role}")).await;
+    db.exec(&format!("DROP ROLE {role}")).await;
+    assert_eq!(code(&out), 3, "{text}\n{}", stderr(&out));
+    assert!(text.contains("permission denied"), "{text}");
+    assert_eq!(
+        db.rows("SELECT status FROM jobs").await[0][0].as_deref(),
+        Some("running")
+    );
+}

@@ -11,8 +11,12 @@ use common::{free_port, get, metric, wait_for, Backend, Daemon, TestConfig, Test
 
 fn config(db: &TestDb, n: usize) -> (PathBuf, PathBuf) {
     let state = db.dir().join(format!("state-{n}"));
+    // Rows are inserted already running, so they entered that status when created: said so,
+    // a replica that first sees a row (one inserted after the leader died) knows how long it
+    // has been running instead of dating it by its own first sight.
     let path = TestConfig::new(&db.url)
         .top(r#"interval = "300ms""#)
+        .jobs(r#"status_since = "created_at""#)
         .heartbeat_rule("hb", "30m", r#"action = "fail""#)
         .section("[safety]\nstartup_grace = \"0s\"")
         .state(&state)

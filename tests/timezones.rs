@@ -641,6 +641,13 @@ async fn older_than_on_operations(backend: Backend) {
         ],
         "{report}"
     );
+    if backend == Backend::MySql {
+        // finished_at is written as the application would, with sub-second precision.
+        let micros = db
+            .rows("SELECT CAST(MICROSECOND(completed_at) AS CHAR) FROM operations WHERE operation_id = 'design'")
+            .await;
+        assert_ne!(micros[0][0].as_deref(), Some("0"), "NOW(6), not NOW()");
+    }
     let older: Vec<(String, String)> = report["findings"]
         .as_array()
         .unwrap()
