@@ -221,17 +221,11 @@ pub fn host_now() -> f64 {
 
 impl Index {
     /// An empty index for a root; call [`Index::reconcile`] to fill it.
-    pub fn new(spec: &Artifacts) -> Result<Index, String> {
-        let compile = |globs: &[String]| {
-            globs
-                .iter()
-                .map(|g| Glob::new(g))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(Index {
-            pattern: Pattern::new(&spec.pattern)?,
-            partial: compile(&spec.partial)?,
-            required: compile(&spec.required)?,
+    pub fn new(spec: &Artifacts) -> Index {
+        Index {
+            pattern: spec.compiled.pattern.clone(),
+            partial: spec.compiled.partial.clone(),
+            required: spec.compiled.required.clone(),
             spec: spec.clone(),
             files: BTreeMap::new(),
             jobs: HashMap::new(),
@@ -245,7 +239,7 @@ impl Index {
             } else {
                 Mode::Events
             },
-        })
+        }
     }
 
     /// Walks the whole root again and replaces the index with what it finds. A root that does
@@ -505,7 +499,7 @@ type Events = tokio::sync::mpsc::UnboundedReceiver<notify::Result<notify::Event>
 /// The watch is placed before the first walk: a file created while the index is being built
 /// is then reported by an event, and one walk serves both.
 pub fn watch(spec: &Artifacts) -> Result<(Shared, tokio::task::JoinHandle<()>), String> {
-    let mut index = Index::new(spec)?;
+    let mut index = Index::new(spec);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let placed = place_watch(spec, &tx);
     note_watch(&mut index, spec, &placed);
@@ -676,6 +670,11 @@ mod tests {
             watch: WatchMode::Poll,
             reconcile_every: Duration::from_secs(600),
             required_within: Duration::from_secs(86_400),
+            compiled: crate::config::CompiledArtifacts {
+                pattern: Pattern::new("{job_id}/**").unwrap(),
+                partial: vec![Glob::new("*.part").unwrap()],
+                required: vec![Glob::new("report.pdf").unwrap()],
+            },
         }
     }
 
@@ -683,7 +682,7 @@ mod tests {
     fn walks_refreshes_and_skips() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("out");
-        let mut index = Index::new(&spec(&root)).unwrap();
+        let mut index = Index::new(&spec(&root));
         index.reconcile();
         assert!(!index.root_present && index.is_empty());
         std::fs::create_dir_all(root.join("1")).unwrap();
@@ -750,7 +749,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("5/ok.pdf"), b"x").unwrap();
-        let mut index = Index::new(&spec(&root)).unwrap();
+        let mut index = Index::new(&spec(&root));
         index.reconcile();
         assert_eq!(index.len(), 1);
         assert_eq!(index.skipped.get(&Skip::NotUtf8), Some(&1));

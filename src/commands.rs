@@ -43,7 +43,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
-            Error::Store(StoreError::MissingColumns { .. }) => EXIT_USAGE,
+            Error::Store(e) if e.is_config() => EXIT_USAGE,
             Error::Store(_) | Error::Output(_) | Error::Daemon(_) | Error::Artifacts(_) => {
                 EXIT_UNAVAILABLE
             }
@@ -88,7 +88,7 @@ fn exit_for(report: &Report) -> u8 {
 pub fn artifact_indexes(config: &Config, strict: bool) -> Result<Vec<artifacts::Shared>, Error> {
     let mut out = Vec::new();
     for spec in &config.artifacts {
-        let mut index = artifacts::Index::new(spec).map_err(Error::Usage)?;
+        let mut index = artifacts::Index::new(spec);
         index.reconcile();
         if strict && !index.root_present {
             return Err(Error::Artifacts(format!(
@@ -229,24 +229,16 @@ pub async fn validate(
     let mut errors = Vec::new();
     let mut table = serde_json::Value::Null;
     let mut time_lines = Vec::new();
+    let mut notes = Vec::new();
     if connect {
         let store = Store::connect(config).await?;
         let info = store.info().clone();
-        let mut scanner = Scanner::new(store);
-        let scanned = scanner.scan(config, None).await;
-        scanner.store().close().await;
-        let report = scanned?;
-        let status = &config.jobs.status.column;
-        if !info.status_indexed {
-            warnings.push(format!(
-                "no index on {}({status}): every scan reads the whole table. Create one, for example \
-                 CREATE INDEX {}_{status}_idx ON {} ({status})",
-                config.jobs.table, config.jobs.table.name, config.jobs.table
-            ));
-        }
-        if let Some(s) = &report.suspicion {
-            warnings.push(s.clone());
-        }
+        let verified = crate::verify::verify(&store, config).await;
+        store.close().await;
+        let verified = verified?;
+        warnings.extend(verified.warnings);
+        errors.extend(verified.errors);
+        notes = verified.notes;
         let time = &info.time;
         time_lines.push(format!(
             "the database's zone: {}; naive timestamps are read in {}{}",
@@ -279,6 +271,7 @@ pub async fn validate(
             "name": config.jobs.table.to_string(),
             "columns": columns.into_iter().map(|(c, t)| serde_json::json!({"name": c, "type": t})).collect::<Vec<_>>(),
             "status_indexed": info.status_indexed,
+            "privileges": notes,
             "timestamps": {
                 "database_zone": time.database_zone.described,
                 "read_zone": time.read_zone.to_string(),
@@ -311,6 +304,10 @@ pub async fn validate(
             )?;
             writeln!(out, "timestamps:")?;
             for line in &time_lines {
+                writeln!(out, "  {line}")?;
+            }
+            writeln!(out, "privileges:")?;
+            for line in &notes {
                 writeln!(out, "  {line}")?;
             }
         }

@@ -28,6 +28,10 @@ pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default HTTP listen address: loopback only, on a port of our own.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9847";
 
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9847))
+}
+
 /// A config that could not be loaded: what is wrong and where.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -129,6 +133,28 @@ pub struct Config {
     pub safety: Safety,
     /// `[audit] table`: also INSERT each write there, in the same transaction as the UPDATE.
     pub audit_table: Option<TableName>,
+    /// The line each key was given on, for errors found later (a `where` the database
+    /// rejects names its line).
+    pub places: Places,
+}
+
+/// Key (`jobs.where`, `jobs.statuses.running`) to the 1-based line of its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places(BTreeMap<String, usize>);
+
+impl Places {
+    /// The line of a key's value, if the file set it.
+    pub fn line(&self, key: &str) -> Option<usize> {
+        self.0.get(key).copied()
+    }
+
+    /// `` `jobs.where` (line 14) ``, or just the key when the file did not set it.
+    pub fn name(&self, key: &str) -> String {
+        match self.line(key) {
+            Some(line) => format!("`{key}` (line {line})"),
+            None => format!("`{key}`"),
+        }
+    }
 }
 
 /// `[safety]`: the limits that keep a watchdog from failing every job at once.
@@ -222,6 +248,8 @@ pub struct Artifacts {
     pub partial: Vec<String>,
     pub settle: Duration,
     pub required: Vec<String>,
+    /// `pattern`, `partial` and `required`, compiled once at load.
+    pub compiled: CompiledArtifacts,
     /// `auto` (notify events, with a full reconcile every `reconcile_every`) or `poll` (a
     /// full walk every scan, for network filesystems). Default `auto`.
     pub watch: WatchMode,
@@ -229,6 +257,14 @@ pub struct Artifacts {
     pub reconcile_every: Duration,
     /// How far back succeeded jobs are checked for `required` files. Default 24h.
     pub required_within: Duration,
+}
+
+/// The patterns of one `[[artifacts]]` entry, compiled at load: nothing later can fail on them.
+#[derive(Debug, Clone)]
+pub struct CompiledArtifacts {
+    pub pattern: crate::artifacts::Pattern,
+    pub partial: Vec<crate::artifacts::Glob>,
+    pub required: Vec<crate::artifacts::Glob>,
 }
 
 /// How an artifact root is kept current.
@@ -249,7 +285,8 @@ pub const DEFAULT_REQUIRED_WITHIN: Duration = Duration::from_secs(86_400);
 /// `[http]`.
 #[derive(Debug, Clone)]
 pub struct Http {
-    pub listen: String,
+    /// Parsed at load, so a bad address is a config error with its line, not a failed bind.
+    pub listen: std::net::SocketAddr,
     pub token: Option<String>,
 }
 
@@ -462,6 +499,7 @@ pub fn parse(
         text,
         path: path.display().to_string(),
         lookup,
+        places: Default::default(),
     };
     let raw: RawConfig = toml::from_str(text)
         .map_err(|e| ctx.error(e.span(), None, e.message().trim_end().replace('\n', "; ")))?;
@@ -621,6 +659,8 @@ struct Ctx<'a> {
     text: &'a str,
     path: String,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Lines of the keys read so far.
+    places: std::cell::RefCell<BTreeMap<String, usize>>,
 }
 
 impl Ctx<'_> {
@@ -641,8 +681,12 @@ impl Ctx<'_> {
         self.located(Some(spanned.span()), Some(key), message)
     }
 
-    /// A string with `${VAR}` expanded.
+    /// A string with `${VAR}` expanded. Records the key's line.
     fn text(&self, value: &Text, key: &str) -> Result<String, Located> {
+        self.places
+            .borrow_mut()
+            .entry(key.to_string())
+            .or_insert_with(|| line_column(self.text, value.span().start).0);
         expand(value.get_ref(), self.lookup).map_err(|m| self.at(value, key, m))
     }
 
@@ -788,8 +832,17 @@ fn resolve(
     let http = match &raw.http {
         Some(h) => Http {
             listen: match &h.listen {
-                Some(l) => ctx.text(l, "http.listen")?,
-                None => DEFAULT_LISTEN.to_string(),
+                Some(l) => {
+                    let text = ctx.text(l, "http.listen")?;
+                    text.trim().parse().map_err(|_| {
+                        ctx.at(
+                            l,
+                            "http.listen",
+                            format!("`{text}` is not an address and port such as \"127.0.0.1:9847\" or \"[::1]:9847\""),
+                        )
+                    })?
+                }
+                None => default_listen(),
             },
             token: h
                 .token
@@ -799,7 +852,7 @@ fn resolve(
                 .filter(|t| !t.is_empty()),
         },
         None => Http {
-            listen: DEFAULT_LISTEN.to_string(),
+            listen: default_listen(),
             token: None,
         },
     };
@@ -838,6 +891,7 @@ fn resolve(
         state_dir,
         safety,
         audit_table,
+        places: Places(ctx.places.take()),
     })
 }
 
@@ -1363,15 +1417,21 @@ fn resolve_artifacts(
 ) -> Result<Artifacts, Located> {
     let key = |k: &str| format!("artifacts[{i}].{k}");
     let pattern = ctx.text(&raw.pattern, &key("pattern"))?;
-    if let Err(m) = crate::artifacts::Pattern::new(&pattern) {
-        return Err(ctx.at(&raw.pattern, &key("pattern"), m));
-    }
-    for (list, name) in [(&raw.partial, "partial"), (&raw.required, "required")] {
-        for g in list {
-            let text = ctx.text(g, &key(name))?;
-            crate::artifacts::Glob::new(&text).map_err(|m| ctx.at(g, &key(name), m))?;
-        }
-    }
+    let compiled_pattern = crate::artifacts::Pattern::new(&pattern)
+        .map_err(|m| ctx.at(&raw.pattern, &key("pattern"), m))?;
+    let globs = |list: &[Text], name: &str| -> Result<Vec<crate::artifacts::Glob>, Located> {
+        list.iter()
+            .map(|g| {
+                let text = ctx.text(g, &key(name))?;
+                crate::artifacts::Glob::new(&text).map_err(|m| ctx.at(g, &key(name), m))
+            })
+            .collect()
+    };
+    let compiled = CompiledArtifacts {
+        pattern: compiled_pattern,
+        partial: globs(&raw.partial, "partial")?,
+        required: globs(&raw.required, "required")?,
+    };
     if pattern.matches("{job_id}").count() != 1 {
         return Err(ctx.at(
             &raw.pattern,
@@ -1407,6 +1467,7 @@ fn resolve_artifacts(
             None => DEFAULT_REQUIRED_WITHIN,
         },
         required: ctx.texts(&raw.required, &key("required"))?,
+        compiled,
     })
 }
 
@@ -1480,7 +1541,7 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
         },
         "rules": rules,
         "artifacts": artifacts,
-        "http": {"listen": config.http.listen, "token": config.http.token.as_ref().map(|_| "***")},
+        "http": {"listen": config.http.listen.to_string(), "token": config.http.token.as_ref().map(|_| "***")},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
         "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string())},
@@ -1554,7 +1615,7 @@ failed = ["failed"]
         assert_eq!(c.terminal_counts_every, Some(Duration::from_secs(300)));
         assert_eq!(c.jobs.id.column, "id");
         assert_eq!(c.jobs.created_at.column, "created_at");
-        assert_eq!(c.http.listen, "127.0.0.1:9847");
+        assert_eq!(c.http.listen.to_string(), DEFAULT_LISTEN);
         assert!(!c.dry_run);
     }
 

@@ -85,6 +85,8 @@ pub struct Shared {
     ready: AtomicBool,
     last_error: RwLock<Option<String>>,
     token: RwLock<Option<String>>,
+    /// Whether the leader lock was checked yet, and its answer.
+    role_known: AtomicBool,
     leader: AtomicBool,
     pub recover: mpsc::Sender<RecoverRequest>,
 }
@@ -103,9 +105,12 @@ impl Shared {
         )
     }
 
-    /// `leader` or `standby`.
+    /// `leader`, `standby`, or `unknown` before the lock could first be checked (the
+    /// database was never reached).
     pub fn role(&self) -> &'static str {
-        if self.leader.load(Ordering::Relaxed) {
+        if !self.role_known.load(Ordering::Relaxed) {
+            "unknown"
+        } else if self.leader.load(Ordering::Relaxed) {
             "leader"
         } else {
             "standby"
@@ -139,7 +144,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| DaemonError::Bind {
-            addr: config.http.listen.clone(),
+            addr: config.http.listen.to_string(),
             source,
         })?;
     let (recover_tx, mut recover_rx) = mpsc::channel(8);
@@ -149,12 +154,13 @@ pub async fn run(
         ready: AtomicBool::new(false),
         last_error: RwLock::new(None),
         token: RwLock::new(config.http.token.clone()),
+        role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         recover: recover_tx,
     });
     let local = listener
         .local_addr()
-        .map_or_else(|_| config.http.listen.clone(), |a| a.to_string());
+        .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
     tracing::info!(listen = %local, environment = ?config.environment, dry_run = config.dry_run || options.dry_run, "jobwarden started");
     if let Some(period) = notify::watchdog_period() {
         if config.interval + config.database.query_timeout * 3 >= period {
@@ -187,6 +193,7 @@ pub async fn run(
         terminal: None,
         memory_saved: None,
         suspicion: None,
+        failing: false,
     };
     scan_loop.watch_artifacts();
     tokio::pin!(shutdown);
@@ -266,6 +273,8 @@ struct Loop {
     memory_saved: Option<Instant>,
     /// The last scan's suspicion, to log it once when it appears.
     suspicion: Option<String>,
+    /// Scans have been failing since the last success (logged once when it starts).
+    failing: bool,
 }
 
 impl Loop {
@@ -291,6 +300,9 @@ impl Loop {
                     m.observe_artifacts(&artifacts::lock(index), host_now);
                 }
                 self.log_changes(&report);
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!("scans succeed again");
+                }
                 self.shared.ready.store(true, Ordering::Relaxed);
                 *write(&self.shared.last_error) = None;
                 if self.leadership.is_leader() {
@@ -304,18 +316,33 @@ impl Loop {
                 true
             }
             Err(e) => {
-                m.scan_errors.with_label_values(&["database"]).inc();
-                m.database_up.set(0);
-                if self.shared.ready.swap(false, Ordering::Relaxed) || self.backoff.attempt == 0 {
-                    tracing::error!("scan failed, retrying with backoff: {e}");
+                // A database that answered with an error is up: the query (the config) is
+                // what failed, and monitoring must not page anyone for an outage.
+                let answered = e.database_answered();
+                let source = if answered { "query" } else { "database" };
+                m.scan_errors.with_label_values(&[source]).inc();
+                m.database_up.set(i64::from(answered));
+                if !self.failing {
+                    tracing::error!(source, "scan failed, retrying with backoff: {e}");
+                    self.failing = true;
                 } else {
-                    tracing::debug!("scan failed again: {e}");
+                    tracing::debug!(source, "scan failed again: {e}");
                 }
+                self.shared.ready.store(false, Ordering::Relaxed);
                 *write(&self.shared.last_error) = Some(e.to_string());
+                if answered {
+                    // The lock still works: report the real role.
+                    self.lead().await;
+                }
                 if self.leadership.is_leader() {
                     self.alerter.tick();
                 }
-                self.notifier.cycle(&format!("database unavailable: {e}"));
+                let what = if answered {
+                    "scan query rejected"
+                } else {
+                    "database unavailable"
+                };
+                self.notifier.cycle(&format!("{what}: {e}"));
                 false
             }
         }
@@ -457,6 +484,7 @@ impl Loop {
     async fn lead(&mut self) -> bool {
         let leader = self.leadership.check().await;
         self.shared.leader.store(leader, Ordering::Relaxed);
+        self.shared.role_known.store(true, Ordering::Relaxed);
         self.shared.metrics.leader.set(i64::from(leader));
         leader
     }

@@ -334,6 +334,12 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
         if out.findings.len() > before {
             stuck.insert(job.id.as_str());
         }
+        if let Some(bad) = &job.bad_pid {
+            out.warn(
+                job,
+                format!("pid `{bad}` is not a process id; the dead-process check is skipped"),
+            );
+        }
         if job.pid.is_none() && job.parent_id.is_none() && family.children.is_empty() {
             continue;
         }
@@ -850,6 +856,7 @@ mod tests {
             phase: None,
             parent_id: None,
             pid: None,
+            bad_pid: None,
             host: None,
             guard: Guard::default(),
         }

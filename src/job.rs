@@ -36,6 +36,8 @@ pub struct JobRow {
     pub phase: Option<String>,
     pub parent_id: Option<String>,
     pub pid: Option<i64>,
+    /// A `pid` value that is not a number, kept for the warning.
+    pub bad_pid: Option<String>,
     pub host: Option<String>,
     /// What the row looked like, for the guarded write.
     pub guard: Guard,

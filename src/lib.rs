@@ -27,4 +27,5 @@ pub mod safety;
 pub mod scan;
 pub mod sql;
 pub mod store;
+pub mod verify;
 pub mod zone;

@@ -285,6 +285,7 @@ mod tests {
             phase: None,
             parent_id: None,
             pid: None,
+            bad_pid: None,
             host: None,
             guard: Guard::default(),
         }

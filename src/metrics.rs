@@ -46,6 +46,7 @@ pub struct Metrics {
     artifacts: IntGaugeVec,
     pub artifact_scan_duration: Histogram,
     artifact_watch_mode: IntGaugeVec,
+    artifact_root_present: IntGaugeVec,
     artifact_skipped: IntCounterVec,
     skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
@@ -87,13 +88,13 @@ impl Metrics {
         let scan_errors = IntCounterVec::new(
             Opts::new(
                 "jobwarden_scan_errors_total",
-                "Scans that failed, by what failed.",
+                "Scans that failed, by what failed: database (not reached, or it could not be read) or query (the database answered, and rejected a query the config builds).",
             ),
             &["source"],
         )?;
         let database_up = IntGauge::new(
             "jobwarden_database_up",
-            "1 when the last scan reached the database, else 0.",
+            "1 when the last scan reached the database (whatever the database answered), else 0.",
         )?;
         let last_scan_success = Gauge::new(
             "jobwarden_last_scan_success_timestamp_seconds",
@@ -156,6 +157,13 @@ impl Metrics {
             ),
             &["root", "mode"],
         )?;
+        let artifact_root_present = IntGaugeVec::new(
+            Opts::new(
+                "jobwarden_artifact_root_present",
+                "1 when an artifact root exists and can be read, as of the last walk; while it is 0 the root gives no missing_artifact finding.",
+            ),
+            &["root"],
+        )?;
         let artifact_skipped = IntCounterVec::new(
             Opts::new(
                 "jobwarden_artifact_skipped_total",
@@ -189,6 +197,7 @@ impl Metrics {
             Box::new(artifacts.clone()),
             Box::new(artifact_scan_duration.clone()),
             Box::new(artifact_watch_mode.clone()),
+            Box::new(artifact_root_present.clone()),
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
         ] {
@@ -196,6 +205,7 @@ impl Metrics {
         }
         // Known label values start at 0, so rate() and alerts see them from the first scrape.
         scan_errors.with_label_values(&["database"]);
+        scan_errors.with_label_values(&["query"]);
         Ok(Metrics {
             registry,
             jobs,
@@ -216,6 +226,7 @@ impl Metrics {
             artifacts,
             artifact_scan_duration,
             artifact_watch_mode,
+            artifact_root_present,
             artifact_skipped,
             skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),
@@ -295,6 +306,9 @@ impl Metrics {
                 .with_label_values(&[root, state])
                 .set(n as i64);
         }
+        self.artifact_root_present
+            .with_label_values(&[root])
+            .set(i64::from(index.root_present));
         for mode in [crate::artifacts::Mode::Events, crate::artifacts::Mode::Poll] {
             self.artifact_watch_mode
                 .with_label_values(&[root, mode.as_str()])

@@ -147,9 +147,9 @@ impl Scanner {
         &mut self,
         config: &Config,
         snapshot: &Snapshot,
-    ) -> Result<Vec<ArtifactView>, StoreError> {
+    ) -> Result<(Vec<ArtifactView>, Vec<Warning>), StoreError> {
         if self.artifacts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let active: HashSet<&str> = snapshot.jobs.iter().map(|j| j.id.as_str()).collect();
         let mut ask: BTreeSet<String> = BTreeSet::new();
@@ -209,9 +209,22 @@ impl Scanner {
         };
         let host_now = artifacts::host_now();
         let mut views = Vec::with_capacity(self.artifacts.len());
+        let mut warnings = Vec::new();
         for shared in &self.artifacts {
             let index = artifacts::lock(shared);
             let spec = &index.spec;
+            // A root that is not there tells nothing of what a job left in it.
+            let root_missing = !index.root_present;
+            if root_missing {
+                warnings.push(Warning {
+                    job_id: None,
+                    message: format!(
+                        "artifact root `{}` ({}) does not exist or cannot be read: no missing_artifact for it until it does",
+                        spec.name,
+                        spec.root.display()
+                    ),
+                });
+            }
             let window = spec.required_within.as_secs_f64();
             let recent: Vec<(String, String, f64)> = succeeded
                 .iter()
@@ -250,14 +263,14 @@ impl Scanner {
                 files,
                 unknown,
                 status_of,
-                succeeded: if spec.required.is_empty() {
+                succeeded: if spec.required.is_empty() || root_missing {
                     Vec::new()
                 } else {
                     recent
                 },
             });
         }
-        Ok(views)
+        Ok((views, warnings))
     }
 
     /// One scan. `older_than` is `recover --older-than`.
@@ -269,9 +282,27 @@ impl Scanner {
         let read_at = tokio::time::Instant::now();
         let snapshot = self.store.snapshot().await?;
         self.snapshot_at = Some((snapshot.now, read_at));
+        self.judge_with(config, snapshot, older_than).await
+    }
+
+    /// Judges rows already read (`validate --connect` reads a limited sample).
+    pub async fn judge(
+        &mut self,
+        config: &Config,
+        snapshot: Snapshot,
+    ) -> Result<Report, StoreError> {
+        self.judge_with(config, snapshot, None).await
+    }
+
+    async fn judge_with(
+        &mut self,
+        config: &Config,
+        snapshot: Snapshot,
+        older_than: Option<OlderThan>,
+    ) -> Result<Report, StoreError> {
         let dead = process::dead_pids(snapshot.jobs.iter().filter_map(|j| j.pid));
         let artifact_started = tokio::time::Instant::now();
-        let views = self.artifact_views(config, &snapshot).await?;
+        let (views, root_warnings) = self.artifact_views(config, &snapshot).await?;
         let artifact_seconds =
             (!self.artifacts.is_empty()).then(|| artifact_started.elapsed().as_secs_f64());
         let obs = Observation {
@@ -292,6 +323,7 @@ impl Scanner {
             },
         };
         let mut detected = detect::detect(&obs, &policy, &mut self.memory);
+        detected.warnings.extend(root_warnings);
         if let Some(why) = self.store.refusal() {
             detected.warnings.insert(
                 0,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 
-use crate::config::{Action, Config, Jobs};
+use crate::config::{Action, Config, Jobs, Places, StatusClass};
 use crate::job::{Guard, JobRow, Reading, Relative, Stamp};
 use crate::sql::{Dialect, Field, TimeKind};
 use crate::zone::{Setting, Zone};
@@ -47,8 +47,40 @@ pub enum StoreError {
         what: &'static str,
         timeout: Duration,
     },
+    /// The database could not be reached or read (down, timed out, connection lost, the
+    /// table not readable).
     #[error("{what} failed: {message}")]
     Query { what: &'static str, message: String },
+    /// The database answered with an error that jobwarden could not pin on one config key.
+    #[error("{what} was rejected by the database: {message}")]
+    Rejected { what: &'static str, message: String },
+    /// The database rejected SQL that a config key put into the query: a config error.
+    #[error("{place}: {message}")]
+    Config {
+        /// The key and its line (`` `jobs.where` (line 14) ``).
+        place: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the database answered (so it is up), whatever it said.
+    pub fn database_answered(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Rejected { .. }
+                | StoreError::Config { .. }
+                | StoreError::MissingColumns { .. }
+        )
+    }
+
+    /// Whether the error is the config's: exit 2 rather than 3.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Config { .. } | StoreError::MissingColumns { .. }
+        )
+    }
 }
 
 /// One scan's worth of rows.
@@ -157,6 +189,35 @@ pub struct Queries {
     finished: Reading,
     /// `SELECT` of the active rows.
     pub scan: String,
+    /// Each column expression of the scan, with the config key it comes from.
+    scan_columns: Vec<(&'static str, String)>,
+}
+
+/// How a statement carries its values: as bound parameters, or inline as escaped literals
+/// (for `EXPLAIN`, which not every database prepares with parameters).
+enum Values {
+    Bound(Vec<Option<String>>),
+    Inline,
+}
+
+impl Values {
+    /// The SQL text standing for one more value.
+    fn add(&mut self, d: Dialect, value: Option<String>) -> String {
+        match self {
+            Values::Bound(params) => {
+                params.push(value);
+                d.param(params.len())
+            }
+            Values::Inline => value.map_or_else(|| "NULL".to_string(), |v| d.literal(&v)),
+        }
+    }
+
+    fn into_params(self) -> Vec<Option<String>> {
+        match self {
+            Values::Bound(params) => params,
+            Values::Inline => Vec::new(),
+        }
+    }
 }
 
 /// A pool of the database's own sqlx driver.
@@ -201,6 +262,8 @@ pub struct Store {
     url: String,
     info: TableInfo,
     audit_table: Option<crate::sql::TableName>,
+    /// The config's key lines, to name the key a rejected query comes from.
+    places: Places,
 }
 
 /// The column order of the scan query.
@@ -243,25 +306,32 @@ impl Queries {
         };
         let (hb_num, hb_txt) = stamp(&jobs.heartbeat_at);
         let (since_num, since_txt) = stamp(&jobs.status_since);
-        let columns = [
-            d.value_text(&jobs.id),
-            d.value_text(&jobs.status),
-            d.epoch(&jobs.created_at, kind(&jobs.created_at)),
-            d.value_text(&jobs.created_at),
-            hb_num,
-            hb_txt,
-            text_or_null(&jobs.progress),
-            text_or_null(&jobs.phase),
-            text_or_null(&jobs.parent_id),
-            text_or_null(&jobs.pid),
-            text_or_null(&jobs.host),
-            text_or_null(&jobs.attempts),
-            since_num,
-            since_txt,
+        let scan_columns = vec![
+            ("jobs.id", d.value_text(&jobs.id)),
+            ("jobs.status", d.value_text(&jobs.status)),
+            (
+                "jobs.created_at",
+                d.epoch(&jobs.created_at, kind(&jobs.created_at)),
+            ),
+            ("jobs.created_at", d.value_text(&jobs.created_at)),
+            ("jobs.heartbeat_at", hb_num),
+            ("jobs.heartbeat_at", hb_txt),
+            ("jobs.progress", text_or_null(&jobs.progress)),
+            ("jobs.phase", text_or_null(&jobs.phase)),
+            ("jobs.parent_id", text_or_null(&jobs.parent_id)),
+            ("jobs.pid", text_or_null(&jobs.pid)),
+            ("jobs.host", text_or_null(&jobs.host)),
+            ("jobs.attempts", text_or_null(&jobs.attempts)),
+            ("jobs.status_since", since_num),
+            ("jobs.status_since", since_txt),
         ];
         let scan = format!(
             "SELECT {} FROM {} WHERE {}",
-            columns.join(", "),
+            scan_columns
+                .iter()
+                .map(|(_, c)| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             d.table(&jobs.table),
             Self::scope(d, jobs)
         );
@@ -272,7 +342,50 @@ impl Queries {
             types: types.clone(),
             finished: Reading::default(),
             scan,
+            scan_columns,
         }
+    }
+
+    /// The statements that find which part of a rejected scan is at fault, in order, each with
+    /// the config key it tests: the table alone, then the status words (one by one), then
+    /// `where`, then each column expression. `None` as the key: the table itself.
+    pub fn probes(&self) -> Vec<(Option<String>, String)> {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let table = d.table(&j.table);
+        let status = d.quote(&j.status.column);
+        let mut out = vec![(None, format!("SELECT 1 FROM {table} LIMIT 1"))];
+        for class in [StatusClass::Pending, StatusClass::Running] {
+            for word in j.statuses.words(class) {
+                out.push((
+                    Some(format!("jobs.statuses.{}", class.as_str())),
+                    format!(
+                        "SELECT 1 FROM {table} WHERE {status} = {} LIMIT 1",
+                        d.literal(word)
+                    ),
+                ));
+            }
+        }
+        let active = format!("{status} IN ({})", d.literal_list(j.statuses.active()));
+        if let Some(w) = &j.where_sql {
+            out.push((
+                Some("jobs.where".into()),
+                format!("SELECT 1 FROM {table} WHERE {active} AND ({w}) LIMIT 1"),
+            ));
+        }
+        let scope = Self::scope(d, j);
+        for (key, expr) in &self.scan_columns {
+            out.push((
+                Some((*key).to_string()),
+                format!("SELECT {expr} FROM {table} WHERE {scope}"),
+            ));
+        }
+        out
+    }
+
+    /// The scan's `SELECT`, limited to `n` rows (`validate --connect`).
+    pub fn scan_limited(&self, n: usize) -> String {
+        format!("{} LIMIT {n}", self.scan)
     }
 
     /// The same statements, with `finished_at` read (and written) as `finished` says.
@@ -436,13 +549,20 @@ impl Queries {
     /// The guarded UPDATE and its bound parameters, in order. `now` (the database clock) picks
     /// the zone offset of a naive `finished_at`.
     pub fn write(&self, w: &Write, now: f64) -> (String, Vec<Option<String>>) {
+        let mut values = Values::Bound(Vec::new());
+        let sql = self.write_with(w, now, &mut values);
+        (sql, values.into_params())
+    }
+
+    /// The guarded UPDATE with its values inline, for `EXPLAIN`.
+    pub fn write_inline(&self, w: &Write, now: f64) -> String {
+        self.write_with(w, now, &mut Values::Inline)
+    }
+
+    fn write_with(&self, w: &Write, now: f64, params: &mut Values) -> String {
         let d = self.dialect;
         let j = &self.jobs;
-        let mut params: Vec<Option<String>> = Vec::new();
-        let next = |value: Option<String>, params: &mut Vec<Option<String>>| {
-            params.push(value);
-            d.param(params.len())
-        };
+        let next = |value: Option<String>, params: &mut Values| params.add(d, value);
         let mut sets = vec![format!(
             "{} = {}",
             d.quote(&j.status.column),
@@ -463,7 +583,7 @@ impl Queries {
                 sets.push(format!("{} = {value}", d.quote(&f.column)));
             }
             if let Some(e) = &j.error {
-                let p = next(Some(w.reason.clone()), &mut params);
+                let p = next(Some(w.reason.clone()), params);
                 sets.push(format!("{} = {p}", d.quote(&e.column)));
             }
         }
@@ -484,17 +604,16 @@ impl Queries {
             (&j.attempts, &w.guard.attempts),
         ] {
             if let Some(f) = field {
-                let p = next(value.clone(), &mut params);
+                let p = next(value.clone(), params);
                 conds.push(d.null_safe_eq(&d.value_text(f), &p));
             }
         }
-        let sql = format!(
+        format!(
             "UPDATE {} SET {} WHERE {}",
             d.table(&j.table),
             sets.join(", "),
             conds.join(" AND ")
-        );
-        (sql, params)
+        )
     }
 
     /// The INSERT of an audit row into `[audit] table`, and its parameters.
@@ -503,6 +622,26 @@ impl Queries {
         table: &crate::sql::TableName,
         e: &crate::audit::Entry,
     ) -> (String, Vec<Option<String>>) {
+        let mut values = Values::Bound(Vec::new());
+        let sql = self.audit_insert_with(table, e, &mut values);
+        (sql, values.into_params())
+    }
+
+    /// The audit INSERT with its values inline, for `EXPLAIN`.
+    pub fn audit_insert_inline(
+        &self,
+        table: &crate::sql::TableName,
+        e: &crate::audit::Entry,
+    ) -> String {
+        self.audit_insert_with(table, e, &mut Values::Inline)
+    }
+
+    fn audit_insert_with(
+        &self,
+        table: &crate::sql::TableName,
+        e: &crate::audit::Entry,
+        bound: &mut Values,
+    ) -> String {
         let d = self.dialect;
         let values: Vec<Option<String>> = vec![
             e.environment.clone(),
@@ -535,17 +674,19 @@ impl Queries {
             _ => d.now_value(TimeKind::Native),
         };
         // The two counts go in as integers, whatever the text parameter's type.
-        let params: Vec<String> = (1..=values.len())
-            .map(|n| {
-                let p = d.param(n);
-                if n == 8 || n == 9 {
+        let params: Vec<String> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = bound.add(d, v);
+                if i == 7 || i == 8 {
                     d.integer(&p)
                 } else {
                     p
                 }
             })
             .collect();
-        let sql = format!(
+        format!(
             "INSERT INTO {} ({}, {}) VALUES ({now}, {})",
             d.table(table),
             d.quote("at"),
@@ -555,8 +696,7 @@ impl Queries {
                 .collect::<Vec<_>>()
                 .join(", "),
             params.join(", ")
-        );
-        (sql, values)
+        )
     }
 
     /// A one-line account of a write, for dry runs and logs.
@@ -602,6 +742,55 @@ impl Queries {
                 d.literal(&t.name),
                 d.literal(t.schema.as_deref().unwrap_or("main"))
             ),
+        }
+    }
+
+    /// The catalogue queries that tell which values the status column can hold: enum labels
+    /// (PostgreSQL `pg_enum`, MySQL `ENUM(...)` in `COLUMN_TYPE`) and `CHECK` constraints
+    /// (their text, parsed by [`check_values`]). Each returns (what, text) rows.
+    fn status_domain(&self) -> Vec<String> {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let status = d.literal(&self.jobs.status.column);
+        let schema = t
+            .schema
+            .as_deref()
+            .map_or("DATABASE()".to_string(), |s| d.literal(s));
+        match d {
+            Dialect::Postgres => vec![
+                format!(
+                    "SELECT 'enum ' || format_type(a.atttypid, NULL), string_agg(e.enumlabel::text, chr(10) ORDER BY e.enumsortorder) \
+                     FROM pg_attribute a JOIN pg_enum e ON e.enumtypid = a.atttypid \
+                     WHERE a.attrelid = to_regclass({}) AND a.attname = {status} GROUP BY a.atttypid",
+                    d.literal(&d.table(t))
+                ),
+                format!(
+                    "SELECT 'CHECK constraint ' || conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+                     WHERE conrelid = to_regclass({}) AND contype = 'c'",
+                    d.literal(&d.table(t))
+                ),
+            ],
+            Dialect::MySql => vec![
+                format!(
+                    "SELECT 'ENUM column', CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {} AND COLUMN_NAME = {status} \
+                     AND DATA_TYPE = 'enum'",
+                    d.literal(&t.name)
+                ),
+                format!(
+                    "SELECT CONCAT('CHECK constraint ', CONSTRAINT_NAME), CAST(CHECK_CLAUSE AS CHAR) \
+                     FROM information_schema.CHECK_CONSTRAINTS \
+                     WHERE CONSTRAINT_SCHEMA = {schema} AND TABLE_NAME = {}",
+                    d.literal(&t.name)
+                ),
+            ],
+            Dialect::Sqlite => vec![format!(
+                "SELECT 'CHECK constraint', sql FROM {}sqlite_master WHERE type = 'table' AND name = {}",
+                t.schema
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                d.literal(&t.name)
+            )],
         }
     }
 
@@ -743,6 +932,82 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
     }
 }
 
+/// The values a status column may hold, from one catalogue row: PostgreSQL enum labels (one
+/// per line), MySQL's `enum('a','b')`, or a `CHECK` constraint of the form
+/// `status IN ('a', 'b')` / `status = ANY (ARRAY['a'::text, ...])` on this column. `None` when
+/// the text says nothing readable about the column.
+pub fn check_values(what: &str, text: &str, column: &str) -> Option<Vec<String>> {
+    if what.starts_with("enum ") {
+        return Some(text.lines().map(str::to_string).collect());
+    }
+    let quoted = |t: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut chars = t.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '\'' {
+                continue;
+            }
+            let mut value = String::new();
+            while let Some(c) = chars.next() {
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                        value.push('\'');
+                        continue;
+                    }
+                    break;
+                }
+                value.push(c);
+            }
+            out.push(value);
+        }
+        out
+    };
+    if what.starts_with("ENUM") {
+        return Some(quoted(text));
+    }
+    // A CHECK: find `<column> IN (` or `<column> = ANY (ARRAY[`, right after the column name
+    // (bare, or quoted with ", ` or []), and read the literals up to the closing bracket.
+    let lower = text.to_ascii_lowercase();
+    let col = column.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&col) {
+        let start = from + found;
+        let end = start + col.len();
+        from = end;
+        let before = lower[..start].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = lower[end..].trim_start_matches(['"', '`', ']', ')', ' ']);
+        let rest = rest
+            .strip_prefix("::text")
+            .unwrap_or(rest)
+            .trim_start_matches([')', ' ']);
+        let (open, close) = if let Some(r) = rest.strip_prefix("in") {
+            if !r.trim_start().starts_with('(') {
+                continue;
+            }
+            ('(', ')')
+        } else if rest.starts_with('=') && rest[1..].trim_start().starts_with("any") {
+            ('[', ']')
+        } else {
+            continue;
+        };
+        let offset = text.len() - rest.len();
+        let body = &text[offset..];
+        let Some(o) = body.find(open) else { continue };
+        let Some(c) = body[o..].find(close) else {
+            continue;
+        };
+        let values = quoted(&body[o..o + c]);
+        if !values.is_empty() {
+            return Some(values);
+        }
+    }
+    None
+}
+
 /// Every configured column with the key that names it.
 pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
     let mut out = vec![
@@ -793,6 +1058,7 @@ impl Store {
             url,
             info: TableInfo::default(),
             audit_table: config.audit_table.clone(),
+            places: config.places.clone(),
         };
         store.info = store.table_info().await?;
         let missing: Vec<(String, String)> = configured_columns(&config.jobs)
@@ -949,6 +1215,59 @@ impl Store {
         Ok(fixed_zone(described, offset))
     }
 
+    /// The values the status column can hold, with what says so (`enum run_status`, `CHECK
+    /// constraint jobs_status_check`), when the catalogue restricts them.
+    pub async fn status_domain(&self) -> Result<Option<(String, Vec<String>)>, StoreError> {
+        let column = &self.queries.jobs.status.column;
+        for sql in self.queries.status_domain() {
+            let rows = match self
+                .fetch("reading the status column's values", &sql, |row| {
+                    Ok((row.text(0, "what")?, row.text(1, "values")?))
+                })
+                .await
+            {
+                Ok(rows) => rows,
+                // An old server without the catalogue view: nothing to say.
+                Err(StoreError::Rejected { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            for (what, text) in rows {
+                let (Some(what), Some(text)) = (what, text) else {
+                    continue;
+                };
+                if let Some(values) = check_values(&what, &text, column) {
+                    return Ok(Some((what, values)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs `EXPLAIN` of a statement: its syntax, types and (on PostgreSQL and MySQL) the
+    /// privileges it needs are checked, and nothing is written.
+    pub async fn explain(&self, what: &'static str, sql: &str) -> Result<(), StoreError> {
+        self.fetch(what, &format!("EXPLAIN {sql}"), |_| Ok(()))
+            .await
+            .map(|_| ())
+    }
+
+    /// An id the id column can hold, for statements that must match no row.
+    pub fn placeholder_id(&self) -> &'static str {
+        let ty = self
+            .info
+            .columns
+            .get(&self.queries.jobs.id.column)
+            .map(|t| t.to_ascii_lowercase())
+            .unwrap_or_default();
+        if ty.contains("uuid") {
+            "00000000-0000-0000-0000-000000000000"
+        } else if TimeKind::from_sql_type(&ty) == TimeKind::Number {
+            "-1"
+        } else {
+            "jobwarden-validate"
+        }
+    }
+
     /// What the catalogue said at connect time.
     pub fn info(&self) -> &TableInfo {
         &self.info
@@ -996,6 +1315,10 @@ impl Store {
     /// Reads the database clock, then every active row, then (with `parent_id`) their
     /// parents and children.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.snapshot_with(&self.queries.scan).await
+    }
+
+    async fn snapshot_with(&self, scan: &str) -> Result<Snapshot, StoreError> {
         let now_rows = self
             .fetch(
                 "reading the database clock",
@@ -1011,18 +1334,72 @@ impl Store {
                 what: "reading the database clock",
                 message: "no value".into(),
             })?;
-        let readings = self.info.time.readings;
-        let jobs = self
-            .fetch("reading the active jobs", &self.queries.scan, |row| {
-                job_from_row(row, &readings)
-            })
-            .await?;
+        let jobs = match self.active_rows(scan).await {
+            Err(StoreError::Rejected { message, .. }) => return Err(self.diagnose(message).await),
+            other => other?,
+        };
         let relatives = self.relatives(&jobs).await?;
         Ok(Snapshot {
             now,
             jobs,
             relatives,
         })
+    }
+
+    /// The active rows a scan statement returns.
+    async fn active_rows(&self, sql: &str) -> Result<Vec<JobRow>, StoreError> {
+        let readings = self.info.time.readings;
+        self.fetch("reading the active jobs", sql, |row| {
+            job_from_row(row, &readings)
+        })
+        .await
+    }
+
+    /// Finds which part of a scan the database rejected, by running each part alone: the
+    /// table (not readable: exit 3), a status word, `where`, or a column expression (the
+    /// config's fault: exit 2, naming the key and its line).
+    async fn diagnose(&self, message: String) -> StoreError {
+        for (key, sql) in self.queries.probes() {
+            let Err(e) = self.fetch("diagnosing the scan", &sql, |_| Ok(())).await else {
+                continue;
+            };
+            let reason = match e {
+                StoreError::Rejected { message, .. } => message,
+                other => return other,
+            };
+            return match key {
+                None => StoreError::Query {
+                    what: "reading the table",
+                    message: reason,
+                },
+                Some(key) => StoreError::Config {
+                    place: self.places.name(&key),
+                    message: reason,
+                },
+            };
+        }
+        StoreError::Rejected {
+            what: "reading the active jobs",
+            message,
+        }
+    }
+
+    /// The checks of `validate --connect` that run what a scan runs, without writing: the
+    /// scan's own `SELECT` (limited), then the look-ups a scan makes. Returns the rows read.
+    pub async fn probe(&self, limit: usize) -> Result<Snapshot, StoreError> {
+        let snapshot = self
+            .snapshot_with(&self.queries.scan_limited(limit))
+            .await?;
+        let ids: Vec<&str> = snapshot
+            .jobs
+            .iter()
+            .map(|j| j.id.as_str())
+            .take(1)
+            .collect();
+        if !ids.is_empty() {
+            self.lookup(&ids).await?;
+        }
+        Ok(snapshot)
     }
 
     async fn relatives(&self, jobs: &[JobRow]) -> Result<Vec<Relative>, StoreError> {
@@ -1227,6 +1604,11 @@ impl Store {
                 what,
                 timeout: self.timeout,
             }),
+            // The database answered, with an error about the statement.
+            Ok(Err(sqlx::Error::Database(e))) => Err(StoreError::Rejected {
+                what,
+                message: scrub(&e.to_string(), &self.secrets),
+            }),
             Ok(Err(e)) => Err(StoreError::Query {
                 what,
                 message: scrub(&e.to_string(), &self.secrets),
@@ -1296,6 +1678,7 @@ fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRow, StoreErr
     let num = |i: usize, what: &'static str| row.float(i, what);
     let heartbeat_text = text(col::HEARTBEAT_TXT, "heartbeat")?;
     let progress = text(col::PROGRESS, "progress")?;
+    let pid = text(col::PID, "pid")?;
     Ok(JobRow {
         id: text(col::ID, "id")?.unwrap_or_default(),
         status: text(col::STATUS, "status")?.unwrap_or_default(),
@@ -1316,7 +1699,8 @@ fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRow, StoreErr
         ),
         phase: text(col::PHASE, "phase")?,
         parent_id: text(col::PARENT, "parent id")?,
-        pid: text(col::PID, "pid")?.and_then(|p| p.trim().parse().ok()),
+        pid: pid.as_deref().and_then(|p| p.trim().parse().ok()),
+        bad_pid: pid.filter(|p| p.trim().parse::<i64>().is_err()),
         host: text(col::HOST, "host")?,
         guard: Guard {
             heartbeat: heartbeat_text,
@@ -1505,6 +1889,39 @@ mod tests {
             Queries::new(Dialect::Sqlite, &j, &HashMap::new()).terminal_counts(),
             None
         );
+    }
+
+    #[test]
+    fn status_values_from_the_catalogue() {
+        let v = |what: &str, text: &str| check_values(what, text, "status");
+        assert_eq!(
+            v("enum run_status", "PENDING\nPROCESSING"),
+            Some(vec!["PENDING".into(), "PROCESSING".into()])
+        );
+        assert_eq!(
+            v("ENUM column", "enum('a','it''s')"),
+            Some(vec!["a".into(), "it's".into()])
+        );
+        assert_eq!(
+            v(
+                "CHECK constraint jobs_status_check",
+                "CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text])))"
+            ),
+            Some(vec!["pending".into(), "running".into()])
+        );
+        assert_eq!(
+            v("CHECK constraint c", "`status` in ('queued','done')"),
+            Some(vec!["queued".into(), "done".into()])
+        );
+        assert_eq!(
+            v(
+                "CHECK constraint",
+                "CREATE TABLE jobs (id INTEGER, status TEXT CHECK (status IN ('a', 'b')), substatus TEXT)"
+            ),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(v("CHECK constraint c", "CHECK ((substatus <> 'x'))"), None);
+        assert_eq!(v("CHECK constraint c", "CHECK ((attempts >= 0))"), None);
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! `validate --connect`: the proof that a config works on its database, without writing.
+//!
+//! It runs what a scan runs (the scan's own `SELECT`, limited, and the look-ups a scan
+//! makes), checks every configured status word against what the status column can hold
+//! (enum labels, `ENUM(...)` members, a `CHECK (status IN ...)`), and `EXPLAIN`s the guarded
+//! `UPDATE` of each action the rules use and the audit table's `INSERT`, so syntax, types and
+//! privileges are proven before the first write. Every problem is one line naming the config
+//! key and its line.
+
+use crate::config::{Action, Config, StatusClass};
+use crate::job::Guard;
+use crate::scan::Scanner;
+use crate::store::{Store, StoreError, Write};
+
+/// How many active rows the proof reads.
+const PROBE_ROWS: usize = 1000;
+
+/// What `validate --connect` found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// Problems that make `validate --connect` exit 2.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Facts worth printing: the privileges needed, how timestamps are read.
+    pub notes: Vec<String>,
+}
+
+/// Checks the config against the open database. An `Err` is a database that could not be
+/// read at all (exit 3); everything the config is to blame for is in `errors`.
+pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreError> {
+    let mut out = Verified::default();
+    let places = &config.places;
+    let info = store.info();
+    let d = config.database.dialect;
+    let jobs = &config.jobs;
+
+    // The status words against the column's own vocabulary.
+    if let Some((what, allowed)) = store.status_domain().await? {
+        for class in StatusClass::ALL {
+            for word in jobs.statuses.words(class) {
+                if !allowed.iter().any(|a| a == word) {
+                    out.errors.push(format!(
+                        "{}: `{word}` ({}) is not a value the column `{}` can hold ({what}: {})",
+                        places.name(&format!("jobs.statuses.{}", class.as_str())),
+                        class.as_str(),
+                        jobs.status.column,
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+
+    // What a scan runs, limited.
+    match store.probe(PROBE_ROWS).await {
+        Ok(snapshot) => {
+            let mut scanner = Scanner::new(store.clone());
+            let scanned = scanner.judge(config, snapshot).await;
+            match scanned {
+                Ok(report) => {
+                    if let Some(s) = report.suspicion {
+                        out.warnings.push(s);
+                    }
+                    out.warnings.extend(
+                        report
+                            .warnings
+                            .into_iter()
+                            .filter(|w| w.job_id.is_none() && !w.message.starts_with("no job will"))
+                            .map(|w| w.message),
+                    );
+                }
+                Err(e) => rejected(&mut out, e)?,
+            }
+        }
+        Err(e) => rejected(&mut out, e)?,
+    }
+
+    // The guarded writes of the actions in use, and the audit row.
+    let writes = !config.dry_run
+        && config
+            .rules
+            .iter()
+            .any(|r| matches!(r.action, Action::Fail | Action::Requeue));
+    let table = jobs.table.to_string();
+    out.notes.push(format!("needs SELECT on {table}"));
+    if writes {
+        let mut written = vec![jobs.status.column.clone()];
+        let fails = config.rules.iter().any(|r| r.action == Action::Fail)
+            || (jobs.attempts.is_some()
+                && config.rules.iter().any(|r| r.action == Action::Requeue));
+        if fails {
+            written.extend(jobs.finished_at.iter().map(|f| f.column.clone()));
+            written.extend(jobs.error.iter().map(|f| f.column.clone()));
+        }
+        written.extend(jobs.attempts.iter().map(|f| f.column.clone()));
+        out.notes.push(format!(
+            "needs UPDATE ({}) on {table}, since rules fail or re-queue jobs",
+            written.join(", ")
+        ));
+        for (action, target) in [
+            (Action::Fail, jobs.statuses.failed.first()),
+            (Action::Requeue, jobs.statuses.pending.first()),
+        ] {
+            let used = config.rules.iter().any(|r| r.action == action)
+                || (action == Action::Fail && fails);
+            let (Some(target), Some(before), true) = (target, jobs.statuses.running.first(), used)
+            else {
+                continue;
+            };
+            let write = Write {
+                job_id: store.placeholder_id().to_string(),
+                action,
+                status_before: before.clone(),
+                status_after: target.clone(),
+                guard: Guard::default(),
+                reason: "jobwarden validate".into(),
+                bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
+            };
+            let sql = store.queries().write_inline(&write, 0.0);
+            if let Err(e) = store.explain("checking the guarded UPDATE", &sql).await {
+                out.errors.push(denied_or(
+                    &e,
+                    format!("the guarded UPDATE of `{}`", action.as_str()),
+                    format!("UPDATE ({}) ON {table}", written.join(", ")),
+                )?);
+            }
+        }
+        if let Some(audit) = &config.audit_table {
+            out.notes
+                .push(format!("needs INSERT on {audit} (the audit table)"));
+            let entry = crate::audit::Entry {
+                time: String::new(),
+                environment: config.environment.clone(),
+                job_id: store.placeholder_id().into(),
+                status_before: String::new(),
+                status_after: String::new(),
+                action: String::new(),
+                kind: String::new(),
+                rule: String::new(),
+                age_seconds: 0,
+                threshold_seconds: 0,
+                outcome: String::new(),
+                replica: String::new(),
+                forced: false,
+            };
+            let sql = store.queries().audit_insert_inline(audit, &entry);
+            if let Err(e) = store.explain("checking the audit INSERT", &sql).await {
+                out.errors.push(denied_or(
+                    &e,
+                    format!("{} (the audit table's INSERT)", places.name("audit.table")),
+                    format!("INSERT ON {audit}"),
+                )?);
+            }
+        }
+    }
+
+    if !info.status_indexed {
+        let status = &jobs.status.column;
+        out.warnings.push(format!(
+            "no index on {}({status}): every scan reads the whole table. Create one: CREATE INDEX {} ON {} ({})",
+            jobs.table,
+            d.quote(&format!("{}_{status}_idx", jobs.table.name)),
+            d.table(&jobs.table),
+            d.quote(status)
+        ));
+    }
+    Ok(out)
+}
+
+/// Files a rejected query as a config problem, or passes on a database that is gone.
+fn rejected(out: &mut Verified, e: StoreError) -> Result<(), StoreError> {
+    match e {
+        StoreError::Config { .. } | StoreError::Rejected { .. } => {
+            out.errors.push(e.to_string());
+            Ok(())
+        }
+        other => Err(other),
+    }
+}
+
+/// A refused `EXPLAIN` as one sentence: a missing privilege says which to grant.
+fn denied_or(e: &StoreError, what: String, grant: String) -> Result<String, StoreError> {
+    let message = match e {
+        StoreError::Rejected { message, .. } | StoreError::Config { message, .. } => message,
+        StoreError::Query { .. } | StoreError::Timeout { .. } => return Err(clone_err(e)),
+        other => return Ok(format!("{what}: {other}")),
+    };
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("permission denied") || lower.contains("command denied") {
+        Ok(format!(
+            "{what}: this database user may not make it ({message}): GRANT {grant} TO the user jobwarden connects as, or use only `alert` rules"
+        ))
+    } else {
+        Ok(format!("{what} is rejected: {message}"))
+    }
+}
+
+fn clone_err(e: &StoreError) -> StoreError {
+    StoreError::Query {
+        what: "validating",
+        message: e.to_string(),
+    }
+}
