@@ -5,7 +5,28 @@
 
 mod common;
 
-use common::{expect, findings, jobwarden_json, Backend, TestDb};
+use common::{expect, findings, jobwarden, jobwarden_json, Backend, TestDb};
+
+/// `validate --connect` proves the ready config on a table of its documented shape: exit 0.
+fn validates(db: &TestDb, config: &std::path::Path) {
+    let out = jobwarden(
+        &db.url,
+        &[
+            "validate",
+            "--connect",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}\n{}",
+        config.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 // ---------------------------------------------------------------------------------------------
 // research_jobs, as a Supabase app keeps it: uuid ids, timestamptz, metadata jsonb with steps
@@ -122,6 +143,7 @@ async fn research_table(db: &TestDb) -> std::path::PathBuf {
 async fn research(backend: Backend) {
     let db = TestDb::new(backend).await;
     let config = research_table(&db).await;
+    validates(&db, &config);
     let before = db.dump("research_jobs").await;
 
     let (code, report) = jobwarden_json(&db.url, &config, &["check"]);
@@ -157,8 +179,15 @@ async fn research(backend: Backend) {
         .unwrap()
         .starts_with("no heartbeat for 45m"));
     let warnings = report["warnings"].as_array().unwrap();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!(warnings[0]["job_id"], R_NO_TIMES);
+    let (rows, scan): (Vec<_>, Vec<_>) = warnings.iter().partition(|w| w["job_id"].is_string());
+    assert_eq!(rows.len(), 1, "{warnings:?}");
+    assert_eq!(rows[0]["job_id"], R_NO_TIMES);
+    // The config's report folder is not there in this test: said, and no missing_artifact.
+    assert_eq!(scan.len(), 1, "{warnings:?}");
+    assert!(scan[0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("artifact root `reports` ("));
 
     // Neither check nor a dry run writes anything.
     let (code, dry) = jobwarden_json(&db.url, &config, &["recover", "--dry-run"]);
@@ -280,6 +309,7 @@ async fn qualification(backend: Backend) {
         .await;
     }
     let config = common::example("qualification-runs.toml");
+    validates(&db, &config);
     let (code, prod) = jobwarden_json(&db.url, &config, &["check"]);
     assert_eq!(code, 1, "{prod}");
     assert_eq!(
@@ -384,6 +414,7 @@ async fn training(backend: Backend) {
         .await;
     }
     let config = common::example("local-training-jobs.toml");
+    validates(&db, &config);
     let (code, report) = jobwarden_json(&db.url, &config, &["check"]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(
@@ -491,6 +522,7 @@ async fn operations(backend: Backend) {
         .await;
     }
     let config = common::example("operations.toml");
+    validates(&db, &config);
     let (code, report) = jobwarden_json(&db.url, &config, &["check"]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(
