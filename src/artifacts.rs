@@ -246,7 +246,8 @@ impl Index {
     /// not exist (yet) leaves the index empty and says so once.
     pub fn reconcile(&mut self) {
         let root = self.spec.root.clone();
-        let present = root.is_dir();
+        // A folder that cannot be listed is as good as absent: nothing can be known of it.
+        let present = root.is_dir() && std::fs::read_dir(&root).is_ok();
         if !present && self.logged.insert(root.clone()) {
             tracing::warn!(root = %root.display(), artifacts = %self.spec.name, "the artifact root does not exist (yet); retrying");
         }

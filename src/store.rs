@@ -893,7 +893,14 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
     let naive: Vec<String> = columns
         .iter()
         .filter(|c| c.naive)
-        .map(|c| format!("`{}` (`{}`, {})", c.key, c.field, c.sql_type))
+        .map(|c| {
+            format!(
+                "{} (`{}`, {})",
+                config.places.name(c.key),
+                c.field,
+                c.sql_type
+            )
+        })
         .collect();
     let refusal = (!naive.is_empty()).then(|| {
         let what = if naive.len() == 1 {
@@ -1384,22 +1391,10 @@ impl Store {
         }
     }
 
-    /// The checks of `validate --connect` that run what a scan runs, without writing: the
-    /// scan's own `SELECT` (limited), then the look-ups a scan makes. Returns the rows read.
+    /// What a scan reads (the clock, the scan's own `SELECT` limited to `limit` rows, the
+    /// relatives), for `validate --connect`.
     pub async fn probe(&self, limit: usize) -> Result<Snapshot, StoreError> {
-        let snapshot = self
-            .snapshot_with(&self.queries.scan_limited(limit))
-            .await?;
-        let ids: Vec<&str> = snapshot
-            .jobs
-            .iter()
-            .map(|j| j.id.as_str())
-            .take(1)
-            .collect();
-        if !ids.is_empty() {
-            self.lookup(&ids).await?;
-        }
-        Ok(snapshot)
+        self.snapshot_with(&self.queries.scan_limited(limit)).await
     }
 
     async fn relatives(&self, jobs: &[JobRow]) -> Result<Vec<Relative>, StoreError> {

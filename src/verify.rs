@@ -51,7 +51,23 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         }
     }
 
-    // What a scan runs, limited.
+    // What a scan runs, limited, and the look-ups the artifact roots make.
+    let within = config
+        .artifacts
+        .iter()
+        .filter(|a| !a.required.is_empty())
+        .map(|a| a.required_within)
+        .max();
+    if !config.artifacts.is_empty() {
+        if let Err(e) = store.lookup(&[store.placeholder_id()]).await {
+            rejected(&mut out, e)?;
+        }
+    }
+    if let Some(within) = within {
+        if let Err(e) = store.recent_succeeded(within, 0.0).await {
+            rejected(&mut out, e)?;
+        }
+    }
     match store.probe(PROBE_ROWS).await {
         Ok(snapshot) => {
             let mut scanner = Scanner::new(store.clone());

@@ -329,7 +329,7 @@ async fn unset_zone_never_writes(backend: Backend, pg_zone: &str, my_zone: &str)
     }
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("`jobs.heartbeat_at` (`updated_at`"),
+        text.contains("`jobs.heartbeat_at` (line ") && text.contains("(`updated_at`, "),
         "names the column: {text}"
     );
     assert!(
@@ -408,6 +408,24 @@ async fn mariadb_daemon_follows_the_database_zone() {
 async fn postgres_daemon_follows_the_database_zone() {
     daemon_follows_the_zone(Backend::Postgres, "Asia/Kolkata", "+05:30").await;
     daemon_follows_the_zone(Backend::Postgres, "America/New_York", "-05:00").await;
+}
+
+#[test]
+fn an_unknown_zone_name_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TestConfig::new("sqlite://x.db")
+        .database("timezone = \"Mars/Olympus\"")
+        .write(dir.path().join("jw.toml"));
+    let out = jobwarden(
+        "sqlite://x.db",
+        &["validate", "--config", config.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`database.timezone`") && err.contains("Mars/Olympus"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
