@@ -411,6 +411,16 @@ impl Statuses {
 }
 
 impl Config {
+    /// The longest `required_within` of the artifact roots that require files, if any does:
+    /// how far back succeeded jobs are read.
+    pub fn required_within(&self) -> Option<Duration> {
+        self.artifacts
+            .iter()
+            .filter(|a| !a.required.is_empty())
+            .map(|a| a.required_within)
+            .max()
+    }
+
     /// The database URL with any password replaced by `***`.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.database.url)

@@ -66,6 +66,10 @@ pattern = "{job_id}/**"
 partial = ["*.part"]
 settle = "2m"
 required = ["report.pdf"]
+
+# jobwarden's own files (the audit trail, what it remembers of each job) stay in the demo folder.
+[state]
+dir = "state"
 "#;
 
 /// Rows: id, status, created (minutes ago, NULL for none), updated (minutes ago), phase,

@@ -847,18 +847,9 @@ mod tests {
     /// A running job created an hour ago that beat `beat_min_ago` minutes ago.
     fn job(id: &str, beat_min_ago: Option<f64>) -> JobRow {
         JobRow {
-            id: id.into(),
-            status: "running".into(),
             created_at: Stamp::At(NOW - 60.0 * MIN),
             heartbeat_at: beat_min_ago.map_or(Stamp::Missing, |m| Stamp::At(NOW - m * MIN)),
-            status_since: Stamp::Missing,
-            progress: None,
-            phase: None,
-            parent_id: None,
-            pid: None,
-            bad_pid: None,
-            host: None,
-            guard: Guard::default(),
+            ..JobRow::new(id, "running")
         }
     }
 

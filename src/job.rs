@@ -61,6 +61,24 @@ pub struct Relative {
 }
 
 impl JobRow {
+    /// A row with only an id and a status: every timestamp missing, nothing else set.
+    pub fn new(id: &str, status: &str) -> JobRow {
+        JobRow {
+            id: id.to_string(),
+            status: status.to_string(),
+            created_at: Stamp::Missing,
+            heartbeat_at: Stamp::Missing,
+            status_since: Stamp::Missing,
+            progress: None,
+            phase: None,
+            parent_id: None,
+            pid: None,
+            bad_pid: None,
+            host: None,
+            guard: Guard::default(),
+        }
+    }
+
     /// When the job was created, or why that cannot be told.
     pub fn created_since(&self) -> Result<f64, String> {
         match &self.created_at {

@@ -25,12 +25,7 @@ pub struct Leadership {
 
 /// A stable 63-bit key for a table, the same in every replica (FNV-1a).
 fn lock_key(name: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash >> 1) as i64
+    (crate::memory::fingerprint(name) >> 1) as i64
 }
 
 impl Leadership {

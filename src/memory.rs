@@ -213,8 +213,9 @@ impl Memory {
     }
 }
 
-/// FNV-1a: a fingerprint that stays the same across builds and restarts.
-fn fingerprint(value: &str) -> u64 {
+/// FNV-1a: a fingerprint that stays the same across builds, restarts and replicas (the
+/// progress fingerprints here, the leader lock's key).
+pub fn fingerprint(value: &str) -> u64 {
     value.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -270,24 +271,14 @@ pub fn save(state_dir: &Path, memory: &mut Memory) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Guard, Stamp};
+    use crate::job::Stamp;
 
     const NOW: f64 = 1_767_225_600.0;
 
     fn job(id: &str, status: &str, created_min_ago: f64) -> JobRow {
         JobRow {
-            id: id.into(),
-            status: status.into(),
             created_at: Stamp::At(NOW - created_min_ago * 60.0),
-            heartbeat_at: Stamp::Missing,
-            status_since: Stamp::Missing,
-            progress: None,
-            phase: None,
-            parent_id: None,
-            pid: None,
-            bad_pid: None,
-            host: None,
-            guard: Guard::default(),
+            ..JobRow::new(id, status)
         }
     }
 

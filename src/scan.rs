@@ -197,12 +197,7 @@ impl Scanner {
                 self.known.insert(id.to_string(), found.get(id).cloned());
             }
         }
-        let within = config
-            .artifacts
-            .iter()
-            .filter(|a| !a.required.is_empty())
-            .map(|a| a.required_within)
-            .max();
+        let within = config.required_within();
         let succeeded = match within {
             Some(w) => self.store.recent_succeeded(w, snapshot.now).await?,
             None => Vec::new(),

@@ -52,12 +52,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
     }
 
     // What a scan runs, limited, and the look-ups the artifact roots make.
-    let within = config
-        .artifacts
-        .iter()
-        .filter(|a| !a.required.is_empty())
-        .map(|a| a.required_within)
-        .max();
+    let within = config.required_within();
     if !config.artifacts.is_empty() {
         if let Err(e) = store.lookup(&[store.placeholder_id()]).await {
             rejected(&mut out, e)?;

@@ -227,6 +227,25 @@ async fn completed_skew(db: &TestDb, pg_zone: &str, id: i64) -> f64 {
     skew
 }
 
+/// `validate --connect`: the exit code and everything it printed.
+fn validate_connect(db: &TestDb, config: &std::path::Path) -> (i32, String) {
+    let out = jobwarden(
+        db.jobwarden_url(),
+        &[
+            "validate",
+            "--connect",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// The age jobwarden reports for a job, in seconds.
 fn age_of(report: &serde_json::Value, id: &str) -> Option<u64> {
     report["findings"]
@@ -251,22 +270,8 @@ async fn zone_is_followed(backend: Backend, pg_zone: &str, my_zone: &str, writer
         Writer::Utc => "UTC",
     };
     let config = naive_config(&db, Some(setting), "");
-    let out = jobwarden(
-        db.jobwarden_url(),
-        &[
-            "validate",
-            "--connect",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate_connect(&db, &config);
+    assert_eq!(code, 0, "{text}");
     assert!(text.contains("jobs.heartbeat_at"), "{text}");
 
     let (code, report) = jobwarden_json(db.jobwarden_url(), &config, &["check"]);
@@ -306,28 +311,15 @@ async fn unset_zone_never_writes(backend: Backend, pg_zone: &str, my_zone: &str)
     };
     naive_jobs(&db, pg_zone, Writer::Database).await;
     let config = naive_config(&db, None, "");
-    let out = jobwarden(
-        db.jobwarden_url(),
-        &[
-            "validate",
-            "--connect",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate_connect(&db, &config);
     let before = statuses(&db).await;
     if pg_zone == "UTC" {
-        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert_eq!(code, 0, "{text}");
         let (_, report) = jobwarden_json(db.jobwarden_url(), &config, &["recover"]);
         assert_eq!(findings(&report), common::expect(&[("2", "stalled", "hb")]));
         return;
     }
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(code, 2, "{text}");
     assert!(
         text.contains("`jobs.heartbeat_at` (line ") && text.contains("(`updated_at`, "),
         "names the column: {text}"
