@@ -343,6 +343,10 @@ async fn unset_zone_never_writes(backend: Backend, pg_zone: &str, my_zone: &str)
     assert_eq!(statuses(&db).await, before, "nothing written");
     if pg_zone == "America/New_York" {
         // Read as UTC, New York's wall time looks five hours old: both found, neither written.
+        eprintln!(
+            "{backend:?} zone {pg_zone} timezone unset: job silent for 600 s reported {} s",
+            age_of(&report, "2").unwrap_or_default()
+        );
         assert_eq!(code, 1);
         assert_eq!(
             findings(&report),
@@ -352,6 +356,7 @@ async fn unset_zone_never_writes(backend: Backend, pg_zone: &str, my_zone: &str)
         // Read as UTC, Kolkata's wall time is 5h 30m ahead of the clock: warnings, no finding.
         assert_eq!(findings(&report), vec![], "{report}");
         let warnings = report["warnings"].to_string();
+        eprintln!("{backend:?} zone {pg_zone} timezone unset: {warnings}");
         assert!(
             warnings.contains("ahead of the database clock"),
             "{warnings}"
