@@ -93,21 +93,98 @@ pub fn plan(findings: &[Finding], jobs: &Jobs) -> Vec<Planned> {
     planned
 }
 
+/// Stops writes between two of them: set on SIGTERM/SIGINT, checked before each write, so the
+/// write in flight finishes (and is recorded) and nothing after it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stop {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Where writes are recorded, and what may stop them.
+#[derive(Debug, Clone, Copy)]
+pub struct Trail<'a> {
+    /// The state directory holding `audit.jsonl`.
+    pub state_dir: &'a std::path::Path,
+    pub stop: Option<&'a Stop>,
+    /// Dry-run writes already logged and audited on an earlier scan (the daemon's): counted
+    /// again, not logged or audited again.
+    pub dry_seen: Option<&'a std::collections::HashSet<String>>,
+}
+
+/// What [`apply`] came to.
+#[derive(Debug, Default)]
+pub struct Applying {
+    pub applied: Vec<Applied>,
+    /// Not written: the audit trail could not take its intent, or jobwarden is stopping.
+    pub held: Vec<(Planned, String)>,
+    /// The last failure to write the audit trail, if any.
+    pub audit_error: Option<String>,
+    /// The keys of this scan's dry-run writes.
+    pub dry_keys: std::collections::HashSet<String>,
+}
+
+/// The key of a dry-run write: the same write, on an unchanged row, is logged once.
+fn dry_key(w: &Write) -> String {
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{:?}",
+        w.job_id,
+        w.action.as_str(),
+        w.status_before,
+        w.guard
+    )
+}
+
 /// Applies (or, with `dry_run`, describes) the planned writes and records each outcome on its
-/// findings.
+/// findings. Each real write's intent is appended to the audit trail and flushed *before* the
+/// `UPDATE`, and its outcome after; a write whose intent cannot be recorded is not made
+/// (`limited`). Once `trail.stop` is set, no further write starts.
 pub async fn apply(
     store: &Store,
     findings: &mut [Finding],
     planned: Vec<Planned>,
     dry_run: bool,
     audit: &crate::audit::Context,
-) -> Vec<Applied> {
-    let mut done = Vec::with_capacity(planned.len());
+    trail: Trail<'_>,
+) -> Applying {
+    let mut out = Applying::default();
+    let mut dry_entries = Vec::new();
     for p in planned {
+        if trail.stop.is_some_and(Stop::is_set) {
+            out.held
+                .push((p, "jobwarden is stopping: not written".to_string()));
+            continue;
+        }
         let mut entry = crate::audit::entry(&p.write, &findings[p.findings[0]], audit);
+        let mut quiet = false;
         let (outcome, detail) = if dry_run {
+            let key = dry_key(&p.write);
+            quiet = trail.dry_seen.is_some_and(|seen| seen.contains(&key));
+            out.dry_keys.insert(key);
             (Outcome::DryRun, store.queries().describe(&p.write))
         } else {
+            let intent = crate::audit::Entry {
+                stage: crate::audit::Stage::Intent,
+                outcome: "intent".into(),
+                ..entry.clone()
+            };
+            if let Err(e) = crate::audit::append(trail.state_dir, &[intent]) {
+                let why = format!("audit trail not writable: {e}");
+                tracing::error!(
+                    job_id = %p.write.job_id, path = %crate::audit::path(trail.state_dir).display(),
+                    "not written, since its record cannot be kept: {why}"
+                );
+                out.audit_error = Some(why.clone());
+                out.held.push((p, why));
+                continue;
+            }
             match store.apply(&p.write, &entry, audit.now).await {
                 Ok(true) => (Outcome::Applied, store.queries().describe(&p.write)),
                 Ok(false) => (
@@ -127,6 +204,7 @@ pub async fn apply(
                 age_seconds = first.age_seconds, outcome = "error", error = %detail,
                 "could not {} job", p.write.action.as_str()
             ),
+            _ if quiet => {}
             _ => tracing::info!(
                 job_id = %p.write.job_id, kind = first.kind.as_str(), rule = %first.rule,
                 age_seconds = first.age_seconds, outcome = outcome.as_str(),
@@ -134,14 +212,104 @@ pub async fn apply(
             ),
         }
         entry.outcome = outcome.as_str().to_string();
-        done.push(Applied {
+        if dry_run {
+            if !quiet {
+                dry_entries.push(entry.clone());
+            }
+        } else if let Err(e) = crate::audit::append(trail.state_dir, std::slice::from_ref(&entry)) {
+            // The write is made and its intent is on disk: the next start resolves it.
+            tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
+            out.audit_error = Some(format!("audit trail not writable: {e}"));
+        }
+        out.applied.push(Applied {
             write: p.write,
             outcome,
             detail,
             audit: entry,
         });
     }
-    done
+    if let Err(e) = crate::audit::append(trail.state_dir, &dry_entries) {
+        tracing::error!("cannot record dry-run writes in the audit trail: {e}");
+        out.audit_error = Some(format!("audit trail not writable: {e}"));
+    }
+    for (p, _) in &out.held {
+        for &i in &p.findings {
+            findings[i].outcome = Outcome::Limited;
+        }
+    }
+    out
+}
+
+/// Resolves the writes a crashed jobwarden on this host left with an intent and no outcome:
+/// the row tells whether it happened (it has the status the write set, or not). Intents of
+/// processes still alive, or of other hosts, are left alone.
+pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usize {
+    let pending = match crate::audit::pending(state_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot read the audit trail to resolve interrupted writes: {e}");
+            return 0;
+        }
+    };
+    let host = crate::process::hostname();
+    let pids: Vec<i64> = pending
+        .iter()
+        .filter_map(|e| {
+            let (h, pid) = e.replica.rsplit_once(':')?;
+            (h == host).then(|| pid.parse().ok()).flatten()
+        })
+        .collect();
+    let dead = crate::process::dead_pids(pids.iter().copied());
+    let orphans: Vec<&crate::audit::Entry> = pending
+        .iter()
+        .filter(|e| {
+            e.replica
+                .rsplit_once(':')
+                .and_then(|(h, pid)| (h == host).then(|| pid.parse::<i64>().ok()).flatten())
+                .is_some_and(|pid| dead.contains(&pid))
+        })
+        .collect();
+    if orphans.is_empty() {
+        return 0;
+    }
+    let ids: Vec<&str> = orphans.iter().map(|e| e.job_id.as_str()).collect();
+    let statuses: std::collections::HashMap<String, String> = match store.lookup(&ids).await {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(e) => {
+            tracing::error!("cannot read the rows of interrupted writes: {e}");
+            return 0;
+        }
+    };
+    let outcomes: Vec<crate::audit::Entry> = orphans
+        .iter()
+        .map(|intent| {
+            let written = statuses.get(&intent.job_id) == Some(&intent.status_after);
+            crate::audit::Entry {
+                stage: crate::audit::Stage::Outcome,
+                outcome: if written { "applied" } else { "not_written" }.into(),
+                recovered: true,
+                ..(*intent).clone()
+            }
+        })
+        .collect();
+    match crate::audit::append(state_dir, &outcomes) {
+        Ok(()) => {
+            tracing::warn!(
+                writes = outcomes.len(),
+                "resolved writes a stopped jobwarden left unrecorded: {} applied, {} not written",
+                outcomes.iter().filter(|e| e.outcome == "applied").count(),
+                outcomes
+                    .iter()
+                    .filter(|e| e.outcome == "not_written")
+                    .count()
+            );
+            outcomes.len()
+        }
+        Err(e) => {
+            tracing::error!("cannot record the outcome of interrupted writes: {e}");
+            0
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +432,10 @@ pub struct Execute<'a> {
     pub only: Option<&'a [String]>,
     /// `recover --exclude`: never write these job ids.
     pub exclude: &'a [String],
+    /// Set on SIGTERM/SIGINT: no write starts after it.
+    pub stop: Option<&'a Stop>,
+    /// The daemon's dry-run writes of the last scan, logged and audited already.
+    pub dry_seen: Option<&'a std::collections::HashSet<String>>,
 }
 
 /// What one scan's actions came to.
@@ -272,6 +444,12 @@ pub struct Executed {
     pub applied: Vec<Applied>,
     /// Writes held back, with why.
     pub limited: Vec<(Write, String)>,
+    /// The last failure to write the audit trail in this scan.
+    pub audit_error: Option<String>,
+    /// Writes not started because jobwarden was stopping.
+    pub interrupted: usize,
+    /// The keys of this scan's dry-run writes (see [`Trail::dry_seen`]).
+    pub dry_keys: std::collections::HashSet<String>,
 }
 
 impl Executed {
@@ -328,26 +506,38 @@ pub async fn execute(
         now: report.checked_at,
         forced: options.force,
     };
-    let applied = apply(
+    let applying = apply(
         store,
         &mut report.findings,
         std::mem::take(&mut gated.allowed),
         options.dry_run,
         &context,
+        Trail {
+            state_dir: &config.state_dir,
+            stop: options.stop,
+            dry_seen: options.dry_seen,
+        },
     )
     .await;
-    let entries: Vec<crate::audit::Entry> = applied.iter().map(|a| a.audit.clone()).collect();
-    crate::audit::record(&config.state_dir, &entries);
     if let Some(stall) = gated.mass_stall.take() {
         tracing::error!(outcome = "limited", "{}", stall.message);
         report.findings.push(stall);
     }
+    let interrupted = applying
+        .held
+        .iter()
+        .filter(|(_, why)| why.starts_with("jobwarden is stopping"))
+        .count();
     Executed {
-        applied,
+        applied: applying.applied,
         limited: gated
             .limited
             .into_iter()
+            .chain(applying.held)
             .map(|(p, why)| (p.write, why))
             .collect(),
+        audit_error: applying.audit_error,
+        interrupted,
+        dry_keys: applying.dry_keys,
     }
 }

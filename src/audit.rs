@@ -1,9 +1,15 @@
-//! The audit trail: one JSON line per write (and per dry-run write) in `audit.jsonl` in the
-//! state directory, appended and flushed before the scan goes on. `jobwarden audit` prints
-//! the latest entries.
+//! The audit trail: JSON lines in `audit.jsonl` in the state directory. Every write is
+//! recorded twice: its *intent* (job, row as read, action), appended and flushed to disk
+//! before the `UPDATE` runs, and its *outcome* after. A write whose intent cannot be recorded
+//! is not made, so the trail and the table always agree: no write without its record. After a
+//! crash, an intent without an outcome is resolved at the next start by reading the row
+//! ([`pending`], then the caller records the outcome with `recovered`). A dry-run write is one
+//! entry (its outcome, `dry_run`). `jobwarden audit` joins each intent with its outcome and
+//! reads the file from its end, in constant memory.
 
-use std::io::{BufRead, Write as _};
+use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +18,29 @@ use crate::store::Write;
 
 /// The file, in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+/// How many of the last lines [`pending`] reads: far more than the writes one process can
+/// have in flight (they are made one at a time).
+pub const PENDING_LINES: usize = 10_000;
 
-/// One write.
+/// Which record of a write a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Recorded before the write: it may have happened.
+    Intent,
+    /// What became of it (lines of older versions, which had no intents, are outcomes).
+    #[default]
+    Outcome,
+}
+
+/// One record of a write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
+    /// Ties an intent to its outcome: `host:pid:n`. Empty in lines of older versions.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub stage: Stage,
     /// RFC 3339, the database's clock.
     pub time: String,
     pub environment: Option<String>,
@@ -27,11 +52,16 @@ pub struct Entry {
     pub rule: String,
     pub age_seconds: u64,
     pub threshold_seconds: u64,
+    /// `intent` on an intent; else `applied`, `raced`, `error`, `dry_run`, or, for an intent
+    /// resolved after a crash, `applied` or `not_written`.
     pub outcome: String,
     /// `host:pid` of the jobwarden that wrote.
     pub replica: String,
     /// `recover --force` lifted the limits for this run.
     pub forced: bool,
+    /// The outcome was found at a later start, by reading the row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
 }
 
 /// The audit file under a state directory.
@@ -53,9 +83,15 @@ pub struct Context {
     pub forced: bool,
 }
 
-/// The audit line of one write about `finding` (its outcome filled in by the caller).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The audit record of one write about `finding` (its stage and outcome filled in by the
+/// caller), with a fresh id.
 pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
+    let replica = replica();
     Entry {
+        id: format!("{replica}:{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+        stage: Stage::Outcome,
         time: crate::job::rfc3339(ctx.now),
         environment: ctx.environment.clone(),
         job_id: write.job_id.clone(),
@@ -67,12 +103,15 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
         age_seconds: finding.age_seconds,
         threshold_seconds: finding.threshold_seconds,
         outcome: String::new(),
-        replica: replica(),
+        replica,
         forced: ctx.forced,
+        recovered: false,
     }
 }
 
-/// Appends entries, one JSON line each, and flushes them to disk.
+/// Appends entries, one JSON line each, and flushes them to disk. A file whose last line was
+/// cut short (a crash mid-append) first gets the newline it lacks, so the cut line cannot
+/// swallow the next one.
 pub fn append(state_dir: &Path, entries: &[Entry]) -> std::io::Result<()> {
     if entries.is_empty() {
         return Ok(());
@@ -81,8 +120,18 @@ pub fn append(state_dir: &Path, entries: &[Entry]) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path(state_dir))?;
     let mut buf = Vec::new();
+    let len = file.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
     for e in entries {
         serde_json::to_writer(&mut buf, e).map_err(std::io::Error::other)?;
         buf.push(b'\n');
@@ -91,25 +140,190 @@ pub fn append(state_dir: &Path, entries: &[Entry]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Appends, logging (never failing the scan) when the file cannot be written.
-pub fn record(state_dir: &Path, entries: &[Entry]) {
-    if let Err(e) = append(state_dir, entries) {
-        tracing::error!(path = %path(state_dir).display(), "cannot write the audit trail: {e}");
-    }
+/// Whether the audit file can be opened for appending (the directory made if need be).
+pub fn writable(state_dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path(state_dir))
+        .map(|_| ())
 }
 
-/// The last `n` entries; lines that do not parse are skipped.
-pub fn last(state_dir: &Path, n: usize) -> std::io::Result<Vec<Entry>> {
-    let file = match std::fs::File::open(path(state_dir)) {
+/// Reads lines from the end of the file, newest first, until `keep` says stop (constant
+/// memory: 64 KiB at a time).
+fn lines_from_end(state_dir: &Path, mut keep: impl FnMut(&str) -> bool) -> std::io::Result<()> {
+    let mut file = match std::fs::File::open(path(state_dir)) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let mut all: Vec<Entry> = std::io::BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
-    let skip = all.len().saturating_sub(n);
-    Ok(all.split_off(skip))
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = file.metadata()?.len();
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&carry);
+        // Everything after the first newline in the chunk is whole lines; the head may be
+        // the tail of a line that began in an earlier chunk.
+        let (head, whole) = match (start > 0, chunk.iter().position(|&b| b == b'\n')) {
+            (true, Some(i)) => chunk.split_at(i + 1),
+            (true, None) => {
+                carry = chunk;
+                end = start;
+                continue;
+            }
+            (false, _) => (&[][..], &chunk[..]),
+        };
+        for line in whole.rsplit(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(line);
+            if !line.trim().is_empty() && !keep(&line) {
+                return Ok(());
+            }
+        }
+        carry = head.strip_suffix(b"\n").unwrap_or(head).to_vec();
+        end = start;
+    }
+    Ok(())
+}
+
+/// The last `n` writes, oldest first: each intent joined with its outcome (an intent without
+/// one shows outcome `interrupted`). Lines that do not parse are skipped.
+pub fn last(state_dir: &Path, n: usize) -> std::io::Result<Vec<Entry>> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut outcomes: std::collections::HashSet<String> = Default::default();
+    lines_from_end(state_dir, |line| {
+        let Ok(e) = serde_json::from_str::<Entry>(line) else {
+            return true;
+        };
+        match e.stage {
+            Stage::Outcome => {
+                if !e.id.is_empty() {
+                    outcomes.insert(e.id.clone());
+                }
+                out.push(e);
+            }
+            Stage::Intent if !outcomes.contains(&e.id) => out.push(Entry {
+                outcome: "interrupted".into(),
+                ..e
+            }),
+            Stage::Intent => {}
+        }
+        out.len() < n
+    })?;
+    out.reverse();
+    Ok(out)
+}
+
+/// Intents without an outcome among the last [`PENDING_LINES`] lines: writes that may or may
+/// not have happened when the process that made them died.
+pub fn pending(state_dir: &Path) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut outcomes: std::collections::HashSet<String> = Default::default();
+    let mut read = 0;
+    lines_from_end(state_dir, |line| {
+        read += 1;
+        if let Ok(e) = serde_json::from_str::<Entry>(line) {
+            match e.stage {
+                Stage::Outcome => {
+                    outcomes.insert(e.id);
+                }
+                Stage::Intent if !e.id.is_empty() && !outcomes.contains(&e.id) => out.push(e),
+                Stage::Intent => {}
+            }
+        }
+        read < PENDING_LINES
+    })?;
+    out.reverse();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(id: &str, stage: Stage, outcome: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            stage,
+            time: "2026-01-01T00:00:00Z".into(),
+            environment: None,
+            job_id: id.into(),
+            status_before: "running".into(),
+            status_after: "failed".into(),
+            action: "fail".into(),
+            kind: "stalled".into(),
+            rule: "hb".into(),
+            age_seconds: 100,
+            threshold_seconds: 60,
+            outcome: outcome.into(),
+            replica: "h:1".into(),
+            forced: false,
+            recovered: false,
+        }
+    }
+
+    #[test]
+    fn intents_join_their_outcomes_and_a_cut_line_swallows_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        append(
+            dir.path(),
+            &[
+                e("a", Stage::Intent, "intent"),
+                e("a", Stage::Outcome, "applied"),
+            ],
+        )
+        .unwrap();
+        append(dir.path(), &[e("b", Stage::Intent, "intent")]).unwrap();
+        // A crash mid-append leaves half a line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path(dir.path()))
+            .unwrap();
+        f.write_all(b"{\"id\":\"c\",\"sta").unwrap();
+        append(dir.path(), &[e("d", Stage::Outcome, "dry_run")]).unwrap();
+        let got: Vec<(String, String)> = last(dir.path(), 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), "applied".to_string()),
+                ("b".into(), "interrupted".into()),
+                ("d".into(), "dry_run".into())
+            ]
+        );
+        let pending: Vec<String> = pending(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(pending, ["b"]);
+        assert_eq!(last(dir.path(), 1).unwrap()[0].id, "d");
+    }
+
+    #[test]
+    fn the_tail_is_read_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<Entry> = (0..3000)
+            .map(|i| e(&format!("{i}"), Stage::Outcome, "applied"))
+            .collect();
+        append(dir.path(), &entries).unwrap();
+        let tail = last(dir.path(), 2500).unwrap();
+        assert_eq!(tail.len(), 2500);
+        assert_eq!(tail[0].id, "500");
+        assert_eq!(tail[2499].id, "2999");
+    }
+
+    #[test]
+    fn lines_of_older_versions_are_outcomes() {
+        let old = r#"{"time":"t","environment":null,"job_id":"1","status_before":"running","status_after":"failed","action":"fail","kind":"stalled","rule":"hb","age_seconds":1,"threshold_seconds":1,"outcome":"applied","replica":"h:1","forced":false}"#;
+        let entry: Entry = serde_json::from_str(old).unwrap();
+        assert_eq!((entry.stage, entry.id.as_str()), (Stage::Outcome, ""));
+    }
 }

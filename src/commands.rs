@@ -132,8 +132,12 @@ pub async fn recover(
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
     let indexes = artifact_indexes(config, false)?;
-    let mut scanner =
-        Scanner::for_config(Store::connect(config).await?, config).with_artifacts(indexes);
+    // SIGTERM/SIGINT stop new writes at once; the one in flight finishes and is recorded.
+    let stop = actions::Stop::default();
+    let listener = stop_on_signals(stop.clone());
+    let store = Store::connect(config).await?;
+    actions::resolve_pending(&store, &config.state_dir).await;
+    let mut scanner = Scanner::for_config(store, config).with_artifacts(indexes);
     let older_than = options.older_than.map(|after| OlderThan {
         after,
         force: options.force,
@@ -155,10 +159,12 @@ pub async fn recover(
             force: options.force,
             only: options.only.as_deref(),
             exclude: &options.exclude,
+            stop: Some(&stop),
             ..actions::Execute::default()
         },
     )
     .await;
+    listener.abort();
     scanner.store().close().await;
     scanner.record(&executed);
     scanner.save_memory(config);
@@ -170,12 +176,42 @@ pub async fn recover(
         for (write, why) in &executed.limited {
             writeln!(out, "held back: job {}: {why}", write.job_id)?;
         }
+        if executed.interrupted > 0 {
+            writeln!(
+                out,
+                "stopped by a signal: {} write{} not made",
+                executed.interrupted,
+                if executed.interrupted == 1 { "" } else { "s" }
+            )?;
+        }
+    }
+    if executed.audit_error.is_some() {
+        // Writes were held back because their record could not be kept.
+        return Ok(EXIT_UNAVAILABLE);
     }
     if executed.any_error() {
         // Found, and could not fix: a script must be able to tell this from "fixed".
         return Ok(EXIT_UNAVAILABLE);
     }
     Ok(exit_for(&report))
+}
+
+/// Sets `stop` on the first SIGTERM or SIGINT (instead of dying mid-write).
+fn stop_on_signals(stop: actions::Stop) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (term, int) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("stopping: the write in flight finishes, no other starts");
+        stop.set();
+    })
 }
 
 /// `audit`: the latest entries of the audit trail.

@@ -491,11 +491,68 @@ pub fn load(
     env_override: Option<&str>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
+    let text = read_config_file(path)?;
+    parse(&text, path, env_override, lookup)
+}
+
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// How long reading the config file may take (a file on a hung network mount, say).
+const CONFIG_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the config file: a regular file of at most [`MAX_CONFIG_BYTES`], within
+/// [`CONFIG_READ_TIMEOUT`]. A FIFO, a device such as `/dev/zero` or a directory is refused
+/// at once instead of blocking or filling memory.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let invalid = |message: String| {
+        ConfigError::Invalid(Located {
+            path: shown.clone(),
+            position: None,
+            key: None,
+            message,
+        })
+    };
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
         source,
     })?;
-    parse(&text, path, env_override, lookup)
+    if !meta.is_file() {
+        return Err(invalid(
+            "is not a regular file (a FIFO, a device or a directory); give the path of the TOML file".into(),
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let result = std::fs::File::open(&owned).and_then(|f| {
+            let mut text = String::new();
+            f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+            Ok(text)
+        });
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(CONFIG_READ_TIMEOUT) {
+        Ok(Ok(text)) if text.len() as u64 > MAX_CONFIG_BYTES => Err(invalid(format!(
+            "grew past {MAX_CONFIG_BYTES} bytes while it was read"
+        ))),
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(source)) => Err(ConfigError::Read {
+            path: shown,
+            source,
+        }),
+        Err(_) => Err(invalid(format!(
+            "could not be read within {}",
+            humantime::format_duration(CONFIG_READ_TIMEOUT)
+        ))),
+    }
 }
 
 /// Parses and resolves config text as if read from `path`.
@@ -729,6 +786,42 @@ impl Ctx<'_> {
     fn texts(&self, values: &[Text], key: &str) -> Result<Vec<String>, Located> {
         values.iter().map(|v| self.text(v, key)).collect()
     }
+}
+
+/// Where a `;` outside quotes and comments ends a statement in `sql`, if one does: `where`
+/// is spliced into every query, so it must stay one expression.
+fn statement_end(sql: &str) -> Option<usize> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            q @ ('\'' | '"' | '`') => {
+                i += 1;
+                while i < chars.len() && chars[i] != q {
+                    if chars[i] == '\\' && q == '\'' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                i += 2;
+                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            ';' => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -1198,12 +1291,24 @@ fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
             Some(m) => *m.get_ref() as u32,
             None => 3,
         },
-        where_sql: raw
-            .where_sql
-            .as_ref()
-            .map(|w| ctx.text(w, "jobs.where"))
-            .transpose()?
-            .filter(|w| !w.trim().is_empty()),
+        where_sql: match &raw.where_sql {
+            Some(w) => {
+                let text = ctx.text(w, "jobs.where")?;
+                if let Some(at) = statement_end(&text) {
+                    return Err(ctx.at(
+                        w,
+                        "jobs.where",
+                        format!(
+                            "must be one SQL expression, but `;` at character {} ends a statement: `{}`",
+                            at + 1,
+                            text.trim()
+                        ),
+                    ));
+                }
+                Some(text).filter(|w| !w.trim().is_empty())
+            }
+            None => None,
+        },
         statuses,
     })
 }
@@ -1600,6 +1705,29 @@ failed = ["failed"]
             "TOKEN" => Some("t0k3n".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn where_is_one_expression() {
+        assert_eq!(statement_end("archived = false"), None);
+        assert_eq!(
+            statement_end("note <> 'a;b' AND \"x;y\" IS NOT NULL -- ; comment"),
+            None
+        );
+        assert_eq!(statement_end("a = 1 /* ; */ AND b = 'it''s; fine'"), None);
+        assert_eq!(statement_end("1=1); DROP TABLE jobs; --"), Some(4));
+        let err = load_str(
+            &MINIMAL.replace(
+                "[jobs]\n",
+                "[jobs]\nwhere = \"1=1); DROP TABLE jobs; --\"\n",
+            ),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`jobs.where`") && err.contains("must be one SQL expression"),
+            "{err}"
+        );
     }
 
     fn load_str(text: &str, env_override: Option<&str>) -> Result<Config, String> {

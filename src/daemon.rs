@@ -84,6 +84,11 @@ pub struct Shared {
     latest: RwLock<Option<Report>>,
     ready: AtomicBool,
     last_error: RwLock<Option<String>>,
+    /// Set while the audit trail cannot be written (writes are held back meanwhile).
+    audit_error: RwLock<Option<String>>,
+    /// When the last scan succeeded, and how old that may be before readiness is lost.
+    last_success: RwLock<Option<Instant>>,
+    stale_after: RwLock<Duration>,
     token: RwLock<Option<String>>,
     /// Whether the leader lock was checked yet, and its answer.
     role_known: AtomicBool,
@@ -97,12 +102,28 @@ impl Shared {
         read(&self.latest).clone()
     }
 
-    /// Whether the last scan reached the database, and the error if not.
+    /// Whether the daemon does its job, and why not: the last scan reached the database, it
+    /// is recent (no older than two intervals plus the query timeout, whatever stalls the
+    /// loop), and the audit trail takes writes.
     pub fn readiness(&self) -> (bool, Option<String>) {
-        (
-            self.ready.load(Ordering::Relaxed),
-            read(&self.last_error).clone(),
-        )
+        if let Some(e) = read(&self.audit_error).clone() {
+            return (false, Some(e));
+        }
+        if !self.ready.load(Ordering::Relaxed) {
+            return (false, read(&self.last_error).clone());
+        }
+        let stale_after = *read(&self.stale_after);
+        match *read(&self.last_success) {
+            Some(at) if at.elapsed() > stale_after => (
+                false,
+                Some(format!(
+                    "the last successful scan was {} ago, longer than two intervals and the query timeout ({})",
+                    humantime::format_duration(Duration::from_secs(at.elapsed().as_secs())),
+                    humantime::format_duration(stale_after)
+                )),
+            ),
+            _ => (true, None),
+        }
     }
 
     /// `leader`, `standby`, or `unknown` before the lock could first be checked (the
@@ -153,6 +174,9 @@ pub async fn run(
         latest: RwLock::new(None),
         ready: AtomicBool::new(false),
         last_error: RwLock::new(None),
+        audit_error: RwLock::new(None),
+        last_success: RwLock::new(None),
+        stale_after: RwLock::new(stale_after(&config)),
         token: RwLock::new(config.http.token.clone()),
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
@@ -194,7 +218,11 @@ pub async fn run(
         memory_saved: None,
         suspicion: None,
         failing: false,
+        stop: actions::Stop::default(),
+        dry_seen: Default::default(),
     };
+    let stop = scan_loop.stop.clone();
+    let grace = SHUTDOWN_GRACE.max(scan_loop.config.database.query_timeout * 2);
     scan_loop.watch_artifacts();
     tokio::pin!(shutdown);
     let mut next = Instant::now();
@@ -209,8 +237,11 @@ pub async fn run(
                     tokio::select! {
                         ok = &mut cycle => Some(ok),
                         _ = &mut shutdown => {
-                            // Give the scan in flight a moment to finish its writes, then go.
-                            let _ = tokio::time::timeout(SHUTDOWN_GRACE, cycle).await;
+                            // No write starts from now on; the one in flight finishes and is
+                            // recorded, and the cycle ends (alerts for what it wrote queued
+                            // and saved) within the grace.
+                            stop.set();
+                            let _ = tokio::time::timeout(grace, cycle).await;
                             None
                         }
                     }
@@ -225,14 +256,23 @@ pub async fn run(
             }
             Some(request) = recover_rx.recv() => scan_loop.recover(request).await,
             Some(receipt) = scan_loop.alerter.next_receipt() => scan_loop.alerter.receipt(receipt),
+            // Receipts that came in a burst are saved within a second.
+            _ = tokio::time::sleep(crate::alerts::SAVE_EVERY), if scan_loop.alerter.is_dirty() => {
+                scan_loop.alerter.flush();
+            }
             Some(()) = reloads.recv() => {
                 options.notifier.reloading();
                 match (options.reload)() {
-                    Ok(new) => {
-                        tracing::info!("config reloaded");
-                        scan_loop.replace_config(new).await;
-                        next = Instant::now();
-                    }
+                    Ok(new) => match prove(&new).await {
+                        Ok(()) => {
+                            tracing::info!("config reloaded");
+                            scan_loop.replace_config(new).await;
+                            next = Instant::now();
+                        }
+                        Err(e) => tracing::error!(
+                            "config reload refused, keeping the old config: the new one cannot scan: {e}"
+                        ),
+                    },
                     Err(e) => tracing::error!("config reload failed, keeping the old config: {e}"),
                 }
                 options.notifier.ready(&scan_loop.status_line());
@@ -275,6 +315,10 @@ struct Loop {
     suspicion: Option<String>,
     /// Scans have been failing since the last success (logged once when it starts).
     failing: bool,
+    /// Set on SIGTERM/SIGINT: no write starts after it.
+    stop: actions::Stop,
+    /// The dry-run writes of the last scan (logged and audited once, counted every scan).
+    dry_seen: std::collections::HashSet<String>,
 }
 
 impl Loop {
@@ -291,6 +335,7 @@ impl Loop {
                 m.scan_duration.observe(elapsed.as_secs_f64());
                 m.database_up.set(1);
                 m.last_scan_success.set(unix_now());
+                *write(&self.shared.last_success) = Some(Instant::now());
                 m.observe_report(&report, &self.config.jobs.statuses);
                 if let Some(seconds) = report.artifact_seconds {
                     m.artifact_scan_duration.observe(seconds);
@@ -355,6 +400,7 @@ impl Loop {
             if let Some(why) = store.refusal() {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");
             }
+            crate::actions::resolve_pending(&store, &self.config.state_dir).await;
             self.start_terminal_counts(store.clone());
             let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();
             let scanner = match self.carried.take() {
@@ -381,7 +427,7 @@ impl Loop {
             self.save_memory(false);
             return Ok(report);
         }
-        let executed = actions::execute(
+        let mut executed = actions::execute(
             &store,
             &config,
             &mut report,
@@ -389,13 +435,36 @@ impl Loop {
                 dry_run,
                 grace,
                 confirm: Some(&mut self.confirmations),
+                stop: Some(&self.stop),
+                dry_seen: Some(&self.dry_seen),
                 ..actions::Execute::default()
             },
         )
         .await;
         self.count_actions(&executed);
         self.remember(&executed);
+        if dry_run {
+            self.dry_seen = std::mem::take(&mut executed.dry_keys);
+        }
+        self.audit_health(&executed);
         Ok(report)
+    }
+
+    /// Publishes whether the audit trail takes writes: an error makes `/readyz` 503 and is
+    /// counted; it clears when the trail can be opened again.
+    fn audit_health(&mut self, executed: &actions::Executed) {
+        let mut error = write(&self.shared.audit_error);
+        match &executed.audit_error {
+            Some(e) => {
+                self.shared.metrics.audit_errors.inc();
+                *error = Some(e.clone());
+            }
+            None if error.is_some() && crate::audit::writable(&self.config.state_dir).is_ok() => {
+                tracing::info!("the audit trail takes writes again");
+                *error = None;
+            }
+            None => {}
+        }
     }
 
     /// Records this scan's re-queues in the job memory and saves it: at once after a
@@ -456,6 +525,7 @@ impl Loop {
                 &mut report,
                 actions::Execute {
                     dry_run,
+                    stop: Some(&self.stop),
                     ..actions::Execute::default()
                 },
             )
@@ -524,6 +594,7 @@ impl Loop {
             tracing::warn!("http.listen changed; it takes effect at the next restart");
         }
         *write(&self.shared.token) = new.http.token.clone();
+        *write(&self.shared.stale_after) = stale_after(&new);
         self.alerter.reconfigure(&new, &self.shared.metrics);
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
@@ -642,6 +713,20 @@ fn summary(report: &Report, elapsed: Option<Duration>) -> String {
         parts.push(format!("last scan {} ms", e.as_millis()));
     }
     parts.join(", ")
+}
+
+/// Proves a reloaded config before it replaces the running one: it connects, its table has
+/// every column, and its scan query runs (one row).
+async fn prove(config: &Config) -> Result<(), StoreError> {
+    let store = Store::connect(config).await?;
+    let result = store.probe(1).await.map(|_| ());
+    store.close().await;
+    result
+}
+
+/// How old the last successful scan may be before `/readyz` says 503.
+fn stale_after(config: &Config) -> Duration {
+    config.interval * 2 + config.database.query_timeout
 }
 
 /// Hands the memory a scan freed back to the system. A scan of 10,000 rows peaks at about

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub scan_duration: Histogram,
     pub scans: IntCounter,
     pub scan_errors: IntCounterVec,
+    /// Writes of the audit trail that failed (each holds its write back).
+    pub audit_errors: IntCounter,
     pub database_up: IntGauge,
     pub last_scan_success: Gauge,
     pub leader: IntGauge,
@@ -91,6 +93,10 @@ impl Metrics {
                 "Scans that failed, by what failed: database (not reached, or it could not be read) or query (the database answered, and rejected a query the config builds).",
             ),
             &["source"],
+        )?;
+        let audit_errors = IntCounter::new(
+            "jobwarden_audit_errors_total",
+            "Scans in which the audit trail could not be written; their writes were held back.",
         )?;
         let database_up = IntGauge::new(
             "jobwarden_database_up",
@@ -186,6 +192,7 @@ impl Metrics {
             Box::new(scan_duration.clone()),
             Box::new(scans.clone()),
             Box::new(scan_errors.clone()),
+            Box::new(audit_errors.clone()),
             Box::new(database_up.clone()),
             Box::new(last_scan_success.clone()),
             Box::new(leader.clone()),
@@ -215,6 +222,7 @@ impl Metrics {
             scan_duration,
             scans,
             scan_errors,
+            audit_errors,
             database_up,
             last_scan_success,
             leader,

@@ -240,22 +240,72 @@ macro_rules! on_pool {
     };
 }
 
-/// Opens a pool of one driver with the configured size and timeout.
-async fn open<DB: sqlx::Database>(
-    db: &crate::config::Database,
-    timeout: Duration,
-) -> Result<sqlx::Pool<DB>, sqlx::Error> {
+/// The options of a pool of one driver: the configured size and timeout.
+fn pool_options<DB: sqlx::Database>(max: u32, timeout: Duration) -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::<DB>::new()
-        .max_connections(db.max_connections)
+        .max_connections(max)
         .acquire_timeout(timeout)
-        .connect(&db.url)
-        .await
+}
+
+/// Opens the pool every read goes through. Its sessions cannot write: PostgreSQL sessions
+/// start with `default_transaction_read_only`, MySQL ones run `SET SESSION TRANSACTION READ
+/// ONLY`, SQLite connections open the file read-only. So nothing a scan runs (a `where` that
+/// calls a writing function, a second statement smuggled into it) can change the database:
+/// `check` and `--dry-run` cannot write, and a scan cannot either.
+async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<Pool, sqlx::Error> {
+    use std::str::FromStr;
+    let max = db.max_connections;
+    Ok(match db.dialect {
+        Dialect::Postgres => {
+            let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)?
+                .options([("default_transaction_read_only", "on")]);
+            Pool::Postgres(pool_options(max, timeout).connect_with(options).await?)
+        }
+        Dialect::MySql => Pool::MySql(
+            pool_options(max, timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::Executor::execute(conn, "SET SESSION TRANSACTION READ ONLY")
+                            .await
+                            .map(|_| ())
+                    })
+                })
+                .connect(&db.url)
+                .await?,
+        ),
+        Dialect::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)?
+                .read_only(true)
+                .busy_timeout(timeout);
+            Pool::Sqlite(pool_options(max, timeout).connect_with(options).await?)
+        }
+    })
+}
+
+/// Opens the one-connection pool the guarded write uses, on the first write.
+async fn open_writer(db: &crate::config::Database, timeout: Duration) -> Result<Pool, sqlx::Error> {
+    Ok(match db.dialect {
+        Dialect::Postgres => Pool::Postgres(pool_options(1, timeout).connect(&db.url).await?),
+        Dialect::MySql => Pool::MySql(pool_options(1, timeout).connect(&db.url).await?),
+        Dialect::Sqlite => {
+            // SQLite waits for a lock in its own thread: it must give up when jobwarden does,
+            // or a write that timed out could still happen later.
+            let options =
+                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)?
+                    .busy_timeout(timeout);
+            Pool::Sqlite(pool_options(1, timeout).connect_with(options).await?)
+        }
+    })
 }
 
 /// The open database.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Every read: sessions that cannot write.
     pool: Pool,
+    /// The guarded writes: opened on the first one (`check` and dry runs never open it).
+    writer: std::sync::Arc<tokio::sync::OnceCell<Pool>>,
+    database: crate::config::Database,
     queries: Queries,
     timeout: Duration,
     secrets: Vec<String>,
@@ -1048,17 +1098,16 @@ impl Store {
         let url = config.redacted_url();
         let timeout = config.database.query_timeout;
         let db = &config.database;
-        let pool = match db.dialect {
-            Dialect::Postgres => open(db, timeout).await.map(Pool::Postgres),
-            Dialect::MySql => open(db, timeout).await.map(Pool::MySql),
-            Dialect::Sqlite => open(db, timeout).await.map(Pool::Sqlite),
-        }
-        .map_err(|e| StoreError::Connect {
-            url: url.clone(),
-            message: scrub(&e.to_string(), &secrets),
-        })?;
+        let pool = open_reader(db, timeout)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: url.clone(),
+                message: scrub(&e.to_string(), &secrets),
+            })?;
         let mut store = Store {
             pool,
+            writer: Default::default(),
+            database: db.clone(),
             queries: Queries::new(config.database.dialect, &config.jobs, &HashMap::new()),
             timeout,
             secrets,
@@ -1250,12 +1299,25 @@ impl Store {
         Ok(None)
     }
 
-    /// Runs `EXPLAIN` of a statement: its syntax, types and (on PostgreSQL and MySQL) the
-    /// privileges it needs are checked, and nothing is written.
+    /// Runs `EXPLAIN` of a write on the connection writes use: its syntax, types and (on
+    /// PostgreSQL and MySQL) the privileges it needs are checked, and nothing is written.
     pub async fn explain(&self, what: &'static str, sql: &str) -> Result<(), StoreError> {
-        self.fetch(what, &format!("EXPLAIN {sql}"), |_| Ok(()))
+        let writer = self.writer().await?;
+        let sql = format!("EXPLAIN {sql}");
+        on_pool!(writer, pool => {
+            self.timed(what, sqlx::query(&sql).fetch_all(pool)).await.map(|_| ())
+        })
+    }
+
+    /// The connection pool writes use, opened on first use.
+    async fn writer(&self) -> Result<&Pool, StoreError> {
+        self.writer
+            .get_or_try_init(|| open_writer(&self.database, self.timeout))
             .await
-            .map(|_| ())
+            .map_err(|e| StoreError::Query {
+                what: "connecting for a write",
+                message: scrub(&e.to_string(), &self.secrets),
+            })
     }
 
     /// An id the id column can hold, for statements that must match no row.
@@ -1549,7 +1611,8 @@ impl Store {
             entry.outcome = "applied".into();
             self.queries.audit_insert(table, &entry)
         });
-        on_pool!(&self.pool, pool => {
+        let writer = self.writer().await?;
+        on_pool!(writer, pool => {
             let mut query = sqlx::query(&sql);
             for p in params {
                 query = query.bind(p);
@@ -1612,9 +1675,12 @@ impl Store {
         }
     }
 
-    /// Closes the pool's connections.
+    /// Closes the pools' connections.
     pub async fn close(&self) {
-        on_pool!(&self.pool, pool => pool.close().await)
+        on_pool!(&self.pool, pool => pool.close().await);
+        if let Some(writer) = self.writer.get() {
+            on_pool!(writer, pool => pool.close().await);
+        }
     }
 }
 

@@ -140,6 +140,9 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             out.notes
                 .push(format!("needs INSERT on {audit} (the audit table)"));
             let entry = crate::audit::Entry {
+                id: String::new(),
+                stage: crate::audit::Stage::Outcome,
+                recovered: false,
                 time: String::new(),
                 environment: config.environment.clone(),
                 job_id: store.placeholder_id().into(),

@@ -18,7 +18,8 @@
 //! an `error` saying `jobwarden: ...`); no healthy job was ever failed; the audit trail has one
 //! applied write per killed job and none else, and its ids are the table's `failed` rows; every
 //! finding (a killed job's `stalled`, a half-written report's `incomplete_artifact`) got
-//! exactly one accepted `firing` (a digest counts once per finding in it) and exactly one
+//! exactly one accepted `firing` (a digest counts once per finding in it, for firings and for
+//! resolutions alike) and exactly one
 //! accepted `resolved`, and no other alert was sent. The jobs killed in the first minute are
 //! found, failed and resolved while no receiver has heard of them, and a daemon restart lies
 //! between that and the receiver's return: the alert book in the state directory must still
@@ -324,6 +325,21 @@ fn tally(hook: &Receiver) -> Tally {
                 }
             }
             Some("firing") => *t.firing.entry(key_of(&r.body["finding"])).or_default() += 1,
+            Some("resolved") if r.body["digest"] == true => {
+                t.digests += 1;
+                let reasons = r.body["reasons"].as_array().cloned().unwrap_or_default();
+                for (i, f) in r.body["findings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let key = key_of(f);
+                    *t.resolved.entry(key.clone()).or_default() += 1;
+                    let reason = reasons.get(i).and_then(|r| r.as_str()).unwrap_or("");
+                    t.reasons.insert(key, reason.to_string());
+                }
+            }
             Some("resolved") => {
                 let key = key_of(&r.body["finding"]);
                 *t.resolved.entry(key.clone()).or_default() += 1;

@@ -66,12 +66,18 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
         now: report.checked_at,
         forced: false,
     };
+    let state = tempfile::tempdir().expect("state dir");
     actions::apply(
         scanner.store(),
         &mut report.findings,
         planned,
         false,
         &audit,
+        actions::Trail {
+            state_dir: state.path(),
+            stop: None,
+            dry_seen: None,
+        },
     )
     .await;
     scanner.store().close().await;

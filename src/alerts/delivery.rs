@@ -2,8 +2,11 @@
 //! receiver never delays a scan. Connection errors, timeouts, 408, 429 (honouring
 //! `Retry-After`) and 5xx are retried with capped exponential backoff and jitter, for as long
 //! as it takes: a receiver that is down for a while gets everything when it returns. Any other
-//! 4xx is logged with the answer's body and not retried. When the queue is full the oldest
-//! waiting message is dropped, counted in `jobwarden_alerts_dropped_total` and logged.
+//! 4xx is logged with the answer's body and not retried. A firing and its resolution that are
+//! both still waiting cancel out (nobody needs to hear of it). When the queue is full, a
+//! reminder or re-send is dropped first, then the oldest first firing; a resolution is never
+//! dropped (the queue grows past its size for it). Drops are counted in
+//! `jobwarden_alerts_dropped_total` and logged.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,8 @@ pub struct Outgoing {
     pub about: Vec<(String, State)>,
     /// For the `state` label of `jobwarden_alerts_sent_total`.
     pub state: State,
+    /// A reminder or re-send: the first to go when the queue is full.
+    pub droppable: bool,
 }
 
 /// A sink told (or gave up telling) something.
@@ -61,6 +66,13 @@ pub struct SinkQueue {
     metrics: SinkMetrics,
 }
 
+/// Which message a full queue gives up.
+enum Victim {
+    Nothing,
+    Waiting(usize),
+    Incoming,
+}
+
 /// Why one attempt failed.
 #[derive(Debug)]
 pub enum Failure {
@@ -74,22 +86,65 @@ pub enum Failure {
 }
 
 impl SinkQueue {
-    /// Queues a message; when full, drops the oldest waiting one (counted and logged).
+    /// Queues a message. A resolution whose firing is still waiting (both about one alert
+    /// only) cancels it, and neither is sent. When full: drops a reminder or re-send, else the
+    /// oldest first firing; never a resolution.
     pub fn push(&self, message: Outgoing) {
+        let mut cancelled = None;
         let dropped = {
             let mut waiting = lock(&self.waiting);
-            let dropped = if waiting.len() >= self.capacity {
-                waiting.pop_front()
-            } else {
-                None
-            };
-            waiting.push_back(message);
+            if let [(key, State::Resolved)] = message.about.as_slice() {
+                let firing = waiting.iter().position(|m| {
+                    matches!(m.about.as_slice(), [(k, State::Firing)] if k == key) && !m.droppable
+                });
+                if let Some(i) = firing {
+                    cancelled = waiting.remove(i).map(|f| (f, message.clone()));
+                }
+            }
+            let mut dropped = None;
+            if cancelled.is_none() {
+                let full = waiting.len() >= self.capacity;
+                let waiting_at = |pred: &dyn Fn(&Outgoing) -> bool| waiting.iter().position(pred);
+                let victim = if !full {
+                    Victim::Nothing
+                } else if let Some(i) = waiting_at(&|m| m.droppable) {
+                    Victim::Waiting(i)
+                } else if message.droppable {
+                    Victim::Incoming
+                } else if let Some(i) = waiting_at(&|m| m.state == State::Firing) {
+                    Victim::Waiting(i)
+                } else if message.state == State::Firing {
+                    Victim::Incoming
+                } else {
+                    // Only resolutions: none is ever dropped; the queue grows for them.
+                    Victim::Nothing
+                };
+                match victim {
+                    Victim::Nothing => waiting.push_back(message),
+                    Victim::Waiting(i) => {
+                        dropped = waiting.remove(i);
+                        waiting.push_back(message);
+                    }
+                    Victim::Incoming => dropped = Some(message),
+                }
+            }
             self.metrics
                 .depth
                 .with_label_values(&[&self.name])
                 .set(waiting.len() as i64);
             dropped
         };
+        if let Some((firing, resolved)) = cancelled {
+            // Both are as good as told: the receiver needs to hear of neither.
+            for m in [firing, resolved] {
+                let _ = self.receipts.send(Receipt {
+                    sink: self.name.clone(),
+                    about: m.about,
+                    delivered: true,
+                });
+            }
+            return;
+        }
         if let Some(old) = dropped {
             self.metrics.dropped.with_label_values(&[&self.name]).inc();
             tracing::error!(
@@ -268,5 +323,97 @@ pub async fn send(client: &reqwest::Client, sink: &AlertSink, body: &[u8]) -> Re
             status: code,
             body: text,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(capacity: usize) -> (SinkQueue, mpsc::UnboundedReceiver<Receipt>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let metrics = SinkMetrics {
+            sent: IntCounterVec::new(prometheus::Opts::new("s", "s"), &["sink", "state"]).unwrap(),
+            failures: IntCounterVec::new(prometheus::Opts::new("f", "f"), &["sink"]).unwrap(),
+            depth: IntGaugeVec::new(prometheus::Opts::new("d", "d"), &["sink"]).unwrap(),
+            dropped: IntCounterVec::new(prometheus::Opts::new("x", "x"), &["sink"]).unwrap(),
+        };
+        let q = SinkQueue {
+            name: "hook".into(),
+            waiting: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            capacity,
+            receipts: tx,
+            metrics,
+        };
+        (q, rx)
+    }
+
+    fn msg(key: &str, state: State, droppable: bool) -> Outgoing {
+        Outgoing {
+            body: key.as_bytes().to_vec(),
+            about: vec![(key.to_string(), state)],
+            state,
+            droppable,
+        }
+    }
+
+    fn waiting(q: &SinkQueue) -> Vec<(String, State)> {
+        lock(&q.waiting)
+            .iter()
+            .map(|m| m.about[0].clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_firing_and_its_resolution_both_waiting_cancel_out() {
+        let (q, mut rx) = queue(10);
+        q.push(msg("a", State::Firing, false));
+        q.push(msg("b", State::Firing, false));
+        q.push(msg("a", State::Resolved, false));
+        assert_eq!(waiting(&q), [("b".to_string(), State::Firing)]);
+        let receipts: Vec<(String, bool)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| {
+                (
+                    format!("{} {}", r.about[0].0, r.about[0].1.as_str()),
+                    r.delivered,
+                )
+            })
+            .collect();
+        assert_eq!(
+            receipts,
+            [
+                ("a firing".to_string(), true),
+                ("a resolved".to_string(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_reminders_then_firings_and_never_a_resolution() {
+        let (q, _rx) = queue(3);
+        q.push(msg("r1", State::Resolved, false));
+        q.push(msg("f1", State::Firing, false));
+        q.push(msg("again", State::Firing, true));
+        // Full: the reminder goes first.
+        q.push(msg("r2", State::Resolved, false));
+        assert_eq!(
+            waiting(&q),
+            [
+                ("r1".to_string(), State::Resolved),
+                ("f1".to_string(), State::Firing),
+                ("r2".to_string(), State::Resolved)
+            ]
+        );
+        // Then the oldest first firing.
+        q.push(msg("r3", State::Resolved, false));
+        assert_eq!(waiting(&q).len(), 3);
+        assert!(!waiting(&q).contains(&("f1".to_string(), State::Firing)));
+        // Only resolutions: a new one is kept, past the size; a new firing or re-send is not.
+        q.push(msg("r4", State::Resolved, false));
+        q.push(msg("f2", State::Firing, false));
+        q.push(msg("again2", State::Firing, true));
+        let states: Vec<State> = waiting(&q).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(states, [State::Resolved; 4]);
     }
 }

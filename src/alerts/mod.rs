@@ -59,7 +59,15 @@ pub struct Alerter {
     receipts_rx: mpsc::UnboundedReceiver<Receipt>,
     client: reqwest::Client,
     metrics: delivery::SinkMetrics,
+    /// Receipts recorded in the book since the last save.
+    dirty: bool,
+    /// When the book was last saved.
+    saved_at: Option<tokio::time::Instant>,
 }
+
+/// Receipts are saved at most this often (and at every scan, and at shutdown): a burst of
+/// thousands of deliveries costs a few saves, not one each.
+pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -88,6 +96,8 @@ impl Alerter {
             receipts_rx,
             client,
             metrics: metrics.sink_metrics(),
+            dirty: false,
+            saved_at: None,
         };
         for spec in &config.alerts {
             metrics.register_sink(&spec.name);
@@ -168,7 +178,7 @@ impl Alerter {
         self.receipts_rx.recv().await
     }
 
-    /// Records a receipt in the book.
+    /// Records a receipt in the book; saved at most every [`SAVE_EVERY`] (see [`Alerter::flush`]).
     pub fn receipt(&mut self, receipt: Receipt) {
         let now = unix_now();
         for (key, state) in &receipt.about {
@@ -176,7 +186,22 @@ impl Alerter {
                 .remove(&(receipt.sink.clone(), key.clone(), *state));
             self.book.told(&receipt.sink, key, *state, now);
         }
-        self.save();
+        self.dirty = true;
+        if self.saved_at.is_none_or(|at| at.elapsed() >= SAVE_EVERY) {
+            self.save();
+        }
+    }
+
+    /// Whether receipts wait to be saved.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Saves receipts recorded since the last save.
+    pub fn flush(&mut self) {
+        if self.dirty {
+            self.save();
+        }
     }
 
     /// Alerts firing now.
@@ -197,6 +222,7 @@ impl Alerter {
                 tracing::warn!(sink = %sink.spec.name, waiting, "stopping with undelivered alerts; they are sent after the restart");
             }
         }
+        self.flush();
         self.stop_sinks();
     }
 
@@ -229,25 +255,33 @@ impl Alerter {
             })
             .collect();
         let entry = |key: &str| self.book.entries.get(key);
-        let fresh: Vec<&Due> = due
-            .iter()
-            .filter(|d| d.state == State::Firing && !d.reminder)
-            .collect();
         let mut out = Vec::new();
-        if fresh.len() > DIGEST_THRESHOLD {
-            let entries: Vec<&Entry> = fresh.iter().filter_map(|d| entry(&d.key)).collect();
+        // Many new firings, or many resolutions (after a mass failure), go out as one digest
+        // each, so a burst never floods the queue.
+        let mut digested: HashSet<(&str, State)> = HashSet::new();
+        for state in [State::Firing, State::Resolved] {
+            let batch: Vec<&Due> = due
+                .iter()
+                .filter(|d| d.state == state && !d.reminder)
+                .collect();
+            if batch.len() <= DIGEST_THRESHOLD {
+                continue;
+            }
+            let entries: Vec<&Entry> = batch.iter().filter_map(|d| entry(&d.key)).collect();
             let body = match spec.kind {
-                AlertKind::Slack => payload::slack_digest(&entries, &self.ctx),
-                _ => payload::webhook_digest(&entries, &self.ctx),
+                AlertKind::Slack => payload::slack_digest(&entries, state, &self.ctx),
+                _ => payload::webhook_digest(&entries, state, &self.ctx),
             };
+            digested.extend(batch.iter().map(|d| (d.key.as_str(), state)));
             out.push(outgoing(
                 &body,
-                fresh.iter().map(|d| (d.key.clone(), d.state)).collect(),
-                State::Firing,
+                batch.iter().map(|d| (d.key.clone(), d.state)).collect(),
+                state,
+                false,
             ));
         }
         for d in &due {
-            if fresh.len() > DIGEST_THRESHOLD && d.state == State::Firing && !d.reminder {
+            if digested.contains(&(d.key.as_str(), d.state)) {
                 continue;
             }
             let Some(e) = entry(&d.key) else { continue };
@@ -255,7 +289,12 @@ impl Alerter {
                 AlertKind::Slack => payload::slack(e, d.state, d.reminder, &self.ctx),
                 _ => payload::webhook(e, d.state, d.reminder, &self.ctx),
             };
-            out.push(outgoing(&body, vec![(d.key.clone(), d.state)], d.state));
+            out.push(outgoing(
+                &body,
+                vec![(d.key.clone(), d.state)],
+                d.state,
+                d.reminder,
+            ));
         }
         out
     }
@@ -291,22 +330,33 @@ impl Alerter {
             State::Resolved
         };
         self.last_set.insert(spec.name.clone(), now);
-        vec![outgoing(&body, about, state)]
+        // A re-send of an unchanged set may be dropped when the queue is full; a change not.
+        vec![outgoing(&body, about, state, !changed)]
     }
 
     /// Writes the book atomically: a temporary file, flushed, then renamed over the old one.
-    fn save(&self) {
-        if let Err(e) = save_book(&self.path, &self.book) {
-            tracing::error!(path = %self.path.display(), "cannot save the alert state: {e}");
+    fn save(&mut self) {
+        self.saved_at = Some(tokio::time::Instant::now());
+        match save_book(&self.path, &self.book) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), "cannot save the alert state: {e}")
+            }
         }
     }
 }
 
-fn outgoing(body: &serde_json::Value, about: Vec<(String, State)>, state: State) -> Outgoing {
+fn outgoing(
+    body: &serde_json::Value,
+    about: Vec<(String, State)>,
+    state: State,
+    droppable: bool,
+) -> Outgoing {
     Outgoing {
         body: serde_json::to_vec(body).unwrap_or_default(),
         about,
         state,
+        droppable,
     }
 }
 
@@ -320,31 +370,34 @@ fn context(config: &Config) -> Context {
 /// Reads the book; a missing file is an empty book, an unreadable or corrupt one is reported,
 /// moved aside (`alerts.json.corrupt`) and replaced by an empty book.
 pub fn load_book(path: &Path) -> Book {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    // A temporary file left by a save that was cut short holds nothing the book lacks.
+    let _ = std::fs::remove_file(path.with_extension("json.tmp"));
+    let problem = match std::fs::read(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Book::new(),
-        Err(e) => {
-            tracing::error!(path = %path.display(), "cannot read the alert state, starting afresh: {e}");
-            return Book::new();
-        }
+        Err(e) => format!("cannot be read ({e})"),
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Err(_) => "is not UTF-8".to_string(),
+            Ok(text) => match serde_json::from_str::<Book>(text) {
+                Ok(book) if book.version == Book::VERSION => return book,
+                Ok(book) => format!("has an unknown version {}", book.version),
+                Err(e) => format!("is not a valid alert state ({e})"),
+            },
+        },
     };
-    match serde_json::from_str::<Book>(&text) {
-        Ok(book) if book.version == Book::VERSION => book,
-        Ok(book) => {
-            tracing::error!(path = %path.display(), version = book.version, "unknown alert state version, starting afresh");
-            Book::new()
+    // Whatever it is (a directory, garbage), it is kept aside, and the state saved beside it.
+    let aside = path.with_extension("json.corrupt");
+    let _ = std::fs::remove_dir_all(&aside).or_else(|_| std::fs::remove_file(&aside));
+    let moved = std::fs::rename(path, &aside).is_ok();
+    tracing::error!(
+        path = %path.display(),
+        "the alert state file is corrupt: it {problem}; starting afresh{}",
+        if moved {
+            format!(", the old one is kept as {}", aside.display())
+        } else {
+            String::new()
         }
-        Err(e) => {
-            let aside = path.with_extension("json.corrupt");
-            let moved = std::fs::rename(path, &aside).is_ok();
-            tracing::error!(
-                path = %path.display(),
-                "the alert state file is corrupt ({e}); starting afresh{}",
-                if moved { format!(", the old file is kept as {}", aside.display()) } else { String::new() }
-            );
-            Book::new()
-        }
-    }
+    );
+    Book::new()
 }
 
 /// Writes the book atomically.
@@ -353,12 +406,17 @@ pub fn save_book(path: &Path, book: &Book) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
-    {
+    let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&serde_json::to_vec(book).map_err(std::io::Error::other)?)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        // A full disk, say: no half-written temporary file is left behind.
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    result
 }
 
 /// `jobwarden alert test`: sends a sample firing and resolved alert through every sink, once,
@@ -462,5 +520,25 @@ mod tests {
         assert!(load_book(&path).entries.is_empty());
         assert!(path.with_extension("json.corrupt").exists());
         assert!(!path.exists());
+        // Not UTF-8, and a directory: each moved aside too, and the state saved beside it.
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(load_book(&path).entries.is_empty());
+        assert!(!path.exists());
+        std::fs::create_dir_all(path.join("inner")).unwrap();
+        assert!(load_book(&path).entries.is_empty());
+        assert!(path.with_extension("json.corrupt").is_dir());
+        save_book(&path, &book).unwrap();
+        assert_eq!(
+            load_book(&path).entries.len(),
+            1,
+            "saved beside the corrupt one"
+        );
+        // A temporary file left by a cut-short save is removed, and a failed save leaves none.
+        std::fs::write(path.with_extension("json.tmp"), "half").unwrap();
+        load_book(&path);
+        assert!(!path.with_extension("json.tmp").exists());
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, "a file where a folder should be").unwrap();
+        assert!(save_book(&blocked.join("alerts.json"), &book).is_err());
     }
 }

@@ -36,14 +36,21 @@ pub fn webhook(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Va
 }
 
 /// One webhook body for many new alerts at once: `findings` instead of `finding`.
-pub fn webhook_digest(entries: &[&Entry], ctx: &Context) -> Value {
-    json!({
+pub fn webhook_digest(entries: &[&Entry], state: State, ctx: &Context) -> Value {
+    let mut body = json!({
         "version": 1,
-        "state": "firing",
+        "state": state.as_str(),
         "environment": ctx.environment,
         "digest": true,
         "findings": entries.iter().map(|e| &e.finding).collect::<Vec<_>>(),
-    })
+    });
+    if state == State::Resolved {
+        body["reasons"] = entries
+            .iter()
+            .map(|e| e.resolved.as_ref().map(|r| r.reason.clone()))
+            .collect();
+    }
+    body
 }
 
 /// A Slack incoming-webhook message for one alert.
@@ -74,20 +81,25 @@ pub fn slack(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Valu
 }
 
 /// A Slack message listing many new alerts.
-pub fn slack_digest(entries: &[&Entry], ctx: &Context) -> Value {
+pub fn slack_digest(entries: &[&Entry], state: State, ctx: &Context) -> Value {
     let env = ctx
         .environment
         .as_deref()
         .map(|e| format!("[{e}] "))
         .unwrap_or_default();
-    let mut text = format!(":rotating_light: {env}{} new job findings:", entries.len());
+    let mut text = match state {
+        State::Resolved => format!(
+            ":white_check_mark: {env}{} job findings resolved:",
+            entries.len()
+        ),
+        State::Firing => format!(":rotating_light: {env}{} new job findings:", entries.len()),
+    };
     for e in entries {
-        text.push_str(&format!(
-            "\n• {} job `{}`{}",
-            e.kind,
-            e.job_id,
-            slack_details(e)
-        ));
+        let tail = match (state, &e.resolved) {
+            (State::Resolved, Some(r)) => format!(": {}", r.reason),
+            _ => slack_details(e),
+        };
+        text.push_str(&format!("\n• {} job `{}`{tail}", e.kind, e.job_id));
     }
     json!({ "text": text })
 }
