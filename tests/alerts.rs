@@ -314,7 +314,7 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
 }
 
 #[tokio::test]
-async fn many_new_findings_go_out_as_one_digest_and_resolve_one_by_one() {
+async fn many_new_findings_go_out_as_one_digest_and_resolve_as_one() {
     let db = TestDb::new(Backend::Sqlite).await;
     table(&db, 25).await;
     let hook = Receiver::start(0, &[]).await;
@@ -336,10 +336,15 @@ async fn many_new_findings_go_out_as_one_digest_and_resolve_one_by_one() {
     assert_eq!(got[0].body["digest"], true);
     assert_eq!(got[0].body["findings"].as_array().map(Vec::len), Some(25));
     heal(&db).await;
-    wait_for("25 resolutions", SCANS, || async {
-        (hook.accepted("resolved").len() == 25).then_some(())
+    // Resolutions are batched like firings: one digest that names all 25.
+    let resolved = wait_for("the resolution digest", SCANS, || async {
+        hook.accepted("resolved").into_iter().next()
     })
     .await;
+    assert_eq!(resolved.body["digest"], true, "{}", resolved.body);
+    assert_eq!(resolved.body["findings"].as_array().map(Vec::len), Some(25));
+    assert_eq!(resolved.body["reasons"].as_array().map(Vec::len), Some(25));
+    assert_eq!(hook.accepted("resolved").len(), 1);
     assert_eq!(daemon.stop().await, 0);
 }
 

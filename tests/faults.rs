@@ -616,3 +616,106 @@ async fn a_held_sqlite_lock_makes_the_daemon_unready() {
     .await;
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// A dry-run daemon says and audits each would-be write once, however many scans see it, and
+/// counts it every scan.
+#[tokio::test]
+async fn a_dry_run_daemon_says_each_write_once() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    stalled_jobs(&db, 3).await;
+    let state = db.dir().join("state");
+    let port = common::free_port();
+    let config = config(&db, &state, "interval = \"200ms\"\ndry_run = true");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &[]);
+    let dry = |body: &str| {
+        metric(
+            body,
+            "jobwarden_actions_total{action=\"fail\",outcome=\"dry_run\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    wait_for(
+        "many scans of would-be writes",
+        Duration::from_secs(30),
+        || async {
+            get(&daemon.url("/metrics"))
+                .await
+                .filter(|(_, body)| dry(body) >= 15.0)
+        },
+    )
+    .await;
+    let log = daemon.log();
+    assert_eq!(daemon.stop().await, 0);
+    let lines = std::fs::read_to_string(state.join("audit.jsonl")).unwrap_or_default();
+    assert_eq!(
+        lines.lines().count(),
+        3,
+        "one audit line per would-be write: {lines}"
+    );
+    assert_eq!(
+        log.matches("fail job: running -> failed").count(),
+        3,
+        "{log}"
+    );
+    assert_eq!(written(&db).await.len(), 0);
+}
+
+/// Failing many jobs at once: their resolutions go out as a digest, like their firings, and
+/// none is dropped even with a small queue.
+#[tokio::test]
+async fn a_mass_failure_resolves_every_alert() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    stalled_jobs(&db, 60).await;
+    let hook = common::Receiver::start(0, &[]).await;
+    let state = db.dir().join("state");
+    let port = common::free_port();
+    let config = config(&db, &state, "interval = \"300ms\"");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nqueue = 2\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &[]);
+    let count = |state: &str| -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in hook.accepted(state) {
+            let findings = match r.body["findings"].as_array() {
+                Some(list) => list.clone(),
+                None => vec![r.body["finding"].clone()],
+            };
+            for f in findings {
+                *out.entry(f["job_id"].as_str().unwrap_or("?").to_string())
+                    .or_default() += 1;
+            }
+        }
+        out
+    };
+    wait_for("every alert resolved", Duration::from_secs(60), || async {
+        (count("resolved").len() == 60).then_some(())
+    })
+    .await;
+    let (_, metrics) = get(&daemon.url("/metrics")).await.expect("metrics");
+    assert_eq!(daemon.stop().await, 0);
+    let (fired, resolved) = (count("firing"), count("resolved"));
+    assert!(fired.values().all(|n| *n == 1) && resolved.values().all(|n| *n == 1));
+    assert_eq!(fired.len(), 60);
+    assert!(
+        hook.accepted("resolved").len() < 60,
+        "resolutions came as digests: {} messages",
+        hook.accepted("resolved").len()
+    );
+    assert_eq!(
+        metric(&metrics, "jobwarden_alerts_dropped_total{sink=\"webhook\"}"),
+        Some(0.0)
+    );
+}

@@ -52,13 +52,15 @@ async fn is_leader(d: &Daemon) -> bool {
         == Some(1.0)
 }
 
+/// The outcome records of every replica's audit trail (each write also has an intent).
 fn audit_entries(states: &[PathBuf]) -> Vec<serde_json::Value> {
     states
         .iter()
         .filter_map(|s| std::fs::read_to_string(s.join("audit.jsonl")).ok())
         .flat_map(|t| {
             t.lines()
-                .map(|l| serde_json::from_str(l).expect("audit line"))
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit line"))
+                .filter(|e| e["stage"] == "outcome")
                 .collect::<Vec<_>>()
         })
         .collect()
