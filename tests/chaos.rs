@@ -12,7 +12,10 @@
 //!   directory, so the alert book and the audit trail carry over): at 25 s and at 68 s;
 //! - PostgreSQL is restarted once at 42 s (`pg_ctl stop -m fast`, 3 s down, `pg_ctl start`);
 //! - the webhook receiver is down for the first full minute (nothing listens on its port),
-//!   then answers 500 five times, then 200.
+//!   then answers 500 five times, then 200;
+//! - the state directory (a 16 MiB tmpfs of its own) is filled to the last byte at 50 s and
+//!   freed 6 s later: writes whose audit intent cannot be recorded must not be made, and are
+//!   made once the trail takes them again.
 //!
 //! At the end the test counts checks: every killed job was found and failed exactly once (with
 //! an `error` saying `jobwarden: ...`); no healthy job was ever failed; the audit trail has one
@@ -100,6 +103,11 @@ const RESTART_POSTGRES: Duration = Duration::from_secs(42);
 /// How long PostgreSQL stays stopped before it is started again.
 const POSTGRES_DOWN: Duration = Duration::from_secs(3);
 const RECEIVER_UP: Duration = Duration::from_secs(60);
+/// The state directory (a small tmpfs) is filled to the last byte for a while, then freed.
+const STATE_FULL_AT: Duration = Duration::from_secs(50);
+const STATE_FULL_FOR: Duration = Duration::from_secs(6);
+/// The size of that tmpfs: far more than a run's state, and quick to fill.
+const STATE_FS: &str = "size=16m";
 const RESTART_DAEMON_2: Duration = Duration::from_secs(68);
 /// How many requests the receiver answers 500 once it is up.
 const REFUSALS: usize = 5;
@@ -264,6 +272,31 @@ async fn work(pool: PgPool, reports: PathBuf, t0: Instant, job: Job) -> Lived {
 }
 
 /// Polls `check` every 250 ms until it holds; false after `limit`.
+/// A tmpfs of [`STATE_FS`] mounted on a folder for the test's life (the test runs as root:
+/// its private PostgreSQL needs it too).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Tmpfs {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", STATE_FS, "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount a tmpfs on {} (run as root)", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 async fn until<F, Fut>(limit: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -418,6 +451,7 @@ async fn a_thousand_jobs_through_restarts_outages_and_a_refusing_receiver() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&reports).unwrap();
     std::fs::create_dir_all(&state).unwrap();
+    let _state_fs = Tmpfs::mount(&state);
     let hook_port = free_port(); // nothing listens here for the first minute
     let text = config_text(&url, free_port(), hook_port, &reports, &state);
     // One file per daemon, so each keeps its own log (`jwN.log`).
@@ -520,6 +554,32 @@ async fn a_thousand_jobs_through_restarts_outages_and_a_refusing_receiver() {
         running > 0 && errors > 0.0 && back,
         "the PostgreSQL restart hit live work; the daemon's scans failed, then it was ready again",
         format!("{running} jobs running, {errors} failed scans, ready again: {back}"),
+    );
+
+    // The state directory fills up: no write without its record, then writes go on.
+    sleep_until(t0 + STATE_FULL_AT).await;
+    let filler = state.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 32 << 20]);
+    eprintln!("chaos: {:5.1}s state directory full", at());
+    sleep_until(t0 + STATE_FULL_AT + STATE_FULL_FOR).await;
+    let _ = std::fs::remove_file(&filler);
+    let audit_errors = daemon_metric(&second, "jobwarden_audit_errors_total")
+        .await
+        .unwrap_or(0.0);
+    eprintln!(
+        "chaos: {:5.1}s state directory freed ({audit_errors} scans could not write the audit trail)",
+        at()
+    );
+    let ready = until(Duration::from_secs(15), || async {
+        get(&second.url("/readyz"))
+            .await
+            .is_some_and(|r| r.0 == 200)
+    })
+    .await;
+    checks.check(
+        ready,
+        "the daemon was ready again once the state directory had room",
+        format!("{audit_errors} scans held writes back for the audit trail"),
     );
 
     // The receiver has been down for a minute; the daemon must have noticed.
