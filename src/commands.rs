@@ -70,7 +70,7 @@ pub struct RecoverOptions {
 pub fn parse_older_than(text: &str) -> Result<Duration, String> {
     let d = config::parse_duration(text)?;
     if d.is_zero() {
-        return Err("--older-than must be longer than zero".into());
+        return Err("must be longer than zero".into());
     }
     Ok(d)
 }

@@ -42,6 +42,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
@@ -103,7 +110,11 @@ async fn findings(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn recover(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn recover(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     let Some(token) = shared.token() else {
         return error(
             StatusCode::FORBIDDEN,
@@ -123,6 +134,16 @@ async fn recover(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         );
         return r;
     }
+    // The body is read only after the token check, so a stranger learns nothing from it.
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        }
+    };
     let body: RecoverBody = if body.iter().all(u8::is_ascii_whitespace) {
         RecoverBody::default()
     } else {
@@ -142,8 +163,18 @@ async fn recover(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
                 "the body must be application/json",
             );
         }
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
+        // An object, and nothing else (serde would read `[...]` into the struct too).
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v @ serde_json::Value::Object(_)) => match serde_json::from_value(v) {
+                Ok(b) => b,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+            },
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid body: it must be a JSON object such as {\"older_than\": \"30m\"}",
+                )
+            }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
         }
     };

@@ -212,13 +212,62 @@ fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JOBWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = !journald && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(!journald && std::io::stderr().is_terminal());
+        .with_writer(Escaped { ansi })
+        .with_ansi(ansi);
     match (format, journald) {
         (LogFormat::Json, _) => builder.json().init(),
         (LogFormat::Text, true) => builder.without_time().init(),
         (LogFormat::Text, false) => builder.init(),
+    }
+}
+
+/// Standard error, with the control characters of each log line escaped (a newline in a job
+/// id, a path or a database message would otherwise start a forged line). The line's own final
+/// newline is kept, and so are colour codes when the terminal shows them.
+#[derive(Clone, Copy)]
+struct Escaped {
+    ansi: bool,
+}
+
+struct EscapedWriter {
+    ansi: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Escaped {
+    type Writer = EscapedWriter;
+
+    fn make_writer(&'a self) -> EscapedWriter {
+        EscapedWriter { ansi: self.ansi }
+    }
+}
+
+impl std::io::Write for EscapedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (text.as_ref(), ""),
+        };
+        let mut line = String::with_capacity(buf.len());
+        for c in body.chars() {
+            match c {
+                '\n' => line.push_str("\\n"),
+                '\r' => line.push_str("\\r"),
+                '\t' => line.push('\t'),
+                '\u{1b}' if self.ansi => line.push(c),
+                c if c.is_control() => line.push_str(&c.escape_unicode().to_string()),
+                c => line.push(c),
+            }
+        }
+        line.push_str(end);
+        std::io::stderr().write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }

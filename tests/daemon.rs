@@ -185,12 +185,47 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
             format!("{{\"x\": \"{}\"}}", "a".repeat(100_000)),
             413,
         ),
+        // A stranger's oversized body is refused for the token, not for its size.
+        (
+            "wrong",
+            json,
+            format!("{{\"x\": \"{}\"}}", "a".repeat(100_000)),
+            401,
+        ),
+        ("s3cr3t-token", json, "[\"1h\", true]".to_string(), 400),
+        (
+            "s3cr3t-token",
+            json,
+            "{\"older_than\": \"0s\"}".to_string(),
+            400,
+        ),
     ] {
         let r = post(token, ctype, body).await.expect("post");
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
         assert_eq!(status, expected, "{token} {ctype}: {text}");
-        assert!(text.contains("error") || status == 413, "{text}");
+        let answer: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("every error is JSON ({e}): {text}"));
+        assert!(answer["error"].is_string(), "{text}");
+        assert!(
+            !text.contains("--older-than"),
+            "the endpoint's own key: {text}"
+        );
+    }
+    // Unknown routes and methods answer JSON too.
+    for (method, path, expected) in [
+        (reqwest::Method::GET, "/nope", 404),
+        (reqwest::Method::DELETE, "/api/v1/recover", 405),
+        (reqwest::Method::POST, "/metrics", 405),
+    ] {
+        let r = client
+            .request(method.clone(), daemon.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), expected, "{method} {path}");
+        let answer: serde_json::Value = r.json().await.expect("a JSON error");
+        assert!(answer["error"].is_string());
     }
     // The real thing: older_than catches the job silent for 45 minutes, not the one that beat
     // seconds ago (stuck, not old); the file's dry_run holds writes.
@@ -433,4 +468,38 @@ async fn survives_postgres_down_at_start_and_restarted_under_it() {
     assert_eq!(report["jobs"]["running"], 2);
     assert!(daemon.log().contains("scan failed, retrying with backoff"));
     assert_eq!(daemon.stop().await, 0);
+}
+
+/// A job id with a newline in it cannot forge a log line: control characters are escaped in
+/// text logs.
+#[tokio::test]
+async fn a_newline_in_a_job_id_cannot_forge_a_log_line() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.exec("CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT, completed_at TEXT, error TEXT)")
+        .await;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, created_at, updated_at) VALUES \
+         ('4' || char(10) || 'FORGED-ID all is well', 'running', {}, {})",
+        db.ago(60.0),
+        db.ago(45.0)
+    ))
+    .await;
+    let port = free_port();
+    let config = write(
+        db.dir(),
+        "jw.toml",
+        &config_text(&db.url, port, "dry_run = true"),
+    );
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("the finding logged", Duration::from_secs(15), || async {
+        daemon.log().contains("finding:").then_some(())
+    })
+    .await;
+    let log = daemon.log();
+    assert_eq!(daemon.stop().await, 0);
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED-ID")),
+        "a forged line: {log}"
+    );
+    assert!(log.contains("4\\nFORGED-ID"), "the id, escaped: {log}");
 }

@@ -146,6 +146,10 @@ impl Book {
                 );
                 let reason = match &entry.acted {
                     Some(what) => format!("jobwarden {what} the job"),
+                    // About the table as a whole, not a job.
+                    None if entry.kind == "mass_stall" => {
+                        "fewer jobs look stuck at once: the mass stall is over".to_string()
+                    }
                     None if about_files => {
                         "the condition cleared: the output or the row changed".to_string()
                     }
@@ -370,6 +374,23 @@ mod tests {
         assert_eq!(
             reason("stalled/hb/2").as_deref(),
             Some("the job finished: it is no longer pending or running")
+        );
+    }
+
+    #[test]
+    fn a_mass_stall_resolves_as_one_not_as_a_job() {
+        let mut book = Book::new();
+        let mut stall = finding("", Severity::Critical);
+        stall.kind = crate::detect::Kind::MassStall;
+        stall.rule = "safety".into();
+        book.observe(&[stall], &HashSet::new(), 0.0);
+        book.observe(&[], &HashSet::new(), 1.0);
+        assert_eq!(
+            book.entries["mass_stall/safety/"]
+                .resolved
+                .as_ref()
+                .map(|r| r.reason.as_str()),
+            Some("fewer jobs look stuck at once: the mass stall is over")
         );
     }
 
