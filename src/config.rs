@@ -433,10 +433,34 @@ impl Config {
         for sink in &self.alerts {
             secrets.extend(sink.hmac_secret.clone());
             secrets.extend(sink.headers.iter().map(|(_, v)| v.clone()));
+            secrets.extend(url_password(&sink.url));
+            // The secret part of a sink URL: a Slack path, a query string.
+            let shown = redact_alert_url(sink.kind, &sink.url);
+            if let Some(hidden) = hidden_part(&sink.url, &shown) {
+                secrets.push(hidden);
+            }
         }
-        secrets.retain(|s| !s.is_empty());
+        secrets.retain(|s| s.len() >= 3);
         secrets
     }
+
+    /// Replaces every secret of this config in `text` with `***`: the one redaction for logs,
+    /// errors, outputs and pages.
+    pub fn redact(&self, text: &str) -> String {
+        crate::store::scrub(text, &self.secrets())
+    }
+}
+
+/// What `shown` hides of `url`: the tail after their common start, when `shown` ends in `***`.
+fn hidden_part(url: &str, shown: &str) -> Option<String> {
+    let kept = shown.strip_suffix("***")?;
+    let common = url
+        .char_indices()
+        .zip(kept.chars())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, c), _)| i + c.len_utf8());
+    Some(url[common..].to_string()).filter(|h| !h.is_empty())
 }
 
 /// Replaces the password of a `scheme://user:password@host/...` URL (and a `password=` query
@@ -843,9 +867,9 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             out.push('$');
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('{') {
-            let end = inner
-                .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in \"{text}\""))?;
+            let end = inner.find('}').ok_or_else(|| {
+                format!("`${{` without a closing `}}` in \"{}\"", redact_url(text))
+            })?;
             let name = &inner[..end];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
@@ -1673,13 +1697,25 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
 
 /// A Slack incoming-webhook URL is itself the secret (its path); other URLs only hide a
 /// password.
-fn redact_alert_url(kind: AlertKind, url: &str) -> String {
+/// A sink URL as jobwarden shows it anywhere: a Slack URL keeps its host and first path
+/// segment (`https://hooks.slack.com/services/***`, the rest is the secret); any URL loses
+/// its password and query string.
+pub fn redact_alert_url(kind: AlertKind, url: &str) -> String {
+    let url = redact_url(url);
+    let url = match url.split_once('?') {
+        Some((base, _)) => format!("{base}?***"),
+        None => url,
+    };
     match (kind, url.split_once("://")) {
         (AlertKind::Slack, Some((scheme, rest))) => {
-            let host = rest.split('/').next().unwrap_or_default();
-            format!("{scheme}://{host}/***")
+            let mut parts = rest.split('/');
+            let host = parts.next().unwrap_or_default();
+            match parts.next().filter(|p| !p.is_empty()) {
+                Some(first) => format!("{scheme}://{host}/{first}/***"),
+                None => format!("{scheme}://{host}/***"),
+            }
         }
-        _ => redact_url(url),
+        _ => url,
     }
 }
 
@@ -1705,6 +1741,51 @@ failed = ["failed"]
             "TOKEN" => Some("t0k3n".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn sink_urls_show_no_secret() {
+        assert_eq!(
+            redact_alert_url(
+                AlertKind::Slack,
+                "https://hooks.slack.com/services/T0/B0/SECRETPART"
+            ),
+            "https://hooks.slack.com/services/***"
+        );
+        assert_eq!(
+            redact_alert_url(AlertKind::Webhook, "https://u:pw@hooks.example/x?token=abc"),
+            "https://u:***@hooks.example/x?***"
+        );
+        assert_eq!(
+            hidden_part(
+                "https://hooks.slack.com/services/T0/B0/SECRETPART",
+                "https://hooks.slack.com/services/***"
+            )
+            .as_deref(),
+            Some("T0/B0/SECRETPART")
+        );
+        let text = MINIMAL.to_string()
+            + "\n[[alerts]]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/SECRETPART\"\n";
+        let c = load_str(&text, None).unwrap();
+        assert_eq!(
+            c.redact(
+                "error sending request for url (https://hooks.slack.com/services/T0/B0/SECRETPART)"
+            ),
+            "error sending request for url (https://hooks.slack.com/services/***)"
+        );
+    }
+
+    #[test]
+    fn an_unclosed_variable_does_not_print_the_password() {
+        let err = load_str(
+            &MINIMAL.replace("sqlite://jobs.db", "postgres://u:SECRETPW@h/db${OOPS"),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            !err.contains("SECRETPW") && err.contains("without a closing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1944,7 +2025,15 @@ failed = ["failed"]
         for secret in ["s3cret", "t0k3n", "XYZ"] {
             assert!(!printed.contains(secret), "{secret} leaked: {printed}");
         }
-        assert_eq!(c.secrets(), vec!["s3cret".to_string(), "t0k3n".to_string()]);
+        assert_eq!(
+            c.secrets(),
+            vec![
+                "s3cret".to_string(),
+                "t0k3n".to_string(),
+                "T0/B0/XYZ".to_string()
+            ],
+            "the Slack path is a secret too"
+        );
     }
 
     #[test]

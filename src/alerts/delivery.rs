@@ -291,8 +291,13 @@ pub async fn send(client: &reqwest::Client, sink: &AlertSink, body: &[u8]) -> Re
             super::payload::signature(secret, body),
         );
     }
+    // The client's error text carries the URL, whose path may be the secret: drop it.
     let response = request.send().await.map_err(|e| Failure::Retry {
-        error: crate::config::redact_url(&e.to_string()),
+        error: format!(
+            "{} ({})",
+            e.without_url(),
+            crate::config::redact_alert_url(sink.kind, &sink.url)
+        ),
         after: None,
     })?;
     let status = response.status();

@@ -478,7 +478,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
                 "{} ({}, {}): {}: {answer}",
                 sink.name,
                 crate::config::kind_name(sink.kind),
-                crate::config::redact_url(&delivery::endpoint(sink)),
+                crate::config::redact_alert_url(sink.kind, &delivery::endpoint(sink)),
                 state.as_str()
             )?;
         }
