@@ -291,6 +291,15 @@ impl Index {
         for path in gone {
             self.remove(&path);
         }
+        // A path under a linked folder (`7 -> /etc`) is outside the root: never read.
+        let through_link = abs
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(&self.spec.root) && *a != self.spec.root)
+            .any(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()));
+        if through_link {
+            return;
+        }
         match std::fs::symlink_metadata(abs) {
             Ok(m) if m.is_dir() => self.walk(abs),
             Ok(m) if m.is_file() => self.add_file(abs, &rel, &m),
@@ -523,9 +532,15 @@ fn place_watch(
         return Ok(None);
     }
     let tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |ev| {
-        let _ = tx.send(ev);
-    })?;
+    // notify follows symlinks into other folders unless told not to: a link in the root to
+    // `/etc` would be watched and its files listed as a job's.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |ev| {
+            let _ = tx.send(ev);
+        },
+        config,
+    )?;
     watcher.watch(&spec.root, notify::RecursiveMode::Recursive)?;
     Ok(Some(watcher))
 }

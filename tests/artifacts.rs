@@ -364,3 +364,53 @@ async fn a_missing_root_warns_and_strict_makes_it_an_error() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("volumes/logs (reports) does not exist"));
 }
+
+/// Links in the root to a folder outside it and to `/etc` are never followed, in events mode:
+/// no file outside the root is listed, watched, or tied to a job.
+#[tokio::test]
+async fn symlinks_are_never_followed_in_events_mode() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let root = db.dir().join("reports");
+    let outside = db.dir().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    write(&outside.join("report.pdf"), "not job 1's", 30.0);
+    std::os::unix::fs::symlink(&outside, root.join("1")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("2")).unwrap();
+    let (config, _) = daemon_config(&db, &root, "auto").await;
+    let daemon = Daemon::start(&config, &[]);
+    let skipped = wait_for("the links skipped", WAIT, || async {
+        get(&daemon.url("/metrics")).await.and_then(|(_, m)| {
+            metric(
+                &m,
+                "jobwarden_artifact_skipped_total{reason=\"symlink\",root=\"reports\"}",
+            )
+            .filter(|n| *n >= 2.0)
+        })
+    })
+    .await;
+    // A file written behind the link after the watch was placed: no event may reach it.
+    write(&outside.join("later.pdf"), "still not job 1's", 5.0);
+    let scans = |m: &str| metric(m, "jobwarden_scans_total").unwrap_or(0.0);
+    let (_, before) = get(&daemon.url("/metrics")).await.expect("metrics");
+    wait_for("more scans", WAIT, || async {
+        get(&daemon.url("/metrics"))
+            .await
+            .filter(|(_, m)| scans(m) >= scans(&before) + 5.0)
+    })
+    .await;
+    let (_, metrics) = get(&daemon.url("/metrics")).await.expect("metrics");
+    for state in ["settled", "writing", "partial"] {
+        let line = format!("jobwarden_artifacts{{root=\"reports\",state=\"{state}\"}}");
+        assert_eq!(metric(&metrics, &line), Some(0.0), "{state}: {metrics}");
+    }
+    assert!(
+        !finding_kinds(&daemon)
+            .await
+            .iter()
+            .any(|k| k.ends_with("artifact")),
+        "files behind a link are no job's artifacts"
+    );
+    assert_eq!(daemon.stop().await, 0);
+    assert!(skipped >= 2.0);
+}
