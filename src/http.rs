@@ -40,6 +40,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // The exporter-toolkit spellings, for tools that expect them.
+        .route("/-/healthy", get(healthz))
+        .route("/-/ready", get(readyz))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -89,6 +89,11 @@ async fn daemon_scans_acts_serves_and_stops_cleanly() {
     })
     .await;
     assert!(ready.1.contains("\"ready\":true"));
+    // The exporter-toolkit aliases answer the same.
+    assert_eq!(get(&daemon.url("/-/healthy")).await.map(|r| r.0), Some(200));
+    let alias = get(&daemon.url("/-/ready")).await.expect("/-/ready");
+    assert_eq!(alias.0, 200);
+    assert!(alias.1.contains("\"ready\":true"), "{}", alias.1);
 
     let metrics = wait_for("terminal counts", Duration::from_secs(5), || async {
         get(&daemon.url("/metrics"))
