@@ -288,6 +288,40 @@ pub struct Http {
     /// Parsed at load, so a bad address is a config error with its line, not a failed bind.
     pub listen: std::net::SocketAddr,
     pub token: Option<String>,
+    /// Host names accepted besides the listen address and `localhost` (`*`: any, allowed
+    /// only when the listener is bound beyond loopback).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Http {
+    /// Whether a request's `Host` header is one this listener answers: the listen address,
+    /// `localhost` (with or without the port), or an entry of `allowed_hosts`. Anything else
+    /// is what a DNS-rebinding page in a local browser would send.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        let Some(host) = host.map(str::trim).filter(|h| !h.is_empty()) else {
+            return false;
+        };
+        if self.allowed_hosts.iter().any(|a| a == "*") && !self.listen.ip().is_loopback() {
+            return true;
+        }
+        let port = self.listen.port().to_string();
+        let name = match host.rsplit_once(':') {
+            Some((name, p)) if p == port && !name.ends_with(':') => name,
+            _ if host.starts_with('[') && host.ends_with(']') => host,
+            Some((_, p)) if p.chars().all(|c| c.is_ascii_digit()) => return false,
+            _ => host,
+        };
+        let name = name.to_ascii_lowercase();
+        let ip = self.listen.ip().to_string();
+        name == "localhost"
+            || name == ip
+            || name == format!("[{ip}]")
+            || (self.listen.ip().is_loopback() && (name == "127.0.0.1" || name == "[::1]"))
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&name) || a.eq_ignore_ascii_case(host))
+    }
 }
 
 /// One `[[alerts]]` entry.
@@ -726,6 +760,8 @@ struct RawArtifacts {
 struct RawHttp {
     listen: Option<Text>,
     token: Option<Text>,
+    #[serde(default)]
+    allowed_hosts: Vec<Text>,
 }
 
 #[derive(Deserialize)]
@@ -977,10 +1013,12 @@ fn resolve(
                 .map(|t| ctx.text(t, "http.token"))
                 .transpose()?
                 .filter(|t| !t.is_empty()),
+            allowed_hosts: ctx.texts(&h.allowed_hosts, "http.allowed_hosts")?,
         },
         None => Http {
             listen: default_listen(),
             token: None,
+            allowed_hosts: Vec::new(),
         },
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
@@ -1680,7 +1718,8 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
         },
         "rules": rules,
         "artifacts": artifacts,
-        "http": {"listen": config.http.listen.to_string(), "token": config.http.token.as_ref().map(|_| "***")},
+        "http": {"listen": config.http.listen.to_string(), "token": config.http.token.as_ref().map(|_| "***"),
+            "allowed_hosts": config.http.allowed_hosts},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
         "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string())},
@@ -1741,6 +1780,42 @@ failed = ["failed"]
             "TOKEN" => Some("t0k3n".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn hosts_a_listener_answers() {
+        let http = |listen: &str, allowed: &[&str]| Http {
+            listen: listen.parse().unwrap(),
+            token: None,
+            allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
+        };
+        let local = http("127.0.0.1:9847", &["jobs.internal"]);
+        for ok in [
+            "127.0.0.1:9847",
+            "localhost:9847",
+            "localhost",
+            "LOCALHOST",
+            "jobs.internal",
+            "jobs.internal:9847",
+            "[::1]:9847",
+        ] {
+            assert!(local.host_allowed(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9847",
+            "127.0.0.1:80",
+            "localhost:1234",
+            "",
+        ] {
+            assert!(!local.host_allowed(Some(bad)), "{bad}");
+        }
+        assert!(!local.host_allowed(None));
+        assert!(
+            !http("127.0.0.1:9847", &["*"]).host_allowed(Some("evil.example")),
+            "* needs a public listener"
+        );
+        assert!(http("0.0.0.0:9847", &["*"]).host_allowed(Some("evil.example")));
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Shared {
     last_success: RwLock<Option<Instant>>,
     stale_after: RwLock<Duration>,
     token: RwLock<Option<String>>,
+    /// The `[http]` section, for the Host check.
+    http: RwLock<crate::config::Http>,
     /// Whether the leader lock was checked yet, and its answer.
     role_known: AtomicBool,
     leader: AtomicBool,
@@ -138,6 +140,11 @@ impl Shared {
         }
     }
 
+    /// Whether a request's `Host` is one this listener answers.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        read(&self.http).host_allowed(host)
+    }
+
     /// The bearer token POST endpoints require, if one is configured.
     pub fn token(&self) -> Option<String> {
         read(&self.token).clone()
@@ -178,6 +185,11 @@ pub async fn run(
         last_success: RwLock::new(None),
         stale_after: RwLock::new(stale_after(&config)),
         token: RwLock::new(config.http.token.clone()),
+        http: RwLock::new(crate::config::Http {
+            // The bound address (a port 0 in the file becomes the real one).
+            listen: listener.local_addr().unwrap_or(config.http.listen),
+            ..config.http.clone()
+        }),
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         recover: recover_tx,
@@ -594,6 +606,15 @@ impl Loop {
             tracing::warn!("http.listen changed; it takes effect at the next restart");
         }
         *write(&self.shared.token) = new.http.token.clone();
+        {
+            // The listen address itself changes only at a restart.
+            let mut http = write(&self.shared.http);
+            let listen = http.listen;
+            *http = crate::config::Http {
+                listen,
+                ..new.http.clone()
+            };
+        }
         *write(&self.shared.stale_after) = stale_after(&new);
         self.alerter.reconfigure(&new, &self.shared.metrics);
         self.config = Arc::new(new);

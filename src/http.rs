@@ -53,7 +53,32 @@ pub fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            check_host,
+        ))
         .with_state(shared)
+}
+
+/// Answers 421 to a request whose `Host` is not this listener's (see
+/// [`crate::config::Http::host_allowed`]): a page in a local browser that rebinds its own
+/// domain to 127.0.0.1 cannot read the endpoints.
+async fn check_host(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !shared.host_allowed(host) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this Host is not one jobwarden answers: add it to [http] allowed_hosts",
+        );
+    }
+    next.run(request).await
 }
 
 /// Serves until `shutdown` completes.

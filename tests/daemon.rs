@@ -508,3 +508,43 @@ async fn a_newline_in_a_job_id_cannot_forge_a_log_line() {
     );
     assert!(log.contains("4\\nFORGED-ID"), "the id, escaped: {log}");
 }
+
+/// A request whose Host is a rebinding domain is answered 421; the listen address,
+/// `localhost` and `[http] allowed_hosts` are answered.
+#[tokio::test]
+async fn a_rebinding_host_is_answered_421() {
+    let (db, _, port) = dry_run_setup().await;
+    let text = std::fs::read_to_string(db.dir().join("jw.toml"))
+        .unwrap()
+        .replace("[http]\n", "[http]\nallowed_hosts = [\"jobs.internal\"]\n");
+    let config = write(db.dir(), "jw.toml", &text);
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        get(&daemon.url("/readyz")).await.filter(|r| r.0 == 200)
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for (host, expected) in [
+        ("evil.example", 421),
+        ("evil.example:80", 421),
+        ("localhost", 200),
+        ("jobs.internal", 200),
+    ] {
+        let r = client
+            .get(daemon.url("/api/v1/findings"))
+            .header("host", host)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), expected, "Host: {host}");
+        if expected == 421 {
+            let body: serde_json::Value = r.json().await.expect("JSON");
+            assert!(body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("allowed_hosts"));
+        }
+    }
+    let _ = port;
+    assert_eq!(daemon.stop().await, 0);
+}
