@@ -216,7 +216,7 @@ pub async fn apply(
             if !quiet {
                 dry_entries.push(entry.clone());
             }
-        } else if let Err(e) = crate::audit::append(trail.state_dir, std::slice::from_ref(&entry)) {
+        } else if let Err(e) = crate::audit::append_outcome(trail.state_dir, &entry) {
             // The write is made and its intent is on disk: the next start resolves it.
             tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
             out.audit_error = Some(format!("audit trail not writable: {e}"));
