@@ -1,6 +1,7 @@
 //! The audit trail: JSON lines in `audit.jsonl` in the state directory. Every write is
 //! recorded twice: its *intent* (job, row as read, action), appended and flushed to disk
-//! before the `UPDATE` runs, and its *outcome* after. A write whose intent cannot be recorded
+//! before the `UPDATE` runs, and its *outcome* after (written, not waited on to reach the disk:
+//! a lost outcome leaves its intent, resolved at the next start). A write whose intent cannot be recorded
 //! is not made, so the trail and the table always agree: no write without its record. After a
 //! crash, an intent without an outcome is resolved at the next start by reading the row
 //! ([`pending`], then the caller records the outcome with `recovered`). A dry-run write is one
