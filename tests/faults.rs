@@ -77,6 +77,20 @@ fn config(db: &TestDb, state: &Path, extra: &str) -> PathBuf {
         .write(db.dir().join("jw.toml"))
 }
 
+/// [`config`] for a daemon: `extra` top-level keys, a listener on a free port, and any
+/// further `sections`.
+fn daemon_config(db: &TestDb, state: &Path, extra: &str, sections: &str) -> PathBuf {
+    let path = config(db, state, extra);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let port = common::free_port();
+    std::fs::write(
+        &path,
+        format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n{sections}\n"),
+    )
+    .unwrap();
+    path
+}
+
 /// Job ids and how many times the trigger saw each written.
 async fn written(db: &TestDb) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -274,14 +288,7 @@ async fn daemon_faults(backend: Backend) {
     let db = TestDb::new(backend).await;
     stalled_jobs(&db, JOBS).await;
     let state = db.dir().join("state");
-    let port = common::free_port();
-    let config = config(&db, &state, "interval = \"1s\"");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
+    let config = daemon_config(&db, &state, "interval = \"1s\"", "");
     let daemon = Daemon::start(&config, &[]);
     wait_written(&db, 200).await;
     daemon.signal(libc::SIGKILL);
@@ -412,14 +419,7 @@ async fn the_daemon_with_an_unwritable_trail_is_not_ready() {
     stalled_jobs(&db, 5).await;
     let state = db.dir().join("state-file");
     std::fs::write(&state, "not a directory").unwrap();
-    let port = common::free_port();
-    let config = config(&db, &state, "interval = \"500ms\"");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
+    let config = daemon_config(&db, &state, "interval = \"500ms\"", "");
     let daemon = Daemon::start(&config, &[]);
     let body = wait_for(
         "readyz 503 for the trail",
@@ -624,14 +624,7 @@ async fn a_dry_run_daemon_says_each_write_once() {
     let db = TestDb::new(Backend::Sqlite).await;
     stalled_jobs(&db, 3).await;
     let state = db.dir().join("state");
-    let port = common::free_port();
-    let config = config(&db, &state, "interval = \"200ms\"\ndry_run = true");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
+    let config = daemon_config(&db, &state, "interval = \"200ms\"\ndry_run = true", "");
     let daemon = Daemon::start(&config, &[]);
     let dry = |body: &str| {
         metric(
@@ -674,17 +667,15 @@ async fn a_mass_failure_resolves_every_alert() {
     stalled_jobs(&db, 60).await;
     let hook = common::Receiver::start(0, &[]).await;
     let state = db.dir().join("state");
-    let port = common::free_port();
-    let config = config(&db, &state, "interval = \"300ms\"");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nqueue = 2\n",
+    let config = daemon_config(
+        &db,
+        &state,
+        "interval = \"300ms\"",
+        &format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nqueue = 2",
             hook.url("/hook")
         ),
-    )
-    .unwrap();
+    );
     let daemon = Daemon::start(&config, &[]);
     let count = |state: &str| -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
