@@ -178,11 +178,18 @@ impl Metrics {
             &["root", "reason"],
         )?;
         let build_info = IntGaugeVec::new(
-            Opts::new("jobwarden_build_info", "Always 1; the version is a label."),
-            &["version"],
+            Opts::new(
+                "jobwarden_build_info",
+                "Always 1; the version, the git revision and the rustc that built it are labels.",
+            ),
+            &["version", "revision", "rustc"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("JOBWARDEN_REVISION"),
+                env!("JOBWARDEN_RUSTC"),
+            ])
             .set(1);
         for collector in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
@@ -390,10 +397,16 @@ mod tests {
         };
         m.observe_terminal(&[("done".to_string(), 7)].into_iter().collect(), &statuses);
         let text = m.render();
+        let build_info = format!(
+            "jobwarden_build_info{{revision=\"{}\",rustc=\"{}\",version=\"{}\"}} 1",
+            env!("JOBWARDEN_REVISION"),
+            env!("JOBWARDEN_RUSTC"),
+            env!("CARGO_PKG_VERSION")
+        );
         for name in [
             "jobwarden_database_up 1",
             "jobwarden_scans_total 0",
-            "jobwarden_build_info{version=\"",
+            build_info.as_str(),
             "jobwarden_scan_errors_total{source=\"database\"} 0",
             "jobwarden_jobs{status_class=\"succeeded\"} 7",
             "jobwarden_jobs_by_status{status=\"done\"} 7",
