@@ -251,23 +251,20 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
             return 0;
         }
     };
+    // Intents of this host's processes, by pid; those whose process is gone are orphans.
     let host = crate::process::hostname();
-    let pids: Vec<i64> = pending
+    let local: Vec<(i64, &crate::audit::Entry)> = pending
         .iter()
         .filter_map(|e| {
             let (h, pid) = e.replica.rsplit_once(':')?;
-            (h == host).then(|| pid.parse().ok()).flatten()
+            Some((pid.parse().ok().filter(|_| h == host)?, e))
         })
         .collect();
-    let dead = crate::process::dead_pids(pids.iter().copied());
-    let orphans: Vec<&crate::audit::Entry> = pending
-        .iter()
-        .filter(|e| {
-            e.replica
-                .rsplit_once(':')
-                .and_then(|(h, pid)| (h == host).then(|| pid.parse::<i64>().ok()).flatten())
-                .is_some_and(|pid| dead.contains(&pid))
-        })
+    let dead = crate::process::dead_pids(local.iter().map(|(pid, _)| *pid));
+    let orphans: Vec<&crate::audit::Entry> = local
+        .into_iter()
+        .filter(|(pid, _)| dead.contains(pid))
+        .map(|(_, e)| e)
         .collect();
     if orphans.is_empty() {
         return 0;

@@ -220,6 +220,14 @@ impl Values {
     }
 }
 
+/// What values a table's id column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    Uuid,
+    Number,
+    Text,
+}
+
 /// A pool of the database's own sqlx driver.
 #[derive(Debug, Clone)]
 enum Pool {
@@ -1322,6 +1330,15 @@ impl Store {
 
     /// An id the id column can hold, for statements that must match no row.
     pub fn placeholder_id(&self) -> &'static str {
+        match self.id_kind() {
+            IdKind::Uuid => "00000000-0000-0000-0000-000000000000",
+            IdKind::Number => "-1",
+            IdKind::Text => "jobwarden-validate",
+        }
+    }
+
+    /// What values the id column holds, from its catalogue type.
+    fn id_kind(&self) -> IdKind {
         let ty = self
             .info
             .columns
@@ -1329,11 +1346,11 @@ impl Store {
             .map(|t| t.to_ascii_lowercase())
             .unwrap_or_default();
         if ty.contains("uuid") {
-            "00000000-0000-0000-0000-000000000000"
+            IdKind::Uuid
         } else if TimeKind::from_sql_type(&ty) == TimeKind::Number {
-            "-1"
+            IdKind::Number
         } else {
-            "jobwarden-validate"
+            IdKind::Text
         }
     }
 
@@ -1554,24 +1571,22 @@ impl Store {
     /// 8-4-4-4-12 form for a uuid one, anything else otherwise. An id that cannot be would
     /// make the database reject a whole lookup.
     pub fn valid_id(&self, id: &str) -> bool {
-        let ty = self
-            .info
-            .columns
-            .get(&self.queries.jobs.id.column)
-            .map(|t| t.to_ascii_lowercase())
-            .unwrap_or_default();
-        if ty.contains("uuid") {
-            let parts: Vec<&str> = id.split('-').collect();
-            parts.len() == 5
-                && parts
-                    .iter()
-                    .zip([8, 4, 4, 4, 12])
-                    .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
-        } else if TimeKind::from_sql_type(&ty) == TimeKind::Number {
-            let digits = id.strip_prefix('-').unwrap_or(id);
-            !digits.is_empty() && digits.len() <= 19 && digits.chars().all(|c| c.is_ascii_digit())
-        } else {
-            !id.is_empty()
+        match self.id_kind() {
+            IdKind::Uuid => {
+                let parts: Vec<&str> = id.split('-').collect();
+                parts.len() == 5
+                    && parts
+                        .iter()
+                        .zip([8, 4, 4, 4, 12])
+                        .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+            }
+            IdKind::Number => {
+                let digits = id.strip_prefix('-').unwrap_or(id);
+                !digits.is_empty()
+                    && digits.len() <= 19
+                    && digits.chars().all(|c| c.is_ascii_digit())
+            }
+            IdKind::Text => !id.is_empty(),
         }
     }
 
