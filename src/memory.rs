@@ -163,29 +163,17 @@ impl Memory {
                 _ => (column, Entered::Column),
             });
         }
-        let mut best = match job.created_since() {
-            Ok(created) => Some((
-                created,
-                seen.map_or(Entered::FirstScan, |s| match s.source {
-                    Entered::FirstScan => Entered::FirstScan,
-                    _ => Entered::Created,
-                }),
-            )),
-            Err(_) => None,
-        };
-        let mut consider = |at: f64, how: Entered| {
-            if best.is_none_or(|(b, _)| at > b) {
-                best = Some((at, how));
-            }
-        };
-        if let Some((at, how)) = seen.and_then(|s| Some((s.entered?, s.source))) {
-            consider(at, how);
+        let created_how = seen.map_or(Entered::FirstScan, |s| match s.source {
+            Entered::FirstScan => Entered::FirstScan,
+            _ => Entered::Created,
+        });
+        let observed = seen.and_then(|s| Some((s.entered?, s.source)));
+        match (job.created_since(), observed) {
+            (Ok(created), Some((at, how))) if at > created => Ok((at, how)),
+            (Ok(created), _) => Ok((created, created_how)),
+            (Err(_), Some(observed)) => Ok(observed),
+            (Err(e), None) => Err(e),
         }
-        best.ok_or_else(|| {
-            job.created_since()
-                .err()
-                .unwrap_or_else(|| "no time for its status".into())
-        })
     }
 
     /// Since when a job's progress value has been unchanged.

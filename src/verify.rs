@@ -130,7 +130,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             let sql = store.queries().write_inline(&write, 0.0);
             if let Err(e) = store.explain("checking the guarded UPDATE", &sql).await {
                 out.errors.push(denied_or(
-                    &e,
+                    e,
                     format!("the guarded UPDATE of `{}`", action.as_str()),
                     format!("UPDATE ({}) ON {table}", written.join(", ")),
                 )?);
@@ -160,7 +160,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             let sql = store.queries().audit_insert_inline(audit, &entry);
             if let Err(e) = store.explain("checking the audit INSERT", &sql).await {
                 out.errors.push(denied_or(
-                    &e,
+                    e,
                     format!("{} (the audit table's INSERT)", places.name("audit.table")),
                     format!("INSERT ON {audit}"),
                 )?);
@@ -193,10 +193,11 @@ fn rejected(out: &mut Verified, e: StoreError) -> Result<(), StoreError> {
 }
 
 /// A refused `EXPLAIN` as one sentence: a missing privilege says which to grant.
-fn denied_or(e: &StoreError, what: String, grant: String) -> Result<String, StoreError> {
+fn denied_or(e: StoreError, what: String, grant: String) -> Result<String, StoreError> {
     let message = match e {
         StoreError::Rejected { message, .. } | StoreError::Config { message, .. } => message,
-        StoreError::Query { .. } | StoreError::Timeout { .. } => return Err(clone_err(e)),
+        // The database went away: not a problem of the config.
+        StoreError::Query { .. } | StoreError::Timeout { .. } => return Err(e),
         other => return Ok(format!("{what}: {other}")),
     };
     let lower = message.to_ascii_lowercase();
@@ -206,12 +207,5 @@ fn denied_or(e: &StoreError, what: String, grant: String) -> Result<String, Stor
         ))
     } else {
         Ok(format!("{what} is rejected: {message}"))
-    }
-}
-
-fn clone_err(e: &StoreError) -> StoreError {
-    StoreError::Query {
-        what: "validating",
-        message: e.to_string(),
     }
 }
