@@ -584,7 +584,7 @@ async fn event_latency(
     let spec = &config.artifacts[0];
     let before = quiet_window(None, QUIET).await;
     let started = Instant::now();
-    let (shared, task) = artifacts::watch(spec).expect("artifacts::watch");
+    let (shared, task) = artifacts::watch(spec).await;
     let watch_ms = ms(started);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mode_before = mode_of(&shared).await;

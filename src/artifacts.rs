@@ -269,6 +269,33 @@ impl Index {
         }
     }
 
+    /// An empty index with this one's spec, mode and memory of what it logged, for a walk
+    /// made without the lock (see [`reconcile`]).
+    fn fresh(&self) -> Index {
+        let mut fresh = Index::new(&self.spec);
+        fresh.mode = self.mode;
+        fresh.logged = self.logged.clone();
+        fresh
+    }
+
+    /// Takes what a [`Index::fresh`] index walked: its files replace these, the job ids it
+    /// found that this one did not have become new, its skips add to these.
+    fn adopt(&mut self, walked: Index) {
+        for id in walked.jobs.keys() {
+            if !self.jobs.contains_key(id) {
+                self.new_ids.insert(id.to_string());
+            }
+        }
+        for (why, n) in walked.skipped {
+            *self.skipped.entry(why).or_default() += n;
+        }
+        self.files = walked.files;
+        self.jobs = walked.jobs;
+        self.partials = walked.partials;
+        self.root_present = walked.root_present;
+        self.logged = walked.logged;
+    }
+
     /// Brings one path up to date after an event: a file is re-read or removed, a folder is
     /// walked or its entries removed.
     pub fn refresh(&mut self, abs: &Path) {
@@ -485,6 +512,31 @@ impl Index {
 /// An index shared between its watcher task and the scans.
 pub type Shared = Arc<Mutex<Index>>;
 
+/// Walks a shared index's root again, holding its lock only to copy its spec and to swap
+/// the result in: readers (a scan, the metrics) never wait for a walk. Blocking: call it
+/// off the async runtime ([`reconcile_off_runtime`]).
+pub fn reconcile(index: &Shared) {
+    let mut walked = lock(index).fresh();
+    walked.reconcile();
+    lock(index).adopt(walked);
+}
+
+/// [`reconcile`] on a blocking thread, so a long walk leaves the runtime's workers to HTTP,
+/// alerts and the scan loop.
+pub async fn reconcile_off_runtime(index: &Shared) {
+    let index = index.clone();
+    off_runtime(move || reconcile(&index)).await;
+}
+
+/// Runs file-system work on tokio's blocking pool and waits for it. A panic in it is
+/// resumed here, as if it had run inline.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Locks a shared index.
 pub fn lock(index: &Shared) -> std::sync::MutexGuard<'_, Index> {
     index
@@ -508,16 +560,22 @@ type Events = tokio::sync::mpsc::UnboundedReceiver<notify::Result<notify::Event>
 ///
 /// The watch is placed before the first walk: a file created while the index is being built
 /// is then reported by an event, and one walk serves both.
-pub fn watch(spec: &Artifacts) -> Result<(Shared, tokio::task::JoinHandle<()>), String> {
-    let mut index = Index::new(spec);
+pub async fn watch(spec: &Artifacts) -> (Shared, tokio::task::JoinHandle<()>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let placed = place_watch(spec, &tx);
-    note_watch(&mut index, spec, &placed);
-    index.reconcile();
-    let shared: Shared = Arc::new(Mutex::new(index));
-    let watcher = placed.ok().flatten();
+    let (shared, watcher) = {
+        let (spec, tx) = (spec.clone(), tx.clone());
+        // notify's recursive watch and the first walk both read the whole tree.
+        off_runtime(move || {
+            let mut index = Index::new(&spec);
+            let placed = place_watch(&spec, &tx);
+            note_watch(&mut index, &spec, &placed);
+            index.reconcile();
+            (Arc::new(Mutex::new(index)), placed.ok().flatten())
+        })
+        .await
+    };
     let task = tokio::spawn(keep_current(shared.clone(), spec.clone(), watcher, tx, rx));
-    Ok((shared, task))
+    (shared, task)
 }
 
 /// With `watch = "auto"` and the root present, a recursive watch on the root; `Ok(None)` when
@@ -574,19 +632,23 @@ async fn keep_current(
     tx: EventSender,
     mut rx: Events,
 ) {
-    let mut reconcile = tokio::time::interval(spec.reconcile_every);
-    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    reconcile.tick().await;
+    let mut every = tokio::time::interval(spec.reconcile_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
     loop {
         if spec.watch == WatchMode::Auto && watcher.is_none() {
-            let placed = place_watch(&spec, &tx);
-            let mut index = lock(&shared);
-            note_watch(&mut index, &spec, &placed);
-            if let Ok(Some(w)) = placed {
-                watcher = Some(w);
-                // Anything created before the watch began is picked up here.
-                index.reconcile();
-            }
+            let (index, spec, tx) = (shared.clone(), spec.clone(), tx.clone());
+            watcher = off_runtime(move || {
+                let placed = place_watch(&spec, &tx);
+                note_watch(&mut lock(&index), &spec, &placed);
+                let watcher = placed.ok().flatten();
+                if watcher.is_some() {
+                    // Anything created before the watch began is picked up here.
+                    reconcile(&index);
+                }
+                watcher
+            })
+            .await;
         }
         tokio::select! {
             Some(first) = rx.recv() => {
@@ -595,7 +657,6 @@ async fn keep_current(
                 while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
                     events.push(ev);
                 }
-                let mut index = lock(&shared);
                 let mut rescan = false;
                 let mut paths = BTreeSet::new();
                 for ev in events {
@@ -612,20 +673,30 @@ async fn keep_current(
                     }
                 }
                 if rescan {
-                    index.reconcile();
+                    reconcile_off_runtime(&shared).await;
                 } else {
-                    for p in paths {
-                        index.refresh(&p);
-                    }
+                    // A moved-in folder is walked here, under the lock (events are small
+                    // as a rule; the periodic reconcile is the long walk, and takes none).
+                    let index = shared.clone();
+                    off_runtime(move || {
+                        let mut index = lock(&index);
+                        for p in paths {
+                            index.refresh(&p);
+                        }
+                    })
+                    .await;
                 }
             }
             _ = tokio::time::sleep(WATCH_RETRY), if spec.watch == WatchMode::Auto && watcher.is_none() => {}
-            _ = reconcile.tick() => {
-                let mut index = lock(&shared);
-                if index.mode == Mode::Events || !index.root_present {
-                    index.reconcile();
+            _ = every.tick() => {
+                let (mode, present) = {
+                    let index = lock(&shared);
+                    (index.mode, index.root_present)
+                };
+                if mode == Mode::Events || !present {
+                    reconcile_off_runtime(&shared).await;
                 }
-                if !index.root_present {
+                if !lock(&shared).root_present {
                     watcher = None;
                 }
             }
@@ -692,6 +763,33 @@ mod tests {
                 required: vec![Glob::new("report.pdf").unwrap()],
             },
         }
+    }
+
+    #[test]
+    fn a_walk_without_the_lock_is_swapped_in_like_a_reconcile() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        std::fs::create_dir_all(root.join("1")).unwrap();
+        std::fs::write(root.join("1/report.pdf"), b"pdf").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("8")).unwrap();
+        let shared: Shared = Arc::new(Mutex::new(Index::new(&spec(&root))));
+        reconcile(&shared);
+        {
+            let mut index = lock(&shared);
+            assert!(index.root_present);
+            assert_eq!(index.len(), 1);
+            assert_eq!(std::mem::take(&mut index.new_ids).len(), 1);
+            assert_eq!(index.skipped.get(&Skip::Symlink), Some(&1));
+        }
+        std::fs::create_dir_all(root.join("2")).unwrap();
+        std::fs::write(root.join("2/report.pdf.part"), b"x").unwrap();
+        reconcile(&shared);
+        let index = lock(&shared);
+        assert_eq!(index.len(), 2);
+        // Only the job that was not there before is new; skips add up.
+        assert_eq!(index.new_ids.iter().cloned().collect::<Vec<_>>(), ["2"]);
+        assert_eq!(index.partial_owners().into_iter().collect::<Vec<_>>(), ["2"]);
+        assert_eq!(index.skipped.get(&Skip::Symlink), Some(&2));
     }
 
     #[test]

@@ -44,6 +44,8 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Store(e) if e.is_config() => EXIT_USAGE,
+            // Certificate and key files the config names, unreadable or not a pair.
+            Error::Daemon(crate::daemon::DaemonError::Tls(_)) => EXIT_USAGE,
             Error::Store(_) | Error::Output(_) | Error::Daemon(_) | Error::Artifacts(_) => {
                 EXIT_UNAVAILABLE
             }
@@ -316,6 +318,12 @@ pub async fn validate(
                 })).collect::<Vec<_>>(),
             },
         });
+    }
+    // The listener's certificate and key are read as `run` will read them.
+    if let Some(files) = &config.http.tls {
+        if let Err(e) = crate::server::load_tls(files) {
+            errors.push(e.to_string());
+        }
     }
     for w in &warnings {
         tracing::warn!("{w}");

@@ -291,6 +291,15 @@ pub struct Http {
     /// Host names accepted besides the listen address and `localhost` (`*`: any, allowed
     /// only when the listener is bound beyond loopback).
     pub allowed_hosts: Vec<String>,
+    /// `tls_cert` and `tls_key`: the listener speaks HTTPS (read at start and on SIGHUP).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the HTTPS listener, resolved against the config file's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Http {
@@ -762,6 +771,9 @@ struct RawHttp {
     token: Option<Text>,
     #[serde(default)]
     allowed_hosts: Vec<Text>,
+    tls_cert: Option<Text>,
+    tls_key: Option<Text>,
+    allow_plaintext: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -993,32 +1005,12 @@ fn resolve(
         .map(|(i, a)| resolve_artifacts(ctx, a, i, base))
         .collect::<Result<Vec<_>, _>>()?;
     let http = match &raw.http {
-        Some(h) => Http {
-            listen: match &h.listen {
-                Some(l) => {
-                    let text = ctx.text(l, "http.listen")?;
-                    text.trim().parse().map_err(|_| {
-                        ctx.at(
-                            l,
-                            "http.listen",
-                            format!("`{text}` is not an address and port such as \"127.0.0.1:9847\" or \"[::1]:9847\""),
-                        )
-                    })?
-                }
-                None => default_listen(),
-            },
-            token: h
-                .token
-                .as_ref()
-                .map(|t| ctx.text(t, "http.token"))
-                .transpose()?
-                .filter(|t| !t.is_empty()),
-            allowed_hosts: ctx.texts(&h.allowed_hosts, "http.allowed_hosts")?,
-        },
+        Some(h) => resolve_http(ctx, h, base)?,
         None => Http {
             listen: default_listen(),
             token: None,
             allowed_hosts: Vec::new(),
+            tls: None,
         },
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
@@ -1119,6 +1111,80 @@ fn resolve_safety(
 
 /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/jobwarden`, else
 /// `$HOME/.local/state/jobwarden`, else `.jobwarden-state` beside the config file.
+/// `[http]`: the address, the token, the Host names, TLS; and the rule that a token never
+/// crosses a network in the clear unless the operator says so.
+fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, Located> {
+    let listen = match &h.listen {
+        Some(l) => {
+            let text = ctx.text(l, "http.listen")?;
+            text.trim().parse().map_err(|_| {
+                ctx.at(
+                    l,
+                    "http.listen",
+                    format!("`{text}` is not an address and port such as \"127.0.0.1:9847\" or \"[::1]:9847\""),
+                )
+            })?
+        }
+        None => default_listen(),
+    };
+    let token = h
+        .token
+        .as_ref()
+        .map(|t| ctx.text(t, "http.token"))
+        .transpose()?
+        .filter(|t| !t.is_empty());
+    let file = |value: &Text, key: &str| -> Result<PathBuf, Located> {
+        let path = PathBuf::from(ctx.text(value, key)?);
+        Ok(if path.is_absolute() {
+            path
+        } else {
+            base.join(path)
+        })
+    };
+    let tls = match (&h.tls_cert, &h.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: file(cert, "http.tls_cert")?,
+            key: file(key, "http.tls_key")?,
+        }),
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(ctx.at(
+                cert,
+                "http.tls_cert",
+                "`tls_cert` needs `tls_key` beside it".into(),
+            ))
+        }
+        (None, Some(key)) => {
+            return Err(ctx.at(
+                key,
+                "http.tls_key",
+                "`tls_key` needs `tls_cert` beside it".into(),
+            ))
+        }
+    };
+    if tls.is_none()
+        && token.is_some()
+        && !listen.ip().is_loopback()
+        && h.allow_plaintext != Some(true)
+    {
+        let message = format!(
+            "the listener {listen} is reachable beyond this machine and has a token, but no TLS: \
+             the token would cross the network in the clear. Set tls_cert and tls_key, bind \
+             127.0.0.1, or set allow_plaintext = true if a proxy in front terminates TLS"
+        );
+        return Err(match &h.listen {
+            Some(l) => ctx.at(l, "http.listen", message),
+            None => ctx.located(None, Some("http.listen"), message),
+        });
+    }
+    Ok(Http {
+        listen,
+        token,
+        allowed_hosts: ctx.texts(&h.allowed_hosts, "http.allowed_hosts")?,
+        tls,
+    })
+}
+
 fn default_state_dir(lookup: &dyn Fn(&str) -> Option<String>, base: &Path) -> PathBuf {
     let nonempty = |name: &str| lookup(name).filter(|v| !v.is_empty());
     if let Some(dir) = nonempty("STATE_DIRECTORY") {
@@ -1719,7 +1785,9 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
         "rules": rules,
         "artifacts": artifacts,
         "http": {"listen": config.http.listen.to_string(), "token": config.http.token.as_ref().map(|_| "***"),
-            "allowed_hosts": config.http.allowed_hosts},
+            "allowed_hosts": config.http.allowed_hosts,
+            "tls_cert": config.http.tls.as_ref().map(|t| t.cert.display().to_string()),
+            "tls_key": config.http.tls.as_ref().map(|t| t.key.display().to_string())},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
         "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string())},
@@ -1788,6 +1856,7 @@ failed = ["failed"]
             listen: listen.parse().unwrap(),
             token: None,
             allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
+            tls: None,
         };
         let local = http("127.0.0.1:9847", &["jobs.internal"]);
         for ok in [

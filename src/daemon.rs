@@ -55,6 +55,8 @@ pub enum DaemonError {
     },
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::server::TlsError),
 }
 
 /// Reloads the config (SIGHUP).
@@ -96,6 +98,8 @@ pub struct Shared {
     role_known: AtomicBool,
     leader: AtomicBool,
     pub recover: mpsc::Sender<RecoverRequest>,
+    /// The listener's TLS acceptor, when `[http] tls_cert` is set; re-read on SIGHUP.
+    pub tls: Arc<crate::server::Tls>,
 }
 
 impl Shared {
@@ -169,6 +173,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let metrics = Metrics::new(registry)?;
+    let tls = load_tls(&config)?;
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| DaemonError::Bind {
@@ -193,11 +198,12 @@ pub async fn run(
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         recover: recover_tx,
+        tls: Arc::new(crate::server::Tls::new(tls)),
     });
     let local = listener
         .local_addr()
         .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
-    tracing::info!(listen = %local, environment = ?config.environment, dry_run = config.dry_run || options.dry_run, "jobwarden started");
+    tracing::info!(listen = %local, tls = shared.tls.get().is_some(), environment = ?config.environment, dry_run = config.dry_run || options.dry_run, "jobwarden started");
     if let Some(period) = notify::watchdog_period() {
         if config.interval + config.database.query_timeout * 3 >= period {
             tracing::warn!(
@@ -207,9 +213,21 @@ pub async fn run(
         }
     }
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(listener, shared.clone(), async {
-        let _ = http_stop_rx.await;
-    }));
+    let limits = crate::server::Limits::for_process();
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        "http limits: header timeout {:?}, idle timeout {:?}",
+        limits.header_timeout,
+        limits.idle_timeout
+    );
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        shared.clone(),
+        limits,
+        async {
+            let _ = http_stop_rx.await;
+        },
+    ));
 
     let alerter = Alerter::start(&config, &shared.metrics);
     let mut scan_loop = Loop {
@@ -235,7 +253,7 @@ pub async fn run(
     };
     let stop = scan_loop.stop.clone();
     let grace = SHUTDOWN_GRACE.max(scan_loop.config.database.query_timeout * 2);
-    scan_loop.watch_artifacts();
+    scan_loop.watch_artifacts().await;
     tokio::pin!(shutdown);
     let mut next = Instant::now();
     let mut first = true;
@@ -276,14 +294,13 @@ pub async fn run(
                 options.notifier.reloading();
                 match (options.reload)() {
                     Ok(new) => match prove(&new).await {
-                        Ok(()) => {
+                        Ok(tls) => {
                             tracing::info!("config reloaded");
+                            shared.tls.set(tls);
                             scan_loop.replace_config(new).await;
                             next = Instant::now();
                         }
-                        Err(e) => tracing::error!(
-                            "config reload refused, keeping the old config: the new one cannot scan: {e}"
-                        ),
+                        Err(e) => tracing::error!("config reload refused, keeping the old config: {e}"),
                     },
                     Err(e) => tracing::error!("config reload failed, keeping the old config: {e}"),
                 }
@@ -629,21 +646,18 @@ impl Loop {
         if let Some(handle) = self.terminal.take() {
             handle.abort();
         }
-        self.watch_artifacts();
+        self.watch_artifacts().await;
     }
 
     /// (Re)starts an index and its watcher for every artifact root.
-    fn watch_artifacts(&mut self) {
+    /// The first walk of each root runs off the runtime (HTTP answers meanwhile) and ends
+    /// before the next scan: a scan never judges `missing_artifact` on a half-built index.
+    async fn watch_artifacts(&mut self) {
         for (_, task) in self.watched.drain(..) {
             task.abort();
         }
         for spec in &self.config.artifacts {
-            match artifacts::watch(spec) {
-                Ok(w) => self.watched.push(w),
-                Err(e) => {
-                    tracing::error!(artifacts = %spec.name, "cannot index the artifact root: {e}")
-                }
-            }
+            self.watched.push(artifacts::watch(spec).await);
         }
     }
 
@@ -738,11 +752,33 @@ fn summary(report: &Report, elapsed: Option<Duration>) -> String {
 
 /// Proves a reloaded config before it replaces the running one: it connects, its table has
 /// every column, and its scan query runs (one row).
-async fn prove(config: &Config) -> Result<(), StoreError> {
+/// Why a reloaded config was not adopted.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Tls(#[from] crate::server::TlsError),
+    #[error("the new one cannot scan: {0}")]
+    Scan(#[from] StoreError),
+}
+
+/// Proves a reloaded config before it replaces the running one: its TLS files read afresh (a
+/// renewed certificate takes effect on SIGHUP) and its database answers the scan's probe.
+async fn prove(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, Refused> {
+    let tls = load_tls(config)?;
     let store = Store::connect(config).await?;
     let result = store.probe(1).await.map(|_| ());
     store.close().await;
-    result
+    result?;
+    Ok(tls)
+}
+
+fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, crate::server::TlsError> {
+    config
+        .http
+        .tls
+        .as_ref()
+        .map(crate::server::load_tls)
+        .transpose()
 }
 
 /// How old the last successful scan may be before `/readyz` says 503.

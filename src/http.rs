@@ -81,18 +81,16 @@ async fn check_host(
     next.run(request).await
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, within `limits` (see [`crate::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    limits: crate::server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!("http server stopped: {e}");
-    }
+    let metrics = shared.metrics.http.clone();
+    let tls = shared.tls.clone();
+    crate::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -163,12 +161,21 @@ async fn recover(
         return r;
     }
     // The body is read only after the token check, so a stranger learns nothing from it.
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
+    // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
+    // a request's headers do.
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    let body: Bytes = match tokio::time::timeout(crate::server::HEADER_TIMEOUT, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
             )
         }
     };

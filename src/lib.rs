@@ -25,6 +25,7 @@ pub mod process;
 pub mod report;
 pub mod safety;
 pub mod scan;
+pub mod server;
 pub mod sql;
 pub mod store;
 pub mod verify;

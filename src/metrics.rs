@@ -24,6 +24,17 @@ const SCAN_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The listener's connections (see [`crate::server`]); cloned into the accept loop.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    /// Open now.
+    pub open: IntGauge,
+    /// Closed at accept: the cap was reached with every connection busy.
+    pub refused: IntCounter,
+    /// Closed by jobwarden before the client did, by reason.
+    pub closed: IntCounterVec,
+}
+
 /// Every metric jobwarden exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +61,7 @@ pub struct Metrics {
     artifact_watch_mode: IntGaugeVec,
     artifact_root_present: IntGaugeVec,
     artifact_skipped: IntCounterVec,
+    pub http: HttpMetrics,
     skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
 }
@@ -191,6 +203,29 @@ impl Metrics {
                 env!("JOBWARDEN_RUSTC"),
             ])
             .set(1);
+        let http = HttpMetrics {
+            open: IntGauge::new(
+                "jobwarden_http_connections",
+                "HTTP connections open now.",
+            )?,
+            refused: IntCounter::new(
+                "jobwarden_http_connections_refused_total",
+                "HTTP connections closed as soon as accepted: the connection cap was reached and every open connection was answering a request.",
+            )?,
+            closed: IntCounterVec::new(
+                Opts::new(
+                    "jobwarden_http_connections_closed_total",
+                    "HTTP connections jobwarden closed before the client did, by reason: header_timeout (no complete request in time), idle_timeout (keep-alive with no request), evicted (the oldest idle one, to make room at the cap), tls_handshake.",
+                ),
+                &["reason"],
+            )?,
+        };
+        // The exporter guide's process_* metrics, under the prefix every metric here carries.
+        if let Ok(pid) = libc::pid_t::try_from(std::process::id()) {
+            registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::new(pid, "jobwarden"),
+            ))?;
+        }
         for collector in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(jobs_by_status.clone()),
@@ -214,12 +249,18 @@ impl Metrics {
             Box::new(artifact_root_present.clone()),
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
+            Box::new(http.open.clone()),
+            Box::new(http.refused.clone()),
+            Box::new(http.closed.clone()),
         ] {
             registry.register(collector)?;
         }
         // Known label values start at 0, so rate() and alerts see them from the first scrape.
         scan_errors.with_label_values(&["database"]);
         scan_errors.with_label_values(&["query"]);
+        for reason in ["header_timeout", "idle_timeout", "evicted", "tls_handshake"] {
+            http.closed.with_label_values(&[reason]);
+        }
         Ok(Metrics {
             registry,
             jobs,
@@ -243,6 +284,7 @@ impl Metrics {
             artifact_watch_mode,
             artifact_root_present,
             artifact_skipped,
+            http,
             skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),
         })

@@ -154,10 +154,11 @@ impl Scanner {
         let active: HashSet<&str> = snapshot.jobs.iter().map(|j| j.id.as_str()).collect();
         let mut ask: BTreeSet<String> = BTreeSet::new();
         for shared in &self.artifacts {
-            let mut index = artifacts::lock(shared);
-            if index.mode == Mode::Poll {
-                index.reconcile();
+            let poll = artifacts::lock(shared).mode == Mode::Poll;
+            if poll {
+                artifacts::reconcile_off_runtime(shared).await;
             }
+            let mut index = artifacts::lock(shared);
             let new = std::mem::take(&mut index.new_ids);
             ask.extend(
                 new.into_iter()

@@ -536,6 +536,15 @@ pub fn free_port() -> u16 {
 
 impl Daemon {
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(config, env, |_| {})
+    }
+
+    /// [`Daemon::start`], with the command adjusted first (limits, say).
+    pub fn start_with(
+        config: &Path,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).expect("log file");
         let port = std::fs::read_to_string(config)
@@ -554,6 +563,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        adjust(&mut cmd);
         let child = cmd.spawn().expect("spawn jobwarden run");
         Daemon { child, port, log }
     }
