@@ -70,26 +70,26 @@ impl Metrics {
     /// Registers every metric on `registry`.
     pub fn new(registry: Registry) -> Result<Metrics, prometheus::Error> {
         let jobs = IntGaugeVec::new(
-            Opts::new("jobwarden_jobs", "Jobs per status class (active ones every scan, terminal ones every terminal_counts_every)."),
+            Opts::new("jobwarden_jobs", "Jobs per status class, as of the last scan (terminal classes as of the last terminal count, every terminal_counts_every)."),
             &["status_class"],
         )?;
         let jobs_by_status = IntGaugeVec::new(
             Opts::new(
                 "jobwarden_jobs_by_status",
-                "Jobs per status word of the table.",
+                "Jobs per status word of the table, as of the last scan (terminal words as of the last terminal count).",
             ),
             &["status"],
         )?;
         let findings = IntGaugeVec::new(
             Opts::new(
                 "jobwarden_findings",
-                "Current findings per kind, rule and severity.",
+                "Findings per kind, rule and severity, as of the last scan.",
             ),
             &["kind", "rule", "severity"],
         )?;
         let oldest_heartbeat_age = Gauge::new(
             "jobwarden_oldest_heartbeat_age_seconds",
-            "Age of the oldest heartbeat among running jobs (created_at before the first beat); 0 with none.",
+            "Age of the oldest heartbeat among running jobs (created_at before the first beat) as of the last scan; 0 with none.",
         )?;
         let scan_duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -120,7 +120,7 @@ impl Metrics {
         )?;
         let leader = IntGauge::new(
             "jobwarden_leader",
-            "1 when this replica leads (writes and alerts), 0 when it stands by.",
+            "1 when this replica leads (writes and alerts), 0 when it stands by, as of the last scan.",
         )?;
         let actions = IntCounterVec::new(
             Opts::new(
@@ -158,7 +158,7 @@ impl Metrics {
             &["sink"],
         )?;
         let artifacts = IntGaugeVec::new(
-            Opts::new("jobwarden_artifacts", "Files under each artifact root: settled, writing (changed within settle), partial."),
+            Opts::new("jobwarden_artifacts", "Files under each artifact root as of the last scan: settled, writing (changed within settle), partial."),
             &["root", "state"],
         )?;
         let artifact_scan_duration = Histogram::with_opts(

@@ -359,6 +359,21 @@ async fn promtool_accepts_the_metrics() {
     std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), metrics.as_bytes())
         .expect("feed promtool");
     let out = child.wait_with_output().expect("promtool output");
+    // The exporter guide's process metrics and the listener's own, under the spec's prefix.
+    for name in [
+        "jobwarden_process_open_fds ",
+        "jobwarden_process_resident_memory_bytes ",
+        "jobwarden_process_start_time_seconds ",
+        "jobwarden_http_connections ",
+        "jobwarden_http_connections_refused_total ",
+        "jobwarden_http_connections_closed_total{reason=\"header_timeout\"} ",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("# HELP jobwarden_findings Findings per kind, rule and severity, as of the last scan."),
+        "{metrics}"
+    );
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics:\n{}{}",
