@@ -51,10 +51,10 @@ mod common;
 use common::{
     append_summary, env_number as number, fmt, max, median, p90, summary_line, thousands,
 };
-use jobwarden::artifacts::{self, Index};
+use jobwarden::adapters::artifacts::{self, Index};
+use jobwarden::adapters::store::Store;
+use jobwarden::app::scan::Scanner;
 use jobwarden::config::{self, Config};
-use jobwarden::scan::Scanner;
-use jobwarden::store::Store;
 use tokio::time::Instant;
 
 /// The debounce window of `artifacts::watch` (`DEBOUNCE` in src/artifacts.rs).

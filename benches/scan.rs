@@ -47,10 +47,10 @@ use std::time::Duration;
 mod common;
 
 use common::{append_summary, env_number as number, median, p90, summary_line, thousands};
+use jobwarden::adapters::store::Store;
+use jobwarden::app::scan::Scanner;
 use jobwarden::config;
-use jobwarden::scan::Scanner;
-use jobwarden::sql::Dialect;
-use jobwarden::store::Store;
+use jobwarden::core::sql::Dialect;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use tokio::time::Instant;

@@ -1,15 +1,17 @@
 //! The `jobwarden` binary: parses the command line, sets up logging, loads the config and
 //! hands over to the library. Exit codes are documented in the README.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use jobwarden::commands::{self, Error, RecoverOptions};
-use jobwarden::notify::Notifier;
-use jobwarden::{config, daemon, demo};
+use jobwarden::adapters::notify::Notifier;
+use jobwarden::app::commands::{self, Error, RecoverOptions};
+use jobwarden::{app::demo, config, daemon};
 use prometheus::Registry;
 
 /// A watchdog for jobs tables: finds jobs stuck `running` after their process died.
@@ -171,7 +173,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         }
         Command::Alert {
             command: AlertCommand::Test,
-        } => Ok(jobwarden::alerts::test_sinks(&config, &mut stdout).await?),
+        } => commands::alert_test(&config, &mut stdout).await,
         Command::Demo => Err(Error::Usage("demo takes no config".into())),
     }
 }
@@ -201,8 +203,13 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
         reload: Box::new(move || config::load(&path, environment.as_deref(), &config::env_lookup)),
         notifier: Notifier::from_env(),
     };
-    daemon::run(config, Registry::new(), options, reload_rx, shutdown).await?;
-    Ok(commands::EXIT_OK)
+    match daemon::run(config, Registry::new(), options, reload_rx, shutdown).await {
+        Ok(()) => Ok(commands::EXIT_OK),
+        Err(e) => {
+            eprintln!("jobwarden: error: {e}");
+            Ok(e.exit_code())
+        }
+    }
 }
 
 /// Logs go to stderr. One-shot commands log warnings and errors only (their results are on

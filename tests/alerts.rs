@@ -110,7 +110,7 @@ async fn one_firing_and_one_resolved_per_finding() {
     let signature = header("x-jobwarden-signature").expect("signed");
     assert_eq!(
         signature,
-        jobwarden::alerts::payload::signature("shh", &body)
+        jobwarden::adapters::alerts::payload::signature("shh", &body)
     );
     let texts: Vec<String> = slack
         .got()

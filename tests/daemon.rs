@@ -371,7 +371,9 @@ async fn promtool_accepts_the_metrics() {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
     assert!(
-        metrics.contains("# HELP jobwarden_findings Findings per kind, rule and severity, as of the last scan."),
+        metrics.contains(
+            "# HELP jobwarden_findings Findings per kind, rule and severity, as of the last scan."
+        ),
         "{metrics}"
     );
     assert!(

@@ -388,7 +388,7 @@ async fn training(backend: Backend) {
         long = db.ty("longtext"),
     ))
     .await;
-    let host = jobwarden::process::hostname();
+    let host = jobwarden::adapters::process::hostname();
     let alive = std::process::id();
     let dead = common::dead_pid();
     // id, status, created and updated (minutes ago), pid, host

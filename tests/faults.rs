@@ -372,9 +372,9 @@ async fn an_unwritable_state_dir_writes_nothing() {
 #[tokio::test]
 async fn a_full_state_dir_writes_nothing() {
     // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        uid, 0,
         "this test mounts a small tmpfs: run it as root (scripts/test does, in CI)"
     );
     let db = TestDb::new(Backend::Postgres).await;

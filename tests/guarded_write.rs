@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 
 use common::{Backend, TestConfig, TestDb};
-use jobwarden::actions;
+use jobwarden::adapters::store::Store;
+use jobwarden::app::actions;
+use jobwarden::app::scan::Scanner;
 use jobwarden::config::{self, Config};
-use jobwarden::detect::Outcome;
-use jobwarden::scan::Scanner;
-use jobwarden::store::Store;
+use jobwarden::core::detect::Outcome;
 
 async fn setup(db: &TestDb) -> Config {
     db.exec(&format!(
@@ -61,7 +61,7 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
     if let Some(sql) = change {
         db.exec(&sql).await;
     }
-    let audit = jobwarden::audit::Context {
+    let audit = jobwarden::adapters::audit::Context {
         environment: None,
         now: report.checked_at,
         forced: false,

@@ -13,16 +13,26 @@ fn systemd_unit_rules_and_dashboard_are_valid() {
         .expect("run scripts/check-contrib");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "scripts/check-contrib failed:\n{log}");
+    assert!(!log.contains("FAIL"), "{log}");
+    // Each check passed: a line of its own that starts `ok:` and names it.
+    let passed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("check-contrib: ok: "))
+        .collect();
     for check in [
-        "promtool check rules",
-        "promtool test rules",
-        "grafana-dashboard.json",
-        "systemd-analyze verify",
-        "exposure",
+        "promtool check rules contrib/prometheus-rules.yml",
+        "promtool test rules contrib/prometheus-rules.test.yml",
+        "contrib/grafana-dashboard.json",
+        "systemd-analyze verify systemd/jobwarden.service",
+        "systemd-analyze security --offline=yes systemd/jobwarden.service: exposure",
     ] {
         assert!(
-            log.contains(&format!("ok: {check}")) || log.contains(check),
-            "{check} did not run:\n{log}"
+            passed.iter().any(|l| l.starts_with(check)),
+            "{check} did not pass:\n{log}"
         );
     }
+    assert!(
+        log.trim_end().ends_with("check-contrib: all checks passed"),
+        "{log}"
+    );
 }

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::Finding;
-use crate::store::Write;
+use crate::core::detect::Finding;
+use crate::core::plan::Write;
 
 /// The file, in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -72,7 +72,11 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// This process, as the audit names it.
 pub fn replica() -> String {
-    format!("{}:{}", crate::process::hostname(), std::process::id())
+    format!(
+        "{}:{}",
+        crate::adapters::process::hostname(),
+        std::process::id()
+    )
 }
 
 /// Who writes, when, and whether forced: the same for every write of one scan.
@@ -93,7 +97,7 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
     Entry {
         id: format!("{replica}:{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
         stage: Stage::Outcome,
-        time: crate::job::rfc3339(ctx.now),
+        time: crate::core::job::rfc3339(ctx.now),
         environment: ctx.environment.clone(),
         job_id: write.job_id.clone(),
         status_before: write.status_before.clone(),

@@ -4,13 +4,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::actions;
-use crate::artifacts;
+use crate::adapters::artifacts;
+use crate::adapters::store::{Store, StoreError};
+use crate::app::actions;
+use crate::app::report;
+use crate::app::scan::{Report, Scanner};
 use crate::config::{self, Config, ConfigError};
-use crate::detect::OlderThan;
-use crate::report;
-use crate::scan::{Report, Scanner};
-use crate::store::{Store, StoreError};
+use crate::core::detect::OlderThan;
 
 /// Nothing found, or the config is valid.
 pub const EXIT_OK: u8 = 0;
@@ -30,8 +30,6 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("{0}")]
     Usage(String),
-    #[error(transparent)]
-    Daemon(#[from] crate::daemon::DaemonError),
     #[error("{0}")]
     Artifacts(String),
     #[error("cannot write the output: {0}")]
@@ -44,11 +42,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Store(e) if e.is_config() => EXIT_USAGE,
-            // Certificate and key files the config names, unreadable or not a pair.
-            Error::Daemon(crate::daemon::DaemonError::Tls(_)) => EXIT_USAGE,
-            Error::Store(_) | Error::Output(_) | Error::Daemon(_) | Error::Artifacts(_) => {
-                EXIT_UNAVAILABLE
-            }
+            Error::Store(_) | Error::Output(_) | Error::Artifacts(_) => EXIT_UNAVAILABLE,
         }
     }
 }
@@ -218,7 +212,7 @@ fn stop_on_signals(stop: actions::Stop) -> tokio::task::JoinHandle<()> {
 
 /// `audit`: the latest entries of the audit trail.
 pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> Result<u8, Error> {
-    let entries = crate::audit::last(&config.state_dir, last)?;
+    let entries = crate::adapters::audit::last(&config.state_dir, last)?;
     for e in &entries {
         if json {
             writeln!(
@@ -248,7 +242,7 @@ pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> R
         writeln!(
             out,
             "no entries in {}",
-            crate::audit::path(&config.state_dir).display()
+            crate::adapters::audit::path(&config.state_dir).display()
         )?;
     }
     Ok(EXIT_OK)
@@ -271,7 +265,7 @@ pub async fn validate(
     if connect {
         let store = Store::connect(config).await?;
         let info = store.info().clone();
-        let verified = crate::verify::verify(&store, config).await;
+        let verified = crate::app::verify::verify(&store, config).await;
         store.close().await;
         let verified = verified?;
         warnings.extend(verified.warnings);
@@ -321,7 +315,7 @@ pub async fn validate(
     }
     // The listener's certificate and key are read as `run` will read them.
     if let Some(files) = &config.http.tls {
-        if let Err(e) = crate::server::load_tls(files) {
+        if let Err(e) = crate::adapters::tls::load_tls(files) {
             errors.push(e.to_string());
         }
     }
@@ -374,4 +368,15 @@ pub async fn validate(
         }
     }
     Ok(if valid { EXIT_OK } else { EXIT_USAGE })
+}
+
+/// `jobwarden alert test`: exit 0 when every receiver accepted both samples, 2 with no sinks
+/// configured, else 3.
+pub async fn alert_test(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
+    use crate::adapters::alerts::{test_sinks, Tested};
+    Ok(match test_sinks(config, out).await? {
+        Tested::AllAccepted => EXIT_OK,
+        Tested::NoSinks => EXIT_USAGE,
+        Tested::SomeFailed => EXIT_UNAVAILABLE,
+    })
 }

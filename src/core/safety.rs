@@ -8,10 +8,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::actions::Planned;
-use crate::config::{Action, Safety, Severity};
-use crate::detect::{Finding, Kind, Outcome};
-use crate::job::Guard;
+use crate::core::detect::{Finding, Kind, Outcome};
+use crate::core::job::Guard;
+use crate::core::plan::Planned;
+use crate::core::vocabulary::{Action, Safety, Severity};
 
 /// The rule name of the `mass_stall` finding.
 pub const SAFETY_RULE: &str = "safety";
@@ -205,8 +205,8 @@ impl Confirmations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::plan;
-    use crate::config::Statuses;
+    use crate::core::plan::plan;
+    use crate::core::vocabulary::Statuses;
     use std::time::Duration;
 
     fn safety() -> Safety {
@@ -244,8 +244,8 @@ mod tests {
         }
     }
 
-    fn statuses() -> crate::config::Jobs {
-        crate::config::Jobs::with_statuses(Statuses {
+    fn statuses() -> crate::core::vocabulary::Jobs {
+        crate::core::vocabulary::Jobs::with_statuses(Statuses {
             running: vec!["running".into()],
             failed: vec!["failed".into()],
             ..Statuses::default()

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
-use crate::zone::Zone;
+use crate::core::zone::Zone;
 
 /// A point in time read from a row.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,19 +13,14 @@
 //! - A job jobwarden itself re-queued entered its new status at the moment of the write
 //!   ([`Memory::requeued`]), so a retry is never failed as "pending for 1h".
 //!
-//! [`Memory`] is pure; [`load`] and [`save`] keep it in the state directory (`memory.json`)
-//! so a restart, or a second `jobwarden recover`, goes on from what the last one saw.
+//! [`Memory`] is pure; `adapters::state` keeps it in the state directory (`memory.json`) so a
+//! restart, or a second `jobwarden recover`, goes on from what the last one saw.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::JobRow;
-
-/// The file, in the state directory.
-pub const MEMORY_FILE: &str = "memory.json";
+use crate::core::job::JobRow;
 
 /// How jobwarden knows when a job entered its current status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +69,16 @@ struct Seen {
 
 impl Memory {
     /// An empty memory for a database and table.
+    /// Which database and table the memory's ids belong to.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Marks the memory as saved (not dirty).
+    pub fn saved(&mut self) {
+        self.dirty = false;
+    }
+
     pub fn new(scope: &str) -> Memory {
         Memory {
             scope: scope.to_string(),
@@ -209,57 +214,10 @@ pub fn fingerprint(value: &str) -> u64 {
     })
 }
 
-/// The memory file under a state directory.
-pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join(MEMORY_FILE)
-}
-
-/// The saved memory for `scope`, or an empty one when there is none, it is of another scope,
-/// or it cannot be read (said in the log: an empty memory only makes jobs look younger).
-pub fn load(state_dir: &Path, scope: &str) -> Memory {
-    let file = path(state_dir);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Memory::new(scope),
-        Err(e) => {
-            tracing::warn!(path = %file.display(), "cannot read the job memory, starting afresh: {e}");
-            return Memory::new(scope);
-        }
-    };
-    match serde_json::from_str::<Memory>(&text) {
-        Ok(m) if m.scope == scope => m,
-        Ok(_) => Memory::new(scope),
-        Err(e) => {
-            tracing::warn!(path = %file.display(), "the job memory is not valid, starting afresh: {e}");
-            Memory::new(scope)
-        }
-    }
-}
-
-/// Writes the memory (to a temporary file, then renamed over the old one) and marks it clean.
-pub fn save(state_dir: &Path, memory: &mut Memory) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    let file = path(state_dir);
-    let tmp = file.with_extension("json.tmp");
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, memory).map_err(std::io::Error::other)?;
-        f.flush()?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &file)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    memory.dirty = false;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Stamp;
+    use crate::core::job::Stamp;
 
     const NOW: f64 = 1_767_225_600.0;
 
@@ -322,22 +280,6 @@ mod tests {
         // touch its column for it.
         m.requeued("1", "running", NOW + 1.0);
         assert_eq!(m.entered(&j), Ok((NOW + 1.0, Entered::Requeued)));
-    }
-
-    #[test]
-    fn saved_and_loaded_across_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut m = Memory::new("pg/jobs");
-        m.observe(&[job("1", "running", 60.0)], NOW);
-        m.requeued("1", "pending", NOW + 1.0);
-        save(dir.path(), &mut m).unwrap();
-        assert!(!m.is_dirty());
-        let loaded = load(dir.path(), "pg/jobs");
-        let pending = job("1", "pending", 60.0);
-        assert_eq!(loaded.entered(&pending), Ok((NOW + 1.0, Entered::Requeued)));
-        assert!(load(dir.path(), "another/table").is_empty());
-        std::fs::write(path(dir.path()), "{not json").unwrap();
-        assert!(!load(dir.path(), "pg/jobs").has_scanned());
     }
 
     #[test]

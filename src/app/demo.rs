@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::any::AnyPoolOptions;
 
-use crate::commands::{self, Error};
+use crate::app::commands::{self, Error};
 use crate::config;
 
 /// The demo's config, with `{url}` replaced by the database's URL.
@@ -138,7 +138,7 @@ pub async fn build(dir: &Path) -> Result<PathBuf, Error> {
     let db = dir.join("demo.db");
     let url = format!("sqlite://{}", db.display());
     let unavailable = |e: sqlx::Error| {
-        Error::Store(crate::store::StoreError::Query {
+        Error::Store(crate::adapters::store::StoreError::Query {
             what: "making the demo database",
             message: e.to_string(),
         })
@@ -206,7 +206,7 @@ pub async fn build(dir: &Path) -> Result<PathBuf, Error> {
         // A row the app wrote without timestamps: a warning, never a failure.
         row(11, "running", None, None),
     ];
-    let host = crate::process::hostname();
+    let host = crate::adapters::process::hostname();
     for r in &rows {
         let ago = |m: Option<f64>| m.map(|m| format!("-{} seconds", (m * 60.0) as i64));
         let metadata = serde_json::json!({"phase": r.phase, "steps": r.steps}).to_string();

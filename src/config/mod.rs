@@ -15,7 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::sql::{self, Dialect, Field, TableName};
+use crate::core::sql::{self, Dialect, Field, TableName};
+// The vocabulary lives in the core; the config is where it is read from a file.
+pub use crate::core::vocabulary::{
+    Action, Jobs, Rule, Safety, Severity, Signal, StatusClass, Statuses,
+};
 
 /// Default scan period of `run`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -69,46 +73,6 @@ impl fmt::Display for Located {
     }
 }
 
-/// The class of a status word: what jobwarden makes of the table's own vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StatusClass {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-/// What a rule measures the age of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Signal {
-    /// Time since the heartbeat column moved (or since `created_at` before the first beat).
-    Heartbeat,
-    /// Time since the progress value last changed.
-    Progress,
-    /// Time since `created_at`.
-    Created,
-}
-
-/// What to do about a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Alert,
-    Fail,
-    Requeue,
-}
-
-/// How loud a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
 /// The loaded, checked config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -157,26 +121,6 @@ impl Places {
     }
 }
 
-/// `[safety]`: the limits that keep a watchdog from failing every job at once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Safety {
-    /// At most this many writes in one scan. Default 10.
-    pub max_actions_per_scan: usize,
-    /// When more than this fraction of active jobs would be written in one scan, write
-    /// nothing and raise one `mass_stall` finding. Default 0.5; 1.0 turns it off.
-    pub max_stuck_fraction: f64,
-    /// The fraction guard applies from this many active jobs up. Default 10.
-    pub min_active: usize,
-    /// No write for a finding younger than this, whatever the rules or `--older-than` say.
-    /// Default 1m.
-    pub min_age: Duration,
-    /// After the daemon starts, it only reports for this long. Default: one `interval`.
-    pub startup_grace: Duration,
-    /// The daemon writes only when a finding held, with the row unchanged, on this many
-    /// consecutive scans. Default 2.
-    pub confirm_scans: u32,
-}
-
 /// `[database]`.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -188,54 +132,7 @@ pub struct Database {
     pub query_timeout: Duration,
     /// `timezone`: the zone naive timestamps are written in. `None`: not said, so naive
     /// columns are read as UTC and, when the database's own zone is not UTC, never written.
-    pub timezone: Option<crate::zone::Setting>,
-}
-
-/// `[jobs]`: the table and what its columns mean.
-#[derive(Debug, Clone)]
-pub struct Jobs {
-    pub table: TableName,
-    pub id: Field,
-    pub status: Field,
-    pub created_at: Field,
-    pub heartbeat_at: Option<Field>,
-    /// When the row entered its current status (`status_since`), when the table records it.
-    pub status_since: Option<Field>,
-    pub progress: Option<Field>,
-    pub finished_at: Option<Field>,
-    pub error: Option<Field>,
-    pub parent_id: Option<Field>,
-    pub phase: Option<Field>,
-    pub pid: Option<Field>,
-    pub host: Option<Field>,
-    /// A counter `requeue` bumps; once it reaches `max_attempts`, `requeue` fails instead.
-    pub attempts: Option<Field>,
-    /// Default 3.
-    pub max_attempts: u32,
-    pub where_sql: Option<String>,
-    pub statuses: Statuses,
-}
-
-/// `[jobs.statuses]`: the table's own words per class.
-#[derive(Debug, Clone, Default)]
-pub struct Statuses {
-    pub pending: Vec<String>,
-    pub running: Vec<String>,
-    pub succeeded: Vec<String>,
-    pub failed: Vec<String>,
-    pub cancelled: Vec<String>,
-}
-
-/// One `[[rules]]` entry with its `after` resolved for the environment in use.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: String,
-    pub statuses: Vec<String>,
-    pub signal: Signal,
-    pub after: Duration,
-    pub phases: Option<Vec<String>>,
-    pub action: Action,
-    pub severity: Severity,
+    pub timezone: Option<crate::core::zone::Setting>,
 }
 
 /// One `[[artifacts]]` entry.
@@ -262,9 +159,9 @@ pub struct Artifacts {
 /// The patterns of one `[[artifacts]]` entry, compiled at load: nothing later can fail on them.
 #[derive(Debug, Clone)]
 pub struct CompiledArtifacts {
-    pub pattern: crate::artifacts::Pattern,
-    pub partial: Vec<crate::artifacts::Glob>,
-    pub required: Vec<crate::artifacts::Glob>,
+    pub pattern: crate::core::pattern::Pattern,
+    pub partial: Vec<crate::core::pattern::Glob>,
+    pub required: Vec<crate::core::pattern::Glob>,
 }
 
 /// How an artifact root is kept current.
@@ -371,88 +268,6 @@ pub enum AlertKind {
     Alertmanager,
 }
 
-impl StatusClass {
-    pub const ALL: [StatusClass; 5] = [
-        StatusClass::Pending,
-        StatusClass::Running,
-        StatusClass::Succeeded,
-        StatusClass::Failed,
-        StatusClass::Cancelled,
-    ];
-
-    /// Pending and running jobs are the ones a scan watches.
-    pub fn is_active(self) -> bool {
-        matches!(self, StatusClass::Pending | StatusClass::Running)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusClass::Pending => "pending",
-            StatusClass::Running => "running",
-            StatusClass::Succeeded => "succeeded",
-            StatusClass::Failed => "failed",
-            StatusClass::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl Jobs {
-    /// A `jobs` table with the default column names and these statuses, and nothing optional.
-    pub fn with_statuses(statuses: Statuses) -> Jobs {
-        let plain = |c: &str| Field {
-            column: c.to_string(),
-            path: vec![],
-        };
-        Jobs {
-            table: TableName {
-                schema: None,
-                name: "jobs".into(),
-            },
-            id: plain("id"),
-            status: plain("status"),
-            created_at: plain("created_at"),
-            heartbeat_at: None,
-            status_since: None,
-            progress: None,
-            finished_at: None,
-            error: None,
-            parent_id: None,
-            phase: None,
-            pid: None,
-            host: None,
-            attempts: None,
-            max_attempts: 3,
-            where_sql: None,
-            statuses,
-        }
-    }
-}
-
-impl Statuses {
-    /// The words of one class.
-    pub fn words(&self, class: StatusClass) -> &[String] {
-        match class {
-            StatusClass::Pending => &self.pending,
-            StatusClass::Running => &self.running,
-            StatusClass::Succeeded => &self.succeeded,
-            StatusClass::Failed => &self.failed,
-            StatusClass::Cancelled => &self.cancelled,
-        }
-    }
-
-    /// The class of a word, if the config lists it.
-    pub fn class_of(&self, word: &str) -> Option<StatusClass> {
-        StatusClass::ALL
-            .into_iter()
-            .find(|&c| self.words(c).iter().any(|w| w == word))
-    }
-
-    /// Every word of the pending and running classes.
-    pub fn active(&self) -> impl Iterator<Item = &str> {
-        self.pending.iter().chain(&self.running).map(String::as_str)
-    }
-}
-
 impl Config {
     /// The longest `required_within` of the artifact roots that require files, if any does:
     /// how far back succeeded jobs are read.
@@ -490,7 +305,7 @@ impl Config {
     /// Replaces every secret of this config in `text` with `***`: the one redaction for logs,
     /// errors, outputs and pages.
     pub fn redact(&self, text: &str) -> String {
-        crate::store::scrub(text, &self.secrets())
+        scrub(text, &self.secrets())
     }
 }
 
@@ -504,6 +319,15 @@ fn hidden_part(url: &str, shown: &str) -> Option<String> {
         .last()
         .map_or(0, |((i, c), _)| i + c.len_utf8());
     Some(url[common..].to_string()).filter(|h| !h.is_empty())
+}
+
+/// Replaces every secret in a message with `***` (secrets shorter than three characters are
+/// left alone: they would mangle every message).
+pub fn scrub(message: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 3)
+        .fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
 }
 
 /// Replaces the password of a `scheme://user:password@host/...` URL (and a `password=` query
@@ -1337,7 +1161,7 @@ fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Database, Locate
         Some(t) => {
             let text = ctx.text(t, "database.timezone")?;
             Some(
-                crate::zone::Setting::parse(&text)
+                crate::core::zone::Setting::parse(&text)
                     .map_err(|m| ctx.at(t, "database.timezone", m))?,
             )
         }
@@ -1573,35 +1397,6 @@ fn resolve_rule(
     })
 }
 
-impl Signal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Heartbeat => "heartbeat",
-            Signal::Progress => "progress",
-            Signal::Created => "created",
-        }
-    }
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Alert => "alert",
-            Action::Fail => "fail",
-            Action::Requeue => "requeue",
-        }
-    }
-}
-
 /// `after = "30m"`, or `after = { development = "5m", production = "30m" }` resolved for the
 /// environment in use.
 fn resolve_after(
@@ -1660,13 +1455,13 @@ fn resolve_artifacts(
 ) -> Result<Artifacts, Located> {
     let key = |k: &str| format!("artifacts[{i}].{k}");
     let pattern = ctx.text(&raw.pattern, &key("pattern"))?;
-    let compiled_pattern = crate::artifacts::Pattern::new(&pattern)
+    let compiled_pattern = crate::core::pattern::Pattern::new(&pattern)
         .map_err(|m| ctx.at(&raw.pattern, &key("pattern"), m))?;
-    let globs = |list: &[Text], name: &str| -> Result<Vec<crate::artifacts::Glob>, Located> {
+    let globs = |list: &[Text], name: &str| -> Result<Vec<crate::core::pattern::Glob>, Located> {
         list.iter()
             .map(|g| {
                 let text = ctx.text(g, &key(name))?;
-                crate::artifacts::Glob::new(&text).map_err(|m| ctx.at(g, &key(name), m))
+                crate::core::pattern::Glob::new(&text).map_err(|m| ctx.at(g, &key(name), m))
             })
             .collect()
     };
@@ -2018,17 +1813,18 @@ failed = ["failed"]
 
     #[test]
     fn every_duration_unit_parses() {
-        for (text, secs) in [
-            ("90s", 90),
-            ("5m", 300),
-            ("1h 30m", 5400),
-            ("2h", 7200),
-            ("1d", 86400),
-            ("500ms", 0),
+        let s = Duration::from_secs;
+        for (text, expected) in [
+            ("90s", s(90)),
+            ("5m", s(300)),
+            ("1h 30m", s(5400)),
+            ("2h", s(7200)),
+            ("1d", s(86400)),
+            ("500ms", Duration::from_millis(500)),
         ] {
             let c = load_str(&format!("interval = \"{text}\"\n{MINIMAL}"), None);
             match c {
-                Ok(c) => assert_eq!(c.interval.as_secs(), secs, "{text}"),
+                Ok(c) => assert_eq!(c.interval, expected, "{text}"),
                 Err(e) => panic!("{text}: {e}"),
             }
         }

@@ -7,10 +7,11 @@
 //! privileges are proven before the first write. Every problem is one line naming the config
 //! key and its line.
 
+use crate::adapters::store::{Store, StoreError};
+use crate::app::scan::Scanner;
 use crate::config::{Action, Config, StatusClass};
-use crate::job::Guard;
-use crate::scan::Scanner;
-use crate::store::{Store, StoreError, Write};
+use crate::core::job::Guard;
+use crate::core::plan::Write;
 
 /// How many active rows the proof reads.
 const PROBE_ROWS: usize = 1000;
@@ -139,9 +140,9 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         if let Some(audit) = &config.audit_table {
             out.notes
                 .push(format!("needs INSERT on {audit} (the audit table)"));
-            let entry = crate::audit::Entry {
+            let entry = crate::adapters::audit::Entry {
                 id: String::new(),
-                stage: crate::audit::Stage::Outcome,
+                stage: crate::adapters::audit::Stage::Outcome,
                 recovered: false,
                 time: String::new(),
                 environment: config.environment.clone(),

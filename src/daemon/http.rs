@@ -81,16 +81,16 @@ async fn check_host(
     next.run(request).await
 }
 
-/// Serves until `shutdown` completes, within `limits` (see [`crate::server`]).
+/// Serves until `shutdown` completes, within `limits` (see [`crate::daemon::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    limits: crate::server::Limits,
+    limits: crate::daemon::server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let metrics = shared.metrics.http.clone();
     let tls = shared.tls.clone();
-    crate::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
+    crate::daemon::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -164,7 +164,8 @@ async fn recover(
     // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
     // a request's headers do.
     let read = axum::body::to_bytes(body, MAX_BODY);
-    let body: Bytes = match tokio::time::timeout(crate::server::HEADER_TIMEOUT, read).await {
+    let body: Bytes = match tokio::time::timeout(crate::daemon::server::HEADER_TIMEOUT, read).await
+    {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
             return error(
@@ -216,7 +217,7 @@ async fn recover(
     let older_than = match body
         .older_than
         .as_deref()
-        .map(crate::commands::parse_older_than)
+        .map(crate::app::commands::parse_older_than)
     {
         None => None,
         Some(Ok(d)) => Some(d),

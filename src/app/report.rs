@@ -2,9 +2,9 @@
 
 use std::io::{self, Write};
 
-use crate::actions::Applied;
-use crate::detect::{format_age, Outcome};
-use crate::scan::Report;
+use crate::app::actions::Applied;
+use crate::app::scan::Report;
+use crate::core::detect::{format_age, Outcome};
 
 /// Writes the report as one JSON object and a newline.
 pub fn write_json(out: &mut dyn Write, report: &Report) -> io::Result<()> {
@@ -27,7 +27,7 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
         out,
         "{env}: {counts}; {n} finding{}, checked {}",
         if n == 1 { "" } else { "s" },
-        crate::job::rfc3339(report.checked_at)
+        crate::core::job::rfc3339(report.checked_at)
     )?;
     if n > 0 {
         let mut header = vec![

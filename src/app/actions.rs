@@ -1,20 +1,14 @@
-//! Turning findings into guarded writes, and recording what became of each.
+//! Applying planned writes, and recording what became of each.
 //!
-//! [`plan`] is pure: at most one write per job (a `fail` beats a `requeue`), with the reason
-//! text that lands in the `error` column. [`apply`] runs the plan through the store, or only
-//! describes it in a dry run, and sets every finding's `outcome`. A failed write is logged and
-//! recorded as `error`; it never stops the other writes.
+//! The plan is pure ([`crate::core::plan`]): at most one write per job (a `fail` beats a
+//! `requeue`), with the reason text that lands in the `error` column. [`apply`] runs it
+//! through the store, or only describes it in a dry run, and sets every finding's `outcome`.
+//! A failed write is logged and recorded as `error`; it never stops the other writes.
 
-use crate::config::{Action, Jobs};
-use crate::detect::{Finding, Outcome};
-use crate::store::{Store, Write};
-
-/// One write and the findings (by index) it answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Planned {
-    pub write: Write,
-    pub findings: Vec<usize>,
-}
+use crate::adapters::store::Store;
+use crate::config::Action;
+use crate::core::detect::{Finding, Outcome};
+pub use crate::core::plan::{plan, Planned, Write};
 
 /// What [`apply`] did, for the caller to print.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,73 +18,7 @@ pub struct Applied {
     /// The SQL in words (dry run) or the error (error).
     pub detail: String,
     /// The audit trail's line for it.
-    pub audit: crate::audit::Entry,
-}
-
-/// Plans the writes for a scan's findings: one per job, `fail` before `requeue`. With an
-/// `attempts` column, a requeue bumps it, and a job that has used `max_attempts` is failed
-/// instead, so a poison job is not re-queued forever.
-pub fn plan(findings: &[Finding], jobs: &Jobs) -> Vec<Planned> {
-    let statuses = &jobs.statuses;
-    let mut planned: Vec<Planned> = Vec::new();
-    for action in [Action::Fail, Action::Requeue] {
-        let target = match action {
-            Action::Fail => statuses.failed.first(),
-            Action::Requeue => statuses.pending.first(),
-            Action::Alert => None,
-        };
-        let Some(target) = target else { continue };
-        for (i, f) in findings.iter().enumerate() {
-            if f.action != action {
-                continue;
-            }
-            if let Some(p) = planned.iter_mut().find(|p| p.write.job_id == f.job_id) {
-                p.findings.push(i);
-                continue;
-            }
-            let used = f
-                .guard
-                .attempts
-                .as_deref()
-                .and_then(|a| a.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            let exhausted = action == Action::Requeue
-                && jobs.attempts.is_some()
-                && used >= u64::from(jobs.max_attempts);
-            let (action, target, reason) = match (exhausted, statuses.failed.first()) {
-                (true, Some(failed)) => (
-                    Action::Fail,
-                    failed,
-                    format!(
-                        "jobwarden: {}: {}; gave up after {used} attempts",
-                        f.rule, f.message
-                    ),
-                ),
-                _ => (
-                    action,
-                    target,
-                    format!("jobwarden: {}: {}", f.rule, f.message),
-                ),
-            };
-            if action == Action::Requeue && f.status == *target {
-                // Already where a requeue would put it.
-                continue;
-            }
-            planned.push(Planned {
-                write: Write {
-                    job_id: f.job_id.clone(),
-                    action,
-                    status_before: f.status.clone(),
-                    status_after: target.clone(),
-                    guard: f.guard.clone(),
-                    reason,
-                    bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
-                },
-                findings: vec![i],
-            });
-        }
-    }
-    planned
+    pub audit: crate::adapters::audit::Entry,
 }
 
 /// Stops writes between two of them: set on SIGTERM/SIGINT, checked before each write, so the
@@ -151,7 +79,7 @@ pub async fn apply(
     findings: &mut [Finding],
     planned: Vec<Planned>,
     dry_run: bool,
-    audit: &crate::audit::Context,
+    audit: &crate::adapters::audit::Context,
     trail: Trail<'_>,
 ) -> Applying {
     let mut out = Applying::default();
@@ -162,7 +90,7 @@ pub async fn apply(
                 .push((p, "jobwarden is stopping: not written".to_string()));
             continue;
         }
-        let mut entry = crate::audit::entry(&p.write, &findings[p.findings[0]], audit);
+        let mut entry = crate::adapters::audit::entry(&p.write, &findings[p.findings[0]], audit);
         let mut quiet = false;
         let (outcome, detail) = if dry_run {
             let key = dry_key(&p.write);
@@ -170,15 +98,15 @@ pub async fn apply(
             out.dry_keys.insert(key);
             (Outcome::DryRun, store.queries().describe(&p.write))
         } else {
-            let intent = crate::audit::Entry {
-                stage: crate::audit::Stage::Intent,
+            let intent = crate::adapters::audit::Entry {
+                stage: crate::adapters::audit::Stage::Intent,
                 outcome: "intent".into(),
                 ..entry.clone()
             };
-            if let Err(e) = crate::audit::append(trail.state_dir, &[intent]) {
+            if let Err(e) = crate::adapters::audit::append(trail.state_dir, &[intent]) {
                 let why = format!("audit trail not writable: {e}");
                 tracing::error!(
-                    job_id = %p.write.job_id, path = %crate::audit::path(trail.state_dir).display(),
+                    job_id = %p.write.job_id, path = %crate::adapters::audit::path(trail.state_dir).display(),
                     "not written, since its record cannot be kept: {why}"
                 );
                 out.audit_error = Some(why.clone());
@@ -216,7 +144,7 @@ pub async fn apply(
             if !quiet {
                 dry_entries.push(entry.clone());
             }
-        } else if let Err(e) = crate::audit::append_outcome(trail.state_dir, &entry) {
+        } else if let Err(e) = crate::adapters::audit::append_outcome(trail.state_dir, &entry) {
             // The write is made and its intent is on disk: the next start resolves it.
             tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
             out.audit_error = Some(format!("audit trail not writable: {e}"));
@@ -229,7 +157,7 @@ pub async fn apply(
         });
     }
     // A dry run writes nothing, so a trail that cannot take its notes holds nothing back.
-    if let Err(e) = crate::audit::append(trail.state_dir, &dry_entries) {
+    if let Err(e) = crate::adapters::audit::append(trail.state_dir, &dry_entries) {
         tracing::warn!("cannot record dry-run writes in the audit trail: {e}");
     }
     for (p, _) in &out.held {
@@ -244,7 +172,7 @@ pub async fn apply(
 /// the row tells whether it happened (it has the status the write set, or not). Intents of
 /// processes still alive, or of other hosts, are left alone.
 pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usize {
-    let pending = match crate::audit::pending(state_dir) {
+    let pending = match crate::adapters::audit::pending(state_dir) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot read the audit trail to resolve interrupted writes: {e}");
@@ -252,16 +180,16 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
         }
     };
     // Intents of this host's processes, by pid; those whose process is gone are orphans.
-    let host = crate::process::hostname();
-    let local: Vec<(i64, &crate::audit::Entry)> = pending
+    let host = crate::adapters::process::hostname();
+    let local: Vec<(i64, &crate::adapters::audit::Entry)> = pending
         .iter()
         .filter_map(|e| {
             let (h, pid) = e.replica.rsplit_once(':')?;
             Some((pid.parse().ok().filter(|_| h == host)?, e))
         })
         .collect();
-    let dead = crate::process::dead_pids(local.iter().map(|(pid, _)| *pid));
-    let orphans: Vec<&crate::audit::Entry> = local
+    let dead = crate::adapters::process::dead_pids(local.iter().map(|(pid, _)| *pid));
+    let orphans: Vec<&crate::adapters::audit::Entry> = local
         .into_iter()
         .filter(|(pid, _)| dead.contains(pid))
         .map(|(_, e)| e)
@@ -277,19 +205,19 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
             return 0;
         }
     };
-    let outcomes: Vec<crate::audit::Entry> = orphans
+    let outcomes: Vec<crate::adapters::audit::Entry> = orphans
         .iter()
         .map(|intent| {
             let written = statuses.get(&intent.job_id) == Some(&intent.status_after);
-            crate::audit::Entry {
-                stage: crate::audit::Stage::Outcome,
+            crate::adapters::audit::Entry {
+                stage: crate::adapters::audit::Stage::Outcome,
                 outcome: if written { "applied" } else { "not_written" }.into(),
                 recovered: true,
                 ..(*intent).clone()
             }
         })
         .collect();
-    match crate::audit::append(state_dir, &outcomes) {
+    match crate::adapters::audit::append(state_dir, &outcomes) {
         Ok(()) => {
             tracing::warn!(
                 writes = outcomes.len(),
@@ -309,111 +237,6 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Severity;
-    use crate::detect::Kind;
-    use crate::job::Guard;
-
-    fn finding(job: &str, status: &str, action: Action, rule: &str) -> Finding {
-        Finding {
-            kind: Kind::Stalled,
-            rule: rule.into(),
-            job_id: job.into(),
-            status: status.into(),
-            phase: None,
-            age_seconds: 100,
-            threshold_seconds: 60,
-            since: 0.0,
-            severity: Severity::Critical,
-            action,
-            outcome: Outcome::None,
-            message: "no heartbeat for 1m 40s (limit 1m)".into(),
-            artifacts: vec![],
-            guard: Guard {
-                heartbeat: Some("hb".into()),
-                progress: None,
-                attempts: None,
-            },
-            progress: None,
-        }
-    }
-
-    fn statuses() -> Jobs {
-        Jobs::with_statuses(crate::config::Statuses {
-            pending: vec!["queued".into()],
-            running: vec!["running".into()],
-            failed: vec!["failed".into(), "error".into()],
-            ..crate::config::Statuses::default()
-        })
-    }
-
-    #[test]
-    fn requeue_counts_attempts_and_gives_up() {
-        let mut jobs = statuses();
-        jobs.attempts = Some(crate::sql::parse_field("attempts").unwrap());
-        jobs.max_attempts = 3;
-        let mut fresh = finding("1", "running", Action::Requeue, "rq");
-        fresh.guard.attempts = Some("2".into());
-        let mut poison = finding("2", "running", Action::Requeue, "rq");
-        poison.guard.attempts = Some("3".into());
-        let p = plan(&[fresh, poison], &jobs);
-        assert_eq!(
-            (
-                p[0].write.action,
-                p[0].write.bump_attempts,
-                p[0].write.status_after.as_str()
-            ),
-            (Action::Requeue, true, "queued")
-        );
-        assert_eq!(
-            (
-                p[1].write.action,
-                p[1].write.bump_attempts,
-                p[1].write.status_after.as_str()
-            ),
-            (Action::Fail, false, "failed")
-        );
-        assert!(
-            p[1].write.reason.ends_with("; gave up after 3 attempts"),
-            "{}",
-            p[1].write.reason
-        );
-    }
-
-    #[test]
-    fn one_write_per_job_and_fail_wins() {
-        let findings = vec![
-            finding("1", "running", Action::Requeue, "rq"),
-            finding("1", "running", Action::Fail, "hb"),
-            finding("2", "running", Action::Alert, "a"),
-            finding("3", "running", Action::Requeue, "rq"),
-            finding("4", "queued", Action::Requeue, "rq"),
-        ];
-        let p = plan(&findings, &statuses());
-        let summary: Vec<_> = p
-            .iter()
-            .map(|p| {
-                (
-                    p.write.job_id.as_str(),
-                    p.write.status_after.as_str(),
-                    p.findings.clone(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![("1", "failed", vec![1, 0]), ("3", "queued", vec![3])]
-        );
-        assert_eq!(
-            p[0].write.reason,
-            "jobwarden: hb: no heartbeat for 1m 40s (limit 1m)"
-        );
-        assert_eq!(p[0].write.guard.heartbeat.as_deref(), Some("hb"));
-    }
-}
-
 /// How one scan's findings are acted on.
 #[derive(Debug, Default)]
 pub struct Execute<'a> {
@@ -424,7 +247,7 @@ pub struct Execute<'a> {
     /// The daemon is within its startup grace.
     pub grace: bool,
     /// The daemon's confirmation counts; `None` acts on one scan (`recover`).
-    pub confirm: Option<&'a mut crate::safety::Confirmations>,
+    pub confirm: Option<&'a mut crate::core::safety::Confirmations>,
     /// `recover --only`: write only these job ids.
     pub only: Option<&'a [String]>,
     /// `recover --exclude`: never write these job ids.
@@ -470,7 +293,7 @@ impl Executed {
 pub async fn execute(
     store: &Store,
     config: &crate::config::Config,
-    report: &mut crate::scan::Report,
+    report: &mut crate::app::scan::Report,
     options: Execute<'_>,
 ) -> Executed {
     let mut planned = plan(&report.findings, &config.jobs);
@@ -484,7 +307,7 @@ pub async fn execute(
         planned = ready;
         waiting = wait;
     }
-    let ctx = crate::safety::Context {
+    let ctx = crate::core::safety::Context {
         safety: &config.safety,
         active: report.jobs.values().sum::<u64>() as usize,
         force: options.force,
@@ -492,13 +315,13 @@ pub async fn execute(
         now: report.checked_at,
         refusal: store.refusal(),
     };
-    let mut gated = crate::safety::gate(planned, &report.findings, &ctx);
+    let mut gated = crate::core::safety::gate(planned, &report.findings, &ctx);
     gated.limited.extend(waiting);
-    crate::safety::mark_limited(&mut report.findings, &gated);
+    crate::core::safety::mark_limited(&mut report.findings, &gated);
     for (p, why) in &gated.limited {
         tracing::info!(job_id = %p.write.job_id, action = p.write.action.as_str(), outcome = "limited", "held back: {why}");
     }
-    let context = crate::audit::Context {
+    let context = crate::adapters::audit::Context {
         environment: config.environment.clone(),
         now: report.checked_at,
         forced: options.force,

@@ -9,20 +9,21 @@ use serde::Serialize;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::artifacts::{self, Mode};
+use crate::adapters::artifacts::{self, Mode};
+use crate::adapters::process;
+use crate::adapters::state as memory;
+use crate::adapters::store::Snapshot;
+use crate::adapters::store::{Store, StoreError};
 use crate::config::{Config, StatusClass};
-use crate::detect::ArtifactView;
-use crate::detect::{self, Finding, Liveness, Observation, OlderThan, Policy, Warning};
-use crate::memory::{self, Memory};
-use crate::process;
-use crate::store::Snapshot;
-use crate::store::{Store, StoreError};
+use crate::core::detect::ArtifactView;
+use crate::core::detect::{self, Finding, Liveness, Observation, OlderThan, Policy, Warning};
+use crate::core::memory::Memory;
 
 /// The result of one scan: the `check --json` object.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub environment: Option<String>,
-    #[serde(serialize_with = "crate::job::serialize_epoch")]
+    #[serde(serialize_with = "crate::core::job::serialize_epoch")]
     pub checked_at: f64,
     /// Active rows per status class.
     pub jobs: BTreeMap<StatusClass, u64>,
@@ -111,7 +112,7 @@ impl Scanner {
     /// Records the re-queues jobwarden just wrote, so each counts its new status from the
     /// write, not from `created_at`. They are dated by the database clock of the scan plus the
     /// time since it was read, which is at or after the write.
-    pub fn record(&mut self, executed: &crate::actions::Executed) {
+    pub fn record(&mut self, executed: &crate::app::actions::Executed) {
         let Some((now, read_at)) = self.snapshot_at else {
             return;
         };

@@ -25,10 +25,12 @@ use std::time::Duration;
 
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 
+use crate::config::scrub;
 use crate::config::{Action, Config, Jobs, Places, StatusClass};
-use crate::job::{Guard, JobRow, Reading, Relative, Stamp};
-use crate::sql::{Dialect, Field, TimeKind};
-use crate::zone::{Setting, Zone};
+use crate::core::job::{Guard, JobRow, Reading, Relative, Stamp};
+use crate::core::plan::Write;
+use crate::core::sql::{Dialect, Field, TimeKind};
+use crate::core::zone::{Setting, Zone};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,22 +92,6 @@ pub struct Snapshot {
     pub now: f64,
     pub jobs: Vec<JobRow>,
     pub relatives: Vec<Relative>,
-}
-
-/// A guarded write jobwarden wants to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Write {
-    pub job_id: String,
-    pub action: Action,
-    /// The status as read: the write happens only if it is still this.
-    pub status_before: String,
-    /// The status written.
-    pub status_after: String,
-    pub guard: Guard,
-    /// Written into the `error` column when failing.
-    pub reason: String,
-    /// A requeue that also adds one to the `attempts` column.
-    pub bump_attempts: bool,
 }
 
 /// What the catalogue says about the configured columns.
@@ -319,7 +305,7 @@ pub struct Store {
     secrets: Vec<String>,
     url: String,
     info: TableInfo,
-    audit_table: Option<crate::sql::TableName>,
+    audit_table: Option<crate::core::sql::TableName>,
     /// The config's key lines, to name the key a rejected query comes from.
     places: Places,
 }
@@ -677,8 +663,8 @@ impl Queries {
     /// The INSERT of an audit row into `[audit] table`, and its parameters.
     pub fn audit_insert(
         &self,
-        table: &crate::sql::TableName,
-        e: &crate::audit::Entry,
+        table: &crate::core::sql::TableName,
+        e: &crate::adapters::audit::Entry,
     ) -> (String, Vec<Option<String>>) {
         let mut values = Values::Bound(Vec::new());
         let sql = self.audit_insert_with(table, e, &mut values);
@@ -688,16 +674,16 @@ impl Queries {
     /// The audit INSERT with its values inline, for `EXPLAIN`.
     pub fn audit_insert_inline(
         &self,
-        table: &crate::sql::TableName,
-        e: &crate::audit::Entry,
+        table: &crate::core::sql::TableName,
+        e: &crate::adapters::audit::Entry,
     ) -> String {
         self.audit_insert_with(table, e, &mut Values::Inline)
     }
 
     fn audit_insert_with(
         &self,
-        table: &crate::sql::TableName,
-        e: &crate::audit::Entry,
+        table: &crate::core::sql::TableName,
+        e: &crate::adapters::audit::Entry,
         bound: &mut Values,
     ) -> String {
         let d = self.dialect;
@@ -1617,7 +1603,7 @@ impl Store {
     pub async fn apply(
         &self,
         write: &Write,
-        audit: &crate::audit::Entry,
+        audit: &crate::adapters::audit::Entry,
         now: f64,
     ) -> Result<bool, StoreError> {
         let (sql, params) = self.queries.write(write, now);
@@ -1787,19 +1773,11 @@ fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRow, StoreErr
     })
 }
 
-/// Replaces every secret in a message with `***`.
-pub fn scrub(message: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 3)
-        .fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Statuses;
-    use crate::sql::{parse_field, parse_table};
+    use crate::core::sql::{parse_field, parse_table};
 
     fn jobs() -> Jobs {
         let f = |s: &str| parse_field(s).unwrap();

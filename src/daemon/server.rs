@@ -13,9 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -28,8 +27,8 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, Instant};
 use tower::ServiceExt;
 
-use crate::config::TlsFiles;
-use crate::metrics::HttpMetrics;
+use crate::adapters::tls::Tls;
+use crate::daemon::metrics::HttpMetrics;
 
 /// A connection that has not completed a request (TLS handshake included) is closed after
 /// this long.
@@ -89,87 +88,6 @@ fn raise_open_files() -> usize {
         }
     }
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-}
-
-/// Why the TLS files could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read the TLS certificate {path}: {message}")]
-    Cert { path: String, message: String },
-    #[error("cannot read the TLS key {path}: {message}")]
-    Key { path: String, message: String },
-    #[error("the TLS certificate {cert} and key {key} do not make a server identity: {message}")]
-    Identity {
-        cert: String,
-        key: String,
-        message: String,
-    },
-}
-
-/// The HTTPS side of the listener, shared with the daemon, which swaps it on SIGHUP.
-#[derive(Default)]
-pub struct Tls(RwLock<Option<tokio_rustls::TlsAcceptor>>);
-
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.get().is_some() {
-            "Tls(on)"
-        } else {
-            "Tls(off)"
-        })
-    }
-}
-
-impl Tls {
-    pub fn new(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Tls {
-        Tls(RwLock::new(acceptor))
-    }
-
-    /// The acceptor for the next connection, if TLS is on.
-    pub fn get(&self) -> Option<tokio_rustls::TlsAcceptor> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces the acceptor; connections already open keep theirs.
-    pub fn set(&self, acceptor: Option<tokio_rustls::TlsAcceptor>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-    }
-}
-
-/// Reads a PEM certificate chain and private key into an acceptor.
-pub fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let shown = |p: &Path| p.display().to_string();
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Cert {
-            path: shown(&files.cert),
-            message: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Cert {
-            path: shown(&files.cert),
-            message: "no CERTIFICATE block in it".into(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Key {
-        path: shown(&files.key),
-        message: e.to_string(),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| TlsError::Identity {
-            cert: shown(&files.cert),
-            key: shown(&files.key),
-            message: e.to_string(),
-        })?;
-    let mut config = config;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// One open connection, as the accept loop sees it.

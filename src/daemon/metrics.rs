@@ -14,9 +14,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::app::scan::Report;
 use crate::config::{StatusClass, Statuses};
-use crate::detect::Outcome;
-use crate::scan::Report;
+use crate::core::detect::Outcome;
 
 /// Scan duration buckets, in seconds: a scan is milliseconds when healthy and bounded by the
 /// query timeout (default 5 s) when not.
@@ -24,7 +24,7 @@ const SCAN_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The listener's connections (see [`crate::server`]); cloned into the accept loop.
+/// The listener's connections (see [`crate::daemon::server`]); cloned into the accept loop.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
     /// Open now.
@@ -356,7 +356,7 @@ impl Metrics {
     }
 
     /// Records an artifact root's state.
-    pub fn observe_artifacts(&self, index: &crate::artifacts::Index, now: f64) {
+    pub fn observe_artifacts(&self, index: &crate::adapters::artifacts::Index, now: f64) {
         let root = index.spec.name.as_str();
         for (state, n) in index.states(now) {
             self.artifacts
@@ -366,7 +366,10 @@ impl Metrics {
         self.artifact_root_present
             .with_label_values(&[root])
             .set(i64::from(index.root_present));
-        for mode in [crate::artifacts::Mode::Events, crate::artifacts::Mode::Poll] {
+        for mode in [
+            crate::adapters::artifacts::Mode::Events,
+            crate::adapters::artifacts::Mode::Poll,
+        ] {
             self.artifact_watch_mode
                 .with_label_values(&[root, mode.as_str()])
                 .set(i64::from(index.mode == mode));
@@ -386,23 +389,13 @@ impl Metrics {
     }
 
     /// The alert metrics, for the delivery tasks.
-    pub fn sink_metrics(&self) -> crate::alerts::delivery::SinkMetrics {
-        crate::alerts::delivery::SinkMetrics {
+    pub fn sink_metrics(&self) -> crate::adapters::alerts::delivery::SinkMetrics {
+        crate::adapters::alerts::delivery::SinkMetrics {
             sent: self.alerts_sent.clone(),
             failures: self.alert_failures.clone(),
             depth: self.alert_queue_depth.clone(),
             dropped: self.alerts_dropped.clone(),
         }
-    }
-
-    /// Starts a sink's alert series at 0, so rate() and alerts see them from the first scrape.
-    pub fn register_sink(&self, sink: &str) {
-        for state in ["firing", "resolved"] {
-            self.alerts_sent.with_label_values(&[sink, state]);
-        }
-        self.alert_failures.with_label_values(&[sink]);
-        self.alert_queue_depth.with_label_values(&[sink]).set(0);
-        self.alerts_dropped.with_label_values(&[sink]);
     }
 
     /// Counts one write (or would-be write).

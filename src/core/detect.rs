@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::artifacts::ArtifactFile;
-use crate::config::{Action, Rule, Severity, Signal, StatusClass, Statuses};
-use crate::job::{Guard, JobRow, Relative};
-use crate::memory::{Entered, Memory};
+use crate::core::job::{Guard, JobRow, Relative};
+use crate::core::memory::{Entered, Memory};
+use crate::core::pattern::ArtifactFile;
+use crate::core::vocabulary::{Action, Rule, Severity, Signal, StatusClass, Statuses};
 
 /// What kind of problem a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -105,7 +105,7 @@ pub struct Finding {
     pub phase: Option<String>,
     pub age_seconds: u64,
     pub threshold_seconds: u64,
-    #[serde(serialize_with = "crate::job::serialize_epoch")]
+    #[serde(serialize_with = "crate::core::job::serialize_epoch")]
     pub since: f64,
     pub severity: Severity,
     pub action: Action,
@@ -817,7 +817,7 @@ pub struct ActiveCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{rfc3339, Stamp};
+    use crate::core::job::{rfc3339, Stamp};
 
     const NOW: f64 = 1_767_225_600.0;
     const MIN: f64 = 60.0;

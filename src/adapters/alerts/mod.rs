@@ -25,9 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::config::{AlertKind, AlertSink, Config};
-use crate::metrics::Metrics;
-use crate::scan::Report;
+use crate::core::detect::Finding;
 use book::{Book, Due, Entry, State};
+use delivery::SinkMetrics;
 use delivery::{Outgoing, Receipt, SinkQueue};
 use payload::Context;
 
@@ -77,7 +77,7 @@ fn unix_now() -> f64 {
 
 impl Alerter {
     /// Loads the book from the state directory and starts a task per sink.
-    pub fn start(config: &Config, metrics: &Metrics) -> Alerter {
+    pub fn start(config: &Config, metrics: &SinkMetrics) -> Alerter {
         let path = config.state_dir.join(STATE_FILE);
         let book = load_book(&path);
         let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
@@ -95,12 +95,12 @@ impl Alerter {
             receipts_tx,
             receipts_rx,
             client,
-            metrics: metrics.sink_metrics(),
+            metrics: metrics.clone(),
             dirty: false,
             saved_at: None,
         };
         for spec in &config.alerts {
-            metrics.register_sink(&spec.name);
+            metrics.register(&spec.name);
         }
         alerter.start_sinks(&config.alerts);
         alerter
@@ -123,11 +123,11 @@ impl Alerter {
     }
 
     /// Takes a new config (SIGHUP): restarts the sinks; what they had queued is due again.
-    pub fn reconfigure(&mut self, config: &Config, metrics: &Metrics) {
+    pub fn reconfigure(&mut self, config: &Config) {
         self.stop_sinks();
         self.ctx = context(config);
         for spec in &config.alerts {
-            metrics.register_sink(&spec.name);
+            self.metrics.register(&spec.name);
         }
         let new_path = config.state_dir.join(STATE_FILE);
         if new_path != self.path {
@@ -146,12 +146,12 @@ impl Alerter {
     }
 
     /// Takes in one completed scan: new alerts fire, cleared ones resolve.
-    pub fn observe(&mut self, report: &Report, active: &HashSet<&str>) {
+    pub fn observe(&mut self, findings: &[Finding], active: &HashSet<&str>) {
         if self.sinks.is_empty() {
             return;
         }
         let now = unix_now();
-        self.book.observe(&report.findings, active, now);
+        self.book.observe(findings, active, now);
         self.dispatch(now);
         self.save();
     }
@@ -419,12 +419,20 @@ pub fn save_book(path: &Path, book: &Book) -> std::io::Result<()> {
     result
 }
 
+/// What `jobwarden alert test` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tested {
+    NoSinks,
+    AllAccepted,
+    SomeFailed,
+}
+
 /// `jobwarden alert test`: sends a sample firing and resolved alert through every sink, once,
-/// and reports each answer. Exit 0 when every receiver accepted both, else 3.
-pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::io::Result<u8> {
+/// and reports each answer.
+pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::io::Result<Tested> {
     if config.alerts.is_empty() {
         writeln!(out, "no [[alerts]] sinks are configured")?;
-        return Ok(crate::commands::EXIT_USAGE);
+        return Ok(Tested::NoSinks);
     }
     let ctx = context(config);
     let client = reqwest::Client::new();
@@ -437,7 +445,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
         finding: serde_json::json!({
             "kind": "stalled", "rule": "jobwarden-test", "job_id": "jobwarden-test",
             "status": "running", "phase": null, "age_seconds": 1900, "threshold_seconds": 1800,
-            "since": crate::job::rfc3339(now - 1900.0), "severity": "critical", "action": "alert",
+            "since": crate::core::job::rfc3339(now - 1900.0), "severity": "critical", "action": "alert",
             "outcome": "none", "message": "test alert from `jobwarden alert test`", "artifacts": [],
         }),
         fired_at: now,
@@ -484,9 +492,9 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
         }
     }
     Ok(if all_ok {
-        crate::commands::EXIT_OK
+        Tested::AllAccepted
     } else {
-        crate::commands::EXIT_UNAVAILABLE
+        Tested::SomeFailed
     })
 }
 

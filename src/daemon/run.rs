@@ -22,18 +22,18 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
-use crate::actions;
-use crate::alerts::Alerter;
-use crate::artifacts;
-use crate::backoff::Backoff;
+use crate::adapters::alerts::Alerter;
+use crate::adapters::artifacts;
+use crate::adapters::leader::Leadership;
+use crate::adapters::notify::{self, Notifier};
+use crate::adapters::store::{Store, StoreError};
+use crate::app::actions;
+use crate::app::scan::{Report, Scanner};
 use crate::config::{Config, ConfigError, StatusClass};
-use crate::detect::{Kind, OlderThan};
-use crate::leader::Leadership;
-use crate::memory::Memory;
-use crate::metrics::Metrics;
-use crate::notify::{self, Notifier};
-use crate::scan::{Report, Scanner};
-use crate::store::{Store, StoreError};
+use crate::core::backoff::Backoff;
+use crate::core::detect::{Kind, OlderThan};
+use crate::core::memory::Memory;
+use crate::daemon::metrics::Metrics;
 
 /// First retry delay after a failed scan; it doubles up to [`MAX_BACKOFF`] (or `interval`, if
 /// shorter).
@@ -56,7 +56,20 @@ pub enum DaemonError {
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
-    Tls(#[from] crate::server::TlsError),
+    Tls(#[from] crate::adapters::tls::TlsError),
+}
+
+impl DaemonError {
+    /// `run`'s exit code: 2 for what the config names (certificate and key files that cannot
+    /// be read or are not a pair), 3 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Tls(_) => crate::app::commands::EXIT_USAGE,
+            DaemonError::Bind { .. } | DaemonError::Metrics(_) => {
+                crate::app::commands::EXIT_UNAVAILABLE
+            }
+        }
+    }
 }
 
 /// Reloads the config (SIGHUP).
@@ -99,7 +112,7 @@ pub struct Shared {
     leader: AtomicBool,
     pub recover: mpsc::Sender<RecoverRequest>,
     /// The listener's TLS acceptor, when `[http] tls_cert` is set; re-read on SIGHUP.
-    pub tls: Arc<crate::server::Tls>,
+    pub tls: Arc<crate::adapters::tls::Tls>,
 }
 
 impl Shared {
@@ -198,7 +211,7 @@ pub async fn run(
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         recover: recover_tx,
-        tls: Arc::new(crate::server::Tls::new(tls)),
+        tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
     });
     let local = listener
         .local_addr()
@@ -213,14 +226,14 @@ pub async fn run(
         }
     }
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let limits = crate::server::Limits::for_process();
+    let limits = crate::daemon::server::Limits::for_process();
     tracing::debug!(
         max_connections = limits.max_connections,
         "http limits: header timeout {:?}, idle timeout {:?}",
         limits.header_timeout,
         limits.idle_timeout
     );
-    let server = tokio::spawn(crate::http::serve(
+    let server = tokio::spawn(crate::daemon::http::serve(
         listener,
         shared.clone(),
         limits,
@@ -229,12 +242,12 @@ pub async fn run(
         },
     ));
 
-    let alerter = Alerter::start(&config, &shared.metrics);
+    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics());
     let mut scan_loop = Loop {
         leadership: Leadership::new(&config),
         alerter,
         started: Instant::now(),
-        confirmations: crate::safety::Confirmations::default(),
+        confirmations: crate::core::safety::Confirmations::default(),
         watched: Vec::new(),
         config: Arc::new(config),
         scanner: None,
@@ -287,7 +300,7 @@ pub async fn run(
             Some(request) = recover_rx.recv() => scan_loop.recover(request).await,
             Some(receipt) = scan_loop.alerter.next_receipt() => scan_loop.alerter.receipt(receipt),
             // Receipts that came in a burst are saved within a second.
-            _ = tokio::time::sleep(crate::alerts::SAVE_EVERY), if scan_loop.alerter.is_dirty() => {
+            _ = tokio::time::sleep(crate::adapters::alerts::SAVE_EVERY), if scan_loop.alerter.is_dirty() => {
                 scan_loop.alerter.flush();
             }
             Some(()) = reloads.recv() => {
@@ -323,7 +336,7 @@ struct Loop {
     /// When the daemon started, for `startup_grace`.
     started: Instant,
     /// How long each write-worthy finding has held (`confirm_scans`).
-    confirmations: crate::safety::Confirmations,
+    confirmations: crate::core::safety::Confirmations,
     /// The artifact roots' indexes and the tasks that keep them current.
     watched: Vec<(artifacts::Shared, tokio::task::JoinHandle<()>)>,
     config: Arc<Config>,
@@ -381,7 +394,8 @@ impl Loop {
                 *write(&self.shared.last_error) = None;
                 if self.leadership.is_leader() {
                     if let Some(scanner) = &self.scanner {
-                        self.alerter.observe(&report, &scanner.active_ids());
+                        self.alerter
+                            .observe(&report.findings, &scanner.active_ids());
                     }
                     self.alerter.tick();
                 }
@@ -429,7 +443,7 @@ impl Loop {
             if let Some(why) = store.refusal() {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");
             }
-            crate::actions::resolve_pending(&store, &self.config.state_dir).await;
+            crate::app::actions::resolve_pending(&store, &self.config.state_dir).await;
             self.start_terminal_counts(store.clone());
             let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();
             let scanner = match self.carried.take() {
@@ -488,7 +502,9 @@ impl Loop {
                 self.shared.metrics.audit_errors.inc();
                 *error = Some(e.clone());
             }
-            None if error.is_some() && crate::audit::writable(&self.config.state_dir).is_ok() => {
+            None if error.is_some()
+                && crate::adapters::audit::writable(&self.config.state_dir).is_ok() =>
+            {
                 tracing::info!("the audit trail takes writes again");
                 *error = None;
             }
@@ -595,7 +611,7 @@ impl Loop {
         for (w, _) in &executed.limited {
             self.shared
                 .metrics
-                .count_action(w.action, crate::detect::Outcome::Limited);
+                .count_action(w.action, crate::core::detect::Outcome::Limited);
         }
     }
 
@@ -612,7 +628,7 @@ impl Loop {
                 now + self.config.interval
             }
         } else {
-            now + self.backoff.next(self.config.interval)
+            now + self.backoff.next(self.config.interval, fastrand::f64())
         }
     }
 
@@ -633,7 +649,7 @@ impl Loop {
             };
         }
         *write(&self.shared.stale_after) = stale_after(&new);
-        self.alerter.reconfigure(&new, &self.shared.metrics);
+        self.alerter.reconfigure(&new);
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
         // The progress memory is kept unless the table itself changed.
@@ -756,7 +772,7 @@ fn summary(report: &Report, elapsed: Option<Duration>) -> String {
 #[derive(Debug, thiserror::Error)]
 enum Refused {
     #[error(transparent)]
-    Tls(#[from] crate::server::TlsError),
+    Tls(#[from] crate::adapters::tls::TlsError),
     #[error("the new one cannot scan: {0}")]
     Scan(#[from] StoreError),
 }
@@ -772,12 +788,14 @@ async fn prove(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, Ref
     Ok(tls)
 }
 
-fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, crate::server::TlsError> {
+fn load_tls(
+    config: &Config,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, crate::adapters::tls::TlsError> {
     config
         .http
         .tls
         .as_ref()
-        .map(crate::server::load_tls)
+        .map(crate::adapters::tls::load_tls)
         .transpose()
 }
 

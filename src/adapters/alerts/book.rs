@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertKind, AlertSink, Severity};
-use crate::detect::{Finding, Outcome};
+use crate::core::detect::{Finding, Outcome};
 
 /// How long a resolved alert stays in the book so Alertmanager hears the resolution again
 /// (a lost request must not leave it open).
@@ -277,8 +277,8 @@ impl Book {
 mod tests {
     use super::*;
     use crate::config::{Action, AlertSink};
-    use crate::detect::Kind;
-    use crate::job::Guard;
+    use crate::core::detect::Kind;
+    use crate::core::job::Guard;
 
     fn finding(job: &str, severity: Severity) -> Finding {
         Finding {
@@ -381,7 +381,7 @@ mod tests {
     fn a_mass_stall_resolves_as_one_not_as_a_job() {
         let mut book = Book::new();
         let mut stall = finding("", Severity::Critical);
-        stall.kind = crate::detect::Kind::MassStall;
+        stall.kind = crate::core::detect::Kind::MassStall;
         stall.rule = "safety".into();
         book.observe(&[stall], &HashSet::new(), 0.0);
         book.observe(&[], &HashSet::new(), 1.0);

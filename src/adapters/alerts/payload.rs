@@ -206,7 +206,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::book::Resolution;
+    use crate::adapters::alerts::book::Resolution;
     use crate::config::Severity;
     use std::collections::BTreeMap;
 

@@ -16,8 +16,8 @@ use prometheus::{IntCounterVec, IntGaugeVec};
 use tokio::sync::{mpsc, Notify};
 
 use super::book::State;
-use crate::backoff::Backoff;
 use crate::config::{AlertKind, AlertSink};
+use crate::core::backoff::Backoff;
 
 /// First retry delay; it doubles up to [`MAX_RETRY_DELAY`].
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -53,6 +53,18 @@ pub struct SinkMetrics {
     pub failures: IntCounterVec,
     pub depth: IntGaugeVec,
     pub dropped: IntCounterVec,
+}
+
+impl SinkMetrics {
+    /// Starts a sink's series at 0, so rate() and alerts see them from the first scrape.
+    pub fn register(&self, sink: &str) {
+        for state in ["firing", "resolved"] {
+            self.sent.with_label_values(&[sink, state]);
+        }
+        self.failures.with_label_values(&[sink]);
+        self.depth.with_label_values(&[sink]).set(0);
+        self.dropped.with_label_values(&[sink]);
+    }
 }
 
 /// The sending side of a sink's queue.
@@ -240,7 +252,8 @@ async fn deliver_forever(sink: AlertSink, client: reqwest::Client, queue: Arc<Si
                         .failures
                         .with_label_values(&[&sink.name])
                         .inc();
-                    let wait = after.unwrap_or_else(|| backoff.next(MAX_RETRY_DELAY));
+                    let wait =
+                        after.unwrap_or_else(|| backoff.next(MAX_RETRY_DELAY, fastrand::f64()));
                     if failed_before {
                         tracing::debug!(sink = %sink.name, "alert delivery failed again: {error}");
                     } else {

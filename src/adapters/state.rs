@@ -1,0 +1,89 @@
+//! The files jobwarden keeps in its state directory besides the audit trail and the alert
+//! book: the job memory (`memory.json`), written whole to a temporary file and renamed.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::core::memory::Memory;
+
+/// The job memory's file, in the state directory.
+pub const MEMORY_FILE: &str = "memory.json";
+
+/// The memory file under a state directory.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(MEMORY_FILE)
+}
+
+/// The saved memory for `scope`, or an empty one when there is none, it is of another scope,
+/// or it cannot be read (said in the log: an empty memory only makes jobs look younger).
+pub fn load(state_dir: &Path, scope: &str) -> Memory {
+    let file = path(state_dir);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Memory::new(scope),
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "cannot read the job memory, starting afresh: {e}");
+            return Memory::new(scope);
+        }
+    };
+    match serde_json::from_str::<Memory>(&text) {
+        Ok(m) if m.scope() == scope => m,
+        Ok(_) => Memory::new(scope),
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "the job memory is not valid, starting afresh: {e}");
+            Memory::new(scope)
+        }
+    }
+}
+
+/// Writes the memory (to a temporary file, then renamed over the old one) and marks it clean.
+pub fn save(state_dir: &Path, memory: &mut Memory) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let file = path(state_dir);
+    let tmp = file.with_extension("json.tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer(&mut f, memory).map_err(std::io::Error::other)?;
+        f.flush()?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &file)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    memory.saved();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::job::{JobRow, Stamp};
+    use crate::core::memory::Entered;
+
+    const NOW: f64 = 1_767_225_600.0;
+
+    fn job(id: &str, status: &str, created_min_ago: f64) -> JobRow {
+        JobRow {
+            created_at: Stamp::At(NOW - created_min_ago * 60.0),
+            ..JobRow::new(id, status)
+        }
+    }
+
+    #[test]
+    fn saved_and_loaded_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Memory::new("pg/jobs");
+        m.observe(&[job("1", "running", 60.0)], NOW);
+        m.requeued("1", "pending", NOW + 1.0);
+        save(dir.path(), &mut m).unwrap();
+        assert!(!m.is_dirty());
+        let loaded = load(dir.path(), "pg/jobs");
+        let pending = job("1", "pending", 60.0);
+        assert_eq!(loaded.entered(&pending), Ok((NOW + 1.0, Entered::Requeued)));
+        assert!(load(dir.path(), "another/table").is_empty());
+        std::fs::write(path(dir.path()), "{not json").unwrap();
+        assert!(!load(dir.path(), "pg/jobs").has_scanned());
+    }
+}

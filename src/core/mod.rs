@@ -1,0 +1,22 @@
+//! The pure core: what jobwarden knows and decides, as plain values.
+//!
+//! The vocabulary of statuses, signals, actions and severities and the shape of a jobs table
+//! ([`vocabulary`]); a job row and its timestamps ([`job`], [`zone`]); what jobwarden
+//! remembers between scans ([`memory`]); detection ([`detect`]), the writes it plans
+//! ([`plan`]) and the limits on them ([`safety`]); how a file path names a job ([`pattern`]);
+//! the SQL text of each dialect ([`sql`]); retry delays ([`backoff`]).
+//!
+//! Nothing here does I/O, reads a clock or spawns a task: every function is a function of its
+//! arguments (time comes in as a value), so all of it is tested with plain values. Modules
+//! here import only from `core`; `tests/layout.rs` fails the build of the tests otherwise.
+
+pub mod backoff;
+pub mod detect;
+pub mod job;
+pub mod memory;
+pub mod pattern;
+pub mod plan;
+pub mod safety;
+pub mod sql;
+pub mod vocabulary;
+pub mod zone;

@@ -1,0 +1,228 @@
+//! The vocabulary jobwarden judges in: the classes of status words, what a rule measures,
+//! what it does and how loud it is; the shape of a jobs table (its columns and status words);
+//! the rules and the safety limits, resolved. `config` builds these from the file; the core
+//! reads them.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::sql::{Field, TableName};
+
+/// The class of a status word: what jobwarden makes of the table's own vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusClass {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// What a rule measures the age of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// Time since the heartbeat column moved (or since `created_at` before the first beat).
+    Heartbeat,
+    /// Time since the progress value last changed.
+    Progress,
+    /// Time since `created_at`.
+    Created,
+}
+
+/// What to do about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Alert,
+    Fail,
+    Requeue,
+}
+
+/// How loud a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// `[safety]`: the limits that keep a watchdog from failing every job at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Safety {
+    /// At most this many writes in one scan. Default 10.
+    pub max_actions_per_scan: usize,
+    /// When more than this fraction of active jobs would be written in one scan, write
+    /// nothing and raise one `mass_stall` finding. Default 0.5; 1.0 turns it off.
+    pub max_stuck_fraction: f64,
+    /// The fraction guard applies from this many active jobs up. Default 10.
+    pub min_active: usize,
+    /// No write for a finding younger than this, whatever the rules or `--older-than` say.
+    /// Default 1m.
+    pub min_age: Duration,
+    /// After the daemon starts, it only reports for this long. Default: one `interval`.
+    pub startup_grace: Duration,
+    /// The daemon writes only when a finding held, with the row unchanged, on this many
+    /// consecutive scans. Default 2.
+    pub confirm_scans: u32,
+}
+
+/// `[jobs]`: the table and what its columns mean.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    pub table: TableName,
+    pub id: Field,
+    pub status: Field,
+    pub created_at: Field,
+    pub heartbeat_at: Option<Field>,
+    /// When the row entered its current status (`status_since`), when the table records it.
+    pub status_since: Option<Field>,
+    pub progress: Option<Field>,
+    pub finished_at: Option<Field>,
+    pub error: Option<Field>,
+    pub parent_id: Option<Field>,
+    pub phase: Option<Field>,
+    pub pid: Option<Field>,
+    pub host: Option<Field>,
+    /// A counter `requeue` bumps; once it reaches `max_attempts`, `requeue` fails instead.
+    pub attempts: Option<Field>,
+    /// Default 3.
+    pub max_attempts: u32,
+    pub where_sql: Option<String>,
+    pub statuses: Statuses,
+}
+
+/// `[jobs.statuses]`: the table's own words per class.
+#[derive(Debug, Clone, Default)]
+pub struct Statuses {
+    pub pending: Vec<String>,
+    pub running: Vec<String>,
+    pub succeeded: Vec<String>,
+    pub failed: Vec<String>,
+    pub cancelled: Vec<String>,
+}
+
+/// One `[[rules]]` entry with its `after` resolved for the environment in use.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub statuses: Vec<String>,
+    pub signal: Signal,
+    pub after: Duration,
+    pub phases: Option<Vec<String>>,
+    pub action: Action,
+    pub severity: Severity,
+}
+
+impl StatusClass {
+    pub const ALL: [StatusClass; 5] = [
+        StatusClass::Pending,
+        StatusClass::Running,
+        StatusClass::Succeeded,
+        StatusClass::Failed,
+        StatusClass::Cancelled,
+    ];
+
+    /// Pending and running jobs are the ones a scan watches.
+    pub fn is_active(self) -> bool {
+        matches!(self, StatusClass::Pending | StatusClass::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Pending => "pending",
+            StatusClass::Running => "running",
+            StatusClass::Succeeded => "succeeded",
+            StatusClass::Failed => "failed",
+            StatusClass::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Jobs {
+    /// A `jobs` table with the default column names and these statuses, and nothing optional.
+    pub fn with_statuses(statuses: Statuses) -> Jobs {
+        let plain = |c: &str| Field {
+            column: c.to_string(),
+            path: vec![],
+        };
+        Jobs {
+            table: TableName {
+                schema: None,
+                name: "jobs".into(),
+            },
+            id: plain("id"),
+            status: plain("status"),
+            created_at: plain("created_at"),
+            heartbeat_at: None,
+            status_since: None,
+            progress: None,
+            finished_at: None,
+            error: None,
+            parent_id: None,
+            phase: None,
+            pid: None,
+            host: None,
+            attempts: None,
+            max_attempts: 3,
+            where_sql: None,
+            statuses,
+        }
+    }
+}
+
+impl Statuses {
+    /// The words of one class.
+    pub fn words(&self, class: StatusClass) -> &[String] {
+        match class {
+            StatusClass::Pending => &self.pending,
+            StatusClass::Running => &self.running,
+            StatusClass::Succeeded => &self.succeeded,
+            StatusClass::Failed => &self.failed,
+            StatusClass::Cancelled => &self.cancelled,
+        }
+    }
+
+    /// The class of a word, if the config lists it.
+    pub fn class_of(&self, word: &str) -> Option<StatusClass> {
+        StatusClass::ALL
+            .into_iter()
+            .find(|&c| self.words(c).iter().any(|w| w == word))
+    }
+
+    /// Every word of the pending and running classes.
+    pub fn active(&self) -> impl Iterator<Item = &str> {
+        self.pending.iter().chain(&self.running).map(String::as_str)
+    }
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Heartbeat => "heartbeat",
+            Signal::Progress => "progress",
+            Signal::Created => "created",
+        }
+    }
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Fail => "fail",
+            Action::Requeue => "requeue",
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! `jobwarden run`, the long-running sidecar: the scan loop and its shared state ([`run`]),
+//! the HTTP routes ([`http`]) on jobwarden's own listener ([`server`]), and the Prometheus
+//! metrics ([`metrics`]).
+//!
+//! The daemon is the outermost layer: it may import from every other one, and nothing but
+//! `main.rs` imports from it.
+
+pub mod http;
+pub mod metrics;
+mod run;
+pub mod server;
+
+pub use run::{run, DaemonError, Options, RecoverRequest, Reloader, Shared};
