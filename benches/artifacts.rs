@@ -542,7 +542,7 @@ async fn create_and_wait(
         while started.elapsed() < timeout {
             let seen = try_lock(&shared).is_some_and(|index| {
                 index
-                    .files_of(&id, artifacts::host_now())
+                    .files_of(&id, jobwarden::adapters::clock::Clock::System.now())
                     .iter()
                     .any(|f| f.path == rel)
             });

@@ -202,8 +202,25 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
         dry_run,
         reload: Box::new(move || config::load(&path, environment.as_deref(), &config::env_lookup)),
         notifier: Notifier::from_env(),
+        clock: jobwarden::adapters::clock::Clock::System,
     };
-    match daemon::run(config, Registry::new(), options, reload_rx, shutdown).await {
+    let listener = match daemon::bind(&config).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("jobwarden: error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    match daemon::run(
+        config,
+        Registry::new(),
+        listener,
+        options,
+        reload_rx,
+        shutdown,
+    )
+    .await
+    {
         Ok(()) => Ok(commands::EXIT_OK),
         Err(e) => {
             eprintln!("jobwarden: error: {e}");

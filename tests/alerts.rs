@@ -76,7 +76,7 @@ async fn one_firing_and_one_resolved_per_finding() {
         hook.url("/hook"),
         slack.url("/slack")
     );
-    let daemon = Daemon::start(&config(&db, free_port(), &state, &sinks), &[]);
+    let daemon = Daemon::start(&config(&db, 0, &state, &sinks), &[]);
     wait_for("two firing alerts", SCANS, || async {
         (hook.accepted("firing").len() == 2).then_some(())
     })
@@ -169,10 +169,7 @@ async fn a_receiver_answering_500_three_times_gets_the_alert_once() {
         "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n",
         hook.url("/")
     );
-    let daemon = Daemon::start(
-        &config(&db, free_port(), &db.dir().join("state"), &sinks),
-        &[],
-    );
+    let daemon = Daemon::start(&config(&db, 0, &db.dir().join("state"), &sinks), &[]);
     wait_for("the alert accepted", Duration::from_secs(30), || async {
         (hook.accepted("firing").len() == 1).then_some(())
     })
@@ -204,10 +201,7 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_returns() {
     table(&db, 3).await;
     let port = free_port();
     let sinks = format!("[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n");
-    let daemon = Daemon::start(
-        &config(&db, free_port(), &db.dir().join("state"), &sinks),
-        &[],
-    );
+    let daemon = Daemon::start(&config(&db, 0, &db.dir().join("state"), &sinks), &[]);
     wait_for("failed deliveries", SCANS, || async {
         get(&daemon.url("/metrics"))
             .await
@@ -256,7 +250,7 @@ async fn a_restart_between_firing_and_resolved() {
         "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n",
         hook.url("/")
     );
-    let cfg = config(&db, free_port(), &state, &sinks);
+    let cfg = config(&db, 0, &state, &sinks);
     let first = Daemon::start(&cfg, &[]);
     wait_for("firing", SCANS, || async {
         (hook.accepted("firing").len() == 1).then_some(())
@@ -296,7 +290,7 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
         "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n",
         hook.url("/")
     );
-    let daemon = Daemon::start(&config(&db, free_port(), &state, &sinks), &[]);
+    let daemon = Daemon::start(&config(&db, 0, &state, &sinks), &[]);
     wait_for("firing", SCANS, || async {
         (hook.accepted("firing").len() == 1).then_some(())
     })
@@ -322,10 +316,7 @@ async fn many_new_findings_go_out_as_one_digest_and_resolve_as_one() {
         "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n",
         hook.url("/")
     );
-    let daemon = Daemon::start(
-        &config(&db, free_port(), &db.dir().join("state"), &sinks),
-        &[],
-    );
+    let daemon = Daemon::start(&config(&db, 0, &db.dir().join("state"), &sinks), &[]);
     wait_for("the digest", SCANS, || async {
         (!hook.got().is_empty()).then_some(())
     })
@@ -358,7 +349,7 @@ async fn alert_test_reports_each_answer() {
         ok.url("/"),
         refusing.url("/")
     );
-    let cfg = config(&db, free_port(), &db.dir().join("state"), &sinks);
+    let cfg = config(&db, 0, &db.dir().join("state"), &sinks);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
             .args(["alert", "test", "--config", cfg.to_str().unwrap()])
@@ -409,10 +400,7 @@ async fn a_real_alertmanager_holds_the_alert_while_it_fires() {
     })
     .await;
     let sinks = format!("[[alerts]]\nkind = \"alertmanager\"\nurl = \"{am}\"\n");
-    let daemon = Daemon::start(
-        &config(&db, free_port(), &db.dir().join("state"), &sinks),
-        &[],
-    );
+    let daemon = Daemon::start(&config(&db, 0, &db.dir().join("state"), &sinks), &[]);
     let alerts = wait_for("the alert in alertmanager", SCANS, || async {
         let (_, body) = get(&format!("{am}/api/v2/alerts")).await?;
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;

@@ -8,9 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{
-    free_port, get, jobwarden_json, metric, wait_for, Backend, Daemon, TestConfig, TestDb,
-};
+use common::{get, jobwarden_json, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -57,7 +55,7 @@ async fn daemon_config(db: &TestDb, root: &Path, watch: &str) -> (PathBuf, u16) 
         db.ago(60.0)
     ))
     .await;
-    let port = free_port();
+    let port = 0;
     let path = TestConfig::new(&db.url)
         .top(r#"interval = "200ms""#)
         .section(&format!(

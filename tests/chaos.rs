@@ -453,7 +453,7 @@ async fn a_thousand_jobs_through_restarts_outages_and_a_refusing_receiver() {
     std::fs::create_dir_all(&state).unwrap();
     let _state_fs = Tmpfs::mount(&state);
     let hook_port = free_port(); // nothing listens here for the first minute
-    let text = config_text(&url, free_port(), hook_port, &reports, &state);
+    let text = config_text(&url, 0, hook_port, &reports, &state);
     // One file per daemon, so each keeps its own log (`jwN.log`).
     let configs: Vec<PathBuf> = (1..=3)
         .map(|n| {

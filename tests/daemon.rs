@@ -51,21 +51,20 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// A fresh SQLite `jobs` table, and a dry-run config for it on a free port.
-async fn dry_run_setup() -> (TestDb, PathBuf, u16) {
+/// A fresh SQLite `jobs` table, and a dry-run config for it (the daemon picks its port).
+async fn dry_run_setup() -> (TestDb, PathBuf) {
     let db = TestDb::new(Backend::Sqlite).await;
     jobs_table(&db).await;
-    let port = free_port();
-    let text = config_text(&db.url, port, "dry_run = true");
+    let text = config_text(&db.url, 0, "dry_run = true");
     let config = write(db.dir(), "jw.toml", &text);
-    (db, config, port)
+    (db, config)
 }
 
 #[tokio::test]
 async fn daemon_scans_acts_serves_and_stops_cleanly() {
     let db = TestDb::new(Backend::Sqlite).await;
     jobs_table(&db).await;
-    let port = free_port();
+    let port = 0;
     let config = write(db.dir(), "jw.toml", &config_text(&db.url, port, ""));
     let daemon = Daemon::start(&config, &[]);
 
@@ -149,7 +148,7 @@ async fn daemon_scans_acts_serves_and_stops_cleanly() {
 async fn recover_endpoint_checks_token_type_body_and_size() {
     let db = TestDb::new(Backend::Sqlite).await;
     jobs_table(&db).await;
-    let port = free_port();
+    let port = 0;
     let text = config_text(&db.url, port, "dry_run = true")
         .replace("[http]\n", "[http]\ntoken = \"${JW_TEST_TOKEN}\"\n");
     let config = write(db.dir(), "jw.toml", &text);
@@ -268,7 +267,7 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
 
 #[tokio::test]
 async fn notify_protocol_reload_and_stop() {
-    let (db, config, port) = dry_run_setup().await;
+    let (db, config) = dry_run_setup().await;
     let socket_path = db.dir().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
     socket
@@ -322,7 +321,7 @@ async fn notify_protocol_reload_and_stop() {
     // A good one takes effect.
     std::fs::write(
         &config,
-        config_text(&db.url, port, "dry_run = true").replace("\"30m\"", "\"3h\""),
+        config_text(&db.url, 0, "dry_run = true").replace("\"30m\"", "\"3h\""),
     )
     .expect("write");
     daemon.signal(libc::SIGHUP);
@@ -340,7 +339,7 @@ async fn notify_protocol_reload_and_stop() {
 
 #[tokio::test]
 async fn promtool_accepts_the_metrics() {
-    let (_db, config, _) = dry_run_setup().await;
+    let (_db, config) = dry_run_setup().await;
     let daemon = Daemon::start(&config, &[]);
     let metrics = wait_for("a scan", Duration::from_secs(10), || async {
         get(&daemon.url("/metrics"))
@@ -387,14 +386,15 @@ async fn promtool_accepts_the_metrics() {
 
 #[tokio::test]
 async fn a_real_prometheus_scrapes_the_daemon() {
-    let (db, config, port) = dry_run_setup().await;
+    let (db, config) = dry_run_setup().await;
     let daemon = Daemon::start(&config, &[]);
     let prom_port = free_port();
     let prom_config = write(
         db.dir(),
         "prometheus.yml",
         &format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: jobwarden\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: jobwarden\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            daemon.port
         ),
     );
     let mut prometheus = Command::new(common::tool("prometheus"))
@@ -432,7 +432,7 @@ async fn a_real_prometheus_scrapes_the_daemon() {
 async fn survives_postgres_down_at_start_and_restarted_under_it() {
     let pg = common::PrivatePostgres::init();
     let url = pg.url();
-    let port = free_port();
+    let port = 0;
     let dir = tempfile::tempdir().expect("dir");
     let config = write(
         dir.path(),
@@ -506,7 +506,7 @@ async fn a_newline_in_a_job_id_cannot_forge_a_log_line() {
         db.ago(45.0)
     ))
     .await;
-    let port = free_port();
+    let port = 0;
     let config = write(
         db.dir(),
         "jw.toml",
@@ -530,7 +530,7 @@ async fn a_newline_in_a_job_id_cannot_forge_a_log_line() {
 /// `localhost` and `[http] allowed_hosts` are answered.
 #[tokio::test]
 async fn a_rebinding_host_is_answered_421() {
-    let (db, _, port) = dry_run_setup().await;
+    let (db, _) = dry_run_setup().await;
     let text = std::fs::read_to_string(db.dir().join("jw.toml"))
         .unwrap()
         .replace("[http]\n", "[http]\nallowed_hosts = [\"jobs.internal\"]\n");
@@ -562,6 +562,5 @@ async fn a_rebinding_host_is_answered_421() {
                 .contains("allowed_hosts"));
         }
     }
-    let _ = port;
     assert_eq!(daemon.stop().await, 0);
 }

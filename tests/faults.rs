@@ -82,7 +82,7 @@ fn config(db: &TestDb, state: &Path, extra: &str) -> PathBuf {
 fn daemon_config(db: &TestDb, state: &Path, extra: &str, sections: &str) -> PathBuf {
     let path = config(db, state, extra);
     let text = std::fs::read_to_string(&path).unwrap();
-    let port = common::free_port();
+    let port = 0;
     std::fs::write(
         &path,
         format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n{sections}\n"),
@@ -532,7 +532,7 @@ fn a_fifo_or_a_device_is_not_a_config() {
 async fn a_reload_that_cannot_scan_keeps_the_old_config() {
     let db = TestDb::new(Backend::Sqlite).await;
     stalled_jobs(&db, 1).await;
-    let port = common::free_port();
+    let port = 0;
     let good = TestConfig::new(db.jobwarden_url())
         .top("interval = \"300ms\"\ndry_run = true")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
@@ -577,7 +577,7 @@ async fn a_reload_that_cannot_scan_keeps_the_old_config() {
 async fn a_held_sqlite_lock_makes_the_daemon_unready() {
     let db = TestDb::new(Backend::Sqlite).await;
     stalled_jobs(&db, 10).await;
-    let port = common::free_port();
+    let port = 0;
     let config = TestConfig::new(db.jobwarden_url())
         .top("interval = \"300ms\"")
         .database("query_timeout = \"1s\"")

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
+use common::{metric, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 /// Idle sockets the attacker holds in each wave: more than the daemon's open-file limit.
 const IDLE_SOCKETS: usize = 1_500;
@@ -64,7 +64,7 @@ async fn idle_connections_leave_health_metrics_scans_and_writes_alone() {
     raise_own_limit();
     let db = TestDb::new(Backend::Postgres).await;
     db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, completed_at TIMESTAMPTZ, error TEXT)").await;
-    let port = free_port();
+    let port = 0;
     let state = db.dir().join("state");
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"")
@@ -234,15 +234,15 @@ async fn a_tls_listener_serves_https_and_rereads_its_certificate_on_sighup() {
     )
     .await;
     let first = certificate(db.dir());
-    let port = free_port();
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"")
         .heartbeat_rule("hb", "30m", "")
-        .section(&format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"s3cret\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\""
-        ))
+        .section(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
+        )
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
+    let port = daemon.port;
     let https = |path: &str| format!("https://localhost:{port}{path}");
     let old = trusting(&first);
     let (code, body) = wait_for("https /healthz", Duration::from_secs(10), || async {

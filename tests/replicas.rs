@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{free_port, get, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
+use common::{get, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 fn config(db: &TestDb, n: usize) -> (PathBuf, PathBuf) {
     let state = db.dir().join(format!("state-{n}"));
@@ -20,7 +20,7 @@ fn config(db: &TestDb, n: usize) -> (PathBuf, PathBuf) {
         .heartbeat_rule("hb", "30m", r#"action = "fail""#)
         .section("[safety]\nstartup_grace = \"0s\"")
         .state(&state)
-        .http(free_port())
+        .http(0)
         .write(db.dir().join(format!("jw-{n}.toml")));
     (path, state)
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{free_port, jobwarden_json, wait_for, Backend, Daemon, TestConfig, TestDb};
+use common::{jobwarden_json, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 fn config(db: &TestDb, safety: &str, extra: &str) -> PathBuf {
     TestConfig::new(&db.url)
@@ -168,7 +168,7 @@ async fn the_cap_only_and_exclude() {
 async fn the_daemon_confirms_over_two_scans_and_audits_once() {
     let db = TestDb::new(Backend::Sqlite).await;
     jobs(&db, 1, 1).await;
-    let port = free_port();
+    let port = 0;
     let cfg = config(
         &db,
         "confirm_scans = 2\nstartup_grace = \"0s\"",
@@ -257,7 +257,7 @@ async fn a_mass_stall_in_the_daemon_fires_one_alert_and_writes_nothing() {
     let db = TestDb::new(Backend::Sqlite).await;
     jobs(&db, 12, 3).await;
     let hook = common::Receiver::start(0, &[]).await;
-    let port = free_port();
+    let port = 0;
     let cfg = config(&db, "startup_grace = \"0s\"", "interval = \"200ms\"");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(

@@ -438,7 +438,7 @@ async fn daemon_follows_the_zone(backend: Backend, pg_zone: &str, my_zone: &str)
         _ => None,
     };
     naive_jobs(&db, pg_zone, Writer::Database).await;
-    let port = common::free_port();
+    let port = 0;
     let config = naive_config(
         &db,
         Some("database"),
@@ -567,7 +567,7 @@ per_backend!(
 );
 
 async fn requeue_in_the_daemon(backend: Backend) {
-    let port = common::free_port();
+    let port = 0;
     let (db, config) = requeue_setup(backend, "interval = \"1s\"").await;
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(

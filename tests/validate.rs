@@ -331,7 +331,7 @@ async fn the_daemon_tells_a_bad_query_from_an_outage() {
     db.exec("CREATE TYPE run_status AS ENUM ('PENDING', 'running', 'COMPLETED', 'FAILED')")
         .await;
     jobs_table(&db, "run_status").await;
-    let port = common::free_port();
+    let port = 0;
     let config = TestConfig::new(db.jobwarden_url())
         .top("interval = \"500ms\"")
         .statuses("pending = [\"PENDING\"]\nrunning = [\"processing\"]\nfailed = [\"FAILED\"]")

@@ -104,11 +104,6 @@ fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// This host's clock, Unix seconds.
-pub fn host_now() -> f64 {
-    unix(SystemTime::now())
-}
-
 impl Index {
     /// An empty index for a root; call [`Index::reconcile`] to fill it.
     pub fn new(spec: &Artifacts) -> Index {
@@ -597,6 +592,7 @@ async fn keep_current(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::clock::Clock;
 
     fn spec(root: &Path) -> Artifacts {
         Artifacts {
@@ -667,7 +663,7 @@ mod tests {
             ["1", "2"]
         );
         assert_eq!(index.skipped.get(&Skip::Symlink), Some(&1));
-        let files = index.files_of("1", host_now());
+        let files = index.files_of("1", Clock::System.now());
         assert_eq!(files.len(), 2);
         assert!(files
             .iter()
@@ -695,14 +691,21 @@ mod tests {
         std::fs::write(root.join("1/report.pdf"), b"pdf, longer").unwrap();
         index.refresh(&root.join("1/report.pdf"));
         index.refresh(&root.join("1"));
-        let files = index.files_of("1", host_now());
+        let files = index.files_of("1", Clock::System.now());
         assert_eq!(
             files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
             ["1/data.csv", "1/report.pdf"]
         );
         assert_eq!(files[1].size, 11);
         assert_eq!(index.len(), 2);
-        assert_eq!(index.states(host_now()).iter().map(|s| s.1).sum::<u64>(), 2);
+        assert_eq!(
+            index
+                .states(Clock::System.now())
+                .iter()
+                .map(|s| s.1)
+                .sum::<u64>(),
+            2
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The adapters: thin I/O around the core. The database ([`store`]), the artifact folders
 //! ([`artifacts`]), alert receivers ([`alerts`]), the leader lock ([`leader`]), the local
 //! process table ([`process`]), the audit trail ([`audit`]), the state directory's files
-//! ([`state`]), systemd's notify socket ([`notify`]) and the listener's certificate ([`tls`]).
+//! ([`state`]), systemd's notify socket ([`notify`]), the listener's certificate ([`tls`]) and wall-clock
+//! time ([`clock`]).
 //!
 //! An adapter turns the outside world into the core's values and back; it decides nothing the
 //! core could decide. Modules here may import from `core`, `config` and other adapters, never
@@ -10,6 +11,7 @@
 pub mod alerts;
 pub mod artifacts;
 pub mod audit;
+pub mod clock;
 pub mod leader;
 pub mod notify;
 pub mod process;

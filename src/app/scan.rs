@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::adapters::artifacts::{self, Mode};
+use crate::adapters::clock::Clock;
 use crate::adapters::process;
 use crate::adapters::state as memory;
 use crate::adapters::store::Snapshot;
@@ -60,6 +61,8 @@ pub struct Scanner {
     known: HashMap<String, Option<String>>,
     /// Artifact ids already reported as impossible for the id column's type.
     bad_ids: HashSet<String>,
+    /// File ages are measured on it (the same clock as the files' mtimes).
+    clock: Clock,
 }
 
 impl Scanner {
@@ -85,7 +88,14 @@ impl Scanner {
             artifacts: Vec::new(),
             known: HashMap::new(),
             bad_ids: HashSet::new(),
+            clock: Clock::System,
         }
+    }
+
+    /// Reads file ages on `clock` (the daemon's).
+    pub fn with_clock(mut self, clock: Clock) -> Scanner {
+        self.clock = clock;
+        self
     }
 
     /// Adds the report folders' indexes.
@@ -204,7 +214,7 @@ impl Scanner {
             Some(w) => self.store.recent_succeeded(w, snapshot.now).await?,
             None => Vec::new(),
         };
-        let host_now = artifacts::host_now();
+        let host_now = self.clock.now();
         let mut views = Vec::with_capacity(self.artifacts.len());
         let mut warnings = Vec::new();
         for shared in &self.artifacts {

@@ -10,4 +10,4 @@ pub mod metrics;
 mod run;
 pub mod server;
 
-pub use run::{run, DaemonError, Options, RecoverRequest, Reloader, Shared};
+pub use run::{bind, run, DaemonError, Options, RecoverRequest, Reloader, Shared};

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +24,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::adapters::alerts::Alerter;
 use crate::adapters::artifacts;
+use crate::adapters::clock::Clock;
 use crate::adapters::leader::Leadership;
 use crate::adapters::notify::{self, Notifier};
 use crate::adapters::store::{Store, StoreError};
@@ -82,6 +83,9 @@ pub struct Options {
     /// Reads the config again on SIGHUP.
     pub reload: Reloader,
     pub notifier: Notifier,
+    /// Wall-clock time for alerts, file ages and the last-success metric
+    /// ([`Clock::following_tokio`] in tests on paused time).
+    pub clock: Clock,
 }
 
 /// A `POST /api/v1/recover`, handled by the loop between scans.
@@ -178,21 +182,29 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// Runs the daemon until `shutdown` completes. `reloads` yields one item per SIGHUP.
+/// Binds the config's listen address (port 0: the system picks one; the start line and
+/// [`tokio::net::TcpListener::local_addr`] say which).
+pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: config.http.listen.to_string(),
+            source,
+        })
+}
+
+/// Runs the daemon on a bound `listener` until `shutdown` completes. `reloads` yields one
+/// item per SIGHUP.
 pub async fn run(
     config: Config,
     registry: Registry,
+    listener: tokio::net::TcpListener,
     options: Options,
     mut reloads: mpsc::Receiver<()>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let metrics = Metrics::new(registry)?;
     let tls = load_tls(&config)?;
-    let listener = tokio::net::TcpListener::bind(&config.http.listen)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            addr: config.http.listen.to_string(),
-            source,
-        })?;
     let (recover_tx, mut recover_rx) = mpsc::channel(8);
     let shared = Arc::new(Shared {
         metrics,
@@ -242,8 +254,9 @@ pub async fn run(
         },
     ));
 
-    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics());
+    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics(), options.clock);
     let mut scan_loop = Loop {
+        clock: options.clock,
         leadership: Leadership::new(&config),
         alerter,
         started: Instant::now(),
@@ -333,6 +346,7 @@ pub async fn run(
 struct Loop {
     leadership: Leadership,
     alerter: Alerter,
+    clock: Clock,
     /// When the daemon started, for `startup_grace`.
     started: Instant,
     /// How long each write-worthy finding has held (`confirm_scans`).
@@ -376,13 +390,13 @@ impl Loop {
                 m.scans.inc();
                 m.scan_duration.observe(elapsed.as_secs_f64());
                 m.database_up.set(1);
-                m.last_scan_success.set(unix_now());
+                m.last_scan_success.set(self.clock.now());
                 *write(&self.shared.last_success) = Some(Instant::now());
                 m.observe_report(&report, &self.config.jobs.statuses);
                 if let Some(seconds) = report.artifact_seconds {
                     m.artifact_scan_duration.observe(seconds);
                 }
-                let host_now = artifacts::host_now();
+                let host_now = self.clock.now();
                 for (index, _) in &self.watched {
                     m.observe_artifacts(&artifacts::lock(index), host_now);
                 }
@@ -450,7 +464,7 @@ impl Loop {
                 Some(memory) => Scanner::with_memory(store, memory),
                 None => Scanner::for_config(store, &self.config),
             };
-            self.scanner = Some(scanner.with_artifacts(indexes));
+            self.scanner = Some(scanner.with_artifacts(indexes).with_clock(self.clock));
         }
         self.scanner.as_mut().ok_or(StoreError::Query {
             what: "connecting",
@@ -812,10 +826,4 @@ fn release_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

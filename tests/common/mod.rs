@@ -527,6 +527,22 @@ pub struct Daemon {
     log: PathBuf,
 }
 
+/// The port of a start line's `listen=127.0.0.1:PORT` (text) or `"listen":"127.0.0.1:PORT"`
+/// (JSON).
+fn listen_port(line: &str) -> Option<u16> {
+    let rest = line
+        .split_once("listen=")
+        .or_else(|| line.split_once("\"listen\":\""))?
+        .1;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',')
+        .collect();
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// A port nothing listens on (bound and released): only for a receiver that comes up later
+/// or a program that cannot report the port it bound. A jobwarden daemon binds port 0.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -547,13 +563,6 @@ impl Daemon {
     ) -> Daemon {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).expect("log file");
-        let port = std::fs::read_to_string(config)
-            .expect("config")
-            .split("listen = \"127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|p| p.parse().ok())
-            .expect("config has listen = 127.0.0.1:PORT");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobwarden"));
         cmd.args(["run", "--config", config.to_str().expect("utf-8")])
             .env("JOBWARDEN_LOG", "info")
@@ -565,7 +574,37 @@ impl Daemon {
         }
         adjust(&mut cmd);
         let child = cmd.spawn().expect("spawn jobwarden run");
-        Daemon { child, port, log }
+        let mut daemon = Daemon {
+            child,
+            port: 0,
+            log,
+        };
+        daemon.port = daemon.bound_port();
+        daemon
+    }
+
+    /// The port the daemon bound (the config says port 0: the system picks one, and the
+    /// daemon's start line says which), read from its log; 0 if it exited before listening.
+    fn bound_port(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if let Some(port) = log
+                .lines()
+                .filter(|l| l.contains("jobwarden started"))
+                .find_map(listen_port)
+            {
+                return port;
+            }
+            if self.child.try_wait().ok().flatten().is_some() {
+                return 0;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon did not start listening:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -783,7 +822,7 @@ impl TestConfig {
         self.section(&format!("[state]\ndir = \"{}\"", dir.display()))
     }
 
-    /// `[http] listen` on 127.0.0.1.
+    /// `[http] listen` on 127.0.0.1 (port 0: the daemon picks one, [`Daemon::port`] reads it).
     pub fn http(self, port: u16) -> TestConfig {
         self.section(&format!("[http]\nlisten = \"127.0.0.1:{port}\""))
     }

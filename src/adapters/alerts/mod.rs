@@ -20,10 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::adapters::clock::Clock;
 use crate::config::{AlertKind, AlertSink, Config};
 use crate::core::detect::Finding;
 use book::{Book, Due, Entry, State};
@@ -59,6 +60,8 @@ pub struct Alerter {
     receipts_rx: mpsc::UnboundedReceiver<Receipt>,
     client: reqwest::Client,
     metrics: delivery::SinkMetrics,
+    /// The alerts' timestamps.
+    clock: Clock,
     /// Receipts recorded in the book since the last save.
     dirty: bool,
     /// When the book was last saved.
@@ -69,15 +72,9 @@ pub struct Alerter {
 /// thousands of deliveries costs a few saves, not one each.
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 impl Alerter {
     /// Loads the book from the state directory and starts a task per sink.
-    pub fn start(config: &Config, metrics: &SinkMetrics) -> Alerter {
+    pub fn start(config: &Config, metrics: &SinkMetrics, clock: Clock) -> Alerter {
         let path = config.state_dir.join(STATE_FILE);
         let book = load_book(&path);
         let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
@@ -96,6 +93,7 @@ impl Alerter {
             receipts_rx,
             client,
             metrics: metrics.clone(),
+            clock,
             dirty: false,
             saved_at: None,
         };
@@ -150,7 +148,7 @@ impl Alerter {
         if self.sinks.is_empty() {
             return;
         }
-        let now = unix_now();
+        let now = self.clock.now();
         self.book.observe(findings, active, now);
         self.dispatch(now);
         self.save();
@@ -162,7 +160,7 @@ impl Alerter {
         if self.sinks.is_empty() {
             return;
         }
-        let now = unix_now();
+        let now = self.clock.now();
         self.dispatch(now);
         let before = self.book.entries.len();
         let specs: Vec<AlertSink> = self.sinks.iter().map(|s| s.spec.clone()).collect();
@@ -180,7 +178,7 @@ impl Alerter {
 
     /// Records a receipt in the book; saved at most every [`SAVE_EVERY`] (see [`Alerter::flush`]).
     pub fn receipt(&mut self, receipt: Receipt) {
-        let now = unix_now();
+        let now = self.clock.now();
         for (key, state) in &receipt.about {
             self.in_flight
                 .remove(&(receipt.sink.clone(), key.clone(), *state));
@@ -436,7 +434,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
     }
     let ctx = context(config);
     let client = reqwest::Client::new();
-    let now = unix_now();
+    let now = Clock::System.now();
     let mut sample = Entry {
         kind: "stalled".into(),
         rule: "jobwarden-test".into(),
@@ -457,7 +455,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
     for state in [State::Firing, State::Resolved] {
         if state == State::Resolved {
             sample.resolved = Some(book::Resolution {
-                at: unix_now(),
+                at: Clock::System.now(),
                 reason: "this was a test".into(),
             });
         }
