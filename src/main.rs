@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use jobwarden::adapters::notify::Notifier;
-use jobwarden::app::commands::{self, Error, RecoverOptions};
+use jobwarden::app::commands::{self, Error, RecoverOptions, Strictness};
 use jobwarden::{app::demo, config, daemon};
 use prometheus::Registry;
 
@@ -144,14 +144,21 @@ fn main() -> ExitCode {
 
 async fn execute(cli: &Cli) -> Result<u8, Error> {
     let mut stdout = std::io::stdout().lock();
+    let format = if cli.json {
+        commands::Format::Json
+    } else {
+        commands::Format::Human
+    };
     if let Command::Demo = cli.command {
-        return demo::demo(cli.json, &mut stdout).await;
+        return demo::demo(format, &mut stdout).await;
     }
     let config = config::load(&cli.config, cli.environment.as_deref(), &config::env_lookup)?;
     match &cli.command {
         Command::Run { dry_run } => run(cli, config, *dry_run).await,
-        Command::Check { strict } => commands::check(&config, *strict, cli.json, &mut stdout).await,
-        Command::Audit { last } => commands::audit(&config, *last, cli.json, &mut stdout),
+        Command::Check { strict } => {
+            commands::check(&config, Strictness::from_flag(*strict), format, &mut stdout).await
+        }
+        Command::Audit { last } => commands::audit(&config, *last, format, &mut stdout),
         Command::Recover {
             dry_run,
             older_than,
@@ -166,10 +173,10 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
                 only: only.clone(),
                 exclude: exclude.clone(),
             };
-            commands::recover(&config, options, cli.json, &mut stdout).await
+            commands::recover(&config, options, format, &mut stdout).await
         }
         Command::Validate { connect } => {
-            commands::validate(&config, *connect, cli.json, &mut stdout).await
+            commands::validate(&config, *connect, format, &mut stdout).await
         }
         Command::Alert {
             command: AlertCommand::Test,

@@ -80,6 +80,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, get, metric, Daemon, PrivatePostgres, Receiver, TestConfig};
+use jobwarden::core::detect::FindingKey;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
@@ -327,9 +328,17 @@ async fn daemon_metric(daemon: &Daemon, name: &str) -> Option<f64> {
         .and_then(|(_, text)| metric(&text, name))
 }
 
+/// The finding's key, as jobwarden writes it.
 fn key_of(finding: &serde_json::Value) -> String {
     let s = |k: &str| finding[k].as_str().unwrap_or("?").to_string();
-    format!("{}/{}/{}", s("kind"), s("rule"), s("job_id"))
+    let kind = serde_json::from_value(finding["kind"].clone())
+        .unwrap_or_else(|e| panic!("a finding's kind: {e}: {finding}"));
+    FindingKey {
+        kind,
+        rule: s("rule"),
+        job_id: s("job_id"),
+    }
+    .to_string()
 }
 
 /// Accepted firings and resolutions per alert key, a digest counting once per finding in it,

@@ -9,6 +9,7 @@ use crate::adapters::store::Store;
 use crate::config::Action;
 use crate::core::detect::{Finding, Outcome};
 pub use crate::core::plan::{plan, Planned, Write};
+use crate::core::safety::HeldBack;
 
 /// What [`apply`] did, for the caller to print.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +53,7 @@ pub struct Trail<'a> {
 pub struct Applying {
     pub applied: Vec<Applied>,
     /// Not written: the audit trail could not take its intent, or jobwarden is stopping.
-    pub held: Vec<(Planned, String)>,
+    pub held: Vec<(Planned, HeldBack)>,
     /// The last failure to write the audit trail, if any.
     pub audit_error: Option<String>,
     /// The keys of this scan's dry-run writes.
@@ -86,8 +87,7 @@ pub async fn apply(
     let mut dry_entries = Vec::new();
     for p in planned {
         if trail.stop.is_some_and(Stop::is_set) {
-            out.held
-                .push((p, "jobwarden is stopping: not written".to_string()));
+            out.held.push((p, HeldBack::Stopping));
             continue;
         }
         let mut entry = crate::adapters::audit::entry(&p.write, &findings[p.findings[0]], audit);
@@ -104,12 +104,12 @@ pub async fn apply(
                 ..entry.clone()
             };
             if let Err(e) = crate::adapters::audit::append(trail.state_dir, &[intent]) {
-                let why = format!("audit trail not writable: {e}");
+                let why = HeldBack::AuditUnwritable(e.to_string());
                 tracing::error!(
                     job_id = %p.write.job_id, path = %crate::adapters::audit::path(trail.state_dir).display(),
                     "not written, since its record cannot be kept: {why}"
                 );
-                out.audit_error = Some(why.clone());
+                out.audit_error = Some(why.to_string());
                 out.held.push((p, why));
                 continue;
             }
@@ -263,7 +263,7 @@ pub struct Execute<'a> {
 pub struct Executed {
     pub applied: Vec<Applied>,
     /// Writes held back, with why.
-    pub limited: Vec<(Write, String)>,
+    pub limited: Vec<(Write, HeldBack)>,
     /// The last failure to write the audit trail in this scan.
     pub audit_error: Option<String>,
     /// Writes not started because jobwarden was stopping.
@@ -346,7 +346,7 @@ pub async fn execute(
     let interrupted = applying
         .held
         .iter()
-        .filter(|(_, why)| why.starts_with("jobwarden is stopping"))
+        .filter(|(_, why)| *why == HeldBack::Stopping)
         .count();
     Executed {
         applied: applying.applied,

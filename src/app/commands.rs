@@ -2,6 +2,8 @@
 //! spec gives it, or an [`Error`] that knows its own.
 
 use std::io::Write;
+
+pub use crate::app::report::Format;
 use std::time::Duration;
 
 use crate::adapters::artifacts;
@@ -80,13 +82,16 @@ fn exit_for(report: &Report) -> u8 {
 }
 
 /// Walks every artifact root once. A root that does not exist is a warning, or with
-/// `strict` an error (exit 3).
-pub fn artifact_indexes(config: &Config, strict: bool) -> Result<Vec<artifacts::Shared>, Error> {
+/// `Strict` an error (exit 3).
+pub fn artifact_indexes(
+    config: &Config,
+    strictness: Strictness,
+) -> Result<Vec<artifacts::Shared>, Error> {
     let mut out = Vec::new();
     for spec in &config.artifacts {
         let mut index = artifacts::Index::new(spec);
         index.reconcile();
-        if strict && !index.root_present {
+        if strictness == Strictness::Strict && !index.root_present {
             return Err(Error::Artifacts(format!(
                 "artifact root {} ({}) does not exist",
                 spec.root.display(),
@@ -98,21 +103,38 @@ pub fn artifact_indexes(config: &Config, strict: bool) -> Result<Vec<artifacts::
     Ok(out)
 }
 
-/// `check`: one read-only scan, printed. `strict`: a missing artifact root is an error.
+/// `check --strict`: whether a missing artifact root is an error (exit 3) or a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    Lenient,
+    Strict,
+}
+
+impl Strictness {
+    pub fn from_flag(strict: bool) -> Strictness {
+        if strict {
+            Strictness::Strict
+        } else {
+            Strictness::Lenient
+        }
+    }
+}
+
+/// `check`: one read-only scan, printed.
 pub async fn check(
     config: &Config,
-    strict: bool,
-    json: bool,
+    strictness: Strictness,
+    format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let indexes = artifact_indexes(config, strict)?;
+    let indexes = artifact_indexes(config, strictness)?;
     let mut scanner =
         Scanner::for_config(Store::connect(config).await?, config).with_artifacts(indexes);
     let result = scanner.scan(config, None).await;
     scanner.store().close().await;
     let report = result?;
     scanner.save_memory(config);
-    if json {
+    if format == Format::Json {
         report::write_json(out, &report)?;
     } else {
         report::write_human(out, &report, false)?;
@@ -124,10 +146,10 @@ pub async fn check(
 pub async fn recover(
     config: &Config,
     options: RecoverOptions,
-    json: bool,
+    format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let indexes = artifact_indexes(config, false)?;
+    let indexes = artifact_indexes(config, Strictness::Lenient)?;
     // SIGTERM/SIGINT stop new writes at once; the one in flight finishes and is recorded.
     let stop = actions::Stop::default();
     let listener = stop_on_signals(stop.clone());
@@ -164,7 +186,7 @@ pub async fn recover(
     scanner.store().close().await;
     scanner.record(&executed);
     scanner.save_memory(config);
-    if json {
+    if format == Format::Json {
         report::write_json(out, &report)?;
     } else {
         report::write_human(out, &report, true)?;
@@ -211,10 +233,15 @@ fn stop_on_signals(stop: actions::Stop) -> tokio::task::JoinHandle<()> {
 }
 
 /// `audit`: the latest entries of the audit trail.
-pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> Result<u8, Error> {
+pub fn audit(
+    config: &Config,
+    last: usize,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
     let entries = crate::adapters::audit::last(&config.state_dir, last)?;
     for e in &entries {
-        if json {
+        if format == Format::Json {
             writeln!(
                 out,
                 "{}",
@@ -238,7 +265,7 @@ pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> R
             )?;
         }
     }
-    if entries.is_empty() && !json {
+    if entries.is_empty() && format == Format::Human {
         writeln!(
             out,
             "no entries in {}",
@@ -254,7 +281,7 @@ pub fn audit(config: &Config, last: usize, json: bool, out: &mut dyn Write) -> R
 pub async fn validate(
     config: &Config,
     connect: bool,
-    json: bool,
+    format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
     let mut warnings = Vec::new();
@@ -324,7 +351,7 @@ pub async fn validate(
     }
     let resolved = config::redacted_json(config);
     let valid = errors.is_empty();
-    if json {
+    if format == Format::Json {
         let object = serde_json::json!({
             "valid": valid, "config": resolved, "table": table, "warnings": warnings, "errors": errors,
         });

@@ -101,14 +101,14 @@ const fn row(id: i64, status: &'static str, created: Option<f64>, updated: Optio
 /// Makes the demo database and config under a new temporary folder, runs `check` on it, and
 /// leaves the files for the user. Returns `check`'s findings exit code as 0: the findings are
 /// the point of the demo.
-pub async fn demo(json: bool, out: &mut dyn Write) -> Result<u8, Error> {
+pub async fn demo(format: commands::Format, out: &mut dyn Write) -> Result<u8, Error> {
     let dir = tempfile::Builder::new()
         .prefix("jobwarden-demo-")
         .tempdir()?
         .keep();
     let config_path = build(&dir).await?;
     let config = config::load(&config_path, None, &config::env_lookup)?;
-    if !json {
+    if format == commands::Format::Human {
         writeln!(
             out,
             "jobwarden demo: a SQLite jobs table with a job in every state"
@@ -117,8 +117,8 @@ pub async fn demo(json: bool, out: &mut dyn Write) -> Result<u8, Error> {
         writeln!(out, "  reports:  {}", dir.join("reports").display())?;
         writeln!(out, "  config:   {}\n", config_path.display())?;
     }
-    commands::check(&config, false, json, out).await?;
-    if !json {
+    commands::check(&config, commands::Strictness::Lenient, format, out).await?;
+    if format == commands::Format::Human {
         writeln!(
             out,
             "\nNext: see what recover would write, and change nothing:"

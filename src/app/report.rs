@@ -1,5 +1,12 @@
 //! Printing a scan for people (an aligned table) and for scripts (`--json`).
 
+/// How a command prints its result: the human table, or one JSON object (`--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
 use std::io::{self, Write};
 
 use crate::app::actions::Applied;

@@ -892,14 +892,7 @@ fn resolve_safety(
             }
         };
     let Some(raw) = raw else {
-        return Ok(Safety {
-            max_actions_per_scan: 10,
-            max_stuck_fraction: 0.5,
-            min_active: 10,
-            min_age: Duration::from_secs(60),
-            startup_grace: interval,
-            confirm_scans: 2,
-        });
+        return Ok(Safety::defaults(interval));
     };
     let fraction = match &raw.max_stuck_fraction {
         Some(f) if !(0.0..=1.0).contains(f.get_ref()) => {
@@ -910,31 +903,39 @@ fn resolve_safety(
             ))
         }
         Some(f) => *f.get_ref(),
-        None => 0.5,
+        None => Safety::DEFAULT_MAX_STUCK_FRACTION,
     };
     Ok(Safety {
         max_actions_per_scan: count(
             &raw.max_actions_per_scan,
             "safety.max_actions_per_scan",
-            10,
+            Safety::DEFAULT_MAX_ACTIONS_PER_SCAN as i64,
             0,
         )? as usize,
         max_stuck_fraction: fraction,
-        min_active: count(&raw.min_active, "safety.min_active", 10, 0)? as usize,
+        min_active: count(
+            &raw.min_active,
+            "safety.min_active",
+            Safety::DEFAULT_MIN_ACTIVE as i64,
+            0,
+        )? as usize,
         min_age: match &raw.min_age {
             Some(t) => ctx.duration(t, "safety.min_age")?,
-            None => Duration::from_secs(60),
+            None => Safety::DEFAULT_MIN_AGE,
         },
         startup_grace: match &raw.startup_grace {
             Some(t) => ctx.duration(t, "safety.startup_grace")?,
             None => interval,
         },
-        confirm_scans: count(&raw.confirm_scans, "safety.confirm_scans", 2, 1)? as u32,
+        confirm_scans: count(
+            &raw.confirm_scans,
+            "safety.confirm_scans",
+            i64::from(Safety::DEFAULT_CONFIRM_SCANS),
+            1,
+        )? as u32,
     })
 }
 
-/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/jobwarden`, else
-/// `$HOME/.local/state/jobwarden`, else `.jobwarden-state` beside the config file.
 /// `[http]`: the address, the token, the Host names, TLS; and the rule that a token never
 /// crosses a network in the clear unless the operator says so.
 fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, Located> {
@@ -1009,6 +1010,8 @@ fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, Located> {
     })
 }
 
+/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/jobwarden`, else
+/// `$HOME/.local/state/jobwarden`, else `.jobwarden-state` beside the config file.
 fn default_state_dir(lookup: &dyn Fn(&str) -> Option<String>, base: &Path) -> PathBuf {
     let nonempty = |name: &str| lookup(name).filter(|v| !v.is_empty());
     if let Some(dir) = nonempty("STATE_DIRECTORY") {
@@ -1241,7 +1244,7 @@ fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
                 ))
             }
             Some(m) => *m.get_ref() as u32,
-            None => 3,
+            None => Jobs::DEFAULT_MAX_ATTEMPTS,
         },
         where_sql: match &raw.where_sql {
             Some(w) => {

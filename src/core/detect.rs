@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::job::{Guard, JobRow, Relative};
 use crate::core::memory::{Entered, Memory};
@@ -23,7 +23,7 @@ use crate::core::pattern::ArtifactFile;
 use crate::core::vocabulary::{Action, Rule, Severity, Signal, StatusClass, Statuses};
 
 /// What kind of problem a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Stalled,
@@ -52,6 +52,22 @@ impl Kind {
             Kind::MissingArtifact => "missing_artifact",
             Kind::MassStall => "mass_stall",
         }
+    }
+}
+
+/// A finding's identity from one scan to the next: its kind, rule and job id. Alerts,
+/// confirmations and the daemon's appear/clear log all key on it; its text form
+/// (`kind/rule/job_id`) names an alert in the alert book.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FindingKey {
+    pub kind: Kind,
+    pub rule: String,
+    pub job_id: String,
+}
+
+impl std::fmt::Display for FindingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.kind.as_str(), self.rule, self.job_id)
     }
 }
 
@@ -118,6 +134,17 @@ pub struct Finding {
     /// The job's progress value, for the human table.
     #[serde(skip)]
     pub progress: Option<String>,
+}
+
+impl Finding {
+    /// Its identity across scans.
+    pub fn key(&self) -> FindingKey {
+        FindingKey {
+            kind: self.kind,
+            rule: self.rule.clone(),
+            job_id: self.job_id.clone(),
+        }
+    }
 }
 
 /// A row the core could not judge, said once per row and field; or, without a job id,

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::core::detect::{Finding, Kind, Outcome};
+use crate::core::detect::{Finding, FindingKey, Kind, Outcome};
 use crate::core::job::Guard;
 use crate::core::plan::Planned;
 use crate::core::vocabulary::{Action, Safety, Severity};
@@ -33,12 +33,67 @@ pub struct Context<'a> {
     pub refusal: Option<&'a str>,
 }
 
+/// Why a planned write was not made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeldBack {
+    /// The zone of naive timestamps cannot be known: why (see `TimeInfo::refusal`).
+    TimeUnknown(String),
+    /// The daemon started less than `startup_grace` ago.
+    StartupGrace,
+    /// The finding is younger than `min_age` (seconds).
+    MinAge { age: u64, min_age: u64 },
+    /// A mass stall held every write back; the `mass_stall` finding's message.
+    MassStall(String),
+    /// `max_actions_per_scan` writes were made already.
+    PerScanCap(usize),
+    /// The daemon has seen the finding, row unchanged, on `seen` of `needed` scans.
+    Confirming { seen: u32, needed: u32 },
+    /// SIGTERM or SIGINT came before this write started.
+    Stopping,
+    /// Its audit record could not be written: the error.
+    AuditUnwritable(String),
+}
+
+impl HeldBack {
+    /// A bounded name, for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            HeldBack::TimeUnknown(_) => "time_unknown",
+            HeldBack::StartupGrace => "startup_grace",
+            HeldBack::MinAge { .. } => "min_age",
+            HeldBack::MassStall(_) => "mass_stall",
+            HeldBack::PerScanCap(_) => "per_scan_cap",
+            HeldBack::Confirming { .. } => "confirming",
+            HeldBack::Stopping => "stopping",
+            HeldBack::AuditUnwritable(_) => "audit_unwritable",
+        }
+    }
+}
+
+impl std::fmt::Display for HeldBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeldBack::TimeUnknown(why) | HeldBack::MassStall(why) => f.write_str(why),
+            HeldBack::StartupGrace => f.write_str("within the startup grace: reporting only"),
+            HeldBack::MinAge { age, min_age } => {
+                write!(f, "younger than min_age ({age}s < {min_age}s)")
+            }
+            HeldBack::PerScanCap(cap) => write!(f, "max_actions_per_scan ({cap}) reached"),
+            HeldBack::Confirming { seen, needed } => {
+                write!(f, "confirming: seen on {seen} of {needed} scans")
+            }
+            HeldBack::Stopping => f.write_str("jobwarden is stopping: not written"),
+            HeldBack::AuditUnwritable(e) => write!(f, "audit trail not writable: {e}"),
+        }
+    }
+}
+
 /// The gate's answer.
 #[derive(Debug, Default)]
 pub struct Gated {
     pub allowed: Vec<Planned>,
     /// Held back, with why.
-    pub limited: Vec<(Planned, String)>,
+    pub limited: Vec<(Planned, HeldBack)>,
     /// Raised when a mass stall held every write back.
     pub mass_stall: Option<Finding>,
 }
@@ -50,13 +105,16 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
         return out;
     }
     if let Some(why) = ctx.refusal {
-        out.limited = planned.into_iter().map(|p| (p, why.to_string())).collect();
+        out.limited = planned
+            .into_iter()
+            .map(|p| (p, HeldBack::TimeUnknown(why.to_string())))
+            .collect();
         return out;
     }
     if ctx.grace {
         out.limited = planned
             .into_iter()
-            .map(|p| (p, "within the startup grace: reporting only".to_string()))
+            .map(|p| (p, HeldBack::StartupGrace))
             .collect();
         return out;
     }
@@ -70,8 +128,7 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             .max()
             .unwrap_or(0);
         if age < min_age {
-            out.limited
-                .push((p, format!("younger than min_age ({}s < {min_age}s)", age)));
+            out.limited.push((p, HeldBack::MinAge { age, min_age }));
         } else {
             old_enough.push(p);
         }
@@ -114,8 +171,11 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             guard: Guard::default(),
             progress: None,
         });
-        out.limited
-            .extend(old_enough.into_iter().map(|p| (p, message.clone())));
+        out.limited.extend(
+            old_enough
+                .into_iter()
+                .map(|p| (p, HeldBack::MassStall(message.clone()))),
+        );
         return out;
     }
     // Oldest first, so a cap keeps the most certain writes.
@@ -137,8 +197,7 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
         if n < cap {
             out.allowed.push(p);
         } else {
-            out.limited
-                .push((p, format!("max_actions_per_scan ({cap}) reached")));
+            out.limited.push((p, HeldBack::PerScanCap(cap)));
         }
     }
     out
@@ -156,7 +215,7 @@ pub fn mark_limited(findings: &mut [Finding], gated: &Gated) {
 /// How many consecutive scans each write-worthy finding has held with its row unchanged.
 #[derive(Debug, Default)]
 pub struct Confirmations {
-    seen: HashMap<(String, Kind, String), (Guard, u32)>,
+    seen: HashMap<FindingKey, (Guard, u32)>,
 }
 
 impl Confirmations {
@@ -167,10 +226,10 @@ impl Confirmations {
         planned: Vec<Planned>,
         findings: &[Finding],
         needed: u32,
-    ) -> (Vec<Planned>, Vec<(Planned, String)>) {
+    ) -> (Vec<Planned>, Vec<(Planned, HeldBack)>) {
         let mut next = HashMap::new();
         for f in findings.iter().filter(|f| f.action != Action::Alert) {
-            let key = (f.job_id.clone(), f.kind, f.rule.clone());
+            let key = f.key();
             let count = match self.seen.get(&key) {
                 Some((guard, n)) if *guard == f.guard => n + 1,
                 _ => 1,
@@ -186,16 +245,14 @@ impl Confirmations {
                 .iter()
                 .filter_map(|&i| {
                     let f = &findings[i];
-                    self.seen
-                        .get(&(f.job_id.clone(), f.kind, f.rule.clone()))
-                        .map(|(_, n)| *n)
+                    self.seen.get(&f.key()).map(|(_, n)| *n)
                 })
                 .max()
                 .unwrap_or(0);
             if best >= needed {
                 ready.push(p);
             } else {
-                waiting.push((p, format!("confirming: seen on {best} of {needed} scans")));
+                waiting.push((p, HeldBack::Confirming { seen: best, needed }));
             }
         }
         (ready, waiting)
@@ -280,7 +337,10 @@ mod tests {
         let g = gate(plan(&findings, &statuses()), &findings, &ctx);
         assert!(g.allowed.is_empty());
         assert_eq!(g.limited.len(), 2);
-        assert_eq!(g.limited[0].1, "naive timestamps");
+        assert_eq!(
+            g.limited[0].1,
+            HeldBack::TimeUnknown("naive timestamps".into())
+        );
     }
 
     fn ids(p: &[Planned]) -> Vec<&str> {
@@ -319,7 +379,11 @@ mod tests {
             "oldest first, three of them"
         );
         assert_eq!(g.limited.len(), 2);
-        assert!(g.limited[0].1.contains("max_actions_per_scan"));
+        assert_eq!(g.limited[0].1, HeldBack::PerScanCap(3));
+        assert_eq!(
+            g.limited[0].1.to_string(),
+            "max_actions_per_scan (3) reached"
+        );
     }
 
     #[test]
@@ -327,7 +391,13 @@ mod tests {
         let findings = vec![finding(1, 30), finding(2, 4000)];
         let g = run(&findings, 100, true, false);
         assert_eq!(ids(&g.allowed), ["2"], "force never lifts min_age");
-        assert!(g.limited[0].1.contains("min_age"));
+        assert_eq!(
+            g.limited[0].1,
+            HeldBack::MinAge {
+                age: 30,
+                min_age: 60
+            }
+        );
         let g = run(&findings, 100, false, true);
         assert!(g.allowed.is_empty() && g.limited.len() == 2);
     }

@@ -69,6 +69,26 @@ pub struct Safety {
     pub confirm_scans: u32,
 }
 
+impl Safety {
+    pub const DEFAULT_MAX_ACTIONS_PER_SCAN: usize = 10;
+    pub const DEFAULT_MAX_STUCK_FRACTION: f64 = 0.5;
+    pub const DEFAULT_MIN_ACTIVE: usize = 10;
+    pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(60);
+    pub const DEFAULT_CONFIRM_SCANS: u32 = 2;
+
+    /// The limits when `[safety]` says nothing; the startup grace is one `interval`.
+    pub fn defaults(interval: Duration) -> Safety {
+        Safety {
+            max_actions_per_scan: Safety::DEFAULT_MAX_ACTIONS_PER_SCAN,
+            max_stuck_fraction: Safety::DEFAULT_MAX_STUCK_FRACTION,
+            min_active: Safety::DEFAULT_MIN_ACTIVE,
+            min_age: Safety::DEFAULT_MIN_AGE,
+            startup_grace: interval,
+            confirm_scans: Safety::DEFAULT_CONFIRM_SCANS,
+        }
+    }
+}
+
 /// `[jobs]`: the table and what its columns mean.
 #[derive(Debug, Clone)]
 pub struct Jobs {
@@ -142,6 +162,9 @@ impl StatusClass {
 }
 
 impl Jobs {
+    /// `max_attempts` when the file says nothing.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
     /// A `jobs` table with the default column names and these statuses, and nothing optional.
     pub fn with_statuses(statuses: Statuses) -> Jobs {
         let plain = |c: &str| Field {
@@ -166,7 +189,7 @@ impl Jobs {
             pid: None,
             host: None,
             attempts: None,
-            max_attempts: 3,
+            max_attempts: Jobs::DEFAULT_MAX_ATTEMPTS,
             where_sql: None,
             statuses,
         }

@@ -32,7 +32,7 @@ use crate::app::actions;
 use crate::app::scan::{Report, Scanner};
 use crate::config::{Config, ConfigError, StatusClass};
 use crate::core::backoff::Backoff;
-use crate::core::detect::{Kind, OlderThan};
+use crate::core::detect::{Finding, FindingKey, Kind, OlderThan};
 use crate::core::memory::Memory;
 use crate::daemon::metrics::Metrics;
 
@@ -362,7 +362,7 @@ struct Loop {
     notifier: Notifier,
     backoff: Backoff,
     /// Finding keys of the last scan, to log appearances and clearances once.
-    seen: BTreeSet<(Kind, String, String)>,
+    seen: BTreeSet<FindingKey>,
     /// The periodic terminal-status count, running beside the loop.
     terminal: Option<tokio::task::JoinHandle<()>>,
     /// When the job memory was last saved.
@@ -716,24 +716,17 @@ impl Loop {
     }
 
     fn log_changes(&mut self, report: &Report) {
-        let now: BTreeSet<(Kind, String, String)> = report
-            .findings
-            .iter()
-            .map(|f| (f.kind, f.rule.clone(), f.job_id.clone()))
-            .collect();
+        let now: BTreeSet<FindingKey> = report.findings.iter().map(Finding::key).collect();
         for f in &report.findings {
-            if !self
-                .seen
-                .contains(&(f.kind, f.rule.clone(), f.job_id.clone()))
-            {
+            if !self.seen.contains(&f.key()) {
                 tracing::warn!(
                     job_id = %f.job_id, kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
                     action = f.action.as_str(), outcome = f.outcome.as_str(), "finding: {}", f.message
                 );
             }
         }
-        for (kind, rule, job_id) in self.seen.difference(&now) {
-            tracing::info!(job_id = %job_id, kind = kind.as_str(), rule = %rule, "finding cleared");
+        for gone in self.seen.difference(&now) {
+            tracing::info!(job_id = %gone.job_id, kind = gone.kind.as_str(), rule = %gone.rule, "finding cleared");
         }
         self.seen = now;
     }

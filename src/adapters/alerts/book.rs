@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertKind, AlertSink, Severity};
-use crate::core::detect::{Finding, Outcome};
+use crate::core::detect::{Finding, FindingKey, Kind, Outcome};
 
 /// How long a resolved alert stays in the book so Alertmanager hears the resolution again
 /// (a lost request must not leave it open).
@@ -30,7 +30,7 @@ pub struct Book {
 /// One alert: a finding key over its life.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
-    pub kind: String,
+    pub kind: Kind,
     pub rule: String,
     pub job_id: String,
     pub severity: Severity,
@@ -86,9 +86,15 @@ impl State {
     }
 }
 
-/// The key of a finding's alert.
-pub fn key_of(kind: &str, rule: &str, job_id: &str) -> String {
-    format!("{kind}/{rule}/{job_id}")
+impl Entry {
+    /// The finding it is about.
+    pub fn key(&self) -> FindingKey {
+        FindingKey {
+            kind: self.kind,
+            rule: self.rule.clone(),
+            job_id: self.job_id.clone(),
+        }
+    }
 }
 
 impl Book {
@@ -106,7 +112,7 @@ impl Book {
     pub fn observe(&mut self, findings: &[Finding], active: &HashSet<&str>, now: f64) {
         let mut current = HashSet::with_capacity(findings.len());
         for f in findings {
-            let key = key_of(f.kind.as_str(), &f.rule, &f.job_id);
+            let key = f.key().to_string();
             let value = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
             let acted = match (f.outcome, f.action) {
                 (Outcome::Applied, crate::config::Action::Fail) => Some("failed".to_string()),
@@ -114,7 +120,7 @@ impl Book {
                 _ => None,
             };
             let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
-                kind: f.kind.as_str().to_string(),
+                kind: f.kind,
                 rule: f.rule.clone(),
                 job_id: f.job_id.clone(),
                 severity: f.severity,
@@ -141,13 +147,13 @@ impl Book {
         for (key, entry) in &mut self.entries {
             if entry.resolved.is_none() && !current.contains(key) {
                 let about_files = matches!(
-                    entry.kind.as_str(),
-                    "incomplete_artifact" | "orphan_artifact" | "missing_artifact"
+                    entry.kind,
+                    Kind::IncompleteArtifact | Kind::OrphanArtifact | Kind::MissingArtifact
                 );
                 let reason = match &entry.acted {
                     Some(what) => format!("jobwarden {what} the job"),
                     // About the table as a whole, not a job.
-                    None if entry.kind == "mass_stall" => {
+                    None if entry.kind == Kind::MassStall => {
                         "fewer jobs look stuck at once: the mass stall is over".to_string()
                     }
                     None if about_files => {

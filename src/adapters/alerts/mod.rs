@@ -319,7 +319,7 @@ impl Alerter {
                 } else {
                     State::Firing
                 };
-                (book::key_of(&e.kind, &e.rule, &e.job_id), state)
+                (e.key().to_string(), state)
             })
             .collect();
         let state = if about.iter().any(|(_, s)| *s == State::Firing) {
@@ -436,7 +436,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
     let client = reqwest::Client::new();
     let now = Clock::System.now();
     let mut sample = Entry {
-        kind: "stalled".into(),
+        kind: crate::core::detect::Kind::Stalled,
         rule: "jobwarden-test".into(),
         job_id: "jobwarden-test".into(),
         severity: crate::config::Severity::Critical,
@@ -509,7 +509,7 @@ mod tests {
         book.entries.insert(
             "k".into(),
             Entry {
-                kind: "stalled".into(),
+                kind: crate::core::detect::Kind::Stalled,
                 rule: "r".into(),
                 job_id: "1".into(),
                 severity: crate::config::Severity::Warning,

@@ -63,7 +63,10 @@ pub fn slack(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Valu
     let text = match (state, &entry.resolved) {
         (State::Resolved, Some(r)) => format!(
             ":white_check_mark: {env}resolved: {} job `{}` (rule `{}`): {}.",
-            entry.kind, entry.job_id, entry.rule, r.reason
+            entry.kind.as_str(),
+            entry.job_id,
+            entry.rule,
+            r.reason
         ),
         _ => format!(
             "{}{env}{} job `{}`{}",
@@ -72,7 +75,7 @@ pub fn slack(entry: &Entry, state: State, reminder: bool, ctx: &Context) -> Valu
             } else {
                 ":rotating_light: "
             },
-            entry.kind,
+            entry.kind.as_str(),
             entry.job_id,
             slack_details(entry)
         ),
@@ -99,7 +102,7 @@ pub fn slack_digest(entries: &[&Entry], state: State, ctx: &Context) -> Value {
             (State::Resolved, Some(r)) => format!(": {}", r.reason),
             _ => slack_details(e),
         };
-        text.push_str(&format!("\n• {} job `{}`{tail}", e.kind, e.job_id));
+        text.push_str(&format!("\n• {} job `{}`{tail}", e.kind.as_str(), e.job_id));
     }
     json!({ "text": text })
 }
@@ -134,7 +137,7 @@ pub fn alertmanager(entries: &[&Entry], now: f64, resend: Duration, ctx: &Contex
                 None => now + 4.0 * resend.as_secs_f64(),
             };
             let mut labels = json!({
-                "alertname": alertname(&e.kind),
+                "alertname": alertname(e.kind.as_str()),
                 "kind": e.kind,
                 "rule": e.rule,
                 "job_id": e.job_id,
@@ -145,7 +148,7 @@ pub fn alertmanager(entries: &[&Entry], now: f64, resend: Duration, ctx: &Contex
             }
             let mut description = format!(
                 "{} job {} ({}): {}",
-                e.kind,
+                e.kind.as_str(),
                 e.job_id,
                 e.finding["status"].as_str().unwrap_or("-"),
                 e.finding["message"].as_str().unwrap_or("-")
@@ -212,7 +215,7 @@ mod tests {
 
     fn entry(resolved: bool) -> Entry {
         Entry {
-            kind: "dead_process".into(),
+            kind: crate::core::detect::Kind::DeadProcess,
             rule: "hb".into(),
             job_id: "42".into(),
             severity: Severity::Critical,
