@@ -23,25 +23,12 @@ fn config(db: &TestDb, port: u16, state: &Path, sinks: &str) -> std::path::PathB
 }
 
 async fn table(db: &TestDb, stalled: usize) {
-    db.exec(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
+    db.small_jobs_table().await;
     for id in 1..=stalled {
-        db.exec(&format!(
-            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
-            db.ago(90.0),
-            db.ago(45.0)
-        ))
-        .await;
+        db.running(id as u32, 90.0, 45.0).await;
     }
     // A healthy one that never alerts.
-    db.exec(&format!(
-        "INSERT INTO jobs VALUES (1000, 'running', {}, {})",
-        db.ago(5.0),
-        db.ago(0.1)
-    ))
-    .await;
+    db.running(1000, 5.0, 0.1).await;
 }
 
 async fn heal(db: &TestDb) {

@@ -45,16 +45,8 @@ fn tree(root: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
 }
 
 async fn daemon_config(db: &TestDb, root: &Path, watch: &str) -> (PathBuf, u16) {
-    db.exec(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
-    db.exec(&format!(
-        "INSERT INTO jobs VALUES (1, 'running', {}, {})",
-        db.ago(120.0),
-        db.ago(60.0)
-    ))
-    .await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 60.0).await;
     let port = 0;
     let path = TestConfig::new(&db.url)
         .top(r#"interval = "200ms""#)

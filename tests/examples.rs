@@ -217,13 +217,7 @@ async fn research(backend: Backend) {
 
     let (code, done) = jobwarden_json(&db.url, &config, &["recover"]);
     assert_eq!(code, 1);
-    let applied: Vec<_> = done["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["outcome"] == "applied")
-        .map(|f| f["job_id"].as_str().unwrap().to_string())
-        .collect();
+    let applied: Vec<_> = common::applied(&done);
     // One write each; the silent job's progress finding is alert-only and stays `none`.
     assert_eq!(applied.len(), 3, "{done}");
     let rows = db
@@ -330,16 +324,7 @@ async fn qualification(backend: Backend) {
         ])
     );
     let (_, done) = jobwarden_json(&db.url, &config, &["recover"]);
-    assert_eq!(
-        done["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["outcome"] == "applied")
-            .count(),
-        2,
-        "{done}"
-    );
+    assert_eq!(common::applied(&done).len(), 2, "{done}");
     let rows = db
         .rows(&format!(
             "SELECT id, {}, {} FROM qualification_runs ORDER BY id",
@@ -431,15 +416,7 @@ async fn training(backend: Backend) {
         ])
     );
     let (_, done) = jobwarden_json(&db.url, &config, &["recover"]);
-    assert_eq!(
-        done["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["outcome"] == "applied")
-            .count(),
-        2
-    );
+    assert_eq!(common::applied(&done).len(), 2);
     let rows = db
         .rows(&format!(
             "SELECT {}, {}, {}, {} FROM local_training_jobs WHERE {} = 'failed' ORDER BY id",
@@ -536,13 +513,7 @@ async fn operations(backend: Backend) {
         ])
     );
     let (_, done) = jobwarden_json(&db.url, &config, &["recover"]);
-    let mut applied: Vec<_> = done["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["outcome"] == "applied")
-        .map(|f| f["job_id"].as_str().unwrap().to_string())
-        .collect();
+    let mut applied: Vec<_> = common::applied(&done);
     applied.sort();
     assert_eq!(
         applied,

@@ -240,15 +240,7 @@ async fn kill_recover(backend: Backend) {
     assert_eq!(total, JOBS);
 }
 
-#[tokio::test]
-async fn sigkill_mid_recover_postgres() {
-    kill_recover(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn sigkill_mid_recover_sqlite() {
-    kill_recover(Backend::Sqlite).await;
-}
+per_backend!(sigkill_mid_recover, kill_recover, postgres => Postgres, sqlite => Sqlite);
 
 /// SIGTERM of a one-shot `recover`: no write starts after it, the one in flight is recorded,
 /// and it says what it did.
@@ -272,15 +264,7 @@ async fn term_recover(backend: Backend) {
     assert!(total < JOBS, "it stopped before the end");
 }
 
-#[tokio::test]
-async fn sigterm_mid_recover_postgres() {
-    term_recover(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn sigterm_mid_recover_sqlite() {
-    term_recover(Backend::Sqlite).await;
-}
+per_backend!(sigterm_mid_recover, term_recover, postgres => Postgres, sqlite => Sqlite);
 
 /// The daemon killed mid-scan and started again: it resolves the interrupted write and
 /// finishes the job; then SIGTERM mid-scan of a second batch stops at once, recorded.
@@ -340,15 +324,7 @@ async fn daemon_faults(backend: Backend) {
     assert_eq!(applied, failed, "the trail and the table agree");
 }
 
-#[tokio::test]
-async fn daemon_killed_and_stopped_mid_scan_postgres() {
-    daemon_faults(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn daemon_killed_and_stopped_mid_scan_sqlite() {
-    daemon_faults(Backend::Sqlite).await;
-}
+per_backend!(daemon_killed_and_stopped_mid_scan, daemon_faults, postgres => Postgres, sqlite => Sqlite);
 
 /// A state directory that cannot take the audit trail: nothing is written, and `recover`
 /// exits 3. Once as a path that is a file (any user), once as a full 64 KiB tmpfs (root).

@@ -229,10 +229,7 @@ fn trusting(pem: &str) -> reqwest::Client {
 #[tokio::test]
 async fn a_tls_listener_serves_https_and_rereads_its_certificate_on_sighup() {
     let db = TestDb::new(Backend::Sqlite).await;
-    db.exec(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
+    db.small_jobs_table().await;
     let first = certificate(db.dir());
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"")

@@ -120,16 +120,8 @@ async fn start(config: &std::path::Path) -> InProcess {
 async fn reminders_and_alertmanager_resends_follow_the_clock_over_hours() {
     let clock = Clock::hold();
     let db = TestDb::new(Backend::Sqlite).await;
-    db.exec(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
-    db.exec(&format!(
-        "INSERT INTO jobs VALUES (1, 'running', {}, {})",
-        db.ago(120.0),
-        db.ago(90.0)
-    ))
-    .await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
     let hook = Receiver::start(0, &[]).await;
     let am = Receiver::start(0, &[]).await;
     let config = TestConfig::new(&db.url)

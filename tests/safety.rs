@@ -20,26 +20,12 @@ fn config(db: &TestDb, safety: &str, extra: &str) -> PathBuf {
 }
 
 async fn jobs(db: &TestDb, stalled: usize, healthy: usize) {
-    db.exec(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
+    db.small_jobs_table().await;
     for id in 1..=stalled {
-        db.exec(&format!(
-            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
-            db.ago(120.0),
-            db.ago(45.0 + id as f64)
-        ))
-        .await;
+        db.running(id as u32, 120.0, 45.0 + id as f64).await;
     }
     for id in 1..=healthy {
-        db.exec(&format!(
-            "INSERT INTO jobs VALUES ({}, 'running', {}, {})",
-            1000 + id,
-            db.ago(10.0),
-            db.ago(0.1)
-        ))
-        .await;
+        db.running(1000 + id as u32, 10.0, 0.1).await;
     }
 }
 
@@ -137,13 +123,7 @@ async fn the_cap_only_and_exclude() {
         &cfg,
         &["recover", "--only", "1,2,3", "--exclude", "2"],
     );
-    let applied: Vec<_> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["outcome"] == "applied")
-        .map(|f| f["job_id"].as_str().unwrap().to_string())
-        .collect();
+    let applied: Vec<_> = common::applied(&report);
     assert_eq!(applied.len(), 2, "{report}");
     assert!(!applied.contains(&"2".to_string()));
     let (_, report) = jobwarden_json(&db.url, &cfg, &["recover"]);

@@ -59,28 +59,21 @@ pub fn save(state_dir: &Path, memory: &mut Memory) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::job::{JobRow, Stamp};
+    use crate::core::job::JobRow;
     use crate::core::memory::Entered;
 
     const NOW: f64 = 1_767_225_600.0;
-
-    fn job(id: &str, status: &str, created_min_ago: f64) -> JobRow {
-        JobRow {
-            created_at: Stamp::At(NOW - created_min_ago * 60.0),
-            ..JobRow::new(id, status)
-        }
-    }
 
     #[test]
     fn saved_and_loaded_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = Memory::new("pg/jobs");
-        m.observe(&[job("1", "running", 60.0)], NOW);
+        m.observe(&[JobRow::new("1", "running")], NOW);
         m.requeued("1", "pending", NOW + 1.0);
         save(dir.path(), &mut m).unwrap();
         assert!(!m.is_dirty());
         let loaded = load(dir.path(), "pg/jobs");
-        let pending = job("1", "pending", 60.0);
+        let pending = JobRow::new("1", "pending");
         assert_eq!(loaded.entered(&pending), Ok((NOW + 1.0, Entered::Requeued)));
         assert!(load(dir.path(), "another/table").is_empty());
         std::fs::write(path(dir.path()), "{not json").unwrap();

@@ -102,6 +102,26 @@ impl TestDb {
         }
     }
 
+    /// The smallest jobs table, with text timestamps: `id`, `status`, `created_at`,
+    /// `updated_at` (the heartbeat).
+    pub async fn small_jobs_table(&self) {
+        self.exec(
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
+        )
+        .await;
+    }
+
+    /// A `running` row of [`TestDb::small_jobs_table`], created `created` minutes ago, its
+    /// last heartbeat `beat` minutes ago.
+    pub async fn running(&self, id: u32, created: f64, beat: f64) {
+        self.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
+            self.ago(created),
+            self.ago(beat)
+        ))
+        .await;
+    }
+
     /// Runs statements, panicking with the SQL on failure.
     pub async fn exec(&self, sql: &str) {
         sqlx::query(sql)
@@ -353,9 +373,21 @@ pub fn dead_pid() -> u32 {
     pid
 }
 
-/// Declares one async test per backend: `name::postgres`, `name::mysql`, `name::sqlite`.
+/// Declares one async test per backend: `name::postgres`, `name::mysql`, `name::sqlite`; or,
+/// with a list (`postgres => Postgres, sqlite => Sqlite`), only those.
 #[macro_export]
 macro_rules! per_backend {
+    ($name:ident, $body:path, $($test:ident => $backend:ident),+) => {
+        mod $name {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    $body(common::Backend::$backend).await
+                }
+            )+
+        }
+    };
     ($name:ident, $body:path) => {
         mod $name {
             use super::*;
@@ -373,6 +405,19 @@ macro_rules! per_backend {
             }
         }
     };
+}
+
+/// The job ids a `check --json` / `recover --json` report says were written.
+pub fn applied(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .filter(|f| f["outcome"] == "applied")
+                .filter_map(|f| f["job_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The path of an external tool the tests need (promtool, prometheus, ...). `scripts/test`
