@@ -57,7 +57,7 @@ use jobwarden::app::scan::Scanner;
 use jobwarden::config::{self, Config};
 use tokio::time::Instant;
 
-/// The debounce window of `artifacts::watch` (`DEBOUNCE` in src/artifacts.rs).
+/// The debounce window of `artifacts::watch` (`DEBOUNCE` in src/adapters/artifacts.rs).
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Files in every job folder.
 const FILES_PER_FOLDER: u64 = 10;

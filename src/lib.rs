@@ -12,9 +12,10 @@
 //! [`daemon`] is `jobwarden run`. `tests/layout.rs` checks the direction. See ARCHITECTURE.md
 //! for the map and the flow of one scan.
 //!
-//! Every layer is public because the binary (`main.rs`), the integration tests and the
-//! benchmarks drive the library through it: the tests reach the store, the scanner and the
-//! guarded write directly to set up races a process boundary cannot.
+//! The layers are public, and inside them the modules that the binary (`main.rs`), the
+//! integration tests and the benchmarks use: the tests reach the store, the scanner and the
+//! guarded write directly to set up races a process boundary cannot, and run the daemon
+//! in-process on paused time. Every other module is `pub(crate)`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -264,3 +264,76 @@ async fn a_database_that_is_down_is_retried_with_backoff_then_scanned_on_schedul
     );
     daemon.stop(&clock).await;
 }
+
+/// The row's status, read outside the daemon.
+async fn status(db: &TestDb) -> String {
+    db.rows("SELECT status FROM jobs WHERE id = 1").await[0][0]
+        .clone()
+        .unwrap_or_default()
+}
+
+/// A stalled job under a `fail` rule, and a daemon with these `[safety]` keys.
+async fn failing_daemon(db: &TestDb, safety: &str) -> InProcess {
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"60s\"")
+        .database("query_timeout = \"60s\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section(&format!("[safety]\n{safety}"))
+        .state(&db.dir().join("state"))
+        .http(0)
+        .write(db.dir().join("jw.toml"));
+    start(&config).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_startup_grace_only_reports() {
+    let clock = Clock::hold();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let daemon = failing_daemon(&db, "startup_grace = \"5m\"\nconfirm_scans = 1").await;
+    clock
+        .step(Duration::from_secs(270), Duration::from_millis(500))
+        .await;
+    assert_eq!(
+        status(&db).await,
+        "running",
+        "4.5 minutes into a 5-minute grace"
+    );
+    clock
+        .step(Duration::from_secs(90), Duration::from_millis(500))
+        .await;
+    assert_eq!(
+        status(&db).await,
+        "failed",
+        "the first scan after the grace writes"
+    );
+    daemon.stop(&clock).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn confirm_scans_waits_for_that_many_consecutive_scans() {
+    let clock = Clock::hold();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let daemon = failing_daemon(&db, "startup_grace = \"0s\"\nconfirm_scans = 3").await;
+    // Scans at 0 s and 60 s: seen twice.
+    clock
+        .step(Duration::from_secs(90), Duration::from_millis(500))
+        .await;
+    assert_eq!(status(&db).await, "running", "seen on 2 of 3 scans");
+    let m = daemon.metrics().await;
+    assert_eq!(
+        common::metric(
+            &m,
+            "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}"
+        ),
+        Some(2.0),
+        "held back at each of the two scans: {m}"
+    );
+    // The third, at 120 s.
+    clock
+        .step(Duration::from_secs(60), Duration::from_millis(500))
+        .await;
+    assert_eq!(status(&db).await, "failed");
+    daemon.stop(&clock).await;
+}

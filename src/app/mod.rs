@@ -9,6 +9,6 @@
 pub mod actions;
 pub mod commands;
 pub mod demo;
-pub mod report;
+pub(crate) mod report;
 pub mod scan;
-pub mod verify;
+pub(crate) mod verify;

@@ -161,12 +161,8 @@ fn from_number(n: f64) -> f64 {
 
 /// Parses a timestamp written as text: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff][+zz[:zz]]`, the
 /// same with a `T`, a bare date, or Unix seconds (milliseconds above 1e11). A text without an
-/// offset is UTC, as SQLite's own `CURRENT_TIMESTAMP` writes it.
-pub fn parse_stamp(text: &str) -> Stamp {
-    parse_stamp_in(text, Zone::Utc)
-}
-
-/// [`parse_stamp`], with a text that has no offset read in `zone`.
+/// offset is read in `zone` (UTC, as SQLite's own `CURRENT_TIMESTAMP` writes it, unless the
+/// config says otherwise).
 pub fn parse_stamp_in(text: &str, zone: Zone) -> Stamp {
     let t = text.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("null") {
@@ -222,6 +218,10 @@ pub fn serialize_epoch<S: serde::Serializer>(epoch: &f64, s: S) -> Result<S::Ok,
 mod tests {
     use super::*;
 
+    fn parse_stamp(text: &str) -> Stamp {
+        parse_stamp_in(text, Zone::Utc)
+    }
+
     const T: f64 = 1_767_225_600.0; // 2026-01-01T00:00:00Z
 
     #[test]
@@ -239,10 +239,13 @@ mod tests {
             "1767225600000",
             " 2026-01-01T00:00:00.000Z ",
         ] {
-            assert_eq!(parse_stamp(text), Stamp::At(T), "{text}");
+            assert_eq!(parse_stamp_in(text, Zone::Utc), Stamp::At(T), "{text}");
         }
-        assert_eq!(parse_stamp("2026-01-01T00:00:00.5Z"), Stamp::At(T + 0.5));
-        assert_eq!(parse_stamp("2026-01-01"), Stamp::At(T));
+        assert_eq!(
+            parse_stamp_in("2026-01-01T00:00:00.5Z", Zone::Utc),
+            Stamp::At(T + 0.5)
+        );
+        assert_eq!(parse_stamp_in("2026-01-01", Zone::Utc), Stamp::At(T));
     }
 
     #[test]

@@ -10,13 +10,13 @@
 //! arguments (time comes in as a value), so all of it is tested with plain values. Modules
 //! here import only from `core`; `tests/layout.rs` fails the build of the tests otherwise.
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod detect;
-pub mod job;
-pub mod memory;
-pub mod pattern;
-pub mod plan;
-pub mod safety;
+pub(crate) mod job;
+pub(crate) mod memory;
+pub(crate) mod pattern;
+pub(crate) mod plan;
+pub(crate) mod safety;
 pub mod sql;
-pub mod vocabulary;
-pub mod zone;
+pub(crate) mod vocabulary;
+pub(crate) mod zone;

@@ -5,9 +5,9 @@
 //! The daemon is the outermost layer: it may import from every other one, and nothing but
 //! `main.rs` imports from it.
 
-pub mod http;
-pub mod metrics;
+pub(crate) mod http;
+pub(crate) mod metrics;
 mod run;
-pub mod server;
+pub(crate) mod server;
 
 pub use run::{bind, run, DaemonError, Options, RecoverRequest, Reloader, Shared};
