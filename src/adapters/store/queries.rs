@@ -1,0 +1,626 @@
+//! The SQL text of every statement: built once from the config and the column types, pure,
+//! so the exact text is tested per dialect without a server.
+
+use std::collections::HashMap;
+
+use super::*;
+
+/// The SQL of every statement jobwarden runs, built once from the config and the column
+/// types. Pure, so the exact text is tested without a server.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    pub(super) dialect: Dialect,
+    pub(super) jobs: Jobs,
+    pub(super) finished_kind: TimeKind,
+    /// Column name to SQL type.
+    pub(super) types: HashMap<String, String>,
+    /// How `finished_at` is read, and so written.
+    pub(super) finished: Reading,
+    /// `SELECT` of the active rows.
+    pub scan: String,
+    /// Each column expression of the scan, with the config key it comes from.
+    pub(super) scan_columns: Vec<(&'static str, String)>,
+}
+
+/// How a statement carries its values: as bound parameters, or inline as escaped literals
+/// (for `EXPLAIN`, which not every database prepares with parameters).
+pub(super) enum Values {
+    Bound(Vec<Option<String>>),
+    Inline,
+}
+
+impl Values {
+    /// The SQL text standing for one more value.
+    pub(super) fn add(&mut self, d: Dialect, value: Option<String>) -> String {
+        match self {
+            Values::Bound(params) => {
+                params.push(value);
+                d.param(params.len())
+            }
+            Values::Inline => value.map_or_else(|| "NULL".to_string(), |v| d.literal(&v)),
+        }
+    }
+
+    pub(super) fn into_params(self) -> Vec<Option<String>> {
+        match self {
+            Values::Bound(params) => params,
+            Values::Inline => Vec::new(),
+        }
+    }
+}
+
+/// What values a table's id column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdKind {
+    Uuid,
+    Number,
+    Text,
+}
+
+impl Queries {
+    /// Builds every statement for a table whose column types are `types` (name to SQL type).
+    pub fn new(dialect: Dialect, jobs: &Jobs, types: &HashMap<String, String>) -> Queries {
+        let kind = |f: &Field| -> TimeKind {
+            if !f.is_plain() {
+                return TimeKind::Text;
+            }
+            types
+                .get(&f.column)
+                .map_or(TimeKind::Text, |t| TimeKind::from_sql_type(t))
+        };
+        let d = dialect;
+        let text_or_null = |f: &Option<Field>| match f {
+            Some(f) => d.value_text(f),
+            None => d.null_text().to_string(),
+        };
+        let stamp = |f: &Option<Field>| match f {
+            Some(f) => (d.epoch(f, kind(f)), d.value_text(f)),
+            None => (d.null_double().to_string(), d.null_text().to_string()),
+        };
+        let (hb_num, hb_txt) = stamp(&jobs.heartbeat_at);
+        let (since_num, since_txt) = stamp(&jobs.status_since);
+        let scan_columns = vec![
+            ("jobs.id", d.value_text(&jobs.id)),
+            ("jobs.status", d.value_text(&jobs.status)),
+            (
+                "jobs.created_at",
+                d.epoch(&jobs.created_at, kind(&jobs.created_at)),
+            ),
+            ("jobs.created_at", d.value_text(&jobs.created_at)),
+            ("jobs.heartbeat_at", hb_num),
+            ("jobs.heartbeat_at", hb_txt),
+            ("jobs.progress", text_or_null(&jobs.progress)),
+            ("jobs.phase", text_or_null(&jobs.phase)),
+            ("jobs.parent_id", text_or_null(&jobs.parent_id)),
+            ("jobs.pid", text_or_null(&jobs.pid)),
+            ("jobs.host", text_or_null(&jobs.host)),
+            ("jobs.attempts", text_or_null(&jobs.attempts)),
+            ("jobs.status_since", since_num),
+            ("jobs.status_since", since_txt),
+        ];
+        let scan = format!(
+            "SELECT {} FROM {} WHERE {}",
+            scan_columns
+                .iter()
+                .map(|(_, c)| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            d.table(&jobs.table),
+            Self::scope(d, jobs)
+        );
+        Queries {
+            dialect,
+            jobs: jobs.clone(),
+            finished_kind: jobs.finished_at.as_ref().map_or(TimeKind::Native, kind),
+            types: types.clone(),
+            finished: Reading::default(),
+            scan,
+            scan_columns,
+        }
+    }
+
+    /// The statements that find which part of a rejected scan is at fault, in order, each with
+    /// the config key it tests: the table alone, then the status words (one by one), then
+    /// `where`, then each column expression. `None` as the key: the table itself.
+    pub fn probes(&self) -> Vec<(Option<String>, String)> {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let table = d.table(&j.table);
+        let status = d.quote(&j.status.column);
+        let mut out = vec![(None, format!("SELECT 1 FROM {table} LIMIT 1"))];
+        for class in [StatusClass::Pending, StatusClass::Running] {
+            for word in j.statuses.words(class) {
+                out.push((
+                    Some(format!("jobs.statuses.{}", class.as_str())),
+                    format!(
+                        "SELECT 1 FROM {table} WHERE {status} = {} LIMIT 1",
+                        d.literal(word)
+                    ),
+                ));
+            }
+        }
+        let active = format!("{status} IN ({})", d.literal_list(j.statuses.active()));
+        if let Some(w) = &j.where_sql {
+            out.push((
+                Some("jobs.where".into()),
+                format!("SELECT 1 FROM {table} WHERE {active} AND ({w}) LIMIT 1"),
+            ));
+        }
+        let scope = Self::scope(d, j);
+        for (key, expr) in &self.scan_columns {
+            out.push((
+                Some((*key).to_string()),
+                format!("SELECT {expr} FROM {table} WHERE {scope}"),
+            ));
+        }
+        out
+    }
+
+    /// The scan's `SELECT`, limited to `n` rows (`validate --connect`).
+    pub fn scan_limited(&self, n: usize) -> String {
+        format!("{} LIMIT {n}", self.scan)
+    }
+
+    /// The same statements, with `finished_at` read (and written) as `finished` says.
+    pub fn with_finished(mut self, finished: Reading) -> Queries {
+        self.finished = finished;
+        self
+    }
+
+    /// `status IN (<active words>) AND (<where>)`.
+    pub(super) fn scope(d: Dialect, jobs: &Jobs) -> String {
+        let mut scope = format!(
+            "{} IN ({})",
+            d.quote(&jobs.status.column),
+            d.literal_list(jobs.statuses.active())
+        );
+        if let Some(w) = &jobs.where_sql {
+            scope.push_str(&format!(" AND ({w})"));
+        }
+        scope
+    }
+
+    /// Parents (by id) and children (by parent id) of the active rows; `None` when there is
+    /// nothing to look up.
+    pub fn relatives(&self, parent_ids: &[&str], active_ids: &[&str]) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        let mut ors = Vec::new();
+        if !parent_ids.is_empty() {
+            ors.push(format!(
+                "{} IN ({})",
+                d.quote(&self.jobs.id.column),
+                d.literal_list(parent_ids.iter().copied())
+            ));
+        }
+        if !active_ids.is_empty() {
+            ors.push(format!(
+                "{} IN ({})",
+                d.value(parent),
+                d.literal_list(active_ids.iter().copied())
+            ));
+        }
+        if ors.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "SELECT {}, {}, {} FROM {} WHERE {}",
+            d.value_text(&self.jobs.id),
+            d.value_text(&self.jobs.status),
+            d.value_text(parent),
+            d.table(&self.jobs.table),
+            ors.join(" OR ")
+        ))
+    }
+
+    /// Counts of the terminal statuses over the whole table (within `where`); `None` when the
+    /// config lists no terminal word.
+    pub fn terminal_counts(&self) -> Option<String> {
+        let d = self.dialect;
+        let s = &self.jobs.statuses;
+        let words: Vec<&str> = s
+            .succeeded
+            .iter()
+            .chain(&s.failed)
+            .chain(&s.cancelled)
+            .map(String::as_str)
+            .collect();
+        if words.is_empty() {
+            return None;
+        }
+        let status = d.quote(&self.jobs.status.column);
+        let mut sql = format!(
+            "SELECT {}, COUNT(*) FROM {} WHERE {status} IN ({})",
+            d.value_text(&self.jobs.status),
+            d.table(&self.jobs.table),
+            d.literal_list(words)
+        );
+        if let Some(w) = &self.jobs.where_sql {
+            sql.push_str(&format!(" AND ({w})"));
+        }
+        sql.push_str(&format!(" GROUP BY {status}"));
+        Some(sql)
+    }
+
+    /// The status of each of these ids that the table has (artifact ids with no active row).
+    pub fn lookup(&self, ids: &[&str]) -> Option<String> {
+        if ids.is_empty() {
+            return None;
+        }
+        let d = self.dialect;
+        Some(format!(
+            "SELECT {}, {} FROM {} WHERE {} IN ({})",
+            d.value_text(&self.jobs.id),
+            d.value_text(&self.jobs.status),
+            d.table(&self.jobs.table),
+            d.quote(&self.jobs.id.column),
+            d.literal_list(ids.iter().copied())
+        ))
+    }
+
+    /// Succeeded jobs that finished (or, without `finished_at`, were created) within the last
+    /// `within`: id, status, and the time as epoch and text. Native and numeric columns are
+    /// bounded in SQL (an index on the column makes this cheap); text columns are bounded by
+    /// jobwarden after reading.
+    pub fn recent_succeeded(&self, within: Duration) -> Option<String> {
+        let d = self.dialect;
+        let j = &self.jobs;
+        if j.statuses.succeeded.is_empty() {
+            return None;
+        }
+        let field = j.finished_at.as_ref().unwrap_or(&j.created_at);
+        let kind = if field.is_plain() {
+            self.time_kind(field)
+        } else {
+            TimeKind::Text
+        };
+        let col = d.value(field);
+        // A naive column read in another zone than the session's is bounded a day wider in
+        // SQL (no zone is more than 14 hours from UTC); the exact bound is applied after.
+        let widen = match self.finished.native_zone {
+            Some(z) if !z.is_utc() => 86_400,
+            _ => 0,
+        };
+        let secs = within.as_secs() + widen;
+        let bound = match (d, kind) {
+            (Dialect::Postgres, TimeKind::Native) => {
+                format!(" AND {col} >= now() - interval '{secs} seconds'")
+            }
+            (Dialect::MySql, TimeKind::Native) => {
+                format!(" AND {col} >= NOW() - INTERVAL {secs} SECOND")
+            }
+            (Dialect::Postgres, TimeKind::Number) => {
+                format!(" AND {col} >= extract(epoch from now()) - {secs}")
+            }
+            (Dialect::MySql, TimeKind::Number) => {
+                format!(" AND {col} >= UNIX_TIMESTAMP() - {secs}")
+            }
+            _ => String::new(),
+        };
+        let mut sql = format!(
+            "SELECT {}, {}, {}, {} FROM {} WHERE {} IN ({}){bound}",
+            d.value_text(&j.id),
+            d.value_text(&j.status),
+            d.epoch(field, kind),
+            d.value_text(field),
+            d.table(&j.table),
+            d.quote(&j.status.column),
+            d.literal_list(j.statuses.succeeded.iter().map(String::as_str)),
+        );
+        if let Some(w) = &j.where_sql {
+            sql.push_str(&format!(" AND ({w})"));
+        }
+        Some(sql)
+    }
+
+    pub(super) fn time_kind(&self, field: &Field) -> TimeKind {
+        self.types
+            .get(&field.column)
+            .map_or(TimeKind::Text, |t| TimeKind::from_sql_type(t))
+    }
+
+    /// The guarded UPDATE and its bound parameters, in order. `now` (the database clock) picks
+    /// the zone offset of a naive `finished_at`.
+    pub fn write(&self, w: &Write, now: f64) -> (String, Vec<Option<String>>) {
+        let mut values = Values::Bound(Vec::new());
+        let sql = self.write_with(w, now, &mut values);
+        (sql, values.into_params())
+    }
+
+    /// The guarded UPDATE with its values inline, for `EXPLAIN`.
+    pub fn write_inline(&self, w: &Write, now: f64) -> String {
+        self.write_with(w, now, &mut Values::Inline)
+    }
+
+    pub(super) fn write_with(&self, w: &Write, now: f64, params: &mut Values) -> String {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let next = |value: Option<String>, params: &mut Values| params.add(d, value);
+        let mut sets = vec![format!(
+            "{} = {}",
+            d.quote(&j.status.column),
+            d.literal(&w.status_after)
+        )];
+        if let (true, Some(a)) = (w.bump_attempts, &j.attempts) {
+            let a = d.quote(&a.column);
+            sets.push(format!("{a} = COALESCE({a}, 0) + 1"));
+        }
+        if w.action == Action::Fail {
+            if let Some(f) = &j.finished_at {
+                let value = match self.finished.native_zone {
+                    Some(zone) if self.finished_kind == TimeKind::Native => {
+                        d.now_naive(zone.offset_at(now))
+                    }
+                    _ => d.now_value(self.finished_kind).to_string(),
+                };
+                sets.push(format!("{} = {value}", d.quote(&f.column)));
+            }
+            if let Some(e) = &j.error {
+                let p = next(Some(w.reason.clone()), params);
+                sets.push(format!("{} = {p}", d.quote(&e.column)));
+            }
+        }
+        let mut conds = vec![
+            format!("{} = {}", d.quote(&j.id.column), d.literal(&w.job_id)),
+            format!(
+                "{} = {}",
+                d.quote(&j.status.column),
+                d.literal(&w.status_before)
+            ),
+        ];
+        if let Some(w_sql) = &j.where_sql {
+            conds.push(format!("({w_sql})"));
+        }
+        for (field, value) in [
+            (&j.heartbeat_at, &w.guard.heartbeat),
+            (&j.progress, &w.guard.progress),
+            (&j.attempts, &w.guard.attempts),
+        ] {
+            if let Some(f) = field {
+                let p = next(value.clone(), params);
+                conds.push(d.null_safe_eq(&d.value_text(f), &p));
+            }
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            d.table(&j.table),
+            sets.join(", "),
+            conds.join(" AND ")
+        )
+    }
+
+    /// The INSERT of an audit row into `[audit] table`, and its parameters.
+    pub fn audit_insert(
+        &self,
+        table: &crate::core::sql::TableName,
+        e: &crate::adapters::audit::Entry,
+    ) -> (String, Vec<Option<String>>) {
+        let mut values = Values::Bound(Vec::new());
+        let sql = self.audit_insert_with(table, e, &mut values);
+        (sql, values.into_params())
+    }
+
+    /// The audit INSERT with its values inline, for `EXPLAIN`.
+    pub fn audit_insert_inline(
+        &self,
+        table: &crate::core::sql::TableName,
+        e: &crate::adapters::audit::Entry,
+    ) -> String {
+        self.audit_insert_with(table, e, &mut Values::Inline)
+    }
+
+    pub(super) fn audit_insert_with(
+        &self,
+        table: &crate::core::sql::TableName,
+        e: &crate::adapters::audit::Entry,
+        bound: &mut Values,
+    ) -> String {
+        let d = self.dialect;
+        let values: Vec<Option<String>> = vec![
+            e.environment.clone(),
+            Some(e.job_id.clone()),
+            Some(e.status_before.clone()),
+            Some(e.status_after.clone()),
+            Some(e.action.clone()),
+            Some(e.kind.clone()),
+            Some(e.rule.clone()),
+            Some(e.age_seconds.to_string()),
+            Some(e.threshold_seconds.to_string()),
+            Some(e.outcome.clone()),
+            Some(e.replica.clone()),
+        ];
+        let columns = [
+            "environment",
+            "job_id",
+            "status_before",
+            "status_after",
+            "action",
+            "kind",
+            "rule",
+            "age_seconds",
+            "threshold_seconds",
+            "outcome",
+            "replica",
+        ];
+        let now = match d {
+            Dialect::Sqlite => d.now_value(TimeKind::Text),
+            _ => d.now_value(TimeKind::Native),
+        };
+        // The two counts go in as integers, whatever the text parameter's type.
+        let params: Vec<String> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = bound.add(d, v);
+                if i == 7 || i == 8 {
+                    d.integer(&p)
+                } else {
+                    p
+                }
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} ({}, {}) VALUES ({now}, {})",
+            d.table(table),
+            d.quote("at"),
+            columns
+                .iter()
+                .map(|c| d.quote(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            params.join(", ")
+        )
+    }
+
+    /// A one-line account of a write, for dry runs and logs.
+    pub fn describe(&self, w: &Write) -> String {
+        let j = &self.jobs;
+        let mut parts = vec![format!("{} = '{}'", j.status.column, w.status_after)];
+        if w.action == Action::Fail {
+            if let Some(f) = &j.finished_at {
+                parts.push(format!("{} = now", f.column));
+            }
+            if let Some(e) = &j.error {
+                parts.push(format!("{} = {:?}", e.column, w.reason));
+            }
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {} = '{}' AND still {}",
+            j.table,
+            parts.join(", "),
+            j.id.column,
+            w.job_id,
+            w.status_before
+        )
+    }
+
+    /// The catalogue query listing the table's columns and their types.
+    pub(super) fn columns(&self) -> String {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        match d {
+            Dialect::Postgres => format!(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped",
+                d.literal(&d.table(t))
+            ),
+            Dialect::MySql => format!(
+                "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                t.schema.as_deref().map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT name, type FROM pragma_table_info({}, {})",
+                d.literal(&t.name),
+                d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+        }
+    }
+
+    /// The catalogue queries that tell which values the status column can hold: enum labels
+    /// (PostgreSQL `pg_enum`, MySQL `ENUM(...)` in `COLUMN_TYPE`) and `CHECK` constraints
+    /// (their text, parsed by [`check_values`]). Each returns (what, text) rows.
+    pub(super) fn status_domain(&self) -> Vec<String> {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let status = d.literal(&self.jobs.status.column);
+        let schema = t
+            .schema
+            .as_deref()
+            .map_or("DATABASE()".to_string(), |s| d.literal(s));
+        match d {
+            Dialect::Postgres => vec![
+                format!(
+                    "SELECT 'enum ' || format_type(a.atttypid, NULL), string_agg(e.enumlabel::text, chr(10) ORDER BY e.enumsortorder) \
+                     FROM pg_attribute a JOIN pg_enum e ON e.enumtypid = a.atttypid \
+                     WHERE a.attrelid = to_regclass({}) AND a.attname = {status} GROUP BY a.atttypid",
+                    d.literal(&d.table(t))
+                ),
+                format!(
+                    "SELECT 'CHECK constraint ' || conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+                     WHERE conrelid = to_regclass({}) AND contype = 'c'",
+                    d.literal(&d.table(t))
+                ),
+            ],
+            Dialect::MySql => vec![
+                format!(
+                    "SELECT 'ENUM column', CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {} AND COLUMN_NAME = {status} \
+                     AND DATA_TYPE = 'enum'",
+                    d.literal(&t.name)
+                ),
+                format!(
+                    "SELECT CONCAT('CHECK constraint ', CONSTRAINT_NAME), CAST(CHECK_CLAUSE AS CHAR) \
+                     FROM information_schema.CHECK_CONSTRAINTS \
+                     WHERE CONSTRAINT_SCHEMA = {schema} AND TABLE_NAME = {}",
+                    d.literal(&t.name)
+                ),
+            ],
+            Dialect::Sqlite => vec![format!(
+                "SELECT 'CHECK constraint', sql FROM {}sqlite_master WHERE type = 'table' AND name = {}",
+                t.schema
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                d.literal(&t.name)
+            )],
+        }
+    }
+
+    /// The catalogue query counting indexes that can serve `WHERE status IN (...)`.
+    pub(super) fn status_index(&self) -> String {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let status = d.literal(&self.jobs.status.column);
+        match d {
+            Dialect::Postgres => format!(
+                "SELECT count(*)::bigint FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass({}) AND (a.attname = {status} \
+                 OR coalesce(pg_get_expr(i.indpred, i.indrelid), '') LIKE {})",
+                d.literal(&d.table(t)),
+                d.literal(&format!("%{}%", self.jobs.status.column))
+            ),
+            Dialect::MySql => format!(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
+                 AND TABLE_NAME = {} AND COLUMN_NAME = {status} AND SEQ_IN_INDEX = 1",
+                t.schema
+                    .as_deref()
+                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT COUNT(*) FROM pragma_index_list({}, {}) il, pragma_index_info(il.name) ii \
+                 WHERE ii.seqno = 0 AND ii.name = {status}",
+                d.literal(&t.name),
+                d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+        }
+    }
+}
+
+/// Every configured column with the key that names it.
+pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
+    let mut out = vec![
+        ("jobs.id", &jobs.id),
+        ("jobs.status", &jobs.status),
+        ("jobs.created_at", &jobs.created_at),
+    ];
+    for (key, field) in [
+        ("jobs.heartbeat_at", &jobs.heartbeat_at),
+        ("jobs.status_since", &jobs.status_since),
+        ("jobs.progress", &jobs.progress),
+        ("jobs.finished_at", &jobs.finished_at),
+        ("jobs.error", &jobs.error),
+        ("jobs.parent_id", &jobs.parent_id),
+        ("jobs.phase", &jobs.phase),
+        ("jobs.pid", &jobs.pid),
+        ("jobs.host", &jobs.host),
+        ("jobs.attempts", &jobs.attempts),
+    ] {
+        if let Some(f) = field {
+            out.push((key, f));
+        }
+    }
+    out
+}
