@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::detect::Finding;
+use crate::core::detect::{Finding, Kind, Outcome};
 use crate::core::plan::Write;
+use crate::core::vocabulary::Action;
 
 /// The file, in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -34,6 +35,52 @@ pub enum Stage {
     Outcome,
 }
 
+/// What became of a write, as the audit trail records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    /// An intent: the write is about to be made.
+    Intent,
+    Applied,
+    /// The row changed since it was read; left alone.
+    Raced,
+    Error,
+    DryRun,
+    /// An intent resolved after a crash: the row shows the write was not made.
+    NotWritten,
+    /// An intent with no outcome (yet), as `jobwarden audit` shows it.
+    Interrupted,
+    /// A word this version does not know (a line of a later version).
+    #[serde(other)]
+    Other,
+}
+
+impl Recorded {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recorded::Intent => "intent",
+            Recorded::Applied => "applied",
+            Recorded::Raced => "raced",
+            Recorded::Error => "error",
+            Recorded::DryRun => "dry_run",
+            Recorded::NotWritten => "not_written",
+            Recorded::Interrupted => "interrupted",
+            Recorded::Other => "other",
+        }
+    }
+
+    /// The record of a finding's outcome (`None` for outcomes that are not writes).
+    pub fn of(outcome: Outcome) -> Option<Recorded> {
+        match outcome {
+            Outcome::Applied => Some(Recorded::Applied),
+            Outcome::Raced => Some(Recorded::Raced),
+            Outcome::Error => Some(Recorded::Error),
+            Outcome::DryRun => Some(Recorded::DryRun),
+            _ => None,
+        }
+    }
+}
+
 /// One record of a write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -48,14 +95,14 @@ pub struct Entry {
     pub job_id: String,
     pub status_before: String,
     pub status_after: String,
-    pub action: String,
-    pub kind: String,
+    pub action: Action,
+    pub kind: Kind,
     pub rule: String,
     pub age_seconds: u64,
     pub threshold_seconds: u64,
     /// `intent` on an intent; else `applied`, `raced`, `error`, `dry_run`, or, for an intent
     /// resolved after a crash, `applied` or `not_written`.
-    pub outcome: String,
+    pub outcome: Recorded,
     /// `host:pid` of the jobwarden that wrote.
     pub replica: String,
     /// `recover --force` lifted the limits for this run.
@@ -102,12 +149,12 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
         job_id: write.job_id.clone(),
         status_before: write.status_before.clone(),
         status_after: write.status_after.clone(),
-        action: write.action.as_str().to_string(),
-        kind: finding.kind.as_str().to_string(),
+        action: write.action,
+        kind: finding.kind,
         rule: finding.rule.clone(),
         age_seconds: finding.age_seconds,
         threshold_seconds: finding.threshold_seconds,
-        outcome: String::new(),
+        outcome: Recorded::Intent,
         replica,
         forced: ctx.forced,
         recovered: false,
@@ -226,7 +273,7 @@ pub fn last(state_dir: &Path, n: usize) -> std::io::Result<Vec<Entry>> {
                 out.push(e);
             }
             Stage::Intent if !outcomes.contains(&e.id) => out.push(Entry {
-                outcome: "interrupted".into(),
+                outcome: Recorded::Interrupted,
                 ..e
             }),
             Stage::Intent => {}
@@ -264,7 +311,7 @@ pub fn pending(state_dir: &Path) -> std::io::Result<Vec<Entry>> {
 mod tests {
     use super::*;
 
-    fn e(id: &str, stage: Stage, outcome: &str) -> Entry {
+    fn e(id: &str, stage: Stage, outcome: Recorded) -> Entry {
         Entry {
             id: id.into(),
             stage,
@@ -273,12 +320,12 @@ mod tests {
             job_id: id.into(),
             status_before: "running".into(),
             status_after: "failed".into(),
-            action: "fail".into(),
-            kind: "stalled".into(),
+            action: Action::Fail,
+            kind: Kind::Stalled,
             rule: "hb".into(),
             age_seconds: 100,
             threshold_seconds: 60,
-            outcome: outcome.into(),
+            outcome,
             replica: "h:1".into(),
             forced: false,
             recovered: false,
@@ -291,20 +338,20 @@ mod tests {
         append(
             dir.path(),
             &[
-                e("a", Stage::Intent, "intent"),
-                e("a", Stage::Outcome, "applied"),
+                e("a", Stage::Intent, Recorded::Intent),
+                e("a", Stage::Outcome, Recorded::Applied),
             ],
         )
         .unwrap();
-        append(dir.path(), &[e("b", Stage::Intent, "intent")]).unwrap();
+        append(dir.path(), &[e("b", Stage::Intent, Recorded::Intent)]).unwrap();
         // A crash mid-append leaves half a line.
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(path(dir.path()))
             .unwrap();
         f.write_all(b"{\"id\":\"c\",\"sta").unwrap();
-        append(dir.path(), &[e("d", Stage::Outcome, "dry_run")]).unwrap();
-        let got: Vec<(String, String)> = last(dir.path(), 10)
+        append(dir.path(), &[e("d", Stage::Outcome, Recorded::DryRun)]).unwrap();
+        let got: Vec<(String, Recorded)> = last(dir.path(), 10)
             .unwrap()
             .into_iter()
             .map(|e| (e.id, e.outcome))
@@ -312,9 +359,9 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("a".to_string(), "applied".to_string()),
-                ("b".into(), "interrupted".into()),
-                ("d".into(), "dry_run".into())
+                ("a".to_string(), Recorded::Applied),
+                ("b".into(), Recorded::Interrupted),
+                ("d".into(), Recorded::DryRun)
             ]
         );
         let pending: Vec<String> = pending(dir.path())
@@ -330,7 +377,7 @@ mod tests {
     fn the_tail_is_read_across_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let entries: Vec<Entry> = (0..3000)
-            .map(|i| e(&format!("{i}"), Stage::Outcome, "applied"))
+            .map(|i| e(&format!("{i}"), Stage::Outcome, Recorded::Applied))
             .collect();
         append(dir.path(), &entries).unwrap();
         let tail = last(dir.path(), 2500).unwrap();
@@ -344,5 +391,15 @@ mod tests {
         let old = r#"{"time":"t","environment":null,"job_id":"1","status_before":"running","status_after":"failed","action":"fail","kind":"stalled","rule":"hb","age_seconds":1,"threshold_seconds":1,"outcome":"applied","replica":"h:1","forced":false}"#;
         let entry: Entry = serde_json::from_str(old).unwrap();
         assert_eq!((entry.stage, entry.id.as_str()), (Stage::Outcome, ""));
+    }
+
+    #[test]
+    fn a_word_of_a_later_version_still_reads() {
+        let line = r#"{"time":"t","environment":null,"job_id":"1","status_before":"running","status_after":"failed","action":"fail","kind":"stalled","rule":"hb","age_seconds":1,"threshold_seconds":1,"outcome":"vetoed","replica":"h:1","forced":false}"#;
+        let e: Entry = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (e.kind, e.action, e.outcome),
+            (Kind::Stalled, Action::Fail, Recorded::Other)
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! through the store, or only describes it in a dry run, and sets every finding's `outcome`.
 //! A failed write is logged and recorded as `error`; it never stops the other writes.
 
+use crate::adapters::audit::Recorded;
 use crate::adapters::store::Store;
 use crate::config::Action;
 use crate::core::detect::{Finding, Outcome};
@@ -100,7 +101,7 @@ pub async fn apply(
         } else {
             let intent = crate::adapters::audit::Entry {
                 stage: crate::adapters::audit::Stage::Intent,
-                outcome: "intent".into(),
+                outcome: Recorded::Intent,
                 ..entry.clone()
             };
             if let Err(e) = crate::adapters::audit::append(trail.state_dir, &[intent]) {
@@ -139,7 +140,8 @@ pub async fn apply(
                 "{} job: {} -> {}", p.write.action.as_str(), p.write.status_before, p.write.status_after
             ),
         }
-        entry.outcome = outcome.as_str().to_string();
+        // apply's outcomes are all writes (or their dry-run descriptions).
+        entry.outcome = Recorded::of(outcome).unwrap_or(Recorded::Other);
         if dry_run {
             if !quiet {
                 dry_entries.push(entry.clone());
@@ -211,7 +213,11 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
             let written = statuses.get(&intent.job_id) == Some(&intent.status_after);
             crate::adapters::audit::Entry {
                 stage: crate::adapters::audit::Stage::Outcome,
-                outcome: if written { "applied" } else { "not_written" }.into(),
+                outcome: if written {
+                    Recorded::Applied
+                } else {
+                    Recorded::NotWritten
+                },
                 recovered: true,
                 ..(*intent).clone()
             }
@@ -222,10 +228,13 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
             tracing::warn!(
                 writes = outcomes.len(),
                 "resolved writes a stopped jobwarden left unrecorded: {} applied, {} not written",
-                outcomes.iter().filter(|e| e.outcome == "applied").count(),
                 outcomes
                     .iter()
-                    .filter(|e| e.outcome == "not_written")
+                    .filter(|e| e.outcome == Recorded::Applied)
+                    .count(),
+                outcomes
+                    .iter()
+                    .filter(|e| e.outcome == Recorded::NotWritten)
                     .count()
             );
             outcomes.len()

@@ -256,11 +256,11 @@ pub fn audit(
                 e.job_id,
                 e.status_before,
                 e.status_after,
-                e.action,
-                e.kind,
+                e.action.as_str(),
+                e.kind.as_str(),
                 e.rule,
                 e.age_seconds,
-                e.outcome,
+                e.outcome.as_str(),
                 if e.forced { " forced" } else { "" }
             )?;
         }

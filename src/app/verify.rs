@@ -149,12 +149,13 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 job_id: store.placeholder_id().into(),
                 status_before: String::new(),
                 status_after: String::new(),
-                action: String::new(),
-                kind: String::new(),
+                // Any values: EXPLAIN only plans the INSERT.
+                action: Action::Fail,
+                kind: crate::core::detect::Kind::Stalled,
                 rule: String::new(),
                 age_seconds: 0,
                 threshold_seconds: 0,
-                outcome: String::new(),
+                outcome: crate::adapters::audit::Recorded::Applied,
                 replica: String::new(),
                 forced: false,
             };

@@ -744,7 +744,7 @@ impl Store {
         let (sql, params) = self.queries.write(write, now);
         let audit_insert = self.audit_table.as_ref().map(|table| {
             let mut entry = audit.clone();
-            entry.outcome = "applied".into();
+            entry.outcome = crate::adapters::audit::Recorded::Applied;
             self.queries.audit_insert(table, &entry)
         });
         let writer = self.writer().await?;

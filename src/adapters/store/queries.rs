@@ -421,12 +421,12 @@ impl Queries {
             Some(e.job_id.clone()),
             Some(e.status_before.clone()),
             Some(e.status_after.clone()),
-            Some(e.action.clone()),
-            Some(e.kind.clone()),
+            Some(e.action.as_str().to_string()),
+            Some(e.kind.as_str().to_string()),
             Some(e.rule.clone()),
             Some(e.age_seconds.to_string()),
             Some(e.threshold_seconds.to_string()),
-            Some(e.outcome.clone()),
+            Some(e.outcome.as_str().to_string()),
             Some(e.replica.clone()),
         ];
         let columns = [
