@@ -337,3 +337,39 @@ async fn confirm_scans_waits_for_that_many_consecutive_scans() {
     assert_eq!(status(&db).await, "failed");
     daemon.stop(&clock).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_receivers_retry_after_is_honoured() {
+    let clock = Clock::hold();
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
+    // Busy at first, and says when to come back: in two minutes.
+    let hook = Receiver::start(0, &[503]).await;
+    hook.retry_after(120);
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"30s\"\ndry_run = true")
+        .database("query_timeout = \"60s\"")
+        .heartbeat_rule("hb", "30m", "")
+        .state(&db.dir().join("state"))
+        .http(0)
+        .section(&format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"",
+            hook.url("/hook")
+        ))
+        .write(db.dir().join("jw.toml"));
+    let daemon = start(&config).await;
+    // The backoff alone would have retried within a second; Retry-After says 120 s.
+    clock
+        .step(Duration::from_secs(100), Duration::from_millis(500))
+        .await;
+    assert_eq!(hook.got().len(), 1, "no retry before Retry-After ran out");
+    clock
+        .step(Duration::from_secs(40), Duration::from_millis(500))
+        .await;
+    let got = hook.got();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!((got[0].status, got[1].status), (503, 200));
+    assert_eq!(got[1].body["state"], "firing");
+    daemon.stop(&clock).await;
+}

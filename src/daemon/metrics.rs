@@ -206,7 +206,7 @@ impl Metrics {
         let http = HttpMetrics {
             open: IntGauge::new(
                 "jobwarden_http_connections",
-                "HTTP connections open now.",
+                "HTTP connections open now (at most the cap: one evicted to make room gives its slot up at once).",
             )?,
             refused: IntCounter::new(
                 "jobwarden_http_connections_refused_total",

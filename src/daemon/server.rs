@@ -237,9 +237,11 @@ pub async fn serve(
                         metrics.refused.inc();
                         continue;
                     }
-                    table.add()
+                    let added = table.add();
+                    // The slots taken: an evicted connection gives its slot up at once.
+                    metrics.open.set(table.open.len() as i64);
+                    added
                 };
-                metrics.open.inc();
                 let acceptor = tls.get();
                 let router = router.clone();
                 let table = table.clone();
@@ -260,8 +262,11 @@ pub async fn serve(
                             }
                         }
                     };
-                    table.lock().unwrap_or_else(|p| p.into_inner()).open.remove(&id);
-                    metrics.open.dec();
+                    {
+                        let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
+                        table.open.remove(&id);
+                        metrics.open.set(table.open.len() as i64);
+                    }
                     if let Some(reason) = closed.label() {
                         metrics.closed.with_label_values(&[reason]).inc();
                     }

@@ -733,6 +733,8 @@ pub struct Receiver {
     pub port: u16,
     got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
     script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+    /// A `Retry-After` header (seconds) on every answer that is not a success.
+    retry_after: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl Receiver {
@@ -746,6 +748,7 @@ impl Receiver {
             port,
             got: Default::default(),
             script: std::sync::Arc::new(std::sync::Mutex::new(script.iter().copied().collect())),
+            retry_after: Default::default(),
         };
         let r = receiver.clone();
         let app = axum::Router::new().fallback(
@@ -762,8 +765,15 @@ impl Receiver {
                         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
                         status,
                     });
+                    let mut headers = axum::http::HeaderMap::new();
+                    if let Some(after) = *r.retry_after.lock().unwrap() {
+                        if !(200..300).contains(&status) {
+                            headers.insert("retry-after", after.into());
+                        }
+                    }
                     (
                         axum::http::StatusCode::from_u16(status).unwrap(),
+                        headers,
                         "answer body",
                     )
                 }
@@ -777,6 +787,11 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sends `Retry-After: seconds` with every answer that is not a success.
+    pub fn retry_after(&self, seconds: u64) {
+        *self.retry_after.lock().unwrap() = Some(seconds);
     }
 
     /// Every request so far.

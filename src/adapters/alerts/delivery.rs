@@ -1,5 +1,5 @@
 //! Getting messages to one receiver: a bounded queue and a task per sink, so a slow or dead
-//! receiver never delays a scan. Connection errors, timeouts, 408, 429 (honouring
+//! receiver never delays a scan. Connection errors, timeouts, 408, 429 and 503 (honouring
 //! `Retry-After`) and 5xx are retried with capped exponential backoff and jitter, for as long
 //! as it takes: a receiver that is down for a while gets everything when it returns. Any other
 //! 4xx is logged with the answer's body and not retried. A firing and its resolution that are
@@ -334,7 +334,13 @@ pub async fn send(client: &reqwest::Client, sink: &AlertSink, body: &[u8]) -> Re
     if code == 429 || code == 408 || status.is_server_error() {
         Err(Failure::Retry {
             error: format!("{status}: {text}"),
-            after: if code == 429 { after } else { None },
+            // Both say when to come back (RFC 9110, 10.2.3): a receiver that is busy or
+            // in maintenance is not hammered at the backoff's pace meanwhile.
+            after: if code == 429 || code == 503 {
+                after
+            } else {
+                None
+            },
         })
     } else {
         Err(Failure::Refused {
