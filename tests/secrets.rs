@@ -24,7 +24,9 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
-#[tokio::test]
+// Two workers: the receiver below keeps answering while this test blocks on the commands
+// it runs (on one worker, `alert test` waited out its 10 s timeout against it, twice a run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_printed_logged_served_or_saved() {
     let db = TestDb::new(Backend::Postgres).await;
     db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status text, created_at timestamptz, updated_at timestamptz)")
