@@ -107,6 +107,8 @@ async fn no_secret_is_printed_logged_served_or_saved() {
         "/readyz",
         "/healthz",
         "/api/v1/findings",
+        "/",
+        "/jobs/1",
         "/nope",
     ] {
         let (_, body) = get(&daemon.url(path)).await.expect(path);

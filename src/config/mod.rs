@@ -202,6 +202,10 @@ pub struct Http {
     pub allowed_hosts: Vec<String>,
     /// `tls_cert` and `tls_key`: the listener speaks HTTPS (read at start and on SIGHUP).
     pub tls: Option<TlsFiles>,
+    /// `base_path`: every route under it (`/jobwarden`), or `""` for the root.
+    pub base_path: String,
+    /// `job_url`: the application's own page of a job, with `{job_id}` in it.
+    pub job_url: Option<String>,
 }
 
 /// The PEM files of the HTTPS listener, resolved against the config file's folder.
@@ -458,6 +462,8 @@ failed = ["failed"]
             token: None,
             allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
             tls: None,
+            base_path: String::new(),
+            job_url: None,
         };
         let local = http("127.0.0.1:9847", &["jobs.internal"]);
         for ok in [

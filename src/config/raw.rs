@@ -134,6 +134,8 @@ pub(super) struct RawHttp {
     pub(super) tls_cert: Option<Text>,
     pub(super) tls_key: Option<Text>,
     pub(super) allow_plaintext: Option<bool>,
+    pub(super) base_path: Option<Text>,
+    pub(super) job_url: Option<Text>,
 }
 
 #[derive(Deserialize)]

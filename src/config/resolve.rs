@@ -195,6 +195,8 @@ pub(super) fn resolve(
             token: None,
             allowed_hosts: Vec::new(),
             tls: None,
+            base_path: String::new(),
+            job_url: None,
         },
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
@@ -362,11 +364,50 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
             None => ctx.located(None, Some("http.listen"), message),
         });
     }
+    let base_path = match &h.base_path {
+        None => String::new(),
+        Some(b) => {
+            let text = ctx.text(b, "http.base_path")?;
+            let path = text.trim().trim_end_matches('/').to_string();
+            let fine = path.is_empty()
+                || (path.starts_with('/')
+                    && !path.contains("//")
+                    && path
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c)));
+            if !fine {
+                return Err(ctx.at(
+                    b,
+                    "http.base_path",
+                    format!("`{text}` is not a path prefix such as \"/jobwarden\": it starts with `/` and holds letters, digits and `-_.~/`"),
+                ));
+            }
+            path
+        }
+    };
+    let job_url = match &h.job_url {
+        None => None,
+        Some(u) => {
+            let text = ctx.text(u, "http.job_url")?;
+            if !(text.starts_with("https://") || text.starts_with("http://"))
+                || !text.contains("{job_id}")
+            {
+                return Err(ctx.at(
+                    u,
+                    "http.job_url",
+                    format!("`{text}` must be an http(s) URL with `{{job_id}}` in it, such as \"https://app.example/jobs/{{job_id}}\""),
+                ));
+            }
+            Some(text)
+        }
+    };
     Ok(Http {
         listen,
         token,
         allowed_hosts: ctx.texts(&h.allowed_hosts, "http.allowed_hosts")?,
         tls,
+        base_path,
+        job_url,
     })
 }
 

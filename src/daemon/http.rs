@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use crate::daemon::console;
 use crate::daemon::{RecoverRequest, Shared};
 
 /// Largest request body accepted.
@@ -36,7 +37,18 @@ struct RecoverBody {
 
 /// The routes, on shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let base = shared.base_path();
+    let routes = Router::new()
+        .route("/", get(status_page))
+        .route("/jobs/{id}", get(job_page))
+        .route(
+            "/assets/console.css",
+            get(|| async { asset("text/css; charset=utf-8", console::STYLE) }),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", console::SCRIPT) }),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -44,7 +56,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/-/healthy", get(healthz))
         .route("/-/ready", get(readyz))
         .route("/api/v1/findings", get(findings))
-        .route("/api/v1/recover", post(recover))
+        .route("/api/v1/recover", post(recover));
+    // `[http] base_path` prefixes every route.
+    let routes = if base.is_empty() {
+        routes
+    } else {
+        // `/jobwarden` and `/jobwarden/` are both the status page.
+        Router::new()
+            .route(&format!("{base}/"), get(status_page))
+            .nest(&base, routes)
+    };
+    routes
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -91,6 +113,84 @@ pub async fn serve(
     let metrics = shared.metrics.http.clone();
     let tls = shared.tls.clone();
     crate::daemon::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
+}
+
+/// An HTML page, with the console's security headers.
+fn html_page(markup: maud::Markup) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, console::CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+/// An embedded asset.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
+    html_page(console::status_page(
+        &shared.health(),
+        shared.latest().as_ref(),
+    ))
+}
+
+/// The audit entries the job page reads, at most (from the end of the trail).
+const JOB_TRAIL_LINES: usize = 10_000;
+
+async fn job_page(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let report = shared.latest();
+    let findings: Vec<&crate::core::detect::Finding> = report
+        .iter()
+        .flat_map(|r| r.findings.iter())
+        .filter(|f| f.job_id == id)
+        .collect();
+    // The trail is read from the end, off the runtime (it is a file).
+    let dir = shared.state_dir();
+    let wanted = id.clone();
+    let trail = tokio::task::spawn_blocking(move || {
+        crate::adapters::audit::last(&dir, JOB_TRAIL_LINES).map(|all| {
+            all.into_iter()
+                .filter(|e| e.job_id == wanted)
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    let trail = match trail {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the audit trail: {e}"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the audit trail",
+            )
+        }
+    };
+    html_page(console::job_page(&shared.health(), &id, &findings, &trail))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -5,6 +5,7 @@
 //! The daemon is the outermost layer: it may import from every other one, and nothing but
 //! `main.rs` imports from it.
 
+pub(crate) mod console;
 pub(crate) mod http;
 pub(crate) mod metrics;
 mod run;

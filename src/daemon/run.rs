@@ -117,6 +117,32 @@ pub struct Shared {
     pub recover: mpsc::Sender<RecoverRequest>,
     /// The listener's TLS acceptor, when `[http] tls_cert` is set; re-read on SIGHUP.
     pub tls: Arc<crate::adapters::tls::Tls>,
+    /// What the console shows besides the latest scan.
+    console: RwLock<ConsoleInfo>,
+    /// How long the last successful scan took.
+    last_scan: RwLock<Option<Duration>>,
+}
+
+/// The config's part of the console: set at start and on reload.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleInfo {
+    pub environment: Option<String>,
+    pub dry_run: bool,
+    pub sinks: Vec<String>,
+    pub state_dir: std::path::PathBuf,
+    pub job_url: Option<String>,
+}
+
+impl ConsoleInfo {
+    fn of(config: &Config, dry_run: bool) -> ConsoleInfo {
+        ConsoleInfo {
+            environment: config.environment.clone(),
+            dry_run: dry_run || config.dry_run,
+            sinks: config.alerts.iter().map(|a| a.name.clone()).collect(),
+            state_dir: config.state_dir.clone(),
+            job_url: config.http.job_url.clone(),
+        }
+    }
 }
 
 impl Shared {
@@ -164,6 +190,46 @@ impl Shared {
     /// Whether a request's `Host` is one this listener answers.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
         read(&self.http).host_allowed(host)
+    }
+
+    /// The console's health strip, as of now.
+    pub fn health(&self) -> crate::daemon::console::Health {
+        let info = read(&self.console).clone();
+        let (ready, not_ready) = self.readiness();
+        let m = &self.metrics;
+        crate::daemon::console::Health {
+            base: self.base_path(),
+            environment: info.environment,
+            database_up: m.database_up.get() == 1,
+            ready,
+            not_ready,
+            role: self.role(),
+            dry_run: info.dry_run,
+            last_scan_age: read(&self.last_success).map(|at| at.elapsed().as_secs_f64()),
+            last_scan_seconds: read(&self.last_scan).map(|d| d.as_secs_f64()),
+            sinks: info
+                .sinks
+                .iter()
+                .map(|s| {
+                    (
+                        s.clone(),
+                        m.alert_queue_depth.with_label_values(&[s]).get(),
+                        m.alert_failures.with_label_values(&[s]).get(),
+                    )
+                })
+                .collect(),
+            job_url: info.job_url,
+        }
+    }
+
+    /// `[http] base_path` (fixed at start, like the listen address).
+    pub fn base_path(&self) -> String {
+        read(&self.http).base_path.clone()
+    }
+
+    /// The state directory, for the audit trail the console reads.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        read(&self.console).state_dir.clone()
     }
 
     /// The bearer token POST endpoints require, if one is configured.
@@ -224,6 +290,8 @@ pub async fn run(
         leader: AtomicBool::new(false),
         recover: recover_tx,
         tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
+        console: RwLock::new(ConsoleInfo::of(&config, options.dry_run)),
+        last_scan: RwLock::new(None),
     });
     let local = listener
         .local_addr()
@@ -392,6 +460,7 @@ impl Loop {
                 m.database_up.set(1);
                 m.last_scan_success.set(self.clock.now());
                 *write(&self.shared.last_success) = Some(Instant::now());
+                *write(&self.shared.last_scan) = Some(elapsed);
                 m.observe_report(&report, &self.config.jobs.statuses);
                 if let Some(seconds) = report.artifact_seconds {
                     m.artifact_scan_duration.observe(seconds);
@@ -652,13 +721,18 @@ impl Loop {
         if new.http.listen != self.config.http.listen {
             tracing::warn!("http.listen changed; it takes effect at the next restart");
         }
+        if new.http.base_path != self.config.http.base_path {
+            tracing::warn!("http.base_path changed; it takes effect at the next restart");
+        }
         *write(&self.shared.token) = new.http.token.clone();
+        *write(&self.shared.console) = ConsoleInfo::of(&new, self.dry_run);
         {
             // The listen address itself changes only at a restart.
             let mut http = write(&self.shared.http);
-            let listen = http.listen;
+            let (listen, base_path) = (http.listen, http.base_path.clone());
             *http = crate::config::Http {
                 listen,
+                base_path,
                 ..new.http.clone()
             };
         }

@@ -1,0 +1,364 @@
+//! The operator's console: server-rendered pages over what the scan loop publishes.
+//!
+//! `GET /` is the status page (and the exporter landing page: name, version, links to
+//! `/metrics` and `/api/v1/findings`); `GET /jobs/{id}` one job's findings and its audit
+//! trail. Pages are rendered by maud (compiled templates: every value from the jobs table is
+//! escaped by the template itself), with one embedded stylesheet and one embedded script that
+//! reloads the page every few seconds while the tab is visible; without JavaScript the page
+//! is the same, minus the refresh. A `Content-Security-Policy` allows only those two assets.
+//! Every link honours `[http] base_path`.
+//!
+//! The pages are read-only: they never scan, and they hold no buttons yet (the per-job
+//! actions of the console issue come with the token prompt).
+
+use maud::{html, Markup, DOCTYPE};
+
+use crate::adapters::audit;
+use crate::app::scan::Report;
+use crate::core::detect::Finding;
+
+/// The policy every page is served with: nothing but this listener's own assets.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                       connect-src 'self'; base-uri 'none'; form-action 'self'; \
+                       frame-ancestors 'none'";
+
+/// The stylesheet, embedded in the binary.
+pub const STYLE: &str = include_str!("console.css");
+/// The refresh script, embedded in the binary.
+pub const SCRIPT: &str = include_str!("console.js");
+
+/// What the status page shows besides the latest scan.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// `[http] base_path`, or `""`.
+    pub base: String,
+    pub environment: Option<String>,
+    pub database_up: bool,
+    /// Whether `/readyz` would answer 200, and why not.
+    pub ready: bool,
+    pub not_ready: Option<String>,
+    /// `leader`, `standby` or `unknown`.
+    pub role: &'static str,
+    pub dry_run: bool,
+    /// Seconds since the last good scan, and how long it took.
+    pub last_scan_age: Option<f64>,
+    pub last_scan_seconds: Option<f64>,
+    /// Each alert sink: name, messages waiting, failed attempts so far.
+    pub sinks: Vec<(String, i64, u64)>,
+    /// `[http] job_url`, with `{job_id}`.
+    pub job_url: Option<String>,
+}
+
+/// The status page.
+pub fn status_page(health: &Health, report: Option<&Report>) -> Markup {
+    let base = health.base.as_str();
+    page(
+        base,
+        "jobwarden",
+        html! {
+            header {
+                h1 { "jobwarden" }
+                span class="version" { "v" (env!("CARGO_PKG_VERSION")) }
+                @if let Some(env) = &health.environment {
+                    span class="badge env" { (env) }
+                }
+                nav {
+                    a href={(base) "/metrics"} { "metrics" }
+                    a href={(base) "/api/v1/findings"} { "findings JSON" }
+                }
+            }
+            (health_strip(health))
+            @match report {
+                None => p class="empty" { "No scan has completed yet." },
+                Some(report) => (findings_section(health, report)),
+            }
+        },
+    )
+}
+
+/// One job's page: its findings in the latest scan and its audit trail.
+pub fn job_page(
+    health: &Health,
+    job_id: &str,
+    findings: &[&Finding],
+    trail: &[audit::Entry],
+) -> Markup {
+    let base = health.base.as_str();
+    page(
+        base,
+        &format!("job {job_id} · jobwarden"),
+        html! {
+            header {
+                h1 { a href={(base) "/"} { "jobwarden" } " · job " code { (job_id) } }
+                @if let Some(url) = &health.job_url {
+                    nav { a href=(url.replace("{job_id}", &urlencode(job_id))) { "open in the application" } }
+                }
+            }
+            section {
+                h2 { "Findings" }
+                @if findings.is_empty() {
+                    p class="empty" { "Nothing is wrong with this job as of the last scan (or it is no longer active)." }
+                } @else {
+                    (findings_table(health, findings))
+                }
+            }
+            section {
+                h2 { "Timeline" }
+                @if trail.is_empty() {
+                    p class="empty" { "jobwarden has written nothing about this job." }
+                } @else {
+                    ol class="timeline" {
+                        @for e in trail {
+                            li {
+                                time { (e.time) }
+                                " "
+                                span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) }
+                                " " (e.action.as_str()) " " (e.status_before) " → " (e.status_after)
+                                " (" (e.kind.as_str()) ", rule " (e.rule) ", age " (duration(e.age_seconds as f64)) ")"
+                                @if e.forced { " forced" }
+                                " by " (e.replica)
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn page(base: &str, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href={(base) "/assets/console.css"};
+                script src={(base) "/assets/console.js"} defer {}
+            }
+            body { main { (body) } }
+        }
+    }
+}
+
+fn health_strip(h: &Health) -> Markup {
+    let ok = |good: bool| if good { "good" } else { "bad" };
+    html! {
+        ul class="health" {
+            li class=(ok(h.database_up)) { "database " (if h.database_up { "up" } else { "down" }) }
+            li class=(ok(h.ready)) {
+                (if h.ready { "ready" } else { "not ready" })
+                @if let Some(why) = &h.not_ready { ": " (why) }
+            }
+            li { "last good scan "
+                @match h.last_scan_age {
+                    Some(age) => { (duration(age)) " ago" @if let Some(s) = h.last_scan_seconds { ", took " (format!("{:.0} ms", s * 1000.0)) } },
+                    None => "never",
+                }
+            }
+            li { (h.role) }
+            li class=(if h.dry_run { "warn" } else { "" }) { "dry run " (if h.dry_run { "on" } else { "off" }) }
+            @for (name, depth, failures) in &h.sinks {
+                li class=(if *depth > 0 || *failures > 0 { "warn" } else { "" }) {
+                    "alerts " (name) ": " (depth) " waiting, " (failures) " failed attempts"
+                }
+            }
+        }
+    }
+}
+
+fn findings_section(h: &Health, report: &Report) -> Markup {
+    let active: u64 = report.jobs.values().sum();
+    let findings: Vec<&Finding> = report.findings.iter().collect();
+    html! {
+        section {
+            h2 { "Findings" }
+            @if findings.is_empty() {
+                p class="empty" {
+                    "Nothing is stuck. " (active) " active jobs"
+                    @for (class, n) in &report.jobs { " · " (class.as_str()) " " (n) }
+                    "."
+                }
+            } @else {
+                p { (findings.len()) " findings among " (active) " active jobs." }
+                (findings_table(h, &findings))
+            }
+        }
+        @if !report.warnings.is_empty() {
+            section {
+                h2 { "Warnings" }
+                ul class="warnings" {
+                    @for w in &report.warnings {
+                        li {
+                            @if let Some(id) = &w.job_id { a href={(h.base) "/jobs/" (urlencode(id))} { "job " (id) } ": " }
+                            (w.message)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
+    html! {
+        div class="scroll" {
+            table {
+                thead { tr {
+                    th { "job" } th { "status" } th { "phase" } th { "kind" } th { "rule" }
+                    th { "age / threshold" } th { "action" } th { "outcome" } th { "why" }
+                } }
+                tbody {
+                    @for f in findings {
+                        tr class={"severity-" (f.severity.as_str())} {
+                            td {
+                                @if f.job_id.is_empty() { "—" }
+                                @else { a href={(h.base) "/jobs/" (urlencode(&f.job_id))} { code { (f.job_id) } } }
+                            }
+                            td { (f.status) }
+                            td { (f.phase.as_deref().unwrap_or("—")) }
+                            td { (f.kind.as_str()) }
+                            td { (f.rule) }
+                            td { (duration(f.age_seconds as f64)) " / " (duration(f.threshold_seconds as f64)) }
+                            td { (f.action.as_str()) }
+                            td { span class={"outcome " (f.outcome.as_str())} { (f.outcome.as_str()) } }
+                            td {
+                                (f.message)
+                                @for a in &f.artifacts { br; code { (a.path) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `1h 5m`, `42s`: ages as an operator reads them.
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
+        (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, s) => format!("{m}m {s}s"),
+        (0, h, m, _) => format!("{h}h {m}m"),
+        (d, h, _, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// A job id as one path segment.
+fn urlencode(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::detect::{Kind, Outcome, Warning};
+    use crate::core::vocabulary::{Action, Severity, StatusClass};
+
+    fn finding(job_id: &str, message: &str) -> Finding {
+        Finding {
+            kind: Kind::Stalled,
+            rule: "hb".into(),
+            job_id: job_id.into(),
+            status: "running".into(),
+            phase: Some("<b>phase</b>".into()),
+            age_seconds: 3900,
+            threshold_seconds: 1800,
+            since: 0.0,
+            severity: Severity::Critical,
+            action: Action::Fail,
+            outcome: Outcome::Limited,
+            message: message.into(),
+            artifacts: vec![],
+            guard: Default::default(),
+            progress: None,
+        }
+    }
+
+    fn report(findings: Vec<Finding>) -> Report {
+        Report {
+            environment: None,
+            checked_at: 0.0,
+            jobs: [(StatusClass::Running, 3)].into_iter().collect(),
+            findings,
+            warnings: vec![Warning {
+                job_id: Some("w<1>".into()),
+                message: "created_at is <NULL>".into(),
+            }],
+            by_status: Default::default(),
+            artifact_seconds: None,
+            oldest_heartbeat_age: None,
+            suspicion: None,
+        }
+    }
+
+    #[test]
+    fn every_value_from_the_table_is_escaped() {
+        let r = report(vec![finding(
+            "<script>alert(1)</script>",
+            "no heartbeat <img src=x>",
+        )]);
+        let html = status_page(&Health::default(), Some(&r)).into_string();
+        assert!(!html.contains("<script>alert(1)"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("no heartbeat &lt;img src=x&gt;"));
+        assert!(html.contains("&lt;b&gt;phase&lt;/b&gt;"));
+        assert!(html.contains("created_at is &lt;NULL&gt;"));
+        // The link to its page encodes the id as one path segment.
+        assert!(
+            html.contains("href=\"/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\""),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn links_and_assets_honour_the_base_path() {
+        let health = Health {
+            base: "/jobwarden".into(),
+            ..Health::default()
+        };
+        let html = status_page(&health, Some(&report(vec![finding("7", "m")]))).into_string();
+        for link in [
+            "href=\"/jobwarden/metrics\"",
+            "href=\"/jobwarden/api/v1/findings\"",
+            "href=\"/jobwarden/assets/console.css\"",
+            "src=\"/jobwarden/assets/console.js\"",
+            "href=\"/jobwarden/jobs/7\"",
+        ] {
+            assert!(html.contains(link), "{link} in {html}");
+        }
+        assert!(!html.contains("href=\"/metrics\""));
+    }
+
+    #[test]
+    fn nothing_wrong_is_one_line_with_the_counts() {
+        let html = status_page(&Health::default(), Some(&report(vec![]))).into_string();
+        assert!(
+            html.contains("Nothing is stuck. 3 active jobs · running 3."),
+            "{html}"
+        );
+        let html = status_page(&Health::default(), None).into_string();
+        assert!(html.contains("No scan has completed yet."));
+    }
+
+    #[test]
+    fn ages_read_as_an_operator_reads_them() {
+        assert_eq!(duration(42.0), "42s");
+        assert_eq!(duration(125.0), "2m 5s");
+        assert_eq!(duration(3900.0), "1h 5m");
+        assert_eq!(duration(90_000.0), "1d 1h");
+    }
+}

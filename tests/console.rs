@@ -1,0 +1,116 @@
+//! The operator's console through the real binary on a real table: the status page and a
+//! job's page under `[http] base_path`, their security headers, escaping of what the table
+//! holds, and the assets they load.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_for, Backend, Daemon, TestConfig, TestDb};
+
+#[tokio::test]
+async fn the_status_page_and_a_job_page_show_what_is_stuck() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.exec(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
+    )
+    .await;
+    for (id, beat) in [("7", 90.0), ("<script>x</script>", 80.0), ("live", 0.1)] {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ('{id}', 'running', {}, {})",
+            db.ago(120.0),
+            db.ago(beat)
+        ))
+        .await;
+    }
+    let state = db.dir().join("state");
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"\ndry_run = true")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"")
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let client = client.clone();
+        let url = daemon.url(path);
+        async move {
+            let r = client.get(&url).send().await.expect("GET");
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.expect("body"))
+        }
+    };
+    // A dry run: both stalled jobs stay listed, each with the write it would make.
+    let page = wait_for(
+        "both findings on the page",
+        Duration::from_secs(15),
+        || async {
+            let (status, headers, body) = get("/jobwarden/").await;
+            (status == 200 && body.matches("outcome dry_run").count() >= 2)
+                .then_some((headers, body))
+        },
+    )
+    .await;
+    let (headers, body) = page;
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(body.contains("href=\"/jobwarden/jobs/7\""), "{body}");
+    assert!(
+        body.contains("href=\"/jobwarden/metrics\""),
+        "the exporter landing page links"
+    );
+    assert!(
+        !body.contains("<script>x</script>"),
+        "a job id is text, never markup"
+    );
+    assert!(body.contains("&lt;script&gt;x&lt;/script&gt;"), "{body}");
+    assert!(
+        body.contains("database up") && body.contains("dry run on"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("href=\"/jobwarden/jobs/live\""),
+        "the live job is not listed"
+    );
+
+    // The job page: its audit trail, and the link to the application's own page.
+    let (status, _, job) = get("/jobwarden/jobs/7").await;
+    assert_eq!(status, 200);
+    assert!(
+        job.contains("dry_run")
+            && job.contains("running → failed")
+            && job.contains("no heartbeat for"),
+        "{job}"
+    );
+    assert!(job.contains("href=\"https://app.example/jobs/7\""), "{job}");
+    let (status, _, unknown) = get("/jobwarden/jobs/nobody").await;
+    assert_eq!(
+        status, 200,
+        "a job jobwarden knows nothing of still has a page"
+    );
+    assert!(unknown.contains("jobwarden has written nothing about this job"));
+
+    // Assets under the base path; routes outside it are 404 JSON.
+    let (status, headers, css) = get("/jobwarden/assets/console.css").await;
+    assert_eq!(
+        (status, headers["content-type"].to_str().unwrap()),
+        (200, "text/css; charset=utf-8")
+    );
+    assert!(css.contains("prefers-color-scheme: dark"));
+    let (status, _, js) = get("/jobwarden/assets/console.js").await;
+    assert_eq!(status, 200);
+    assert!(js.contains("visibilityState"));
+    assert_eq!(get("/jobwarden/metrics").await.0, 200);
+    let (status, _, body) = get("/metrics").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("\"error\""), "{body}");
+    assert_eq!(daemon.stop().await, 0);
+}
