@@ -27,9 +27,13 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"\ndry_run = true")
         .jobs("status_since = \"created_at\"")
+        .statuses(
+            "pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]",
+        )
+        .section("[[rules]]\nname = \"first\"\nstatuses = [\"queued\"]\nsignal = \"heartbeat\"\nafter = \"2h\"")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"\ntoken = \"CONSOLETOKEN\"")
         .state(&state)
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -97,6 +101,27 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
         "a job jobwarden knows nothing of still has a page"
     );
     assert!(unknown.contains("jobwarden has written nothing about this job"));
+
+    // The audit trail, filtered by job and by outcome.
+    let (status, _, audit) = get("/jobwarden/audit?job=7").await;
+    assert_eq!(status, 200);
+    assert!(audit.contains("href=\"/jobwarden/jobs/7\""), "{audit}");
+    assert!(
+        !audit.contains("/jobwarden/jobs/%3Cscript"),
+        "only job 7: {audit}"
+    );
+    let (_, _, none) = get("/jobwarden/audit?outcome=applied").await;
+    assert!(
+        none.contains("No audit entries match."),
+        "a dry run applied nothing"
+    );
+    // The config, redacted, and the rules in the order they are tried.
+    let (status, _, config) = get("/jobwarden/config").await;
+    assert_eq!(status, 200);
+    assert!(!config.contains("CONSOLETOKEN"), "{config}");
+    assert!(config.contains("***"));
+    let (first, hb) = (config.find("<td>first</td>"), config.find("<td>hb</td>"));
+    assert!(first.is_some() && first < hb, "first before hb: {config}");
 
     // Assets under the base path; routes outside it are 404 JSON.
     let (status, headers, css) = get("/jobwarden/assets/console.css").await;

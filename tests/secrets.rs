@@ -109,6 +109,8 @@ async fn no_secret_is_printed_logged_served_or_saved() {
         "/api/v1/findings",
         "/",
         "/jobs/1",
+        "/audit",
+        "/config",
         "/nope",
     ] {
         let (_, body) = get(&daemon.url(path)).await.expect(path);

@@ -15,6 +15,7 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::adapters::audit;
 use crate::app::scan::Report;
+use crate::config::Rule;
 use crate::core::detect::Finding;
 
 /// The policy every page is served with: nothing but this listener's own assets.
@@ -63,6 +64,8 @@ pub fn status_page(health: &Health, report: Option<&Report>) -> Markup {
                     span class="badge env" { (env) }
                 }
                 nav {
+                    a href={(base) "/audit"} { "audit" }
+                    a href={(base) "/config"} { "config" }
                     a href={(base) "/metrics"} { "metrics" }
                     a href={(base) "/api/v1/findings"} { "findings JSON" }
                 }
@@ -121,6 +124,84 @@ pub fn job_page(
                         }
                     }
                 }
+            }
+        },
+    )
+}
+
+/// The latest audit entries, newest first, with the filter that chose them.
+pub fn audit_page(
+    health: &Health,
+    job: Option<&str>,
+    outcome: Option<&str>,
+    entries: &[audit::Entry],
+) -> Markup {
+    let base = health.base.as_str();
+    page(
+        base,
+        "audit · jobwarden",
+        html! {
+            header {
+                h1 { a href={(base) "/"} { "jobwarden" } " · audit" }
+            }
+            form method="get" action={(base) "/audit"} class="filter" {
+                label { "job " input type="text" name="job" value=[job]; }
+                label { "outcome " input type="text" name="outcome" value=[outcome]; }
+                button type="submit" { "filter" }
+            }
+            @if entries.is_empty() {
+                p class="empty" { "No audit entries match." }
+            } @else {
+                div class="scroll" { table {
+                    thead { tr { th { "time" } th { "job" } th { "write" } th { "kind, rule, age" } th { "outcome" } th { "by" } } }
+                    tbody {
+                        @for e in entries.iter().rev() {
+                            tr {
+                                td { (e.time) }
+                                td { a href={(base) "/jobs/" (urlencode(&e.job_id))} { code { (e.job_id) } } }
+                                td { (e.action.as_str()) " " (e.status_before) " → " (e.status_after) @if e.forced { " (forced)" } }
+                                td { (e.kind.as_str()) ", " (e.rule) ", " (duration(e.age_seconds as f64)) }
+                                td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
+                                td { (e.replica) }
+                            }
+                        }
+                    }
+                } }
+            }
+        },
+    )
+}
+
+/// The resolved config (secrets redacted) and the rules in the order they are tried.
+pub fn config_page(health: &Health, config: &serde_json::Value, rules: &[Rule]) -> Markup {
+    let base = health.base.as_str();
+    let pretty = serde_json::to_string_pretty(config).unwrap_or_default();
+    page(
+        base,
+        "config · jobwarden",
+        html! {
+            header { h1 { a href={(base) "/"} { "jobwarden" } " · config" } }
+            section {
+                h2 { "Rules, in precedence order" }
+                p class="empty" { "For each job and signal, the first rule that matches its status (and phase) decides." }
+                div class="scroll" { table {
+                    thead { tr { th { "#" } th { "rule" } th { "statuses" } th { "phases" } th { "signal" } th { "after" } th { "action" } th { "severity" } } }
+                    tbody {
+                        @for (n, r) in rules.iter().enumerate() {
+                            tr {
+                                td { (n + 1) } td { (r.name) } td { (r.statuses.join(", ")) }
+                                td { (r.phases.as_ref().map(|p| p.join(", ")).unwrap_or_else(|| "any".into())) }
+                                td { (r.signal.as_str()) } td { (duration(r.after.as_secs_f64())) }
+                                td { (r.action.as_str()) } td { (r.severity.as_str()) }
+                            }
+                        }
+                    }
+                } }
+            }
+            section {
+                h2 { "Resolved config" }
+                p class="empty" { "Secrets are shown as ***." }
+                pre { code { (pretty) } }
             }
         },
     )

@@ -41,6 +41,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let routes = Router::new()
         .route("/", get(status_page))
         .route("/jobs/{id}", get(job_page))
+        .route("/audit", get(audit_page))
+        .route("/config", get(config_page))
         .route(
             "/assets/console.css",
             get(|| async { asset("text/css; charset=utf-8", console::STYLE) }),
@@ -152,6 +154,74 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
 
 /// The audit entries the job page reads, at most (from the end of the trail).
 const JOB_TRAIL_LINES: usize = 10_000;
+/// The audit entries `GET /audit` shows, at most.
+const AUDIT_PAGE_ENTRIES: usize = 500;
+
+/// `GET /audit?job=..&outcome=..`.
+#[derive(Debug, Default, Deserialize)]
+struct AuditFilter {
+    job: Option<String>,
+    outcome: Option<String>,
+}
+
+/// The audit entries of the trail's last `lines` that `keep` accepts, read off the runtime.
+async fn trail(
+    shared: &Shared,
+    lines: usize,
+    keep: impl Fn(&crate::adapters::audit::Entry) -> bool + Send + 'static,
+) -> Result<Vec<crate::adapters::audit::Entry>, Response> {
+    let dir = shared.state_dir();
+    let read = tokio::task::spawn_blocking(move || {
+        crate::adapters::audit::last(&dir, lines)
+            .map(|all| all.into_iter().filter(|e| keep(e)).collect::<Vec<_>>())
+    })
+    .await;
+    match read {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Ok(Err(e)) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the audit trail: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the audit trail",
+        )),
+    }
+}
+
+async fn audit_page(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(filter): axum::extract::Query<AuditFilter>,
+) -> Response {
+    let job = filter.job.filter(|j| !j.is_empty());
+    let outcome = filter.outcome.filter(|o| !o.is_empty());
+    let (j, o) = (job.clone(), outcome.clone());
+    let entries = match trail(&shared, JOB_TRAIL_LINES, move |e| {
+        j.as_ref().is_none_or(|j| &e.job_id == j)
+            && o.as_ref().is_none_or(|o| e.outcome.as_str() == o)
+    })
+    .await
+    {
+        Ok(mut entries) => {
+            let skip = entries.len().saturating_sub(AUDIT_PAGE_ENTRIES);
+            entries.drain(..skip);
+            entries
+        }
+        Err(r) => return r,
+    };
+    html_page(console::audit_page(
+        &shared.health(),
+        job.as_deref(),
+        outcome.as_deref(),
+        &entries,
+    ))
+}
+
+async fn config_page(State(shared): State<Arc<Shared>>) -> Response {
+    let (config, rules) = shared.config_view();
+    html_page(console::config_page(&shared.health(), &config, &rules))
+}
 
 async fn job_page(
     State(shared): State<Arc<Shared>>,
@@ -163,32 +233,10 @@ async fn job_page(
         .flat_map(|r| r.findings.iter())
         .filter(|f| f.job_id == id)
         .collect();
-    // The trail is read from the end, off the runtime (it is a file).
-    let dir = shared.state_dir();
     let wanted = id.clone();
-    let trail = tokio::task::spawn_blocking(move || {
-        crate::adapters::audit::last(&dir, JOB_TRAIL_LINES).map(|all| {
-            all.into_iter()
-                .filter(|e| e.job_id == wanted)
-                .collect::<Vec<_>>()
-        })
-    })
-    .await;
-    let trail = match trail {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Ok(Err(e)) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read the audit trail: {e}"),
-            )
-        }
-        Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot read the audit trail",
-            )
-        }
+    let trail = match trail(&shared, JOB_TRAIL_LINES, move |e| e.job_id == wanted).await {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     html_page(console::job_page(&shared.health(), &id, &findings, &trail))
 }

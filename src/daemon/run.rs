@@ -131,6 +131,10 @@ pub struct ConsoleInfo {
     pub sinks: Vec<String>,
     pub state_dir: std::path::PathBuf,
     pub job_url: Option<String>,
+    /// The resolved config with its secrets redacted (`validate`'s JSON).
+    pub config: serde_json::Value,
+    /// The rules in precedence order (the first match per job and signal wins).
+    pub rules: Vec<crate::config::Rule>,
 }
 
 impl ConsoleInfo {
@@ -141,6 +145,8 @@ impl ConsoleInfo {
             sinks: config.alerts.iter().map(|a| a.name.clone()).collect(),
             state_dir: config.state_dir.clone(),
             job_url: config.http.job_url.clone(),
+            config: crate::config::redacted_json(config),
+            rules: config.rules.clone(),
         }
     }
 }
@@ -230,6 +236,12 @@ impl Shared {
     /// The state directory, for the audit trail the console reads.
     pub fn state_dir(&self) -> std::path::PathBuf {
         read(&self.console).state_dir.clone()
+    }
+
+    /// The redacted config and the rules in precedence order, for `GET /config`.
+    pub fn config_view(&self) -> (serde_json::Value, Vec<crate::config::Rule>) {
+        let info = read(&self.console);
+        (info.config.clone(), info.rules.clone())
     }
 
     /// The bearer token POST endpoints require, if one is configured.
