@@ -128,6 +128,12 @@ pub async fn demo(format: commands::Format, out: &mut dyn Write) -> Result<u8, E
             "  jobwarden recover --dry-run --config {}",
             config_path.display()
         )?;
+        writeln!(
+            out,
+            "or watch them in a browser (the console at http://{}/):",
+            config.http.listen
+        )?;
+        writeln!(out, "  jobwarden run --config {}", config_path.display())?;
     }
     Ok(commands::EXIT_OK)
 }

@@ -6,6 +6,9 @@
   let timer = null;
   function schedule() {
     clearTimeout(timer);
+    // Says on the page that the refresh runs (the browser test reads it).
+    document.documentElement.dataset.refresh =
+      document.visibilityState === "visible" ? "on" : "paused";
     if (document.visibilityState === "visible") {
       timer = setTimeout(function () { window.location.reload(); }, every);
     }

@@ -321,8 +321,11 @@ fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
         (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, 0) => format!("{m}m"),
         (0, 0, m, s) => format!("{m}m {s}s"),
+        (0, h, 0, _) => format!("{h}h"),
         (0, h, m, _) => format!("{h}h {m}m"),
+        (d, 0, _, _) => format!("{d}d"),
         (d, h, _, _) => format!("{d}d {h}h"),
     }
 }
@@ -439,6 +442,8 @@ mod tests {
     fn ages_read_as_an_operator_reads_them() {
         assert_eq!(duration(42.0), "42s");
         assert_eq!(duration(125.0), "2m 5s");
+        assert_eq!(duration(1800.0), "30m");
+        assert_eq!(duration(7200.0), "2h");
         assert_eq!(duration(3900.0), "1h 5m");
         assert_eq!(duration(90_000.0), "1d 1h");
     }
