@@ -139,3 +139,117 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     assert!(body.contains("\"error\""), "{body}");
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test]
+async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    // Healthy at first, so the first scans write nothing.
+    db.running(1, 120.0, 0.1).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let client = reqwest::Client::new();
+    let pause = |daemon: &Daemon, body: &str, token: &str| {
+        client
+            .post(daemon.url("/api/v1/pause"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let status = || async {
+        db.rows("SELECT status FROM jobs WHERE id = 1").await[0][0]
+            .clone()
+            .unwrap_or_default()
+    };
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    // The token rules, then a pause of an hour.
+    let r = pause(&daemon, r#"{"for": "1h"}"#, "wrong")
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = pause(&daemon, r#"{"for": "soon"}"#, "T0KEN")
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = pause(&daemon, r#"{"for": "1h"}"#, "T0KEN")
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: serde_json::Value = r.json().await.expect("json");
+    assert!(answer["paused_until"].is_string(), "{answer}");
+
+    // The job stalls while writes are paused: found, held back, shown, never written.
+    db.exec(&format!("UPDATE jobs SET updated_at = {}", db.ago(90.0)))
+        .await;
+    let metrics = wait_for("held back twice", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| {
+                common::metric(
+                    m,
+                    "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
+                )
+                .unwrap_or(0.0)
+                    >= 2.0
+            })
+    })
+    .await;
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_writes_paused"),
+        Some(1.0)
+    );
+    assert_eq!(status().await, "running");
+    let (_, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+    assert!(ready.contains("\"paused_until\":\"20"), "{ready}");
+    let (_, page) = common::get(&daemon.url("/")).await.expect("page");
+    assert!(page.contains("writes paused until"), "{page}");
+    assert!(
+        daemon.log().contains("writes are paused until"),
+        "the held write says why"
+    );
+
+    // A restart keeps the pause.
+    assert_eq!(daemon.stop().await, 0);
+    let daemon = Daemon::start(&config, &[]);
+    let metrics = wait_for(
+        "scans after the restart",
+        Duration::from_secs(10),
+        || async {
+            common::get(&daemon.url("/metrics"))
+                .await
+                .map(|r| r.1)
+                .filter(|m| common::metric(m, "jobwarden_scans_total").unwrap_or(0.0) >= 3.0)
+        },
+    )
+    .await;
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_writes_paused"),
+        Some(1.0)
+    );
+    assert_eq!(status().await, "running", "still paused after the restart");
+
+    // Ending the pause lets the write through.
+    let r = pause(&daemon, r#"{"for": "0s"}"#, "T0KEN")
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    wait_for("the job failed", Duration::from_secs(10), || async {
+        (status().await == "failed").then_some(())
+    })
+    .await;
+    assert_eq!(daemon.stop().await, 0);
+}

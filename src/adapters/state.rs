@@ -1,5 +1,6 @@
 //! The files jobwarden keeps in its state directory besides the audit trail and the alert
-//! book: the job memory (`memory.json`), written whole to a temporary file and renamed.
+//! book: the job memory (`memory.json`) and the operator's holds (`holds.json`), each written
+//! whole to a temporary file and renamed.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,49 @@ use crate::core::memory::Memory;
 
 /// The job memory's file, in the state directory.
 pub const MEMORY_FILE: &str = "memory.json";
+/// The operator's pause and snoozes.
+pub const HOLDS_FILE: &str = "holds.json";
+
+/// The saved holds; none when there is no file, or it cannot be read (said in the log).
+pub fn load_holds(state_dir: &Path) -> crate::core::holds::Holds {
+    let file = state_dir.join(HOLDS_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(path = %file.display(), "the holds file is not valid, starting without holds: {e}");
+            Default::default()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "cannot read the holds file, starting without holds: {e}");
+            Default::default()
+        }
+    }
+}
+
+/// Saves the holds (to a temporary file, then renamed over the old one).
+pub fn save_holds(state_dir: &Path, holds: &crate::core::holds::Holds) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(holds).map_err(std::io::Error::other)?;
+    write_whole(&state_dir.join(HOLDS_FILE), &bytes)
+}
+
+/// Writes a file whole: a temporary file beside it, flushed, then renamed over it; no
+/// temporary file is left when that fails.
+fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension("json.tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
 
 /// The memory file under a state directory.
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -38,20 +82,8 @@ pub fn load(state_dir: &Path, scope: &str) -> Memory {
 
 /// Writes the memory (to a temporary file, then renamed over the old one) and marks it clean.
 pub fn save(state_dir: &Path, memory: &mut Memory) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    let file = path(state_dir);
-    let tmp = file.with_extension("json.tmp");
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, memory).map_err(std::io::Error::other)?;
-        f.flush()?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &file)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
+    let bytes = serde_json::to_vec(memory).map_err(std::io::Error::other)?;
+    write_whole(&path(state_dir), &bytes)?;
     memory.saved();
     Ok(())
 }

@@ -265,6 +265,8 @@ pub struct Execute<'a> {
     pub stop: Option<&'a Stop>,
     /// The daemon's dry-run writes of the last scan, logged and audited already.
     pub dry_seen: Option<&'a std::collections::HashSet<String>>,
+    /// An operator's pause of every write: until when (Unix time).
+    pub paused_until: Option<f64>,
 }
 
 /// What one scan's actions came to.
@@ -311,10 +313,17 @@ pub async fn execute(
             && !options.exclude.contains(&p.write.job_id)
     });
     let mut waiting = Vec::new();
+    if let Some(until) = options.paused_until {
+        waiting.extend(
+            std::mem::take(&mut planned)
+                .into_iter()
+                .map(|p| (p, HeldBack::Paused { until })),
+        );
+    }
     if let Some(confirm) = options.confirm {
         let (ready, wait) = confirm.confirm(planned, &report.findings, config.safety.confirm_scans);
         planned = ready;
-        waiting = wait;
+        waiting.extend(wait);
     }
     let ctx = crate::core::safety::Context {
         safety: &config.safety,

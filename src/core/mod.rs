@@ -12,6 +12,7 @@
 
 pub(crate) mod backoff;
 pub mod detect;
+pub(crate) mod holds;
 pub(crate) mod job;
 pub(crate) mod memory;
 pub(crate) mod pattern;

@@ -52,6 +52,8 @@ pub enum HeldBack {
     Stopping,
     /// Its audit record could not be written: the error.
     AuditUnwritable(String),
+    /// An operator paused every write (`POST /api/v1/pause`) until this Unix time.
+    Paused { until: f64 },
 }
 
 impl HeldBack {
@@ -66,6 +68,7 @@ impl HeldBack {
             HeldBack::Confirming { .. } => "confirming",
             HeldBack::Stopping => "stopping",
             HeldBack::AuditUnwritable(_) => "audit_unwritable",
+            HeldBack::Paused { .. } => "paused",
         }
     }
 }
@@ -84,6 +87,11 @@ impl std::fmt::Display for HeldBack {
             }
             HeldBack::Stopping => f.write_str("jobwarden is stopping: not written"),
             HeldBack::AuditUnwritable(e) => write!(f, "audit trail not writable: {e}"),
+            HeldBack::Paused { until } => write!(
+                f,
+                "writes are paused until {}",
+                crate::core::job::rfc3339(*until)
+            ),
         }
     }
 }

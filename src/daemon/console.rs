@@ -48,6 +48,8 @@ pub struct Health {
     pub sinks: Vec<(String, i64, u64)>,
     /// `[http] job_url`, with `{job_id}`.
     pub job_url: Option<String>,
+    /// An operator's pause of every write: until when.
+    pub paused_until: Option<f64>,
 }
 
 /// The status page.
@@ -240,6 +242,10 @@ fn health_strip(h: &Health) -> Markup {
             }
             li { (h.role) }
             li class=(if h.dry_run { "warn" } else { "" }) { "dry run " (if h.dry_run { "on" } else { "off" }) }
+            @match h.paused_until {
+                Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },
+                None => li { "writes not paused" },
+            }
             @for (name, depth, failures) in &h.sinks {
                 li class=(if *depth > 0 || *failures > 0 { "warn" } else { "" }) {
                     "alerts " (name) ": " (depth) " waiting, " (failures) " failed attempts"

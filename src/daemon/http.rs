@@ -58,7 +58,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/-/healthy", get(healthz))
         .route("/-/ready", get(readyz))
         .route("/api/v1/findings", get(findings))
-        .route("/api/v1/recover", post(recover));
+        .route("/api/v1/recover", post(recover))
+        .route("/api/v1/pause", post(pause));
     // `[http] base_path` prefixes every route.
     let routes = if base.is_empty() {
         routes
@@ -261,15 +262,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let paused = shared.paused_until().map(crate::core::job::rfc3339);
     match shared.readiness() {
-        (true, _) => {
-            Json(serde_json::json!({"ready": true, "role": shared.role()})).into_response()
-        }
+        (true, _) => Json(serde_json::json!({
+            "ready": true, "role": shared.role(), "paused_until": paused,
+        }))
+        .into_response(),
         (false, err) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({
                 "ready": false,
                 "role": shared.role(),
+                "paused_until": paused,
                 "error": err.unwrap_or_else(|| "no scan has reached the database yet".into()),
             })),
         )
@@ -284,16 +288,14 @@ async fn findings(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn recover(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
+/// The bearer-token check of every write endpoint: the refusal, if any. 403 without a
+/// configured token, 401 to a wrong one (compared in constant time).
+fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = shared.token() else {
-        return error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "write endpoints are disabled: set [http] token in the config",
-        );
+        ));
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -306,9 +308,18 @@ async fn recover(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
-        return r;
+        return Some(r);
     }
-    // The body is read only after the token check, so a stranger learns nothing from it.
+    None
+}
+
+/// A write endpoint's JSON object body (empty: the defaults), read after the token check
+/// within the header timeout; `example` shows the shape in the error.
+async fn json_body<T: Default + serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    example: &str,
+) -> Result<T, Response> {
     // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
     // a request's headers do.
     let read = axum::body::to_bytes(body, MAX_BODY);
@@ -316,51 +327,60 @@ async fn recover(
     {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
-            return error(
+            return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {MAX_BODY} bytes"),
-            )
+            ))
         }
         Err(_) => {
-            return error(
+            return Err(error(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body did not arrive in time",
-            )
+            ))
         }
     };
-    let body: RecoverBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RecoverBody::default()
-    } else {
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            });
-        if !json {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the body must be application/json",
-            );
-        }
-        // An object, and nothing else (serde would read `[...]` into the struct too).
-        match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(v @ serde_json::Value::Object(_)) => match serde_json::from_value(v) {
-                Ok(b) => b,
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
-            },
-            Ok(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid body: it must be a JSON object such as {\"older_than\": \"30m\"}",
-                )
-            }
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
-        }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be application/json",
+        ));
+    }
+    // An object, and nothing else (serde would read `[...]` into a struct too).
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"))),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid body: it must be a JSON object such as {example}"),
+        )),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"))),
+    }
+}
+
+async fn recover(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
+    }
+    let body: RecoverBody = match json_body(&headers, body, "{\"older_than\": \"30m\"}").await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let older_than = match body
         .older_than
@@ -393,6 +413,48 @@ async fn recover(
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             "the scan did not finish in time",
+        ),
+    }
+}
+
+/// The body of `POST /api/v1/pause`: `{"for": "30m"}`; `"0s"` ends a pause.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+async fn pause(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
+    }
+    let body: PauseBody = match json_body(&headers, body, "{\"for\": \"30m\"}").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(text) = body.duration else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "for: missing, such as {\"for\": \"30m\"} (\"0s\" ends a pause)",
+        );
+    };
+    let span = match crate::config::parse_duration(&text) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
+    };
+    match shared.pause(span).await {
+        Ok(until) => Json(serde_json::json!({
+            "paused_until": until.map(crate::core::job::rfc3339),
+        }))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the pause could not be saved, so it was not made: {e}"),
         ),
     }
 }

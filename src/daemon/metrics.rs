@@ -62,6 +62,8 @@ pub struct Metrics {
     artifact_root_present: IntGaugeVec,
     artifact_skipped: IntCounterVec,
     pub http: HttpMetrics,
+    /// 1 while an operator's pause holds every write back.
+    pub writes_paused: IntGauge,
     skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
 }
@@ -203,6 +205,10 @@ impl Metrics {
                 env!("JOBWARDEN_RUSTC"),
             ])
             .set(1);
+        let writes_paused = IntGauge::new(
+            "jobwarden_writes_paused",
+            "1 while an operator's pause (POST /api/v1/pause) holds every write back, as of the last scan; alerts go on.",
+        )?;
         let http = HttpMetrics {
             open: IntGauge::new(
                 "jobwarden_http_connections",
@@ -249,6 +255,7 @@ impl Metrics {
             Box::new(artifact_root_present.clone()),
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
+            Box::new(writes_paused.clone()),
             Box::new(http.open.clone()),
             Box::new(http.refused.clone()),
             Box::new(http.closed.clone()),
@@ -285,6 +292,7 @@ impl Metrics {
             artifact_root_present,
             artifact_skipped,
             http,
+            writes_paused,
             skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),
         })

@@ -121,6 +121,11 @@ pub struct Shared {
     console: RwLock<ConsoleInfo>,
     /// How long the last successful scan took.
     last_scan: RwLock<Option<Duration>>,
+    /// The operator's pause (`holds.json` in the state directory), and the clock it runs on.
+    holds: RwLock<crate::core::holds::Holds>,
+    /// Serializes changes of the holds (each is saved before it takes effect).
+    holds_change: tokio::sync::Mutex<()>,
+    clock: Clock,
 }
 
 /// The config's part of the console: set at start and on reload.
@@ -225,6 +230,7 @@ impl Shared {
                 })
                 .collect(),
             job_url: info.job_url,
+            paused_until: self.paused_until(),
         }
     }
 
@@ -242,6 +248,36 @@ impl Shared {
     pub fn config_view(&self) -> (serde_json::Value, Vec<crate::config::Rule>) {
         let info = read(&self.console);
         (info.config.clone(), info.rules.clone())
+    }
+
+    /// Until when every write is paused, if it is now.
+    pub fn paused_until(&self) -> Option<f64> {
+        read(&self.holds).paused(self.clock.now())
+    }
+
+    /// Pauses every write for `span` from now (zero: ends the pause); saved before it is
+    /// answered, so a restart keeps it. Returns when writes resume.
+    pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+        let _one_at_a_time = self.holds_change.lock().await;
+        let now = self.clock.now();
+        let mut next = read(&self.holds).clone();
+        next.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+        next.expire(now);
+        let dir = self.state_dir();
+        let saved = next.clone();
+        tokio::task::spawn_blocking(move || crate::adapters::state::save_holds(&dir, &saved))
+            .await
+            .map_err(std::io::Error::other)??;
+        match next.paused_until {
+            Some(until) => tracing::warn!(
+                "writes paused until {} (POST /api/v1/pause); alerts go on",
+                crate::core::job::rfc3339(until)
+            ),
+            None => tracing::info!("writes resumed (POST /api/v1/pause)"),
+        }
+        let until = next.paused(now);
+        *write(&self.holds) = next;
+        Ok(until)
     }
 
     /// The bearer token POST endpoints require, if one is configured.
@@ -304,6 +340,9 @@ pub async fn run(
         tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
         console: RwLock::new(ConsoleInfo::of(&config, options.dry_run)),
         last_scan: RwLock::new(None),
+        holds: RwLock::new(crate::adapters::state::load_holds(&config.state_dir)),
+        holds_change: tokio::sync::Mutex::new(()),
+        clock: options.clock,
     });
     let local = listener
         .local_addr()
@@ -557,6 +596,11 @@ impl Loop {
         let config = self.config.clone();
         let dry_run = config.dry_run || self.dry_run;
         let grace = self.started.elapsed() < config.safety.startup_grace;
+        let paused_until = self.shared.paused_until();
+        self.shared
+            .metrics
+            .writes_paused
+            .set(i64::from(paused_until.is_some()));
         let scanner = self.scanner().await?;
         let mut report = scanner.scan(&config, None).await?;
         let store = scanner.store().clone();
@@ -575,6 +619,7 @@ impl Loop {
                 confirm: Some(&mut self.confirmations),
                 stop: Some(&self.stop),
                 dry_seen: Some(&self.dry_seen),
+                paused_until,
                 ..actions::Execute::default()
             },
         )
@@ -651,6 +696,7 @@ impl Loop {
             ));
             return;
         }
+        let paused_until = self.shared.paused_until();
         let result = async {
             let scanner = self.scanner().await?;
             let older_than = request.older_than.map(|after| OlderThan {
@@ -666,6 +712,7 @@ impl Loop {
                 actions::Execute {
                     dry_run,
                     stop: Some(&self.stop),
+                    paused_until,
                     ..actions::Execute::default()
                 },
             )
