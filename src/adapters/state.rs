@@ -34,9 +34,10 @@ pub fn save_holds(state_dir: &Path, holds: &crate::core::holds::Holds) -> std::i
     write_whole(&state_dir.join(HOLDS_FILE), &bytes)
 }
 
-/// Writes a file whole: a temporary file beside it, flushed, then renamed over it; no
-/// temporary file is left when that fails.
-fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file whole: a temporary file beside it, flushed to disk, then renamed over it;
+/// no temporary file is left when that fails. Every whole-file state (the memory, the holds,
+/// the alert book) is written through it.
+pub(crate) fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -44,7 +45,7 @@ fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_data()?;
+        f.sync_all()?;
         std::fs::rename(&tmp, file)
     })();
     if result.is_err() {

@@ -17,7 +17,6 @@ pub mod delivery;
 pub mod payload;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -398,23 +397,10 @@ pub fn load_book(path: &Path) -> Book {
     Book::new()
 }
 
-/// Writes the book atomically.
+/// Writes the book atomically (a full disk, say, leaves no half-written temporary file).
 pub fn save_book(path: &Path, book: &Book) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec(book).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // A full disk, say: no half-written temporary file is left behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let bytes = serde_json::to_vec(book).map_err(std::io::Error::other)?;
+    crate::adapters::state::write_whole(path, &bytes)
 }
 
 /// What `jobwarden alert test` found.
