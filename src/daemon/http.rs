@@ -313,13 +313,18 @@ fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-/// A write endpoint's JSON object body (empty: the defaults), read after the token check
-/// within the header timeout; `example` shows the shape in the error.
-async fn json_body<T: Default + serde::de::DeserializeOwned>(
+/// What every write endpoint does first: the token check, then its JSON object body (empty:
+/// the defaults), read only after the token passed and within the header timeout; `example`
+/// shows the shape in the error.
+async fn write_request<T: Default + serde::de::DeserializeOwned>(
+    shared: &Shared,
     headers: &HeaderMap,
     body: axum::body::Body,
     example: &str,
 ) -> Result<T, Response> {
+    if let Some(refused) = unauthorized(shared, headers) {
+        return Err(refused);
+    }
     // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
     // a request's headers do.
     let read = axum::body::to_bytes(body, MAX_BODY);
@@ -375,13 +380,11 @@ async fn recover(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    if let Some(refused) = unauthorized(&shared, &headers) {
-        return refused;
-    }
-    let body: RecoverBody = match json_body(&headers, body, "{\"older_than\": \"30m\"}").await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body: RecoverBody =
+        match write_request(&shared, &headers, body, "{\"older_than\": \"30m\"}").await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
     let older_than = match body
         .older_than
         .as_deref()
@@ -430,10 +433,7 @@ async fn pause(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    if let Some(refused) = unauthorized(&shared, &headers) {
-        return refused;
-    }
-    let body: PauseBody = match json_body(&headers, body, "{\"for\": \"30m\"}").await {
+    let body: PauseBody = match write_request(&shared, &headers, body, "{\"for\": \"30m\"}").await {
         Ok(b) => b,
         Err(r) => return r,
     };
