@@ -61,17 +61,9 @@ fn console_errors(log: &str) -> Vec<&str> {
 #[tokio::test]
 async fn the_console_in_headless_chromium() {
     let db = TestDb::new(Backend::Sqlite).await;
-    db.exec(
-        "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
+    db.small_jobs_table_with_id("TEXT").await;
     for (id, beat) in [("report-7", 95.0), ("report-8", 62.0), ("live-9", 0.1)] {
-        db.exec(&format!(
-            "INSERT INTO jobs VALUES ('{id}', 'running', {}, {})",
-            db.ago(130.0),
-            db.ago(beat)
-        ))
-        .await;
+        db.running(id, 130.0, beat).await;
     }
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"\ndry_run = true\nenvironment = \"staging\"")

@@ -11,17 +11,9 @@ use common::{wait_for, Backend, Daemon, TestConfig, TestDb};
 #[tokio::test]
 async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     let db = TestDb::new(Backend::Sqlite).await;
-    db.exec(
-        "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-    )
-    .await;
+    db.small_jobs_table_with_id("TEXT").await;
     for (id, beat) in [("7", 90.0), ("<script>x</script>", 80.0), ("live", 0.1)] {
-        db.exec(&format!(
-            "INSERT INTO jobs VALUES ('{id}', 'running', {}, {})",
-            db.ago(120.0),
-            db.ago(beat)
-        ))
-        .await;
+        db.running(id, 120.0, beat).await;
     }
     let state = db.dir().join("state");
     let config = TestConfig::new(&db.url)

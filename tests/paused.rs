@@ -120,24 +120,15 @@ async fn start(config: &std::path::Path) -> InProcess {
 async fn reminders_and_alertmanager_resends_follow_the_clock_over_hours() {
     let clock = Clock::hold();
     let db = TestDb::new(Backend::Sqlite).await;
-    db.small_jobs_table().await;
-    db.running(1, 120.0, 90.0).await;
     let hook = Receiver::start(0, &[]).await;
     let am = Receiver::start(0, &[]).await;
-    let config = TestConfig::new(&db.url)
-        .top("interval = \"30s\"\ndry_run = true")
-        .database("query_timeout = \"60s\"")
-        .heartbeat_rule("hb", "30m", "")
-        .state(&db.dir().join("state"))
-        .http(0)
-        .section(&format!(
-            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat_every = \"1h\"\n\n\
-             [[alerts]]\nkind = \"alertmanager\"\nurl = \"{}\"",
-            hook.url("/hook"),
-            am.url("")
-        ))
-        .write(db.dir().join("jw.toml"));
-    let daemon = start(&config).await;
+    let sinks = format!(
+        "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat_every = \"1h\"\n\n\
+         [[alerts]]\nkind = \"alertmanager\"\nurl = \"{}\"",
+        hook.url("/hook"),
+        am.url("")
+    );
+    let daemon = stalled_job_daemon(&db, "interval = \"30s\"\ndry_run = true", "", &sinks).await;
 
     // Two and a half hours: the first firing, then a reminder at 1h and at 2h.
     clock
@@ -274,13 +265,26 @@ async fn status(db: &TestDb) -> String {
 
 /// A stalled job under a `fail` rule, and a daemon with these `[safety]` keys.
 async fn failing_daemon(db: &TestDb, safety: &str) -> InProcess {
+    stalled_job_daemon(
+        db,
+        "interval = \"60s\"",
+        "action = \"fail\"",
+        &format!("[safety]\n{safety}"),
+    )
+    .await
+}
+
+/// One job, its heartbeat 90 minutes old, under a 30-minute heartbeat rule with `rule` keys,
+/// and a daemon in this runtime with `top` keys and `section`. Queries may take a minute of
+/// paused time: the test's steps let SQLite's real work land, not the timeout.
+async fn stalled_job_daemon(db: &TestDb, top: &str, rule: &str, section: &str) -> InProcess {
     db.small_jobs_table().await;
     db.running(1, 120.0, 90.0).await;
     let config = TestConfig::new(&db.url)
-        .top("interval = \"60s\"")
+        .top(top)
         .database("query_timeout = \"60s\"")
-        .heartbeat_rule("hb", "30m", "action = \"fail\"")
-        .section(&format!("[safety]\n{safety}"))
+        .heartbeat_rule("hb", "30m", rule)
+        .section(section)
         .state(&db.dir().join("state"))
         .http(0)
         .write(db.dir().join("jw.toml"));
@@ -342,23 +346,14 @@ async fn confirm_scans_waits_for_that_many_consecutive_scans() {
 async fn a_receivers_retry_after_is_honoured() {
     let clock = Clock::hold();
     let db = TestDb::new(Backend::Sqlite).await;
-    db.small_jobs_table().await;
-    db.running(1, 120.0, 90.0).await;
     // Busy at first, and says when to come back: in two minutes.
     let hook = Receiver::start(0, &[503]).await;
     hook.retry_after(120);
-    let config = TestConfig::new(&db.url)
-        .top("interval = \"30s\"\ndry_run = true")
-        .database("query_timeout = \"60s\"")
-        .heartbeat_rule("hb", "30m", "")
-        .state(&db.dir().join("state"))
-        .http(0)
-        .section(&format!(
-            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"",
-            hook.url("/hook")
-        ))
-        .write(db.dir().join("jw.toml"));
-    let daemon = start(&config).await;
+    let sink = format!(
+        "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"",
+        hook.url("/hook")
+    );
+    let daemon = stalled_job_daemon(&db, "interval = \"30s\"\ndry_run = true", "", &sink).await;
     // The backoff alone would have retried within a second; Retry-After says 120 s.
     clock
         .step(Duration::from_secs(100), Duration::from_millis(500))

@@ -105,17 +105,23 @@ impl TestDb {
     /// The smallest jobs table, with text timestamps: `id`, `status`, `created_at`,
     /// `updated_at` (the heartbeat).
     pub async fn small_jobs_table(&self) {
-        self.exec(
-            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)",
-        )
+        self.small_jobs_table_with_id("INTEGER").await;
+    }
+
+    /// [`TestDb::small_jobs_table`] with an `id` of another SQL type (`TEXT`).
+    pub async fn small_jobs_table_with_id(&self, id_type: &str) {
+        self.exec(&format!(
+            "CREATE TABLE jobs (id {id_type} PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT)"
+        ))
         .await;
     }
 
     /// A `running` row of [`TestDb::small_jobs_table`], created `created` minutes ago, its
-    /// last heartbeat `beat` minutes ago.
-    pub async fn running(&self, id: u32, created: f64, beat: f64) {
+    /// last heartbeat `beat` minutes ago. The id is written as a literal, so a text id may
+    /// hold anything but a quote.
+    pub async fn running(&self, id: impl std::fmt::Display, created: f64, beat: f64) {
         self.exec(&format!(
-            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
+            "INSERT INTO jobs VALUES ('{id}', 'running', {}, {})",
             self.ago(created),
             self.ago(beat)
         ))
