@@ -16,7 +16,7 @@ use maud::{html, Markup, DOCTYPE};
 use crate::adapters::audit;
 use crate::app::scan::Report;
 use crate::config::Rule;
-use crate::core::detect::Finding;
+use crate::core::detect::{format_age, Finding};
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -119,7 +119,7 @@ pub fn job_page(
                                 " "
                                 span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) }
                                 " " (e.action.as_str()) " " (e.status_before) " → " (e.status_after)
-                                " (" (e.kind.as_str()) ", rule " (e.rule) ", age " (duration(e.age_seconds as f64)) ")"
+                                " (" (e.kind.as_str()) ", rule " (e.rule) ", age " (format_age(e.age_seconds as f64)) ")"
                                 @if e.forced { " forced" }
                                 " by " (e.replica)
                             }
@@ -162,7 +162,7 @@ pub fn audit_page(
                                 td { (e.time) }
                                 td { a href={(base) "/jobs/" (urlencode(&e.job_id))} { code { (e.job_id) } } }
                                 td { (e.action.as_str()) " " (e.status_before) " → " (e.status_after) @if e.forced { " (forced)" } }
-                                td { (e.kind.as_str()) ", " (e.rule) ", " (duration(e.age_seconds as f64)) }
+                                td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
                                 td { (e.replica) }
                             }
@@ -193,7 +193,7 @@ pub fn config_page(health: &Health, config: &serde_json::Value, rules: &[Rule]) 
                             tr {
                                 td { (n + 1) } td { (r.name) } td { (r.statuses.join(", ")) }
                                 td { (r.phases.as_ref().map(|p| p.join(", ")).unwrap_or_else(|| "any".into())) }
-                                td { (r.signal.as_str()) } td { (duration(r.after.as_secs_f64())) }
+                                td { (r.signal.as_str()) } td { (format_age(r.after.as_secs_f64())) }
                                 td { (r.action.as_str()) } td { (r.severity.as_str()) }
                             }
                         }
@@ -236,7 +236,7 @@ fn health_strip(h: &Health) -> Markup {
             }
             li { "last good scan "
                 @match h.last_scan_age {
-                    Some(age) => { (duration(age)) " ago" @if let Some(s) = h.last_scan_seconds { ", took " (format!("{:.0} ms", s * 1000.0)) } },
+                    Some(age) => { (format_age(age)) " ago" @if let Some(s) = h.last_scan_seconds { ", took " (format!("{:.0} ms", s * 1000.0)) } },
                     None => "never",
                 }
             }
@@ -307,7 +307,7 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                             td { (f.phase.as_deref().unwrap_or("—")) }
                             td { (f.kind.as_str()) }
                             td { (f.rule) }
-                            td { (duration(f.age_seconds as f64)) " / " (duration(f.threshold_seconds as f64)) }
+                            td { (format_age(f.age_seconds as f64)) " / " (format_age(f.threshold_seconds as f64)) }
                             td { (f.action.as_str()) }
                             td { span class={"outcome " (f.outcome.as_str())} { (f.outcome.as_str()) } }
                             td {
@@ -319,20 +319,6 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                 }
             }
         }
-    }
-}
-
-/// `1h 5m`, `42s`: ages as an operator reads them.
-fn duration(seconds: f64) -> String {
-    let s = seconds.max(0.0) as u64;
-    match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
-        (0, 0, 0, s) => format!("{s}s"),
-        (0, 0, m, 0) => format!("{m}m"),
-        (0, 0, m, s) => format!("{m}m {s}s"),
-        (0, h, 0, _) => format!("{h}h"),
-        (0, h, m, _) => format!("{h}h {m}m"),
-        (d, 0, _, _) => format!("{d}d"),
-        (d, h, _, _) => format!("{d}d {h}h"),
     }
 }
 
@@ -445,12 +431,12 @@ mod tests {
     }
 
     #[test]
-    fn ages_read_as_an_operator_reads_them() {
-        assert_eq!(duration(42.0), "42s");
-        assert_eq!(duration(125.0), "2m 5s");
-        assert_eq!(duration(1800.0), "30m");
-        assert_eq!(duration(7200.0), "2h");
-        assert_eq!(duration(3900.0), "1h 5m");
-        assert_eq!(duration(90_000.0), "1d 1h");
+    fn ages_read_as_the_findings_messages_write_them() {
+        assert_eq!(format_age(42.0), "42s");
+        assert_eq!(format_age(125.0), "2m 5s");
+        assert_eq!(format_age(1800.0), "30m");
+        assert_eq!(format_age(7200.0), "2h");
+        assert_eq!(format_age(3900.0), "1h 5m");
+        assert_eq!(format_age(90_000.0), "1day 1h");
     }
 }
