@@ -245,3 +245,265 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
     .await;
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// `POST path` with the bearer token and a JSON body: the status and the JSON answer.
+async fn post(daemon: &Daemon, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(daemon.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    // 1 and 2 stalled, 3 alive, 4 finished, 5 alive (for now).
+    for (id, beat) in [(1, 90.0), (2, 80.0), (3, 0.1), (5, 0.1)] {
+        db.running(id, 120.0, beat).await;
+    }
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (4, 'completed', {0}, {0})",
+        db.ago(100.0)
+    ))
+    .await;
+    let hook = common::Receiver::start(0, &[]).await;
+    let state = db.dir().join("state");
+    // Alert-only: every write here is a person's.
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"\nerror = \"error\"")
+        .statuses(
+            "pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]",
+        )
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section(&format!("[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"", hook.url("/hook")))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    db.exec("ALTER TABLE jobs ADD COLUMN error TEXT").await;
+    let status = |id: u32| {
+        let db = &db;
+        async move {
+            db.rows(&format!("SELECT status FROM jobs WHERE id = {id}"))
+                .await[0][0]
+                .clone()
+                .unwrap_or_default()
+        }
+    };
+    let daemon = Daemon::start(&config, &[]);
+    wait_for(
+        "both stalled jobs alerted",
+        Duration::from_secs(10),
+        || async { (hook.accepted("firing").len() >= 2).then_some(()) },
+    )
+    .await;
+    let beat = db.rows("SELECT updated_at FROM jobs WHERE id = 1").await[0][0]
+        .clone()
+        .expect("heartbeat");
+    let seen = format!(r#"{{"status": "running", "heartbeat": "{beat}"}}"#);
+
+    // The token, the route, the body.
+    let (code, _) = post(&daemon, "/api/v1/jobs/1/fail", "wrong", "{}").await;
+    assert_eq!(code, 401);
+    let (code, _) = post(&daemon, "/api/v1/jobs/1/delete", "T0KEN", "{}").await;
+    assert_eq!(code, 404);
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", r#"{"for": "1h"}"#).await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (400, Some("for: only snooze takes it"))
+    );
+
+    // A dry run says the exact statement and writes nothing.
+    let body = format!(r#"{{"dry_run": true, "seen": {seen}}}"#);
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("dry_run")),
+        "{answer}"
+    );
+    let statement = answer["statement"].as_str().unwrap_or_default();
+    assert!(
+        statement.starts_with("UPDATE \"jobs\" SET \"status\" = 'failed'")
+            && statement.contains(&format!("'{beat}'")),
+        "the guarded statement, heartbeat and all: {statement}"
+    );
+    assert_eq!(status(1).await, "running");
+
+    // Refused, never written: a stale page, a live job, a finished one, no such job.
+    let stale = r#"{"seen": {"status": "running", "heartbeat": "2001-01-01 00:00:00"}}"#;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", stale).await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("changed since the page was drawn"),
+        "{answer}"
+    );
+    let (code, answer) = post(&daemon, "/api/v1/jobs/3/fail", "T0KEN", "{}").await;
+    assert_eq!(code, 409);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no finding"),
+        "{answer}"
+    );
+    let (code, answer) = post(&daemon, "/api/v1/jobs/4/requeue", "T0KEN", "{}").await;
+    assert_eq!(code, 409);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not pending or running"),
+        "{answer}"
+    );
+    let (code, _) = post(&daemon, "/api/v1/jobs/99/fail", "T0KEN", "{}").await;
+    assert_eq!(code, 404);
+    for id in [1, 3] {
+        assert_eq!(status(id).await, "running");
+    }
+    assert_eq!(status(4).await, "completed");
+
+    // The real thing: exactly that row, its reason, the audit trail says who asked.
+    let body = format!(r#"{{"seen": {seen}, "reason": "worker 3 was OOM-killed"}}"#);
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    assert_eq!(status(1).await, "failed");
+    let error = db.rows("SELECT error FROM jobs WHERE id = 1").await[0][0].clone();
+    let error = error.unwrap_or_default();
+    assert!(
+        error.starts_with("jobwarden: hb: marked failed by http 127.0.0.1:")
+            && error.ends_with(": worker 3 was OOM-killed"),
+        "{error}"
+    );
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).expect("audit");
+    let applied: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["outcome"] == "applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "{audit}");
+    assert_eq!(applied[0]["job_id"], "1");
+    assert!(
+        applied[0]["requested_by"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("http 127.0.0.1:"),
+        "{audit}"
+    );
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", "{}").await;
+    assert_eq!(code, 409, "twice is refused: {answer}");
+    let (code, answer) = post(&daemon, "/api/v1/jobs/2/requeue", "T0KEN", "{}").await;
+    assert_eq!(
+        (code, answer["status_after"].as_str()),
+        (200, Some("queued")),
+        "{answer}"
+    );
+    assert_eq!(status(2).await, "queued");
+    assert_eq!(status(3).await, "running", "no other row was touched");
+    wait_for(
+        "job 1's alert resolved",
+        Duration::from_secs(10),
+        || async {
+            hook.accepted("resolved")
+                .into_iter()
+                .find(|r| r.body["finding"]["job_id"] == "1")
+        },
+    )
+    .await;
+
+    // A snooze: job 5 stalls while snoozed, and nobody hears of it, across a restart too.
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/4/snooze",
+        "T0KEN",
+        r#"{"for": "2h"}"#,
+    )
+    .await;
+    assert_eq!(code, 409, "a finished job is not snoozed: {answer}");
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/5/snooze",
+        "T0KEN",
+        r#"{"for": "2h", "reason": "migrating its data"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer["snoozed_until"].is_string(), "{answer}");
+    db.exec(&format!(
+        "UPDATE jobs SET updated_at = {} WHERE id = 5",
+        db.ago(95.0)
+    ))
+    .await;
+    let page = wait_for("job 5 found, held", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/"))
+            .await
+            .map(|r| r.1)
+            .filter(|p| p.contains("the job is snoozed until"))
+    })
+    .await;
+    assert!(
+        page.contains("migrating its data"),
+        "the snooze is listed: {page}"
+    );
+    let fired_for = |id: &str| {
+        hook.accepted("firing")
+            .into_iter()
+            .filter(|r| r.body["finding"]["job_id"] == id)
+            .count()
+    };
+    assert_eq!(fired_for("5"), 0);
+    assert_eq!(daemon.stop().await, 0);
+    let holds = std::fs::read_to_string(state.join("holds.json")).expect("holds");
+    assert!(holds.contains("migrating its data"), "{holds}");
+    let daemon = Daemon::start(&config, &[]);
+    wait_for(
+        "scans after the restart",
+        Duration::from_secs(10),
+        || async {
+            common::get(&daemon.url("/metrics"))
+                .await
+                .map(|r| r.1)
+                .filter(|m| common::metric(m, "jobwarden_scans_total").unwrap_or(0.0) >= 3.0)
+        },
+    )
+    .await;
+    assert_eq!(fired_for("5"), 0, "still snoozed after the restart");
+
+    // Ended: job 5's alert fires now.
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/5/snooze",
+        "T0KEN",
+        r#"{"for": "0s"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, &answer["snoozed_until"]),
+        (200, &serde_json::Value::Null),
+        "{answer}"
+    );
+    wait_for("job 5 alerted", Duration::from_secs(10), || async {
+        (fired_for("5") == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status(5).await,
+        "running",
+        "an alert-only rule never writes"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}

@@ -65,6 +65,7 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
         environment: None,
         now: report.checked_at,
         forced: false,
+        requested_by: None,
     };
     let state = tempfile::tempdir().expect("state dir");
     actions::apply(

@@ -110,6 +110,9 @@ pub struct Entry {
     /// The outcome was found at a later start, by reading the row.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recovered: bool,
+    /// A person asked for this write (a console or API action): `http` and their address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The audit file under a state directory.
@@ -133,6 +136,8 @@ pub struct Context {
     /// The database's clock.
     pub now: f64,
     pub forced: bool,
+    /// Who asked, for a manual action (`http 127.0.0.1:50312`).
+    pub requested_by: Option<String>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -158,6 +163,7 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
         replica,
         forced: ctx.forced,
         recovered: false,
+        requested_by: ctx.requested_by.clone(),
     }
 }
 
@@ -329,6 +335,7 @@ mod tests {
             replica: "h:1".into(),
             forced: false,
             recovered: false,
+            requested_by: None,
         }
     }
 

@@ -267,6 +267,8 @@ pub struct Execute<'a> {
     pub dry_seen: Option<&'a std::collections::HashSet<String>>,
     /// An operator's pause of every write: until when (Unix time).
     pub paused_until: Option<f64>,
+    /// Jobs an operator snoozed, and until when: never written meanwhile.
+    pub snoozed: &'a [(String, f64)],
 }
 
 /// What one scan's actions came to.
@@ -320,6 +322,23 @@ pub async fn execute(
                 .map(|p| (p, HeldBack::Paused { until })),
         );
     }
+    if !options.snoozed.is_empty() {
+        let until = |id: &str| {
+            options
+                .snoozed
+                .iter()
+                .find(|(s, _)| s == id)
+                .map(|(_, u)| *u)
+        };
+        let (held, rest): (Vec<Planned>, Vec<Planned>) = std::mem::take(&mut planned)
+            .into_iter()
+            .partition(|p| until(&p.write.job_id).is_some());
+        planned = rest;
+        waiting.extend(held.into_iter().map(|p| {
+            let until = until(&p.write.job_id).unwrap_or_default();
+            (p, HeldBack::Snoozed { until })
+        }));
+    }
     if let Some(confirm) = options.confirm {
         let (ready, wait) = confirm.confirm(planned, &report.findings, config.safety.confirm_scans);
         planned = ready;
@@ -343,6 +362,7 @@ pub async fn execute(
         environment: config.environment.clone(),
         now: report.checked_at,
         forced: options.force,
+        requested_by: None,
     };
     let applying = apply(
         store,

@@ -158,6 +158,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 outcome: crate::adapters::audit::Recorded::Applied,
                 replica: String::new(),
                 forced: false,
+                requested_by: None,
             };
             let sql = store.queries().audit_insert_inline(audit, &entry);
             if let Err(e) = store.explain("checking the audit INSERT", &sql).await {

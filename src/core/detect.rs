@@ -134,6 +134,9 @@ pub struct Finding {
     /// The job's progress value, for the human table.
     #[serde(skip)]
     pub progress: Option<String>,
+    /// Why its write was held back (`outcome: limited`), for the console.
+    #[serde(skip)]
+    pub held: Option<String>,
 }
 
 impl Finding {
@@ -628,6 +631,7 @@ impl Judge<'_> {
             artifacts: Vec::new(),
             guard: self.job.guard.clone(),
             progress: self.job.progress.clone(),
+            held: None,
         }
     }
 }
@@ -673,6 +677,7 @@ fn artifact_findings(
                 artifacts: Vec::new(),
                 guard: job.map(|j| j.guard.clone()).unwrap_or_default(),
                 progress: job.and_then(|j| j.progress.clone()),
+                held: None,
             }
         };
     let mut ids: Vec<&String> = view.files.keys().collect();

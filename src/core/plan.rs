@@ -1,9 +1,9 @@
 //! The writes a scan's findings call for: one per job, planned as plain values before any of
 //! them runs. `safety` then decides which may go ahead; the app applies them under the guard.
 
-use crate::core::detect::Finding;
-use crate::core::job::Guard;
-use crate::core::vocabulary::{Action, Jobs};
+use crate::core::detect::{Finding, Kind};
+use crate::core::job::{Guard, JobRow};
+use crate::core::vocabulary::{Action, Jobs, StatusClass};
 
 /// A guarded write jobwarden wants to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +94,157 @@ pub fn plan(findings: &[Finding], jobs: &Jobs) -> Vec<Planned> {
     planned
 }
 
+/// The row as a page (or an API caller) saw it: a manual action is refused when the row read
+/// now differs. Fields left out are compared as absent (`null`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seen {
+    pub status: String,
+    #[serde(default)]
+    pub heartbeat: Option<String>,
+    #[serde(default)]
+    pub progress: Option<String>,
+    #[serde(default)]
+    pub attempts: Option<String>,
+}
+
+impl Seen {
+    /// What a finding's row looked like when it was read.
+    pub fn of(finding: &Finding) -> Seen {
+        Seen {
+            status: finding.status.clone(),
+            heartbeat: finding.guard.heartbeat.clone(),
+            progress: finding.guard.progress.clone(),
+            attempts: finding.guard.attempts.clone(),
+        }
+    }
+
+    fn of_row(row: &JobRow) -> Seen {
+        Seen {
+            status: row.status.clone(),
+            heartbeat: row.guard.heartbeat.clone(),
+            progress: row.guard.progress.clone(),
+            attempts: row.guard.attempts.clone(),
+        }
+    }
+
+    /// How `now` differs from this, in words (`None`: it does not).
+    fn change(&self, now: &Seen) -> Option<String> {
+        let fields = [
+            ("status", Some(&self.status), Some(&now.status)),
+            ("heartbeat", self.heartbeat.as_ref(), now.heartbeat.as_ref()),
+            ("progress", self.progress.as_ref(), now.progress.as_ref()),
+            ("attempts", self.attempts.as_ref(), now.attempts.as_ref()),
+        ];
+        let show = |v: Option<&String>| v.map_or_else(|| "empty".to_string(), |v| format!("{v:?}"));
+        let changes: Vec<String> = fields
+            .iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(name, a, b)| format!("{name} was {}, is {}", show(*a), show(*b)))
+            .collect();
+        (!changes.is_empty()).then(|| changes.join(", "))
+    }
+}
+
+/// Why a person's fail or re-queue of one job is refused; nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualRefusal {
+    #[error("job {id} is {status:?}, not pending or running: there is nothing to {action}")]
+    NotActive {
+        id: String,
+        status: String,
+        action: &'static str,
+    },
+    #[error("job {id} has no finding in the latest scan: jobwarden fails or re-queues only jobs it found stuck")]
+    NoFinding { id: String },
+    #[error("job {id} changed since {since} ({change}): reload and look again")]
+    Changed {
+        id: String,
+        since: &'static str,
+        change: String,
+    },
+    #[error("job {id} is already {status:?}, where a re-queue would put it")]
+    AlreadyPending { id: String, status: String },
+    #[error("[jobs.statuses] {class} is empty: there is no status to {action} a job to")]
+    NoTarget {
+        class: &'static str,
+        action: &'static str,
+    },
+}
+
+/// Plans a person's `fail` or `requeue` of one job from its row read now: refused unless the
+/// row is active, has a finding in the latest scan (`finding`, whose kind and rule the audit
+/// records), is as that scan read it, and is as the person saw it (`seen`, when given). The
+/// write is guarded like every other, so a row that changes after this read is not touched
+/// either. `note` goes into the `error` column after the finding's rule.
+pub fn manual(
+    row: &JobRow,
+    finding: Option<&Finding>,
+    seen: Option<&Seen>,
+    action: Action,
+    jobs: &Jobs,
+    note: &str,
+) -> Result<Write, ManualRefusal> {
+    let id = row.id.clone();
+    let verb = action.as_str();
+    let class = jobs.statuses.class_of(&row.status);
+    if !class.is_some_and(StatusClass::is_active) {
+        return Err(ManualRefusal::NotActive {
+            id,
+            status: row.status.clone(),
+            action: verb,
+        });
+    }
+    let Some(finding) = finding.filter(|f| f.kind != Kind::MassStall) else {
+        return Err(ManualRefusal::NoFinding { id });
+    };
+    let now = Seen::of_row(row);
+    if let Some(change) = Seen::of(finding).change(&now) {
+        return Err(ManualRefusal::Changed {
+            id,
+            since: "the last scan",
+            change,
+        });
+    }
+    if let Some(change) = seen.and_then(|s| s.change(&now)) {
+        return Err(ManualRefusal::Changed {
+            id,
+            since: "the page was drawn",
+            change,
+        });
+    }
+    let (target, target_class) = match action {
+        Action::Requeue => (jobs.statuses.pending.first(), "pending"),
+        _ => (jobs.statuses.failed.first(), "failed"),
+    };
+    let Some(target) = target else {
+        return Err(ManualRefusal::NoTarget {
+            class: target_class,
+            action: verb,
+        });
+    };
+    if action == Action::Requeue && class == Some(StatusClass::Pending) {
+        return Err(ManualRefusal::AlreadyPending {
+            id,
+            status: row.status.clone(),
+        });
+    }
+    let action = if action == Action::Requeue {
+        Action::Requeue
+    } else {
+        Action::Fail
+    };
+    Ok(Write {
+        job_id: id,
+        action,
+        status_before: row.status.clone(),
+        status_after: target.clone(),
+        guard: row.guard.clone(),
+        reason: format!("jobwarden: {}: {note}", finding.rule),
+        bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +272,7 @@ mod tests {
                 attempts: None,
             },
             progress: None,
+            held: None,
         }
     }
 
@@ -195,5 +347,89 @@ mod tests {
             "jobwarden: hb: no heartbeat for 1m 40s (limit 1m)"
         );
         assert_eq!(p[0].write.guard.heartbeat.as_deref(), Some("hb"));
+    }
+
+    fn row(id: &str, status: &str, heartbeat: &str) -> JobRow {
+        JobRow {
+            id: id.into(),
+            status: status.into(),
+            created_at: crate::core::job::Stamp::At(0.0),
+            heartbeat_at: crate::core::job::Stamp::At(0.0),
+            status_since: crate::core::job::Stamp::Missing,
+            progress: None,
+            phase: None,
+            parent_id: None,
+            pid: None,
+            bad_pid: None,
+            host: None,
+            guard: Guard {
+                heartbeat: Some(heartbeat.into()),
+                progress: None,
+                attempts: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_manual_fail_writes_the_row_as_read_now() {
+        let f = finding("1", "running", Action::Alert, "hb");
+        let w = manual(
+            &row("1", "running", "hb"),
+            Some(&f),
+            Some(&Seen::of(&f)),
+            Action::Fail,
+            &statuses(),
+            "marked failed by http 127.0.0.1:9",
+        )
+        .unwrap();
+        assert_eq!(
+            (w.action, w.status_before.as_str(), w.status_after.as_str()),
+            (Action::Fail, "running", "failed"),
+            "an alert-only finding can still be failed by a person"
+        );
+        assert_eq!(w.guard.heartbeat.as_deref(), Some("hb"));
+        assert_eq!(w.reason, "jobwarden: hb: marked failed by http 127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_manual_action_is_refused_on_a_changed_or_finished_row() {
+        let jobs = statuses();
+        let f = finding("1", "running", Action::Fail, "hb");
+        let refuse = |row: &JobRow, f: Option<&Finding>, seen: Option<&Seen>, action| {
+            manual(row, f, seen, action, &jobs, "x")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refuse(&row("1", "done", "hb"), Some(&f), None, Action::Fail),
+            "job 1 is \"done\", not pending or running: there is nothing to fail"
+        );
+        assert_eq!(
+            refuse(&row("1", "running", "hb2"), Some(&f), None, Action::Fail),
+            "job 1 changed since the last scan (heartbeat was \"hb\", is \"hb2\"): reload and look again"
+        );
+        let page = Seen {
+            status: "queued".into(),
+            heartbeat: Some("hb".into()),
+            ..Seen::default()
+        };
+        assert_eq!(
+            refuse(&row("1", "running", "hb"), Some(&f), Some(&page), Action::Fail),
+            "job 1 changed since the page was drawn (status was \"queued\", is \"running\"): reload and look again"
+        );
+        assert_eq!(
+            refuse(&row("1", "running", "hb"), None, None, Action::Requeue),
+            "job 1 has no finding in the latest scan: jobwarden fails or re-queues only jobs it found stuck"
+        );
+        let pending = finding("1", "queued", Action::Requeue, "rq");
+        assert_eq!(
+            refuse(
+                &row("1", "queued", "hb"),
+                Some(&pending),
+                None,
+                Action::Requeue
+            ),
+            "job 1 is already \"queued\", where a re-queue would put it"
+        );
     }
 }

@@ -54,6 +54,8 @@ pub enum HeldBack {
     AuditUnwritable(String),
     /// An operator paused every write (`POST /api/v1/pause`) until this Unix time.
     Paused { until: f64 },
+    /// An operator snoozed this job (`POST /api/v1/jobs/{id}/snooze`) until this Unix time.
+    Snoozed { until: f64 },
 }
 
 impl HeldBack {
@@ -69,6 +71,7 @@ impl HeldBack {
             HeldBack::Stopping => "stopping",
             HeldBack::AuditUnwritable(_) => "audit_unwritable",
             HeldBack::Paused { .. } => "paused",
+            HeldBack::Snoozed { .. } => "snoozed",
         }
     }
 }
@@ -90,6 +93,11 @@ impl std::fmt::Display for HeldBack {
             HeldBack::Paused { until } => write!(
                 f,
                 "writes are paused until {}",
+                crate::core::job::rfc3339(*until)
+            ),
+            HeldBack::Snoozed { until } => write!(
+                f,
+                "the job is snoozed until {}",
                 crate::core::job::rfc3339(*until)
             ),
         }
@@ -178,6 +186,7 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             artifacts: Vec::new(),
             guard: Guard::default(),
             progress: None,
+            held: None,
         });
         out.limited.extend(
             old_enough
@@ -213,9 +222,10 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
 
 /// Marks held-back findings `limited`.
 pub fn mark_limited(findings: &mut [Finding], gated: &Gated) {
-    for (p, _) in &gated.limited {
+    for (p, why) in &gated.limited {
         for &i in &p.findings {
             findings[i].outcome = Outcome::Limited;
+            findings[i].held = Some(why.to_string());
         }
     }
 }
@@ -306,6 +316,7 @@ mod tests {
                 attempts: None,
             },
             progress: None,
+            held: None,
         }
     }
 

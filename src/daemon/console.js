@@ -1,17 +1,152 @@
-// jobwarden's console: reload the page every 5 s while the tab is visible. The page works
-// the same without this script; only the refresh is lost.
+// jobwarden's console: reloads the page every 5 s while the tab is visible, and, when the
+// page carries actions ([http] token is set), asks for the token once, keeps it in this tab's
+// session storage, and runs each action as a dry run first: the exact statement is shown,
+// and only "Confirm" writes. The page works without this script, minus the refresh and the
+// actions.
 "use strict";
 (function () {
   const every = 5000;
+  const key = "jobwarden-token";
+  const base = document.body.dataset.base || "";
+  const $ = function (id) { return document.getElementById(id); };
+  const actions = document.querySelectorAll(".actions");
+  const titles = {
+    fail: "Mark as failed", requeue: "Re-queue", snooze: "Snooze", unsnooze: "End the snooze of",
+  };
   let timer = null;
+  // An open preview or a token being typed: no reload under the operator's hands.
+  let busy = false;
+  let pending = null;
+
   function schedule() {
     clearTimeout(timer);
-    // Says on the page that the refresh runs (the browser test reads it).
-    document.documentElement.dataset.refresh =
-      document.visibilityState === "visible" ? "on" : "paused";
-    if (document.visibilityState === "visible") {
+    const visible = document.visibilityState === "visible";
+    // Says on the page whether the refresh runs (the browser tests read it).
+    document.documentElement.dataset.refresh = visible && !busy ? "on" : "paused";
+    if (visible && !busy) {
       timer = setTimeout(function () { window.location.reload(); }, every);
     }
+  }
+
+  function token() { return sessionStorage.getItem(key); }
+
+  function showActions() {
+    const unlocked = token() !== null;
+    actions.forEach(function (a) { a.hidden = !unlocked; });
+    if ($("unlock")) { $("unlock").hidden = unlocked || actions.length === 0; }
+    if ($("locked")) { $("locked").hidden = !unlocked; }
+  }
+
+  async function send(p, dryRun) {
+    const body = { dry_run: dryRun };
+    if (p.seen) { body.seen = p.seen; }
+    const reason = $("preview-reason").value.trim();
+    if (reason) { body.reason = reason; }
+    if (p.act === "snooze") { body.for = $("preview-for").value; }
+    if (p.act === "unsnooze") { body.for = "0s"; }
+    const act = p.act === "unsnooze" ? "snooze" : p.act;
+    const r = await fetch(base + "/api/v1/jobs/" + encodeURIComponent(p.job) + "/" + act, {
+      method: "POST",
+      headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+    let answer = {};
+    try { answer = await r.json(); } catch (e) { answer = { error: "HTTP " + r.status }; }
+    if (r.status === 401) {
+      sessionStorage.removeItem(key);
+      showActions();
+    }
+    return { ok: r.ok, answer: answer };
+  }
+
+  function say(text, cls) {
+    const out = $("preview-result");
+    out.textContent = text;
+    out.className = cls || "";
+  }
+
+  function describe(answer) {
+    if (answer.statement) { return answer.statement; }
+    if (answer.snoozed_until) {
+      return "no alerts and no writes for job " + answer.job_id + " until " + answer.snoozed_until;
+    }
+    return "the snooze of job " + answer.job_id + " ends now";
+  }
+
+  async function preview() {
+    $("confirm").disabled = true;
+    $("preview-statement").textContent = "…";
+    say("");
+    const { ok, answer } = await send(pending, true);
+    if (!ok) {
+      $("preview-statement").textContent = "";
+      say(answer.error || "refused", "bad");
+      return;
+    }
+    $("preview-statement").textContent = describe(answer);
+    $("confirm").disabled = false;
+  }
+
+  function open(p) {
+    pending = p;
+    busy = true;
+    schedule();
+    $("preview").hidden = false;
+    $("preview-title").textContent = titles[p.act] + " job " + p.job + "?";
+    $("preview-for-label").hidden = p.act !== "snooze";
+    $("preview-reason").value = "";
+    preview();
+  }
+
+  function close() {
+    pending = null;
+    busy = false;
+    $("preview").hidden = true;
+    schedule();
+  }
+
+  async function confirmAction() {
+    $("confirm").disabled = true;
+    const { ok, answer } = await send(pending, false);
+    if (!ok) {
+      say(answer.error || "refused", "bad");
+      return;
+    }
+    say("Done (" + answer.outcome + "): " + describe(answer), "good");
+    // The next scan shows the job as it is now.
+    setTimeout(function () { window.location.reload(); }, 1500);
+  }
+
+  if (actions.length > 0) {
+    actions.forEach(function (a) {
+      a.addEventListener("click", function (event) {
+        const button = event.target.closest("button[data-act]");
+        if (!button || !token()) { return; }
+        let seen = null;
+        try { seen = a.dataset.seen ? JSON.parse(a.dataset.seen) : null; } catch (e) { seen = null; }
+        open({ job: a.dataset.job, act: button.dataset.act, seen: seen });
+      });
+    });
+    $("unlock-form").addEventListener("submit", function (event) {
+      event.preventDefault();
+      const value = $("token").value;
+      if (value) { sessionStorage.setItem(key, value); }
+      $("token").value = "";
+      showActions();
+    });
+    $("token").addEventListener("focus", function () { busy = true; schedule(); });
+    $("token").addEventListener("blur", function () { busy = pending !== null; schedule(); });
+    $("lock").addEventListener("click", function () {
+      sessionStorage.removeItem(key);
+      close();
+      showActions();
+    });
+    $("confirm").addEventListener("click", confirmAction);
+    $("cancel").addEventListener("click", close);
+    $("preview-for").addEventListener("change", preview);
+    showActions();
   }
   document.addEventListener("visibilitychange", schedule);
   schedule();

@@ -8,15 +8,20 @@
 //! is the same, minus the refresh. A `Content-Security-Policy` allows only those two assets.
 //! Every link honours `[http] base_path`.
 //!
-//! The pages are read-only: they never scan, and they hold no buttons yet (the per-job
-//! actions of the console issue come with the token prompt).
+//! The pages never scan. With `[http] token` set they carry each finding's actions (mark as
+//! failed, re-queue, snooze) hidden: the script shows them once the operator has given the
+//! token (kept in the tab's session storage, sent as a bearer header; no cookies), runs each
+//! as a dry run first, shows the exact statement, and writes only on confirmation. Without a
+//! token, or without JavaScript, the pages have no buttons at all. There is no action on
+//! many jobs at once.
 
 use maud::{html, Markup, DOCTYPE};
 
 use crate::adapters::audit;
 use crate::app::scan::Report;
 use crate::config::Rule;
-use crate::core::detect::{format_age, Finding};
+use crate::core::detect::{format_age, Finding, Kind};
+use crate::core::holds::Snooze;
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -50,6 +55,10 @@ pub struct Health {
     pub job_url: Option<String>,
     /// An operator's pause of every write: until when.
     pub paused_until: Option<f64>,
+    /// Snoozed jobs, by id.
+    pub snoozes: std::collections::BTreeMap<String, Snooze>,
+    /// A token is configured: the pages carry the (hidden) action buttons.
+    pub actions: bool,
 }
 
 /// The status page.
@@ -73,10 +82,12 @@ pub fn status_page(health: &Health, report: Option<&Report>) -> Markup {
                 }
             }
             (health_strip(health))
+            (action_panels(health))
             @match report {
                 None => p class="empty" { "No scan has completed yet." },
                 Some(report) => (findings_section(health, report)),
             }
+            (snoozes_section(health))
         },
     )
 }
@@ -98,6 +109,10 @@ pub fn job_page(
                 @if let Some(url) = &health.job_url {
                     nav { a href=(url.replace("{job_id}", &urlencode(job_id))) { "open in the application" } }
                 }
+            }
+            (action_panels(health))
+            @if let Some(s) = health.snoozes.get(job_id) {
+                p class="warn" { (snooze_note(s)) }
             }
             section {
                 h2 { "Findings" }
@@ -122,6 +137,7 @@ pub fn job_page(
                                 " (" (e.kind.as_str()) ", rule " (e.rule) ", age " (format_age(e.age_seconds as f64)) ")"
                                 @if e.forced { " forced" }
                                 " by " (e.replica)
+                                @if let Some(who) = &e.requested_by { ", asked by " (who) }
                             }
                         }
                     }
@@ -164,7 +180,7 @@ pub fn audit_page(
                                 td { (e.action.as_str()) " " (e.status_before) " → " (e.status_after) @if e.forced { " (forced)" } }
                                 td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
-                                td { (e.replica) }
+                                td { (e.replica) @if let Some(who) = &e.requested_by { br; "asked by " (who) } }
                             }
                         }
                     }
@@ -220,7 +236,7 @@ fn page(base: &str, title: &str, body: Markup) -> Markup {
                 link rel="stylesheet" href={(base) "/assets/console.css"};
                 script src={(base) "/assets/console.js"} defer {}
             }
-            body { main { (body) } }
+            body data-base=(base) { main { (body) } }
         }
     }
 }
@@ -295,6 +311,7 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                 thead { tr {
                     th { "job" } th { "status" } th { "phase" } th { "kind" } th { "rule" }
                     th { "age / threshold" } th { "action" } th { "outcome" } th { "why" }
+                    @if h.actions { th { "act" } }
                 } }
                 tbody {
                     @for f in findings {
@@ -312,7 +329,100 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                             td { span class={"outcome " (f.outcome.as_str())} { (f.outcome.as_str()) } }
                             td {
                                 (f.message)
+                                @let snoozed = h.snoozes.get(&f.job_id);
+                                @if let Some(s) = snoozed { br; span class="held" { (snooze_note(s)) } }
+                                @if let (Some(why), None) = (&f.held, snoozed) { br; span class="held" { "held back: " (why) } }
                                 @for a in &f.artifacts { br; code { (a.path) } }
+                            }
+                            @if h.actions {
+                                td { @if !f.job_id.is_empty() && f.kind != Kind::MassStall {
+                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) {
+                                        button type="button" data-act="fail" { "Mark as failed" }
+                                        button type="button" data-act="requeue" { "Re-queue" }
+                                        button type="button" data-act="snooze" { "Snooze" }
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The row as this page shows it, sent back with an action: the daemon refuses the action
+/// if the row has changed since.
+fn seen_json(f: &Finding) -> String {
+    serde_json::to_string(&crate::core::plan::Seen::of(f)).unwrap_or_default()
+}
+
+/// "snoozed until ... by ...: reason".
+fn snooze_note(s: &Snooze) -> String {
+    let mut note = format!(
+        "the job is snoozed until {} by {}",
+        crate::core::job::rfc3339(s.until),
+        s.by
+    );
+    if !s.reason.is_empty() {
+        note.push_str(": ");
+        note.push_str(&s.reason);
+    }
+    note
+}
+
+/// The token prompt and the preview of an action, hidden until the script shows them; only
+/// on pages with actions.
+fn action_panels(h: &Health) -> Markup {
+    html! {
+        @if h.actions {
+            div id="unlock" class="panel" hidden {
+                form id="unlock-form" {
+                    label { "Token to act on jobs " input type="password" id="token" autocomplete="off" required; }
+                    " " button type="submit" { "Unlock actions" }
+                }
+                p class="empty" { "Kept in this tab only (session storage) and sent as a bearer header." }
+            }
+            p id="locked" hidden { "Actions unlocked in this tab. " button type="button" id="lock" { "Lock" } }
+            div id="preview" class="panel" hidden {
+                p id="preview-title" {}
+                pre id="preview-statement" {}
+                label id="preview-for-label" hidden {
+                    "for "
+                    select id="preview-for" {
+                        option value="1h" { "1 hour" }
+                        option value="2h" selected { "2 hours" }
+                        option value="8h" { "8 hours" }
+                        option value="24h" { "24 hours" }
+                    }
+                    " "
+                }
+                label { "reason " input type="text" id="preview-reason" maxlength="500"; }
+                p {
+                    button type="button" id="confirm" disabled { "Confirm" }
+                    " "
+                    button type="button" id="cancel" { "Cancel" }
+                }
+                p id="preview-result" {}
+            }
+        }
+    }
+}
+
+/// The snoozed jobs, each with a button to end its snooze (hidden until unlocked).
+fn snoozes_section(h: &Health) -> Markup {
+    html! {
+        @if !h.snoozes.is_empty() {
+            section {
+                h2 { "Snoozed" }
+                ul class="snoozes" {
+                    @for (id, s) in &h.snoozes {
+                        li {
+                            a href={(h.base) "/jobs/" (urlencode(id))} { "job " code { (id) } } ": " (snooze_note(s))
+                            @if h.actions {
+                                " " span class="actions" hidden data-job=(id) {
+                                    button type="button" data-act="unsnooze" { "End snooze" }
+                                }
                             }
                         }
                     }
@@ -358,6 +468,7 @@ mod tests {
             artifacts: vec![],
             guard: Default::default(),
             progress: None,
+            held: None,
         }
     }
 

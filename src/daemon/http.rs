@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::daemon::console;
-use crate::daemon::{RecoverRequest, Shared};
+use crate::daemon::{Ask, JobRefusal, JobRequest, RecoverRequest, Shared};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -59,7 +59,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/-/ready", get(readyz))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
-        .route("/api/v1/pause", post(pause));
+        .route("/api/v1/pause", post(pause))
+        .route("/api/v1/jobs/{id}/{action}", post(job_action));
     // `[http] base_path` prefixes every route.
     let routes = if base.is_empty() {
         routes
@@ -455,6 +456,116 @@ async fn pause(
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the pause could not be saved, so it was not made: {e}"),
+        ),
+    }
+}
+
+/// The body of `POST /api/v1/jobs/{id}/fail`, `/requeue` and `/snooze`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobBody {
+    #[serde(default)]
+    dry_run: bool,
+    /// Snooze only: how long (`"0s"` ends a snooze).
+    #[serde(rename = "for")]
+    duration: Option<String>,
+    /// Why, in the person's words: kept with the write or the snooze.
+    reason: Option<String>,
+    /// The row as the page showed it.
+    seen: Option<crate::core::plan::Seen>,
+}
+
+/// The longest `reason` taken.
+const MAX_REASON: usize = 500;
+
+async fn job_action(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let snooze = match action.as_str() {
+        "fail" | "requeue" => false,
+        "snooze" => true,
+        _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    let (parts, body) = request.into_parts();
+    let example = if snooze {
+        "{\"for\": \"2h\", \"reason\": \"...\"}"
+    } else {
+        "{\"dry_run\": true}"
+    };
+    let body: JobBody = match write_request(&shared, &parts.headers, body, example).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("reason: longer than {MAX_REASON} characters"),
+        );
+    }
+    let ask = match (action.as_str(), body.duration.as_deref()) {
+        ("fail", None) => Ask::Fail,
+        ("requeue", None) => Ask::Requeue,
+        ("snooze", Some(text)) => match crate::config::parse_duration(text) {
+            Ok(span) => Ask::Snooze(span),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
+        },
+        ("snooze", None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "for: missing, such as {\"for\": \"2h\"} (\"0s\" ends a snooze)",
+            )
+        }
+        _ => return error(StatusCode::BAD_REQUEST, "for: only snooze takes it"),
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = JobRequest {
+        job_id: id,
+        ask,
+        dry_run: body.dry_run,
+        seen: body.seen,
+        reason: body.reason,
+        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        reply,
+    };
+    if shared.jobs.send(request).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
+    }
+    match tokio::time::timeout(RECOVER_TIMEOUT, answer).await {
+        Ok(Ok(Ok(done))) => Json(done).into_response(),
+        Ok(Ok(Err(JobRefusal::NotFound(why)))) => error(StatusCode::NOT_FOUND, why),
+        Ok(Ok(Err(JobRefusal::Conflict { message, detail }))) => {
+            let mut answer = match detail {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            };
+            answer.insert("error".into(), message.into());
+            (
+                StatusCode::CONFLICT,
+                Json(serde_json::Value::Object(answer)),
+            )
+                .into_response()
+        }
+        Ok(Ok(Err(JobRefusal::Unavailable(why)))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the daemon did not answer in time",
         ),
     }
 }

@@ -11,4 +11,6 @@ pub(crate) mod metrics;
 mod run;
 pub(crate) mod server;
 
-pub use run::{bind, run, DaemonError, Options, RecoverRequest, Reloader, Shared};
+pub use run::{
+    bind, run, Ask, DaemonError, JobRefusal, JobRequest, Options, RecoverRequest, Reloader, Shared,
+};

@@ -96,6 +96,56 @@ pub struct RecoverRequest {
     pub reply: oneshot::Sender<Result<Report, String>>,
 }
 
+/// A person's action on one job (`POST /api/v1/jobs/{id}/...`), handled by the loop between
+/// scans.
+#[derive(Debug)]
+pub struct JobRequest {
+    pub job_id: String,
+    pub ask: Ask,
+    /// Only say what would be written (or held).
+    pub dry_run: bool,
+    /// The row as the page showed it: refused when it changed since.
+    pub seen: Option<crate::core::plan::Seen>,
+    /// The person's words, kept with the write (`error` column) or the snooze.
+    pub reason: Option<String>,
+    /// Who asked: `http` and the client's address.
+    pub by: String,
+    pub reply: oneshot::Sender<Result<serde_json::Value, JobRefusal>>,
+}
+
+/// What a person asks of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask {
+    Fail,
+    Requeue,
+    /// No alerts and no writes for the job for this long (zero: ends a snooze).
+    Snooze(Duration),
+}
+
+/// Why a job action was not done; nothing was written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRefusal {
+    /// The table has no such job.
+    NotFound(String),
+    /// The job is not in a state to act on (finished, changed, already pending, writes
+    /// paused...); `detail` adds fields to the answer (the outcome, the statement).
+    Conflict {
+        message: String,
+        detail: serde_json::Value,
+    },
+    /// The daemon cannot act now (a standby, the database down, stopping).
+    Unavailable(String),
+}
+
+impl JobRefusal {
+    fn conflict(message: impl Into<String>) -> JobRefusal {
+        JobRefusal::Conflict {
+            message: message.into(),
+            detail: serde_json::Value::Null,
+        }
+    }
+}
+
 /// What the HTTP side reads: the latest scan, readiness, metrics, the token.
 #[derive(Debug)]
 pub struct Shared {
@@ -115,6 +165,8 @@ pub struct Shared {
     role_known: AtomicBool,
     leader: AtomicBool,
     pub recover: mpsc::Sender<RecoverRequest>,
+    /// Per-job actions, for the loop.
+    pub jobs: mpsc::Sender<JobRequest>,
     /// The listener's TLS acceptor, when `[http] tls_cert` is set; re-read on SIGHUP.
     pub tls: Arc<crate::adapters::tls::Tls>,
     /// What the console shows besides the latest scan.
@@ -231,6 +283,8 @@ impl Shared {
                 .collect(),
             job_url: info.job_url,
             paused_until: self.paused_until(),
+            snoozes: self.snoozes(),
+            actions: self.token().is_some(),
         }
     }
 
@@ -255,28 +309,87 @@ impl Shared {
         read(&self.holds).paused(self.clock.now())
     }
 
-    /// Pauses every write for `span` from now (zero: ends the pause); saved before it is
-    /// answered, so a restart keeps it. Returns when writes resume.
-    pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+    /// The snoozes in force now, by job id.
+    pub fn snoozes(&self) -> std::collections::BTreeMap<String, crate::core::holds::Snooze> {
+        read(&self.holds).snoozes(self.clock.now())
+    }
+
+    /// Changes the operator's holds, one change at a time: the new holds are saved to the
+    /// state directory before they take effect (and before the change is answered), so a
+    /// restart keeps them; a change that cannot be saved is not made. Returns the time of
+    /// the change and the holds after it.
+    async fn change_holds(
+        &self,
+        change: impl FnOnce(&mut crate::core::holds::Holds, f64),
+    ) -> std::io::Result<(f64, crate::core::holds::Holds)> {
         let _one_at_a_time = self.holds_change.lock().await;
         let now = self.clock.now();
         let mut next = read(&self.holds).clone();
-        next.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+        change(&mut next, now);
         next.expire(now);
         let dir = self.state_dir();
         let saved = next.clone();
         tokio::task::spawn_blocking(move || crate::adapters::state::save_holds(&dir, &saved))
             .await
             .map_err(std::io::Error::other)??;
-        match next.paused_until {
+        *write(&self.holds) = next.clone();
+        Ok((now, next))
+    }
+
+    /// Pauses every write for `span` from now (zero: ends the pause). Returns when writes
+    /// resume.
+    pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+        let (now, holds) = self
+            .change_holds(|h, now| {
+                h.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+            })
+            .await?;
+        let until = holds.paused(now);
+        match until {
             Some(until) => tracing::warn!(
                 "writes paused until {} (POST /api/v1/pause); alerts go on",
                 crate::core::job::rfc3339(until)
             ),
             None => tracing::info!("writes resumed (POST /api/v1/pause)"),
         }
-        let until = next.paused(now);
-        *write(&self.holds) = next;
+        Ok(until)
+    }
+
+    /// Snoozes one job for `span` from now (zero: ends its snooze). Returns when it ends.
+    pub async fn snooze(
+        &self,
+        job_id: &str,
+        span: Duration,
+        reason: &str,
+        by: &str,
+    ) -> std::io::Result<Option<f64>> {
+        let (now, holds) = self
+            .change_holds(|h, now| {
+                if span.is_zero() {
+                    h.snoozed.remove(job_id);
+                } else {
+                    h.snoozed.insert(
+                        job_id.to_string(),
+                        crate::core::holds::Snooze {
+                            until: now + span.as_secs_f64(),
+                            reason: reason.to_string(),
+                            by: by.to_string(),
+                        },
+                    );
+                }
+            })
+            .await?;
+        let until = holds.snooze(job_id, now).map(|s| s.until);
+        match until {
+            Some(until) => tracing::warn!(
+                job_id,
+                by,
+                reason,
+                "job snoozed until {}: no alerts and no writes for it",
+                crate::core::job::rfc3339(until)
+            ),
+            None => tracing::info!(job_id, by, "job snooze ended"),
+        }
         Ok(until)
     }
 
@@ -320,6 +433,7 @@ pub async fn run(
     let metrics = Metrics::new(registry)?;
     let tls = load_tls(&config)?;
     let (recover_tx, mut recover_rx) = mpsc::channel(8);
+    let (jobs_tx, mut jobs_rx) = mpsc::channel(8);
     let shared = Arc::new(Shared {
         metrics,
         latest: RwLock::new(None),
@@ -337,6 +451,7 @@ pub async fn run(
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         recover: recover_tx,
+        jobs: jobs_tx,
         tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
         console: RwLock::new(ConsoleInfo::of(&config, options.dry_run)),
         last_scan: RwLock::new(None),
@@ -430,6 +545,12 @@ pub async fn run(
                 next = scan_loop.next_deadline(next, ok);
             }
             Some(request) = recover_rx.recv() => scan_loop.recover(request).await,
+            Some(request) = jobs_rx.recv() => {
+                if scan_loop.job_action(request).await {
+                    // A person's write: the next scan shows it now, not an interval later.
+                    next = Instant::now();
+                }
+            }
             Some(receipt) = scan_loop.alerter.next_receipt() => scan_loop.alerter.receipt(receipt),
             // Receipts that came in a burst are saved within a second.
             _ = tokio::time::sleep(crate::adapters::alerts::SAVE_EVERY), if scan_loop.alerter.is_dirty() => {
@@ -528,8 +649,10 @@ impl Loop {
                 *write(&self.shared.last_error) = None;
                 if self.leadership.is_leader() {
                     if let Some(scanner) = &self.scanner {
+                        let snoozed = self.shared.snoozes();
+                        let snoozed = snoozed.keys().map(String::as_str).collect();
                         self.alerter
-                            .observe(&report.findings, &scanner.active_ids());
+                            .observe(&report.findings, &scanner.active_ids(), &snoozed);
                     }
                     self.alerter.tick();
                 }
@@ -601,6 +724,7 @@ impl Loop {
             .metrics
             .writes_paused
             .set(i64::from(paused_until.is_some()));
+        let snoozed = self.snoozed();
         let scanner = self.scanner().await?;
         let mut report = scanner.scan(&config, None).await?;
         let store = scanner.store().clone();
@@ -620,6 +744,7 @@ impl Loop {
                 stop: Some(&self.stop),
                 dry_seen: Some(&self.dry_seen),
                 paused_until,
+                snoozed: &snoozed,
                 ..actions::Execute::default()
             },
         )
@@ -697,6 +822,7 @@ impl Loop {
             return;
         }
         let paused_until = self.shared.paused_until();
+        let snoozed = self.snoozed();
         let result = async {
             let scanner = self.scanner().await?;
             let older_than = request.older_than.map(|after| OlderThan {
@@ -713,6 +839,7 @@ impl Loop {
                     dry_run,
                     stop: Some(&self.stop),
                     paused_until,
+                    snoozed: &snoozed,
                     ..actions::Execute::default()
                 },
             )
@@ -735,6 +862,211 @@ impl Loop {
             Err(e) => Err(e.to_string()),
         };
         let _ = request.reply.send(reply);
+    }
+
+    /// The snoozed jobs and when each snooze ends, for the writes of a scan.
+    fn snoozed(&self) -> Vec<(String, f64)> {
+        self.shared
+            .snoozes()
+            .into_iter()
+            .map(|(id, s)| (id, s.until))
+            .collect()
+    }
+
+    /// Handles a person's action on one job; whether a row was written.
+    async fn job_action(&mut self, request: JobRequest) -> bool {
+        let answer = self.answer_job(&request).await;
+        let wrote = matches!(&answer, Ok(a) if a["outcome"] == "applied" && request.ask != Ask::Snooze(Duration::ZERO));
+        let _ = request.reply.send(answer);
+        wrote
+    }
+
+    async fn answer_job(&mut self, r: &JobRequest) -> Result<serde_json::Value, JobRefusal> {
+        let dry_run = r.dry_run || self.config.dry_run || self.dry_run;
+        let outcome = if dry_run { "dry_run" } else { "applied" };
+        let reason = r.reason.clone().unwrap_or_default();
+        let snoozed_answer = |until: Option<f64>| {
+            serde_json::json!({
+                "job_id": r.job_id, "action": "snooze", "outcome": outcome,
+                "snoozed_until": until.map(crate::core::job::rfc3339), "reason": reason,
+            })
+        };
+        if r.ask == Ask::Snooze(Duration::ZERO) {
+            // Ending a snooze needs no row: the job may be long gone.
+            if dry_run {
+                return Ok(snoozed_answer(None));
+            }
+            return match self
+                .shared
+                .snooze(&r.job_id, Duration::ZERO, "", &r.by)
+                .await
+            {
+                Ok(_) => Ok(snoozed_answer(None)),
+                Err(e) => Err(JobRefusal::Unavailable(format!(
+                    "the snooze could not be saved, so it still holds: {e}"
+                ))),
+            };
+        }
+        if !self.leadership.is_leader() {
+            return Err(JobRefusal::Unavailable(
+                "this replica is a standby: send job actions to the leader".into(),
+            ));
+        }
+        if self.stop.is_set() {
+            return Err(JobRefusal::Unavailable("jobwarden is stopping".into()));
+        }
+        let config = self.config.clone();
+        let unavailable = |e: StoreError| JobRefusal::Unavailable(e.to_string());
+        let store = self.scanner().await.map_err(unavailable)?.store().clone();
+        let row = store
+            .job(&r.job_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                JobRefusal::NotFound(format!(
+                    "the table {} has no job {:?}",
+                    config.jobs.table, r.job_id
+                ))
+            })?;
+        let action = match r.ask {
+            Ask::Snooze(span) => {
+                let active = config
+                    .jobs
+                    .statuses
+                    .class_of(&row.status)
+                    .is_some_and(StatusClass::is_active);
+                if !active {
+                    return Err(JobRefusal::conflict(format!(
+                        "job {} is {:?}, not pending or running: there is nothing to snooze",
+                        r.job_id, row.status
+                    )));
+                }
+                if dry_run {
+                    return Ok(snoozed_answer(Some(self.clock.now() + span.as_secs_f64())));
+                }
+                return match self.shared.snooze(&r.job_id, span, &reason, &r.by).await {
+                    Ok(until) => Ok(snoozed_answer(until)),
+                    Err(e) => Err(JobRefusal::Unavailable(format!(
+                        "the snooze could not be saved, so it was not made: {e}"
+                    ))),
+                };
+            }
+            Ask::Fail => crate::config::Action::Fail,
+            Ask::Requeue => crate::config::Action::Requeue,
+        };
+        let finding = self.shared.latest().and_then(|report| {
+            report
+                .findings
+                .into_iter()
+                .find(|f| f.job_id == r.job_id && f.kind != Kind::MassStall)
+        });
+        let verb = match action {
+            crate::config::Action::Requeue => "re-queued",
+            _ => "marked failed",
+        };
+        let note = match reason.trim() {
+            "" => format!("{verb} by {}", r.by),
+            why => format!("{verb} by {}: {why}", r.by),
+        };
+        let write = crate::core::plan::manual(
+            &row,
+            finding.as_ref(),
+            r.seen.as_ref(),
+            action,
+            &config.jobs,
+            &note,
+        )
+        .map_err(|e| JobRefusal::conflict(e.to_string()))?;
+        if !dry_run {
+            if let Some(until) = self.shared.paused_until() {
+                return Err(JobRefusal::conflict(format!(
+                    "{}: end the pause first (jobwarden pause --for 0s)",
+                    crate::core::safety::HeldBack::Paused { until }
+                )));
+            }
+            if let Some(why) = store.refusal() {
+                return Err(JobRefusal::conflict(format!(
+                    "jobwarden will not write to this table: {why}"
+                )));
+            }
+        }
+        let now = store.clock().await.map_err(unavailable)?;
+        let statement = store.queries().write_inline(&write, now);
+        let Some(finding) = finding else {
+            return Err(JobRefusal::conflict("the job has no finding"));
+        };
+        let mut findings = vec![finding];
+        let applying = actions::apply(
+            &store,
+            &mut findings,
+            vec![crate::core::plan::Planned {
+                write,
+                findings: vec![0],
+            }],
+            dry_run,
+            &crate::adapters::audit::Context {
+                environment: config.environment.clone(),
+                now,
+                forced: false,
+                requested_by: Some(r.by.clone()),
+            },
+            actions::Trail {
+                state_dir: &config.state_dir,
+                stop: Some(&self.stop),
+                dry_seen: None,
+            },
+        )
+        .await;
+        let executed = actions::Executed {
+            applied: applying.applied,
+            limited: applying
+                .held
+                .into_iter()
+                .map(|(p, why)| (p.write, why))
+                .collect(),
+            audit_error: applying.audit_error,
+            ..actions::Executed::default()
+        };
+        self.count_actions(&executed);
+        self.remember(&executed);
+        self.audit_health(&executed);
+        if let Some((_, why)) = executed.limited.first() {
+            return Err(JobRefusal::Unavailable(format!("not written: {why}")));
+        }
+        let Some(done) = executed.applied.first() else {
+            return Err(JobRefusal::Unavailable("not written".into()));
+        };
+        let answer = serde_json::json!({
+            "job_id": r.job_id,
+            "action": done.write.action.as_str(),
+            "outcome": done.outcome.as_str(),
+            "status_before": done.write.status_before,
+            "status_after": done.write.status_after,
+            "statement": statement,
+        });
+        match done.outcome {
+            crate::core::detect::Outcome::Applied => {
+                let what = match done.write.action {
+                    crate::config::Action::Requeue => "re-queued",
+                    _ => "failed",
+                };
+                self.alerter.acted(&r.job_id, what);
+                tracing::warn!(job_id = %r.job_id, by = %r.by, "job {verb} by a person: {statement}");
+                Ok(answer)
+            }
+            crate::core::detect::Outcome::DryRun => Ok(answer),
+            crate::core::detect::Outcome::Raced => Err(JobRefusal::Conflict {
+                message: format!(
+                    "job {} changed as it was written: nothing was written",
+                    r.job_id
+                ),
+                detail: answer,
+            }),
+            _ => Err(JobRefusal::Unavailable(format!(
+                "the write failed: {}",
+                done.detail
+            ))),
+        }
     }
 
     /// Checks the leader lock, and publishes the role.

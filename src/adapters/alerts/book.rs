@@ -44,6 +44,10 @@ pub struct Entry {
     pub acted: Option<String>,
     /// What each sink has been told, by sink name.
     pub told: BTreeMap<String, Told>,
+    /// The job is snoozed: nothing about this alert is sent (no reminder, no resend, no
+    /// resolution) until the snooze ends, when it carries on from what is true then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Why and when an alert resolved.
@@ -108,11 +112,22 @@ impl Book {
     }
 
     /// Takes in one scan: new findings fire, cleared ones resolve (saying why), findings that
-    /// come back after resolving fire anew. `active` holds the ids of the scan's active rows.
-    pub fn observe(&mut self, findings: &[Finding], active: &HashSet<&str>, now: f64) {
+    /// come back after resolving fire anew. `active` holds the ids of the scan's active rows;
+    /// the alerts of `snoozed` jobs are held as they are: a snoozed job's new finding does not
+    /// fire and its cleared one does not resolve until the snooze is over.
+    pub fn observe(
+        &mut self,
+        findings: &[Finding],
+        active: &HashSet<&str>,
+        snoozed: &HashSet<&str>,
+        now: f64,
+    ) {
         let mut current = HashSet::with_capacity(findings.len());
         for f in findings {
             let key = f.key().to_string();
+            if snoozed.contains(f.job_id.as_str()) && !self.entries.contains_key(&key) {
+                continue;
+            }
             let value = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
             let acted = match (f.outcome, f.action) {
                 (Outcome::Applied, crate::config::Action::Fail) => Some("failed".to_string()),
@@ -129,6 +144,7 @@ impl Book {
                 resolved: None,
                 acted: None,
                 told: BTreeMap::new(),
+                held: false,
             });
             if entry.resolved.is_some() {
                 // Back after clearing: a new alert.
@@ -145,7 +161,8 @@ impl Book {
             current.insert(key);
         }
         for (key, entry) in &mut self.entries {
-            if entry.resolved.is_none() && !current.contains(key) {
+            entry.held = snoozed.contains(entry.job_id.as_str());
+            if entry.resolved.is_none() && !current.contains(key) && !entry.held {
                 let about_files = matches!(
                     entry.kind,
                     Kind::IncompleteArtifact | Kind::OrphanArtifact | Kind::MissingArtifact
@@ -173,7 +190,7 @@ impl Book {
     pub fn due(&self, sink: &AlertSink, now: f64) -> Vec<Due> {
         let mut out = Vec::new();
         for (key, e) in &self.entries {
-            if e.severity < sink.min_severity {
+            if e.severity < sink.min_severity || e.held {
                 continue;
             }
             let told = e.told.get(&sink.name);
@@ -221,7 +238,7 @@ impl Book {
         let set: Vec<&Entry> = self
             .entries
             .values()
-            .filter(|e| e.severity >= sink.min_severity)
+            .filter(|e| e.severity >= sink.min_severity && !e.held)
             .inspect(|e| {
                 let state = if e.resolved.is_some() {
                     State::Resolved
@@ -270,6 +287,16 @@ impl Book {
         });
     }
 
+    /// Records that jobwarden wrote to a job between scans (a person's action): its open
+    /// alerts resolve saying so.
+    pub fn acted(&mut self, job_id: &str, what: &str) {
+        for e in self.entries.values_mut() {
+            if e.job_id == job_id && e.resolved.is_none() {
+                e.acted = Some(what.to_string());
+            }
+        }
+    }
+
     /// Alerts firing now.
     pub fn firing(&self) -> usize {
         self.entries
@@ -303,6 +330,7 @@ mod tests {
             artifacts: vec![],
             guard: Guard::default(),
             progress: None,
+            held: None,
         }
     }
 
@@ -320,6 +348,11 @@ mod tests {
         }
     }
 
+    /// No job is snoozed.
+    fn none() -> HashSet<&'static str> {
+        HashSet::new()
+    }
+
     fn states(due: &[Due]) -> Vec<(&str, State, bool)> {
         due.iter()
             .map(|d| (d.key.as_str(), d.state, d.reminder))
@@ -331,7 +364,7 @@ mod tests {
         let mut book = Book::new();
         let hook = sink("hook", AlertKind::Webhook);
         let active: HashSet<&str> = ["1"].into();
-        book.observe(&[finding("1", Severity::Critical)], &active, 0.0);
+        book.observe(&[finding("1", Severity::Critical)], &active, &none(), 0.0);
         assert_eq!(
             states(&book.due(&hook, 0.0)),
             [("stalled/hb/1", State::Firing, false)]
@@ -339,10 +372,15 @@ mod tests {
         book.told("hook", "stalled/hb/1", State::Firing, 1.0);
         // Still there on the next scans: nothing more to say.
         for t in 2..5 {
-            book.observe(&[finding("1", Severity::Critical)], &active, f64::from(t));
+            book.observe(
+                &[finding("1", Severity::Critical)],
+                &active,
+                &none(),
+                f64::from(t),
+            );
             assert!(book.due(&hook, f64::from(t)).is_empty());
         }
-        book.observe(&[], &active, 10.0);
+        book.observe(&[], &active, &none(), 10.0);
         assert_eq!(
             states(&book.due(&hook, 10.0)),
             [("stalled/hb/1", State::Resolved, false)]
@@ -369,9 +407,10 @@ mod tests {
         book.observe(
             &[failed, finding("2", Severity::Warning)],
             &["1", "2"].into(),
+            &none(),
             0.0,
         );
-        book.observe(&[], &HashSet::new(), 1.0);
+        book.observe(&[], &HashSet::new(), &none(), 1.0);
         let reason = |k: &str| book.entries[k].resolved.clone().map(|r| r.reason);
         assert_eq!(
             reason("stalled/hb/1").as_deref(),
@@ -389,8 +428,8 @@ mod tests {
         let mut stall = finding("", Severity::Critical);
         stall.kind = crate::core::detect::Kind::MassStall;
         stall.rule = "safety".into();
-        book.observe(&[stall], &HashSet::new(), 0.0);
-        book.observe(&[], &HashSet::new(), 1.0);
+        book.observe(&[stall], &HashSet::new(), &none(), 0.0);
+        book.observe(&[], &HashSet::new(), &none(), 1.0);
         assert_eq!(
             book.entries["mass_stall/safety/"]
                 .resolved
@@ -404,11 +443,16 @@ mod tests {
     fn an_alert_that_resolved_before_any_delivery_is_still_announced_then_resolved() {
         let mut book = Book::new();
         let hook = sink("hook", AlertKind::Webhook);
-        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            0.0,
+        );
         assert_eq!(book.due(&hook, 0.0).len(), 1);
         assert_eq!(book.due(&hook, 5.0).len(), 1, "still due until told");
         // It clears before the receiver heard of it (its message was lost with a restart).
-        book.observe(&[], &["1"].into(), 6.0);
+        book.observe(&[], &["1"].into(), &none(), 6.0);
         assert_eq!(
             states(&book.due(&hook, 6.0)),
             [("stalled/hb/1", State::Firing, false)]
@@ -437,6 +481,7 @@ mod tests {
                 finding("2", Severity::Critical),
             ],
             &["1", "2"].into(),
+            &none(),
             0.0,
         );
         assert_eq!(
@@ -455,10 +500,20 @@ mod tests {
     fn a_finding_that_returns_fires_anew() {
         let mut book = Book::new();
         let hook = sink("hook", AlertKind::Webhook);
-        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            0.0,
+        );
         book.told("hook", "stalled/hb/1", State::Firing, 0.0);
-        book.observe(&[], &["1"].into(), 1.0);
-        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 2.0);
+        book.observe(&[], &["1"].into(), &none(), 1.0);
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            2.0,
+        );
         assert_eq!(
             states(&book.due(&hook, 2.0)),
             [("stalled/hb/1", State::Firing, false)]
@@ -472,12 +527,17 @@ mod tests {
     fn alertmanager_keeps_resolved_alerts_for_a_while() {
         let mut book = Book::new();
         let am = sink("am", AlertKind::Alertmanager);
-        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            0.0,
+        );
         let (set, changed) = book.alertmanager_set(&am);
         assert!(changed && set.len() == 1);
         book.told("am", "stalled/hb/1", State::Firing, 0.0);
         assert!(!book.alertmanager_set(&am).1);
-        book.observe(&[], &["1"].into(), 10.0);
+        book.observe(&[], &["1"].into(), &none(), 10.0);
         assert!(book.alertmanager_set(&am).1, "resolution goes out at once");
         book.prune(std::slice::from_ref(&am), &HashSet::new(), 100.0);
         assert_eq!(book.entries.len(), 1);
@@ -488,7 +548,12 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let mut book = Book::new();
-        book.observe(&[finding("1", Severity::Critical)], &["1"].into(), 0.0);
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            0.0,
+        );
         book.told("hook", "stalled/hb/1", State::Firing, 1.0);
         let text = serde_json::to_string(&book).unwrap();
         let back: Book = serde_json::from_str(&text).unwrap();
@@ -498,6 +563,49 @@ mod tests {
                 state: State::Firing,
                 at: 1.0
             }
+        );
+    }
+
+    #[test]
+    fn a_snoozed_job_is_silent_and_carries_on_after() {
+        let mut book = Book::new();
+        let mut hook = sink("hook", AlertKind::Webhook);
+        hook.repeat_every = Some(Duration::from_secs(10));
+        let snoozed: HashSet<&str> = ["1", "2"].into();
+        // Job 1 fired before its snooze; job 2's finding appears during its snooze.
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            0.0,
+        );
+        book.told("hook", "stalled/hb/1", State::Firing, 0.0);
+        let both = [
+            finding("1", Severity::Critical),
+            finding("2", Severity::Critical),
+        ];
+        book.observe(&both, &["1", "2"].into(), &snoozed, 5.0);
+        assert!(
+            book.due(&hook, 50.0).is_empty(),
+            "no reminder, no new alert"
+        );
+        // Job 1 clears while snoozed: not resolved (nor "came back to life") yet.
+        book.observe(&both[1..], &["1", "2"].into(), &snoozed, 60.0);
+        assert!(book.entries["stalled/hb/1"].resolved.is_none());
+        assert!(book.due(&hook, 60.0).is_empty());
+        let am = sink("am", AlertKind::Alertmanager);
+        assert!(
+            book.alertmanager_set(&am).0.is_empty(),
+            "Alertmanager hears nothing"
+        );
+        // The snooze ends: job 1 resolves, job 2 fires, from what is true then.
+        book.observe(&both[1..], &["1", "2"].into(), &none(), 70.0);
+        assert_eq!(
+            states(&book.due(&hook, 70.0)),
+            [
+                ("stalled/hb/1", State::Resolved, false),
+                ("stalled/hb/2", State::Firing, false)
+            ]
         );
     }
 }

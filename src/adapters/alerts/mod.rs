@@ -142,14 +142,26 @@ impl Alerter {
         self.last_set.clear();
     }
 
-    /// Takes in one completed scan: new alerts fire, cleared ones resolve.
-    pub fn observe(&mut self, findings: &[Finding], active: &HashSet<&str>) {
+    /// Takes in one completed scan: new alerts fire, cleared ones resolve; the alerts of
+    /// `snoozed` jobs hold still (see [`book::Book::observe`]).
+    pub fn observe(
+        &mut self,
+        findings: &[Finding],
+        active: &HashSet<&str>,
+        snoozed: &HashSet<&str>,
+    ) {
         if self.sinks.is_empty() {
             return;
         }
         let now = self.clock.now();
-        self.book.observe(findings, active, now);
+        self.book.observe(findings, active, snoozed, now);
         self.dispatch(now);
+        self.save();
+    }
+
+    /// Records a write made between scans (see [`Book::acted`]).
+    pub fn acted(&mut self, job_id: &str, what: &str) {
+        self.book.acted(job_id, what);
         self.save();
     }
 
@@ -436,6 +448,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
         resolved: None,
         acted: None,
         told: Default::default(),
+        held: false,
     };
     let mut all_ok = true;
     for state in [State::Firing, State::Resolved] {
@@ -504,6 +517,7 @@ mod tests {
                 resolved: None,
                 acted: None,
                 told: Default::default(),
+                held: false,
             },
         );
         save_book(&path, &book).unwrap();

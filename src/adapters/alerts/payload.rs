@@ -228,6 +228,7 @@ mod tests {
             }),
             acted: None,
             told: BTreeMap::new(),
+            held: false,
         }
     }
 

@@ -526,21 +526,7 @@ impl Store {
     }
 
     async fn snapshot_with(&self, scan: &str) -> Result<Snapshot, StoreError> {
-        let now_rows = self
-            .fetch(
-                "reading the database clock",
-                self.queries.dialect.now_epoch(),
-                |row| row.float(0, "now"),
-            )
-            .await?;
-        let now = now_rows
-            .first()
-            .copied()
-            .flatten()
-            .ok_or(StoreError::Query {
-                what: "reading the database clock",
-                message: "no value".into(),
-            })?;
+        let now = self.clock().await?;
         let jobs = match self.active_rows(scan).await {
             Err(StoreError::Rejected { message, .. }) => return Err(self.diagnose(message).await),
             other => other?,
@@ -551,6 +537,40 @@ impl Store {
             jobs,
             relatives,
         })
+    }
+
+    /// The database clock, as Unix time.
+    pub async fn clock(&self) -> Result<f64, StoreError> {
+        let now_rows = self
+            .fetch(
+                "reading the database clock",
+                self.queries.dialect.now_epoch(),
+                |row| row.float(0, "now"),
+            )
+            .await?;
+        now_rows
+            .first()
+            .copied()
+            .flatten()
+            .ok_or(StoreError::Query {
+                what: "reading the database clock",
+                message: "no value".into(),
+            })
+    }
+
+    /// One row by id, whatever its status (within `[jobs] where`), read now; `None` when the
+    /// table has no such row (or the id cannot be one of its ids).
+    pub async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        if !self.valid_id(id) {
+            return Ok(None);
+        }
+        let readings = self.info.time.readings;
+        let rows = self
+            .fetch("reading one job", &self.queries.one(id), |row| {
+                job_from_row(row, &readings)
+            })
+            .await?;
+        Ok(rows.into_iter().next())
     }
 
     /// The active rows a scan statement returns.
@@ -948,6 +968,11 @@ mod tests {
         w.job_id = "1' OR '1'='1".into();
         let (sql, _) = q.write(&w, 0.0);
         assert!(sql.contains("\"id\" = '1'' OR ''1''=''1'"), "{sql}");
+        let one = q.one("1' OR '1'='1");
+        assert!(
+            one.ends_with("WHERE \"id\" = '1'' OR ''1''=''1' AND (archived = false)"),
+            "the fresh read of one job keeps its id a literal: {one}"
+        );
     }
 
     #[test]

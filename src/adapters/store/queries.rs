@@ -156,6 +156,28 @@ impl Queries {
         out
     }
 
+    /// The scan's columns for one row by id, whatever its status (within `where`): the fresh
+    /// read a manual action checks the row against.
+    pub fn one(&self, id: &str) -> String {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE {} = {}",
+            self.scan_columns
+                .iter()
+                .map(|(_, c)| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            d.table(&j.table),
+            d.quote(&j.id.column),
+            d.literal(id)
+        );
+        if let Some(w) = &j.where_sql {
+            sql.push_str(&format!(" AND ({w})"));
+        }
+        sql
+    }
+
     /// The scan's `SELECT`, limited to `n` rows (`validate --connect`).
     pub fn scan_limited(&self, n: usize) -> String {
         format!("{} LIMIT {n}", self.scan)
