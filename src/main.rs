@@ -91,6 +91,31 @@ enum Command {
     },
     /// Make a throwaway SQLite jobs table and run `check` on it.
     Demo,
+    /// Ask the running daemon to hold every write for a while (a deploy window); alerts go
+    /// on. `--for 0s` ends a pause.
+    Pause {
+        /// How long, such as "30m".
+        #[arg(long = "for")]
+        duration: String,
+        /// The daemon's address (default: from `[http] listen` and `base_path`).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Ask the running daemon to send no alert and make no write for one job for a while.
+    /// `--for 0s` ends a snooze.
+    Snooze {
+        /// The job's id.
+        job: String,
+        /// How long, such as "2h".
+        #[arg(long = "for")]
+        duration: String,
+        /// Why, kept with the snooze and shown on the console.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The daemon's address (default: from `[http] listen` and `base_path`).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Alert sinks.
     Alert {
         #[command(subcommand)]
@@ -181,6 +206,26 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         Command::Alert {
             command: AlertCommand::Test,
         } => commands::alert_test(&config, &mut stdout).await,
+        Command::Pause { duration, url } => {
+            commands::pause(&config, url.as_deref(), duration, format, &mut stdout).await
+        }
+        Command::Snooze {
+            job,
+            duration,
+            reason,
+            url,
+        } => {
+            commands::snooze(
+                &config,
+                url.as_deref(),
+                job,
+                duration,
+                reason.as_deref(),
+                format,
+                &mut stdout,
+            )
+            .await
+        }
         Command::Demo => Err(Error::Usage("demo takes no config".into())),
     }
 }

@@ -95,7 +95,17 @@ async fn the_console_in_headless_chromium() {
         "the page's script ran: {dom}"
     );
     assert!(dom.contains("staging"), "the environment badge");
+    assert!(
+        !dom.contains("data-act") && !dom.contains("id=\"unlock\""),
+        "without [http] token the page has no buttons and asks for no token"
+    );
     assert_eq!(console_errors(&log), Vec::<&str>::new(), "{log}");
+    let refused = reqwest::Client::new()
+        .post(daemon.url("/api/v1/jobs/report-7/fail"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status().as_u16(), 403, "no token, no actions");
 
     // The job page: its finding and the write it would make, in the timeline.
     let (dom, log) = chromium(
@@ -126,5 +136,236 @@ async fn the_console_in_headless_chromium() {
             png.display()
         );
     }
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// A chromedriver on a free local port, stopped when dropped.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Driver {
+    /// Starts one on a port of the system's choosing (read from its start line).
+    async fn start() -> Driver {
+        use std::io::BufRead;
+        let mut child = Command::new(common::tool("chromedriver"))
+            .arg("--port=0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run chromedriver");
+        let stdout = child.stdout.take().expect("chromedriver's stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let port = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|p| p.trim_end_matches('.').parse::<u16>().ok())
+            })
+            .expect("chromedriver's start line");
+        // The rest of its output is drained, so it never blocks on (or dies of) a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let driver = Driver { child, port };
+        wait_for("chromedriver", Duration::from_secs(20), || async {
+            common::get(&format!("http://127.0.0.1:{port}/status"))
+                .await
+                .filter(|r| r.0 == 200)
+        })
+        .await;
+        driver
+    }
+
+    /// A headless Chromium session, started as the closed network here wants it.
+    async fn session(&self, profile: &Path) -> fantoccini::Client {
+        let options = serde_json::json!({
+            "binary": common::tool("chromium"),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
+            ],
+        });
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the element `css` finds is shown.
+async fn shown(browser: &fantoccini::Client, css: &str) -> bool {
+    match browser.find(fantoccini::Locator::Css(css)).await {
+        Ok(e) => e.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_marks_one_job_failed_in_the_browser() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table_with_id("TEXT").await;
+    for (id, beat) in [("stuck-1", 95.0), ("stuck-2", 62.0), ("live-3", 0.1)] {
+        db.running(id, 130.0, beat).await;
+    }
+    // Alert-only, so the one write is the person's.
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"\nseverity = \"critical\"")
+        .section("[safety]\nstartup_grace = \"0s\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"BROWSER-TOKEN\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("the first scan", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    let status = |id: &str| {
+        let (db, id) = (&db, id.to_string());
+        async move {
+            db.rows(&format!("SELECT status FROM jobs WHERE id = '{id}'"))
+                .await[0][0]
+                .clone()
+                .unwrap_or_default()
+        }
+    };
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = driver.session(profile.path()).await;
+    let fail_1 = "div.actions[data-job=\"stuck-1\"] button[data-act=\"fail\"]";
+
+    // Before the token: the prompt, and no button shown.
+    browser.goto(&daemon.url("/")).await.expect("open /");
+    wait_for("the token prompt", Duration::from_secs(10), || async {
+        shown(&browser, "#unlock").await.then_some(())
+    })
+    .await;
+    assert!(!shown(&browser, fail_1).await, "no button before the token");
+    assert!(!shown(&browser, "button[data-act]").await);
+
+    // The token, once; then the buttons.
+    let input = browser
+        .find(fantoccini::Locator::Css("#token"))
+        .await
+        .expect("token input");
+    input.send_keys("BROWSER-TOKEN").await.expect("type");
+    browser
+        .find(fantoccini::Locator::Css("#unlock-form button[type=submit]"))
+        .await
+        .expect("unlock button")
+        .click()
+        .await
+        .expect("unlock");
+    wait_for("the buttons", Duration::from_secs(10), || async {
+        shown(&browser, fail_1).await.then_some(())
+    })
+    .await;
+
+    // "Mark as failed": a dry run first, with the exact statement; nothing written yet.
+    browser
+        .find(fantoccini::Locator::Css(fail_1))
+        .await
+        .expect("fail button")
+        .click()
+        .await
+        .expect("click");
+    let statement = wait_for("the preview", Duration::from_secs(10), || async {
+        let text = browser
+            .find(fantoccini::Locator::Css("#preview-statement"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.starts_with("UPDATE").then_some(text)
+    })
+    .await;
+    assert!(
+        statement.contains("'stuck-1'") && statement.contains("'failed'"),
+        "{statement}"
+    );
+    assert_eq!(
+        status("stuck-1").await,
+        "running",
+        "a preview writes nothing"
+    );
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(target_dir().join("console-preview.png"), &png).expect("save");
+
+    // Confirm: exactly that row.
+    browser
+        .find(fantoccini::Locator::Css("#confirm"))
+        .await
+        .expect("confirm")
+        .click()
+        .await
+        .expect("confirm");
+    wait_for("stuck-1 failed", Duration::from_secs(10), || async {
+        (status("stuck-1").await == "failed").then_some(())
+    })
+    .await;
+    assert_eq!(status("stuck-2").await, "running");
+    assert_eq!(status("live-3").await, "running");
+
+    // The page refreshes itself: stuck-1 is gone, and stuck-2 goes once its row is fixed.
+    let gone = |id: &'static str| {
+        let browser = &browser;
+        async move {
+            let page = browser.source().await.ok()?;
+            (page.contains("data-refresh=\"on\"")
+                && page.contains("Findings")
+                && !page.contains(&format!("data-job=\"{id}\"")))
+            .then_some(page)
+        }
+    };
+    wait_for("stuck-1 off the page", Duration::from_secs(20), || {
+        gone("stuck-1")
+    })
+    .await;
+    db.exec(&format!(
+        "UPDATE jobs SET updated_at = {} WHERE id = 'stuck-2'",
+        db.ago(0.0)
+    ))
+    .await;
+    let page = wait_for("stuck-2 off the page", Duration::from_secs(20), || {
+        gone("stuck-2")
+    })
+    .await;
+    assert!(page.contains("Nothing is stuck."), "{page}");
+
+    // The job page's timeline: the write, and who asked.
+    browser
+        .goto(&daemon.url("/jobs/stuck-1"))
+        .await
+        .expect("open the job page");
+    let timeline = browser
+        .find(fantoccini::Locator::Css("ol.timeline"))
+        .await
+        .expect("a timeline")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        timeline.contains("applied fail running → failed")
+            && timeline.contains("asked by http 127.0.0.1:"),
+        "{timeline}"
+    );
+    browser.close().await.expect("close the session");
     assert_eq!(daemon.stop().await, 0);
 }

@@ -176,12 +176,22 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 400);
-    let r = pause(&daemon, r#"{"for": "1h"}"#, "T0KEN")
-        .await
-        .expect("post");
-    assert_eq!(r.status().as_u16(), 200);
-    let answer: serde_json::Value = r.json().await.expect("json");
-    assert!(answer["paused_until"].is_string(), "{answer}");
+    // The CLI twin: the config's token, the daemon's address (port 0 in the file: --url).
+    let config_arg = config.to_str().expect("utf-8");
+    let (code, _, err) = cli(&db, &["pause", "--for", "1h", "--config", config_arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("port 0") && err.contains("--url"), "{err}");
+    let (code, _, err) = cli(&db, &["pause", "--for", "soon", "--config", config_arg]);
+    assert_eq!(code, 2, "{err}");
+    let url = daemon.url("");
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "pause", "--for", "1h", "--url", &url, "--config", config_arg,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("writes paused until 20"), "{out}");
 
     // The job stalls while writes are paused: found, held back, shown, never written.
     db.exec(&format!("UPDATE jobs SET updated_at = {}", db.ago(90.0)))
@@ -244,6 +254,16 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
     })
     .await;
     assert_eq!(daemon.stop().await, 0);
+}
+
+/// Runs the real binary: its exit code, stdout and stderr.
+fn cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let out = common::jobwarden(&db.url, args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `POST path` with the bearer token and a JSON body: the status and the JSON answer.
@@ -483,19 +503,24 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     .await;
     assert_eq!(fired_for("5"), 0, "still snoozed after the restart");
 
-    // Ended: job 5's alert fires now.
-    let (code, answer) = post(
-        &daemon,
-        "/api/v1/jobs/5/snooze",
-        "T0KEN",
-        r#"{"for": "0s"}"#,
-    )
-    .await;
-    assert_eq!(
-        (code, &answer["snoozed_until"]),
-        (200, &serde_json::Value::Null),
-        "{answer}"
+    // Ended, from the command line: job 5's alert fires now.
+    let url = daemon.url("");
+    let config_arg = config.to_str().expect("utf-8");
+    let (code, _, err) = cli(
+        &db,
+        &[
+            "snooze", "4", "--for", "1h", "--url", &url, "--config", config_arg,
+        ],
     );
+    assert_eq!(code, 3, "a finished job is refused: {err}");
+    assert!(err.contains("not pending or running"), "{err}");
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "snooze", "5", "--for", "0s", "--url", &url, "--config", config_arg,
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "job 5 is not snoozed\n"), "{err}");
     wait_for("job 5 alerted", Duration::from_secs(10), || async {
         (fired_for("5") == 1).then_some(())
     })

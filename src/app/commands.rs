@@ -36,6 +36,8 @@ pub enum Error {
     Artifacts(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Api(#[from] crate::adapters::api::ApiError),
 }
 
 impl Error {
@@ -44,7 +46,10 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Store(e) if e.is_config() => EXIT_USAGE,
-            Error::Store(_) | Error::Output(_) | Error::Artifacts(_) => EXIT_UNAVAILABLE,
+            Error::Api(e) if e.is_usage() => EXIT_USAGE,
+            Error::Store(_) | Error::Output(_) | Error::Artifacts(_) | Error::Api(_) => {
+                EXIT_UNAVAILABLE
+            }
         }
     }
 }
@@ -406,4 +411,69 @@ pub async fn alert_test(config: &Config, out: &mut dyn Write) -> Result<u8, Erro
         Tested::NoSinks => EXIT_USAGE,
         Tested::SomeFailed => EXIT_UNAVAILABLE,
     })
+}
+
+/// `jobwarden pause --for 30m`: asks the running daemon to hold every write for that long
+/// (`0s` ends a pause). Exit 0 when it did; 2 for a request it cannot take; 3 when it could
+/// not be reached or refused.
+pub async fn pause(
+    config: &Config,
+    url: Option<&str>,
+    duration: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
+    let base = crate::adapters::api::base_url(config, url)?;
+    let answer = crate::adapters::api::post(
+        config,
+        &base,
+        "/api/v1/pause",
+        &serde_json::json!({ "for": duration }),
+    )
+    .await?;
+    match format {
+        Format::Json => writeln!(out, "{answer}")?,
+        Format::Human => match answer["paused_until"].as_str() {
+            Some(until) => writeln!(out, "writes paused until {until}; alerts go on")?,
+            None => writeln!(out, "writes are not paused")?,
+        },
+    }
+    Ok(EXIT_OK)
+}
+
+/// `jobwarden snooze JOB --for 2h`: asks the running daemon to send no alert and make no
+/// write for that job for that long (`0s` ends a snooze). Exit codes as [`pause`]; a job
+/// that is not active is refused (3).
+pub async fn snooze(
+    config: &Config,
+    url: Option<&str>,
+    job_id: &str,
+    duration: &str,
+    reason: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
+    let base = crate::adapters::api::base_url(config, url)?;
+    let mut body = serde_json::json!({ "for": duration });
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+    }
+    let path = format!(
+        "/api/v1/jobs/{}/snooze",
+        crate::core::job::url_segment(job_id)
+    );
+    let answer = crate::adapters::api::post(config, &base, &path, &body).await?;
+    match format {
+        Format::Json => writeln!(out, "{answer}")?,
+        Format::Human => match answer["snoozed_until"].as_str() {
+            Some(until) => writeln!(
+                out,
+                "job {job_id} snoozed until {until}: no alerts and no writes for it"
+            )?,
+            None => writeln!(out, "job {job_id} is not snoozed")?,
+        },
+    }
+    Ok(EXIT_OK)
 }

@@ -214,6 +214,20 @@ pub fn serialize_epoch<S: serde::Serializer>(epoch: &f64, s: S) -> Result<S::Ok,
     s.serialize_str(&rfc3339(*epoch))
 }
 
+/// A job id as one URL path segment (`/jobs/{id}`): every byte but the unreserved ones
+/// percent-encoded.
+pub fn url_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

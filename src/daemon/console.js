@@ -11,7 +11,10 @@
   const $ = function (id) { return document.getElementById(id); };
   const actions = document.querySelectorAll(".actions");
   const titles = {
-    fail: "Mark as failed", requeue: "Re-queue", snooze: "Snooze", unsnooze: "End the snooze of",
+    fail: function (job) { return "Mark job " + job + " as failed?"; },
+    requeue: function (job) { return "Re-queue job " + job + "?"; },
+    snooze: function (job) { return "Snooze job " + job + "?"; },
+    unsnooze: function (job) { return "End the snooze of job " + job + "?"; },
   };
   let timer = null;
   // An open preview or a token being typed: no reload under the operator's hands.
@@ -94,7 +97,7 @@
     busy = true;
     schedule();
     $("preview").hidden = false;
-    $("preview-title").textContent = titles[p.act] + " job " + p.job + "?";
+    $("preview-title").textContent = titles[p.act](p.job);
     $("preview-for-label").hidden = p.act !== "snooze";
     $("preview-reason").value = "";
     preview();

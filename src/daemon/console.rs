@@ -107,7 +107,7 @@ pub fn job_page(
             header {
                 h1 { a href={(base) "/"} { "jobwarden" } " · job " code { (job_id) } }
                 @if let Some(url) = &health.job_url {
-                    nav { a href=(url.replace("{job_id}", &urlencode(job_id))) { "open in the application" } }
+                    nav { a href=(url.replace("{job_id}", &crate::core::job::url_segment(job_id))) { "open in the application" } }
                 }
             }
             (action_panels(health))
@@ -176,7 +176,7 @@ pub fn audit_page(
                         @for e in entries.iter().rev() {
                             tr {
                                 td { (e.time) }
-                                td { a href={(base) "/jobs/" (urlencode(&e.job_id))} { code { (e.job_id) } } }
+                                td { a href={(base) "/jobs/" (crate::core::job::url_segment(&e.job_id))} { code { (e.job_id) } } }
                                 td { (e.action.as_str()) " " (e.status_before) " → " (e.status_after) @if e.forced { " (forced)" } }
                                 td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
@@ -294,7 +294,7 @@ fn findings_section(h: &Health, report: &Report) -> Markup {
                 ul class="warnings" {
                     @for w in &report.warnings {
                         li {
-                            @if let Some(id) = &w.job_id { a href={(h.base) "/jobs/" (urlencode(id))} { "job " (id) } ": " }
+                            @if let Some(id) = &w.job_id { a href={(h.base) "/jobs/" (crate::core::job::url_segment(id))} { "job " (id) } ": " }
                             (w.message)
                         }
                     }
@@ -318,7 +318,7 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                         tr class={"severity-" (f.severity.as_str())} {
                             td {
                                 @if f.job_id.is_empty() { "—" }
-                                @else { a href={(h.base) "/jobs/" (urlencode(&f.job_id))} { code { (f.job_id) } } }
+                                @else { a href={(h.base) "/jobs/" (crate::core::job::url_segment(&f.job_id))} { code { (f.job_id) } } }
                             }
                             td { (f.status) }
                             td { (f.phase.as_deref().unwrap_or("—")) }
@@ -418,7 +418,7 @@ fn snoozes_section(h: &Health) -> Markup {
                 ul class="snoozes" {
                     @for (id, s) in &h.snoozes {
                         li {
-                            a href={(h.base) "/jobs/" (urlencode(id))} { "job " code { (id) } } ": " (snooze_note(s))
+                            a href={(h.base) "/jobs/" (crate::core::job::url_segment(id))} { "job " code { (id) } } ": " (snooze_note(s))
                             @if h.actions {
                                 " " span class="actions" hidden data-job=(id) {
                                     button type="button" data-act="unsnooze" { "End snooze" }
@@ -430,19 +430,6 @@ fn snoozes_section(h: &Health) -> Markup {
             }
         }
     }
-}
-
-/// A job id as one path segment.
-fn urlencode(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
