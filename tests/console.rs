@@ -87,6 +87,16 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
         "{job}"
     );
     assert!(job.contains("href=\"https://app.example/jobs/7\""), "{job}");
+    assert!(
+        job.contains("<code>jobs.heartbeat_at</code></td><td><code>updated_at</code>"),
+        "the row as read, by its configured columns: {job}"
+    );
+    assert!(
+        job.contains("row: created") && job.contains("finding appeared: stalled (rule hb)"),
+        "the timeline: {job}"
+    );
+    let (_, _, gone) = get("/jobwarden/jobs/nobody").await;
+    assert!(gone.contains("The table has no row with this id"), "{gone}");
     let (status, _, unknown) = get("/jobwarden/jobs/nobody").await;
     assert_eq!(
         status, 200,

@@ -17,11 +17,14 @@
 
 use maud::{html, Markup, DOCTYPE};
 
+use crate::adapters::alerts::book;
 use crate::adapters::audit;
 use crate::app::scan::Report;
 use crate::config::Rule;
 use crate::core::detect::{format_age, Finding, Kind};
 use crate::core::holds::Snooze;
+use crate::core::pattern::ArtifactFile;
+use crate::daemon::run::{Change, RowRead};
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -92,14 +95,32 @@ pub fn status_page(health: &Health, report: Option<&Report>) -> Markup {
     )
 }
 
-/// One job's page: its findings in the latest scan and its audit trail.
-pub fn job_page(
-    health: &Health,
-    job_id: &str,
-    findings: &[&Finding],
-    trail: &[audit::Entry],
-) -> Markup {
+/// What one job's page shows.
+#[derive(Debug)]
+pub struct JobView<'a> {
+    pub job_id: &'a str,
+    /// The row, read for this page.
+    pub row: &'a RowRead,
+    /// The configured columns: config key and column name.
+    pub columns: &'a [(String, String)],
+    /// Its findings in the latest scan.
+    pub findings: &'a [&'a Finding],
+    /// Its files under each artifact root (the root's name, the files).
+    pub files: &'a [(String, Vec<ArtifactFile>)],
+    /// Its alerts in the alert book.
+    pub alerts: &'a [book::Entry],
+    /// Its findings appearing and clearing since this process started.
+    pub history: &'a [Change],
+    /// Every audit entry about it.
+    pub trail: &'a [audit::Entry],
+}
+
+/// One job's page: its findings, its row as read now, its files, and a timeline of what
+/// jobwarden knows of it. A job that is no longer active (or never was) has a page too.
+pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
     let base = health.base.as_str();
+    let job_id = view.job_id;
+    let timeline = timeline(view);
     page(
         base,
         &format!("job {job_id} · jobwarden"),
@@ -116,35 +137,186 @@ pub fn job_page(
             }
             section {
                 h2 { "Findings" }
-                @if findings.is_empty() {
+                @if view.findings.is_empty() {
                     p class="empty" { "Nothing is wrong with this job as of the last scan (or it is no longer active)." }
                 } @else {
-                    (findings_table(health, findings))
+                    (findings_table(health, view.findings))
+                }
+            }
+            section {
+                h2 { "Row" }
+                (row_table(view))
+            }
+            @if !view.files.is_empty() {
+                section {
+                    h2 { "Files" }
+                    @for (root, files) in view.files {
+                        h3 { (root) }
+                        @if files.is_empty() {
+                            p class="empty" { "No file of this job." }
+                        } @else {
+                            ul class="files" {
+                                @for f in files {
+                                    li {
+                                        code { (f.path) } " · " (f.size) " bytes · changed " (format_age(f.age)) " ago"
+                                        @if f.partial { " · " span class="held" { "partial" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
             section {
                 h2 { "Timeline" }
-                @if trail.is_empty() {
+                @if timeline.is_empty() {
                     p class="empty" { "jobwarden has written nothing about this job." }
                 } @else {
                     ol class="timeline" {
-                        @for e in trail {
-                            li {
-                                time { (e.time) }
-                                " "
-                                span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) }
-                                " " (e.action.as_str()) " " (e.status_before) " → " (e.status_after)
-                                " (" (e.kind.as_str()) ", rule " (e.rule) ", age " (format_age(e.age_seconds as f64)) ")"
-                                @if e.forced { " forced" }
-                                " by " (e.replica)
-                                @if let Some(who) = &e.requested_by { ", asked by " (who) }
-                            }
+                        @for (at, item) in &timeline {
+                            li { time { (crate::core::job::rfc3339(*at)) } " " (item) }
                         }
                     }
                 }
             }
         },
     )
+}
+
+/// The longest value shown whole; longer ones are cut, the rest folded.
+const VALUE_SHOWN: usize = 200;
+
+/// The row as read, configured columns only.
+fn row_table(view: &JobView<'_>) -> Markup {
+    let row = match view.row {
+        RowRead::Row(row) => row,
+        RowRead::Missing => {
+            return html! { p class="empty" { "The table has no row with this id (within [jobs] where)." } }
+        }
+        RowRead::Unread(why) => {
+            return html! { p class="warn" { "The row could not be read: " (why) } }
+        }
+    };
+    let stamp = |s: &crate::core::job::Stamp| match s {
+        crate::core::job::Stamp::At(t) => Some(crate::core::job::rfc3339(*t)),
+        crate::core::job::Stamp::Missing => None,
+        crate::core::job::Stamp::Invalid(raw) => {
+            Some(format!("{raw} (not a time jobwarden can read)"))
+        }
+    };
+    let values: Vec<(&str, Option<String>)> = vec![
+        ("jobs.id", Some(row.id.clone())),
+        ("jobs.status", Some(row.status.clone())),
+        ("jobs.created_at", stamp(&row.created_at)),
+        ("jobs.heartbeat_at", stamp(&row.heartbeat_at)),
+        ("jobs.status_since", stamp(&row.status_since)),
+        ("jobs.progress", row.progress.clone()),
+        ("jobs.phase", row.phase.clone()),
+        ("jobs.parent_id", row.parent_id.clone()),
+        (
+            "jobs.pid",
+            row.pid
+                .map(|p| p.to_string())
+                .or_else(|| row.bad_pid.clone()),
+        ),
+        ("jobs.host", row.host.clone()),
+        ("jobs.attempts", row.guard.attempts.clone()),
+    ];
+    html! {
+        div class="scroll" { table {
+            thead { tr { th { "key" } th { "column" } th { "value" } } }
+            tbody {
+                @for (key, column) in view.columns {
+                    @if let Some((_, value)) = values.iter().find(|(k, _)| k == key) {
+                        tr { td { code { (key) } } td { code { (column) } } td { (value_cell(value.as_deref())) } }
+                    }
+                }
+            }
+        } }
+    }
+}
+
+/// One value: whole when short, else cut with the rest folded; a JSON value folded and
+/// pretty-printed.
+fn value_cell(value: Option<&str>) -> Markup {
+    let Some(value) = value else {
+        return html! { span class="empty" { "NULL" } };
+    };
+    let json = serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array());
+    let cut: String = value.chars().take(VALUE_SHOWN).collect();
+    let long = cut.len() < value.len();
+    html! {
+        @if let Some(json) = json {
+            details { summary { code { (cut) @if long { "…" } } } pre { code { (serde_json::to_string_pretty(&json).unwrap_or_default()) } } }
+        } @else if long {
+            details { summary { code { (cut) "…" } } pre { code { (value) } } }
+        } @else {
+            code { (value) }
+        }
+    }
+}
+
+/// Everything jobwarden knows of the job, with its time, oldest first: the row's own
+/// timestamps, findings appearing and clearing, alerts and what each sink was told, and the
+/// audit trail.
+fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
+    let mut items: Vec<(f64, Markup)> = Vec::new();
+    if let RowRead::Row(row) = view.row {
+        for (stamp, what) in [
+            (&row.created_at, "created".to_string()),
+            (&row.status_since, format!("entered status {}", row.status)),
+            (&row.heartbeat_at, "last heartbeat".to_string()),
+        ] {
+            if let crate::core::job::Stamp::At(t) = stamp {
+                items.push((*t, html! { span class="row" { "row: " (what) } }));
+            }
+        }
+    }
+    for c in view.history {
+        let item = if c.appeared {
+            html! { "finding appeared: " (c.key.kind.as_str()) " (rule " (c.key.rule) "): " (c.message) }
+        } else {
+            html! { "finding cleared: " (c.key.kind.as_str()) " (rule " (c.key.rule) ")" }
+        };
+        items.push((c.at, item));
+    }
+    for a in view.alerts {
+        items.push((
+            a.fired_at,
+            html! { "alert firing: " (a.kind.as_str()) " (rule " (a.rule) ")" },
+        ));
+        for (sink, told) in &a.told {
+            items.push((
+                told.at,
+                html! { "alert sink " (sink) " told " (told.state.as_str()) },
+            ));
+        }
+        if let Some(r) = &a.resolved {
+            items.push((r.at, html! { "alert resolved: " (r.reason) }));
+        }
+    }
+    for e in view.trail {
+        let at = chrono::DateTime::parse_from_rfc3339(&e.time)
+            .map(|t| t.timestamp() as f64)
+            .unwrap_or(0.0);
+        items.push((
+            at,
+            html! {
+                span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) }
+                " " (e.action.as_str()) " " (e.status_before) " → " (e.status_after)
+                " (" (e.kind.as_str()) ", rule " (e.rule) ", age " (format_age(e.age_seconds as f64)) ")"
+                @if e.forced { " forced" }
+                " by " (e.replica)
+                @if let Some(who) = &e.requested_by { ", asked by " (who) }
+            },
+        ));
+    }
+    // By the second (the audit trail's precision); stable, so the entries of one second keep
+    // the order above: a finding appears before the write it called for.
+    items.sort_by(|a, b| a.0.floor().total_cmp(&b.0.floor()));
+    items
 }
 
 /// The latest audit entries, newest first, with the filter that chose them.
@@ -536,5 +708,92 @@ mod tests {
         assert_eq!(format_age(7200.0), "2h");
         assert_eq!(format_age(3900.0), "1h 5m");
         assert_eq!(format_age(90_000.0), "1day 1h");
+    }
+
+    #[test]
+    fn a_job_page_shows_its_row_files_and_timeline_in_order() {
+        use crate::core::job::{Guard, JobRow, Stamp};
+        let row = JobRow {
+            id: "7".into(),
+            status: "running".into(),
+            created_at: Stamp::At(1_000.0),
+            heartbeat_at: Stamp::At(3_000.0),
+            status_since: Stamp::Missing,
+            progress: Some(format!("{{\"steps\": [\"<b>{}\"]}}", "x".repeat(300))),
+            phase: Some("<i>p</i>".into()),
+            parent_id: None,
+            pid: None,
+            bad_pid: None,
+            host: None,
+            guard: Guard::default(),
+        };
+        let columns: Vec<(String, String)> = [
+            ("jobs.id", "id"),
+            ("jobs.status", "state"),
+            ("jobs.created_at", "created_at"),
+            ("jobs.heartbeat_at", "updated_at"),
+            ("jobs.progress", "meta->steps"),
+            ("jobs.phase", "phase"),
+        ]
+        .iter()
+        .map(|(k, c)| (k.to_string(), c.to_string()))
+        .collect();
+        let f = finding("7", "no heartbeat");
+        let history = vec![Change {
+            at: 2_000.0,
+            key: f.key(),
+            appeared: true,
+            message: "no heartbeat for 30m".into(),
+        }];
+        let files = vec![(
+            "reports".to_string(),
+            vec![ArtifactFile {
+                path: "7/report.md".into(),
+                size: 12,
+                age: 60.0,
+                partial: true,
+                required: vec![],
+            }],
+        )];
+        let view = JobView {
+            job_id: "7",
+            row: &RowRead::Row(Box::new(row)),
+            columns: &columns,
+            findings: &[&f],
+            files: &files,
+            alerts: &[],
+            history: &history,
+            trail: &[],
+        };
+        let html = job_page(&Health::default(), &view).into_string();
+        assert!(
+            html.contains("<code>state</code>"),
+            "the column's own name: {html}"
+        );
+        assert!(html.contains("&lt;i&gt;p&lt;/i&gt;"), "escaped");
+        assert!(!html.contains("<b>x"), "a JSON value is text too");
+        assert!(html.contains("<details>"), "a long JSON value is folded");
+        assert!(html.contains("7/report.md") && html.contains("partial"));
+        let (created, appeared, beat) = (
+            html.find("row: created"),
+            html.find("finding appeared"),
+            html.find("row: last heartbeat"),
+        );
+        assert!(
+            created.is_some() && created < appeared && appeared < beat,
+            "oldest first: {html}"
+        );
+        let missing = job_page(
+            &Health::default(),
+            &JobView {
+                row: &RowRead::Missing,
+                findings: &[],
+                files: &[],
+                history: &[],
+                ..view
+            },
+        )
+        .into_string();
+        assert!(missing.contains("The table has no row with this id"));
     }
 }

@@ -240,7 +240,18 @@ async fn job_page(
         Ok(t) => t,
         Err(r) => return r,
     };
-    html_page(console::job_page(&shared.health(), &id, &findings, &trail))
+    let row = shared.read_row(&id).await;
+    let view = console::JobView {
+        job_id: &id,
+        row: &row,
+        columns: &shared.columns(),
+        findings: &findings,
+        files: &shared.files_of(&id),
+        alerts: &shared.alerts_of(&id),
+        history: &shared.history_of(&id),
+        trail: &trail,
+    };
+    html_page(console::job_page(&shared.health(), &view))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

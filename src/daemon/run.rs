@@ -178,6 +178,41 @@ pub struct Shared {
     /// Serializes changes of the holds (each is saved before it takes effect).
     holds_change: tokio::sync::Mutex<()>,
     clock: Clock,
+    /// The scanner's store, for the job page's read of one row (`None` until connected).
+    store: RwLock<Option<Store>>,
+    /// The artifact roots' indexes, for the job page's files.
+    indexes: RwLock<Vec<artifacts::Shared>>,
+    /// The alert book's entries as of the last cycle, for the job page's timeline.
+    alerts: RwLock<Vec<crate::adapters::alerts::book::Entry>>,
+    /// Findings appearing and clearing, newest last (the last [`HISTORY`] of them, since
+    /// this process started).
+    history: RwLock<std::collections::VecDeque<Change>>,
+}
+
+/// How many finding changes the job pages can show, across all jobs.
+const HISTORY: usize = 5_000;
+/// How long the job page waits for its row.
+const ROW_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A finding that appeared or cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Unix time of the scan that saw it.
+    pub at: f64,
+    pub key: FindingKey,
+    pub appeared: bool,
+    /// The finding's message when it appeared.
+    pub message: String,
+}
+
+/// The row of the job page, as read now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowRead {
+    Row(Box<crate::core::job::JobRow>),
+    /// The table has no such row (within `[jobs] where`).
+    Missing,
+    /// Not read: why.
+    Unread(String),
 }
 
 /// The config's part of the console: set at start and on reload.
@@ -192,6 +227,8 @@ pub struct ConsoleInfo {
     pub config: serde_json::Value,
     /// The rules in precedence order (the first match per job and signal wins).
     pub rules: Vec<crate::config::Rule>,
+    /// The configured columns: config key and column name.
+    pub columns: Vec<(String, String)>,
 }
 
 impl ConsoleInfo {
@@ -204,6 +241,10 @@ impl ConsoleInfo {
             job_url: config.http.job_url.clone(),
             config: crate::config::redacted_json(config),
             rules: config.rules.clone(),
+            columns: crate::adapters::store::configured_columns(&config.jobs)
+                .into_iter()
+                .map(|(key, field)| (key.to_string(), field.to_string()))
+                .collect(),
         }
     }
 }
@@ -393,6 +434,54 @@ impl Shared {
         Ok(until)
     }
 
+    /// One job's row, read now (for its page), within [`ROW_TIMEOUT`].
+    pub async fn read_row(&self, job_id: &str) -> RowRead {
+        let Some(store) = read(&self.store).clone() else {
+            return RowRead::Unread("jobwarden has not connected to the database yet".into());
+        };
+        match tokio::time::timeout(ROW_TIMEOUT, store.job(job_id)).await {
+            Ok(Ok(Some(row))) => RowRead::Row(Box::new(row)),
+            Ok(Ok(None)) => RowRead::Missing,
+            Ok(Err(e)) => RowRead::Unread(e.to_string()),
+            Err(_) => RowRead::Unread("the database did not answer in time".into()),
+        }
+    }
+
+    /// One job's files under each artifact root: the root's name and the files.
+    pub fn files_of(&self, job_id: &str) -> Vec<(String, Vec<crate::core::pattern::ArtifactFile>)> {
+        let now = self.clock.now();
+        read(&self.indexes)
+            .iter()
+            .map(|index| {
+                let index = artifacts::lock(index);
+                (index.spec.name.clone(), index.files_of(job_id, now))
+            })
+            .collect()
+    }
+
+    /// One job's alerts, as of the last cycle.
+    pub fn alerts_of(&self, job_id: &str) -> Vec<crate::adapters::alerts::book::Entry> {
+        read(&self.alerts)
+            .iter()
+            .filter(|e| e.job_id == job_id)
+            .cloned()
+            .collect()
+    }
+
+    /// One job's findings appearing and clearing, oldest first.
+    pub fn history_of(&self, job_id: &str) -> Vec<Change> {
+        read(&self.history)
+            .iter()
+            .filter(|c| c.key.job_id == job_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The configured columns: config key and column name.
+    pub fn columns(&self) -> Vec<(String, String)> {
+        read(&self.console).columns.clone()
+    }
+
     /// The bearer token POST endpoints require, if one is configured.
     pub fn token(&self) -> Option<String> {
         read(&self.token).clone()
@@ -458,6 +547,10 @@ pub async fn run(
         holds: RwLock::new(crate::adapters::state::load_holds(&config.state_dir)),
         holds_change: tokio::sync::Mutex::new(()),
         clock: options.clock,
+        store: RwLock::new(None),
+        indexes: RwLock::new(Vec::new()),
+        alerts: RwLock::new(Vec::new()),
+        history: RwLock::new(std::collections::VecDeque::new()),
     });
     let local = listener
         .local_addr()
@@ -655,6 +748,7 @@ impl Loop {
                             .observe(&report.findings, &scanner.active_ids(), &snoozed);
                     }
                     self.alerter.tick();
+                    *write(&self.shared.alerts) = self.alerter.entries();
                 }
                 self.notifier.cycle(&summary(&report, Some(elapsed)));
                 *write(&self.shared.latest) = Some(report);
@@ -701,6 +795,7 @@ impl Loop {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");
             }
             crate::app::actions::resolve_pending(&store, &self.config.state_dir).await;
+            *write(&self.shared.store) = Some(store.clone());
             self.start_terminal_counts(store.clone());
             let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();
             let scanner = match self.carried.take() {
@@ -1132,6 +1227,7 @@ impl Loop {
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
         // The progress memory is kept unless the table itself changed.
+        *write(&self.shared.store) = None;
         if let Some(old) = self.scanner.take() {
             old.store().close().await;
             if same_table {
@@ -1154,6 +1250,7 @@ impl Loop {
         for spec in &self.config.artifacts {
             self.watched.push(artifacts::watch(spec).await);
         }
+        *write(&self.shared.indexes) = self.watched.iter().map(|(i, _)| i.clone()).collect();
     }
 
     fn start_terminal_counts(&mut self, store: Store) {
@@ -1182,6 +1279,31 @@ impl Loop {
 
     fn log_changes(&mut self, report: &Report) {
         let now: BTreeSet<FindingKey> = report.findings.iter().map(Finding::key).collect();
+        let at = self.clock.now();
+        let mut history = write(&self.shared.history);
+        for gone in self.seen.difference(&now) {
+            history.push_back(Change {
+                at,
+                key: gone.clone(),
+                appeared: false,
+                message: String::new(),
+            });
+        }
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| !self.seen.contains(&f.key()))
+        {
+            history.push_back(Change {
+                at,
+                key: f.key(),
+                appeared: true,
+                message: f.message.clone(),
+            });
+        }
+        let excess = history.len().saturating_sub(HISTORY);
+        history.drain(..excess);
+        drop(history);
         for f in &report.findings {
             if !self.seen.contains(&f.key()) {
                 tracing::warn!(

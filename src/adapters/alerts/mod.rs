@@ -159,6 +159,11 @@ impl Alerter {
         self.save();
     }
 
+    /// The book's entries, for the console.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.book.entries.values().cloned().collect()
+    }
+
     /// Records a write made between scans (see [`Book::acted`]).
     pub fn acted(&mut self, job_id: &str, what: &str) {
         self.book.acted(job_id, what);
