@@ -542,3 +542,70 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// The README's first lines: the demo, then the daemon on the demo's config, and a person
+/// acting on one of its stuck jobs with the demo's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
+    let out = common::jobwarden("", &["demo"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let config = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("config:"))
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .expect("the demo names its config");
+    assert!(stdout.contains("demo-token"), "{stdout}");
+    // The demo listens on the default port; this test's daemon on a free one.
+    let text = std::fs::read_to_string(&config).expect("demo config");
+    std::fs::write(
+        &config,
+        text.replace("[http]\n", "[http]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .expect("write");
+    let daemon = Daemon::start(&config, &[]);
+    let report = wait_for("the demo's findings", Duration::from_secs(15), || async {
+        let (code, body) = common::get(&daemon.url("/api/v1/findings")).await?;
+        let report: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200).then_some(report)
+    })
+    .await;
+    // An alert-only finding: the daemon leaves it to a person.
+    let job = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["action"] == "alert" && f["status"] == "running")
+        .and_then(|f| f["job_id"].as_str())
+        .expect("an alert-only finding of a running job")
+        .to_string();
+    let (code, answer) = post(
+        &daemon,
+        &format!("/api/v1/jobs/{job}/fail"),
+        "demo-token",
+        r#"{"reason": "trying the console"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    let (_, page) = common::get(&daemon.url(&format!("/jobs/{job}")))
+        .await
+        .expect("the job page");
+    assert!(
+        page.contains("applied</span> fail running → failed")
+            && page.contains("asked by http 127.0.0.1:"),
+        "{page}"
+    );
+    let (write, cleared) = (
+        page.find("applied</span> fail"),
+        page.find("finding cleared"),
+    );
+    assert!(
+        write.is_some() && write < cleared,
+        "the write, then the finding clears: {page}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}

@@ -70,6 +70,11 @@ required = ["report.pdf"]
 # jobwarden's own files (the audit trail, what it remembers of each job) stay in the demo folder.
 [state]
 dir = "state"
+
+# The console's buttons (mark as failed, re-queue, snooze) ask for this token once. A real
+# deployment keeps it out of the file: token = "${JOBWARDEN_TOKEN}".
+[http]
+token = "demo-token"
 "#;
 
 /// Rows: id, status, created (minutes ago, NULL for none), updated (minutes ago), phase,
@@ -134,6 +139,10 @@ pub async fn demo(format: commands::Format, out: &mut dyn Write) -> Result<u8, E
             config.http.listen
         )?;
         writeln!(out, "  jobwarden run --config {}", config_path.display())?;
+        writeln!(
+            out,
+            "(its buttons ask for the token in that config: demo-token)"
+        )?;
     }
     Ok(commands::EXIT_OK)
 }

@@ -262,7 +262,10 @@ fn value_cell(value: Option<&str>) -> Markup {
 /// timestamps, findings appearing and clearing, alerts and what each sink was told, and the
 /// audit trail.
 fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
-    let mut items: Vec<(f64, Markup)> = Vec::new();
+    // Each item with its time and its place among items of the same second: a row's own
+    // times, a finding appearing, its alert, the write it called for, the finding clearing,
+    // the alert resolving.
+    let mut items: Vec<(f64, u8, Markup)> = Vec::new();
     if let RowRead::Row(row) = view.row {
         for (stamp, what) in [
             (&row.created_at, "created".to_string()),
@@ -270,7 +273,7 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
             (&row.heartbeat_at, "last heartbeat".to_string()),
         ] {
             if let crate::core::job::Stamp::At(t) = stamp {
-                items.push((*t, html! { span class="row" { "row: " (what) } }));
+                items.push((*t, 0, html! { span class="row" { "row: " (what) } }));
             }
         }
     }
@@ -280,21 +283,27 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
         } else {
             html! { "finding cleared: " (c.key.kind.as_str()) " (rule " (c.key.rule) ")" }
         };
-        items.push((c.at, item));
+        items.push((c.at, if c.appeared { 1 } else { 4 }, item));
     }
     for a in view.alerts {
         items.push((
             a.fired_at,
+            2,
             html! { "alert firing: " (a.kind.as_str()) " (rule " (a.rule) ")" },
         ));
         for (sink, told) in &a.told {
             items.push((
                 told.at,
+                if told.state == book::State::Firing {
+                    2
+                } else {
+                    5
+                },
                 html! { "alert sink " (sink) " told " (told.state.as_str()) },
             ));
         }
         if let Some(r) = &a.resolved {
-            items.push((r.at, html! { "alert resolved: " (r.reason) }));
+            items.push((r.at, 5, html! { "alert resolved: " (r.reason) }));
         }
     }
     for e in view.trail {
@@ -303,6 +312,7 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
             .unwrap_or(0.0);
         items.push((
             at,
+            3,
             html! {
                 span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) }
                 " " (e.action.as_str()) " " (e.status_before) " → " (e.status_after)
@@ -313,10 +323,10 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
             },
         ));
     }
-    // By the second (the audit trail's precision); stable, so the entries of one second keep
-    // the order above: a finding appears before the write it called for.
-    items.sort_by(|a, b| a.0.floor().total_cmp(&b.0.floor()));
-    items
+    // By the second (the audit trail's precision), then by that place; stable, so an audit
+    // intent stays before its outcome.
+    items.sort_by(|a, b| a.0.floor().total_cmp(&b.0.floor()).then(a.1.cmp(&b.1)));
+    items.into_iter().map(|(at, _, item)| (at, item)).collect()
 }
 
 /// The latest audit entries, newest first, with the filter that chose them.
