@@ -226,12 +226,13 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         .jobs("status_since = \"created_at\"")
         .heartbeat_rule("hb", "30m", "action = \"alert\"\nseverity = \"critical\"")
         .section("[safety]\nstartup_grace = \"0s\"")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"BROWSER-TOKEN\"")
+        // Behind a reverse proxy's prefix: the script's requests honour it too.
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"BROWSER-TOKEN\"\nbase_path = \"/jw\"")
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
     wait_for("the first scan", Duration::from_secs(15), || async {
-        common::get(&daemon.url("/readyz"))
+        common::get(&daemon.url("/jw/readyz"))
             .await
             .filter(|r| r.0 == 200)
     })
@@ -251,7 +252,7 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     let fail_1 = "div.actions[data-job=\"stuck-1\"] button[data-act=\"fail\"]";
 
     // Before the token: the prompt, and no button shown.
-    browser.goto(&daemon.url("/")).await.expect("open /");
+    browser.goto(&daemon.url("/jw/")).await.expect("open /jw/");
     wait_for("the token prompt", Duration::from_secs(10), || async {
         shown(&browser, "#unlock").await.then_some(())
     })
@@ -351,7 +352,7 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
 
     // The job page's timeline: the write, and who asked.
     browser
-        .goto(&daemon.url("/jobs/stuck-1"))
+        .goto(&daemon.url("/jw/jobs/stuck-1"))
         .await
         .expect("open the job page");
     let timeline = browser

@@ -165,6 +165,10 @@ pub enum ManualRefusal {
     },
     #[error("job {id} is already {status:?}, where a re-queue would put it")]
     AlreadyPending { id: String, status: String },
+    #[error(
+        "job {id}'s finding is younger than min_age ({age}s < {min_age}s): wait, or look again"
+    )]
+    TooYoung { id: String, age: u64, min_age: u64 },
     #[error("[jobs.statuses] {class} is empty: there is no status to {action} a job to")]
     NoTarget {
         class: &'static str,
@@ -174,7 +178,8 @@ pub enum ManualRefusal {
 
 /// Plans a person's `fail` or `requeue` of one job from its row read now: refused unless the
 /// row is active, has a finding in the latest scan (`finding`, whose kind and rule the audit
-/// records), is as that scan read it, and is as the person saw it (`seen`, when given). The
+/// records) at least `min_age` seconds old (`min_age` has no override, for a person either),
+/// is as that scan read it, and is as the person saw it (`seen`, when given). The
 /// write is guarded like every other, so a row that changes after this read is not touched
 /// either. `note` goes into the `error` column after the finding's rule.
 pub fn manual(
@@ -183,6 +188,7 @@ pub fn manual(
     seen: Option<&Seen>,
     action: Action,
     jobs: &Jobs,
+    min_age: u64,
     note: &str,
 ) -> Result<Write, ManualRefusal> {
     let id = row.id.clone();
@@ -198,6 +204,13 @@ pub fn manual(
     let Some(finding) = finding.filter(|f| f.kind != Kind::MassStall) else {
         return Err(ManualRefusal::NoFinding { id });
     };
+    if finding.age_seconds < min_age {
+        return Err(ManualRefusal::TooYoung {
+            id,
+            age: finding.age_seconds,
+            min_age,
+        });
+    }
     let now = Seen::of_row(row);
     if let Some(change) = Seen::of(finding).change(&now) {
         return Err(ManualRefusal::Changed {
@@ -379,6 +392,7 @@ mod tests {
             Some(&Seen::of(&f)),
             Action::Fail,
             &statuses(),
+            60,
             "marked failed by http 127.0.0.1:9",
         )
         .unwrap();
@@ -396,7 +410,7 @@ mod tests {
         let jobs = statuses();
         let f = finding("1", "running", Action::Fail, "hb");
         let refuse = |row: &JobRow, f: Option<&Finding>, seen: Option<&Seen>, action| {
-            manual(row, f, seen, action, &jobs, "x")
+            manual(row, f, seen, action, &jobs, 60, "x")
                 .unwrap_err()
                 .to_string()
         };
@@ -420,6 +434,20 @@ mod tests {
         assert_eq!(
             refuse(&row("1", "running", "hb"), None, None, Action::Requeue),
             "job 1 has no finding in the latest scan: jobwarden fails or re-queues only jobs it found stuck"
+        );
+        assert_eq!(
+            manual(
+                &row("1", "running", "hb"),
+                Some(&f),
+                None,
+                Action::Fail,
+                &jobs,
+                101,
+                "x"
+            )
+            .unwrap_err()
+            .to_string(),
+            "job 1's finding is younger than min_age (100s < 101s): wait, or look again"
         );
         let pending = finding("1", "queued", Action::Requeue, "rq");
         assert_eq!(

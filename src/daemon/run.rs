@@ -1069,6 +1069,7 @@ impl Loop {
             r.seen.as_ref(),
             action,
             &config.jobs,
+            config.safety.min_age.as_secs(),
             &note,
         )
         .map_err(|e| JobRefusal::conflict(e.to_string()))?;
