@@ -237,17 +237,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
     // A restart keeps the pause.
     assert_eq!(daemon.stop().await, 0);
     let daemon = Daemon::start(&config, &[]);
-    let metrics = wait_for(
-        "scans after the restart",
-        Duration::from_secs(10),
-        || async {
-            common::get(&daemon.url("/metrics"))
-                .await
-                .map(|r| r.1)
-                .filter(|m| common::metric(m, "jobwarden_scans_total").unwrap_or(0.0) >= 3.0)
-        },
-    )
-    .await;
+    let metrics = scanned_thrice(&daemon).await;
     assert_eq!(
         common::metric(&metrics, "jobwarden_writes_paused"),
         Some(1.0)
@@ -264,6 +254,18 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
     })
     .await;
     assert_eq!(daemon.stop().await, 0);
+}
+
+/// Waits for the daemon's third scan (after a restart: the holds it read are in force); its
+/// metrics then.
+async fn scanned_thrice(daemon: &Daemon) -> String {
+    wait_for("three scans", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| common::metric(m, "jobwarden_scans_total").unwrap_or(0.0) >= 3.0)
+    })
+    .await
 }
 
 /// Runs the real binary: its exit code, stdout and stderr.
@@ -369,35 +371,29 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
 
     // Refused, never written: a stale page, a live job, a finished one, no such job.
     let stale = r#"{"seen": {"status": "running", "heartbeat": "2001-01-01 00:00:00"}}"#;
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", stale).await;
-    assert_eq!(code, 409, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("changed since the page was drawn"),
-        "{answer}"
-    );
-    let (code, answer) = post(&daemon, "/api/v1/jobs/3/fail", "T0KEN", "{}").await;
-    assert_eq!(code, 409);
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("no finding"),
-        "{answer}"
-    );
-    let (code, answer) = post(&daemon, "/api/v1/jobs/4/requeue", "T0KEN", "{}").await;
-    assert_eq!(code, 409);
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("not pending or running"),
-        "{answer}"
-    );
-    let (code, _) = post(&daemon, "/api/v1/jobs/99/fail", "T0KEN", "{}").await;
-    assert_eq!(code, 404);
+    for (path, body, code, says) in [
+        (
+            "/api/v1/jobs/1/fail",
+            stale,
+            409,
+            "changed since the page was drawn",
+        ),
+        ("/api/v1/jobs/3/fail", "{}", 409, "no finding"),
+        (
+            "/api/v1/jobs/4/requeue",
+            "{}",
+            409,
+            "not pending or running",
+        ),
+        ("/api/v1/jobs/99/fail", "{}", 404, "has no job"),
+    ] {
+        let (got, answer) = post(&daemon, path, "T0KEN", body).await;
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            got == code && error.contains(says),
+            "{path}: {got} {answer}"
+        );
+    }
     for id in [1, 3] {
         assert_eq!(status(id).await, "running");
     }
@@ -500,17 +496,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     let holds = std::fs::read_to_string(state.join("holds.json")).expect("holds");
     assert!(holds.contains("migrating its data"), "{holds}");
     let daemon = Daemon::start(&config, &[]);
-    wait_for(
-        "scans after the restart",
-        Duration::from_secs(10),
-        || async {
-            common::get(&daemon.url("/metrics"))
-                .await
-                .map(|r| r.1)
-                .filter(|m| common::metric(m, "jobwarden_scans_total").unwrap_or(0.0) >= 3.0)
-        },
-    )
-    .await;
+    scanned_thrice(&daemon).await;
     assert_eq!(fired_for("5"), 0, "still snoozed after the restart");
 
     // Ended, from the command line: job 5's alert fires now.

@@ -363,24 +363,9 @@ mod tests {
     }
 
     fn row(id: &str, status: &str, heartbeat: &str) -> JobRow {
-        JobRow {
-            id: id.into(),
-            status: status.into(),
-            created_at: crate::core::job::Stamp::At(0.0),
-            heartbeat_at: crate::core::job::Stamp::At(0.0),
-            status_since: crate::core::job::Stamp::Missing,
-            progress: None,
-            phase: None,
-            parent_id: None,
-            pid: None,
-            bad_pid: None,
-            host: None,
-            guard: Guard {
-                heartbeat: Some(heartbeat.into()),
-                progress: None,
-                attempts: None,
-            },
-        }
+        let mut row = JobRow::new(id, status);
+        row.guard.heartbeat = Some(heartbeat.into());
+        row
     }
 
     #[test]

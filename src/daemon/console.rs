@@ -722,21 +722,12 @@ mod tests {
 
     #[test]
     fn a_job_page_shows_its_row_files_and_timeline_in_order() {
-        use crate::core::job::{Guard, JobRow, Stamp};
-        let row = JobRow {
-            id: "7".into(),
-            status: "running".into(),
-            created_at: Stamp::At(1_000.0),
-            heartbeat_at: Stamp::At(3_000.0),
-            status_since: Stamp::Missing,
-            progress: Some(format!("{{\"steps\": [\"<b>{}\"]}}", "x".repeat(300))),
-            phase: Some("<i>p</i>".into()),
-            parent_id: None,
-            pid: None,
-            bad_pid: None,
-            host: None,
-            guard: Guard::default(),
-        };
+        use crate::core::job::{JobRow, Stamp};
+        let mut row = JobRow::new("7", "running");
+        row.created_at = Stamp::At(1_000.0);
+        row.heartbeat_at = Stamp::At(3_000.0);
+        row.progress = Some(format!("{{\"steps\": [\"<b>{}\"]}}", "x".repeat(300)));
+        row.phase = Some("<i>p</i>".into());
         let columns: Vec<(String, String)> = [
             ("jobs.id", "id"),
             ("jobs.status", "state"),

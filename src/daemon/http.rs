@@ -412,23 +412,36 @@ async fn recover(
         dry_run: body.dry_run,
         reply,
     };
-    if shared.recover.send(request).await.is_err() {
-        return error(
+    match to_loop(&shared.recover, request, answer).await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
+    }
+}
+
+/// Hands a request to the scan loop and waits for its answer (a scan in flight, then the
+/// request's own work) within [`RECOVER_TIMEOUT`].
+async fn to_loop<R, T>(
+    loop_: &tokio::sync::mpsc::Sender<R>,
+    request: R,
+    answer: oneshot::Receiver<T>,
+) -> Result<T, Response> {
+    let stopping = || {
+        error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is shutting down",
-        );
+        )
+    };
+    if loop_.send(request).await.is_err() {
+        return Err(stopping());
     }
     match tokio::time::timeout(RECOVER_TIMEOUT, answer).await {
-        Ok(Ok(Ok(report))) => Json(report).into_response(),
-        Ok(Ok(Err(e))) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Ok(Err(_)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the daemon is shutting down",
-        ),
-        Err(_) => error(
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => Err(stopping()),
+        Err(_) => Err(error(
             StatusCode::GATEWAY_TIMEOUT,
-            "the scan did not finish in time",
-        ),
+            "the daemon did not answer in time",
+        )),
     }
 }
 
@@ -548,16 +561,10 @@ async fn job_action(
         by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
         reply,
     };
-    if shared.jobs.send(request).await.is_err() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the daemon is shutting down",
-        );
-    }
-    match tokio::time::timeout(RECOVER_TIMEOUT, answer).await {
-        Ok(Ok(Ok(done))) => Json(done).into_response(),
-        Ok(Ok(Err(JobRefusal::NotFound(why)))) => error(StatusCode::NOT_FOUND, why),
-        Ok(Ok(Err(JobRefusal::Conflict { message, detail }))) => {
+    match to_loop(&shared.jobs, request, answer).await {
+        Ok(Ok(done)) => Json(done).into_response(),
+        Ok(Err(JobRefusal::NotFound(why))) => error(StatusCode::NOT_FOUND, why),
+        Ok(Err(JobRefusal::Conflict { message, detail })) => {
             let mut answer = match detail {
                 serde_json::Value::Object(map) => map,
                 _ => serde_json::Map::new(),
@@ -569,15 +576,8 @@ async fn job_action(
             )
                 .into_response()
         }
-        Ok(Ok(Err(JobRefusal::Unavailable(why)))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
-        Ok(Err(_)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the daemon is shutting down",
-        ),
-        Err(_) => error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the daemon did not answer in time",
-        ),
+        Ok(Err(JobRefusal::Unavailable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(r) => r,
     }
 }
 

@@ -353,6 +353,16 @@ mod tests {
         HashSet::new()
     }
 
+    /// A scan in which job 1, active, has one critical finding.
+    fn observe_one(book: &mut Book, now: f64) {
+        book.observe(
+            &[finding("1", Severity::Critical)],
+            &["1"].into(),
+            &none(),
+            now,
+        );
+    }
+
     fn states(due: &[Due]) -> Vec<(&str, State, bool)> {
         due.iter()
             .map(|d| (d.key.as_str(), d.state, d.reminder))
@@ -443,12 +453,7 @@ mod tests {
     fn an_alert_that_resolved_before_any_delivery_is_still_announced_then_resolved() {
         let mut book = Book::new();
         let hook = sink("hook", AlertKind::Webhook);
-        book.observe(
-            &[finding("1", Severity::Critical)],
-            &["1"].into(),
-            &none(),
-            0.0,
-        );
+        observe_one(&mut book, 0.0);
         assert_eq!(book.due(&hook, 0.0).len(), 1);
         assert_eq!(book.due(&hook, 5.0).len(), 1, "still due until told");
         // It clears before the receiver heard of it (its message was lost with a restart).
@@ -500,20 +505,10 @@ mod tests {
     fn a_finding_that_returns_fires_anew() {
         let mut book = Book::new();
         let hook = sink("hook", AlertKind::Webhook);
-        book.observe(
-            &[finding("1", Severity::Critical)],
-            &["1"].into(),
-            &none(),
-            0.0,
-        );
+        observe_one(&mut book, 0.0);
         book.told("hook", "stalled/hb/1", State::Firing, 0.0);
         book.observe(&[], &["1"].into(), &none(), 1.0);
-        book.observe(
-            &[finding("1", Severity::Critical)],
-            &["1"].into(),
-            &none(),
-            2.0,
-        );
+        observe_one(&mut book, 2.0);
         assert_eq!(
             states(&book.due(&hook, 2.0)),
             [("stalled/hb/1", State::Firing, false)]
@@ -527,12 +522,7 @@ mod tests {
     fn alertmanager_keeps_resolved_alerts_for_a_while() {
         let mut book = Book::new();
         let am = sink("am", AlertKind::Alertmanager);
-        book.observe(
-            &[finding("1", Severity::Critical)],
-            &["1"].into(),
-            &none(),
-            0.0,
-        );
+        observe_one(&mut book, 0.0);
         let (set, changed) = book.alertmanager_set(&am);
         assert!(changed && set.len() == 1);
         book.told("am", "stalled/hb/1", State::Firing, 0.0);
@@ -548,12 +538,7 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let mut book = Book::new();
-        book.observe(
-            &[finding("1", Severity::Critical)],
-            &["1"].into(),
-            &none(),
-            0.0,
-        );
+        observe_one(&mut book, 0.0);
         book.told("hook", "stalled/hb/1", State::Firing, 1.0);
         let text = serde_json::to_string(&book).unwrap();
         let back: Book = serde_json::from_str(&text).unwrap();
@@ -573,12 +558,7 @@ mod tests {
         hook.repeat_every = Some(Duration::from_secs(10));
         let snoozed: HashSet<&str> = ["1", "2"].into();
         // Job 1 fired before its snooze; job 2's finding appears during its snooze.
-        book.observe(
-            &[finding("1", Severity::Critical)],
-            &["1"].into(),
-            &none(),
-            0.0,
-        );
+        observe_one(&mut book, 0.0);
         book.told("hook", "stalled/hb/1", State::Firing, 0.0);
         let both = [
             finding("1", Severity::Critical),
