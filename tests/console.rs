@@ -450,6 +450,21 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         },
     )
     .await;
+    // Its page's timeline has the alert's life: what the receiver was told, and why.
+    let page = wait_for(
+        "job 1's alert on its page",
+        Duration::from_secs(10),
+        || async {
+            common::get(&daemon.url("/jobs/1"))
+                .await
+                .map(|r| r.1)
+                .filter(|p| {
+                    p.contains("alert resolved delivered to webhook: jobwarden failed the job")
+                })
+        },
+    )
+    .await;
+    assert!(page.contains("alert firing delivered to webhook"), "{page}");
 
     // A snooze: job 5 stalls while snoozed, and nobody hears of it, across a restart too.
     let (code, answer) = post(

@@ -24,7 +24,7 @@ use crate::config::Rule;
 use crate::core::detect::{format_age, Finding, Kind};
 use crate::core::holds::Snooze;
 use crate::core::pattern::ArtifactFile;
-use crate::daemon::run::{Change, RowRead};
+use crate::daemon::run::{Change, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -278,30 +278,31 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
         }
     }
     for c in view.history {
-        let item = if c.appeared {
-            html! { "finding appeared: " (c.key.kind.as_str()) " (rule " (c.key.rule) "): " (c.message) }
-        } else {
-            html! { "finding cleared: " (c.key.kind.as_str()) " (rule " (c.key.rule) ")" }
+        let (kind, rule) = (c.key.kind.as_str(), &c.key.rule);
+        let (place, item) = match &c.what {
+            What::Appeared(message) => (
+                1,
+                html! { "finding appeared: " (kind) " (rule " (rule) "): " (message) },
+            ),
+            What::Cleared => (4, html! { "finding cleared: " (kind) " (rule " (rule) ")" }),
+            What::Told(d) => (
+                if d.state == book::State::Firing { 2 } else { 5 },
+                html! {
+                    "alert " (d.state.as_str()) " "
+                    (if d.delivered { "delivered to " } else { "given up on by " }) (d.sink)
+                    @if let Some(why) = d.reason.as_ref().filter(|_| d.state == book::State::Resolved) { ": " (why) }
+                },
+            ),
         };
-        items.push((c.at, if c.appeared { 1 } else { 4 }, item));
+        items.push((c.at, place, item));
     }
+    // The alert book as last saved: alerts firing now (and those just resolved).
     for a in view.alerts {
         items.push((
             a.fired_at,
             2,
             html! { "alert firing: " (a.kind.as_str()) " (rule " (a.rule) ")" },
         ));
-        for (sink, told) in &a.told {
-            items.push((
-                told.at,
-                if told.state == book::State::Firing {
-                    2
-                } else {
-                    5
-                },
-                html! { "alert sink " (sink) " told " (told.state.as_str()) },
-            ));
-        }
         if let Some(r) = &a.resolved {
             items.push((r.at, 5, html! { "alert resolved: " (r.reason) }));
         }
@@ -743,8 +744,7 @@ mod tests {
         let history = vec![Change {
             at: 2_000.0,
             key: f.key(),
-            appeared: true,
-            message: "no heartbeat for 30m".into(),
+            what: What::Appeared("no heartbeat for 30m".into()),
         }];
         let files = vec![(
             "reports".to_string(),

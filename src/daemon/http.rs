@@ -247,7 +247,7 @@ async fn job_page(
         columns: &shared.columns(),
         findings: &findings,
         files: &shared.files_of(&id),
-        alerts: &shared.alerts_of(&id),
+        alerts: &shared.alerts_of(&id).await,
         history: &shared.history_of(&id),
         trail: &trail,
     };

@@ -182,8 +182,6 @@ pub struct Shared {
     store: RwLock<Option<Store>>,
     /// The artifact roots' indexes, for the job page's files.
     indexes: RwLock<Vec<artifacts::Shared>>,
-    /// The alert book's entries as of the last cycle, for the job page's timeline.
-    alerts: RwLock<Vec<crate::adapters::alerts::book::Entry>>,
     /// Findings appearing and clearing, newest last (the last [`HISTORY`] of them, since
     /// this process started).
     history: RwLock<std::collections::VecDeque<Change>>,
@@ -194,15 +192,23 @@ const HISTORY: usize = 5_000;
 /// How long the job page waits for its row.
 const ROW_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A finding that appeared or cleared.
+/// Something that happened to a finding, for the job pages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    /// Unix time of the scan that saw it.
+    /// Unix time (the scan that saw it, or the receipt).
     pub at: f64,
     pub key: FindingKey,
-    pub appeared: bool,
-    /// The finding's message when it appeared.
-    pub message: String,
+    pub what: What,
+}
+
+/// What happened to a finding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum What {
+    /// It appeared, with this message.
+    Appeared(String),
+    Cleared,
+    /// A sink was told of its alert (or gave up telling).
+    Told(crate::adapters::alerts::Delivered),
 }
 
 /// The row of the job page, as read now.
@@ -459,16 +465,32 @@ impl Shared {
             .collect()
     }
 
-    /// One job's alerts, as of the last cycle.
-    pub fn alerts_of(&self, job_id: &str) -> Vec<crate::adapters::alerts::book::Entry> {
-        read(&self.alerts)
-            .iter()
-            .filter(|e| e.job_id == job_id)
-            .cloned()
-            .collect()
+    /// One job's alerts, as the alert book was last saved (read off the runtime).
+    pub async fn alerts_of(&self, job_id: &str) -> Vec<crate::adapters::alerts::book::Entry> {
+        let (dir, job_id) = (self.state_dir(), job_id.to_string());
+        tokio::task::spawn_blocking(move || crate::adapters::alerts::saved_alerts_of(&dir, &job_id))
+            .await
+            .unwrap_or_default()
     }
 
-    /// One job's findings appearing and clearing, oldest first.
+    /// Records what sinks were told, for the job pages.
+    fn record_told(&self, told: Vec<(FindingKey, crate::adapters::alerts::Delivered)>, at: f64) {
+        write(&self.history).extend(told.into_iter().map(|(key, d)| Change {
+            at,
+            key,
+            what: What::Told(d),
+        }));
+        self.trim_history();
+    }
+
+    /// Keeps the last [`HISTORY`] changes.
+    fn trim_history(&self) {
+        let mut history = write(&self.history);
+        let excess = history.len().saturating_sub(HISTORY);
+        history.drain(..excess);
+    }
+
+    /// One job's findings appearing and clearing, and their alerts told, oldest first.
     pub fn history_of(&self, job_id: &str) -> Vec<Change> {
         read(&self.history)
             .iter()
@@ -549,7 +571,6 @@ pub async fn run(
         clock: options.clock,
         store: RwLock::new(None),
         indexes: RwLock::new(Vec::new()),
-        alerts: RwLock::new(Vec::new()),
         history: RwLock::new(std::collections::VecDeque::new()),
     });
     let local = listener
@@ -644,7 +665,11 @@ pub async fn run(
                     next = Instant::now();
                 }
             }
-            Some(receipt) = scan_loop.alerter.next_receipt() => scan_loop.alerter.receipt(receipt),
+            Some(receipt) = scan_loop.alerter.next_receipt() => {
+                let now = scan_loop.clock.now();
+                let told = scan_loop.alerter.receipt(receipt);
+                shared.record_told(told, now);
+            }
             // Receipts that came in a burst are saved within a second.
             _ = tokio::time::sleep(crate::adapters::alerts::SAVE_EVERY), if scan_loop.alerter.is_dirty() => {
                 scan_loop.alerter.flush();
@@ -748,7 +773,6 @@ impl Loop {
                             .observe(&report.findings, &scanner.active_ids(), &snoozed);
                     }
                     self.alerter.tick();
-                    *write(&self.shared.alerts) = self.alerter.entries();
                 }
                 self.notifier.cycle(&summary(&report, Some(elapsed)));
                 *write(&self.shared.latest) = Some(report);
@@ -1286,8 +1310,7 @@ impl Loop {
             history.push_back(Change {
                 at,
                 key: gone.clone(),
-                appeared: false,
-                message: String::new(),
+                what: What::Cleared,
             });
         }
         for f in report
@@ -1298,13 +1321,11 @@ impl Loop {
             history.push_back(Change {
                 at,
                 key: f.key(),
-                appeared: true,
-                message: f.message.clone(),
+                what: What::Appeared(f.message.clone()),
             });
         }
-        let excess = history.len().saturating_sub(HISTORY);
-        history.drain(..excess);
         drop(history);
+        self.shared.trim_history();
         for f in &report.findings {
             if !self.seen.contains(&f.key()) {
                 tracing::warn!(

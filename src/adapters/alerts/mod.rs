@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::adapters::clock::Clock;
 use crate::config::{AlertKind, AlertSink, Config};
-use crate::core::detect::Finding;
+use crate::core::detect::{Finding, FindingKey};
 use book::{Book, Due, Entry, State};
 use delivery::SinkMetrics;
 use delivery::{Outgoing, Receipt, SinkQueue};
@@ -159,11 +159,6 @@ impl Alerter {
         self.save();
     }
 
-    /// The book's entries, for the console.
-    pub fn entries(&self) -> Vec<Entry> {
-        self.book.entries.values().cloned().collect()
-    }
-
     /// Records a write made between scans (see [`Book::acted`]).
     pub fn acted(&mut self, job_id: &str, what: &str) {
         self.book.acted(job_id, what);
@@ -193,17 +188,30 @@ impl Alerter {
     }
 
     /// Records a receipt in the book; saved at most every [`SAVE_EVERY`] (see [`Alerter::flush`]).
-    pub fn receipt(&mut self, receipt: Receipt) {
+    pub fn receipt(&mut self, receipt: Receipt) -> Vec<(FindingKey, Delivered)> {
         let now = self.clock.now();
+        let mut told = Vec::with_capacity(receipt.about.len());
         for (key, state) in &receipt.about {
             self.in_flight
                 .remove(&(receipt.sink.clone(), key.clone(), *state));
             self.book.told(&receipt.sink, key, *state, now);
+            if let Some(e) = self.book.entries.get(key) {
+                told.push((
+                    e.key(),
+                    Delivered {
+                        sink: receipt.sink.clone(),
+                        state: *state,
+                        delivered: receipt.delivered,
+                        reason: e.resolved.as_ref().map(|r| r.reason.clone()),
+                    },
+                ));
+            }
         }
         self.dirty = true;
         if self.saved_at.is_none_or(|at| at.elapsed() >= SAVE_EVERY) {
             self.save();
         }
+        told
     }
 
     /// Whether receipts wait to be saved.
@@ -379,6 +387,32 @@ fn context(config: &Config) -> Context {
         environment: config.environment.clone(),
         generator_url: format!("http://{}/api/v1/findings", config.http.listen),
     }
+}
+
+/// What a sink was told about one alert (a receipt), for the console.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    pub sink: String,
+    pub state: State,
+    /// `false`: the receiver refused it for good and jobwarden gave up.
+    pub delivered: bool,
+    /// Why it resolved, for a resolution.
+    pub reason: Option<String>,
+}
+
+/// One job's alerts as last saved in the state directory's book, read only (for the
+/// console: a missing, unreadable or corrupt file is no alerts, and is left as it is).
+pub fn saved_alerts_of(state_dir: &Path, job_id: &str) -> Vec<Entry> {
+    std::fs::read(state_dir.join(STATE_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Book>(&bytes).ok())
+        .map(|book| {
+            book.entries
+                .into_values()
+                .filter(|e| e.job_id == job_id)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads the book; a missing file is an empty book, an unreadable or corrupt one is reported,
