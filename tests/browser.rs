@@ -33,7 +33,6 @@ fn chromium(profile: &Path, url: &str, what: &[&str]) -> (String, String) {
             "--no-first-run",
             "--enable-logging=stderr",
             "--v=0",
-            "--window-size=1280,900",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(what)
@@ -118,16 +117,21 @@ async fn the_console_in_headless_chromium() {
     assert_eq!(console_errors(&log), Vec::<&str>::new(), "{log}");
 
     // Screenshots of both, for people (and the README).
-    for (path, file) in [
-        ("/", "console-status.png"),
-        ("/jobs/report-7", "console-job.png"),
+    for (path, file, size) in [
+        ("/", "console-status.png", "1280,900"),
+        ("/jobs/report-7", "console-job.png", "1280,900"),
+        // A phone's width: the tables scroll sideways inside the page, the page does not.
+        ("/", "console-phone.png", "390,844"),
     ] {
         let png = target.join(file);
         let _ = std::fs::remove_file(&png);
         let (_, log) = chromium(
             profile.path(),
             &daemon.url(path),
-            &[&format!("--screenshot={}", png.display())],
+            &[
+                &format!("--window-size={size}"),
+                &format!("--screenshot={}", png.display()),
+            ],
         );
         let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}\n{log}", png.display()));
         assert!(
@@ -205,6 +209,28 @@ impl Drop for Driver {
     }
 }
 
+/// Clicks the element `css` finds.
+async fn click(browser: &fantoccini::Client, css: &str) {
+    browser
+        .find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// The text of the element `css` finds, if there is one.
+async fn text(browser: &fantoccini::Client, css: &str) -> Option<String> {
+    browser
+        .find(fantoccini::Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
 /// Whether the element `css` finds is shown.
 async fn shown(browser: &fantoccini::Client, css: &str) -> bool {
     match browser.find(fantoccini::Locator::Css(css)).await {
@@ -266,35 +292,18 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         .await
         .expect("token input");
     input.send_keys("BROWSER-TOKEN").await.expect("type");
-    browser
-        .find(fantoccini::Locator::Css("#unlock-form button[type=submit]"))
-        .await
-        .expect("unlock button")
-        .click()
-        .await
-        .expect("unlock");
+    click(&browser, "#unlock-form button[type=submit]").await;
     wait_for("the buttons", Duration::from_secs(10), || async {
         shown(&browser, fail_1).await.then_some(())
     })
     .await;
 
     // "Mark as failed": a dry run first, with the exact statement; nothing written yet.
-    browser
-        .find(fantoccini::Locator::Css(fail_1))
-        .await
-        .expect("fail button")
-        .click()
-        .await
-        .expect("click");
+    click(&browser, fail_1).await;
     let statement = wait_for("the preview", Duration::from_secs(10), || async {
-        let text = browser
-            .find(fantoccini::Locator::Css("#preview-statement"))
+        text(&browser, "#preview-statement")
             .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.starts_with("UPDATE").then_some(text)
+            .filter(|t| t.starts_with("UPDATE"))
     })
     .await;
     assert!(
@@ -310,13 +319,7 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     std::fs::write(target_dir().join("console-preview.png"), &png).expect("save");
 
     // Confirm: exactly that row.
-    browser
-        .find(fantoccini::Locator::Css("#confirm"))
-        .await
-        .expect("confirm")
-        .click()
-        .await
-        .expect("confirm");
+    click(&browser, "#confirm").await;
     wait_for("stuck-1 failed", Duration::from_secs(10), || async {
         (status("stuck-1").await == "failed").then_some(())
     })
@@ -339,6 +342,63 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         gone("stuck-1")
     })
     .await;
+
+    // A snooze through its button: previewed, confirmed, listed; then ended the same way.
+    click(
+        &browser,
+        "div.actions[data-job=\"stuck-2\"] button[data-act=\"snooze\"]",
+    )
+    .await;
+    wait_for("the snooze's preview", Duration::from_secs(10), || async {
+        text(&browser, "#preview-statement")
+            .await
+            .filter(|t| t.starts_with("no alerts and no writes for job stuck-2 until"))
+    })
+    .await;
+    click(&browser, "#confirm").await;
+    wait_for(
+        "stuck-2 listed as snoozed",
+        Duration::from_secs(10),
+        || async {
+            text(&browser, "ul.snoozes")
+                .await
+                .filter(|t| t.contains("stuck-2") && t.contains("snoozed until"))
+        },
+    )
+    .await;
+    let holds = std::fs::read_to_string(db.dir().join("state").join("holds.json")).expect("holds");
+    assert!(holds.contains("stuck-2"), "{holds}");
+    wait_for("the end-snooze button", Duration::from_secs(10), || async {
+        shown(
+            &browser,
+            "span.actions[data-job=\"stuck-2\"] button[data-act=\"unsnooze\"]",
+        )
+        .await
+        .then_some(())
+    })
+    .await;
+    click(
+        &browser,
+        "span.actions[data-job=\"stuck-2\"] button[data-act=\"unsnooze\"]",
+    )
+    .await;
+    wait_for("the end's preview", Duration::from_secs(10), || async {
+        text(&browser, "#preview-statement")
+            .await
+            .filter(|t| t.contains("ends now"))
+    })
+    .await;
+    click(&browser, "#confirm").await;
+    wait_for("no snooze listed", Duration::from_secs(10), || async {
+        let page = browser.source().await.ok()?;
+        (page.contains("Findings") && !page.contains("class=\"snoozes\"")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status("stuck-2").await,
+        "running",
+        "a snooze writes nothing"
+    );
     db.exec(&format!(
         "UPDATE jobs SET updated_at = {} WHERE id = 'stuck-2'",
         db.ago(0.0)

@@ -162,9 +162,10 @@ pub async fn apply(
     if let Err(e) = crate::adapters::audit::append(trail.state_dir, &dry_entries) {
         tracing::warn!("cannot record dry-run writes in the audit trail: {e}");
     }
-    for (p, _) in &out.held {
+    for (p, why) in &out.held {
         for &i in &p.findings {
             findings[i].outcome = Outcome::Limited;
+            findings[i].held = Some(why.to_string());
         }
     }
     out
