@@ -1,0 +1,263 @@
+//! A person's action on one job (`POST /api/v1/jobs/{id}/fail`, `/requeue`, `/snooze`), as
+//! the scan loop handles it between scans: the row read afresh, the write planned by
+//! `core::plan::manual` and made by `actions::apply` like any other, or the snooze saved in
+//! the holds.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::Loop;
+use crate::adapters::store::StoreError;
+use crate::app::actions;
+use crate::config::StatusClass;
+use crate::core::detect::Kind;
+
+/// A person's action on one job (`POST /api/v1/jobs/{id}/...`), handled by the loop between
+/// scans.
+#[derive(Debug)]
+pub struct JobRequest {
+    pub job_id: String,
+    pub ask: Ask,
+    /// Only say what would be written (or held).
+    pub dry_run: bool,
+    /// The row as the page showed it: refused when it changed since.
+    pub seen: Option<crate::core::plan::Seen>,
+    /// The person's words, kept with the write (`error` column) or the snooze.
+    pub reason: Option<String>,
+    /// Who asked: `http` and the client's address.
+    pub by: String,
+    pub reply: oneshot::Sender<Result<serde_json::Value, JobRefusal>>,
+}
+
+/// What a person asks of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask {
+    Fail,
+    Requeue,
+    /// No alerts and no writes for the job for this long (zero: ends a snooze).
+    Snooze(Duration),
+}
+
+/// Why a job action was not done; nothing was written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRefusal {
+    /// The table has no such job.
+    NotFound(String),
+    /// The job is not in a state to act on (finished, changed, already pending, writes
+    /// paused...); `detail` adds fields to the answer (the outcome, the statement).
+    Conflict {
+        message: String,
+        detail: serde_json::Value,
+    },
+    /// The daemon cannot act now (a standby, the database down, stopping).
+    Unavailable(String),
+}
+
+impl JobRefusal {
+    fn conflict(message: impl Into<String>) -> JobRefusal {
+        JobRefusal::Conflict {
+            message: message.into(),
+            detail: serde_json::Value::Null,
+        }
+    }
+}
+
+impl Loop {
+    /// Handles a person's action on one job; whether a row was written.
+    pub(super) async fn job_action(&mut self, request: JobRequest) -> bool {
+        let answer = self.answer_job(&request).await;
+        let wrote = matches!(&answer, Ok(a) if a["outcome"] == "applied" && request.ask != Ask::Snooze(Duration::ZERO));
+        let _ = request.reply.send(answer);
+        wrote
+    }
+
+    async fn answer_job(&mut self, r: &JobRequest) -> Result<serde_json::Value, JobRefusal> {
+        let dry_run = r.dry_run || self.config.dry_run || self.dry_run;
+        let outcome = if dry_run { "dry_run" } else { "applied" };
+        let reason = r.reason.clone().unwrap_or_default();
+        let snoozed_answer = |until: Option<f64>| {
+            serde_json::json!({
+                "job_id": r.job_id, "action": "snooze", "outcome": outcome,
+                "snoozed_until": until.map(crate::core::job::rfc3339), "reason": reason,
+            })
+        };
+        if r.ask == Ask::Snooze(Duration::ZERO) {
+            // Ending a snooze needs no row: the job may be long gone.
+            if dry_run {
+                return Ok(snoozed_answer(None));
+            }
+            return match self
+                .shared
+                .snooze(&r.job_id, Duration::ZERO, "", &r.by)
+                .await
+            {
+                Ok(_) => Ok(snoozed_answer(None)),
+                Err(e) => Err(JobRefusal::Unavailable(format!(
+                    "the snooze could not be saved, so it still holds: {e}"
+                ))),
+            };
+        }
+        if !self.leadership.is_leader() {
+            return Err(JobRefusal::Unavailable(
+                "this replica is a standby: send job actions to the leader".into(),
+            ));
+        }
+        if self.stop.is_set() {
+            return Err(JobRefusal::Unavailable("jobwarden is stopping".into()));
+        }
+        let config = self.config.clone();
+        let unavailable = |e: StoreError| JobRefusal::Unavailable(e.to_string());
+        let store = self.scanner().await.map_err(unavailable)?.store().clone();
+        let row = store
+            .job(&r.job_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                JobRefusal::NotFound(format!(
+                    "the table {} has no job {:?}",
+                    config.jobs.table, r.job_id
+                ))
+            })?;
+        let action = match r.ask {
+            Ask::Snooze(span) => {
+                let active = config
+                    .jobs
+                    .statuses
+                    .class_of(&row.status)
+                    .is_some_and(StatusClass::is_active);
+                if !active {
+                    return Err(JobRefusal::conflict(format!(
+                        "job {} is {:?}, not pending or running: there is nothing to snooze",
+                        r.job_id, row.status
+                    )));
+                }
+                if dry_run {
+                    return Ok(snoozed_answer(Some(self.clock.now() + span.as_secs_f64())));
+                }
+                return match self.shared.snooze(&r.job_id, span, &reason, &r.by).await {
+                    Ok(until) => Ok(snoozed_answer(until)),
+                    Err(e) => Err(JobRefusal::Unavailable(format!(
+                        "the snooze could not be saved, so it was not made: {e}"
+                    ))),
+                };
+            }
+            Ask::Fail => crate::config::Action::Fail,
+            Ask::Requeue => crate::config::Action::Requeue,
+        };
+        let finding = self.shared.latest().and_then(|report| {
+            report
+                .findings
+                .into_iter()
+                .find(|f| f.job_id == r.job_id && f.kind != Kind::MassStall)
+        });
+        let verb = match action {
+            crate::config::Action::Requeue => "re-queued",
+            _ => "marked failed",
+        };
+        let note = match reason.trim() {
+            "" => format!("{verb} by {}", r.by),
+            why => format!("{verb} by {}: {why}", r.by),
+        };
+        let write = crate::core::plan::manual(
+            &row,
+            finding.as_ref(),
+            r.seen.as_ref(),
+            action,
+            &config.jobs,
+            config.safety.min_age.as_secs(),
+            &note,
+        )
+        .map_err(|e| JobRefusal::conflict(e.to_string()))?;
+        if !dry_run {
+            if let Some(until) = self.shared.paused_until() {
+                return Err(JobRefusal::conflict(format!(
+                    "{}: end the pause first (jobwarden pause --for 0s)",
+                    crate::core::safety::HeldBack::Paused { until }
+                )));
+            }
+            if let Some(why) = store.refusal() {
+                return Err(JobRefusal::conflict(format!(
+                    "jobwarden will not write to this table: {why}"
+                )));
+            }
+        }
+        let now = store.clock().await.map_err(unavailable)?;
+        let statement = store.queries().write_inline(&write, now);
+        let Some(finding) = finding else {
+            return Err(JobRefusal::conflict("the job has no finding"));
+        };
+        let mut findings = vec![finding];
+        let applying = actions::apply(
+            &store,
+            &mut findings,
+            vec![crate::core::plan::Planned {
+                write,
+                findings: vec![0],
+            }],
+            dry_run,
+            &crate::adapters::audit::Context {
+                environment: config.environment.clone(),
+                now,
+                forced: false,
+                requested_by: Some(r.by.clone()),
+            },
+            actions::Trail {
+                state_dir: &config.state_dir,
+                stop: Some(&self.stop),
+                dry_seen: None,
+            },
+        )
+        .await;
+        let executed = actions::Executed {
+            applied: applying.applied,
+            limited: applying
+                .held
+                .into_iter()
+                .map(|(p, why)| (p.write, why))
+                .collect(),
+            audit_error: applying.audit_error,
+            ..actions::Executed::default()
+        };
+        self.count_actions(&executed);
+        self.remember(&executed);
+        self.audit_health(&executed);
+        if let Some((_, why)) = executed.limited.first() {
+            return Err(JobRefusal::Unavailable(format!("not written: {why}")));
+        }
+        let Some(done) = executed.applied.first() else {
+            return Err(JobRefusal::Unavailable("not written".into()));
+        };
+        let answer = serde_json::json!({
+            "job_id": r.job_id,
+            "action": done.write.action.as_str(),
+            "outcome": done.outcome.as_str(),
+            "status_before": done.write.status_before,
+            "status_after": done.write.status_after,
+            "statement": statement,
+        });
+        match done.outcome {
+            crate::core::detect::Outcome::Applied => {
+                let what = match done.write.action {
+                    crate::config::Action::Requeue => "re-queued",
+                    _ => "failed",
+                };
+                self.alerter.acted(&r.job_id, what);
+                tracing::warn!(job_id = %r.job_id, by = %r.by, "job {verb} by a person: {statement}");
+                Ok(answer)
+            }
+            crate::core::detect::Outcome::DryRun => Ok(answer),
+            crate::core::detect::Outcome::Raced => Err(JobRefusal::Conflict {
+                message: format!(
+                    "job {} changed as it was written: nothing was written",
+                    r.job_id
+                ),
+                detail: answer,
+            }),
+            _ => Err(JobRefusal::Unavailable(format!(
+                "the write failed: {}",
+                done.detail
+            ))),
+        }
+    }
+}
