@@ -133,7 +133,10 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
             }
             (action_panels(health))
             @if let Some(s) = health.snoozes.get(job_id) {
-                p class="warn" { (snooze_note(s)) }
+                p class="warn" {
+                    (snooze_note(s))
+                    @if health.actions { " " (end_snooze(job_id)) }
+                }
             }
             section {
                 h2 { "Findings" }
@@ -592,6 +595,15 @@ fn action_panels(h: &Health) -> Markup {
     }
 }
 
+/// The button that ends a job's snooze (hidden until unlocked).
+fn end_snooze(job_id: &str) -> Markup {
+    html! {
+        span class="actions" hidden data-job=(job_id) {
+            button type="button" data-act="unsnooze" { "End snooze" }
+        }
+    }
+}
+
 /// The snoozed jobs, each with a button to end its snooze (hidden until unlocked).
 fn snoozes_section(h: &Health) -> Markup {
     html! {
@@ -602,11 +614,7 @@ fn snoozes_section(h: &Health) -> Markup {
                     @for (id, s) in &h.snoozes {
                         li {
                             a href={(h.base) "/jobs/" (crate::core::job::url_segment(id))} { "job " code { (id) } } ": " (snooze_note(s))
-                            @if h.actions {
-                                " " span class="actions" hidden data-job=(id) {
-                                    button type="button" data-act="unsnooze" { "End snooze" }
-                                }
-                            }
+                            @if h.actions { " " (end_snooze(id)) }
                         }
                     }
                 }
@@ -796,5 +804,37 @@ mod tests {
         )
         .into_string();
         assert!(missing.contains("The table has no row with this id"));
+    }
+
+    #[test]
+    fn buttons_only_with_a_token_hidden_and_carrying_the_row() {
+        let mut f = finding("7", "m");
+        f.guard.heartbeat = Some("2026-01-01 00:00:00".into());
+        let r = report(vec![f]);
+        let without = status_page(&Health::default(), Some(&r)).into_string();
+        assert!(!without.contains("data-act") && !without.contains("id=\"unlock\""));
+        let mut health = Health {
+            actions: true,
+            ..Health::default()
+        };
+        health.snoozes.insert(
+            "8".into(),
+            Snooze {
+                until: 0.0,
+                reason: "<b>why</b>".into(),
+                by: "http 127.0.0.1:1".into(),
+            },
+        );
+        let with = status_page(&health, Some(&r)).into_string();
+        assert!(
+            with.contains("<div class=\"actions\" hidden data-job=\"7\" data-seen=\"{&quot;status&quot;:&quot;running&quot;,&quot;heartbeat&quot;:&quot;2026-01-01 00:00:00&quot;"),
+            "hidden, with the row it was drawn from: {with}"
+        );
+        assert!(with.contains("data-act=\"fail\"") && with.contains("data-act=\"unsnooze\""));
+        assert!(
+            with.contains("&lt;b&gt;why&lt;/b&gt;"),
+            "a snooze's reason is text"
+        );
+        assert!(!with.contains("fail all") && with.matches("data-act=\"fail\"").count() == 1);
     }
 }
