@@ -500,6 +500,11 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         page.contains("migrating its data"),
         "the snooze is listed: {page}"
     );
+    let (_, metrics) = common::get(&daemon.url("/metrics")).await.expect("metrics");
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_jobs_snoozed"),
+        Some(1.0)
+    );
     let fired_for = |id: &str| {
         hook.accepted("firing")
             .into_iter()

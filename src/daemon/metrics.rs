@@ -64,6 +64,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// 1 while an operator's pause holds every write back.
     pub writes_paused: IntGauge,
+    pub jobs_snoozed: IntGauge,
     skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
 }
@@ -209,6 +210,10 @@ impl Metrics {
             "jobwarden_writes_paused",
             "1 while an operator's pause (POST /api/v1/pause) holds every write back, as of the last scan; alerts go on.",
         )?;
+        let jobs_snoozed = IntGauge::new(
+            "jobwarden_jobs_snoozed",
+            "Jobs an operator snoozed (no alerts and no writes for them), as of the last scan.",
+        )?;
         let http = HttpMetrics {
             open: IntGauge::new(
                 "jobwarden_http_connections",
@@ -256,6 +261,7 @@ impl Metrics {
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
             Box::new(writes_paused.clone()),
+            Box::new(jobs_snoozed.clone()),
             Box::new(http.open.clone()),
             Box::new(http.refused.clone()),
             Box::new(http.closed.clone()),
@@ -293,6 +299,7 @@ impl Metrics {
             artifact_skipped,
             http,
             writes_paused,
+            jobs_snoozed,
             skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),
         })

@@ -797,6 +797,7 @@ impl Loop {
             .writes_paused
             .set(i64::from(paused_until.is_some()));
         let snoozed = self.snoozed();
+        self.shared.metrics.jobs_snoozed.set(snoozed.len() as i64);
         let scanner = self.scanner().await?;
         let mut report = scanner.scan(&config, None).await?;
         let store = scanner.store().clone();
