@@ -615,3 +615,70 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// A person's fail of one job on each database: the one-row read, the guard, the write.
+async fn a_person_fails_one_job(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
+    db.running(2, 120.0, 0.1).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section("[safety]\nstartup_grace = \"0s\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("job 1 found", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/api/v1/findings"))
+            .await
+            .filter(|r| r.0 == 200 && r.1.contains("\"job_id\":\"1\""))
+    })
+    .await;
+    let beat = db
+        .rows(&format!(
+            "SELECT {} FROM jobs WHERE id = 1",
+            db.text("updated_at")
+        ))
+        .await[0][0]
+        .clone()
+        .expect("heartbeat");
+    let seen = serde_json::json!({"status": "running", "heartbeat": beat});
+    let stale = serde_json::json!({"seen": {"status": "running", "heartbeat": "x"}});
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &stale.to_string()).await;
+    assert_eq!(code, 409, "{answer}");
+    let body = serde_json::json!({"seen": seen, "dry_run": true}).to_string();
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("dry_run")),
+        "{answer}"
+    );
+    let body = serde_json::json!({"seen": seen}).to_string();
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    let statuses = db.rows("SELECT status FROM jobs ORDER BY id").await;
+    let statuses: Vec<Option<String>> = statuses.into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(
+        statuses,
+        [Some("failed".to_string()), Some("running".to_string())]
+    );
+    let (_, page) = common::get(&daemon.url("/jobs/1")).await.expect("page");
+    assert!(
+        page.contains(
+            "<code>jobs.status</code></td><td><code>status</code></td><td><code>failed</code>"
+        ),
+        "the row as read now: {page}"
+    );
+    let (code, _) = post(&daemon, "/api/v1/jobs/not-a-number/fail", "T0KEN", "{}").await;
+    assert_eq!(code, 404, "an id the column cannot hold is no job");
+    assert_eq!(daemon.stop().await, 0);
+}
+
+per_backend!(one_job_by_hand, a_person_fails_one_job);
