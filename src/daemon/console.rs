@@ -735,7 +735,10 @@ mod tests {
         let mut row = JobRow::new("7", "running");
         row.created_at = Stamp::At(1_000.0);
         row.heartbeat_at = Stamp::At(3_000.0);
-        row.progress = Some(format!("{{\"steps\": [\"<b>{}\"]}}", "x".repeat(300)));
+        row.progress = Some(format!(
+            "{{\"steps\": [\"<script>alert(1)</script>{}\"]}}",
+            "x".repeat(300)
+        ));
         row.phase = Some("<i>p</i>".into());
         let columns: Vec<(String, String)> = [
             ("jobs.id", "id"),
@@ -780,7 +783,10 @@ mod tests {
             "the column's own name: {html}"
         );
         assert!(html.contains("&lt;i&gt;p&lt;/i&gt;"), "escaped");
-        assert!(!html.contains("<b>x"), "a JSON value is text too");
+        assert!(
+            !html.contains("<script>alert") && html.contains("&lt;script&gt;alert(1)"),
+            "a metadata value is text, never markup"
+        );
         assert!(html.contains("<details>"), "a long JSON value is folded");
         assert!(html.contains("7/report.md") && html.contains("partial"));
         let (created, appeared, beat) = (
