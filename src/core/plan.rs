@@ -176,34 +176,49 @@ pub enum ManualRefusal {
     },
 }
 
+/// The class of a row a person acts on (`action`: what they asked), refused unless it is
+/// `pending` or `running`.
+pub fn active_class(
+    row: &JobRow,
+    jobs: &Jobs,
+    action: &'static str,
+) -> Result<StatusClass, ManualRefusal> {
+    jobs.statuses
+        .class_of(&row.status)
+        .filter(|c| c.is_active())
+        .ok_or_else(|| ManualRefusal::NotActive {
+            id: row.id.clone(),
+            status: row.status.clone(),
+            action,
+        })
+}
+
 /// Plans a person's `fail` or `requeue` of one job from its row read now: refused unless the
-/// row is active, has a finding in the latest scan (`finding`, whose kind and rule the audit
-/// records) at least `min_age` seconds old (`min_age` has no override, for a person either),
-/// is as that scan read it, and is as the person saw it (`seen`, when given). The
-/// write is guarded like every other, so a row that changes after this read is not touched
-/// either. `note` goes into the `error` column after the finding's rule.
+/// row is active, has a finding among the latest scan's `findings` (the first of the job's,
+/// whose kind and rule the audit records) at least `min_age` seconds old (`min_age` has no
+/// override, for a person either), is as that scan read it, and is as the person saw it
+/// (`seen`, when given). The write is guarded like every other, so a row that changes after
+/// this read is not touched either. `note` goes into the `error` column after the finding's
+/// rule.
 pub fn manual(
     row: &JobRow,
-    finding: Option<&Finding>,
+    findings: &[Finding],
     seen: Option<&Seen>,
     action: Action,
     jobs: &Jobs,
     min_age: u64,
     note: &str,
-) -> Result<Write, ManualRefusal> {
+) -> Result<Planned, ManualRefusal> {
     let id = row.id.clone();
     let verb = action.as_str();
-    let class = jobs.statuses.class_of(&row.status);
-    if !class.is_some_and(StatusClass::is_active) {
-        return Err(ManualRefusal::NotActive {
-            id,
-            status: row.status.clone(),
-            action: verb,
-        });
-    }
-    let Some(finding) = finding.filter(|f| f.kind != Kind::MassStall) else {
+    let class = active_class(row, jobs, verb)?;
+    let Some(index) = findings
+        .iter()
+        .position(|f| f.job_id == row.id && f.kind != Kind::MassStall)
+    else {
         return Err(ManualRefusal::NoFinding { id });
     };
+    let finding = &findings[index];
     if finding.age_seconds < min_age {
         return Err(ManualRefusal::TooYoung {
             id,
@@ -236,7 +251,7 @@ pub fn manual(
             action: verb,
         });
     };
-    if action == Action::Requeue && class == Some(StatusClass::Pending) {
+    if action == Action::Requeue && class == StatusClass::Pending {
         return Err(ManualRefusal::AlreadyPending {
             id,
             status: row.status.clone(),
@@ -247,14 +262,17 @@ pub fn manual(
     } else {
         Action::Fail
     };
-    Ok(Write {
-        job_id: id,
-        action,
-        status_before: row.status.clone(),
-        status_after: target.clone(),
-        guard: row.guard.clone(),
-        reason: format!("jobwarden: {}: {note}", finding.rule),
-        bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
+    Ok(Planned {
+        write: Write {
+            job_id: id,
+            action,
+            status_before: row.status.clone(),
+            status_after: target.clone(),
+            guard: row.guard.clone(),
+            reason: format!("jobwarden: {}: {note}", finding.rule),
+            bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
+        },
+        findings: vec![index],
     })
 }
 
@@ -371,9 +389,10 @@ mod tests {
     #[test]
     fn a_manual_fail_writes_the_row_as_read_now() {
         let f = finding("1", "running", Action::Alert, "hb");
-        let w = manual(
+        let scan = [finding("2", "running", Action::Fail, "hb"), f.clone()];
+        let p = manual(
             &row("1", "running", "hb"),
-            Some(&f),
+            &scan,
             Some(&Seen::of(&f)),
             Action::Fail,
             &statuses(),
@@ -381,6 +400,8 @@ mod tests {
             "marked failed by http 127.0.0.1:9",
         )
         .unwrap();
+        assert_eq!(p.findings, [1], "the job's own finding, not another's");
+        let w = p.write;
         assert_eq!(
             (w.action, w.status_before.as_str(), w.status_after.as_str()),
             (Action::Fail, "running", "failed"),
@@ -394,17 +415,22 @@ mod tests {
     fn a_manual_action_is_refused_on_a_changed_or_finished_row() {
         let jobs = statuses();
         let f = finding("1", "running", Action::Fail, "hb");
-        let refuse = |row: &JobRow, f: Option<&Finding>, seen: Option<&Seen>, action| {
+        let refuse = |row: &JobRow, f: &[Finding], seen: Option<&Seen>, action| {
             manual(row, f, seen, action, &jobs, 60, "x")
                 .unwrap_err()
                 .to_string()
         };
         assert_eq!(
-            refuse(&row("1", "done", "hb"), Some(&f), None, Action::Fail),
+            refuse(
+                &row("1", "done", "hb"),
+                std::slice::from_ref(&f),
+                None,
+                Action::Fail
+            ),
             "job 1 is \"done\", not pending or running: there is nothing to fail"
         );
         assert_eq!(
-            refuse(&row("1", "running", "hb2"), Some(&f), None, Action::Fail),
+            refuse(&row("1", "running", "hb2"), std::slice::from_ref(&f), None, Action::Fail),
             "job 1 changed since the last scan (heartbeat was \"hb\", is \"hb2\"): reload and look again"
         );
         let page = Seen {
@@ -413,17 +439,17 @@ mod tests {
             ..Seen::default()
         };
         assert_eq!(
-            refuse(&row("1", "running", "hb"), Some(&f), Some(&page), Action::Fail),
+            refuse(&row("1", "running", "hb"), std::slice::from_ref(&f), Some(&page), Action::Fail),
             "job 1 changed since the page was drawn (status was \"queued\", is \"running\"): reload and look again"
         );
         assert_eq!(
-            refuse(&row("1", "running", "hb"), None, None, Action::Requeue),
+            refuse(&row("1", "running", "hb"), &[], None, Action::Requeue),
             "job 1 has no finding in the latest scan: jobwarden fails or re-queues only jobs it found stuck"
         );
         assert_eq!(
             manual(
                 &row("1", "running", "hb"),
-                Some(&f),
+                std::slice::from_ref(&f),
                 None,
                 Action::Fail,
                 &jobs,
@@ -438,7 +464,7 @@ mod tests {
         assert_eq!(
             refuse(
                 &row("1", "queued", "hb"),
-                Some(&pending),
+                std::slice::from_ref(&pending),
                 None,
                 Action::Requeue
             ),

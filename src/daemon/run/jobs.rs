@@ -10,8 +10,6 @@ use tokio::sync::oneshot;
 use super::Loop;
 use crate::adapters::store::StoreError;
 use crate::app::actions;
-use crate::config::StatusClass;
-use crate::core::detect::Kind;
 
 /// A person's action on one job (`POST /api/v1/jobs/{id}/...`), handled by the loop between
 /// scans.
@@ -121,17 +119,8 @@ impl Loop {
             })?;
         let action = match r.ask {
             Ask::Snooze(span) => {
-                let active = config
-                    .jobs
-                    .statuses
-                    .class_of(&row.status)
-                    .is_some_and(StatusClass::is_active);
-                if !active {
-                    return Err(JobRefusal::conflict(format!(
-                        "job {} is {:?}, not pending or running: there is nothing to snooze",
-                        r.job_id, row.status
-                    )));
-                }
+                crate::core::plan::active_class(&row, &config.jobs, "snooze")
+                    .map_err(|e| JobRefusal::conflict(e.to_string()))?;
                 if dry_run {
                     return Ok(snoozed_answer(Some(self.clock.now() + span.as_secs_f64())));
                 }
@@ -145,12 +134,7 @@ impl Loop {
             Ask::Fail => crate::config::Action::Fail,
             Ask::Requeue => crate::config::Action::Requeue,
         };
-        let finding = self.shared.latest().and_then(|report| {
-            report
-                .findings
-                .into_iter()
-                .find(|f| f.job_id == r.job_id && f.kind != Kind::MassStall)
-        });
+        let mut findings = self.shared.latest().map(|r| r.findings).unwrap_or_default();
         let verb = match action {
             crate::config::Action::Requeue => "re-queued",
             _ => "marked failed",
@@ -159,9 +143,9 @@ impl Loop {
             "" => format!("{verb} by {}", r.by),
             why => format!("{verb} by {}: {why}", r.by),
         };
-        let write = crate::core::plan::manual(
+        let planned = crate::core::plan::manual(
             &row,
-            finding.as_ref(),
+            &findings,
             r.seen.as_ref(),
             action,
             &config.jobs,
@@ -183,18 +167,11 @@ impl Loop {
             }
         }
         let now = store.clock().await.map_err(unavailable)?;
-        let statement = store.queries().write_inline(&write, now);
-        let Some(finding) = finding else {
-            return Err(JobRefusal::conflict("the job has no finding"));
-        };
-        let mut findings = vec![finding];
+        let statement = store.queries().write_inline(&planned.write, now);
         let applying = actions::apply(
             &store,
             &mut findings,
-            vec![crate::core::plan::Planned {
-                write,
-                findings: vec![0],
-            }],
+            vec![planned],
             dry_run,
             &crate::adapters::audit::Context {
                 environment: config.environment.clone(),
