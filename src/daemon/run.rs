@@ -426,19 +426,10 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Records what sinks were told, for the job pages.
-    fn record_told(&self, told: Vec<(FindingKey, crate::adapters::alerts::Delivered)>, at: f64) {
-        write(&self.history).extend(told.into_iter().map(|(key, d)| Change {
-            at,
-            key,
-            what: What::Told(d),
-        }));
-        self.trim_history();
-    }
-
-    /// Keeps the last [`HISTORY`] changes.
-    fn trim_history(&self) {
+    /// Records changes of findings for the job pages, keeping the last [`HISTORY`].
+    fn record(&self, changes: impl IntoIterator<Item = Change>) {
         let mut history = write(&self.history);
+        history.extend(changes);
         let excess = history.len().saturating_sub(HISTORY);
         history.drain(..excess);
     }
@@ -619,9 +610,9 @@ pub async fn run(
                 }
             }
             Some(receipt) = scan_loop.alerter.next_receipt() => {
-                let now = scan_loop.clock.now();
+                let at = scan_loop.clock.now();
                 let told = scan_loop.alerter.receipt(receipt);
-                shared.record_told(told, now);
+                shared.record(told.into_iter().map(|(key, d)| Change { at, key, what: What::Told(d) }));
             }
             // Receipts that came in a burst are saved within a second.
             _ = tokio::time::sleep(crate::adapters::alerts::SAVE_EVERY), if scan_loop.alerter.is_dirty() => {
@@ -1062,38 +1053,29 @@ impl Loop {
     fn log_changes(&mut self, report: &Report) {
         let now: BTreeSet<FindingKey> = report.findings.iter().map(Finding::key).collect();
         let at = self.clock.now();
-        let mut history = write(&self.shared.history);
-        for gone in self.seen.difference(&now) {
-            history.push_back(Change {
-                at,
-                key: gone.clone(),
-                what: What::Cleared,
-            });
-        }
-        for f in report
-            .findings
-            .iter()
-            .filter(|f| !self.seen.contains(&f.key()))
-        {
-            history.push_back(Change {
-                at,
-                key: f.key(),
-                what: What::Appeared(f.message.clone()),
-            });
-        }
-        drop(history);
-        self.shared.trim_history();
+        let mut changes = Vec::new();
         for f in &report.findings {
             if !self.seen.contains(&f.key()) {
                 tracing::warn!(
                     job_id = %f.job_id, kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
                     action = f.action.as_str(), outcome = f.outcome.as_str(), "finding: {}", f.message
                 );
+                changes.push(Change {
+                    at,
+                    key: f.key(),
+                    what: What::Appeared(f.message.clone()),
+                });
             }
         }
         for gone in self.seen.difference(&now) {
             tracing::info!(job_id = %gone.job_id, kind = gone.kind.as_str(), rule = %gone.rule, "finding cleared");
+            changes.push(Change {
+                at,
+                key: gone.clone(),
+                what: What::Cleared,
+            });
         }
+        self.shared.record(changes);
         self.seen = now;
     }
 
