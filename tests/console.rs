@@ -352,6 +352,14 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         (code, answer["error"].as_str()),
         (400, Some("for: only snooze takes it"))
     );
+    for (path, body) in [("/api/v1/jobs/5/snooze", "{}"), ("/api/v1/pause", "{}")] {
+        let (code, answer) = post(&daemon, path, "T0KEN", body).await;
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            code == 400 && error.starts_with("for: missing, such as {\"for\": "),
+            "{path}: {code} {answer}"
+        );
+    }
 
     // A dry run says the exact statement and writes nothing.
     let body = format!(r#"{{"dry_run": true, "seen": {seen}}}"#);

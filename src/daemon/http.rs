@@ -462,15 +462,9 @@ async fn pause(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(text) = body.duration else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "for: missing, such as {\"for\": \"30m\"} (\"0s\" ends a pause)",
-        );
-    };
-    let span = match crate::config::parse_duration(&text) {
+    let span = match span_for(body.duration.as_deref(), "30m", "a pause") {
         Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match shared.pause(span).await {
         Ok(until) => Json(serde_json::json!({
@@ -511,17 +505,17 @@ async fn job_action(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
-    let snooze = match action.as_str() {
-        "fail" | "requeue" => false,
-        "snooze" => true,
+    let (example, verb) = match action.as_str() {
+        "fail" => ("{\"dry_run\": true}", Ask::Fail),
+        "requeue" => ("{\"dry_run\": true}", Ask::Requeue),
+        // Its span comes with the body.
+        "snooze" => (
+            "{\"for\": \"2h\", \"reason\": \"...\"}",
+            Ask::Snooze(Duration::ZERO),
+        ),
         _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
     };
     let (parts, body) = request.into_parts();
-    let example = if snooze {
-        "{\"for\": \"2h\", \"reason\": \"...\"}"
-    } else {
-        "{\"dry_run\": true}"
-    };
     let body: JobBody = match write_request(&shared, &parts.headers, body, example).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -536,20 +530,13 @@ async fn job_action(
             format!("reason: longer than {MAX_REASON} characters"),
         );
     }
-    let ask = match (action.as_str(), body.duration.as_deref()) {
-        ("fail", None) => Ask::Fail,
-        ("requeue", None) => Ask::Requeue,
-        ("snooze", Some(text)) => match crate::config::parse_duration(text) {
+    let ask = match (verb, body.duration.as_deref()) {
+        (Ask::Snooze(_), text) => match span_for(text, "2h", "a snooze") {
             Ok(span) => Ask::Snooze(span),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
         },
-        ("snooze", None) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "for: missing, such as {\"for\": \"2h\"} (\"0s\" ends a snooze)",
-            )
-        }
-        _ => return error(StatusCode::BAD_REQUEST, "for: only snooze takes it"),
+        (ask, None) => ask,
+        (_, Some(_)) => return error(StatusCode::BAD_REQUEST, "for: only snooze takes it"),
     };
     let (reply, answer) = oneshot::channel();
     let request = JobRequest {
@@ -579,6 +566,16 @@ async fn job_action(
         Ok(Err(JobRefusal::Unavailable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
         Err(r) => r,
     }
+}
+
+/// A body's required `for` (such as `example`; `"0s"` ends `hold`), or what is wrong with it.
+fn span_for(text: Option<&str>, example: &str, hold: &str) -> Result<Duration, String> {
+    let Some(text) = text else {
+        return Err(format!(
+            "for: missing, such as {{\"for\": \"{example}\"}} (\"0s\" ends {hold})"
+        ));
+    };
+    crate::config::parse_duration(text).map_err(|e| format!("for: {e}"))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
