@@ -423,13 +423,12 @@ pub async fn pause(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
-    let base = crate::adapters::api::base_url(config, url)?;
-    let answer = crate::adapters::api::post(
+    let answer = hold(
         config,
-        &base,
+        url,
         "/api/v1/pause",
-        &serde_json::json!({ "for": duration }),
+        duration,
+        serde_json::json!({}),
     )
     .await?;
     match format {
@@ -454,9 +453,7 @@ pub async fn snooze(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
-    let base = crate::adapters::api::base_url(config, url)?;
-    let mut body = serde_json::json!({ "for": duration });
+    let mut body = serde_json::json!({});
     if let Some(reason) = reason {
         body["reason"] = reason.into();
     }
@@ -464,7 +461,7 @@ pub async fn snooze(
         "/api/v1/jobs/{}/snooze",
         crate::core::job::url_segment(job_id)
     );
-    let answer = crate::adapters::api::post(config, &base, &path, &body).await?;
+    let answer = hold(config, url, &path, duration, body).await?;
     match format {
         Format::Json => writeln!(out, "{answer}")?,
         Format::Human => match answer["snoozed_until"].as_str() {
@@ -476,4 +473,19 @@ pub async fn snooze(
         },
     }
     Ok(EXIT_OK)
+}
+
+/// What `pause` and `snooze` share: `--for` checked here first (a usage error), then `body`
+/// with its `for` posted to the running daemon at `path`; the daemon's answer.
+async fn hold(
+    config: &Config,
+    url: Option<&str>,
+    path: &str,
+    duration: &str,
+    mut body: serde_json::Value,
+) -> Result<serde_json::Value, Error> {
+    config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
+    body["for"] = duration.into();
+    let base = crate::adapters::api::base_url(config, url)?;
+    Ok(crate::adapters::api::post(config, &base, path, &body).await?)
 }
