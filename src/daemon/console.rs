@@ -545,11 +545,9 @@ fn seen_json(f: &Finding) -> String {
 
 /// "snoozed until ... by ...: reason".
 fn snooze_note(s: &Snooze) -> String {
-    let mut note = format!(
-        "the job is snoozed until {} by {}",
-        crate::core::job::rfc3339(s.until),
-        s.by
-    );
+    // The words a write held back by it says, and who asked.
+    let held = crate::core::safety::HeldBack::Snoozed { until: s.until };
+    let mut note = format!("{held} by {}", s.by);
     if !s.reason.is_empty() {
         note.push_str(": ");
         note.push_str(&s.reason);
