@@ -93,6 +93,9 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
             )?;
         }
     }
+    if !report.late.is_empty() {
+        writeln!(out, "\n{}", late_line(&report.late))?;
+    }
     if !report.warnings.is_empty() {
         writeln!(out)?;
         for w in &report.warnings {
@@ -103,6 +106,30 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
         }
     }
     Ok(())
+}
+
+/// How many job ids a line names before it says how many more.
+const NAMED_IDS: usize = 10;
+
+/// One line for the jobs first seen late, so an operator knows why they are not flagged yet.
+fn late_line(ids: &[String]) -> String {
+    let n = ids.len();
+    let mut named = ids
+        .iter()
+        .take(NAMED_IDS)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if n > NAMED_IDS {
+        named.push_str(&format!(" and {} more", n - NAMED_IDS));
+    }
+    format!(
+        "first seen late: {n} job{s} ({named}) show{v} a signal older than {its} rule, but jobwarden counts from its first sight of {them}: not flagged before the rule's limit has passed since then",
+        s = if n == 1 { "" } else { "s" },
+        v = if n == 1 { "s" } else { "" },
+        its = if n == 1 { "its" } else { "their" },
+        them = if n == 1 { "it" } else { "them" },
+    )
 }
 
 /// Writes what `recover` did, one line per write.
@@ -171,6 +198,18 @@ fn summarize_progress(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_first_seen_late_are_named_on_one_line() {
+        assert_eq!(
+            late_line(&["7".into()]),
+            "first seen late: 1 job (7) shows a signal older than its rule, but jobwarden counts from its first sight of it: not flagged before the rule's limit has passed since then"
+        );
+        let many: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+        assert!(late_line(&many).starts_with(
+            "first seen late: 12 jobs (1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more) show a signal"
+        ));
+    }
 
     #[test]
     fn progress_is_summarized() {

@@ -43,6 +43,10 @@ pub struct Report {
     /// The scan as a whole looks wrong (also the first of `warnings`).
     #[serde(skip)]
     pub suspicion: Option<String>,
+    /// Jobs first seen late: counted from jobwarden's first sight of them, not flagged yet
+    /// although their rows show signals older than their rules (`check` names them).
+    #[serde(skip)]
+    pub late: Vec<String>,
 }
 
 /// Scans one table, remembering progress between scans.
@@ -364,6 +368,7 @@ impl Scanner {
             findings: detected.findings,
             warnings: detected.warnings,
             suspicion: detected.suspicion,
+            late: detected.late,
             by_status: counts.by_status,
         })
     }

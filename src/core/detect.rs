@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::job::{Guard, JobRow, Relative};
+use crate::core::job::{Guard, JobRow, Relative, Stamp};
 use crate::core::memory::{Entered, Memory};
 use crate::core::pattern::ArtifactFile;
 use crate::core::vocabulary::{Action, Rule, Severity, Signal, StatusClass, Statuses};
@@ -128,6 +128,10 @@ pub struct Finding {
     pub outcome: Outcome,
     pub message: String,
     pub artifacts: Vec<ArtifactRef>,
+    /// The row's own evidence, when the judged age differs from it (a job first seen late is
+    /// judged from that sight): `signal_age_seconds` and `signal_at` in the JSON.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
     /// The row as read, for the guarded write.
     #[serde(skip)]
     pub guard: Guard,
@@ -148,6 +152,16 @@ impl Finding {
             job_id: self.job_id.clone(),
         }
     }
+}
+
+/// What the row itself shows when it says more than the judged age: its heartbeat or
+/// progress last moved at `signal_at`, before the moment the judgement counts from (the first
+/// sight of a job first seen late, a re-queue, the `status_since` column).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evidence {
+    pub signal_age_seconds: u64,
+    #[serde(serialize_with = "crate::core::job::serialize_epoch")]
+    pub signal_at: f64,
 }
 
 /// A row the core could not judge, said once per row and field; or, without a job id,
@@ -234,6 +248,10 @@ pub struct Detected {
     /// The scan as a whole looks wrong (most rows in the future, or every row stuck at once):
     /// the likely cause, in one sentence. Also the first of `warnings`.
     pub suspicion: Option<String>,
+    /// Active jobs whose row shows a signal older than their rule, not flagged (yet) because
+    /// jobwarden counts from its first sight of them: they became active, or came into view,
+    /// since an earlier scan.
+    pub late: Vec<String>,
 }
 
 /// The rule name of findings made by `--older-than`.
@@ -314,6 +332,10 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
                         rule.severity,
                     ) {
                         out.findings.push(f);
+                    } else if judge.first_seen_late(since, rule.after)
+                        && out.late.last() != Some(&job.id)
+                    {
+                        out.late.push(job.id.clone());
                     }
                 }
                 Err(message) => out.warn(job, format!("{message}; rule `{}` skipped", rule.name)),
@@ -549,57 +571,148 @@ struct Judge<'a> {
     memory: &'a Memory,
 }
 
+/// When a signal last moved: what the judgement counts from, and what the row itself shows
+/// when that is earlier.
+#[derive(Debug, Clone, Copy)]
+struct Since {
+    judged: f64,
+    shown: Option<f64>,
+}
+
 impl Judge<'_> {
-    /// Since when the signal has not moved. No signal is older than the job's time in its
-    /// current status when that is known better than `created_at`: a heartbeat left over from
-    /// before a re-queue says nothing about the new attempt.
-    fn since(&self, signal: Signal) -> Result<f64, String> {
-        let floor = match &self.entered {
-            Ok((at, how)) if !matches!(how, Entered::FirstScan | Entered::Created) => Some(*at),
+    /// When the job entered its status, when that is known better than `created_at` (a column,
+    /// jobwarden's own sight of it, a re-queue): no signal is judged older than that.
+    fn floor(&self) -> Option<(f64, Entered)> {
+        match &self.entered {
+            Ok((at, how)) if !matches!(how, Entered::FirstScan | Entered::Created) => {
+                Some((*at, *how))
+            }
             _ => None,
-        };
-        let raw = match signal {
-            Signal::Heartbeat => self.job.heartbeat_since(),
-            Signal::Progress => Ok(self.memory.progress_since(&self.job.id).unwrap_or(self.now)),
-            Signal::Created => return self.entered.clone().map(|(at, _)| at),
-        }?;
-        Ok(floor.map_or(raw, |f| raw.max(f)))
+        }
     }
 
-    /// A finding when `now - since` exceeds `limit`.
+    /// Since when the signal has not moved. No signal is judged older than the job's time in
+    /// its current status when that is known better than `created_at`: a heartbeat left over
+    /// from before a re-queue says nothing about the new attempt, and a job first seen late is
+    /// counted from that sight. The row's own older value is kept as evidence. A row with no
+    /// heartbeat and no creation time is counted from the scan that first saw it.
+    fn since(&self, signal: Signal) -> Result<Since, String> {
+        let floor = self.floor().map(|(at, _)| at);
+        let raw = match signal {
+            Signal::Heartbeat => match self.job.heartbeat_since() {
+                Ok(t) => t,
+                Err(e) if self.undated() => {
+                    return floor
+                        .map(|judged| Since {
+                            judged,
+                            shown: None,
+                        })
+                        .ok_or(e)
+                }
+                Err(e) => return Err(e),
+            },
+            Signal::Progress => self.memory.progress_since(&self.job.id).unwrap_or(self.now),
+            Signal::Created => {
+                return self.entered.clone().map(|(judged, _)| Since {
+                    judged,
+                    shown: None,
+                })
+            }
+        };
+        Ok(match floor {
+            Some(f) if f > raw => Since {
+                judged: f,
+                shown: Some(raw),
+            },
+            _ => Since {
+                judged: raw,
+                shown: None,
+            },
+        })
+    }
+
+    /// The row has neither a heartbeat nor a creation time: only jobwarden's sight dates it.
+    fn undated(&self) -> bool {
+        matches!(self.job.heartbeat_at, Stamp::Missing)
+            && matches!(self.job.created_at, Stamp::Missing)
+    }
+
+    /// Whether the row shows the signal older than `limit` while the judgement, counting from
+    /// jobwarden's first sight of the job, does not yet.
+    fn first_seen_late(&self, since: Since, limit: Duration) -> bool {
+        matches!(self.floor(), Some((_, Entered::Observed)))
+            && since
+                .shown
+                .is_some_and(|shown| self.now - shown > limit.as_secs_f64())
+    }
+
+    /// A finding when `now - since` exceeds `limit`. Its message says the row's own evidence
+    /// too when the judgement counts from later than it.
     fn over(
         &self,
-        since: f64,
+        since: Since,
         limit: Duration,
         signal: Signal,
         rule: &str,
         action: Action,
         severity: Severity,
     ) -> Option<Finding> {
-        let age = self.now - since;
+        let age = self.now - since.judged;
         if age <= limit.as_secs_f64() {
             return None;
         }
         let (kind, what) = match signal {
-            Signal::Heartbeat => (Kind::Stalled, "no heartbeat for".to_string()),
-            Signal::Progress => (Kind::Stalled, "no progress for".to_string()),
-            Signal::Created => (Kind::Overdue, format!("{} for", self.job.status)),
+            Signal::Heartbeat => (Kind::Stalled, "no heartbeat"),
+            Signal::Progress => (Kind::Stalled, "no progress"),
+            Signal::Created => (Kind::Overdue, self.job.status.as_str()),
         };
-        let note = match (&self.entered, signal) {
-            (Ok((_, Entered::FirstScan)), Signal::Created) => {
-                "; counted from created_at: the first scan to see this job"
+        let limit_text = humantime::format_duration(limit);
+        let message = match since.shown {
+            Some(shown) => format!(
+                "{what} since {} ({} ago); {} (limit {limit_text})",
+                clock(shown, self.now),
+                format_age(self.now - shown),
+                self.counted(age)
+            ),
+            None => {
+                let note = match (&self.entered, signal) {
+                    (Ok((_, Entered::FirstScan)), Signal::Created) => {
+                        "; counted from created_at: the first scan to see this job"
+                    }
+                    (Ok((_, Entered::Observed)), Signal::Created)
+                        if matches!(self.job.created_at, Stamp::Missing) =>
+                    {
+                        "; counted from the scan that first saw it: the row has no creation time"
+                    }
+                    (_, Signal::Heartbeat) if self.undated() => {
+                        "; counted from the scan that first saw it: the row has no heartbeat and no creation time"
+                    }
+                    _ => "",
+                };
+                format!("{what} for {} (limit {limit_text}{note})", format_age(age))
             }
-            _ => "",
         };
-        let message = format!(
-            "{what} {} (limit {}{note})",
-            format_age(age),
-            humantime::format_duration(limit)
-        );
         let mut finding = self.finding(kind, rule, action, severity, limit.as_secs(), message);
-        finding.since = since;
+        finding.since = since.judged;
         finding.age_seconds = age as u64;
+        finding.evidence = since.shown.map(|shown| Evidence {
+            signal_age_seconds: (self.now - shown).max(0.0) as u64,
+            signal_at: shown,
+        });
         Some(finding)
+    }
+
+    /// What the judged age counts: the time since jobwarden first saw the job, since its
+    /// re-queue, or in its status as the `status_since` column says.
+    fn counted(&self, age: f64) -> String {
+        let status = &self.job.status;
+        match self.floor() {
+            Some((_, Entered::Requeued)) => {
+                format!("re-queued by jobwarden {} ago", format_age(age))
+            }
+            Some((_, Entered::Column)) => format!("{status} for {}", format_age(age)),
+            _ => format!("watched {status} for {}", format_age(age)),
+        }
     }
 
     fn finding(
@@ -613,7 +726,7 @@ impl Judge<'_> {
     ) -> Finding {
         let since = self
             .since(Signal::Heartbeat)
-            .unwrap_or(self.now)
+            .map_or(self.now, |s| s.judged)
             .min(self.now);
         Finding {
             kind,
@@ -629,6 +742,7 @@ impl Judge<'_> {
             outcome: Outcome::None,
             message,
             artifacts: Vec::new(),
+            evidence: None,
             guard: self.job.guard.clone(),
             progress: self.job.progress.clone(),
             held: None,
@@ -675,6 +789,7 @@ fn artifact_findings(
                 outcome: Outcome::None,
                 message,
                 artifacts: Vec::new(),
+                evidence: None,
                 guard: job.map(|j| j.guard.clone()).unwrap_or_default(),
                 progress: job.and_then(|j| j.progress.clone()),
                 held: None,
@@ -808,6 +923,16 @@ fn outrank_stalled(findings: &mut [Finding]) {
     }
 }
 
+/// A moment as a person reads it beside `now`: `13:39 UTC` on the same day, else with its date.
+fn clock(at: f64, now: f64) -> String {
+    let day = |t: f64| chrono::DateTime::<chrono::Utc>::from_timestamp(t.floor() as i64, 0);
+    match (day(at), day(now)) {
+        (Some(a), Some(n)) if a.date_naive() == n.date_naive() => a.format("%H:%M UTC").to_string(),
+        (Some(a), _) => a.format("%Y-%m-%d %H:%M UTC").to_string(),
+        (None, _) => crate::core::job::rfc3339(at),
+    }
+}
+
 /// Whole seconds, humantime style: `31m 40s`.
 pub fn format_age(seconds: f64) -> String {
     humantime::format_duration(Duration::from_secs(seconds.max(0.0) as u64)).to_string()
@@ -849,7 +974,7 @@ pub struct ActiveCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::job::{rfc3339, Stamp};
+    use crate::core::job::rfc3339;
 
     const NOW: f64 = 1_767_225_600.0;
     const MIN: f64 = 60.0;
@@ -1033,6 +1158,7 @@ mod tests {
                 ],
             ),
             // Job 2's bad heartbeat does not hide its valid created_at from the created rule.
+            // Job 1 has no date at all: the scan that first sees it dates it (next test).
             &[("2", Kind::Overdue, "old")],
         );
         let messages: Vec<_> = got
@@ -1043,12 +1169,152 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "1: no heartbeat yet and created_at is NULL; rule `hb` skipped",
-                "1: created_at is NULL; rule `old` skipped",
                 "2: heartbeat `soon` is not a timestamp; rule `hb` skipped",
                 "3: no heartbeat yet and created_at `x` is not a timestamp; rule `hb` skipped",
                 "3: created_at `x` is not a timestamp; rule `old` skipped",
             ]
+        );
+    }
+
+    #[test]
+    fn a_row_with_no_creation_time_is_judged_from_its_first_sight() {
+        // A Celery task running at jobwarden's first scan: `date_done` (its created_at here)
+        // is NULL until it ends, and it has no heartbeat column value.
+        let mut started = job("1", None);
+        started.created_at = Stamp::Missing;
+        let rules = vec![
+            rule("hb", Signal::Heartbeat, 10),
+            rule("old", Signal::Created, 20),
+        ];
+        let mut memory = Memory::default();
+        let first = run(&scenario(vec![started.clone()], rules.clone()), &mut memory);
+        assert_eq!(first.findings, vec![]);
+        assert_eq!(first.warnings, vec![], "dated, not skipped");
+        let mut later = scenario(vec![started], rules);
+        later.now = NOW + 25.0 * MIN;
+        let got = run(&later, &mut memory);
+        let messages: Vec<_> = got.findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "no heartbeat for 25m (limit 10m; counted from the scan that first saw it: the row has no heartbeat and no creation time)",
+                "running for 25m (limit 20m; counted from the scan that first saw it: the row has no creation time)",
+            ]
+        );
+        assert_eq!(got.findings[0].since, NOW);
+    }
+
+    #[test]
+    fn a_memory_saved_before_undated_rows_were_dated_dates_them_now() {
+        let mut started = job("1", None);
+        started.created_at = Stamp::Missing;
+        let mut memory: Memory = serde_json::from_str(
+            r#"{"scope": "", "last_scan": 1767225000.0, "jobs": {"1": {"status": "running",
+                "entered": null, "source": "first_scan", "progress": null,
+                "progress_since": 1767225000.0}}}"#,
+        )
+        .unwrap();
+        let rules = vec![rule("old", Signal::Created, 20)];
+        let got = run(&scenario(vec![started.clone()], rules.clone()), &mut memory);
+        assert_eq!(got.warnings, vec![], "no longer skipped");
+        let mut later = scenario(vec![started], rules);
+        later.now = NOW + 21.0 * MIN;
+        assert_eq!(run(&later, &mut memory).findings.len(), 1);
+    }
+
+    /// A memory that scanned ten minutes ago, when job `1` was not active.
+    fn warm_memory() -> Memory {
+        let mut memory = Memory::default();
+        memory.observe(&[], NOW - 10.0 * MIN);
+        memory
+    }
+
+    #[test]
+    fn a_job_first_seen_late_shows_its_row_evidence_beside_the_judged_age() {
+        // Running for a long time with its last heartbeat two hours ago, but first seen now
+        // by a daemon that scanned before: judged from this sight, never from before it.
+        let mut memory = warm_memory();
+        let silent = job("1", Some(123.0));
+        let rules = vec![rule("hb", Signal::Heartbeat, 2)];
+        let first = run(&scenario(vec![silent.clone()], rules.clone()), &mut memory);
+        assert_eq!(first.findings, vec![]);
+        assert_eq!(
+            first.late,
+            vec!["1".to_string()],
+            "named as first seen late"
+        );
+        let mut s = scenario(vec![silent], rules);
+        s.now = NOW + 127.0;
+        let got = run(&s, &mut memory);
+        let f = &got.findings[0];
+        assert_eq!(
+            f.message,
+            "no heartbeat since 2025-12-31 21:57 UTC (2h 5m 7s ago); watched running for 2m 7s (limit 2m)"
+        );
+        assert_eq!(f.age_seconds, 127, "the judged age stays conservative");
+        assert_eq!(
+            f.evidence,
+            Some(Evidence {
+                signal_age_seconds: 123 * 60 + 127,
+                signal_at: NOW - 123.0 * MIN,
+            })
+        );
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(json["signal_age_seconds"], 123 * 60 + 127);
+        assert_eq!(json["signal_at"], "2025-12-31T21:57:00Z");
+        assert!(got.late.is_empty(), "flagged now, so no longer only late");
+    }
+
+    #[test]
+    fn moments_read_with_their_date_only_on_another_day() {
+        assert_eq!(
+            clock(NOW + 13.0 * 3600.0 + 39.0 * MIN, NOW + 15.0 * 3600.0),
+            "13:39 UTC"
+        );
+        assert_eq!(clock(NOW - MIN, NOW), "2025-12-31 23:59 UTC");
+    }
+
+    #[test]
+    fn a_finding_that_shows_all_there_is_carries_no_evidence() {
+        let got = check(
+            scenario(
+                vec![job("1", Some(40.0))],
+                vec![rule("hb", Signal::Heartbeat, 30)],
+            ),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        assert_eq!(got.findings[0].evidence, None);
+        let json = serde_json::to_value(&got.findings[0]).unwrap();
+        assert!(json.get("signal_at").is_none() && json.get("signal_age_seconds").is_none());
+    }
+
+    #[test]
+    fn evidence_older_than_a_requeue_or_the_status_column_is_said_too() {
+        let mut memory = Memory::default();
+        let hung = job("1", Some(30.0));
+        let rules = vec![rule("hb", Signal::Heartbeat, 5)];
+        run(&scenario(vec![hung.clone()], rules.clone()), &mut memory);
+        memory.requeued("1", "running", NOW);
+        let mut s = scenario(vec![hung.clone()], rules.clone());
+        s.now = NOW + 6.0 * MIN;
+        let got = run(&s, &mut memory);
+        assert_eq!(
+            got.findings[0].message,
+            "no heartbeat since 2025-12-31 23:30 UTC (36m ago); re-queued by jobwarden 6m ago (limit 5m)"
+        );
+        let mut since_column = hung;
+        since_column.status_since = Stamp::At(NOW - 10.0 * MIN);
+        let got = check(
+            scenario(vec![since_column], rules),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        assert_eq!(
+            got.findings[0].message,
+            "no heartbeat since 2025-12-31 23:30 UTC (30m ago); running for 10m (limit 5m)"
+        );
+        assert!(
+            got.late.is_empty(),
+            "the column dates it: not a first sight"
         );
     }
 

@@ -5,7 +5,9 @@
 //!
 //! The rules of dating are chosen so that a job can only ever look *younger* than it is:
 //! - A job seen for the first time by a memory that has never scanned (no state file) has no
-//!   better date than `created_at` ([`Entered::FirstScan`], and the message says so).
+//!   better date than `created_at` ([`Entered::FirstScan`], and the message says so); without
+//!   a `created_at` either (a Celery task's `date_done` is NULL until it ends), the scan that
+//!   first sees it dates it ([`Entered::Observed`]), so it is judged from then on.
 //! - A job seen for the first time by a memory that has scanned before was not active at that
 //!   scan: it entered its status since. If it was created after that scan, `created_at` is
 //!   the date; otherwise the scan that first sees it is ([`Entered::Observed`]).
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::job::JobRow;
+use crate::core::job::{JobRow, Stamp};
 
 /// How jobwarden knows when a job entered its current status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +98,16 @@ impl Memory {
             let progress = job.progress.as_deref().map(fingerprint);
             match self.jobs.get_mut(&job.id) {
                 Some(seen) => {
+                    if seen.entered.is_none()
+                        && seen.source == Entered::FirstScan
+                        && job.created_at == Stamp::Missing
+                    {
+                        // First seen by the first scan with no creation time (a memory saved
+                        // before such rows were dated): date it now rather than never.
+                        seen.entered = Some(now);
+                        seen.source = Entered::Observed;
+                        self.dirty = true;
+                    }
                     if seen.status != job.status {
                         seen.status.clone_from(&job.status);
                         seen.entered = Some(now);
@@ -112,6 +124,12 @@ impl Memory {
                 None => {
                     let created = job.created_at.at();
                     let (entered, source) = match (previous, created) {
+                        // No creation time (NULL, not malformed) and no earlier scan: this
+                        // scan is the first date jobwarden has, and judging from it can only
+                        // make the job look younger; never judging it would leave it stuck.
+                        (None, None) if job.created_at == Stamp::Missing => {
+                            (Some(now), Entered::Observed)
+                        }
                         (None, _) => (None, Entered::FirstScan),
                         (Some(prev), Some(c)) if c > prev => (None, Entered::Created),
                         (Some(_), _) => (Some(now), Entered::Observed),

@@ -297,6 +297,7 @@ mod tests {
             outcome: Outcome::None,
             message: "no heartbeat for 1m 40s (limit 1m)".into(),
             artifacts: vec![],
+            evidence: None,
             guard: Guard {
                 heartbeat: Some("hb".into()),
                 progress: None,

@@ -184,6 +184,7 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             outcome: Outcome::None,
             message: message.clone(),
             artifacts: Vec::new(),
+            evidence: None,
             guard: Guard::default(),
             progress: None,
             held: None,
@@ -310,6 +311,7 @@ mod tests {
             outcome: Outcome::None,
             message: "stuck".into(),
             artifacts: vec![],
+            evidence: None,
             guard: Guard {
                 heartbeat: Some(format!("hb{job}")),
                 progress: None,

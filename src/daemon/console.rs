@@ -642,6 +642,7 @@ mod tests {
             outcome: Outcome::Limited,
             message: message.into(),
             artifacts: vec![],
+            evidence: None,
             guard: Default::default(),
             progress: None,
             held: None,
@@ -662,6 +663,7 @@ mod tests {
             artifact_seconds: None,
             oldest_heartbeat_age: None,
             suspicion: None,
+            late: Vec::new(),
         }
     }
 

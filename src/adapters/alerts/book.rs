@@ -328,6 +328,7 @@ mod tests {
             outcome: Outcome::None,
             message: "no heartbeat".into(),
             artifacts: vec![],
+            evidence: None,
             guard: Guard::default(),
             progress: None,
             held: None,
