@@ -466,3 +466,111 @@ async fn recover_exits_3_when_a_write_is_refused() {
         Some("running")
     );
 }
+
+/// A table with an `error` column, a 2 s heartbeat rule that fails, no `min_age`, and a state
+/// directory so that one command's memory carries to the next.
+async fn fast_rule_table() -> (TestDb, String) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at {ts}, \
+         updated_at {ts}, error TEXT)",
+        ts = db.ty("ts")
+    ))
+    .await;
+    let state = db.dir().join("state");
+    let config = write_config(
+        db.dir(),
+        &format!(
+            "{}\n[safety]\nmin_age = \"0s\"\n\n[state]\ndir = \"{}\"\n",
+            SMALL.replace("after = \"30m\"", "after = \"2s\"").replace(
+                "heartbeat_at = \"updated_at\"",
+                "heartbeat_at = \"updated_at\"\nerror = \"error\""
+            ),
+            state.display()
+        ),
+    );
+    (db, config)
+}
+
+/// A job that had been silent for two hours before jobwarden first saw it is judged from that
+/// sight (it may have been re-queued a moment ago), but every verdict says what the row shows:
+/// `check` names it as first seen late, the finding carries the row's own age, and the text
+/// written into the application's `error` column gives both.
+#[tokio::test]
+async fn a_job_first_seen_late_shows_both_ages_and_writes_the_true_one() {
+    let (db, config) = fast_rule_table().await;
+    // The daemon has scanned before: the job was not running then.
+    let out = jobwarden(&db.url, &["check", "--config", &config]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (1, 'running', {}, {}, NULL)",
+        db.ago(180.0),
+        db.ago(120.0)
+    ))
+    .await;
+    let out = jobwarden(&db.url, &["check", "--config", &config]);
+    assert_eq!(
+        code(&out),
+        0,
+        "not flagged at first sight: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("first seen late: 1 job (1) shows a signal older than its rule"),
+        "{}",
+        stdout(&out)
+    );
+    // Past the rule's limit since first sight, it is flagged, with the row's evidence.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (c, v) = jobwarden_json(&db.url, Path::new(&config), &["check"]);
+    assert_eq!(c, 1, "{v}");
+    let finding = &v["findings"][0];
+    let signal_age = finding["signal_age_seconds"].as_u64().unwrap_or_default();
+    assert!((7200..7260).contains(&signal_age), "{finding}");
+    assert!(
+        finding["age_seconds"].as_u64().unwrap_or(u64::MAX) < 60,
+        "{finding}"
+    );
+    assert!(
+        finding["signal_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z')),
+        "{finding}"
+    );
+    let out = jobwarden(&db.url, &["recover", "--config", &config]);
+    assert!(
+        stdout(&out).contains("wrote: job 1: UPDATE jobs SET status = 'failed'"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let rows = db.rows("SELECT status, error FROM jobs").await;
+    assert_eq!(rows[0][0].as_deref(), Some("failed"));
+    let error = rows[0][1].clone().unwrap_or_default();
+    assert!(
+        error.contains("no heartbeat since ")
+            && error.contains(" (2h ")
+            && error.contains(" ago); watched running for ")
+            && error.contains("(limit 2s)"),
+        "the error column gets both ages: {error}"
+    );
+}
+
+/// A Celery `STARTED` task has no creation time (`date_done` is NULL until it ends) and no
+/// heartbeat: jobwarden's first scan dates it, and a later scan judges it from then on, saying so.
+#[tokio::test]
+async fn a_row_with_no_creation_time_is_judged_from_the_scan_that_first_saw_it() {
+    let (db, config) = fast_rule_table().await;
+    db.exec("INSERT INTO jobs VALUES (1, 'running', NULL, NULL, NULL)")
+        .await;
+    let out = jobwarden(&db.url, &["check", "--config", &config]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (c, v) = jobwarden_json(&db.url, Path::new(&config), &["check"]);
+    assert_eq!(c, 1, "judged at a later scan, not skipped: {v}");
+    let message = v["findings"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("no heartbeat for 3s (limit 2s; counted from the scan that first saw it: the row has no heartbeat and no creation time)"),
+        "{message}"
+    );
+}

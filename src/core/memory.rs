@@ -156,6 +156,9 @@ impl Memory {
         let before = self.jobs.len();
         self.jobs.retain(|_, s| s.generation == generation);
         self.dirty |= self.jobs.len() != before;
+        // A first scan is worth saving even when it saw nothing: a job first seen later
+        // entered its status since, and is dated from that sight, not from its creation.
+        self.dirty |= self.last_scan.is_none();
         self.last_scan = Some(now);
     }
 
@@ -274,6 +277,22 @@ mod tests {
         m.observe(&[retried.clone(), fresh.clone()], NOW);
         assert_eq!(m.entered(&retried), Ok((NOW, Entered::Observed)));
         assert_eq!(m.entered(&fresh), Ok((NOW - 6.0, Entered::Created)));
+    }
+
+    #[test]
+    fn a_first_scan_of_an_empty_table_is_worth_saving() {
+        let mut m = Memory::new("t");
+        m.observe(&[], NOW - 15.0);
+        assert!(
+            m.is_dirty(),
+            "else the next run would think it never scanned"
+        );
+        m.saved();
+        m.observe(&[], NOW);
+        assert!(
+            !m.is_dirty(),
+            "a later empty scan changes nothing worth a write"
+        );
     }
 
     #[test]
