@@ -395,6 +395,41 @@ async fn mariadb_datetime_columns_in_every_zone() {
     }
 }
 
+/// MariaDB rows written by `NOW()` in New York, read with `timezone = "UTC"` (the Django
+/// `USE_TZ=False` mistake): every row looks five hours old, so the zone is named, `validate
+/// --connect` refuses the config, and `recover` writes nothing, not even to the job that beat
+/// two minutes ago.
+#[tokio::test]
+async fn mariadb_new_york_rows_read_as_utc_are_held_with_the_zones_advice() {
+    let _lock = MYSQL_GLOBAL.lock().await;
+    let db = zoned_db(Backend::MySql, "America/New_York").await;
+    let _global = GlobalZone::set(&db, "-05:00").await;
+    naive_jobs(&db, "America/New_York", Writer::Database).await;
+    let config = naive_config(&db, Some("UTC"), "");
+    let advice = "rows look written in UTC-5; set `[database] timezone`";
+    let (code, text) = validate_connect(&db, &config);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("`database.timezone` (line ")
+            && text.contains("the newest heartbeat is 5h 2m old")
+            && text.contains(advice),
+        "{text}"
+    );
+    let before = statuses(&db).await;
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &config, &["recover"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report["findings"]
+            .as_array()
+            .is_some_and(|f| f.len() == 2 && f.iter().all(|f| f["outcome"] == "limited")),
+        "every write held back: {report}"
+    );
+    assert!(report["warnings"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(advice)));
+    assert_eq!(statuses(&db).await, before, "nothing written");
+}
+
 #[tokio::test]
 async fn mariadb_daemon_follows_the_database_zone() {
     let _lock = MYSQL_GLOBAL.lock().await;

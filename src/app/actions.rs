@@ -352,6 +352,10 @@ pub async fn execute(
         grace: options.grace,
         now: report.checked_at,
         refusal: store.refusal(),
+        suspicion: report
+            .suspicion
+            .as_deref()
+            .filter(|_| report.suspicion_holds),
     };
     let mut gated = crate::core::safety::gate(planned, &report.findings, &ctx);
     gated.limited.extend(waiting);

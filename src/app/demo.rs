@@ -218,7 +218,8 @@ pub async fn build(dir: &Path) -> Result<PathBuf, Error> {
         // Finished jobs: never scanned.
         row(9, "completed", Some(300.0), Some(250.0)),
         row(10, "cancelled", Some(300.0), Some(290.0)),
-        // A row the app wrote without timestamps: a warning, never a failure.
+        // A row whose creation time the app wrote as text no clock can read (below): a
+        // warning, never a failure.
         row(11, "running", None, None),
     ];
     let host = crate::adapters::process::hostname();
@@ -241,12 +242,12 @@ pub async fn build(dir: &Path) -> Result<PathBuf, Error> {
         .await
         .map_err(unavailable)?;
     }
-    sqlx::query(
+    for fix in [
         "UPDATE research_jobs SET completed_at = datetime('now', '-250 minutes') WHERE id = 9",
-    )
-    .execute(&pool)
-    .await
-    .map_err(unavailable)?;
+        "UPDATE research_jobs SET created_at = 'yesterday' WHERE id = 11",
+    ] {
+        sqlx::query(fix).execute(&pool).await.map_err(unavailable)?;
+    }
     pool.close().await;
     // The report folder: job 2 finished its report after its last heartbeat (and never said
     // so), job 3 left a half-written file, job 9 completed without its report, and folder 999

@@ -43,6 +43,12 @@ pub struct Report {
     /// The scan as a whole looks wrong (also the first of `warnings`).
     #[serde(skip)]
     pub suspicion: Option<String>,
+    /// The suspicion holds every write back until it clears (see `core::detect::Detected`).
+    #[serde(skip)]
+    pub suspicion_holds: bool,
+    /// Age of the newest liveness signal among the judged rows (`validate --connect`).
+    #[serde(skip)]
+    pub newest_signal_age: Option<f64>,
     /// Jobs first seen late: counted from jobwarden's first sight of them, not flagged yet
     /// although their rows show signals older than their rules (`check` names them).
     #[serde(skip)]
@@ -368,6 +374,8 @@ impl Scanner {
             findings: detected.findings,
             warnings: detected.warnings,
             suspicion: detected.suspicion,
+            suspicion_holds: detected.suspicion_holds,
+            newest_signal_age: detected.newest_signal_age,
             late: detected.late,
             by_status: counts.by_status,
         })

@@ -10,6 +10,7 @@
 use crate::adapters::store::{Store, StoreError};
 use crate::app::scan::Scanner;
 use crate::config::{Action, Config, StatusClass};
+use crate::core::detect::zone_advice;
 use crate::core::job::Guard;
 use crate::core::plan::Write;
 
@@ -70,14 +71,28 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             let scanned = scanner.judge(config, snapshot).await;
             match scanned {
                 Ok(report) => {
-                    if let Some(s) = report.suspicion {
-                        out.warnings.push(s);
+                    let advice = report.newest_signal_age.and_then(zone_advice);
+                    let timezone = places.name("database.timezone");
+                    match (&report.suspicion, advice) {
+                        // The daemon would hold every write: the config is not usable as is.
+                        (Some(s), _) if report.suspicion_holds => {
+                            out.errors.push(format!("{timezone}: {s}"));
+                        }
+                        // Not every row is stuck, but the newest signal's age looks like an
+                        // offset: say it, a zone that does not fit is cheap to rule out.
+                        (_, Some(advice)) => out.warnings.push(format!("{timezone}: {advice}")),
+                        _ => {}
                     }
                     out.warnings.extend(
                         report
                             .warnings
                             .into_iter()
-                            .filter(|w| w.job_id.is_none() && !w.message.starts_with("no job will"))
+                            .filter(|w| {
+                                w.job_id.is_none()
+                                    && !w.message.starts_with("no job will")
+                                    && !(report.suspicion_holds
+                                        && report.suspicion.as_ref() == Some(&w.message))
+                            })
                             .map(|w| w.message),
                     );
                 }

@@ -248,6 +248,13 @@ pub struct Detected {
     /// The scan as a whole looks wrong (most rows in the future, or every row stuck at once):
     /// the likely cause, in one sentence. Also the first of `warnings`.
     pub suspicion: Option<String>,
+    /// The suspicion is one a write must not act on (rows ahead of the clock, or every row
+    /// stuck by an amount that looks like a zone offset): every write waits until it clears
+    /// or an operator forces it.
+    pub suspicion_holds: bool,
+    /// How old the newest liveness signal (heartbeat, else creation) of any judged row is:
+    /// `validate --connect` compares it with the database clock.
+    pub newest_signal_age: Option<f64>,
     /// Active jobs whose row shows a signal older than their rule, not flagged (yet) because
     /// jobwarden counts from its first sight of them: they became active, or came into view,
     /// since an earlier scan.
@@ -287,6 +294,8 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
     let mut ahead: Vec<f64> = Vec::new();
     let mut judged = 0usize;
     let mut stuck: BTreeSet<&str> = BTreeSet::new();
+    // The least any stuck row is past its rule: a row just past its rule is explained by it.
+    let mut least_excess: Option<u64> = None;
     for job in obs.jobs {
         let Some(class) = policy.statuses.class_of(&job.status) else {
             continue;
@@ -295,6 +304,10 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
             continue;
         }
         judged += 1;
+        if let Some(at) = job.heartbeat_at.at().or(job.created_at.at()) {
+            let age = obs.now - at;
+            out.newest_signal_age = Some(out.newest_signal_age.map_or(age, |n| n.min(age)));
+        }
         if let Some((column, by)) = ahead_of_clock(job, obs.now) {
             ahead.push(by);
             out.warn(
@@ -385,6 +398,12 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
         }
         if out.findings.len() > before {
             stuck.insert(job.id.as_str());
+            let excess = out.findings[before..]
+                .iter()
+                .map(|f| f.age_seconds.saturating_sub(f.threshold_seconds))
+                .max()
+                .unwrap_or(0);
+            least_excess = Some(least_excess.map_or(excess, |l: u64| l.min(excess)));
         }
         if let Some(bad) = &job.bad_pid {
             out.warn(
@@ -452,7 +471,13 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
             }
         }
     }
-    out.suspicion = suspicion(judged, &ahead, stuck.len());
+    let offset_age = out
+        .newest_signal_age
+        .filter(|_| least_excess.is_some_and(|e| e as f64 >= MIN_OFFSET_EXCESS));
+    if let Some((message, holds)) = suspicion(judged, &ahead, stuck.len(), offset_age) {
+        out.suspicion = Some(message);
+        out.suspicion_holds = holds;
+    }
     if let Some(s) = &out.suspicion {
         out.warnings.insert(
             0,
@@ -492,29 +517,96 @@ fn ahead_of_clock(job: &JobRow, now: f64) -> Option<(&'static str, f64)> {
     })
 }
 
-/// One sentence when the scan as a whole looks wrong. `judged` active rows, of which `ahead`
-/// had timestamps in the future (by these amounts) and `stuck` had an age finding.
-fn suspicion(judged: usize, ahead: &[f64], stuck: usize) -> Option<String> {
+/// A zone offset is only suspected when every stuck row is at least this far past its rule: a
+/// job that has just crossed a round `after` ("1h") is explained by its rule, not by a zone.
+const MIN_OFFSET_EXCESS: f64 = 45.0 * 60.0;
+
+/// One sentence when the scan as a whole looks wrong, and whether it holds writes back.
+/// `judged` active rows, of which `ahead` had timestamps in the future (by these amounts) and
+/// `stuck` had an age finding; `newest` is the age of the newest liveness signal, when every
+/// stuck row is well past its rule.
+///
+/// Rows ahead of the clock always hold writes: the rows that were judged may be read in the
+/// same wrong zone. Every row stuck at once holds writes only when the newest signal's age
+/// looks like a zone offset (see [`zone_offset`]): a whole worker pool can die at once, and
+/// that case is the `mass_stall` guard's, not a reason to never fail three dead jobs.
+fn suspicion(
+    judged: usize,
+    ahead: &[f64],
+    stuck: usize,
+    newest: Option<f64>,
+) -> Option<(String, bool)> {
     if !ahead.is_empty() && ahead.len() * 2 > judged {
         let mut sorted = ahead.to_vec();
         sorted.sort_by(f64::total_cmp);
         let typical = sorted[sorted.len() / 2];
-        return Some(format!(
-            "{} of {judged} active rows have timestamps about {} ahead of the database clock: \
-             naive timestamps are likely read in the wrong zone (set `[database] timezone`), or \
-             the application's clock is ahead; those rows are not judged",
-            ahead.len(),
-            format_age(typical)
+        return Some((
+            format!(
+                "{} of {judged} active rows have timestamps about {} ahead of the database clock: \
+                 naive timestamps are likely read in the wrong zone (set `[database] timezone`), or \
+                 the application's clock is ahead; those rows are not judged, and nothing is \
+                 written until this clears (or `recover --force`)",
+                ahead.len(),
+                format_age(typical)
+            ),
+            true,
         ));
     }
+    if judged > 0 && stuck == judged {
+        if let Some(advice) = newest.and_then(zone_advice) {
+            return Some((
+                format!(
+                    "every active row ({judged}) looks older than its rule, and {advice}; \
+                     nothing is written until this clears (or `recover --force`)"
+                ),
+                true,
+            ));
+        }
+    }
     if judged >= ALL_STUCK_MIN_ROWS && stuck == judged {
-        return Some(format!(
-            "all {judged} active rows look older than their rules at once: check that naive \
-             timestamps are read in the right zone (`[database] timezone`) and the clocks, \
-             before believing that every job is stuck"
+        return Some((
+            format!(
+                "all {judged} active rows look older than their rules at once: check that naive \
+                 timestamps are read in the right zone (`[database] timezone`) and the clocks, \
+                 before believing that every job is stuck"
+            ),
+            false,
         ));
     }
     None
+}
+
+/// How far from a zone offset the newest signal may be: a live job beats every few seconds
+/// to a minute, so its age sits just over the offset.
+const OFFSET_SLACK_BEFORE: f64 = 60.0;
+const OFFSET_SLACK_AFTER: f64 = 180.0;
+
+/// The zone offset (minutes west of UTC, a multiple of 30 from 1 h to 12 h) that an age of the
+/// newest liveness signal looks like: naive timestamps written in UTC-5 and read as UTC make a
+/// job that beat a second ago look 5 h 0 m old.
+pub fn zone_offset(newest_age: f64) -> Option<u32> {
+    let centre = (OFFSET_SLACK_AFTER - OFFSET_SLACK_BEFORE) / 2.0;
+    let half_hours = ((newest_age - centre) / 1800.0).round();
+    let offset = half_hours * 1800.0;
+    let fits =
+        newest_age >= offset - OFFSET_SLACK_BEFORE && newest_age <= offset + OFFSET_SLACK_AFTER;
+    (fits && (2.0..=24.0).contains(&half_hours)).then_some(half_hours as u32 * 30)
+}
+
+/// "the newest heartbeat is 5h 0m old: rows look written in UTC-5; set `[database] timezone`",
+/// when the age looks like a zone offset.
+pub fn zone_advice(newest_age: f64) -> Option<String> {
+    let minutes = zone_offset(newest_age)?;
+    let zone = match minutes % 60 {
+        0 => format!("UTC-{}", minutes / 60),
+        m => format!("UTC-{}:{m:02}", minutes / 60),
+    };
+    let whole = newest_age.max(0.0) as u64 / 60;
+    Some(format!(
+        "the newest heartbeat is {}h {}m old: rows look written in {zone}; set `[database] timezone`",
+        whole / 60,
+        whole % 60
+    ))
 }
 
 /// Who is whose parent, among the active rows and their relatives. Empty (and free) when no
@@ -1559,6 +1651,66 @@ mod tests {
             "{s}"
         );
         assert_eq!(got.warnings[0].job_id, None);
+        assert!(got.suspicion_holds, "rows ahead hold every write back");
+    }
+
+    #[test]
+    fn every_row_stuck_by_a_zone_offset_holds_writes_with_the_zones_advice() {
+        // New York rows read as UTC: a job that beat 2 s ago looks 5 h old, one row or many.
+        let rules = vec![rule("hb", Signal::Heartbeat, 30)];
+        let mut live = job("1", None);
+        live.heartbeat_at = Stamp::At(NOW - 5.0 * 3600.0 - 2.0);
+        live.created_at = Stamp::At(NOW - 6.0 * 3600.0);
+        let got = check(
+            scenario(vec![live.clone()], rules.clone()),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        assert!(got.suspicion_holds);
+        assert_eq!(
+            got.suspicion.as_deref(),
+            Some(
+                "every active row (1) looks older than its rule, and the newest heartbeat is 5h 0m \
+                 old: rows look written in UTC-5; set `[database] timezone`; nothing is written \
+                 until this clears (or `recover --force`)"
+            )
+        );
+        // A job that really died 5 h 20 m ago is not a zone offset.
+        let mut dead = live.clone();
+        dead.heartbeat_at = Stamp::At(NOW - 5.0 * 3600.0 - 20.0 * MIN);
+        let got = check(
+            scenario(vec![dead], rules.clone()),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        assert!(!got.suspicion_holds);
+        assert_eq!(got.suspicion, None, "one row is no pattern");
+        // One live row beating now: not every row is stuck, nothing is held.
+        let got = check(
+            scenario(vec![live, job("2", Some(0.1))], rules),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        assert!(!got.suspicion_holds);
+    }
+
+    #[test]
+    fn ages_near_a_whole_or_half_hour_look_like_zone_offsets() {
+        assert_eq!(zone_offset(5.0 * 3600.0 + 2.0), Some(300));
+        assert_eq!(
+            zone_offset(5.0 * 3600.0 - 30.0),
+            Some(300),
+            "a clock a little ahead"
+        );
+        assert_eq!(zone_offset(3.5 * 3600.0 + 150.0), Some(210));
+        assert_eq!(zone_offset(5.0 * 3600.0 + 10.0 * MIN), None);
+        assert_eq!(zone_offset(20.0 * MIN), None, "not an hour");
+        assert_eq!(
+            zone_offset(13.0 * 3600.0),
+            None,
+            "no zone is 13 h west of UTC"
+        );
+        assert_eq!(
+            zone_advice(3.5 * 3600.0 + 5.0).as_deref(),
+            Some("the newest heartbeat is 3h 30m old: rows look written in UTC-3:30; set `[database] timezone`")
+        );
     }
 
     #[test]
@@ -1583,6 +1735,10 @@ mod tests {
             .suspicion
             .unwrap()
             .starts_with("all 3 active rows look older"));
+        assert!(
+            !all.suspicion_holds,
+            "a pool can die at once: a warning only"
+        );
         let some = check(
             scenario(
                 vec![

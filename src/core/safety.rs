@@ -31,6 +31,9 @@ pub struct Context<'a> {
     /// No write may be made at all, and why (timestamps whose zone cannot be known). Not
     /// lifted by `--force`.
     pub refusal: Option<&'a str>,
+    /// The scan as a whole looks wrong in a way no write may act on (a zone that does not
+    /// fit): why. Lifted by `--force`.
+    pub suspicion: Option<&'a str>,
 }
 
 /// Why a planned write was not made.
@@ -38,6 +41,9 @@ pub struct Context<'a> {
 pub enum HeldBack {
     /// The zone of naive timestamps cannot be known: why (see `TimeInfo::refusal`).
     TimeUnknown(String),
+    /// The scan as a whole looks wrong (rows ahead of the clock, or every row stuck by a
+    /// zone offset): the suspicion.
+    Suspicion(String),
     /// The daemon started less than `startup_grace` ago.
     StartupGrace,
     /// The finding is younger than `min_age` (seconds).
@@ -63,6 +69,7 @@ impl HeldBack {
     pub fn label(&self) -> &'static str {
         match self {
             HeldBack::TimeUnknown(_) => "time_unknown",
+            HeldBack::Suspicion(_) => "suspicion",
             HeldBack::StartupGrace => "startup_grace",
             HeldBack::MinAge { .. } => "min_age",
             HeldBack::MassStall(_) => "mass_stall",
@@ -79,7 +86,9 @@ impl HeldBack {
 impl std::fmt::Display for HeldBack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HeldBack::TimeUnknown(why) | HeldBack::MassStall(why) => f.write_str(why),
+            HeldBack::TimeUnknown(why) | HeldBack::MassStall(why) | HeldBack::Suspicion(why) => {
+                f.write_str(why)
+            }
             HeldBack::StartupGrace => f.write_str("within the startup grace: reporting only"),
             HeldBack::MinAge { age, min_age } => {
                 write!(f, "younger than min_age ({age}s < {min_age}s)")
@@ -124,6 +133,13 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
         out.limited = planned
             .into_iter()
             .map(|p| (p, HeldBack::TimeUnknown(why.to_string())))
+            .collect();
+        return out;
+    }
+    if let Some(why) = ctx.suspicion.filter(|_| !ctx.force) {
+        out.limited = planned
+            .into_iter()
+            .map(|p| (p, HeldBack::Suspicion(why.to_string())))
             .collect();
         return out;
     }
@@ -339,8 +355,36 @@ mod tests {
             grace,
             now: 0.0,
             refusal: None,
+            suspicion: None,
         };
         gate(plan(findings, &statuses()), findings, &ctx)
+    }
+
+    #[test]
+    fn a_suspicion_that_holds_waits_for_force() {
+        let findings = vec![finding(1, 4000), finding(2, 4000)];
+        let s = safety();
+        let mut ctx = Context {
+            safety: &s,
+            active: 100,
+            force: false,
+            grace: false,
+            now: 0.0,
+            refusal: None,
+            suspicion: Some("rows look written in UTC-5"),
+        };
+        let g = gate(plan(&findings, &statuses()), &findings, &ctx);
+        assert!(g.allowed.is_empty());
+        assert_eq!(
+            g.limited
+                .iter()
+                .map(|(_, why)| why.to_string())
+                .collect::<Vec<_>>(),
+            vec!["rows look written in UTC-5"; 2]
+        );
+        ctx.force = true;
+        let g = gate(plan(&findings, &statuses()), &findings, &ctx);
+        assert_eq!(g.allowed.len(), 2, "an operator may force it");
     }
 
     #[test]
@@ -354,6 +398,7 @@ mod tests {
             grace: false,
             now: 0.0,
             refusal: Some("naive timestamps"),
+            suspicion: None,
         };
         let g = gate(plan(&findings, &statuses()), &findings, &ctx);
         assert!(g.allowed.is_empty());

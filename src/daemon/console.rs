@@ -663,6 +663,8 @@ mod tests {
             artifact_seconds: None,
             oldest_heartbeat_age: None,
             suspicion: None,
+            suspicion_holds: false,
+            newest_signal_age: None,
             late: Vec::new(),
         }
     }
