@@ -373,3 +373,112 @@ async fn the_daemon_tells_a_bad_query_from_an_outage() {
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+// 10. Rows in status words the config never lists: `Running` beside `running`, an
+// `in_progress` the application started writing yesterday, and an old `legacy` word.
+async fn unlisted_status_words(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    jobs_table(&db, db.ty("text")).await;
+    for (first, n, status, minutes) in [
+        (10, 3, "Running", 5.0),
+        (20, 5, "in_progress", 30.0),
+        (30, 2, "legacy", 60.0 * 24.0 * 30.0),
+    ] {
+        for id in first..first + n {
+            db.exec(&format!(
+                "INSERT INTO jobs (id, status, created_at, updated_at) VALUES ({id}, '{status}', {}, {})",
+                db.ago(minutes),
+                db.ago(minutes)
+            ))
+            .await;
+        }
+    }
+    let config = TestConfig::new(db.jobwarden_url())
+        .top("interval = \"300ms\"\nterminal_counts_every = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .state(&db.dir().join("state"))
+        .http(0)
+        .write(db.dir().join("jw.toml"));
+    let running_line = line_of(&config, "running = [");
+    let (code, out) = run(&db, &["validate", "--connect"], &config);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "`jobs.statuses.running` (line {running_line}): the status column holds `Running` (3 rows; the running word `running` differs only by case or spaces), which no class lists"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("`jobs.statuses`")
+            && out.contains("holds `in_progress` (5 rows), which no class lists"),
+        "a word in use since yesterday: {out}"
+    );
+    assert!(
+        out.contains("never watched: `legacy` (2 rows)"),
+        "an old word is a warning: {out}"
+    );
+
+    let (code, out) = run(&db, &["check"], &config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rows in statuses `[jobs.statuses]` does not list are never watched: `in_progress` (5 rows), `Running` (3 rows; the running word `running` differs only by case or spaces), `legacy` (2 rows)"),
+        "{out}"
+    );
+
+    let daemon = Daemon::start(&config, &[]);
+    let metrics = wait_for(
+        "the unlisted words counted",
+        Duration::from_secs(20),
+        || async {
+            get(&daemon.url("/metrics"))
+                .await
+                .map(|(_, body)| body)
+                .filter(|b| {
+                    metric(b, "jobwarden_unlisted_status_rows{status=\"Running\"}").is_some()
+                })
+        },
+    )
+    .await;
+    for (word, n) in [("Running", 3.0), ("in_progress", 5.0), ("legacy", 2.0)] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("jobwarden_unlisted_status_rows{{status=\"{word}\"}}")
+            ),
+            Some(n),
+            "{metrics}"
+        );
+    }
+    let report = wait_for(
+        "the warning in the findings",
+        Duration::from_secs(20),
+        || async {
+            get(&daemon.url("/api/v1/findings"))
+                .await
+                .map(|(_, body)| body)
+                .filter(|b| b.contains("never watched"))
+        },
+    )
+    .await;
+    assert!(report.contains("`Running` (3 rows"), "{report}");
+    // Several counts have run by now (every 300 ms): the warning is logged once.
+    wait_for("more status counts", Duration::from_secs(20), || async {
+        get(&daemon.url("/metrics"))
+            .await
+            .map(|(_, body)| body)
+            .filter(|b| metric(b, "jobwarden_scans_total") >= Some(4.0))
+    })
+    .await;
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("are never watched").count(),
+        1,
+        "said once, not every count: {log}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+per_backend!(
+    rows_in_unlisted_status_words_are_named,
+    unlisted_status_words
+);

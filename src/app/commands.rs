@@ -125,7 +125,11 @@ impl Strictness {
     }
 }
 
-/// `check`: one read-only scan, printed.
+/// How many words no class lists `check` and `validate` name before "and N more".
+const UNLISTED_NAMED: usize = 10;
+
+/// `check`: one read-only scan, printed (and, unless `terminal_counts_every = "0s"`, the
+/// status words of the whole table that no class lists).
 pub async fn check(
     config: &Config,
     strictness: Strictness,
@@ -136,9 +140,27 @@ pub async fn check(
     let mut scanner =
         Scanner::for_config(Store::connect(config).await?, config).with_artifacts(indexes);
     let result = scanner.scan(config, None).await;
+    let unlisted = match (&result, config.terminal_counts_every) {
+        (Ok(_), Some(_)) => Some(scanner.store().status_counts().await),
+        _ => None,
+    };
     scanner.store().close().await;
-    let report = result?;
+    let mut report = result?;
     scanner.save_memory(config);
+    let warning = match unlisted {
+        Some(Ok(counts)) => crate::core::vocabulary::unlisted_warning(
+            &config.jobs.statuses.unlisted(&counts),
+            UNLISTED_NAMED,
+        ),
+        Some(Err(e)) => Some(format!("counting rows per status failed: {e}")),
+        None => None,
+    };
+    if let Some(message) = warning {
+        report.warnings.push(crate::core::detect::Warning {
+            job_id: None,
+            message,
+        });
+    }
     if format == Format::Json {
         report::write_json(out, &report)?;
     } else {

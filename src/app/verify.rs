@@ -53,6 +53,9 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         }
     }
 
+    // Every status word the table holds: one no class lists is never watched.
+    unlisted_words(store, config, &mut out).await?;
+
     // What a scan runs, limited, and the look-ups the artifact roots make.
     let within = config.required_within();
     if !config.artifacts.is_empty() {
@@ -226,4 +229,63 @@ fn denied_or(e: StoreError, what: String, grant: String) -> Result<String, Store
     } else {
         Ok(format!("{what} is rejected: {message}"))
     }
+}
+
+/// An unlisted word on more rows than this, created within [`RECENT`], is in use.
+const RECENT_ROWS: usize = 3;
+const RECENT: std::time::Duration = std::time::Duration::from_secs(86_400);
+/// How many unlisted words are looked at one by one; the rest are only counted.
+const WORDS_EXAMINED: usize = 20;
+
+/// Counts rows per status word over the whole table. A word that differs from a listed active
+/// word only by case or spaces, or any unlisted word on more than [`RECENT_ROWS`] rows created
+/// in the last day, is an error naming the key; other unlisted words are a warning.
+async fn unlisted_words(
+    store: &Store,
+    config: &Config,
+    out: &mut Verified,
+) -> Result<(), StoreError> {
+    let counts = match store.status_counts().await {
+        Ok(c) => c,
+        Err(e) if e.is_config() => return rejected(out, e),
+        Err(e) => {
+            out.warnings
+                .push(format!("counting rows per status failed: {e}"));
+            return Ok(());
+        }
+    };
+    let unlisted = config.jobs.statuses.unlisted(&counts);
+    if unlisted.is_empty() {
+        return Ok(());
+    }
+    let now = store.clock().await?;
+    let mut quiet = Vec::new();
+    for (i, word) in unlisted.into_iter().enumerate() {
+        let key = match &word.variant_of {
+            Some((class, _)) if class.is_active() => {
+                Some(format!("jobs.statuses.{}", class.as_str()))
+            }
+            _ if i < WORDS_EXAMINED
+                && store
+                    .created_within(&word.word, RECENT_ROWS + 1, RECENT, now)
+                    .await?
+                    > RECENT_ROWS =>
+            {
+                Some("jobs.statuses".to_string())
+            }
+            _ => None,
+        };
+        match key {
+            Some(key) => out.errors.push(format!(
+                "{}: the status column holds {}, which no class lists: those rows are never watched; add the word to the class it means",
+                config.places.name(&key),
+                word.describe()
+            )),
+            None => quiet.push(word),
+        }
+    }
+    if let Some(w) = crate::core::vocabulary::unlisted_warning(&quiet, WORDS_EXAMINED) {
+        out.warnings.push(w);
+    }
+    Ok(())
 }

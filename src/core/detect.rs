@@ -517,6 +517,10 @@ fn ahead_of_clock(job: &JobRow, now: f64) -> Option<(&'static str, f64)> {
     })
 }
 
+/// A zone offset is only suspected from this many active rows up: one row stuck a round
+/// number of hours is as likely a job that died then (and the daemon never writes a job whose
+/// heartbeat moves between its confirming scans, whatever its age reads).
+const OFFSET_MIN_ROWS: usize = 2;
 /// A zone offset is only suspected when every stuck row is at least this far past its rule: a
 /// job that has just crossed a round `after` ("1h") is explained by its rule, not by a zone.
 const MIN_OFFSET_EXCESS: f64 = 45.0 * 60.0;
@@ -552,7 +556,7 @@ fn suspicion(
             true,
         ));
     }
-    if judged > 0 && stuck == judged {
+    if judged >= OFFSET_MIN_ROWS && stuck == judged {
         if let Some(advice) = newest.and_then(zone_advice) {
             return Some((
                 format!(
@@ -1656,33 +1660,44 @@ mod tests {
 
     #[test]
     fn every_row_stuck_by_a_zone_offset_holds_writes_with_the_zones_advice() {
-        // New York rows read as UTC: a job that beat 2 s ago looks 5 h old, one row or many.
+        // New York rows read as UTC: a job that beat 2 s ago looks 5 h old, and one that
+        // died 10 minutes ago looks 5 h 10 m old.
         let rules = vec![rule("hb", Signal::Heartbeat, 30)];
         let mut live = job("1", None);
         live.heartbeat_at = Stamp::At(NOW - 5.0 * 3600.0 - 2.0);
         live.created_at = Stamp::At(NOW - 6.0 * 3600.0);
+        let mut dead = live.clone();
+        dead.id = "2".into();
+        dead.heartbeat_at = Stamp::At(NOW - 5.0 * 3600.0 - 10.0 * MIN);
         let got = check(
-            scenario(vec![live.clone()], rules.clone()),
-            &[("1", Kind::Stalled, "hb")],
+            scenario(vec![live.clone(), dead.clone()], rules.clone()),
+            &[("1", Kind::Stalled, "hb"), ("2", Kind::Stalled, "hb")],
         );
         assert!(got.suspicion_holds);
         assert_eq!(
             got.suspicion.as_deref(),
             Some(
-                "every active row (1) looks older than its rule, and the newest heartbeat is 5h 0m \
+                "every active row (2) looks older than its rule, and the newest heartbeat is 5h 0m \
                  old: rows look written in UTC-5; set `[database] timezone`; nothing is written \
                  until this clears (or `recover --force`)"
             )
         );
-        // A job that really died 5 h 20 m ago is not a zone offset.
-        let mut dead = live.clone();
-        dead.heartbeat_at = Stamp::At(NOW - 5.0 * 3600.0 - 20.0 * MIN);
+        // Two jobs that really died 5 h 10 m and 5 h 20 m ago are not a zone offset.
+        let mut older = dead.clone();
+        older.id = "3".into();
+        older.heartbeat_at = Stamp::At(NOW - 5.0 * 3600.0 - 20.0 * MIN);
         let got = check(
-            scenario(vec![dead], rules.clone()),
-            &[("1", Kind::Stalled, "hb")],
+            scenario(vec![dead, older], rules.clone()),
+            &[("2", Kind::Stalled, "hb"), ("3", Kind::Stalled, "hb")],
         );
         assert!(!got.suspicion_holds);
-        assert_eq!(got.suspicion, None, "one row is no pattern");
+        assert_eq!(got.suspicion, None);
+        // One row a round number of hours old is as likely a job that died then.
+        let got = check(
+            scenario(vec![live.clone()], rules.clone()),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        assert!(!got.suspicion_holds, "one row is no pattern");
         // One live row beating now: not every row is stuck, nothing is held.
         let got = check(
             scenario(vec![live, job("2", Some(0.1))], rules),

@@ -219,6 +219,78 @@ impl Statuses {
     pub fn active(&self) -> impl Iterator<Item = &str> {
         self.pending.iter().chain(&self.running).map(String::as_str)
     }
+
+    /// The words of a per-status count that no class lists, most rows first, each with the
+    /// listed word it differs from only by case or spaces (`Running` for `running`), if any.
+    pub fn unlisted(&self, counts: &std::collections::BTreeMap<String, u64>) -> Vec<Unlisted> {
+        let squash = |w: &str| -> String {
+            w.chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let mut out: Vec<Unlisted> = counts
+            .iter()
+            .filter(|(word, _)| self.class_of(word).is_none())
+            .map(|(word, &rows)| Unlisted {
+                word: word.clone(),
+                rows,
+                variant_of: StatusClass::ALL.into_iter().find_map(|c| {
+                    self.words(c)
+                        .iter()
+                        .find(|listed| squash(listed) == squash(word))
+                        .map(|listed| (c, listed.clone()))
+                }),
+            })
+            .collect();
+        out.sort_by(|a, b| b.rows.cmp(&a.rows).then_with(|| a.word.cmp(&b.word)));
+        out
+    }
+}
+
+/// A status word the table holds that no class of `[jobs.statuses]` lists: its rows are
+/// never watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlisted {
+    pub word: String,
+    /// Rows holding it, over the whole table (within `where`).
+    pub rows: u64,
+    /// The listed word it differs from only by case or spaces, and that word's class.
+    pub variant_of: Option<(StatusClass, String)>,
+}
+
+impl Unlisted {
+    /// "`Running` (12 rows; `running` differs only by case or spaces)".
+    pub fn describe(&self) -> String {
+        let rows = format!("{} row{}", self.rows, if self.rows == 1 { "" } else { "s" });
+        match &self.variant_of {
+            Some((class, listed)) => format!(
+                "`{}` ({rows}; the {} word `{listed}` differs only by case or spaces)",
+                self.word.escape_debug(),
+                class.as_str()
+            ),
+            None => format!("`{}` ({rows})", self.word.escape_debug()),
+        }
+    }
+}
+
+/// One warning for the words no class lists, naming at most `named` of them.
+pub fn unlisted_warning(unlisted: &[Unlisted], named: usize) -> Option<String> {
+    if unlisted.is_empty() {
+        return None;
+    }
+    let mut words: Vec<String> = unlisted
+        .iter()
+        .take(named)
+        .map(Unlisted::describe)
+        .collect();
+    if unlisted.len() > named {
+        words.push(format!("and {} more", unlisted.len() - named));
+    }
+    Some(format!(
+        "rows in statuses `[jobs.statuses]` does not list are never watched: {}",
+        words.join(", ")
+    ))
 }
 
 impl Signal {
@@ -247,5 +319,61 @@ impl Action {
             Action::Fail => "fail",
             Action::Requeue => "requeue",
         }
+    }
+}
+
+#[cfg(test)]
+mod unlisted_tests {
+    use super::*;
+
+    fn statuses() -> Statuses {
+        Statuses {
+            pending: vec!["queued".into()],
+            running: vec!["running".into()],
+            succeeded: vec!["completed".into()],
+            ..Statuses::default()
+        }
+    }
+
+    #[test]
+    fn words_no_class_lists_are_found_with_their_near_misses() {
+        let counts = [
+            ("running", 4),
+            ("Running", 12),
+            ("in_progress", 3),
+            ("completed", 900),
+            (" COMPLETED", 1),
+        ]
+        .into_iter()
+        .map(|(w, n)| (w.to_string(), n))
+        .collect();
+        let got = statuses().unlisted(&counts);
+        assert_eq!(
+            got.iter()
+                .map(|u| (u.word.as_str(), u.rows, u.variant_of.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    "Running",
+                    12,
+                    Some((StatusClass::Running, "running".to_string()))
+                ),
+                ("in_progress", 3, None),
+                (
+                    " COMPLETED",
+                    1,
+                    Some((StatusClass::Succeeded, "completed".to_string()))
+                ),
+            ]
+        );
+        assert_eq!(
+            unlisted_warning(&got, 2).as_deref(),
+            Some(
+                "rows in statuses `[jobs.statuses]` does not list are never watched: `Running` \
+                 (12 rows; the running word `running` differs only by case or spaces), \
+                 `in_progress` (3 rows), and 1 more"
+            )
+        );
+        assert_eq!(unlisted_warning(&[], 2), None);
     }
 }

@@ -35,12 +35,16 @@ pub struct HttpMetrics {
     pub closed: IntCounterVec,
 }
 
+/// How many unlisted status words are named in labels; the rest share one.
+pub const UNLISTED_NAMED: usize = 10;
+
 /// Every metric jobwarden exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     jobs: IntGaugeVec,
     jobs_by_status: IntGaugeVec,
+    unlisted_statuses: IntGaugeVec,
     findings: IntGaugeVec,
     oldest_heartbeat_age: Gauge,
     pub scan_duration: Histogram,
@@ -80,6 +84,13 @@ impl Metrics {
             Opts::new(
                 "jobwarden_jobs_by_status",
                 "Jobs per status word of the table, as of the last scan (terminal words as of the last terminal count).",
+            ),
+            &["status"],
+        )?;
+        let unlisted_statuses = IntGaugeVec::new(
+            Opts::new(
+                "jobwarden_unlisted_status_rows",
+                "Rows in status words [jobs.statuses] does not list (never watched), as of the last status count; the 10 commonest words by name, the rest as status=\"(other)\".",
             ),
             &["status"],
         )?;
@@ -240,6 +251,7 @@ impl Metrics {
         for collector in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(jobs_by_status.clone()),
+            Box::new(unlisted_statuses.clone()),
             Box::new(findings.clone()),
             Box::new(oldest_heartbeat_age.clone()),
             Box::new(scan_duration.clone()),
@@ -278,6 +290,7 @@ impl Metrics {
             registry,
             jobs,
             jobs_by_status,
+            unlisted_statuses,
             findings,
             oldest_heartbeat_age,
             scan_duration,
@@ -367,6 +380,22 @@ impl Metrics {
                     .with_label_values(&[class.as_str()])
                     .set(total as i64);
             }
+        }
+    }
+
+    /// Records the rows in words no class lists: a bounded label (the commonest
+    /// [`UNLISTED_NAMED`] words, the rest summed as `(other)`).
+    pub fn observe_unlisted(&self, unlisted: &[crate::core::vocabulary::Unlisted]) {
+        self.unlisted_statuses.reset();
+        for (i, u) in unlisted.iter().enumerate() {
+            let label = if i < UNLISTED_NAMED {
+                u.word.as_str()
+            } else {
+                "(other)"
+            };
+            self.unlisted_statuses
+                .with_label_values(&[label])
+                .add(u.rows.min(i64::MAX as u64) as i64);
         }
     }
 

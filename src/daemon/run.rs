@@ -32,7 +32,7 @@ use crate::app::actions;
 use crate::app::scan::{Report, Scanner};
 use crate::config::{Config, ConfigError, StatusClass};
 use crate::core::backoff::Backoff;
-use crate::core::detect::{Finding, FindingKey, Kind, OlderThan};
+use crate::core::detect::{Finding, FindingKey, Kind, OlderThan, Warning};
 use crate::core::memory::Memory;
 use crate::daemon::metrics::Metrics;
 
@@ -138,6 +138,8 @@ pub struct Shared {
     /// Findings appearing and clearing, newest last (the last [`HISTORY`] of them, since
     /// this process started).
     history: RwLock<std::collections::VecDeque<Change>>,
+    /// The warning about status words no class lists, from the last status count.
+    unlisted: RwLock<Option<String>>,
 }
 
 /// How many finding changes the job pages can show, across all jobs.
@@ -516,6 +518,7 @@ pub async fn run(
         store: RwLock::new(None),
         indexes: RwLock::new(Vec::new()),
         history: RwLock::new(std::collections::VecDeque::new()),
+        unlisted: RwLock::new(None),
     });
     let local = listener
         .local_addr()
@@ -719,6 +722,13 @@ impl Loop {
                     self.alerter.tick();
                 }
                 self.notifier.cycle(&summary(&report, Some(elapsed)));
+                let mut report = report;
+                if let Some(w) = read(&self.shared.unlisted).clone() {
+                    report.warnings.push(Warning {
+                        job_id: None,
+                        message: w,
+                    });
+                }
                 *write(&self.shared.latest) = Some(report);
                 true
             }
@@ -1040,11 +1050,29 @@ impl Loop {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match store.terminal_counts().await {
-                    Ok(counts) => shared
-                        .metrics
-                        .observe_terminal(&counts, &config.jobs.statuses),
-                    Err(e) => tracing::warn!("counting terminal statuses failed: {e}"),
+                match store.status_counts().await {
+                    Ok(counts) => {
+                        let statuses = &config.jobs.statuses;
+                        shared.metrics.observe_terminal(&counts, statuses);
+                        let unlisted = statuses.unlisted(&counts);
+                        shared.metrics.observe_unlisted(&unlisted);
+                        let warning = crate::core::vocabulary::unlisted_warning(
+                            &unlisted,
+                            crate::daemon::metrics::UNLISTED_NAMED,
+                        );
+                        let mut known = write(&shared.unlisted);
+                        if *known != warning {
+                            match &warning {
+                                Some(w) => tracing::warn!("{w}"),
+                                None if known.is_some() => {
+                                    tracing::info!("every status word in the table is listed again")
+                                }
+                                None => {}
+                            }
+                            *known = warning;
+                        }
+                    }
+                    Err(e) => tracing::warn!("counting rows per status failed: {e}"),
                 }
             }
         }));

@@ -731,26 +731,56 @@ impl Store {
         }
     }
 
-    /// Counts the terminal statuses over the whole table: slow on a big table, so the daemon
-    /// runs it on its own period, never inside a scan.
-    pub async fn terminal_counts(
+    /// Counts rows per status word over the whole table: slow on a big table, so the daemon
+    /// runs it on its own period (with the terminal counts it gives), never inside a scan.
+    pub async fn status_counts(
         &self,
     ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-        let Some(sql) = self.queries.terminal_counts() else {
-            return Ok(Default::default());
-        };
+        let sql = self.queries.status_counts();
         let rows = self
-            .fetch("counting terminal statuses", &sql, |row| {
+            .fetch("counting rows per status", &sql, |row| {
                 Ok((row.text(0, "status")?, row.int(1, "count")?))
             })
             .await?;
+        let hex = self.queries.dialect == Dialect::MySql;
         let mut counts = std::collections::BTreeMap::new();
         for (status, n) in rows {
+            let status = match status {
+                Some(h) if hex => from_hex(&h),
+                other => other,
+            };
             if let Some(status) = status {
                 *counts.entry(status).or_default() += n.unwrap_or(0).max(0) as u64;
             }
         }
         Ok(counts)
+    }
+
+    /// How many of the newest rows holding `word` (at most `limit`) were created within
+    /// `within` of `now` (the database clock).
+    pub async fn created_within(
+        &self,
+        word: &str,
+        limit: usize,
+        within: Duration,
+        now: f64,
+    ) -> Result<usize, StoreError> {
+        let sql = self.queries.newest_created(word, limit);
+        let reading = self.info.time.readings.created;
+        let stamps = self
+            .fetch("reading the newest rows of a status", &sql, |row| {
+                Ok(Stamp::read(
+                    row.float(0, "created_at")?,
+                    row.text(1, "created_at")?.as_deref(),
+                    reading,
+                ))
+            })
+            .await?;
+        Ok(stamps
+            .iter()
+            .filter_map(Stamp::at)
+            .filter(|at| now - at <= within.as_secs_f64())
+            .count())
     }
 
     /// Runs one guarded write. `Ok(true)`: the row was written; `Ok(false)`: it had changed
@@ -838,6 +868,15 @@ impl Store {
             on_pool!(writer, pool => pool.close().await);
         }
     }
+}
+
+/// The text whose bytes `HEX()` gave (lossy for bytes that are not UTF-8).
+fn from_hex(hex: &str) -> Option<String> {
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -998,22 +1037,19 @@ mod tests {
     }
 
     #[test]
-    fn terminal_counts_read_only_terminal_words() {
-        let mut j = jobs();
-        j.statuses.succeeded = vec!["completed".into()];
-        let sql = Queries::new(Dialect::Sqlite, &j, &HashMap::new())
-            .terminal_counts()
-            .unwrap();
+    fn hex_words_read_back_as_text() {
+        assert_eq!(from_hex("52756E6E696E67").as_deref(), Some("Running"));
+        assert_eq!(from_hex("").as_deref(), Some(""));
+        assert_eq!(from_hex("5"), None);
+    }
+
+    #[test]
+    fn status_counts_read_every_word_within_where() {
+        let sql = Queries::new(Dialect::Sqlite, &jobs(), &HashMap::new()).status_counts();
         assert_eq!(
             sql,
             "SELECT CAST(\"status\" AS TEXT), COUNT(*) FROM \"public\".\"research_jobs\" \
-             WHERE \"status\" IN ('completed', 'failed') AND (archived = false) GROUP BY \"status\""
-        );
-        j.statuses.succeeded.clear();
-        j.statuses.failed.clear();
-        assert_eq!(
-            Queries::new(Dialect::Sqlite, &j, &HashMap::new()).terminal_counts(),
-            None
+             WHERE (archived = false) GROUP BY \"status\""
         );
     }
 

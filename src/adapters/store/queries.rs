@@ -235,33 +235,50 @@ impl Queries {
         ))
     }
 
-    /// Counts of the terminal statuses over the whole table (within `where`); `None` when the
-    /// config lists no terminal word.
-    pub fn terminal_counts(&self) -> Option<String> {
+    /// Rows per status word over the whole table (within `where`), every word the column
+    /// holds: the terminal counts, and the words no class lists. MySQL's usual collations
+    /// are case-insensitive, so there the words are grouped by their bytes, read as hex
+    /// (`Running` and `running` are two words to jobwarden).
+    pub fn status_counts(&self) -> String {
         let d = self.dialect;
-        let s = &self.jobs.statuses;
-        let words: Vec<&str> = s
-            .succeeded
-            .iter()
-            .chain(&s.failed)
-            .chain(&s.cancelled)
-            .map(String::as_str)
-            .collect();
-        if words.is_empty() {
-            return None;
-        }
-        let status = d.quote(&self.jobs.status.column);
-        let mut sql = format!(
-            "SELECT {}, COUNT(*) FROM {} WHERE {status} IN ({})",
-            d.value_text(&self.jobs.status),
-            d.table(&self.jobs.table),
-            d.literal_list(words)
-        );
+        let (word, group) = match d {
+            Dialect::MySql => (
+                format!("HEX({})", d.value(&self.jobs.status)),
+                "1".to_string(),
+            ),
+            _ => (
+                d.value_text(&self.jobs.status),
+                d.quote(&self.jobs.status.column),
+            ),
+        };
+        let mut sql = format!("SELECT {word}, COUNT(*) FROM {}", d.table(&self.jobs.table));
         if let Some(w) = &self.jobs.where_sql {
+            sql.push_str(&format!(" WHERE ({w})"));
+        }
+        sql.push_str(&format!(" GROUP BY {group}"));
+        sql
+    }
+
+    /// The creation times of the newest `limit` rows holding one status word.
+    pub fn newest_created(&self, word: &str, limit: usize) -> String {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let mut sql = format!(
+            "SELECT {}, {} FROM {} WHERE {} = {}",
+            d.epoch(&j.created_at, self.time_kind(&j.created_at)),
+            d.value_text(&j.created_at),
+            d.table(&j.table),
+            d.value_text(&j.status),
+            d.literal(word)
+        );
+        if let Some(w) = &j.where_sql {
             sql.push_str(&format!(" AND ({w})"));
         }
-        sql.push_str(&format!(" GROUP BY {status}"));
-        Some(sql)
+        sql.push_str(&format!(
+            " ORDER BY {} DESC LIMIT {limit}",
+            d.value(&j.created_at)
+        ));
+        sql
     }
 
     /// The status of each of these ids that the table has (artifact ids with no active row).
