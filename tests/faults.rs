@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{get, jobwarden, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
+use common::{get, jobwarden, metric, wait_for, Backend, Daemon, Receiver, TestConfig, TestDb};
 
 /// A jobs table with `n` running jobs silent for 45 minutes, and a `history` table that a
 /// trigger fills with every status change: what was really written.
@@ -325,6 +325,70 @@ async fn daemon_faults(backend: Backend) {
 }
 
 per_backend!(daemon_killed_and_stopped_mid_scan, daemon_faults, postgres => Postgres, sqlite => Sqlite);
+
+/// Job ids of every firing alert a webhook accepted, digests included.
+fn alerted(hook: &Receiver) -> BTreeSet<String> {
+    let id = |f: &serde_json::Value| f["job_id"].as_str().unwrap_or_default().to_string();
+    let mut out = BTreeSet::new();
+    for r in hook.accepted("firing") {
+        match r.body["findings"].as_array() {
+            Some(digest) => out.extend(digest.iter().map(id)),
+            None => {
+                out.insert(id(&r.body["finding"]));
+            }
+        }
+    }
+    out
+}
+
+/// A daemon SIGKILLed in the middle of its writes: the jobs it failed before the kill are no
+/// longer active after the restart, so no scan finds them again; their alerts were made
+/// durable before the writes, and the restarted daemon sends every one.
+#[tokio::test]
+async fn a_daemon_killed_after_its_writes_sends_their_alerts_after_the_restart() {
+    let db = TestDb::new(Backend::Postgres).await;
+    stalled_jobs(&db, JOBS).await;
+    let state = db.dir().join("state");
+    let hook = Receiver::start(0, &[]).await;
+    let config = daemon_config(
+        &db,
+        &state,
+        "interval = \"1s\"",
+        &format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"",
+            hook.url("/hook")
+        ),
+    );
+    let daemon = Daemon::start(&config, &[]);
+    wait_written(&db, 200).await;
+    daemon.signal(libc::SIGKILL);
+    drop(daemon);
+    let before_kill = written(&db).await.len();
+    let daemon = Daemon::start(&config, &[]);
+    wait_for(
+        "every job failed and alerted on",
+        Duration::from_secs(120),
+        || async {
+            let failed = written(&db).await;
+            (failed.len() == JOBS && alerted(&hook).len() >= JOBS).then_some(())
+        },
+    )
+    .await;
+    let failed: BTreeSet<String> = written(&db).await.into_keys().collect();
+    let told = alerted(&hook);
+    let missing: Vec<&String> = failed.difference(&told).collect();
+    eprintln!(
+        "SIGKILL after {before_kill} writes; {} jobs failed, {} never alerted",
+        failed.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "failed without an alert: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
 
 /// A state directory that cannot take the audit trail: nothing is written, and `recover`
 /// exits 3. Once as a path that is a file (any user), once as a full 64 KiB tmpfs (root).

@@ -807,6 +807,7 @@ impl Loop {
             self.save_memory(false);
             return Ok(report);
         }
+        self.alert_before_writes(&report, &snoozed, dry_run);
         let mut executed = actions::execute(
             &store,
             &config,
@@ -830,6 +831,17 @@ impl Loop {
         }
         self.audit_health(&executed);
         Ok(report)
+    }
+
+    /// Makes the alerts of the findings about to be written durable first (see
+    /// [`Alerter::before_writes`]): a kill mid-way through the writes still alerts on them
+    /// after the restart.
+    fn alert_before_writes(&mut self, report: &Report, snoozed: &[(String, f64)], dry_run: bool) {
+        if dry_run {
+            return;
+        }
+        let held = snoozed.iter().map(|(id, _)| id.as_str()).collect();
+        self.alerter.before_writes(&report.findings, &held);
     }
 
     /// Publishes whether the audit trail takes writes: an error makes `/readyz` 503 and is
@@ -905,6 +917,7 @@ impl Loop {
             });
             let mut report = scanner.scan(&config, older_than).await?;
             let store = scanner.store().clone();
+            self.alert_before_writes(&report, &snoozed, dry_run);
             let executed = actions::execute(
                 &store,
                 &config,

@@ -122,6 +122,20 @@ impl Book {
         snoozed: &HashSet<&str>,
         now: f64,
     ) {
+        let current = self.fire(findings, snoozed, now);
+        self.resolve_cleared(&current, active, snoozed, now);
+    }
+
+    /// Records `findings` as firing (new ones, and ones back after clearing), and returns
+    /// their keys; resolves nothing. The daemon calls it with the findings it is about to
+    /// write, and saves the book, before the writes: a kill between a write and the scan's
+    /// own [`Book::observe`] must not lose the alert of a job that is no longer active.
+    pub fn fire(
+        &mut self,
+        findings: &[Finding],
+        snoozed: &HashSet<&str>,
+        now: f64,
+    ) -> HashSet<String> {
         let mut current = HashSet::with_capacity(findings.len());
         for f in findings {
             let key = f.key().to_string();
@@ -160,6 +174,18 @@ impl Book {
             }
             current.insert(key);
         }
+        current
+    }
+
+    /// Resolves the open alerts whose findings are not in `current` (saying why), and holds
+    /// those of snoozed jobs as they are.
+    fn resolve_cleared(
+        &mut self,
+        current: &HashSet<String>,
+        active: &HashSet<&str>,
+        snoozed: &HashSet<&str>,
+        now: f64,
+    ) {
         for (key, entry) in &mut self.entries {
             entry.held = snoozed.contains(entry.job_id.as_str());
             if entry.resolved.is_none() && !current.contains(key) && !entry.held {
@@ -407,6 +433,41 @@ mod tests {
         assert!(book.due(&hook, 11.0).is_empty());
         book.prune(&[hook], &HashSet::new(), 11.0);
         assert!(book.entries.is_empty());
+    }
+
+    #[test]
+    fn an_alert_recorded_before_its_write_survives_a_kill_after_the_write() {
+        let hook = sink("hook", AlertKind::Webhook);
+        let mut mass = finding("", Severity::Critical);
+        mass.kind = Kind::MassStall;
+        let mut book = Book::new();
+        book.observe(std::slice::from_ref(&mass), &HashSet::new(), &none(), 0.0);
+        book.told("hook", "mass_stall/hb/", State::Firing, 0.5);
+        // Before the writes: job 1's finding is recorded, and nothing else changes (the mass
+        // stall, not among the findings yet, stays open).
+        let fired = book.fire(&[finding("1", Severity::Critical)], &none(), 1.0);
+        assert_eq!(fired, ["stalled/hb/1".to_string()].into());
+        assert!(book.entries["mass_stall/hb/"].resolved.is_none());
+        // Killed after the write: the saved book is all a restart has, and job 1 is gone.
+        let text = serde_json::to_string(&book).unwrap();
+        let mut restarted: Book = serde_json::from_str(&text).unwrap();
+        restarted.observe(&[], &HashSet::new(), &none(), 20.0);
+        assert_eq!(
+            states(&restarted.due(&hook, 20.0)),
+            [
+                ("mass_stall/hb/", State::Resolved, false),
+                ("stalled/hb/1", State::Firing, false)
+            ],
+            "the firing alert goes out, then its resolution"
+        );
+        restarted.told("hook", "stalled/hb/1", State::Firing, 21.0);
+        assert_eq!(
+            states(&restarted.due(&hook, 21.0)),
+            [
+                ("mass_stall/hb/", State::Resolved, false),
+                ("stalled/hb/1", State::Resolved, false)
+            ]
+        );
     }
 
     #[test]

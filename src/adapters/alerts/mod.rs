@@ -159,6 +159,36 @@ impl Alerter {
         self.save();
     }
 
+    /// Records the findings a scan is about to write as firing, and saves the book, before
+    /// the writes (see [`Book::fire`]). Sends nothing: the scan's [`Alerter::observe`] does,
+    /// with the writes' outcomes.
+    pub fn before_writes(&mut self, findings: &[Finding], snoozed: &HashSet<&str>) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let writing: Vec<Finding> = findings
+            .iter()
+            .filter(|f| f.action != crate::config::Action::Alert)
+            .cloned()
+            .collect();
+        if writing.is_empty() {
+            return;
+        }
+        let open = |book: &Book| {
+            let resolved = book
+                .entries
+                .values()
+                .filter(|e| e.resolved.is_some())
+                .count();
+            (book.entries.len(), resolved)
+        };
+        let before = open(&self.book);
+        self.book.fire(&writing, snoozed, self.clock.now());
+        if open(&self.book) != before {
+            self.save();
+        }
+    }
+
     /// Records a write made between scans (see [`Book::acted`]).
     pub fn acted(&mut self, job_id: &str, what: &str) {
         self.book.acted(job_id, what);
