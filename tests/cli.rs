@@ -383,7 +383,10 @@ async fn where_scopes_reads_and_writes_and_bad_timestamps_only_warn() {
     );
     let config = write_config(db.dir(), &text);
     let (c, v) = jobwarden_json(&db.url, Path::new(&config), &["recover"]);
-    assert_eq!(c, 1, "{v}");
+    assert_eq!(
+        c, 0,
+        "every finding written: nothing left for a person: {v}"
+    );
     assert_eq!(
         common::findings(&v),
         common::expect(&[("1", "stalled", "hb")])
@@ -538,11 +541,12 @@ async fn a_job_first_seen_late_shows_both_ages_and_writes_the_true_one() {
         "{finding}"
     );
     let out = jobwarden(&db.url, &["recover", "--config", &config]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("wrote: job 1: UPDATE jobs SET status = 'failed'"),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
+        stdout(&out).contains("wrote: job 1: UPDATE jobs SET status = 'failed'")
+            && stdout(&out).ends_with("recover: 1 written; nothing is left to do\n"),
+        "{}",
+        stdout(&out)
     );
     let rows = db.rows("SELECT status, error FROM jobs").await;
     assert_eq!(rows[0][0].as_deref(), Some("failed"));

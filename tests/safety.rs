@@ -86,6 +86,21 @@ async fn a_mass_stall_writes_nothing_until_forced() {
         12
     );
     assert!(audit(&cfg).is_empty(), "nothing written, nothing audited");
+    // For a person: one line for the twelve, the next step, and a closing summary.
+    let out = common::jobwarden(&db.url, &["recover", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("held back: ").count(), 1, "{text}");
+    assert!(
+        text.contains("held back: 12 jobs (")
+            && text.contains("  next: if the workers really died, `jobwarden recover --force`"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("recover: 0 written, 12 held back; findings remain"),
+        "{text}"
+    );
 
     // The operator decides: --force lifts the guard for one run, and the audit records it.
     let (_, forced) = jobwarden_json(&db.url, &cfg, &["recover", "--force"]);
@@ -204,7 +219,7 @@ async fn requeue_counts_attempts_and_the_audit_table_commits_with_the_write() {
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let (code, report) = jobwarden_json(&db.url, &cfg, &["recover"]);
-    assert_eq!(code, 1, "{report}");
+    assert_eq!(code, 0, "both re-queued: nothing left: {report}");
     let rows = db
         .rows("SELECT id::text, status, attempts::text FROM jobs ORDER BY id")
         .await;

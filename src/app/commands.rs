@@ -218,9 +218,7 @@ pub async fn recover(
     } else {
         report::write_human(out, &report, true)?;
         report::write_applied(out, &executed.applied)?;
-        for (write, why) in &executed.limited {
-            writeln!(out, "held back: job {}: {why}", write.job_id)?;
-        }
+        report::write_held(out, &executed.limited)?;
         if executed.interrupted > 0 {
             writeln!(
                 out,
@@ -230,6 +228,13 @@ pub async fn recover(
             )?;
         }
     }
+    if format == Format::Human {
+        writeln!(
+            out,
+            "\n{}",
+            report::recover_summary(&report, &executed.applied, executed.limited.len())
+        )?;
+    }
     if executed.audit_error.is_some() {
         // Writes were held back because their record could not be kept.
         return Ok(EXIT_UNAVAILABLE);
@@ -238,7 +243,12 @@ pub async fn recover(
         // Found, and could not fix: a script must be able to tell this from "fixed".
         return Ok(EXIT_UNAVAILABLE);
     }
-    Ok(exit_for(&report))
+    // 0 when nothing is left for a person: every finding written or found alive again.
+    Ok(if report::left_for_a_person(&report) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
 }
 
 /// Sets `stop` on the first SIGTERM or SIGINT (instead of dying mid-write).

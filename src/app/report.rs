@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use crate::app::actions::Applied;
 use crate::app::scan::Report;
 use crate::core::detect::{format_age, Outcome};
+use crate::core::safety::HeldBack;
 
 /// Writes the report as one JSON object and a newline.
 pub fn write_json(out: &mut dyn Write, report: &Report) -> io::Result<()> {
@@ -114,22 +115,116 @@ const NAMED_IDS: usize = 10;
 /// One line for the jobs first seen late, so an operator knows why they are not flagged yet.
 fn late_line(ids: &[String]) -> String {
     let n = ids.len();
-    let mut named = ids
-        .iter()
-        .take(NAMED_IDS)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if n > NAMED_IDS {
-        named.push_str(&format!(" and {} more", n - NAMED_IDS));
-    }
     format!(
         "first seen late: {n} job{s} ({named}) show{v} a signal older than {its} rule, but jobwarden counts from its first sight of {them}: not flagged before the rule's limit has passed since then",
+        named = named_ids(ids),
         s = if n == 1 { "" } else { "s" },
         v = if n == 1 { "s" } else { "" },
         its = if n == 1 { "its" } else { "their" },
         them = if n == 1 { "it" } else { "them" },
     )
+}
+
+/// "1, 2, 3" or "1, 2, ... 10 and 290 more": at most [`NAMED_IDS`] ids.
+fn named_ids<S: AsRef<str>>(ids: &[S]) -> String {
+    let mut named = ids
+        .iter()
+        .take(NAMED_IDS)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > NAMED_IDS {
+        named.push_str(&format!(" and {} more", ids.len() - NAMED_IDS));
+    }
+    named
+}
+
+/// The writes a safety limit, a snooze or a pause held back, one line per reason (not per
+/// job), with the next step for the reasons a person can lift.
+pub fn write_held(
+    out: &mut dyn Write,
+    limited: &[(crate::core::plan::Write, HeldBack)],
+) -> io::Result<()> {
+    let mut by_reason: Vec<(String, &HeldBack, Vec<&str>)> = Vec::new();
+    for (write, why) in limited {
+        let text = why.to_string();
+        match by_reason.iter_mut().find(|(t, _, _)| *t == text) {
+            Some((_, _, ids)) => ids.push(&write.job_id),
+            None => by_reason.push((text, why, vec![&write.job_id])),
+        }
+    }
+    for (text, why, ids) in &by_reason {
+        writeln!(
+            out,
+            "held back: {} job{} ({}): {text}",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" },
+            named_ids(ids)
+        )?;
+        if let Some(next) = next_step(why) {
+            writeln!(out, "  next: {next}")?;
+        }
+    }
+    Ok(())
+}
+
+/// What a person can do about writes held back for this reason, if anything.
+fn next_step(why: &HeldBack) -> Option<&'static str> {
+    match why {
+        HeldBack::MassStall(_) => Some(
+            "if the workers really died, `jobwarden recover --force` (or the console's actions on each job)",
+        ),
+        HeldBack::PerScanCap(_) => Some("run `jobwarden recover` again, or with `--force` to lift the cap"),
+        HeldBack::MinAge { .. } => Some("run `jobwarden recover` again once the findings are older than `[safety] min_age`"),
+        HeldBack::Suspicion(_) => Some(
+            "set `[database] timezone` (see `jobwarden validate --connect`); if the ages are right, `jobwarden recover --force`",
+        ),
+        HeldBack::TimeUnknown(_) => Some("set `[database] timezone` (see `jobwarden validate --connect`)"),
+        _ => None,
+    }
+}
+
+/// The closing line of `recover`: what was written, what raced, what was held back, what only
+/// alerts.
+pub fn recover_summary(report: &Report, applied: &[Applied], held: usize) -> String {
+    let count = |o: Outcome| applied.iter().filter(|a| a.outcome == o).count();
+    let alert_only = report
+        .findings
+        .iter()
+        .filter(|f| f.action == crate::config::Action::Alert && !f.job_id.is_empty())
+        .map(|f| f.job_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let mut parts = vec![format!("{} written", count(Outcome::Applied))];
+    for (n, what) in [
+        (count(Outcome::DryRun), "would be written (dry run)"),
+        (
+            count(Outcome::Raced),
+            "raced (the row changed since it was read: left alone)",
+        ),
+        (count(Outcome::Error), "refused by the database"),
+        (held, "held back"),
+        (alert_only, "left alone (their rule only alerts)"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let left = if left_for_a_person(report) {
+        "findings remain"
+    } else {
+        "nothing is left to do"
+    };
+    format!("recover: {}; {left}", parts.join(", "))
+}
+
+/// Whether a finding is left for a person after `recover`: one that was not written nor found
+/// alive again (exit 1; else 0).
+pub fn left_for_a_person(report: &Report) -> bool {
+    report
+        .findings
+        .iter()
+        .any(|f| !matches!(f.outcome, Outcome::Applied | Outcome::Raced))
 }
 
 /// Writes what `recover` did, one line per write.
@@ -209,6 +304,40 @@ mod tests {
         assert!(late_line(&many).starts_with(
             "first seen late: 12 jobs (1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more) show a signal"
         ));
+    }
+
+    #[test]
+    fn held_writes_are_told_once_per_reason_with_the_next_step() {
+        let write = |id: usize| crate::core::plan::Write {
+            job_id: id.to_string(),
+            action: crate::config::Action::Fail,
+            status_before: "running".into(),
+            status_after: "failed".into(),
+            guard: Default::default(),
+            reason: String::new(),
+            bump_attempts: false,
+        };
+        let stall = HeldBack::MassStall("302 of 303 active jobs look stuck at once".into());
+        let mut limited: Vec<_> = (1..=302).map(|i| (write(i), stall.clone())).collect();
+        limited.push((
+            write(303),
+            HeldBack::MinAge {
+                age: 5,
+                min_age: 60,
+            },
+        ));
+        let mut out = Vec::new();
+        write_held(&mut out, &limited).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "held back: 302 jobs (1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 292 more): 302 of 303 active jobs look stuck at once",
+                "  next: if the workers really died, `jobwarden recover --force` (or the console's actions on each job)",
+                "held back: 1 job (303): younger than min_age (5s < 60s)",
+                "  next: run `jobwarden recover` again once the findings are older than `[safety] min_age`",
+            ]
+        );
     }
 
     #[test]
