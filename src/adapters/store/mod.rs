@@ -97,6 +97,20 @@ impl StoreError {
     }
 }
 
+/// Whether a database error's SQLSTATE says the session itself was ended or refused
+/// (connection exceptions `08`, authorization `28`, an operator's termination or a server
+/// shutting down `57P0x`, too many connections `53300`, MySQL's killed connection `70100`),
+/// rather than that a statement was rejected.
+fn session_lost(code: Option<&str>) -> bool {
+    code.is_some_and(|c| {
+        c.starts_with("08")
+            || c.starts_with("28")
+            || c.starts_with("57P")
+            || c == "53300"
+            || c == "70100"
+    })
+}
+
 /// One scan's worth of rows.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -796,6 +810,9 @@ impl Store {
     }
 
     /// Runs a query and decodes each row with `decode`, straight from the driver's row.
+    /// The session is taken from the pool first, on its own: a database that refuses one
+    /// (CONNECT revoked, a failed login, too many clients) answers with an error too, but it
+    /// is an outage, not a rejected statement.
     async fn fetch<T>(
         &self,
         what: &'static str,
@@ -803,8 +820,22 @@ impl Store {
         decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         on_pool!(&self.pool, pool => {
-            let rows = self.timed(what, sqlx::query(sql).fetch_all(pool)).await?;
+            let mut session = self.session(what, pool.acquire()).await?;
+            let rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)).await?;
             rows.iter().map(|row| decode(row)).collect()
+        })
+    }
+
+    /// A session from a pool, within the query timeout: any error is the database not
+    /// reached (never `Rejected`), whatever the server said.
+    async fn session<C>(
+        &self,
+        what: &'static str,
+        fut: impl std::future::Future<Output = Result<C, sqlx::Error>>,
+    ) -> Result<C, StoreError> {
+        self.timed(what, fut).await.map_err(|e| match e {
+            StoreError::Rejected { what, message } => StoreError::Query { what, message },
+            other => other,
         })
     }
 
@@ -818,6 +849,13 @@ impl Store {
                 what,
                 timeout: self.timeout,
             }),
+            // The server ended or refused the session: the database is not reachable.
+            Ok(Err(sqlx::Error::Database(e))) if session_lost(e.code().as_deref()) => {
+                Err(StoreError::Query {
+                    what,
+                    message: scrub(&e.to_string(), &self.secrets),
+                })
+            }
             // The database answered, with an error about the statement.
             Ok(Err(sqlx::Error::Database(e))) => Err(StoreError::Rejected {
                 what,
@@ -1048,6 +1086,20 @@ mod tests {
         );
         assert_eq!(v("CHECK constraint c", "CHECK ((substatus <> 'x'))"), None);
         assert_eq!(v("CHECK constraint c", "CHECK ((attempts >= 0))"), None);
+    }
+
+    #[test]
+    fn ended_sessions_are_not_rejected_statements() {
+        for lost in [
+            "08006", "08P01", "28000", "28P01", "57P01", "57P03", "53300", "70100",
+        ] {
+            assert!(session_lost(Some(lost)), "{lost}");
+        }
+        // Permission denied, a syntax error, an undefined column: the database answered.
+        for answered in ["42501", "42601", "42703", "22P02", "HY000"] {
+            assert!(!session_lost(Some(answered)), "{answered}");
+        }
+        assert!(!session_lost(None));
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! The daemon against a database that stops cooperating: sessions refused, queries that run
+//! long when it is told to stop, rows locked by another writer. Each drives the real binary
+//! against a real database and asserts what an operator would see.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
+
+/// The value of `jobwarden_database_up` once it reads `want`.
+async fn database_up(daemon: &Daemon, want: f64) {
+    wait_for(
+        &format!("jobwarden_database_up {want}"),
+        Duration::from_secs(30),
+        || async {
+            get(&daemon.url("/metrics"))
+                .await
+                .filter(|(_, m)| metric(m, "jobwarden_database_up") == Some(want))
+        },
+    )
+    .await;
+}
+
+/// A PostgreSQL login role made for one test, dropped when it goes out of scope, panic or
+/// not. Declare it before the [`TestDb`] its grants are in: that database goes first, taking
+/// the grants with it, so nothing holds the role back.
+struct Role(String);
+
+impl Role {
+    fn new(prefix: &str) -> Role {
+        Role(format!("{prefix}_{}", std::process::id()))
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let sql = format!("DROP ROLE IF EXISTS {}", self.0);
+        let url = std::env::var("JOBWARDEN_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        // The test's runtime may be gone: a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                    let _ = sqlx::query(&sql).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// CONNECT revoked mid-run, and every session of jobwarden's role terminated: the server
+/// still answers (with "permission denied for database"), but no session can be had, and
+/// `jobwarden_database_up` says 0 until CONNECT is granted back.
+#[tokio::test]
+async fn revoked_connect_takes_database_up_to_zero_and_back() {
+    let role = Role::new("jw_sessions");
+    let db = TestDb::new(Backend::Postgres).await;
+    db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status text, created_at timestamptz, updated_at timestamptz)")
+        .await;
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (1, 'running', {}, {})",
+        db.ago(10.0),
+        db.ago(0.1)
+    ))
+    .await;
+    let role = &role.0;
+    let database = db.rows("SELECT current_database()::text").await[0][0]
+        .clone()
+        .expect("database name");
+    db.exec(&format!("DROP ROLE IF EXISTS {role}")).await;
+    db.exec(&format!("CREATE ROLE {role} LOGIN")).await;
+    db.exec(&format!("GRANT SELECT ON jobs TO {role}")).await;
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names the postgres user");
+    let config = TestConfig::new(&url)
+        .top("interval = \"300ms\"\ndry_run = true")
+        .database("query_timeout = \"2s\"")
+        .heartbeat_rule("hb", "30m", "")
+        .state(&db.dir().join("state"))
+        .http(0)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    database_up(&daemon, 1.0).await;
+
+    db.exec(&format!(
+        "REVOKE CONNECT ON DATABASE {database} FROM PUBLIC, {role}"
+    ))
+    .await;
+    db.exec(&format!(
+        "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity WHERE usename = '{role}'"
+    ))
+    .await;
+    database_up(&daemon, 0.0).await;
+    let (code, body) = get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("permission denied"), "{body}");
+    let metrics = get(&daemon.url("/metrics")).await.expect("metrics").1;
+    assert!(
+        metric(&metrics, "jobwarden_scan_errors_total{source=\"database\"}").unwrap_or(0.0) >= 1.0,
+        "an outage, not a rejected query: {metrics}"
+    );
+
+    db.exec(&format!("GRANT CONNECT ON DATABASE {database} TO {role}"))
+        .await;
+    database_up(&daemon, 1.0).await;
+    assert_eq!(daemon.stop().await, 0);
+}
