@@ -117,6 +117,8 @@ pub struct Shared {
     /// Whether the leader lock was checked yet, and its answer.
     role_known: AtomicBool,
     leader: AtomicBool,
+    /// Who holds the leader lock while this replica stands by, when the database tells.
+    leader_holder: RwLock<Option<String>>,
     pub recover: mpsc::Sender<RecoverRequest>,
     /// Per-job actions, for the loop.
     pub jobs: mpsc::Sender<JobRequest>,
@@ -250,6 +252,11 @@ impl Shared {
         }
     }
 
+    /// Who leads, as the database tells, while this replica stands by.
+    pub fn leader_holder(&self) -> Option<String> {
+        read(&self.leader_holder).clone()
+    }
+
     /// Whether a request's `Host` is one this listener answers.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
         read(&self.http).host_allowed(host)
@@ -267,6 +274,7 @@ impl Shared {
             ready,
             not_ready,
             role: self.role(),
+            leader: self.leader_holder(),
             dry_run: info.dry_run,
             last_scan_age: read(&self.last_success).map(|at| at.elapsed().as_secs_f64()),
             last_scan_seconds: read(&self.last_scan).map(|d| d.as_secs_f64()),
@@ -505,6 +513,7 @@ pub async fn run(
         }),
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
+        leader_holder: RwLock::new(None),
         recover: recover_tx,
         jobs: jobs_tx,
         tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
@@ -941,6 +950,7 @@ impl Loop {
     async fn lead(&mut self) -> bool {
         let leader = self.leadership.check().await;
         self.shared.leader.store(leader, Ordering::Relaxed);
+        *write(&self.shared.leader_holder) = self.leadership.holder().map(str::to_string);
         self.shared.role_known.store(true, Ordering::Relaxed);
         self.shared.metrics.leader.set(i64::from(leader));
         leader
