@@ -112,3 +112,72 @@ async fn revoked_connect_takes_database_up_to_zero_and_back() {
     database_up(&daemon, 1.0).await;
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// SIGTERM while the scan's query runs (a `where` that takes 20 s, a query timeout of 60 s):
+/// the query is cancelled, not waited for, and the daemon exits 0 within 5 s.
+#[tokio::test]
+async fn sigterm_cancels_a_slow_scan() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status text, created_at timestamptz, updated_at timestamptz)")
+        .await;
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (1, 'running', {}, {})",
+        db.ago(90.0),
+        db.ago(45.0)
+    ))
+    .await;
+    let state = db.dir().join("state");
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"1s\"")
+        .database("query_timeout = \"60s\"")
+        .jobs("where = \"pg_sleep(20) IS NOT NULL\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1")
+        .state(&state)
+        .http(0)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let sleeping = || async {
+        let rows = db
+            .rows(
+                "SELECT pid::text FROM pg_stat_activity WHERE state = 'active' \
+                 AND query LIKE '%pg_sleep(20) IS%' AND datname = current_database() \
+                 AND pid <> pg_backend_pid()",
+            )
+            .await;
+        (!rows.is_empty()).then_some(())
+    };
+    wait_for(
+        "the scan's query running",
+        Duration::from_secs(20),
+        sleeping,
+    )
+    .await;
+
+    let asked = tokio::time::Instant::now();
+    let code = daemon.stop().await;
+    let took = asked.elapsed();
+    assert_eq!(code, 0);
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+    // The statement itself was cancelled on the server, not left to run out its 20 s.
+    wait_for(
+        "the statement cancelled on the server",
+        Duration::from_secs(3),
+        || async { sleeping().await.is_none().then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        db.rows("SELECT status FROM jobs").await[0][0].as_deref(),
+        Some("running"),
+        "nothing written by a scan that never finished"
+    );
+    // The audit trail is whole: no intent without its outcome.
+    let trail = std::fs::read_to_string(state.join("audit.jsonl")).unwrap_or_default();
+    let stages: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .collect();
+    let intents = stages.iter().filter(|e| e["stage"] == "intent").count();
+    let outcomes = stages.iter().filter(|e| e["stage"] == "outcome").count();
+    assert_eq!(intents, outcomes, "{trail}");
+}

@@ -25,16 +25,22 @@ pub struct Applied {
 
 /// Stops writes between two of them: set on SIGTERM/SIGINT, checked before each write, so the
 /// write in flight finishes (and is recorded) and nothing after it starts.
+/// The daemon also ends its reads in flight with it ([`Stop::halt`]).
 #[derive(Debug, Clone, Default)]
-pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct Stop(crate::adapters::store::Halt);
 
 impl Stop {
     pub fn set(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.set();
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.is_set()
+    }
+
+    /// The same signal, for a store's reads ([`crate::adapters::store::Store::with_halt`]).
+    pub fn halt(&self) -> crate::adapters::store::Halt {
+        self.0.clone()
     }
 }
 

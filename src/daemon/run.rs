@@ -731,6 +731,10 @@ impl Loop {
                 *write(&self.shared.latest) = Some(report);
                 true
             }
+            Err(e @ StoreError::Stopped { .. }) => {
+                tracing::info!("scan ended early: {e}");
+                false
+            }
             Err(e) => {
                 // A database that answered with an error is up: the query (the config) is
                 // what failed, and monitoring must not page anyone for an outage.
@@ -766,7 +770,12 @@ impl Loop {
 
     async fn scanner(&mut self) -> Result<&mut Scanner, StoreError> {
         if self.scanner.is_none() {
-            let store = Store::connect(&self.config).await?;
+            // A stop ends a connect that hangs as it ends a read that does.
+            let halt = self.stop.halt();
+            let store = tokio::select! {
+                store = Store::connect(&self.config) => store?.with_halt(halt),
+                _ = halt.halted() => return Err(StoreError::Stopped { what: "connecting" }),
+            };
             tracing::info!(database = %self.config.redacted_url(), "connected");
             if let Some(why) = store.refusal() {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");

@@ -68,6 +68,9 @@ pub enum StoreError {
     /// The database answered with an error that jobwarden could not pin on one config key.
     #[error("{what} was rejected by the database: {message}")]
     Rejected { what: &'static str, message: String },
+    /// The read was ended by [`Halt`] (SIGTERM): its session was dropped, not waited for.
+    #[error("{what} was stopped by a signal")]
+    Stopped { what: &'static str },
     /// The database rejected SQL that a config key put into the query: a config error.
     #[error("{place}: {message}")]
     Config {
@@ -109,6 +112,36 @@ fn session_lost(code: Option<&str>) -> bool {
             || c == "53300"
             || c == "70100"
     })
+}
+
+/// Ends the reads in flight, and refuses new ones, once set (SIGTERM): a scan whose query
+/// runs long must not hold a stopping daemon. The read's session is detached from its pool
+/// and dropped (its socket closed; PostgreSQL is also asked to cancel the statement), never
+/// returned to the pool, which would wait for the statement to end. Writes do not look at it:
+/// the write in flight finishes and is recorded. Clones share the signal.
+#[derive(Debug, Clone)]
+pub struct Halt(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Halt {
+    fn default() -> Halt {
+        Halt(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Halt {
+    pub fn set(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once set (at once if it is).
+    pub async fn halted(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|set| *set).await;
+    }
 }
 
 /// One scan's worth of rows.
@@ -158,7 +191,8 @@ async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<
     Ok(match db.dialect {
         Dialect::Postgres => {
             let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)?
-                .options([("default_transaction_read_only", "on")]);
+                .options([("default_transaction_read_only", "on")])
+                .application_name(&reader_name());
             Pool::Postgres(pool_options(max, timeout).connect_with(options).await?)
         }
         Dialect::MySql => Pool::MySql(
@@ -180,6 +214,12 @@ async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<
             Pool::Sqlite(pool_options(max, timeout).connect_with(options).await?)
         }
     })
+}
+
+/// The `application_name` of this process's PostgreSQL read sessions, by which a stop
+/// cancels their statements (and an operator can tell them in `pg_stat_activity`).
+fn reader_name() -> String {
+    format!("jobwarden {} reader", crate::adapters::audit::replica())
 }
 
 /// Opens the one-connection pool the guarded write uses, on the first write.
@@ -214,6 +254,8 @@ pub struct Store {
     audit_table: Option<crate::core::sql::TableName>,
     /// The config's key lines, to name the key a rejected query comes from.
     places: Places,
+    /// Ends the reads in flight (SIGTERM); never set unless given by [`Store::with_halt`].
+    halt: Halt,
 }
 
 /// The column order of the scan query.
@@ -258,6 +300,7 @@ impl Store {
             info: TableInfo::default(),
             audit_table: config.audit_table.clone(),
             places: config.places.clone(),
+            halt: Halt::default(),
         };
         store.info = store.table_info().await?;
         let missing: Vec<(String, String)> = configured_columns(&config.jobs)
@@ -276,6 +319,12 @@ impl Store {
         store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns)
             .with_finished(store.info.time.readings.finished);
         Ok(store)
+    }
+
+    /// The store, its reads ended by `halt` once it is set.
+    pub fn with_halt(mut self, halt: Halt) -> Store {
+        self.halt = halt;
+        self
     }
 
     /// Why writes must not be made (naive timestamps in an unknown convention), if so.
@@ -819,11 +868,52 @@ impl Store {
         sql: &str,
         decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        if self.halt.is_set() {
+            return Err(StoreError::Stopped { what });
+        }
         on_pool!(&self.pool, pool => {
-            let mut session = self.session(what, pool.acquire()).await?;
-            let rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)).await?;
+            let mut session = tokio::select! {
+                session = self.session(what, pool.acquire()) => session?,
+                _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
+            };
+            let rows = tokio::select! {
+                rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)) => rows?,
+                _ = self.halt.halted() => {
+                    // The statement is still running: drop the session rather than wait for it.
+                    drop(session.detach());
+                    self.cancel_statements().await;
+                    return Err(StoreError::Stopped { what });
+                }
+            };
             rows.iter().map(|row| decode(row)).collect()
         })
+    }
+
+    /// Asks PostgreSQL to cancel the statements still running on this process's read
+    /// sessions (known by their `application_name`), from a session of its own, within a
+    /// second: a dropped session's statement would otherwise run on to its end. MySQL and
+    /// SQLite: nothing to do (SQLite runs in this process; MySQL's statement ends with its
+    /// connection's next check).
+    async fn cancel_statements(&self) {
+        if self.database.dialect != Dialect::Postgres {
+            return;
+        }
+        let cancel = async {
+            use std::str::FromStr;
+            let options = sqlx::postgres::PgConnectOptions::from_str(&self.database.url).ok()?;
+            let mut conn: sqlx::PgConnection =
+                sqlx::Connection::connect_with(&options).await.ok()?;
+            sqlx::query(
+                "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+            )
+            .bind(reader_name())
+            .execute(&mut conn)
+            .await
+            .ok()?;
+            sqlx::Connection::close(conn).await.ok()
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), cancel).await;
     }
 
     /// A session from a pool, within the query timeout: any error is the database not
