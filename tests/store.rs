@@ -7,6 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::{get, metric, wait_for, Backend, Daemon, TestConfig, TestDb};
+use jobwarden::adapters::store::Store;
+use jobwarden::app::actions;
+use jobwarden::app::scan::Scanner;
+use jobwarden::core::detect::Outcome;
 
 /// The value of `jobwarden_database_up` once it reads `want`.
 async fn database_up(daemon: &Daemon, want: f64) {
@@ -181,3 +185,100 @@ async fn sigterm_cancels_a_slow_scan() {
     let outcomes = stages.iter().filter(|e| e["stage"] == "outcome").count();
     assert_eq!(intents, outcomes, "{trail}");
 }
+
+/// One scan of the library's, and its actions.
+async fn scan_and_act(
+    scanner: &mut Scanner,
+    config: &jobwarden::config::Config,
+) -> (jobwarden::app::scan::Report, actions::Executed) {
+    let mut report = scanner.scan(config, None).await.expect("scan");
+    let executed = actions::execute(
+        scanner.store(),
+        config,
+        &mut report,
+        actions::Execute::default(),
+    )
+    .await;
+    (report, executed)
+}
+
+/// Writes of rows another transaction holds (PostgreSQL and MariaDB: `SELECT ... FOR UPDATE`;
+/// SQLite: `BEGIN IMMEDIATE`) give up within the scan's lock budget (each 1 s, 3 s in all),
+/// not a query timeout per row: every write is held back as locked, none is an error, and
+/// once the lock goes the same writes are made.
+async fn locked_rows_are_held_back_within_the_budget(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+        t = db.ty("text"),
+        ts = db.ty("ts")
+    ))
+    .await;
+    for id in 1..=6 {
+        db.running(id, 90.0, 45.0).await;
+    }
+    let text = TestConfig::new(&db.url)
+        .database("query_timeout = \"20s\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .text();
+    let mut config =
+        jobwarden::config::parse(&text, db.dir().join("jw.toml").as_path(), None, &|_| None)
+            .expect("config");
+    let state = tempfile::tempdir().expect("state dir");
+    config.state_dir = state.path().to_path_buf();
+    config.safety.max_stuck_fraction = 1.0;
+    let mut holder = db.pool.acquire().await.expect("connection");
+    let hold: &[&str] = match backend {
+        Backend::Sqlite => &["BEGIN IMMEDIATE"],
+        _ => &["BEGIN", "SELECT id FROM jobs FOR UPDATE"],
+    };
+    for sql in hold {
+        sqlx::query(sql)
+            .execute(&mut *holder)
+            .await
+            .expect("hold the rows");
+    }
+    let store = Store::connect(&config).await.expect("connect");
+    let mut scanner = Scanner::new(store);
+    let since = tokio::time::Instant::now();
+    let (report, executed) = scan_and_act(&mut scanner, &config).await;
+    let took = since.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "six locked writes took {took:?}"
+    );
+    assert!(executed.applied.is_empty(), "{:?}", executed.applied);
+    assert_eq!(executed.limited.len(), 6, "{:?}", executed.limited);
+    assert!(executed
+        .limited
+        .iter()
+        .all(|(_, why)| why.label() == "locked"));
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.outcome == Outcome::Limited));
+    assert!(
+        executed.any_error(),
+        "recover exits 3: found, and could not fix"
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut *holder)
+        .await
+        .expect("release");
+    drop(holder);
+    let (_, executed) = scan_and_act(&mut scanner, &config).await;
+    assert_eq!(
+        executed
+            .applied
+            .iter()
+            .filter(|a| a.outcome == Outcome::Applied)
+            .count(),
+        6,
+        "{:?}",
+        executed.applied
+    );
+    scanner.store().close().await;
+}
+
+per_backend!(locked_rows, locked_rows_are_held_back_within_the_budget);

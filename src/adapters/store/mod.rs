@@ -68,6 +68,10 @@ pub enum StoreError {
     /// The database answered with an error that jobwarden could not pin on one config key.
     #[error("{what} was rejected by the database: {message}")]
     Rejected { what: &'static str, message: String },
+    /// A write waited [`LOCK_WAIT`] for another writer's lock on its row or table, and gave
+    /// up: nothing was written.
+    #[error("{what} gave up waiting for another writer's lock: {message}")]
+    Locked { what: &'static str, message: String },
     /// The read was ended by [`Halt`] (SIGTERM): its session was dropped, not waited for.
     #[error("{what} was stopped by a signal")]
     Stopped { what: &'static str },
@@ -88,6 +92,7 @@ impl StoreError {
             StoreError::Rejected { .. }
                 | StoreError::Config { .. }
                 | StoreError::MissingColumns { .. }
+                | StoreError::Locked { .. }
         )
     }
 
@@ -222,20 +227,65 @@ fn reader_name() -> String {
     format!("jobwarden {} reader", crate::adapters::audit::replica())
 }
 
-/// Opens the one-connection pool the guarded write uses, on the first write.
+/// How long one write waits for another writer's lock on its row or table before it gives
+/// up (`StoreError::Locked`; the write is tried again at the next scan). 1 s, or the query
+/// timeout if shorter. An application's transaction that holds a row for 30 s must not hold
+/// the scan loop as long: the scan's writes also share a budget (`actions::LOCK_BUDGET`).
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Opens the one-connection pool the guarded write uses, on the first write. Its session
+/// waits at most [`LOCK_WAIT`] for a lock: PostgreSQL `lock_timeout`, MySQL
+/// `innodb_lock_wait_timeout` (rows) and `lock_wait_timeout` (tables), SQLite's busy timeout.
 async fn open_writer(db: &crate::config::Database, timeout: Duration) -> Result<Pool, sqlx::Error> {
+    use std::str::FromStr;
+    let wait = LOCK_WAIT.min(timeout);
     Ok(match db.dialect {
-        Dialect::Postgres => Pool::Postgres(pool_options(1, timeout).connect(&db.url).await?),
-        Dialect::MySql => Pool::MySql(pool_options(1, timeout).connect(&db.url).await?),
+        Dialect::Postgres => {
+            let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)?
+                .options([("lock_timeout", format!("{}ms", wait.as_millis().max(1)))]);
+            Pool::Postgres(pool_options(1, timeout).connect_with(options).await?)
+        }
+        Dialect::MySql => {
+            // Whole seconds, at least 1: the smallest both variables take.
+            let seconds = wait.as_secs().max(1);
+            Pool::MySql(
+                pool_options(1, timeout)
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            let sql = format!(
+                                "SET SESSION innodb_lock_wait_timeout = {seconds}, \
+                                 SESSION lock_wait_timeout = {seconds}"
+                            );
+                            sqlx::Executor::execute(conn, sql.as_str())
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .connect(&db.url)
+                    .await?,
+            )
+        }
         Dialect::Sqlite => {
-            // SQLite waits for a lock in its own thread: it must give up when jobwarden does,
-            // or a write that timed out could still happen later.
-            let options =
-                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)?
-                    .busy_timeout(timeout);
+            // SQLite waits for a lock in its own thread: it gives up on its own, before
+            // jobwarden's query timeout, so a write that timed out cannot happen later.
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)?.busy_timeout(wait);
             Pool::Sqlite(pool_options(1, timeout).connect_with(options).await?)
         }
     })
+}
+
+/// Whether a database error says a lock wait ran out: PostgreSQL `lock_not_available`
+/// (55P03), MySQL/MariaDB `ER_LOCK_WAIT_TIMEOUT` (1205), SQLite `SQLITE_BUSY` / `SQLITE_LOCKED`
+/// (5, 6, and their extended codes).
+fn lock_wait_ran_out(e: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(my) = e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return my.number() == 1205;
+    }
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let code: Option<i64> = e.code().and_then(|c| c.parse().ok());
+        return code.is_some_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    e.code().as_deref() == Some("55P03")
 }
 
 /// The open database.
@@ -939,6 +989,12 @@ impl Store {
                 what,
                 timeout: self.timeout,
             }),
+            Ok(Err(sqlx::Error::Database(e))) if lock_wait_ran_out(e.as_ref()) => {
+                Err(StoreError::Locked {
+                    what,
+                    message: scrub(&e.to_string(), &self.secrets),
+                })
+            }
             // The server ended or refused the session: the database is not reachable.
             Ok(Err(sqlx::Error::Database(e))) if session_lost(e.code().as_deref()) => {
                 Err(StoreError::Query {
