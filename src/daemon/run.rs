@@ -1016,6 +1016,11 @@ impl Loop {
         }
         *write(&self.shared.stale_after) = stale_after(&new);
         self.alerter.reconfigure(&new);
+        if !same_table {
+            // The lock is named after the database and table: another table, another lock.
+            self.leadership.release().await;
+            self.leadership = Leadership::new(&new);
+        }
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
         // The progress memory is kept unless the table itself changed.
