@@ -149,6 +149,92 @@ async fn one_leader_writes(backend: Backend) {
     }
 }
 
+async fn jobs_table(db: &TestDb) {
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+        t = db.ty("text"),
+        ts = db.ty("ts")
+    ))
+    .await;
+}
+
+/// `/readyz` once a scan has checked the lock.
+async fn ready(d: &Daemon) -> String {
+    wait_for("a scan with a role", Duration::from_secs(20), || async {
+        get(&d.url("/readyz"))
+            .await
+            .filter(|(code, body)| *code == 200 && !body.contains("\"unknown\""))
+            .map(|(_, body)| body)
+    })
+    .await
+}
+
+/// Two applications with one table name in two databases of one server: each daemon leads
+/// its own (MariaDB's `GET_LOCK` is server-wide, and a lock named after the table alone kept
+/// the second a standby for good, writing and alerting nothing). A second replica of the first
+/// stands by, says so once in its log, and names the leader on `/readyz` and `/`.
+async fn one_lock_per_database(backend: Backend) {
+    let a = TestDb::new(backend).await;
+    let b = TestDb::new(backend).await;
+    jobs_table(&a).await;
+    jobs_table(&b).await;
+    let first = Daemon::start(&config(&a, 0).0, &[]);
+    ready(&first).await;
+    let second = Daemon::start(&config(&b, 0).0, &[]);
+    ready(&second).await;
+    for d in [&first, &second] {
+        assert!(is_leader(d).await, "{}", d.log());
+    }
+
+    let standby = Daemon::start(&config(&a, 1).0, &[]);
+    let body = ready(&standby).await;
+    assert!(body.contains("\"role\":\"standby\""), "{body}");
+    let holder = match backend {
+        // The leader's session, named by its application_name.
+        Backend::Postgres => "\"leader\":\"pid ",
+        _ => "\"leader\":\"connection ",
+    };
+    assert!(
+        body.contains(holder),
+        "the standby names the leader: {body}"
+    );
+    if backend == Backend::Postgres {
+        assert!(body.contains("(jobwarden "), "{body}");
+    }
+    let page = get(&standby.url("/")).await.expect("status page").1;
+    assert!(page.contains("the leader is "), "{page}");
+    assert!(!is_leader(&standby).await);
+    // Standing by is said once, with the lock's name (the database in it), not every scan.
+    wait_for("a few scans", Duration::from_secs(10), || async {
+        get(&standby.url("/metrics"))
+            .await
+            .and_then(|(_, m)| metric(&m, "jobwarden_scans_total"))
+            .filter(|n| *n >= 3.0)
+    })
+    .await;
+    let log = standby.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("standby")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let database = a.url.rsplit('/').next().expect("database name");
+    assert!(lines[0].contains(database), "{log}");
+
+    for d in [standby, second, first] {
+        assert_eq!(d.stop().await, 0);
+    }
+}
+
+mod one_lock_per_database {
+    use super::*;
+    #[tokio::test]
+    async fn postgres() {
+        one_lock_per_database(Backend::Postgres).await
+    }
+    #[tokio::test]
+    async fn mysql() {
+        one_lock_per_database(Backend::MySql).await
+    }
+}
+
 mod replicas {
     use super::*;
     #[tokio::test]

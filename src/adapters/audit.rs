@@ -46,7 +46,8 @@ pub enum Recorded {
     Raced,
     Error,
     DryRun,
-    /// An intent resolved after a crash: the row shows the write was not made.
+    /// The write was not made: an intent resolved after a crash (the row shows it), or a
+    /// write that gave up waiting for another writer's lock.
     NotWritten,
     /// An intent with no outcome (yet), as `jobwarden audit` shows it.
     Interrupted,

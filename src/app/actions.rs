@@ -25,16 +25,22 @@ pub struct Applied {
 
 /// Stops writes between two of them: set on SIGTERM/SIGINT, checked before each write, so the
 /// write in flight finishes (and is recorded) and nothing after it starts.
+/// The daemon also ends its reads in flight with it ([`Stop::halt`]).
 #[derive(Debug, Clone, Default)]
-pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct Stop(crate::adapters::store::Halt);
 
 impl Stop {
     pub fn set(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.set();
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.is_set()
+    }
+
+    /// The same signal, for a store's reads ([`crate::adapters::store::Store::with_halt`]).
+    pub fn halt(&self) -> crate::adapters::store::Halt {
+        self.0.clone()
     }
 }
 
@@ -72,6 +78,13 @@ fn dry_key(w: &Write) -> String {
     )
 }
 
+/// How long the writes of one scan may wait, in all, for other writers' locks. Each write
+/// waits at most [`crate::adapters::store::LOCK_WAIT`]; once the scan's writes have waited
+/// this long, the rest are held back (`HeldBack::Locked`) without trying, and tried again at
+/// the next scan. So an application's transaction that holds the table for 30 s delays a scan
+/// by about 3 s, not 30 s per write, and the loop keeps its schedule.
+pub const LOCK_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Applies (or, with `dry_run`, describes) the planned writes and records each outcome on its
 /// findings. Each real write's intent is appended to the audit trail and flushed *before* the
 /// `UPDATE`, and its outcome after; a write whose intent cannot be recorded is not made
@@ -86,9 +99,14 @@ pub async fn apply(
 ) -> Applying {
     let mut out = Applying::default();
     let mut dry_entries = Vec::new();
+    let mut lock_waited = std::time::Duration::ZERO;
     for p in planned {
         if trail.stop.is_some_and(Stop::is_set) {
             out.held.push((p, HeldBack::Stopping));
+            continue;
+        }
+        if !dry_run && lock_waited >= LOCK_BUDGET {
+            out.held.push((p, HeldBack::Locked));
             continue;
         }
         let mut entry = crate::adapters::audit::entry(&p.write, &findings[p.findings[0]], audit);
@@ -114,12 +132,25 @@ pub async fn apply(
                 out.held.push((p, why));
                 continue;
             }
+            let started = tokio::time::Instant::now();
             match store.apply(&p.write, &entry, audit.now).await {
                 Ok(true) => (Outcome::Applied, store.queries().describe(&p.write)),
                 Ok(false) => (
                     Outcome::Raced,
                     "the row changed since it was read; left alone".to_string(),
                 ),
+                Err(e @ crate::adapters::store::StoreError::Locked { .. }) => {
+                    lock_waited += started.elapsed();
+                    tracing::warn!(job_id = %p.write.job_id, outcome = "limited", "not written: {e}; tried again at the next scan");
+                    entry.outcome = Recorded::NotWritten;
+                    if let Err(e) = crate::adapters::audit::append_outcome(trail.state_dir, &entry)
+                    {
+                        tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
+                        out.audit_error = Some(format!("audit trail not writable: {e}"));
+                    }
+                    out.held.push((p, HeldBack::Locked));
+                    continue;
+                }
                 Err(e) => (Outcome::Error, e.to_string()),
             }
         };
@@ -161,6 +192,17 @@ pub async fn apply(
     // A dry run writes nothing, so a trail that cannot take its notes holds nothing back.
     if let Err(e) = crate::adapters::audit::append(trail.state_dir, &dry_entries) {
         tracing::warn!("cannot record dry-run writes in the audit trail: {e}");
+    }
+    let locked = out.held.iter().filter(|(_, why)| *why == HeldBack::Locked);
+    let locked = locked.count();
+    if locked > 0 {
+        tracing::warn!(
+            writes = locked,
+            "{locked} write{} held back by other writers' locks (each waits at most {:?}, a scan's writes {:?} in all); tried again at the next scan",
+            if locked == 1 { "" } else { "s" },
+            crate::adapters::store::LOCK_WAIT,
+            LOCK_BUDGET
+        );
     }
     for (p, why) in &out.held {
         for &i in &p.findings {
@@ -290,6 +332,7 @@ impl Executed {
     /// Whether any write failed with a database error (`recover` then exits 3).
     pub fn any_error(&self) -> bool {
         self.applied.iter().any(|a| a.outcome == Outcome::Error)
+            || self.limited.iter().any(|(_, why)| *why == HeldBack::Locked)
     }
 
     /// The re-queues that were written: job id and the status written.

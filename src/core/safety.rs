@@ -62,6 +62,9 @@ pub enum HeldBack {
     Paused { until: f64 },
     /// An operator snoozed this job (`POST /api/v1/jobs/{id}/snooze`) until this Unix time.
     Snoozed { until: f64 },
+    /// Another writer held a lock on the row or table: this write gave up waiting for it, or
+    /// the scan's lock-wait budget was spent before it started. Tried again next scan.
+    Locked,
 }
 
 impl HeldBack {
@@ -79,6 +82,7 @@ impl HeldBack {
             HeldBack::AuditUnwritable(_) => "audit_unwritable",
             HeldBack::Paused { .. } => "paused",
             HeldBack::Snoozed { .. } => "snoozed",
+            HeldBack::Locked => "locked",
         }
     }
 }
@@ -108,6 +112,9 @@ impl std::fmt::Display for HeldBack {
                 f,
                 "the job is snoozed until {}",
                 crate::core::job::rfc3339(*until)
+            ),
+            HeldBack::Locked => f.write_str(
+                "another writer holds a lock on the row or table: not written this scan, tried again at the next",
             ),
         }
     }

@@ -48,6 +48,8 @@ pub struct Health {
     pub not_ready: Option<String>,
     /// `leader`, `standby` or `unknown`.
     pub role: &'static str,
+    /// Who holds the leader lock, while this replica stands by (when the database tells).
+    pub leader: Option<String>,
     pub dry_run: bool,
     /// Seconds since the last good scan, and how long it took.
     pub last_scan_age: Option<f64>,
@@ -442,7 +444,10 @@ fn health_strip(h: &Health) -> Markup {
                     None => "never",
                 }
             }
-            li { (h.role) }
+            li class=(if h.role == "standby" { "warn" } else { "" }) {
+                (h.role)
+                @if let Some(leader) = h.leader.as_ref().filter(|_| h.role == "standby") { ": the leader is " (leader) }
+            }
             li class=(if h.dry_run { "warn" } else { "" }) { "dry run " (if h.dry_run { "on" } else { "off" }) }
             @match h.paused_until {
                 Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },

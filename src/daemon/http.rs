@@ -275,9 +275,13 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let paused = shared.paused_until().map(crate::core::job::rfc3339);
+    // A standby says who leads, when the database tells.
+    let leader = shared
+        .leader_holder()
+        .filter(|_| shared.role() == "standby");
     match shared.readiness() {
         (true, _) => Json(serde_json::json!({
-            "ready": true, "role": shared.role(), "paused_until": paused,
+            "ready": true, "role": shared.role(), "leader": leader, "paused_until": paused,
         }))
         .into_response(),
         (false, err) => (
@@ -285,6 +289,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             Json(serde_json::json!({
                 "ready": false,
                 "role": shared.role(),
+                "leader": leader,
                 "paused_until": paused,
                 "error": err.unwrap_or_else(|| "no scan has reached the database yet".into()),
             })),

@@ -117,6 +117,8 @@ pub struct Shared {
     /// Whether the leader lock was checked yet, and its answer.
     role_known: AtomicBool,
     leader: AtomicBool,
+    /// Who holds the leader lock while this replica stands by, when the database tells.
+    leader_holder: RwLock<Option<String>>,
     pub recover: mpsc::Sender<RecoverRequest>,
     /// Per-job actions, for the loop.
     pub jobs: mpsc::Sender<JobRequest>,
@@ -252,6 +254,11 @@ impl Shared {
         }
     }
 
+    /// Who leads, as the database tells, while this replica stands by.
+    pub fn leader_holder(&self) -> Option<String> {
+        read(&self.leader_holder).clone()
+    }
+
     /// Whether a request's `Host` is one this listener answers.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
         read(&self.http).host_allowed(host)
@@ -269,6 +276,7 @@ impl Shared {
             ready,
             not_ready,
             role: self.role(),
+            leader: self.leader_holder(),
             dry_run: info.dry_run,
             last_scan_age: read(&self.last_success).map(|at| at.elapsed().as_secs_f64()),
             last_scan_seconds: read(&self.last_scan).map(|d| d.as_secs_f64()),
@@ -507,6 +515,7 @@ pub async fn run(
         }),
         role_known: AtomicBool::new(false),
         leader: AtomicBool::new(false),
+        leader_holder: RwLock::new(None),
         recover: recover_tx,
         jobs: jobs_tx,
         tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
@@ -732,6 +741,10 @@ impl Loop {
                 *write(&self.shared.latest) = Some(report);
                 true
             }
+            Err(e @ StoreError::Stopped { .. }) => {
+                tracing::info!("scan ended early: {e}");
+                false
+            }
             Err(e) => {
                 // A database that answered with an error is up: the query (the config) is
                 // what failed, and monitoring must not page anyone for an outage.
@@ -767,7 +780,12 @@ impl Loop {
 
     async fn scanner(&mut self) -> Result<&mut Scanner, StoreError> {
         if self.scanner.is_none() {
-            let store = Store::connect(&self.config).await?;
+            // A stop ends a connect that hangs as it ends a read that does.
+            let halt = self.stop.halt();
+            let store = tokio::select! {
+                store = Store::connect(&self.config) => store?.with_halt(halt),
+                _ = halt.halted() => return Err(StoreError::Stopped { what: "connecting" }),
+            };
             tracing::info!(database = %self.config.redacted_url(), "connected");
             if let Some(why) = store.refusal() {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");
@@ -964,6 +982,7 @@ impl Loop {
     async fn lead(&mut self) -> bool {
         let leader = self.leadership.check().await;
         self.shared.leader.store(leader, Ordering::Relaxed);
+        *write(&self.shared.leader_holder) = self.leadership.holder().map(str::to_string);
         self.shared.role_known.store(true, Ordering::Relaxed);
         self.shared.metrics.leader.set(i64::from(leader));
         leader
@@ -1020,6 +1039,11 @@ impl Loop {
         }
         *write(&self.shared.stale_after) = stale_after(&new);
         self.alerter.reconfigure(&new);
+        if !same_table {
+            // The lock is named after the database and table: another table, another lock.
+            self.leadership.release().await;
+            self.leadership = Leadership::new(&new);
+        }
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
         // The progress memory is kept unless the table itself changed.

@@ -68,6 +68,13 @@ pub enum StoreError {
     /// The database answered with an error that jobwarden could not pin on one config key.
     #[error("{what} was rejected by the database: {message}")]
     Rejected { what: &'static str, message: String },
+    /// A write waited [`LOCK_WAIT`] for another writer's lock on its row or table, and gave
+    /// up: nothing was written.
+    #[error("{what} gave up waiting for another writer's lock: {message}")]
+    Locked { what: &'static str, message: String },
+    /// The read was ended by [`Halt`] (SIGTERM): its session was dropped, not waited for.
+    #[error("{what} was stopped by a signal")]
+    Stopped { what: &'static str },
     /// The database rejected SQL that a config key put into the query: a config error.
     #[error("{place}: {message}")]
     Config {
@@ -85,6 +92,7 @@ impl StoreError {
             StoreError::Rejected { .. }
                 | StoreError::Config { .. }
                 | StoreError::MissingColumns { .. }
+                | StoreError::Locked { .. }
         )
     }
 
@@ -94,6 +102,50 @@ impl StoreError {
             self,
             StoreError::Config { .. } | StoreError::MissingColumns { .. }
         )
+    }
+}
+
+/// Whether a database error's SQLSTATE says the session itself was ended or refused
+/// (connection exceptions `08`, authorization `28`, an operator's termination or a server
+/// shutting down `57P0x`, too many connections `53300`, MySQL's killed connection `70100`),
+/// rather than that a statement was rejected.
+fn session_lost(code: Option<&str>) -> bool {
+    code.is_some_and(|c| {
+        c.starts_with("08")
+            || c.starts_with("28")
+            || c.starts_with("57P")
+            || c == "53300"
+            || c == "70100"
+    })
+}
+
+/// Ends the reads in flight, and refuses new ones, once set (SIGTERM): a scan whose query
+/// runs long must not hold a stopping daemon. The read's session is detached from its pool
+/// and dropped (its socket closed; PostgreSQL is also asked to cancel the statement), never
+/// returned to the pool, which would wait for the statement to end. Writes do not look at it:
+/// the write in flight finishes and is recorded. Clones share the signal.
+#[derive(Debug, Clone)]
+pub struct Halt(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Halt {
+    fn default() -> Halt {
+        Halt(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Halt {
+    pub fn set(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once set (at once if it is).
+    pub async fn halted(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|set| *set).await;
     }
 }
 
@@ -144,7 +196,8 @@ async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<
     Ok(match db.dialect {
         Dialect::Postgres => {
             let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)?
-                .options([("default_transaction_read_only", "on")]);
+                .options([("default_transaction_read_only", "on")])
+                .application_name(&reader_name());
             Pool::Postgres(pool_options(max, timeout).connect_with(options).await?)
         }
         Dialect::MySql => Pool::MySql(
@@ -168,20 +221,71 @@ async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<
     })
 }
 
-/// Opens the one-connection pool the guarded write uses, on the first write.
+/// The `application_name` of this process's PostgreSQL read sessions, by which a stop
+/// cancels their statements (and an operator can tell them in `pg_stat_activity`).
+fn reader_name() -> String {
+    format!("jobwarden {} reader", crate::adapters::audit::replica())
+}
+
+/// How long one write waits for another writer's lock on its row or table before it gives
+/// up (`StoreError::Locked`; the write is tried again at the next scan). 1 s, or the query
+/// timeout if shorter. An application's transaction that holds a row for 30 s must not hold
+/// the scan loop as long: the scan's writes also share a budget (`actions::LOCK_BUDGET`).
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Opens the one-connection pool the guarded write uses, on the first write. Its session
+/// waits at most [`LOCK_WAIT`] for a lock: PostgreSQL `lock_timeout`, MySQL
+/// `innodb_lock_wait_timeout` (rows) and `lock_wait_timeout` (tables), SQLite's busy timeout.
 async fn open_writer(db: &crate::config::Database, timeout: Duration) -> Result<Pool, sqlx::Error> {
+    use std::str::FromStr;
+    let wait = LOCK_WAIT.min(timeout);
     Ok(match db.dialect {
-        Dialect::Postgres => Pool::Postgres(pool_options(1, timeout).connect(&db.url).await?),
-        Dialect::MySql => Pool::MySql(pool_options(1, timeout).connect(&db.url).await?),
+        Dialect::Postgres => {
+            let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)?
+                .options([("lock_timeout", format!("{}ms", wait.as_millis().max(1)))]);
+            Pool::Postgres(pool_options(1, timeout).connect_with(options).await?)
+        }
+        Dialect::MySql => {
+            // Whole seconds, at least 1: the smallest both variables take.
+            let seconds = wait.as_secs().max(1);
+            Pool::MySql(
+                pool_options(1, timeout)
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            let sql = format!(
+                                "SET SESSION innodb_lock_wait_timeout = {seconds}, \
+                                 SESSION lock_wait_timeout = {seconds}"
+                            );
+                            sqlx::Executor::execute(conn, sql.as_str())
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .connect(&db.url)
+                    .await?,
+            )
+        }
         Dialect::Sqlite => {
-            // SQLite waits for a lock in its own thread: it must give up when jobwarden does,
-            // or a write that timed out could still happen later.
-            let options =
-                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)?
-                    .busy_timeout(timeout);
+            // SQLite waits for a lock in its own thread: it gives up on its own, before
+            // jobwarden's query timeout, so a write that timed out cannot happen later.
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)?.busy_timeout(wait);
             Pool::Sqlite(pool_options(1, timeout).connect_with(options).await?)
         }
     })
+}
+
+/// Whether a database error says a lock wait ran out: PostgreSQL `lock_not_available`
+/// (55P03), MySQL/MariaDB `ER_LOCK_WAIT_TIMEOUT` (1205), SQLite `SQLITE_BUSY` / `SQLITE_LOCKED`
+/// (5, 6, and their extended codes).
+fn lock_wait_ran_out(e: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(my) = e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return my.number() == 1205;
+    }
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let code: Option<i64> = e.code().and_then(|c| c.parse().ok());
+        return code.is_some_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    e.code().as_deref() == Some("55P03")
 }
 
 /// The open database.
@@ -200,6 +304,8 @@ pub struct Store {
     audit_table: Option<crate::core::sql::TableName>,
     /// The config's key lines, to name the key a rejected query comes from.
     places: Places,
+    /// Ends the reads in flight (SIGTERM); never set unless given by [`Store::with_halt`].
+    halt: Halt,
 }
 
 /// The column order of the scan query.
@@ -244,6 +350,7 @@ impl Store {
             info: TableInfo::default(),
             audit_table: config.audit_table.clone(),
             places: config.places.clone(),
+            halt: Halt::default(),
         };
         store.info = store.table_info().await?;
         let missing: Vec<(String, String)> = configured_columns(&config.jobs)
@@ -262,6 +369,12 @@ impl Store {
         store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns)
             .with_finished(store.info.time.readings.finished);
         Ok(store)
+    }
+
+    /// The store, its reads ended by `halt` once it is set.
+    pub fn with_halt(mut self, halt: Halt) -> Store {
+        self.halt = halt;
+        self
     }
 
     /// Why writes must not be made (naive timestamps in an unknown convention), if so.
@@ -826,15 +939,73 @@ impl Store {
     }
 
     /// Runs a query and decodes each row with `decode`, straight from the driver's row.
+    /// The session is taken from the pool first, on its own: a database that refuses one
+    /// (CONNECT revoked, a failed login, too many clients) answers with an error too, but it
+    /// is an outage, not a rejected statement.
     async fn fetch<T>(
         &self,
         what: &'static str,
         sql: &str,
         decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        if self.halt.is_set() {
+            return Err(StoreError::Stopped { what });
+        }
         on_pool!(&self.pool, pool => {
-            let rows = self.timed(what, sqlx::query(sql).fetch_all(pool)).await?;
+            let mut session = tokio::select! {
+                session = self.session(what, pool.acquire()) => session?,
+                _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
+            };
+            let rows = tokio::select! {
+                rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)) => rows?,
+                _ = self.halt.halted() => {
+                    // The statement is still running: drop the session rather than wait for it.
+                    drop(session.detach());
+                    self.cancel_statements().await;
+                    return Err(StoreError::Stopped { what });
+                }
+            };
             rows.iter().map(|row| decode(row)).collect()
+        })
+    }
+
+    /// Asks PostgreSQL to cancel the statements still running on this process's read
+    /// sessions (known by their `application_name`), from a session of its own, within a
+    /// second: a dropped session's statement would otherwise run on to its end. MySQL and
+    /// SQLite: nothing to do (SQLite runs in this process; MySQL's statement ends with its
+    /// connection's next check).
+    async fn cancel_statements(&self) {
+        if self.database.dialect != Dialect::Postgres {
+            return;
+        }
+        let cancel = async {
+            use std::str::FromStr;
+            let options = sqlx::postgres::PgConnectOptions::from_str(&self.database.url).ok()?;
+            let mut conn: sqlx::PgConnection =
+                sqlx::Connection::connect_with(&options).await.ok()?;
+            sqlx::query(
+                "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+            )
+            .bind(reader_name())
+            .execute(&mut conn)
+            .await
+            .ok()?;
+            sqlx::Connection::close(conn).await.ok()
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), cancel).await;
+    }
+
+    /// A session from a pool, within the query timeout: any error is the database not
+    /// reached (never `Rejected`), whatever the server said.
+    async fn session<C>(
+        &self,
+        what: &'static str,
+        fut: impl std::future::Future<Output = Result<C, sqlx::Error>>,
+    ) -> Result<C, StoreError> {
+        self.timed(what, fut).await.map_err(|e| match e {
+            StoreError::Rejected { what, message } => StoreError::Query { what, message },
+            other => other,
         })
     }
 
@@ -848,6 +1019,19 @@ impl Store {
                 what,
                 timeout: self.timeout,
             }),
+            Ok(Err(sqlx::Error::Database(e))) if lock_wait_ran_out(e.as_ref()) => {
+                Err(StoreError::Locked {
+                    what,
+                    message: scrub(&e.to_string(), &self.secrets),
+                })
+            }
+            // The server ended or refused the session: the database is not reachable.
+            Ok(Err(sqlx::Error::Database(e))) if session_lost(e.code().as_deref()) => {
+                Err(StoreError::Query {
+                    what,
+                    message: scrub(&e.to_string(), &self.secrets),
+                })
+            }
             // The database answered, with an error about the statement.
             Ok(Err(sqlx::Error::Database(e))) => Err(StoreError::Rejected {
                 what,
@@ -1084,6 +1268,20 @@ mod tests {
         );
         assert_eq!(v("CHECK constraint c", "CHECK ((substatus <> 'x'))"), None);
         assert_eq!(v("CHECK constraint c", "CHECK ((attempts >= 0))"), None);
+    }
+
+    #[test]
+    fn ended_sessions_are_not_rejected_statements() {
+        for lost in [
+            "08006", "08P01", "28000", "28P01", "57P01", "57P03", "53300", "70100",
+        ] {
+            assert!(session_lost(Some(lost)), "{lost}");
+        }
+        // Permission denied, a syntax error, an undefined column: the database answered.
+        for answered in ["42501", "42601", "42703", "22P02", "HY000"] {
+            assert!(!session_lost(Some(answered)), "{answered}");
+        }
+        assert!(!session_lost(None));
     }
 
     #[test]
