@@ -180,6 +180,7 @@ fn next_step(why: &HeldBack) -> Option<&'static str> {
             "set `[database] timezone` (see `jobwarden validate --connect`); if the ages are right, `jobwarden recover --force`",
         ),
         HeldBack::TimeUnknown(_) => Some("set `[database] timezone` (see `jobwarden validate --connect`)"),
+        HeldBack::Locked => Some("another writer holds those rows: run `jobwarden recover` again once it lets go"),
         _ => None,
     }
 }
