@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::core::holds::Holds;
 use crate::core::memory::Memory;
 
 /// The job memory's file, in the state directory.
@@ -12,24 +13,83 @@ pub const MEMORY_FILE: &str = "memory.json";
 /// The operator's pause and snoozes.
 pub const HOLDS_FILE: &str = "holds.json";
 
-/// The saved holds; none when there is no file, or it cannot be read (said in the log).
-pub fn load_holds(state_dir: &Path) -> crate::core::holds::Holds {
+/// The saved holds; none when there is no file. Holds fail closed: a file that cannot be
+/// read or parsed (cut short, garbage, a directory, unreadable) is moved aside (see
+/// [`move_aside`]) and the holds come back *lost* (`Holds::lost`), which holds every write
+/// until an operator's pause ends it. The lost holds are saved in its place, so a restart
+/// holds too; when they cannot be, the damaged file is put back for the next start to find.
+pub fn load_holds(state_dir: &Path) -> Holds {
     let file = state_dir.join(HOLDS_FILE);
-    match std::fs::read_to_string(&file) {
-        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-            tracing::warn!(path = %file.display(), "the holds file is not valid, starting without holds: {e}");
-            Default::default()
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
-        Err(e) => {
-            tracing::warn!(path = %file.display(), "cannot read the holds file, starting without holds: {e}");
-            Default::default()
+    let problem = match std::fs::read(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Holds::default(),
+        Err(e) => format!("cannot be read: {e}"),
+        Ok(bytes) => match serde_json::from_slice::<Holds>(&bytes) {
+            Ok(holds) => return holds,
+            Err(e) => format!("is not valid: {e}"),
+        },
+    };
+    let mut why = format!("{HOLDS_FILE} {problem}");
+    match move_aside(&file) {
+        Ok(aside) => {
+            why = format!("{why}; kept as {}", aside.display());
+            let lost = Holds {
+                lost: Some(why.clone()),
+                ..Holds::default()
+            };
+            if let Err(e) = save_holds(state_dir, &lost) {
+                let back = std::fs::rename(&aside, &file);
+                why = format!(
+                    "{why}; the lost holds cannot be saved ({e}){}",
+                    if back.is_ok() {
+                        ", so it was put back"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
+        Err(e) => why = format!("{why}; it cannot be moved aside ({e})"),
+    }
+    tracing::error!(
+        path = %file.display(),
+        "the operator's holds are lost: {why}; every write is held until an operator ends this (jobwarden pause --for 0s)"
+    );
+    Holds {
+        lost: Some(why),
+        ..Holds::default()
     }
 }
 
+/// Moves a damaged state file (or whatever stands in its place) aside, to `<name>.corrupt`,
+/// or `<name>.corrupt.1`, `.2`, ... when an earlier copy holds that name: a copy is never
+/// overwritten. Returns where it went.
+pub(crate) fn move_aside(file: &Path) -> std::io::Result<PathBuf> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for n in 0..1000 {
+        let aside = file.with_file_name(match n {
+            0 => format!("{name}.corrupt"),
+            n => format!("{name}.corrupt.{n}"),
+        });
+        match std::fs::symlink_metadata(&aside) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::rename(file, &aside)?;
+                return Ok(aside);
+            }
+            Err(e) => return Err(e),
+            Ok(_) => continue,
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "a thousand earlier copies are in the way",
+    ))
+}
+
 /// Saves the holds (to a temporary file, then renamed over the old one).
-pub fn save_holds(state_dir: &Path, holds: &crate::core::holds::Holds) -> std::io::Result<()> {
+pub fn save_holds(state_dir: &Path, holds: &Holds) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(holds).map_err(std::io::Error::other)?;
     write_whole(&state_dir.join(HOLDS_FILE), &bytes)
 }
@@ -96,6 +156,45 @@ mod tests {
     use crate::core::memory::Entered;
 
     const NOW: f64 = 1_767_225_600.0;
+
+    #[test]
+    fn damaged_holds_are_kept_aside_and_hold_every_write_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(HOLDS_FILE);
+        assert_eq!(
+            load_holds(dir.path()),
+            Holds::default(),
+            "no file, no holds"
+        );
+        std::fs::write(&file, r#"{"paused_until": 17"#).unwrap();
+        let lost = load_holds(dir.path());
+        let why = lost.lost.clone().expect("lost");
+        assert!(why.contains("holds.json is not valid"), "{why}");
+        assert!(why.contains("holds.json.corrupt"), "{why}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("holds.json.corrupt")).unwrap(),
+            r#"{"paused_until": 17"#
+        );
+        assert_eq!(load_holds(dir.path()), lost, "a restart holds too");
+        // A directory in its place: moved aside too, beside the first copy.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir_all(file.join("inner")).unwrap();
+        let why = load_holds(dir.path()).lost.expect("lost");
+        assert!(why.contains("cannot be read"), "{why}");
+        assert!(dir.path().join("holds.json.corrupt.1").is_dir());
+        assert!(dir.path().join("holds.json.corrupt").is_file());
+        // Holds that cannot be saved put the damaged file back for the next start.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(&blocked).unwrap();
+        std::fs::write(blocked.join(HOLDS_FILE), [0xff, 0x00]).unwrap();
+        std::fs::create_dir_all(blocked.join("holds.json.tmp").join("x")).unwrap();
+        let why = load_holds(&blocked).lost.expect("lost");
+        assert!(why.contains("put back"), "{why}");
+        assert_eq!(
+            std::fs::read(blocked.join(HOLDS_FILE)).unwrap(),
+            [0xff, 0x00]
+        );
+    }
 
     #[test]
     fn saved_and_loaded_across_a_restart() {

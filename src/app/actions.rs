@@ -266,8 +266,9 @@ pub struct Execute<'a> {
     pub stop: Option<&'a Stop>,
     /// The daemon's dry-run writes of the last scan, logged and audited already.
     pub dry_seen: Option<&'a std::collections::HashSet<String>>,
-    /// An operator's pause of every write: until when (Unix time).
-    pub paused_until: Option<f64>,
+    /// Every write is held back, and why: an operator's pause, or the operator's holds
+    /// were lost (see `core::holds::Holds::every_write_held`).
+    pub held: Option<HeldBack>,
     /// Jobs an operator snoozed, and until when: never written meanwhile.
     pub snoozed: &'a [(String, f64)],
 }
@@ -316,11 +317,11 @@ pub async fn execute(
             && !options.exclude.contains(&p.write.job_id)
     });
     let mut waiting = Vec::new();
-    if let Some(until) = options.paused_until {
+    if let Some(why) = &options.held {
         waiting.extend(
             std::mem::take(&mut planned)
                 .into_iter()
-                .map(|p| (p, HeldBack::Paused { until })),
+                .map(|p| (p, why.clone())),
         );
     }
     if !options.snoozed.is_empty() {

@@ -56,6 +56,9 @@ pub enum HeldBack {
     Paused { until: f64 },
     /// An operator snoozed this job (`POST /api/v1/jobs/{id}/snooze`) until this Unix time.
     Snoozed { until: f64 },
+    /// The operator's saved holds could not be read (why): every write is held until an
+    /// operator's pause ends it.
+    HoldsLost(String),
 }
 
 impl HeldBack {
@@ -72,6 +75,7 @@ impl HeldBack {
             HeldBack::AuditUnwritable(_) => "audit_unwritable",
             HeldBack::Paused { .. } => "paused",
             HeldBack::Snoozed { .. } => "snoozed",
+            HeldBack::HoldsLost(_) => "holds_lost",
         }
     }
 }
@@ -99,6 +103,10 @@ impl std::fmt::Display for HeldBack {
                 f,
                 "the job is snoozed until {}",
                 crate::core::job::rfc3339(*until)
+            ),
+            HeldBack::HoldsLost(why) => write!(
+                f,
+                "the operator's holds were lost ({why}): every write is held until an operator ends this with a pause (jobwarden pause --for 0s)"
             ),
         }
     }

@@ -58,6 +58,8 @@ pub struct Health {
     pub job_url: Option<String>,
     /// An operator's pause of every write: until when.
     pub paused_until: Option<f64>,
+    /// The operator's holds were lost (why): every write is held until a pause ends it.
+    pub holds_lost: Option<String>,
     /// Snoozed jobs, by id.
     pub snoozes: std::collections::BTreeMap<String, Snooze>,
     /// A token is configured: the pages carry the (hidden) action buttons.
@@ -444,6 +446,9 @@ fn health_strip(h: &Health) -> Markup {
             }
             li { (h.role) }
             li class=(if h.dry_run { "warn" } else { "" }) { "dry run " (if h.dry_run { "on" } else { "off" }) }
+            @if let Some(why) = &h.holds_lost {
+                li class="bad" { (crate::core::safety::HeldBack::HoldsLost(why.clone())) }
+            }
             @match h.paused_until {
                 Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },
                 None => li { "writes not paused" },

@@ -64,6 +64,9 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// 1 while an operator's pause holds every write back.
     pub writes_paused: IntGauge,
+    /// 1 while the operator's holds are lost (`holds.json` could not be read): every write
+    /// is held back until an operator's pause.
+    pub holds_lost: IntGauge,
     pub jobs_snoozed: IntGauge,
     skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
@@ -210,6 +213,10 @@ impl Metrics {
             "jobwarden_writes_paused",
             "1 while an operator's pause (POST /api/v1/pause) holds every write back, as of the last scan; alerts go on.",
         )?;
+        let holds_lost = IntGauge::new(
+            "jobwarden_holds_lost",
+            "1 while the operator's saved holds (holds.json) could not be read: every write is held back until an operator's pause (jobwarden pause --for 0s) ends it.",
+        )?;
         let jobs_snoozed = IntGauge::new(
             "jobwarden_jobs_snoozed",
             "Jobs an operator snoozed (no alerts and no writes for them), as of the last scan.",
@@ -261,6 +268,7 @@ impl Metrics {
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
             Box::new(writes_paused.clone()),
+            Box::new(holds_lost.clone()),
             Box::new(jobs_snoozed.clone()),
             Box::new(http.open.clone()),
             Box::new(http.refused.clone()),
@@ -299,6 +307,7 @@ impl Metrics {
             artifact_skipped,
             http,
             writes_paused,
+            holds_lost,
             jobs_snoozed,
             skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),

@@ -34,6 +34,7 @@ use crate::config::{Config, ConfigError, StatusClass};
 use crate::core::backoff::Backoff;
 use crate::core::detect::{Finding, FindingKey, Kind, OlderThan};
 use crate::core::memory::Memory;
+use crate::core::safety::HeldBack;
 use crate::daemon::metrics::Metrics;
 
 mod jobs;
@@ -221,6 +222,9 @@ impl Shared {
         if let Some(e) = read(&self.audit_error).clone() {
             return (false, Some(e));
         }
+        if let Some(why) = self.holds_lost() {
+            return (false, Some(HeldBack::HoldsLost(why).to_string()));
+        }
         if !self.ready.load(Ordering::Relaxed) {
             return (false, read(&self.last_error).clone());
         }
@@ -283,6 +287,7 @@ impl Shared {
                 .collect(),
             job_url: info.job_url,
             paused_until: self.paused_until(),
+            holds_lost: self.holds_lost(),
             snoozes: self.snoozes(),
             actions: self.token().is_some(),
         }
@@ -309,6 +314,16 @@ impl Shared {
         read(&self.holds).paused(self.clock.now())
     }
 
+    /// Why the operator's holds were lost, while they are (every write is held meanwhile).
+    pub fn holds_lost(&self) -> Option<String> {
+        read(&self.holds).lost.clone()
+    }
+
+    /// Why every write is held back now, if it is: the holds were lost, or a pause.
+    pub fn every_write_held(&self) -> Option<HeldBack> {
+        read(&self.holds).every_write_held(self.clock.now())
+    }
+
     /// The snoozes in force now, by job id.
     pub fn snoozes(&self) -> std::collections::BTreeMap<String, crate::core::holds::Snooze> {
         read(&self.holds).snoozes(self.clock.now())
@@ -333,17 +348,23 @@ impl Shared {
             .await
             .map_err(std::io::Error::other)??;
         *write(&self.holds) = next.clone();
+        self.metrics.holds_lost.set(i64::from(next.lost.is_some()));
         Ok((now, next))
     }
 
     /// Pauses every write for `span` from now (zero: ends the pause). Returns when writes
-    /// resume.
+    /// resume. Any pause also ends the hold of lost holds: the operator has said what holds.
     pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+        let mut ended = None;
         let (now, holds) = self
             .change_holds(|h, now| {
                 h.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+                ended = h.lost.take();
             })
             .await?;
+        if let Some(why) = ended {
+            tracing::warn!("the hold of lost holds ({why}) was ended by an operator's pause");
+        }
         let until = holds.paused(now);
         match until {
             Some(until) => tracing::warn!(
@@ -517,6 +538,10 @@ pub async fn run(
         indexes: RwLock::new(Vec::new()),
         history: RwLock::new(std::collections::VecDeque::new()),
     });
+    shared
+        .metrics
+        .holds_lost
+        .set(i64::from(shared.holds_lost().is_some()));
     let local = listener
         .local_addr()
         .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
@@ -782,11 +807,15 @@ impl Loop {
         let config = self.config.clone();
         let dry_run = config.dry_run || self.dry_run;
         let grace = self.started.elapsed() < config.safety.startup_grace;
-        let paused_until = self.shared.paused_until();
+        let held = self.shared.every_write_held();
         self.shared
             .metrics
             .writes_paused
-            .set(i64::from(paused_until.is_some()));
+            .set(i64::from(self.shared.paused_until().is_some()));
+        self.shared
+            .metrics
+            .holds_lost
+            .set(i64::from(matches!(held, Some(HeldBack::HoldsLost(_)))));
         let snoozed = self.snoozed();
         self.shared.metrics.jobs_snoozed.set(snoozed.len() as i64);
         let scanner = self.scanner().await?;
@@ -807,7 +836,7 @@ impl Loop {
                 confirm: Some(&mut self.confirmations),
                 stop: Some(&self.stop),
                 dry_seen: Some(&self.dry_seen),
-                paused_until,
+                held,
                 snoozed: &snoozed,
                 ..actions::Execute::default()
             },
@@ -885,7 +914,7 @@ impl Loop {
             ));
             return;
         }
-        let paused_until = self.shared.paused_until();
+        let held = self.shared.every_write_held();
         let snoozed = self.snoozed();
         let result = async {
             let scanner = self.scanner().await?;
@@ -902,7 +931,7 @@ impl Loop {
                 actions::Execute {
                     dry_run,
                     stop: Some(&self.stop),
-                    paused_until,
+                    held,
                     snoozed: &snoozed,
                     ..actions::Execute::default()
                 },

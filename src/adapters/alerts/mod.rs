@@ -416,7 +416,8 @@ pub fn saved_alerts_of(state_dir: &Path, job_id: &str) -> Vec<Entry> {
 }
 
 /// Reads the book; a missing file is an empty book, an unreadable or corrupt one is reported,
-/// moved aside (`alerts.json.corrupt`) and replaced by an empty book.
+/// moved aside (`alerts.json.corrupt`, or `.corrupt.1`, ... beside earlier copies) and
+/// replaced by an empty book.
 pub fn load_book(path: &Path) -> Book {
     // A temporary file left by a save that was cut short holds nothing the book lacks.
     let _ = std::fs::remove_file(path.with_extension("json.tmp"));
@@ -432,17 +433,15 @@ pub fn load_book(path: &Path) -> Book {
             },
         },
     };
-    // Whatever it is (a directory, garbage), it is kept aside, and the state saved beside it.
-    let aside = path.with_extension("json.corrupt");
-    let _ = std::fs::remove_dir_all(&aside).or_else(|_| std::fs::remove_file(&aside));
-    let moved = std::fs::rename(path, &aside).is_ok();
+    // Whatever it is (a directory, garbage), it is kept aside (never over an earlier copy),
+    // and the state saved beside it.
+    let moved = crate::adapters::state::move_aside(path);
     tracing::error!(
         path = %path.display(),
         "the alert state file is corrupt: it {problem}; starting afresh{}",
-        if moved {
-            format!(", the old one is kept as {}", aside.display())
-        } else {
-            String::new()
+        match moved {
+            Ok(aside) => format!(", the old one is kept as {}", aside.display()),
+            Err(e) => format!(" (it cannot be moved aside: {e})"),
         }
     );
     Book::new()
@@ -571,7 +570,13 @@ mod tests {
         assert!(!path.exists());
         std::fs::create_dir_all(path.join("inner")).unwrap();
         assert!(load_book(&path).entries.is_empty());
-        assert!(path.with_extension("json.corrupt").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(path.with_extension("json.corrupt")).unwrap(),
+            "{not json",
+            "the first copy is never overwritten"
+        );
+        assert!(path.with_extension("json.corrupt.1").is_file());
+        assert!(path.with_extension("json.corrupt.2").is_dir());
         save_book(&path, &book).unwrap();
         assert_eq!(
             load_book(&path).entries.len(),

@@ -1,0 +1,207 @@
+//! The state directory through the real binary on SQLite: the operator's holds fail closed
+//! when their file is damaged.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{wait_for, Backend, Daemon, TestConfig, TestDb};
+
+/// The bearer token of these tests' daemons.
+const TOKEN: &str = "state-test-token-0123";
+
+/// How the holds file is damaged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Damage {
+    /// A pause and a snooze, cut off mid-way.
+    CutShort,
+    Garbage,
+    Directory,
+    /// Whole, but the daemon may not read it (as root, the daemon runs as `nobody`).
+    Unreadable,
+}
+
+const WHOLE: &str = r#"{"paused_until":1.0,"snoozed":{"1":{"until":2.0,"reason":"r","by":"b"}}}"#;
+
+#[tokio::test]
+async fn holds_cut_short_hold_every_write_until_an_operator_pauses() {
+    damaged_holds_hold_every_write(Damage::CutShort).await;
+}
+
+#[tokio::test]
+async fn garbage_holds_hold_every_write_until_an_operator_pauses() {
+    damaged_holds_hold_every_write(Damage::Garbage).await;
+}
+
+#[tokio::test]
+async fn a_directory_for_holds_holds_every_write_until_an_operator_pauses() {
+    damaged_holds_hold_every_write(Damage::Directory).await;
+}
+
+#[tokio::test]
+async fn unreadable_holds_hold_every_write_until_an_operator_pauses() {
+    damaged_holds_hold_every_write(Damage::Unreadable).await;
+}
+
+/// A stalled job (failed at the first scan that may) and a damaged `holds.json`: nothing is
+/// written, across a restart, and `/`, `/readyz`, the metric, the log and a person's fail
+/// say why; the file is kept aside as it was; `jobwarden pause --for 0s` ends it, and the
+/// job is failed.
+async fn damaged_holds_hold_every_write(damage: Damage) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
+    let state = db.dir().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let holds = state.join("holds.json");
+    match damage {
+        Damage::CutShort => std::fs::write(&holds, &WHOLE[..WHOLE.len() / 2]).unwrap(),
+        Damage::Garbage => std::fs::write(&holds, [0xff, 0x00, 0x7b, 0x13, 0x37]).unwrap(),
+        Damage::Directory => std::fs::create_dir_all(holds.join("inner")).unwrap(),
+        Damage::Unreadable => {
+            std::fs::write(&holds, WHOLE).unwrap();
+            std::fs::set_permissions(&holds, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+                .unwrap();
+        }
+    }
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""
+        ))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    // Root reads any file: the unreadable case runs the daemon as `nobody`, owner of the rest.
+    let as_nobody = damage == Damage::Unreadable && common::is_root();
+    if as_nobody {
+        chown_all(db.dir(), &holds);
+    }
+    let start = || {
+        Daemon::start_with(&config, &[], |cmd| {
+            if as_nobody {
+                std::os::unix::process::CommandExt::uid(cmd, 65534);
+                std::os::unix::process::CommandExt::gid(cmd, 65534);
+            }
+        })
+    };
+    let status = || async {
+        db.rows("SELECT status FROM jobs WHERE id = 1").await[0][0]
+            .clone()
+            .unwrap_or_default()
+    };
+
+    let daemon = start();
+    held_back_twice(&daemon).await;
+    assert_eq!(status().await, "running", "nothing written");
+    let metrics = common::get(&daemon.url("/metrics"))
+        .await
+        .expect("metrics")
+        .1;
+    assert_eq!(common::metric(&metrics, "jobwarden_holds_lost"), Some(1.0));
+    let (code, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 503, "{ready}");
+    assert!(ready.contains("holds were lost"), "{ready}");
+    assert!(ready.contains("holds.json.corrupt"), "{ready}");
+    let (_, page) = common::get(&daemon.url("/")).await.expect("page");
+    assert!(page.contains("holds were lost"), "{page}");
+    let (_, findings) = common::get(&daemon.url("/api/v1/findings"))
+        .await
+        .expect("findings");
+    let findings: serde_json::Value = serde_json::from_str(&findings).unwrap();
+    assert_eq!(findings["findings"][0]["outcome"], "limited", "{findings}");
+    let log = daemon.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("holds are lost"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{log}");
+    // A person's fail is refused too, saying why.
+    let r = reqwest::Client::new()
+        .post(daemon.url("/api/v1/jobs/1/fail"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 409);
+    assert!(r.text().await.unwrap().contains("holds were lost"));
+
+    // A restart holds too: the lost holds were saved in the file's place.
+    assert_eq!(daemon.stop().await, 0);
+    let daemon = start();
+    held_back_twice(&daemon).await;
+    assert_eq!(status().await, "running", "still held after the restart");
+    let (code, _) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 503);
+
+    // An operator's pause of nothing ends it; the damaged file is still kept aside as it was.
+    let url = daemon.url("");
+    let out = common::jobwarden(
+        &db.url,
+        &[
+            "pause",
+            "--for",
+            "0s",
+            "--url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    wait_for("the job failed", Duration::from_secs(10), || async {
+        (status().await == "failed").then_some(())
+    })
+    .await;
+    let (code, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 200, "{ready}");
+    let kept = state.join("holds.json.corrupt");
+    match damage {
+        Damage::CutShort => assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            WHOLE[..WHOLE.len() / 2]
+        ),
+        Damage::Garbage => assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            [0xff, 0x00, 0x7b, 0x13, 0x37]
+        ),
+        Damage::Directory => assert!(kept.join("inner").is_dir()),
+        Damage::Unreadable => assert_eq!(std::fs::read_to_string(&kept).unwrap(), WHOLE),
+    }
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// Waits until the daemon held the job's write back on two scans.
+async fn held_back_twice(daemon: &Daemon) {
+    wait_for("held back twice", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| {
+                common::metric(
+                    m,
+                    "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
+                )
+                .unwrap_or(0.0)
+                    >= 2.0
+            })
+    })
+    .await;
+}
+
+/// Hands every file under `dir` to `nobody` (65534), but `root_owned`, which stays root's.
+fn chown_all(dir: &Path, root_owned: &Path) {
+    if dir != root_owned {
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    }
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            chown_all(&entry.unwrap().path(), root_owned);
+        }
+    }
+}
