@@ -1,5 +1,5 @@
 //! The state directory through the real binary on SQLite: the operator's holds fail closed
-//! when their file is damaged.
+//! when their file is damaged; a state file that cannot be saved is counted and said.
 
 mod common;
 
@@ -204,4 +204,100 @@ fn chown_all(dir: &Path, root_owned: &Path) {
             chown_all(&entry.unwrap().path(), root_owned);
         }
     }
+}
+
+#[tokio::test]
+async fn state_files_that_cannot_be_saved_are_counted_and_said() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let hook = common::Receiver::start(0, &[]).await;
+    let state = db.dir().join("state");
+    // A directory where the memory goes: read as none, and never saved.
+    std::fs::create_dir_all(state.join("memory.json").join("inner")).unwrap();
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""
+        ))
+        .section(&format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"",
+            hook.url("/hook")
+        ))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let book = state.join("alerts.json");
+    wait_for("the alert book saved", Duration::from_secs(10), || async {
+        book.is_file().then_some(())
+    })
+    .await;
+    // Then a directory takes the book's place, and the job stalls: its alert fires, and the
+    // book that records it cannot be saved.
+    // (The daemon may save it again in between: until the directory is there.)
+    while {
+        let _ = std::fs::remove_file(&book);
+        std::fs::create_dir(&book).is_err()
+    } {}
+    std::fs::create_dir(book.join("inner")).unwrap();
+    db.exec(&format!("UPDATE jobs SET updated_at = {}", db.ago(90.0)))
+        .await;
+    let errors = |m: &str, file: &str| {
+        common::metric(
+            m,
+            &format!("jobwarden_state_errors_total{{file=\"{file}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let metrics = wait_for("a failed save counted", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| errors(m, "alerts") >= 1.0)
+    })
+    .await;
+    assert_eq!(hook.accepted("firing").len(), 1, "alerts go on");
+    assert!(errors(&metrics, "memory") >= 1.0, "{metrics}");
+    assert_eq!(errors(&metrics, "holds"), 0.0, "{metrics}");
+    let (code, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 200, "scans go on: {ready}");
+    assert!(ready.contains("alerts.json cannot be saved"), "{ready}");
+    assert!(ready.contains("memory.json cannot be saved"), "{ready}");
+    let (_, page) = common::get(&daemon.url("/")).await.expect("page");
+    assert!(page.contains("alerts.json cannot be saved"), "{page}");
+
+    // A pause that cannot be saved is not made, and counted.
+    std::fs::create_dir_all(state.join("holds.json").join("inner")).unwrap();
+    let r = reqwest::Client::new()
+        .post(daemon.url("/api/v1/pause"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"for": "1h"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 500);
+    let (_, metrics) = common::get(&daemon.url("/metrics")).await.expect("metrics");
+    assert_eq!(errors(&metrics, "holds"), 1.0, "{metrics}");
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_writes_paused"),
+        Some(0.0)
+    );
+
+    // Once the book can be saved again, it is, and the error is gone.
+    std::fs::remove_dir_all(&book).unwrap();
+    wait_for("the book saved again", Duration::from_secs(10), || async {
+        let (_, ready) = common::get(&daemon.url("/readyz")).await?;
+        (!ready.contains("alerts.json") && book.is_file()).then_some(())
+    })
+    .await;
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&book).unwrap()).unwrap();
+    assert_eq!(
+        saved["entries"].as_object().map(|e| e.len()),
+        Some(1),
+        "{saved}"
+    );
+    assert_eq!(daemon.stop().await, 0);
 }

@@ -2,6 +2,7 @@
 //! book: the job memory (`memory.json`) and the operator's holds (`holds.json`), each written
 //! whole to a temporary file and renamed.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,91 @@ pub fn load_holds(state_dir: &Path) -> Holds {
     Holds {
         lost: Some(why),
         ..Holds::default()
+    }
+}
+
+/// A file of the state directory, as the bounded `file` label of
+/// `jobwarden_state_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StateFile {
+    Alerts,
+    Memory,
+    Holds,
+    Audit,
+}
+
+impl StateFile {
+    pub const ALL: [StateFile; 4] = [
+        StateFile::Alerts,
+        StateFile::Memory,
+        StateFile::Holds,
+        StateFile::Audit,
+    ];
+
+    /// The metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFile::Alerts => "alerts",
+            StateFile::Memory => "memory",
+            StateFile::Holds => "holds",
+            StateFile::Audit => "audit",
+        }
+    }
+
+    /// The file's name in the state directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            StateFile::Alerts => crate::adapters::alerts::STATE_FILE,
+            StateFile::Memory => MEMORY_FILE,
+            StateFile::Holds => HOLDS_FILE,
+            StateFile::Audit => crate::adapters::audit::AUDIT_FILE,
+        }
+    }
+}
+
+/// Failed saves of the state files: each counted in `jobwarden_state_errors_total{file}`, and
+/// the last error of each file kept until it saves again (for `/` and `/readyz`). Clones
+/// share the errors. Whoever saves logs the failure; a recovery is logged here, once.
+#[derive(Debug, Clone)]
+pub struct SaveErrors {
+    count: prometheus::IntCounterVec,
+    last: std::sync::Arc<std::sync::Mutex<BTreeMap<StateFile, String>>>,
+}
+
+impl SaveErrors {
+    /// Starts every file's series at 0, so rate() and alerts see them from the first scrape.
+    pub fn new(count: prometheus::IntCounterVec) -> SaveErrors {
+        for file in StateFile::ALL {
+            count.with_label_values(&[file.as_str()]);
+        }
+        SaveErrors {
+            count,
+            last: Default::default(),
+        }
+    }
+
+    /// Records a save of `file`: a failure is counted and kept, a success clears it.
+    pub fn record<T, E: std::fmt::Display>(&self, file: StateFile, result: &Result<T, E>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Err(e) => {
+                self.count.with_label_values(&[file.as_str()]).inc();
+                last.insert(file, e.to_string());
+            }
+            Ok(_) => {
+                if last.remove(&file).is_some() {
+                    tracing::info!("{} is saved again", file.file_name());
+                }
+            }
+        }
+    }
+
+    /// Each file whose last save failed, in words.
+    pub fn current(&self) -> Vec<String> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.iter()
+            .map(|(file, e)| format!("{} cannot be saved: {e}", file.file_name()))
+            .collect()
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn check(
     let result = scanner.scan(config, None).await;
     scanner.store().close().await;
     let report = result?;
-    scanner.save_memory(config);
+    let _ = scanner.save_memory(config); // logged; the next run starts afresh
     if format == Format::Json {
         report::write_json(out, &report)?;
     } else {
@@ -190,7 +190,7 @@ pub async fn recover(
     listener.abort();
     scanner.store().close().await;
     scanner.record(&executed);
-    scanner.save_memory(config);
+    let _ = scanner.save_memory(config); // logged; the next run starts afresh
     if format == Format::Json {
         report::write_json(out, &report)?;
     } else {

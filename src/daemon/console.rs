@@ -60,6 +60,8 @@ pub struct Health {
     pub paused_until: Option<f64>,
     /// The operator's holds were lost (why): every write is held until a pause ends it.
     pub holds_lost: Option<String>,
+    /// Each state file whose last save failed, in words.
+    pub state_errors: Vec<String>,
     /// Snoozed jobs, by id.
     pub snoozes: std::collections::BTreeMap<String, Snooze>,
     /// A token is configured: the pages carry the (hidden) action buttons.
@@ -446,6 +448,9 @@ fn health_strip(h: &Health) -> Markup {
             }
             li { (h.role) }
             li class=(if h.dry_run { "warn" } else { "" }) { "dry run " (if h.dry_run { "on" } else { "off" }) }
+            @for e in &h.state_errors {
+                li class="bad" { (e) }
+            }
             @if let Some(why) = &h.holds_lost {
                 li class="bad" { (crate::core::safety::HeldBack::HoldsLost(why.clone())) }
             }

@@ -275,9 +275,12 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let paused = shared.paused_until().map(crate::core::job::rfc3339);
+    // A state file that cannot be saved does not stop the scans: said, not 503.
+    let state_errors = shared.state_errors();
     match shared.readiness() {
         (true, _) => Json(serde_json::json!({
             "ready": true, "role": shared.role(), "paused_until": paused,
+            "state_errors": state_errors,
         }))
         .into_response(),
         (false, err) => (
@@ -286,6 +289,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
                 "ready": false,
                 "role": shared.role(),
                 "paused_until": paused,
+                "state_errors": state_errors,
                 "error": err.unwrap_or_else(|| "no scan has reached the database yet".into()),
             })),
         )

@@ -27,6 +27,7 @@ use crate::adapters::artifacts;
 use crate::adapters::clock::Clock;
 use crate::adapters::leader::Leadership;
 use crate::adapters::notify::{self, Notifier};
+use crate::adapters::state::StateFile;
 use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
 use crate::app::scan::{Report, Scanner};
@@ -131,6 +132,8 @@ pub struct Shared {
     holds: RwLock<crate::core::holds::Holds>,
     /// Serializes changes of the holds (each is saved before it takes effect).
     holds_change: tokio::sync::Mutex<()>,
+    /// Failed saves of the state files (the alerter holds a clone).
+    save_errors: crate::adapters::state::SaveErrors,
     clock: Clock,
     /// The scanner's store, for the job page's read of one row (`None` until connected).
     store: RwLock<Option<Store>>,
@@ -288,6 +291,7 @@ impl Shared {
             job_url: info.job_url,
             paused_until: self.paused_until(),
             holds_lost: self.holds_lost(),
+            state_errors: self.save_errors.current(),
             snoozes: self.snoozes(),
             actions: self.token().is_some(),
         }
@@ -312,6 +316,11 @@ impl Shared {
     /// Until when every write is paused, if it is now.
     pub fn paused_until(&self) -> Option<f64> {
         read(&self.holds).paused(self.clock.now())
+    }
+
+    /// Each state file whose last save failed, in words (scans go on; `/readyz` stays 200).
+    pub fn state_errors(&self) -> Vec<String> {
+        self.save_errors.current()
     }
 
     /// Why the operator's holds were lost, while they are (every write is held meanwhile).
@@ -344,9 +353,13 @@ impl Shared {
         next.expire(now);
         let dir = self.state_dir();
         let saved = next.clone();
-        tokio::task::spawn_blocking(move || crate::adapters::state::save_holds(&dir, &saved))
-            .await
-            .map_err(std::io::Error::other)??;
+        let saved =
+            tokio::task::spawn_blocking(move || crate::adapters::state::save_holds(&dir, &saved))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|saved| saved);
+        self.save_errors.record(StateFile::Holds, &saved);
+        saved?;
         *write(&self.holds) = next.clone();
         self.metrics.holds_lost.set(i64::from(next.lost.is_some()));
         Ok((now, next))
@@ -511,6 +524,7 @@ pub async fn run(
     let (recover_tx, mut recover_rx) = mpsc::channel(8);
     let (jobs_tx, mut jobs_rx) = mpsc::channel(8);
     let shared = Arc::new(Shared {
+        save_errors: metrics.save_errors(),
         metrics,
         latest: RwLock::new(None),
         ready: AtomicBool::new(false),
@@ -571,7 +585,8 @@ pub async fn run(
         },
     ));
 
-    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics(), options.clock);
+    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics(), options.clock)
+        .reporting_to(shared.save_errors.clone());
     let mut scan_loop = Loop {
         clock: options.clock,
         leadership: Leadership::new(&config),
@@ -858,12 +873,18 @@ impl Loop {
         match &executed.audit_error {
             Some(e) => {
                 self.shared.metrics.audit_errors.inc();
+                self.shared
+                    .save_errors
+                    .record(StateFile::Audit, &Err::<(), _>(e));
                 *error = Some(e.clone());
             }
             None if error.is_some()
                 && crate::adapters::audit::writable(&self.config.state_dir).is_ok() =>
             {
                 tracing::info!("the audit trail takes writes again");
+                self.shared
+                    .save_errors
+                    .record(StateFile::Audit, &Ok::<(), String>(()));
                 *error = None;
             }
             None => {}
@@ -886,7 +907,8 @@ impl Loop {
                 .memory_saved
                 .is_none_or(|at| at.elapsed() >= MEMORY_SAVE_EVERY);
         if let (true, Some(scanner)) = (due, &mut self.scanner) {
-            scanner.save_memory(&self.config);
+            let saved = scanner.save_memory(&self.config);
+            self.shared.save_errors.record(StateFile::Memory, &saved);
             self.memory_saved = Some(Instant::now());
         }
     }

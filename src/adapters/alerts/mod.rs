@@ -65,6 +65,8 @@ pub struct Alerter {
     dirty: bool,
     /// When the book was last saved.
     saved_at: Option<tokio::time::Instant>,
+    /// Where a failed save is counted (the daemon's).
+    save_errors: Option<crate::adapters::state::SaveErrors>,
 }
 
 /// Receipts are saved at most this often (and at every scan, and at shutdown): a burst of
@@ -95,12 +97,19 @@ impl Alerter {
             clock,
             dirty: false,
             saved_at: None,
+            save_errors: None,
         };
         for spec in &config.alerts {
             metrics.register(&spec.name);
         }
         alerter.start_sinks(&config.alerts);
         alerter
+    }
+
+    /// Counts each failed save of the book in `errors` (and clears it after a good one).
+    pub fn reporting_to(mut self, errors: crate::adapters::state::SaveErrors) -> Alerter {
+        self.save_errors = Some(errors);
+        self
     }
 
     fn start_sinks(&mut self, specs: &[AlertSink]) {
@@ -359,11 +368,15 @@ impl Alerter {
     /// Writes the book atomically: a temporary file, flushed, then renamed over the old one.
     fn save(&mut self) {
         self.saved_at = Some(tokio::time::Instant::now());
-        match save_book(&self.path, &self.book) {
+        let saved = save_book(&self.path, &self.book);
+        match &saved {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 tracing::error!(path = %self.path.display(), "cannot save the alert state: {e}")
             }
+        }
+        if let Some(errors) = &self.save_errors {
+            errors.record(crate::adapters::state::StateFile::Alerts, &saved);
         }
     }
 }
