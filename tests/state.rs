@@ -176,20 +176,20 @@ async fn damaged_holds_hold_every_write(damage: Damage) {
     assert_eq!(daemon.stop().await, 0);
 }
 
-/// Waits until the daemon held the job's write back on two scans.
+/// Waits until the daemon held the job's write back on two more scans.
 async fn held_back_twice(daemon: &Daemon) {
+    let limited = || async {
+        common::get(&daemon.url("/metrics")).await.map(|r| {
+            common::metric(
+                &r.1,
+                "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
+            )
+            .unwrap_or(0.0)
+        })
+    };
+    let start = wait_for("metrics", Duration::from_secs(10), limited).await;
     wait_for("held back twice", Duration::from_secs(10), || async {
-        common::get(&daemon.url("/metrics"))
-            .await
-            .map(|r| r.1)
-            .filter(|m| {
-                common::metric(
-                    m,
-                    "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
-                )
-                .unwrap_or(0.0)
-                    >= 2.0
-            })
+        limited().await.filter(|n| *n >= start + 2.0)
     })
     .await;
 }
@@ -299,5 +299,109 @@ async fn state_files_that_cannot_be_saved_are_counted_and_said() {
         Some(1),
         "{saved}"
     );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn links_in_the_state_directory_are_never_followed() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
+    let hook = common::Receiver::start(0, &[]).await;
+    let state = db.dir().join("state");
+    let theirs = db.dir().join("theirs");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&theirs).unwrap();
+    // Each state file, and each name a save once wrote first, is a link to a file that is not
+    // jobwarden's.
+    let names = [
+        "alerts.json",
+        "memory.json",
+        "holds.json",
+        "audit.jsonl",
+        "alerts.json.tmp",
+        "memory.json.tmp",
+        "holds.json.tmp",
+    ];
+    for name in names {
+        std::fs::write(theirs.join(name), format!("not jobwarden's: {name}")).unwrap();
+        std::os::unix::fs::symlink(theirs.join(name), state.join(name)).unwrap();
+    }
+    let untouched = || {
+        for name in names {
+            assert_eq!(
+                std::fs::read_to_string(theirs.join(name)).unwrap(),
+                format!("not jobwarden's: {name}"),
+                "{name} was written through its link"
+            );
+        }
+    };
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""
+        ))
+        .section(&format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"",
+            hook.url("/hook")
+        ))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let status = || async {
+        db.rows("SELECT status FROM jobs WHERE id = 1").await[0][0]
+            .clone()
+            .unwrap_or_default()
+    };
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("the firing alert", Duration::from_secs(10), || async {
+        (hook.accepted("firing").len() == 1).then_some(())
+    })
+    .await;
+    held_back_twice(&daemon).await;
+    untouched();
+    // The book and the memory are saved in the links' place; the holds are lost (a link is
+    // not read) and the audit trail cannot be written through one: nothing is written.
+    for name in ["alerts.json", "memory.json"] {
+        assert!(
+            std::fs::symlink_metadata(state.join(name))
+                .unwrap()
+                .is_file(),
+            "{name}"
+        );
+    }
+    assert_eq!(status().await, "running");
+    let (code, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+    assert_eq!(code, 503, "{ready}");
+    assert!(ready.contains("symbolic link"), "{ready}");
+
+    // With the holds ended and the audit trail's link gone, the write is made and recorded.
+    let url = daemon.url("");
+    let out = common::jobwarden(
+        &db.url,
+        &[
+            "pause",
+            "--for",
+            "0s",
+            "--url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    held_back_twice(&daemon).await;
+    assert_eq!(status().await, "running", "the audit trail is still a link");
+    std::fs::remove_file(state.join("audit.jsonl")).unwrap();
+    wait_for("the job failed", Duration::from_secs(10), || async {
+        (status().await == "failed").then_some(())
+    })
+    .await;
+    assert!(std::fs::read_to_string(state.join("audit.jsonl"))
+        .unwrap()
+        .contains("\"applied\""));
+    untouched();
     assert_eq!(daemon.stop().await, 0);
 }

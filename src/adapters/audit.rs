@@ -186,11 +186,13 @@ fn append_with(state_dir: &Path, entries: &[Entry], durable: bool) -> std::io::R
         return Ok(());
     }
     std::fs::create_dir_all(state_dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path(state_dir))?;
+    let mut file = crate::adapters::state::open_state(
+        &path(state_dir),
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true),
+    )?;
     let mut buf = Vec::new();
     let len = file.metadata()?.len();
     if len > 0 {
@@ -215,17 +217,20 @@ fn append_with(state_dir: &Path, entries: &[Entry], durable: bool) -> std::io::R
 /// Whether the audit file can be opened for appending (the directory made if need be).
 pub fn writable(state_dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(state_dir)?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path(state_dir))
-        .map(|_| ())
+    crate::adapters::state::open_state(
+        &path(state_dir),
+        std::fs::OpenOptions::new().create(true).append(true),
+    )
+    .map(|_| ())
 }
 
 /// Reads lines from the end of the file, newest first, until `keep` says stop (constant
 /// memory: 64 KiB at a time).
 fn lines_from_end(state_dir: &Path, mut keep: impl FnMut(&str) -> bool) -> std::io::Result<()> {
-    let mut file = match std::fs::File::open(path(state_dir)) {
+    let mut file = match crate::adapters::state::open_state(
+        &path(state_dir),
+        std::fs::OpenOptions::new().read(true),
+    ) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),

@@ -21,8 +21,16 @@ pub const HOLDS_FILE: &str = "holds.json";
 /// holds too; when they cannot be, the damaged file is put back for the next start to find.
 pub fn load_holds(state_dir: &Path) -> Holds {
     let file = state_dir.join(HOLDS_FILE);
-    let problem = match std::fs::read(&file) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Holds::default(),
+    remove_stale_temporaries(&file);
+    let problem = match read_state(&file) {
+        // No file, or no directory it could be in (the state directory is a file, say):
+        // nothing was ever held there.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Holds::default()
+        }
         Err(e) => format!("cannot be read: {e}"),
         Ok(bytes) => match serde_json::from_slice::<Holds>(&bytes) {
             Ok(holds) => return holds,
@@ -180,24 +188,111 @@ pub fn save_holds(state_dir: &Path, holds: &Holds) -> std::io::Result<()> {
     write_whole(&state_dir.join(HOLDS_FILE), &bytes)
 }
 
-/// Writes a file whole: a temporary file beside it, flushed to disk, then renamed over it;
-/// no temporary file is left when that fails. Every whole-file state (the memory, the holds,
-/// the alert book) is written through it.
+/// Writes a file whole: a temporary file beside it (a fresh random name, created only if
+/// nothing is there, so a link planted at a name it could guess is never followed), flushed
+/// to disk, then renamed over it (a link in the file's place is replaced, its target left
+/// alone); no temporary file is left when that fails. Every whole-file state (the memory, the
+/// holds, the alert book) is written through it.
 pub(crate) fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = file.with_extension("json.tmp");
+    let tmp = temporary(file, fastrand::u64(..));
+    let mut created = false;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        created = true;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, file)
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The temporary file of one save of `file`: `.<name>.<random>.tmp` beside it.
+fn temporary(file: &Path, random: u64) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.with_file_name(format!(".{name}.{random:016x}.tmp"))
+}
+
+/// Removes the temporary files a save of `file` cut short by a crash left (regular files
+/// only, untouched for a minute, so a save in flight in another process is left alone).
+pub(crate) fn remove_stale_temporaries(file: &Path) {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        let ours = entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp");
+        let stale = entry.metadata().is_ok_and(|m| {
+            m.file_type().is_file()
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= STALE_TEMPORARY)
+        });
+        if ours && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// How long a temporary file stays untouched before a load takes it for a crash's leftover.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens a state file without following a symbolic link in its place (a link there is an
+/// error, not a way to read or write another file), and only a regular file (a directory or
+/// a FIFO is an error; a FIFO does not block the open). `options` says how to open it.
+pub(crate) fn open_state(
+    file: &Path,
+    options: &mut std::fs::OpenOptions,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let opened = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(file)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::new(
+                e.kind(),
+                "it is a symbolic link, which jobwarden does not follow",
+            ),
+            _ => e,
+        })?;
+    let kind = opened.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            if kind.is_dir() {
+                "it is a directory"
+            } else {
+                "it is not a regular file"
+            },
+        ));
+    }
+    Ok(opened)
+}
+
+/// Reads a whole state file through [`open_state`].
+pub(crate) fn read_state(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    open_state(file, std::fs::OpenOptions::new().read(true))?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The memory file under a state directory.
@@ -209,15 +304,16 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// or it cannot be read (said in the log: an empty memory only makes jobs look younger).
 pub fn load(state_dir: &Path, scope: &str) -> Memory {
     let file = path(state_dir);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
+    remove_stale_temporaries(&file);
+    let text = match read_state(&file) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Memory::new(scope),
         Err(e) => {
             tracing::warn!(path = %file.display(), "cannot read the job memory, starting afresh: {e}");
             return Memory::new(scope);
         }
     };
-    match serde_json::from_str::<Memory>(&text) {
+    match serde_json::from_slice::<Memory>(&text) {
         Ok(m) if m.scope() == scope => m,
         Ok(_) => Memory::new(scope),
         Err(e) => {
@@ -269,17 +365,65 @@ mod tests {
         assert!(why.contains("cannot be read"), "{why}");
         assert!(dir.path().join("holds.json.corrupt.1").is_dir());
         assert!(dir.path().join("holds.json.corrupt").is_file());
-        // Holds that cannot be saved put the damaged file back for the next start.
-        let blocked = dir.path().join("blocked");
-        std::fs::create_dir_all(&blocked).unwrap();
-        std::fs::write(blocked.join(HOLDS_FILE), [0xff, 0x00]).unwrap();
-        std::fs::create_dir_all(blocked.join("holds.json.tmp").join("x")).unwrap();
-        let why = load_holds(&blocked).lost.expect("lost");
-        assert!(why.contains("put back"), "{why}");
-        assert_eq!(
-            std::fs::read(blocked.join(HOLDS_FILE)).unwrap(),
-            [0xff, 0x00]
+        // A link in its place is not followed: moved aside, its target untouched.
+        std::fs::remove_file(&file).unwrap();
+        let target = dir.path().join("elsewhere.json");
+        std::fs::write(&target, r#"{"paused_until": null}"#).unwrap();
+        std::os::unix::fs::symlink(&target, &file).unwrap();
+        let why = load_holds(dir.path()).lost.expect("lost");
+        assert!(why.contains("symbolic link"), "{why}");
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("holds.json.corrupt.2"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
         );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            r#"{"paused_until": null}"#
+        );
+    }
+
+    #[test]
+    fn a_save_never_follows_a_link_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(HOLDS_FILE);
+        let target = dir.path().join("target");
+        std::fs::write(&target, "theirs").unwrap();
+        // A link at the file's name is replaced, not written through.
+        std::os::unix::fs::symlink(&target, &file).unwrap();
+        save_holds(dir.path(), &Holds::default()).unwrap();
+        assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
+        // A temporary name is never reused: a file already there is an error, not a target.
+        let tmp = temporary(&file, 7);
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        assert_eq!(tmp.file_name().unwrap(), ".holds.json.0000000000000007.tmp");
+        // A save that fails (a directory in the file's place) leaves no temporary file.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir_all(file.join("inner")).unwrap();
+        assert!(save_holds(dir.path(), &Holds::default()).is_err());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        // A load removes a crash's leftover temporary files, not a link or a fresh one.
+        let old = temporary(&file, 1);
+        std::fs::write(&old, "half").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_TEMPORARY)
+            .unwrap();
+        let fresh = temporary(&file, 2);
+        std::fs::write(&fresh, "in flight").unwrap();
+        remove_stale_temporaries(&file);
+        assert!(!old.exists());
+        assert!(fresh.exists());
+        assert!(std::fs::symlink_metadata(&tmp).is_ok());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
     }
 
     #[test]

@@ -416,7 +416,7 @@ pub struct Delivered {
 /// One job's alerts as last saved in the state directory's book, read only (for the
 /// console: a missing, unreadable or corrupt file is no alerts, and is left as it is).
 pub fn saved_alerts_of(state_dir: &Path, job_id: &str) -> Vec<Entry> {
-    std::fs::read(state_dir.join(STATE_FILE))
+    crate::adapters::state::read_state(&state_dir.join(STATE_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Book>(&bytes).ok())
         .map(|book| {
@@ -433,8 +433,8 @@ pub fn saved_alerts_of(state_dir: &Path, job_id: &str) -> Vec<Entry> {
 /// replaced by an empty book.
 pub fn load_book(path: &Path) -> Book {
     // A temporary file left by a save that was cut short holds nothing the book lacks.
-    let _ = std::fs::remove_file(path.with_extension("json.tmp"));
-    let problem = match std::fs::read(path) {
+    crate::adapters::state::remove_stale_temporaries(path);
+    let problem = match crate::adapters::state::read_state(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Book::new(),
         Err(e) => format!("cannot be read ({e})"),
         Ok(bytes) => match std::str::from_utf8(&bytes) {
@@ -596,10 +596,7 @@ mod tests {
             1,
             "saved beside the corrupt one"
         );
-        // A temporary file left by a cut-short save is removed, and a failed save leaves none.
-        std::fs::write(path.with_extension("json.tmp"), "half").unwrap();
-        load_book(&path);
-        assert!(!path.with_extension("json.tmp").exists());
+        // A failed save leaves no temporary file (see adapters::state's tests).
         let blocked = dir.path().join("blocked");
         std::fs::write(&blocked, "a file where a folder should be").unwrap();
         assert!(save_book(&blocked.join("alerts.json"), &book).is_err());
