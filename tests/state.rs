@@ -405,3 +405,86 @@ async fn links_in_the_state_directory_are_never_followed() {
     untouched();
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test]
+async fn a_rotated_audit_trail_keeps_every_write_findable() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    let jobs = 30;
+    for id in 1..=jobs {
+        db.running(id, 120.0, 90.0).await;
+    }
+    let state = db.dir().join("state");
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section(
+            "[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmax_stuck_fraction = 1.0\n\
+             max_actions_per_scan = 100",
+        )
+        .section("[http]\nlisten = \"127.0.0.1:0\"")
+        .section("[audit]\nmax_size = \"8KiB\"")
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("every job failed", Duration::from_secs(20), || async {
+        let failed = db
+            .rows("SELECT CAST(count(*) AS TEXT) FROM jobs WHERE status = 'failed'")
+            .await;
+        (failed[0][0].as_deref() == Some(&jobs.to_string())).then_some(())
+    })
+    .await;
+    // The trail rotated, more than once, and kept every file within its size.
+    for name in ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"] {
+        let size = std::fs::metadata(state.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .len();
+        assert!(size > 0 && size <= 8192, "{name}: {size}");
+    }
+    // Every write is on its job's page and on /audit, filtered by job and not.
+    let (_, all) = common::get(&daemon.url("/audit?outcome=applied"))
+        .await
+        .expect("audit page");
+    for id in 1..=jobs {
+        let (code, page) = common::get(&daemon.url(&format!("/jobs/{id}")))
+            .await
+            .expect("job page");
+        assert_eq!(code, 200);
+        assert!(
+            page.contains("outcome applied") && page.contains("fail running → failed"),
+            "job {id}'s write is not on its page:\n{page}"
+        );
+        let (_, audit) = common::get(&daemon.url(&format!("/audit?job={id}")))
+            .await
+            .expect("audit page");
+        assert_eq!(
+            audit.matches("<tr>").count() - 1,
+            1,
+            "job {id}: one write, its intent joined with its outcome:\n{audit}"
+        );
+        assert!(
+            all.contains(&format!("/jobs/{id}\"")),
+            "job {id} not on /audit"
+        );
+    }
+    // And `jobwarden audit` reads them all, the rotated files too.
+    let out = common::jobwarden(
+        &db.url,
+        &[
+            "audit",
+            "--last",
+            "100",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"applied\""))
+        .count();
+    assert_eq!(lines, jobs as usize);
+    assert_eq!(daemon.stop().await, 0);
+}

@@ -43,6 +43,8 @@ impl Stop {
 pub struct Trail<'a> {
     /// The state directory holding `audit.jsonl`.
     pub state_dir: &'a std::path::Path,
+    /// `[audit] max_size`: the trail rotates before an append would take it past this.
+    pub audit_max_size: u64,
     pub stop: Option<&'a Stop>,
     /// Dry-run writes already logged and audited on an earlier scan (the daemon's): counted
     /// again, not logged or audited again.
@@ -104,7 +106,9 @@ pub async fn apply(
                 outcome: Recorded::Intent,
                 ..entry.clone()
             };
-            if let Err(e) = crate::adapters::audit::append(trail.state_dir, &[intent]) {
+            if let Err(e) =
+                crate::adapters::audit::append(trail.state_dir, trail.audit_max_size, &[intent])
+            {
                 let why = HeldBack::AuditUnwritable(e.to_string());
                 tracing::error!(
                     job_id = %p.write.job_id, path = %crate::adapters::audit::path(trail.state_dir).display(),
@@ -146,7 +150,9 @@ pub async fn apply(
             if !quiet {
                 dry_entries.push(entry.clone());
             }
-        } else if let Err(e) = crate::adapters::audit::append_outcome(trail.state_dir, &entry) {
+        } else if let Err(e) =
+            crate::adapters::audit::append_outcome(trail.state_dir, trail.audit_max_size, &entry)
+        {
             // The write is made and its intent is on disk: the next start resolves it.
             tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
             out.audit_error = Some(format!("audit trail not writable: {e}"));
@@ -159,7 +165,9 @@ pub async fn apply(
         });
     }
     // A dry run writes nothing, so a trail that cannot take its notes holds nothing back.
-    if let Err(e) = crate::adapters::audit::append(trail.state_dir, &dry_entries) {
+    if let Err(e) =
+        crate::adapters::audit::append(trail.state_dir, trail.audit_max_size, &dry_entries)
+    {
         tracing::warn!("cannot record dry-run writes in the audit trail: {e}");
     }
     for (p, why) in &out.held {
@@ -174,7 +182,11 @@ pub async fn apply(
 /// Resolves the writes a crashed jobwarden on this host left with an intent and no outcome:
 /// the row tells whether it happened (it has the status the write set, or not). Intents of
 /// processes still alive, or of other hosts, are left alone.
-pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usize {
+pub async fn resolve_pending(
+    store: &Store,
+    state_dir: &std::path::Path,
+    audit_max_size: u64,
+) -> usize {
     let pending = match crate::adapters::audit::pending(state_dir) {
         Ok(p) => p,
         Err(e) => {
@@ -224,7 +236,7 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
             }
         })
         .collect();
-    match crate::adapters::audit::append(state_dir, &outcomes) {
+    match crate::adapters::audit::append(state_dir, audit_max_size, &outcomes) {
         Ok(()) => {
             tracing::warn!(
                 writes = outcomes.len(),
@@ -374,6 +386,7 @@ pub async fn execute(
         &context,
         Trail {
             state_dir: &config.state_dir,
+            audit_max_size: config.audit_max_size,
             stop: options.stop,
             dry_seen: options.dry_seen,
         },

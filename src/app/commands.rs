@@ -159,7 +159,7 @@ pub async fn recover(
     let stop = actions::Stop::default();
     let listener = stop_on_signals(stop.clone());
     let store = Store::connect(config).await?;
-    actions::resolve_pending(&store, &config.state_dir).await;
+    actions::resolve_pending(&store, &config.state_dir, config.audit_max_size).await;
     let mut scanner = Scanner::for_config(store, config).with_artifacts(indexes);
     let older_than = options.older_than.map(|after| OlderThan {
         after,

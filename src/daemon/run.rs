@@ -802,7 +802,12 @@ impl Loop {
             if let Some(why) = store.refusal() {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");
             }
-            crate::app::actions::resolve_pending(&store, &self.config.state_dir).await;
+            crate::app::actions::resolve_pending(
+                &store,
+                &self.config.state_dir,
+                self.config.audit_max_size,
+            )
+            .await;
             *write(&self.shared.store) = Some(store.clone());
             self.start_terminal_counts(store.clone());
             let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();

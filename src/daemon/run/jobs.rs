@@ -184,6 +184,7 @@ impl Loop {
             },
             actions::Trail {
                 state_dir: &config.state_dir,
+                audit_max_size: config.audit_max_size,
                 stop: Some(&self.stop),
                 dry_seen: None,
             },
