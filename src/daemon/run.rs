@@ -291,7 +291,7 @@ impl Shared {
             job_url: info.job_url,
             paused_until: self.paused_until(),
             holds_lost: self.holds_lost(),
-            state_errors: self.save_errors.current(),
+            state_errors: self.state_errors(),
             snoozes: self.snoozes(),
             actions: self.token().is_some(),
         }
@@ -328,6 +328,14 @@ impl Shared {
         read(&self.holds).lost.clone()
     }
 
+    /// Sets `jobwarden_holds_lost` (the holds are lost only at load, and found again only by a
+    /// change: it is set then).
+    fn publish_holds_lost(&self) {
+        self.metrics
+            .holds_lost
+            .set(i64::from(self.holds_lost().is_some()));
+    }
+
     /// Why every write is held back now, if it is: the holds were lost, or a pause.
     pub fn every_write_held(&self) -> Option<HeldBack> {
         read(&self.holds).every_write_held(self.clock.now())
@@ -361,7 +369,7 @@ impl Shared {
         self.save_errors.record(StateFile::Holds, &saved);
         saved?;
         *write(&self.holds) = next.clone();
-        self.metrics.holds_lost.set(i64::from(next.lost.is_some()));
+        self.publish_holds_lost();
         Ok((now, next))
     }
 
@@ -552,10 +560,7 @@ pub async fn run(
         indexes: RwLock::new(Vec::new()),
         history: RwLock::new(std::collections::VecDeque::new()),
     });
-    shared
-        .metrics
-        .holds_lost
-        .set(i64::from(shared.holds_lost().is_some()));
+    shared.publish_holds_lost();
     let local = listener
         .local_addr()
         .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
@@ -832,10 +837,6 @@ impl Loop {
             .metrics
             .writes_paused
             .set(i64::from(self.shared.paused_until().is_some()));
-        self.shared
-            .metrics
-            .holds_lost
-            .set(i64::from(matches!(held, Some(HeldBack::HoldsLost(_)))));
         let snoozed = self.snoozed();
         self.shared.metrics.jobs_snoozed.set(snoozed.len() as i64);
         let scanner = self.scanner().await?;
