@@ -260,30 +260,13 @@ async fn state_files_that_cannot_be_saved_are_counted_and_said() {
     assert_eq!(hook.accepted("firing").len(), 1, "alerts go on");
     assert!(errors(&metrics, "memory") >= 1.0, "{metrics}");
     assert_eq!(errors(&metrics, "holds"), 0.0, "{metrics}");
+    assert_eq!(errors(&metrics, "audit"), 0.0, "{metrics}");
     let (code, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
     assert_eq!(code, 200, "scans go on: {ready}");
     assert!(ready.contains("alerts.json cannot be saved"), "{ready}");
     assert!(ready.contains("memory.json cannot be saved"), "{ready}");
     let (_, page) = common::get(&daemon.url("/")).await.expect("page");
     assert!(page.contains("alerts.json cannot be saved"), "{page}");
-
-    // A pause that cannot be saved is not made, and counted.
-    std::fs::create_dir_all(state.join("holds.json").join("inner")).unwrap();
-    let r = reqwest::Client::new()
-        .post(daemon.url("/api/v1/pause"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(r#"{"for": "1h"}"#)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status().as_u16(), 500);
-    let (_, metrics) = common::get(&daemon.url("/metrics")).await.expect("metrics");
-    assert_eq!(errors(&metrics, "holds"), 1.0, "{metrics}");
-    assert_eq!(
-        common::metric(&metrics, "jobwarden_writes_paused"),
-        Some(0.0)
-    );
 
     // Once the book can be saved again, it is, and the error is gone.
     std::fs::remove_dir_all(&book).unwrap();
@@ -486,5 +469,103 @@ async fn a_rotated_audit_trail_keeps_every_write_findable() {
         .filter(|l| l.contains("\"applied\""))
         .count();
     assert_eq!(lines, jobs as usize);
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn damaged_holds_on_a_full_disk_are_put_back_and_still_hold() {
+    assert!(
+        common::is_root(),
+        "this test mounts a small tmpfs: run it as root (scripts/test does, in CI)"
+    );
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 90.0).await;
+    let state = db.dir().join("tmpfs");
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&state)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(state.clone());
+    std::fs::write(state.join("holds.json"), "garbage").unwrap();
+    let filler = state.join("filler");
+    let _ = std::fs::write(&filler, vec![b'x'; 128 * 1024]);
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""
+        ))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let status = || async {
+        db.rows("SELECT status FROM jobs WHERE id = 1").await[0][0]
+            .clone()
+            .unwrap_or_default()
+    };
+    let pause = |daemon: &Daemon, span: &str| {
+        reqwest::Client::new()
+            .post(daemon.url("/api/v1/pause"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"for": "{span}"}}"#))
+            .send()
+    };
+    // The lost holds cannot be saved: the damaged file is put back, and every write held, at
+    // each start.
+    for _start in 0..2 {
+        let daemon = Daemon::start(&config, &[]);
+        held_back_twice(&daemon).await;
+        assert_eq!(status().await, "running");
+        let (code, ready) = common::get(&daemon.url("/readyz")).await.expect("readyz");
+        assert_eq!(code, 503, "{ready}");
+        assert!(ready.contains("put back"), "{ready}");
+        assert_eq!(
+            std::fs::read_to_string(state.join("holds.json")).unwrap(),
+            "garbage"
+        );
+        assert!(!state.join("holds.json.corrupt").exists());
+        assert_eq!(daemon.stop().await, 0);
+    }
+    // A pause that cannot be saved is not made (and counted); once there is room, it ends
+    // the hold, and the damaged file is kept aside, not replaced.
+    let daemon = Daemon::start(&config, &[]);
+    held_back_twice(&daemon).await;
+    let r = pause(&daemon, "0s").await.expect("post");
+    assert_eq!(r.status().as_u16(), 500);
+    let (_, metrics) = common::get(&daemon.url("/metrics")).await.expect("metrics");
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_state_errors_total{file=\"holds\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(status().await, "running");
+    assert_eq!(
+        std::fs::read_to_string(state.join("holds.json")).unwrap(),
+        "garbage",
+        "still there for the next start"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let r = pause(&daemon, "0s").await.expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    wait_for("the job failed", Duration::from_secs(10), || async {
+        (status().await == "failed").then_some(())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(state.join("holds.json.corrupt")).unwrap(),
+        "garbage"
+    );
     assert_eq!(daemon.stop().await, 0);
 }

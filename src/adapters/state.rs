@@ -22,20 +22,9 @@ pub const HOLDS_FILE: &str = "holds.json";
 pub fn load_holds(state_dir: &Path) -> Holds {
     let file = state_dir.join(HOLDS_FILE);
     remove_stale_temporaries(&file);
-    let problem = match read_state(&file) {
-        // No file, or no directory it could be in (the state directory is a file, say):
-        // nothing was ever held there.
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ENOTDIR) =>
-        {
-            return Holds::default()
-        }
-        Err(e) => format!("cannot be read: {e}"),
-        Ok(bytes) => match serde_json::from_slice::<Holds>(&bytes) {
-            Ok(holds) => return holds,
-            Err(e) => format!("is not valid: {e}"),
-        },
+    let problem = match read_holds(&file) {
+        Ok(holds) => return holds.unwrap_or_default(),
+        Err(problem) => problem,
     };
     let mut why = format!("{HOLDS_FILE} {problem}");
     match move_aside(&file) {
@@ -182,10 +171,44 @@ pub(crate) fn move_aside(file: &Path) -> std::io::Result<PathBuf> {
     ))
 }
 
-/// Saves the holds (to a temporary file, then renamed over the old one).
+/// The holds saved in `file`: none when there is no file, nor a directory it could be in (the
+/// state directory is a file, say: nothing was ever held there); else what is wrong with it.
+fn read_holds(file: &Path) -> Result<Option<Holds>, String> {
+    match read_state(file) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot be read: {e}")),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("is not valid: {e}")),
+    }
+}
+
+/// Saves the holds (to a temporary file, then renamed over the old one). A damaged file
+/// still in the holds' place (put back at load because the lost holds could not be saved) is
+/// first moved aside, never replaced, and put back again when the save fails.
 pub fn save_holds(state_dir: &Path, holds: &Holds) -> std::io::Result<()> {
+    let file = state_dir.join(HOLDS_FILE);
     let bytes = serde_json::to_vec(holds).map_err(std::io::Error::other)?;
-    write_whole(&state_dir.join(HOLDS_FILE), &bytes)
+    let aside = match read_holds(&file) {
+        Ok(_) => None,
+        Err(_) => Some(move_aside(&file)?),
+    };
+    let saved = write_whole(&file, &bytes);
+    match (&saved, aside) {
+        (Err(_), Some(aside)) => {
+            let _ = std::fs::rename(&aside, &file);
+        }
+        (Ok(()), Some(aside)) => {
+            tracing::warn!(path = %file.display(), "the damaged holds file is kept as {}", aside.display());
+        }
+        _ => {}
+    }
+    saved
 }
 
 /// Writes a file whole: a temporary file beside it (a fresh random name, created only if
@@ -365,6 +388,16 @@ mod tests {
         assert!(why.contains("cannot be read"), "{why}");
         assert!(dir.path().join("holds.json.corrupt.1").is_dir());
         assert!(dir.path().join("holds.json.corrupt").is_file());
+        // A damaged file in the holds' place when they are saved (put back at a load that
+        // could not save the lost holds) is kept aside, not replaced.
+        std::fs::write(&file, "garbage").unwrap();
+        save_holds(dir.path(), &Holds::default()).unwrap();
+        assert_eq!(load_holds(dir.path()), Holds::default());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("holds.json.corrupt.2")).unwrap(),
+            "garbage"
+        );
+        std::fs::remove_file(dir.path().join("holds.json.corrupt.2")).unwrap();
         // A link in its place is not followed: moved aside, its target untouched.
         std::fs::remove_file(&file).unwrap();
         let target = dir.path().join("elsewhere.json");
@@ -387,22 +420,25 @@ mod tests {
     #[test]
     fn a_save_never_follows_a_link_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join(HOLDS_FILE);
+        let file = dir.path().join(MEMORY_FILE);
         let target = dir.path().join("target");
         std::fs::write(&target, "theirs").unwrap();
         // A link at the file's name is replaced, not written through.
         std::os::unix::fs::symlink(&target, &file).unwrap();
-        save_holds(dir.path(), &Holds::default()).unwrap();
+        write_whole(&file, b"{}").unwrap();
         assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
         // A temporary name is never reused: a file already there is an error, not a target.
         let tmp = temporary(&file, 7);
         std::os::unix::fs::symlink(&target, &tmp).unwrap();
-        assert_eq!(tmp.file_name().unwrap(), ".holds.json.0000000000000007.tmp");
+        assert_eq!(
+            tmp.file_name().unwrap(),
+            ".memory.json.0000000000000007.tmp"
+        );
         // A save that fails (a directory in the file's place) leaves no temporary file.
         std::fs::remove_file(&file).unwrap();
         std::fs::create_dir_all(file.join("inner")).unwrap();
-        assert!(save_holds(dir.path(), &Holds::default()).is_err());
+        assert!(write_whole(&file, b"{}").is_err());
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
