@@ -287,9 +287,17 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
         "{}",
         daemon.log()
     );
-    assert!(state.join("alerts.json.corrupt").exists());
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("alerts.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(state.join("alerts.json.corrupt")).unwrap(),
+        "{{{ not json"
+    );
+    // The receiver may hear of the firing before the book that records it is saved.
+    let saved = wait_for("the book saved", SCANS, || async {
+        std::fs::read_to_string(state.join("alerts.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    })
+    .await;
     assert_eq!(saved["version"], 1);
     assert_eq!(daemon.stop().await, 0);
 }

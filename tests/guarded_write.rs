@@ -76,6 +76,7 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
         &audit,
         actions::Trail {
             state_dir: state.path(),
+            audit_max_size: jobwarden::config::DEFAULT_AUDIT_MAX_SIZE,
             stop: None,
             dry_seen: None,
         },

@@ -7,6 +7,12 @@
 //! ([`pending`], then the caller records the outcome with `recovered`). A dry-run write is one
 //! entry (its outcome, `dry_run`). `jobwarden audit` joins each intent with its outcome and
 //! reads the file from its end, in constant memory.
+//!
+//! The trail rotates: an append that would take `audit.jsonl` past `[audit] max_size` first
+//! renames it to `audit.jsonl.1` (and `.1` to `.2`, ... up to [`ROTATED`]; the oldest goes),
+//! under an exclusive lock that every appending process takes, so two never rotate at once.
+//! Every reader ([`last`], [`last_matching`], [`pending`]) reads the rotated files too,
+//! newest first, so a write stays findable as long as its file is kept.
 
 use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -20,6 +26,8 @@ use crate::core::vocabulary::Action;
 
 /// The file, in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+/// Rotated files kept besides the current one: `audit.jsonl.1` (the newest) to `.4`.
+pub const ROTATED: usize = 4;
 /// How many of the last lines [`pending`] reads: far more than the writes one process can
 /// have in flight (they are made one at a time).
 pub const PENDING_LINES: usize = 10_000;
@@ -171,27 +179,34 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
 /// Appends entries, one JSON line each, and flushes them to disk. A file whose last line was
 /// cut short (a crash mid-append) first gets the newline it lacks, so the cut line cannot
 /// swallow the next one.
-pub fn append(state_dir: &Path, entries: &[Entry]) -> std::io::Result<()> {
-    append_with(state_dir, entries, true)
+/// The file is rotated first when the entries would take it past `max_size` (bytes).
+pub fn append(state_dir: &Path, max_size: u64, entries: &[Entry]) -> std::io::Result<()> {
+    append_with(state_dir, max_size, entries, true)
 }
 
 /// Appends an outcome: handed to the operating system, not waited on to reach the disk. Its
 /// intent already is there, so a crash that loses the outcome leaves an intent that the next
 /// start resolves from the row; a write costs one disk flush, not two.
-pub fn append_outcome(state_dir: &Path, entry: &Entry) -> std::io::Result<()> {
-    append_with(state_dir, std::slice::from_ref(entry), false)
+pub fn append_outcome(state_dir: &Path, max_size: u64, entry: &Entry) -> std::io::Result<()> {
+    append_with(state_dir, max_size, std::slice::from_ref(entry), false)
 }
 
-fn append_with(state_dir: &Path, entries: &[Entry], durable: bool) -> std::io::Result<()> {
+fn append_with(
+    state_dir: &Path,
+    max_size: u64,
+    entries: &[Entry],
+    durable: bool,
+) -> std::io::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
+    let mut lines = Vec::new();
+    for e in entries {
+        serde_json::to_writer(&mut lines, e).map_err(std::io::Error::other)?;
+        lines.push(b'\n');
+    }
     std::fs::create_dir_all(state_dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path(state_dir))?;
+    let mut file = open_for_append(state_dir, max_size, lines.len() as u64 + 1)?;
     let mut buf = Vec::new();
     let len = file.metadata()?.len();
     if len > 0 {
@@ -202,10 +217,7 @@ fn append_with(state_dir: &Path, entries: &[Entry], durable: bool) -> std::io::R
             buf.push(b'\n');
         }
     }
-    for e in entries {
-        serde_json::to_writer(&mut buf, e).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
-    }
+    buf.extend_from_slice(&lines);
     file.write_all(&buf)?;
     if durable {
         file.sync_data()?;
@@ -213,24 +225,128 @@ fn append_with(state_dir: &Path, entries: &[Entry], durable: bool) -> std::io::R
     Ok(())
 }
 
+/// Opens the current file to append `incoming` bytes, locked (until the file is closed)
+/// against other appending processes, after rotating it when they would take it past
+/// `max_size`. A file that is empty takes them whatever their size.
+fn open_for_append(
+    state_dir: &Path,
+    max_size: u64,
+    incoming: u64,
+) -> std::io::Result<std::fs::File> {
+    let current = path(state_dir);
+    // Each turn either returns or sees the file rotated (by this process or another).
+    for _ in 0..8 {
+        let file = crate::adapters::state::open_state(
+            &current,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true),
+        )?;
+        lock(&file)?;
+        // Another process may have rotated it away while this one waited for the lock.
+        if !is_at(&file, &current)? {
+            continue;
+        }
+        let len = file.metadata()?.len();
+        if len > 0 && len.saturating_add(incoming) > max_size {
+            rotate(state_dir)?;
+            continue;
+        }
+        return Ok(file);
+    }
+    Err(std::io::Error::other(
+        "the audit trail kept being rotated by another process",
+    ))
+}
+
+/// Waits for an exclusive lock on the file (released when it is closed).
+fn lock(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    loop {
+        // SAFETY: flock on a descriptor this function borrows, open for its whole call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether `file` is still the file at `path` (not renamed away since it was opened).
+fn is_at(file: &std::fs::File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let open = file.metadata()?;
+    Ok(match std::fs::symlink_metadata(path) {
+        Ok(there) => there.dev() == open.dev() && there.ino() == open.ino(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    })
+}
+
+/// A rotated file: `audit.jsonl.<n>`, 1 the newest.
+fn rotated(state_dir: &Path, n: usize) -> PathBuf {
+    state_dir.join(format!("{AUDIT_FILE}.{n}"))
+}
+
+/// Shifts the rotated files up by one (the oldest is renamed over, so it goes), then the
+/// current file to `.1`. Renames only: a crash part-way leaves every kept line in a file the
+/// readers read.
+fn rotate(state_dir: &Path) -> std::io::Result<()> {
+    for n in (1..ROTATED).rev() {
+        match std::fs::rename(rotated(state_dir, n), rotated(state_dir, n + 1)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::rename(path(state_dir), rotated(state_dir, 1))?;
+    tracing::info!(
+        path = %path(state_dir).display(),
+        "the audit trail was rotated to {}",
+        rotated(state_dir, 1).display()
+    );
+    Ok(())
+}
+
 /// Whether the audit file can be opened for appending (the directory made if need be).
 pub fn writable(state_dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(state_dir)?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path(state_dir))
-        .map(|_| ())
+    crate::adapters::state::open_state(
+        &path(state_dir),
+        std::fs::OpenOptions::new().create(true).append(true),
+    )
+    .map(|_| ())
 }
 
-/// Reads lines from the end of the file, newest first, until `keep` says stop (constant
-/// memory: 64 KiB at a time).
+/// Reads lines from the end of the trail, newest first (the current file, then `.1`, `.2`,
+/// ...), until `keep` says stop (constant memory: 64 KiB at a time). A file that is not
+/// there is skipped.
 fn lines_from_end(state_dir: &Path, mut keep: impl FnMut(&str) -> bool) -> std::io::Result<()> {
-    let mut file = match std::fs::File::open(path(state_dir)) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
+    for file in std::iter::once(path(state_dir)).chain((1..=ROTATED).map(|n| rotated(state_dir, n)))
+    {
+        if !lines_from_end_of(&file, &mut keep)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`lines_from_end`] of one file; whether `keep` wants more.
+fn lines_from_end_of(at: &Path, keep: &mut impl FnMut(&str) -> bool) -> std::io::Result<bool> {
+    let mut file =
+        match crate::adapters::state::open_state(at, std::fs::OpenOptions::new().read(true)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", at.display()),
+                ))
+            }
+        };
     const CHUNK: u64 = 64 * 1024;
     let mut end = file.metadata()?.len();
     let mut carry: Vec<u8> = Vec::new();
@@ -254,36 +370,73 @@ fn lines_from_end(state_dir: &Path, mut keep: impl FnMut(&str) -> bool) -> std::
         for line in whole.rsplit(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(line);
             if !line.trim().is_empty() && !keep(&line) {
-                return Ok(());
+                return Ok(false);
             }
         }
         carry = head.strip_suffix(b"\n").unwrap_or(head).to_vec();
         end = start;
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Which entries a reader wants: one job's, of one outcome (as [`last`] shows it: an intent
+/// without its outcome is `interrupted`); every one by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub job: Option<String>,
+    pub outcome: Option<String>,
 }
 
 /// The last `n` writes, oldest first: each intent joined with its outcome (an intent without
 /// one shows outcome `interrupted`). Lines that do not parse are skipped.
 pub fn last(state_dir: &Path, n: usize) -> std::io::Result<Vec<Entry>> {
+    last_matching(state_dir, n, &Filter::default())
+}
+
+/// The last `n` writes that `filter` wants, as [`last`] shows them, read back through the
+/// whole trail (the rotated files too) until `n` are found: a job's writes are found however
+/// long ago they were made, while their file is kept.
+pub fn last_matching(state_dir: &Path, n: usize, filter: &Filter) -> std::io::Result<Vec<Entry>> {
+    // A line that does not hold the job's id as JSON spells it is not that job's: not parsed.
+    let needle = filter
+        .job
+        .as_ref()
+        .and_then(|job| serde_json::to_string(job).ok());
     let mut out: Vec<Entry> = Vec::new();
     let mut outcomes: std::collections::HashSet<String> = Default::default();
     lines_from_end(state_dir, |line| {
+        if needle
+            .as_ref()
+            .is_some_and(|id| !line.contains(id.as_str()))
+        {
+            return true;
+        }
         let Ok(e) = serde_json::from_str::<Entry>(line) else {
             return true;
         };
-        match e.stage {
+        if filter.job.as_ref().is_some_and(|job| &e.job_id != job) {
+            return true;
+        }
+        let shown = match e.stage {
             Stage::Outcome => {
                 if !e.id.is_empty() {
                     outcomes.insert(e.id.clone());
                 }
-                out.push(e);
+                Some(e)
             }
-            Stage::Intent if !outcomes.contains(&e.id) => out.push(Entry {
+            Stage::Intent if !outcomes.contains(&e.id) => Some(Entry {
                 outcome: Recorded::Interrupted,
                 ..e
             }),
-            Stage::Intent => {}
+            Stage::Intent => None,
+        };
+        if let Some(e) = shown.filter(|e| {
+            filter
+                .outcome
+                .as_ref()
+                .is_none_or(|o| e.outcome.as_str() == o)
+        }) {
+            out.push(e);
         }
         out.len() < n
     })?;
@@ -318,6 +471,8 @@ pub fn pending(state_dir: &Path) -> std::io::Result<Vec<Entry>> {
 mod tests {
     use super::*;
 
+    const NO_ROTATION: u64 = u64::MAX;
+
     fn e(id: &str, stage: Stage, outcome: Recorded) -> Entry {
         Entry {
             id: id.into(),
@@ -345,20 +500,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         append(
             dir.path(),
+            NO_ROTATION,
             &[
                 e("a", Stage::Intent, Recorded::Intent),
                 e("a", Stage::Outcome, Recorded::Applied),
             ],
         )
         .unwrap();
-        append(dir.path(), &[e("b", Stage::Intent, Recorded::Intent)]).unwrap();
+        append(
+            dir.path(),
+            NO_ROTATION,
+            &[e("b", Stage::Intent, Recorded::Intent)],
+        )
+        .unwrap();
         // A crash mid-append leaves half a line.
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(path(dir.path()))
             .unwrap();
         f.write_all(b"{\"id\":\"c\",\"sta").unwrap();
-        append(dir.path(), &[e("d", Stage::Outcome, Recorded::DryRun)]).unwrap();
+        append(
+            dir.path(),
+            NO_ROTATION,
+            &[e("d", Stage::Outcome, Recorded::DryRun)],
+        )
+        .unwrap();
         let got: Vec<(String, Recorded)> = last(dir.path(), 10)
             .unwrap()
             .into_iter()
@@ -387,11 +553,79 @@ mod tests {
         let entries: Vec<Entry> = (0..3000)
             .map(|i| e(&format!("{i}"), Stage::Outcome, Recorded::Applied))
             .collect();
-        append(dir.path(), &entries).unwrap();
+        append(dir.path(), NO_ROTATION, &entries).unwrap();
         let tail = last(dir.path(), 2500).unwrap();
         assert_eq!(tail.len(), 2500);
         assert_eq!(tail[0].id, "500");
         assert_eq!(tail[2499].id, "2999");
+    }
+
+    #[test]
+    fn the_trail_rotates_and_every_kept_entry_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 2048;
+        for i in 0..100 {
+            let id = format!("{i}");
+            append(dir.path(), max, &[e(&id, Stage::Intent, Recorded::Intent)]).unwrap();
+            append_outcome(dir.path(), max, &e(&id, Stage::Outcome, Recorded::Applied)).unwrap();
+        }
+        let mut sizes = vec![std::fs::metadata(path(dir.path())).unwrap().len()];
+        for n in 1..=ROTATED {
+            sizes.push(std::fs::metadata(rotated(dir.path(), n)).unwrap().len());
+        }
+        assert!(sizes.iter().all(|&s| s > 0 && s <= max), "{sizes:?}");
+        assert!(!rotated(dir.path(), ROTATED + 1).exists(), "a few kept");
+        // Every kept write is read, oldest first, across the files: the newest ones, unbroken.
+        let all = last(dir.path(), 10_000).unwrap();
+        let ids: Vec<usize> = all.iter().map(|e| e.id.parse().unwrap()).collect();
+        let first = ids[0];
+        assert!(first > 0 && ids.len() > 10, "{ids:?}");
+        assert_eq!(ids, (first..100).collect::<Vec<_>>(), "one entry per write");
+        assert!(
+            all.iter().all(|e| e.outcome == Recorded::Applied),
+            "each joined"
+        );
+        // One job's writes are found in an older file, and an outcome filter reads on.
+        let old = (first + 1).to_string();
+        let found = last_matching(
+            dir.path(),
+            10,
+            &Filter {
+                job: Some(old.clone()),
+                outcome: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].job_id, old);
+        let applied = last_matching(
+            dir.path(),
+            10_000,
+            &Filter {
+                job: None,
+                outcome: Some("applied".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(applied.len(), ids.len());
+        // An intent in a rotated file whose outcome never came is still pending.
+        let big = e(&"x".repeat(1500), Stage::Intent, Recorded::Intent);
+        append(dir.path(), max, &[big]).unwrap();
+        append(
+            dir.path(),
+            max,
+            &[e("y", Stage::Outcome, Recorded::Applied)],
+        )
+        .unwrap();
+        let pending: Vec<String> = pending(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(pending, ["x".repeat(1500)]);
+        assert!(std::fs::read_to_string(rotated(dir.path(), 1))
+            .unwrap()
+            .contains(&"x".repeat(1500)));
     }
 
     #[test]

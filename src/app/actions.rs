@@ -49,6 +49,8 @@ impl Stop {
 pub struct Trail<'a> {
     /// The state directory holding `audit.jsonl`.
     pub state_dir: &'a std::path::Path,
+    /// `[audit] max_size`: the trail rotates before an append would take it past this.
+    pub audit_max_size: u64,
     pub stop: Option<&'a Stop>,
     /// Dry-run writes already logged and audited on an earlier scan (the daemon's): counted
     /// again, not logged or audited again.
@@ -122,7 +124,9 @@ pub async fn apply(
                 outcome: Recorded::Intent,
                 ..entry.clone()
             };
-            if let Err(e) = crate::adapters::audit::append(trail.state_dir, &[intent]) {
+            if let Err(e) =
+                crate::adapters::audit::append(trail.state_dir, trail.audit_max_size, &[intent])
+            {
                 let why = HeldBack::AuditUnwritable(e.to_string());
                 tracing::error!(
                     job_id = %p.write.job_id, path = %crate::adapters::audit::path(trail.state_dir).display(),
@@ -143,8 +147,11 @@ pub async fn apply(
                     lock_waited += started.elapsed();
                     tracing::warn!(job_id = %p.write.job_id, outcome = "limited", "not written: {e}; tried again at the next scan");
                     entry.outcome = Recorded::NotWritten;
-                    if let Err(e) = crate::adapters::audit::append_outcome(trail.state_dir, &entry)
-                    {
+                    if let Err(e) = crate::adapters::audit::append_outcome(
+                        trail.state_dir,
+                        trail.audit_max_size,
+                        &entry,
+                    ) {
                         tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
                         out.audit_error = Some(format!("audit trail not writable: {e}"));
                     }
@@ -177,7 +184,9 @@ pub async fn apply(
             if !quiet {
                 dry_entries.push(entry.clone());
             }
-        } else if let Err(e) = crate::adapters::audit::append_outcome(trail.state_dir, &entry) {
+        } else if let Err(e) =
+            crate::adapters::audit::append_outcome(trail.state_dir, trail.audit_max_size, &entry)
+        {
             // The write is made and its intent is on disk: the next start resolves it.
             tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
             out.audit_error = Some(format!("audit trail not writable: {e}"));
@@ -190,7 +199,9 @@ pub async fn apply(
         });
     }
     // A dry run writes nothing, so a trail that cannot take its notes holds nothing back.
-    if let Err(e) = crate::adapters::audit::append(trail.state_dir, &dry_entries) {
+    if let Err(e) =
+        crate::adapters::audit::append(trail.state_dir, trail.audit_max_size, &dry_entries)
+    {
         tracing::warn!("cannot record dry-run writes in the audit trail: {e}");
     }
     let locked = out.held.iter().filter(|(_, why)| *why == HeldBack::Locked);
@@ -216,7 +227,11 @@ pub async fn apply(
 /// Resolves the writes a crashed jobwarden on this host left with an intent and no outcome:
 /// the row tells whether it happened (it has the status the write set, or not). Intents of
 /// processes still alive, or of other hosts, are left alone.
-pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usize {
+pub async fn resolve_pending(
+    store: &Store,
+    state_dir: &std::path::Path,
+    audit_max_size: u64,
+) -> usize {
     let pending = match crate::adapters::audit::pending(state_dir) {
         Ok(p) => p,
         Err(e) => {
@@ -266,7 +281,7 @@ pub async fn resolve_pending(store: &Store, state_dir: &std::path::Path) -> usiz
             }
         })
         .collect();
-    match crate::adapters::audit::append(state_dir, &outcomes) {
+    match crate::adapters::audit::append(state_dir, audit_max_size, &outcomes) {
         Ok(()) => {
             tracing::warn!(
                 writes = outcomes.len(),
@@ -308,8 +323,9 @@ pub struct Execute<'a> {
     pub stop: Option<&'a Stop>,
     /// The daemon's dry-run writes of the last scan, logged and audited already.
     pub dry_seen: Option<&'a std::collections::HashSet<String>>,
-    /// An operator's pause of every write: until when (Unix time).
-    pub paused_until: Option<f64>,
+    /// Every write is held back, and why: an operator's pause, or the operator's holds
+    /// were lost (see `core::holds::Holds::every_write_held`).
+    pub held: Option<HeldBack>,
     /// Jobs an operator snoozed, and until when: never written meanwhile.
     pub snoozed: &'a [(String, f64)],
 }
@@ -359,11 +375,11 @@ pub async fn execute(
             && !options.exclude.contains(&p.write.job_id)
     });
     let mut waiting = Vec::new();
-    if let Some(until) = options.paused_until {
+    if let Some(why) = &options.held {
         waiting.extend(
             std::mem::take(&mut planned)
                 .into_iter()
-                .map(|p| (p, HeldBack::Paused { until })),
+                .map(|p| (p, why.clone())),
         );
     }
     if !options.snoozed.is_empty() {
@@ -420,6 +436,7 @@ pub async fn execute(
         &context,
         Trail {
             state_dir: &config.state_dir,
+            audit_max_size: config.audit_max_size,
             stop: options.stop,
             dry_seen: options.dry_seen,
         },

@@ -146,7 +146,7 @@ pub async fn check(
     };
     scanner.store().close().await;
     let mut report = result?;
-    scanner.save_memory(config);
+    let _ = scanner.save_memory(config); // logged; the next run starts afresh
     let warning = match unlisted {
         Some(Ok(counts)) => crate::core::vocabulary::unlisted_warning(
             &config.jobs.statuses.unlisted(&counts),
@@ -181,7 +181,7 @@ pub async fn recover(
     let stop = actions::Stop::default();
     let listener = stop_on_signals(stop.clone());
     let store = Store::connect(config).await?;
-    actions::resolve_pending(&store, &config.state_dir).await;
+    actions::resolve_pending(&store, &config.state_dir, config.audit_max_size).await;
     let mut scanner = Scanner::for_config(store, config).with_artifacts(indexes);
     let older_than = options.older_than.map(|after| OlderThan {
         after,
@@ -212,7 +212,7 @@ pub async fn recover(
     listener.abort();
     scanner.store().close().await;
     scanner.record(&executed);
-    scanner.save_memory(config);
+    let _ = scanner.save_memory(config); // logged; the next run starts afresh
     if format == Format::Json {
         report::write_json(out, &report)?;
     } else {

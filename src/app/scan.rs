@@ -142,18 +142,21 @@ impl Scanner {
         }
     }
 
-    /// Saves the memory in the state directory when it changed. A failure is logged; without
-    /// a memory, the next scan counts time in status from `created_at`, as a first scan does.
-    pub fn save_memory(&mut self, config: &Config) {
+    /// Saves the memory in the state directory when it changed. A failure is logged (and
+    /// returned); without a memory, the next scan counts time in status from `created_at`, as
+    /// a first scan does.
+    pub fn save_memory(&mut self, config: &Config) -> std::io::Result<()> {
         if !self.memory.is_dirty() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = memory::save(&config.state_dir, &mut self.memory) {
+        let saved = memory::save(&config.state_dir, &mut self.memory);
+        if let Err(e) = &saved {
             tracing::warn!(
                 path = %memory::path(&config.state_dir).display(),
                 "cannot save the job memory: {e}"
             );
         }
+        saved
     }
 
     pub fn store(&self) -> &Store {

@@ -1,4 +1,4 @@
-//! `${VAR}` expansion and durations: the two text forms a value may take before it is
+//! `${VAR}` expansion, durations and sizes: the text forms a value may take before it is
 //! resolved.
 
 use super::*;
@@ -34,6 +34,52 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A size in bytes: a whole number with an optional unit, `B`, decimal `KB` `MB` `GB` `TB`
+/// (powers of 1000) or binary `KiB` `MiB` `GiB` `TiB` (powers of 1024), in any case, with or
+/// without a space: `64MiB`, `500 kB`, `1048576`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let wrong = || {
+        format!("`{text}` is not a size; write it like \"64MiB\", \"500KB\" or \"1048576\" (bytes)")
+    };
+    let number: u64 = number.parse().map_err(|_| wrong())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(wrong()),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large a size"))
+}
+
+/// A size as [`parse_size`] reads it: the largest binary unit that divides it (`64MiB`), else
+/// bytes.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, factor) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if bytes >= factor && bytes % factor == 0 {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    bytes.to_string()
 }
 
 /// A humantime duration (`90s`, `5m`, `1h 30m`), or `0`.

@@ -22,7 +22,7 @@ mod raw;
 mod redact;
 mod resolve;
 
-pub use expand::{expand, parse_duration};
+pub use expand::{expand, format_size, parse_duration, parse_size};
 use raw::*;
 use redact::{hidden_part, url_password};
 pub use redact::{redact_alert_url, redact_url, redacted_json, scrub};
@@ -43,6 +43,10 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 2;
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default HTTP listen address: loopback only, on a port of our own.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9847";
+/// `[audit] max_size`'s default: 64 MiB.
+pub const DEFAULT_AUDIT_MAX_SIZE: u64 = 64 * 1024 * 1024;
+/// The smallest `[audit] max_size`: a few entries.
+pub const MIN_AUDIT_MAX_SIZE: u64 = 1024;
 
 fn default_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 9847))
@@ -109,6 +113,9 @@ pub struct Config {
     pub safety: Safety,
     /// `[audit] table`: also INSERT each write there, in the same transaction as the UPDATE.
     pub audit_table: Option<TableName>,
+    /// `[audit] max_size`, in bytes: `audit.jsonl` rotates before an append would take it
+    /// past this. Default [`DEFAULT_AUDIT_MAX_SIZE`].
+    pub audit_max_size: u64,
     /// The line each key was given on, for errors found later (a `where` the database
     /// rejects names its line).
     pub places: Places,
@@ -640,6 +647,48 @@ failed = ["failed"]
                 Err(e) => panic!("{text}: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn audit_max_size_takes_every_unit_and_names_the_key() {
+        assert_eq!(
+            load_str(MINIMAL, None).unwrap().audit_max_size,
+            64 * 1024 * 1024,
+            "the default"
+        );
+        for (text, expected) in [
+            ("64MiB", 64 << 20),
+            ("64 mib", 64 << 20),
+            ("500KB", 500_000),
+            ("2KiB", 2048),
+            ("1GB", 1_000_000_000),
+            ("1GiB", 1 << 30),
+            ("1048576", 1 << 20),
+            ("4096B", 4096),
+        ] {
+            let c = load_str(&format!("{MINIMAL}\n[audit]\nmax_size = \"{text}\""), None);
+            match c {
+                Ok(c) => assert_eq!(c.audit_max_size, expected, "{text}"),
+                Err(e) => panic!("{text}: {e}"),
+            }
+        }
+        for (text, says) in [
+            ("big", "not a size"),
+            ("64 MiBs", "not a size"),
+            ("-1MiB", "not a size"),
+            ("100", "at least 1KiB"),
+            ("99999999999TiB", "too large"),
+        ] {
+            let err =
+                load_str(&format!("{MINIMAL}\n[audit]\nmax_size = \"{text}\""), None).unwrap_err();
+            assert!(
+                err.contains("`audit.max_size`") && err.contains(says) && err.contains(":13:"),
+                "{text}: {err}"
+            );
+        }
+        assert_eq!(format_size(64 << 20), "64MiB");
+        assert_eq!(format_size(1500), "1500");
+        assert_eq!(parse_size(&format_size(3 << 30)), Ok(3 << 30));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAudit {
     pub(super) table: Option<Text>,
+    pub(super) max_size: Option<Text>,
 }
 
 #[derive(Deserialize)]

@@ -132,7 +132,8 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "base_path": config.http.base_path, "job_url": config.http.job_url},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
-        "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string())},
+        "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string()),
+            "max_size": crate::config::format_size(config.audit_max_size)},
         "safety": {
             "max_actions_per_scan": config.safety.max_actions_per_scan,
             "max_stuck_fraction": config.safety.max_stuck_fraction,

@@ -208,6 +208,24 @@ pub(super) fn resolve(
         }
         None => None,
     };
+    let audit_max_size = match raw.audit.as_ref().and_then(|a| a.max_size.as_ref()) {
+        Some(v) => {
+            let text = ctx.text(v, "audit.max_size")?;
+            let size = parse_size(&text).map_err(|m| ctx.at(v, "audit.max_size", m))?;
+            if size < MIN_AUDIT_MAX_SIZE {
+                return Err(ctx.at(
+                    v,
+                    "audit.max_size",
+                    format!(
+                        "must be at least {}, room for a few entries",
+                        format_size(MIN_AUDIT_MAX_SIZE)
+                    ),
+                ));
+            }
+            size
+        }
+        None => DEFAULT_AUDIT_MAX_SIZE,
+    };
     let state_dir = match raw.state.as_ref().and_then(|s| s.dir.as_ref()) {
         Some(dir) => {
             let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
@@ -234,6 +252,7 @@ pub(super) fn resolve(
         state_dir,
         safety,
         audit_table,
+        audit_max_size,
         places: Places(ctx.places.take()),
     })
 }

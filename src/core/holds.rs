@@ -1,10 +1,14 @@
 //! What an operator put on hold: a pause of every write of the daemon (a deploy window), and
 //! snoozes of single jobs (no alerts and no writes for that job until then). A plain value
-//! with the time passed in; `adapters::state` keeps it across restarts.
+//! with the time passed in; `adapters::state` keeps it across restarts. Holds fail closed: a
+//! saved file that cannot be read leaves them *lost*, which holds every write until an
+//! operator's pause replaces it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::core::safety::HeldBack;
 
 /// The operator's holds, as saved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -15,6 +19,11 @@ pub struct Holds {
     /// Snoozed jobs, by job id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snoozed: BTreeMap<String, Snooze>,
+    /// The saved holds could not be read (why, and where the file was kept): what they held
+    /// is unknown, so every write is held until an operator's pause (any `for`) ends this.
+    /// Saved, so a restart holds too; it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
 }
 
 /// One job's snooze.
@@ -34,6 +43,16 @@ impl Holds {
     /// When writes resume, if they are paused at `now`.
     pub fn paused(&self, now: f64) -> Option<f64> {
         self.paused_until.filter(|&until| until > now)
+    }
+
+    /// Why every write is held back at `now`, if it is: the holds were lost, or an
+    /// operator's pause is in force.
+    pub fn every_write_held(&self, now: f64) -> Option<HeldBack> {
+        match (&self.lost, self.paused(now)) {
+            (Some(why), _) => Some(HeldBack::HoldsLost(why.clone())),
+            (None, Some(until)) => Some(HeldBack::Paused { until }),
+            (None, None) => None,
+        }
     }
 
     /// The job's snooze, if it is snoozed at `now`.
@@ -99,6 +118,29 @@ mod tests {
         assert!(h.expire(150.0));
         assert_eq!(h.snoozed.len(), 1);
         assert!(h.paused(150.0).is_none(), "a snooze is not a pause");
+    }
+
+    #[test]
+    fn lost_holds_hold_every_write_until_a_pause_replaces_them() {
+        let mut h = Holds {
+            lost: Some("holds.json is not valid".into()),
+            ..Holds::default()
+        };
+        assert!(matches!(
+            h.every_write_held(50.0),
+            Some(HeldBack::HoldsLost(why)) if why == "holds.json is not valid"
+        ));
+        assert!(!h.expire(1e12), "lost holds never expire");
+        assert!(h.every_write_held(1e12).is_some());
+        let saved: Holds = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(saved, h, "kept across a restart");
+        h.lost = None;
+        h.paused_until = Some(100.0);
+        assert_eq!(
+            h.every_write_held(50.0),
+            Some(HeldBack::Paused { until: 100.0 })
+        );
+        assert_eq!(h.every_write_held(100.0), None);
     }
 
     #[test]

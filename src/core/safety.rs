@@ -65,6 +65,9 @@ pub enum HeldBack {
     /// Another writer held a lock on the row or table: this write gave up waiting for it, or
     /// the scan's lock-wait budget was spent before it started. Tried again next scan.
     Locked,
+    /// The operator's saved holds could not be read (why): every write is held until an
+    /// operator's pause ends it.
+    HoldsLost(String),
 }
 
 impl HeldBack {
@@ -83,6 +86,7 @@ impl HeldBack {
             HeldBack::Paused { .. } => "paused",
             HeldBack::Snoozed { .. } => "snoozed",
             HeldBack::Locked => "locked",
+            HeldBack::HoldsLost(_) => "holds_lost",
         }
     }
 }
@@ -115,6 +119,10 @@ impl std::fmt::Display for HeldBack {
             ),
             HeldBack::Locked => f.write_str(
                 "another writer holds a lock on the row or table: not written this scan, tried again at the next",
+            ),
+            HeldBack::HoldsLost(why) => write!(
+                f,
+                "the operator's holds were lost ({why}): every write is held until an operator ends this with a pause (jobwarden pause --for 0s)"
             ),
         }
     }

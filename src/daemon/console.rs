@@ -60,6 +60,10 @@ pub struct Health {
     pub job_url: Option<String>,
     /// An operator's pause of every write: until when.
     pub paused_until: Option<f64>,
+    /// The operator's holds were lost (why): every write is held until a pause ends it.
+    pub holds_lost: Option<String>,
+    /// Each state file whose last save failed, in words.
+    pub state_errors: Vec<String>,
     /// Snoozed jobs, by id.
     pub snoozes: std::collections::BTreeMap<String, Snooze>,
     /// A token is configured: the pages carry the (hidden) action buttons.
@@ -449,6 +453,12 @@ fn health_strip(h: &Health) -> Markup {
                 @if let Some(leader) = h.leader.as_ref().filter(|_| h.role == "standby") { ": the leader is " (leader) }
             }
             li class=(if h.dry_run { "warn" } else { "" }) { "dry run " (if h.dry_run { "on" } else { "off" }) }
+            @for e in &h.state_errors {
+                li class="bad" { (e) }
+            }
+            @if let Some(why) = &h.holds_lost {
+                li class="bad" { (crate::core::safety::HeldBack::HoldsLost(why.clone())) }
+            }
             @match h.paused_until {
                 Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },
                 None => li { "writes not paused" },

@@ -154,8 +154,8 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
     ))
 }
 
-/// The audit entries the job page reads, at most (from the end of the trail).
-const JOB_TRAIL_LINES: usize = 10_000;
+/// The audit entries of one job its page shows, at most (the latest).
+const JOB_TRAIL_ENTRIES: usize = 10_000;
 /// The audit entries `GET /audit` shows, at most.
 const AUDIT_PAGE_ENTRIES: usize = 500;
 
@@ -166,16 +166,16 @@ struct AuditFilter {
     outcome: Option<String>,
 }
 
-/// The audit entries of the trail's last `lines` that `keep` accepts, read off the runtime.
+/// The last `n` audit entries that `filter` wants, from the whole trail (its rotated files
+/// too), read off the runtime.
 async fn trail(
     shared: &Shared,
-    lines: usize,
-    keep: impl Fn(&crate::adapters::audit::Entry) -> bool + Send + 'static,
+    n: usize,
+    filter: crate::adapters::audit::Filter,
 ) -> Result<Vec<crate::adapters::audit::Entry>, Response> {
     let dir = shared.state_dir();
     let read = tokio::task::spawn_blocking(move || {
-        crate::adapters::audit::last(&dir, lines)
-            .map(|all| all.into_iter().filter(|e| keep(e)).collect::<Vec<_>>())
+        crate::adapters::audit::last_matching(&dir, n, &filter)
     })
     .await;
     match read {
@@ -198,18 +198,12 @@ async fn audit_page(
 ) -> Response {
     let job = filter.job.filter(|j| !j.is_empty());
     let outcome = filter.outcome.filter(|o| !o.is_empty());
-    let (j, o) = (job.clone(), outcome.clone());
-    let entries = match trail(&shared, JOB_TRAIL_LINES, move |e| {
-        j.as_ref().is_none_or(|j| &e.job_id == j)
-            && o.as_ref().is_none_or(|o| e.outcome.as_str() == o)
-    })
-    .await
-    {
-        Ok(mut entries) => {
-            let skip = entries.len().saturating_sub(AUDIT_PAGE_ENTRIES);
-            entries.drain(..skip);
-            entries
-        }
+    let filter = crate::adapters::audit::Filter {
+        job: job.clone(),
+        outcome: outcome.clone(),
+    };
+    let entries = match trail(&shared, AUDIT_PAGE_ENTRIES, filter).await {
+        Ok(entries) => entries,
         Err(r) => return r,
     };
     html_page(console::audit_page(
@@ -235,8 +229,11 @@ async fn job_page(
         .flat_map(|r| r.findings.iter())
         .filter(|f| f.job_id == id)
         .collect();
-    let wanted = id.clone();
-    let trail = match trail(&shared, JOB_TRAIL_LINES, move |e| e.job_id == wanted).await {
+    let filter = crate::adapters::audit::Filter {
+        job: Some(id.clone()),
+        outcome: None,
+    };
+    let trail = match trail(&shared, JOB_TRAIL_ENTRIES, filter).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -279,9 +276,12 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let leader = shared
         .leader_holder()
         .filter(|_| shared.role() == "standby");
+    // A state file that cannot be saved does not stop the scans: said, not 503.
+    let state_errors = shared.state_errors();
     match shared.readiness() {
         (true, _) => Json(serde_json::json!({
             "ready": true, "role": shared.role(), "leader": leader, "paused_until": paused,
+            "state_errors": state_errors,
         }))
         .into_response(),
         (false, err) => (
@@ -291,6 +291,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
                 "role": shared.role(),
                 "leader": leader,
                 "paused_until": paused,
+                "state_errors": state_errors,
                 "error": err.unwrap_or_else(|| "no scan has reached the database yet".into()),
             })),
         )

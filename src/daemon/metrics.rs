@@ -68,6 +68,11 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// 1 while an operator's pause holds every write back.
     pub writes_paused: IntGauge,
+    /// 1 while the operator's holds are lost (`holds.json` could not be read): every write
+    /// is held back until an operator's pause.
+    pub holds_lost: IntGauge,
+    /// Failed saves of the state files, by file (see [`Metrics::save_errors`]).
+    state_errors: IntCounterVec,
     pub jobs_snoozed: IntGauge,
     skipped_seen: Mutex<std::collections::HashMap<(String, String), u64>>,
     finding_labels: Mutex<BTreeSet<[String; 3]>>,
@@ -221,6 +226,17 @@ impl Metrics {
             "jobwarden_writes_paused",
             "1 while an operator's pause (POST /api/v1/pause) holds every write back, as of the last scan; alerts go on.",
         )?;
+        let holds_lost = IntGauge::new(
+            "jobwarden_holds_lost",
+            "1 while the operator's saved holds (holds.json) could not be read: every write is held back until an operator's pause (jobwarden pause --for 0s) ends it.",
+        )?;
+        let state_errors = IntCounterVec::new(
+            Opts::new(
+                "jobwarden_state_errors_total",
+                "Saves of a state file that failed, by file: alerts (alerts.json), memory (memory.json), holds (holds.json), audit (audit.jsonl).",
+            ),
+            &["file"],
+        )?;
         let jobs_snoozed = IntGauge::new(
             "jobwarden_jobs_snoozed",
             "Jobs an operator snoozed (no alerts and no writes for them), as of the last scan.",
@@ -273,6 +289,8 @@ impl Metrics {
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
             Box::new(writes_paused.clone()),
+            Box::new(holds_lost.clone()),
+            Box::new(state_errors.clone()),
             Box::new(jobs_snoozed.clone()),
             Box::new(http.open.clone()),
             Box::new(http.refused.clone()),
@@ -312,6 +330,8 @@ impl Metrics {
             artifact_skipped,
             http,
             writes_paused,
+            holds_lost,
+            state_errors,
             jobs_snoozed,
             skipped_seen: Mutex::new(Default::default()),
             finding_labels: Mutex::new(BTreeSet::new()),
@@ -440,6 +460,12 @@ impl Metrics {
             depth: self.alert_queue_depth.clone(),
             dropped: self.alerts_dropped.clone(),
         }
+    }
+
+    /// The failed saves of the state files, counted here (each file's series starts at 0).
+    /// Make it once: clones share the errors the console shows.
+    pub fn save_errors(&self) -> crate::adapters::state::SaveErrors {
+        crate::adapters::state::SaveErrors::new(self.state_errors.clone())
     }
 
     /// Counts one write (or would-be write).

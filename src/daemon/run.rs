@@ -27,6 +27,7 @@ use crate::adapters::artifacts;
 use crate::adapters::clock::Clock;
 use crate::adapters::leader::Leadership;
 use crate::adapters::notify::{self, Notifier};
+use crate::adapters::state::StateFile;
 use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
 use crate::app::scan::{Report, Scanner};
@@ -34,6 +35,7 @@ use crate::config::{Config, ConfigError, StatusClass};
 use crate::core::backoff::Backoff;
 use crate::core::detect::{Finding, FindingKey, Kind, OlderThan, Warning};
 use crate::core::memory::Memory;
+use crate::core::safety::HeldBack;
 use crate::daemon::metrics::Metrics;
 
 mod jobs;
@@ -132,6 +134,8 @@ pub struct Shared {
     holds: RwLock<crate::core::holds::Holds>,
     /// Serializes changes of the holds (each is saved before it takes effect).
     holds_change: tokio::sync::Mutex<()>,
+    /// Failed saves of the state files (the alerter holds a clone).
+    save_errors: crate::adapters::state::SaveErrors,
     clock: Clock,
     /// The scanner's store, for the job page's read of one row (`None` until connected).
     store: RwLock<Option<Store>>,
@@ -225,6 +229,9 @@ impl Shared {
         if let Some(e) = read(&self.audit_error).clone() {
             return (false, Some(e));
         }
+        if let Some(why) = self.holds_lost() {
+            return (false, Some(HeldBack::HoldsLost(why).to_string()));
+        }
         if !self.ready.load(Ordering::Relaxed) {
             return (false, read(&self.last_error).clone());
         }
@@ -293,6 +300,8 @@ impl Shared {
                 .collect(),
             job_url: info.job_url,
             paused_until: self.paused_until(),
+            holds_lost: self.holds_lost(),
+            state_errors: self.state_errors(),
             snoozes: self.snoozes(),
             actions: self.token().is_some(),
         }
@@ -319,6 +328,29 @@ impl Shared {
         read(&self.holds).paused(self.clock.now())
     }
 
+    /// Each state file whose last save failed, in words (scans go on; `/readyz` stays 200).
+    pub fn state_errors(&self) -> Vec<String> {
+        self.save_errors.current()
+    }
+
+    /// Why the operator's holds were lost, while they are (every write is held meanwhile).
+    pub fn holds_lost(&self) -> Option<String> {
+        read(&self.holds).lost.clone()
+    }
+
+    /// Sets `jobwarden_holds_lost` (the holds are lost only at load, and found again only by a
+    /// change: it is set then).
+    fn publish_holds_lost(&self) {
+        self.metrics
+            .holds_lost
+            .set(i64::from(self.holds_lost().is_some()));
+    }
+
+    /// Why every write is held back now, if it is: the holds were lost, or a pause.
+    pub fn every_write_held(&self) -> Option<HeldBack> {
+        read(&self.holds).every_write_held(self.clock.now())
+    }
+
     /// The snoozes in force now, by job id.
     pub fn snoozes(&self) -> std::collections::BTreeMap<String, crate::core::holds::Snooze> {
         read(&self.holds).snoozes(self.clock.now())
@@ -339,21 +371,31 @@ impl Shared {
         next.expire(now);
         let dir = self.state_dir();
         let saved = next.clone();
-        tokio::task::spawn_blocking(move || crate::adapters::state::save_holds(&dir, &saved))
-            .await
-            .map_err(std::io::Error::other)??;
+        let saved =
+            tokio::task::spawn_blocking(move || crate::adapters::state::save_holds(&dir, &saved))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|saved| saved);
+        self.save_errors.record(StateFile::Holds, &saved);
+        saved?;
         *write(&self.holds) = next.clone();
+        self.publish_holds_lost();
         Ok((now, next))
     }
 
     /// Pauses every write for `span` from now (zero: ends the pause). Returns when writes
-    /// resume.
+    /// resume. Any pause also ends the hold of lost holds: the operator has said what holds.
     pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+        let mut ended = None;
         let (now, holds) = self
             .change_holds(|h, now| {
                 h.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+                ended = h.lost.take();
             })
             .await?;
+        if let Some(why) = ended {
+            tracing::warn!("the hold of lost holds ({why}) was ended by an operator's pause");
+        }
         let until = holds.paused(now);
         match until {
             Some(until) => tracing::warn!(
@@ -500,6 +542,7 @@ pub async fn run(
     let (recover_tx, mut recover_rx) = mpsc::channel(8);
     let (jobs_tx, mut jobs_rx) = mpsc::channel(8);
     let shared = Arc::new(Shared {
+        save_errors: metrics.save_errors(),
         metrics,
         latest: RwLock::new(None),
         ready: AtomicBool::new(false),
@@ -529,6 +572,7 @@ pub async fn run(
         history: RwLock::new(std::collections::VecDeque::new()),
         unlisted: RwLock::new(None),
     });
+    shared.publish_holds_lost();
     let local = listener
         .local_addr()
         .map_or_else(|_| config.http.listen.to_string(), |a| a.to_string());
@@ -558,7 +602,8 @@ pub async fn run(
         },
     ));
 
-    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics(), options.clock);
+    let alerter = Alerter::start(&config, &shared.metrics.sink_metrics(), options.clock)
+        .reporting_to(shared.save_errors.clone());
     let mut scan_loop = Loop {
         clock: options.clock,
         leadership: Leadership::new(&config),
@@ -790,7 +835,12 @@ impl Loop {
             if let Some(why) = store.refusal() {
                 tracing::error!("jobwarden will not fail or re-queue any job: {why}");
             }
-            crate::app::actions::resolve_pending(&store, &self.config.state_dir).await;
+            crate::app::actions::resolve_pending(
+                &store,
+                &self.config.state_dir,
+                self.config.audit_max_size,
+            )
+            .await;
             *write(&self.shared.store) = Some(store.clone());
             self.start_terminal_counts(store.clone());
             let indexes = self.watched.iter().map(|(i, _)| i.clone()).collect();
@@ -810,11 +860,11 @@ impl Loop {
         let config = self.config.clone();
         let dry_run = config.dry_run || self.dry_run;
         let grace = self.started.elapsed() < config.safety.startup_grace;
-        let paused_until = self.shared.paused_until();
+        let held = self.shared.every_write_held();
         self.shared
             .metrics
             .writes_paused
-            .set(i64::from(paused_until.is_some()));
+            .set(i64::from(self.shared.paused_until().is_some()));
         let snoozed = self.snoozed();
         self.shared.metrics.jobs_snoozed.set(snoozed.len() as i64);
         let scanner = self.scanner().await?;
@@ -836,7 +886,7 @@ impl Loop {
                 confirm: Some(&mut self.confirmations),
                 stop: Some(&self.stop),
                 dry_seen: Some(&self.dry_seen),
-                paused_until,
+                held,
                 snoozed: &snoozed,
                 ..actions::Execute::default()
             },
@@ -869,12 +919,18 @@ impl Loop {
         match &executed.audit_error {
             Some(e) => {
                 self.shared.metrics.audit_errors.inc();
+                self.shared
+                    .save_errors
+                    .record(StateFile::Audit, &Err::<(), _>(e));
                 *error = Some(e.clone());
             }
             None if error.is_some()
                 && crate::adapters::audit::writable(&self.config.state_dir).is_ok() =>
             {
                 tracing::info!("the audit trail takes writes again");
+                self.shared
+                    .save_errors
+                    .record(StateFile::Audit, &Ok::<(), String>(()));
                 *error = None;
             }
             None => {}
@@ -897,7 +953,8 @@ impl Loop {
                 .memory_saved
                 .is_none_or(|at| at.elapsed() >= MEMORY_SAVE_EVERY);
         if let (true, Some(scanner)) = (due, &mut self.scanner) {
-            scanner.save_memory(&self.config);
+            let saved = scanner.save_memory(&self.config);
+            self.shared.save_errors.record(StateFile::Memory, &saved);
             self.memory_saved = Some(Instant::now());
         }
     }
@@ -925,7 +982,7 @@ impl Loop {
             ));
             return;
         }
-        let paused_until = self.shared.paused_until();
+        let held = self.shared.every_write_held();
         let snoozed = self.snoozed();
         let result = async {
             let scanner = self.scanner().await?;
@@ -943,7 +1000,7 @@ impl Loop {
                 actions::Execute {
                     dry_run,
                     stop: Some(&self.stop),
-                    paused_until,
+                    held,
                     snoozed: &snoozed,
                     ..actions::Execute::default()
                 },

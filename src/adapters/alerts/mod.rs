@@ -65,6 +65,8 @@ pub struct Alerter {
     dirty: bool,
     /// When the book was last saved.
     saved_at: Option<tokio::time::Instant>,
+    /// Where a failed save is counted (the daemon's).
+    save_errors: Option<crate::adapters::state::SaveErrors>,
 }
 
 /// Receipts are saved at most this often (and at every scan, and at shutdown): a burst of
@@ -95,12 +97,19 @@ impl Alerter {
             clock,
             dirty: false,
             saved_at: None,
+            save_errors: None,
         };
         for spec in &config.alerts {
             metrics.register(&spec.name);
         }
         alerter.start_sinks(&config.alerts);
         alerter
+    }
+
+    /// Counts each failed save of the book in `errors` (and clears it after a good one).
+    pub fn reporting_to(mut self, errors: crate::adapters::state::SaveErrors) -> Alerter {
+        self.save_errors = Some(errors);
+        self
     }
 
     fn start_sinks(&mut self, specs: &[AlertSink]) {
@@ -389,11 +398,15 @@ impl Alerter {
     /// Writes the book atomically: a temporary file, flushed, then renamed over the old one.
     fn save(&mut self) {
         self.saved_at = Some(tokio::time::Instant::now());
-        match save_book(&self.path, &self.book) {
+        let saved = save_book(&self.path, &self.book);
+        match &saved {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 tracing::error!(path = %self.path.display(), "cannot save the alert state: {e}")
             }
+        }
+        if let Some(errors) = &self.save_errors {
+            errors.record(crate::adapters::state::StateFile::Alerts, &saved);
         }
     }
 }
@@ -433,7 +446,7 @@ pub struct Delivered {
 /// One job's alerts as last saved in the state directory's book, read only (for the
 /// console: a missing, unreadable or corrupt file is no alerts, and is left as it is).
 pub fn saved_alerts_of(state_dir: &Path, job_id: &str) -> Vec<Entry> {
-    std::fs::read(state_dir.join(STATE_FILE))
+    crate::adapters::state::read_state(&state_dir.join(STATE_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Book>(&bytes).ok())
         .map(|book| {
@@ -446,11 +459,12 @@ pub fn saved_alerts_of(state_dir: &Path, job_id: &str) -> Vec<Entry> {
 }
 
 /// Reads the book; a missing file is an empty book, an unreadable or corrupt one is reported,
-/// moved aside (`alerts.json.corrupt`) and replaced by an empty book.
+/// moved aside (`alerts.json.corrupt`, or `.corrupt.1`, ... beside earlier copies) and
+/// replaced by an empty book.
 pub fn load_book(path: &Path) -> Book {
     // A temporary file left by a save that was cut short holds nothing the book lacks.
-    let _ = std::fs::remove_file(path.with_extension("json.tmp"));
-    let problem = match std::fs::read(path) {
+    crate::adapters::state::remove_stale_temporaries(path);
+    let problem = match crate::adapters::state::read_state(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Book::new(),
         Err(e) => format!("cannot be read ({e})"),
         Ok(bytes) => match std::str::from_utf8(&bytes) {
@@ -462,17 +476,15 @@ pub fn load_book(path: &Path) -> Book {
             },
         },
     };
-    // Whatever it is (a directory, garbage), it is kept aside, and the state saved beside it.
-    let aside = path.with_extension("json.corrupt");
-    let _ = std::fs::remove_dir_all(&aside).or_else(|_| std::fs::remove_file(&aside));
-    let moved = std::fs::rename(path, &aside).is_ok();
+    // Whatever it is (a directory, garbage), it is kept aside (never over an earlier copy),
+    // and the state saved beside it.
+    let moved = crate::adapters::state::move_aside(path);
     tracing::error!(
         path = %path.display(),
         "the alert state file is corrupt: it {problem}; starting afresh{}",
-        if moved {
-            format!(", the old one is kept as {}", aside.display())
-        } else {
-            String::new()
+        match moved {
+            Ok(aside) => format!(", the old one is kept as {}", aside.display()),
+            Err(e) => format!(" (it cannot be moved aside: {e})"),
         }
     );
     Book::new()
@@ -601,17 +613,20 @@ mod tests {
         assert!(!path.exists());
         std::fs::create_dir_all(path.join("inner")).unwrap();
         assert!(load_book(&path).entries.is_empty());
-        assert!(path.with_extension("json.corrupt").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(path.with_extension("json.corrupt")).unwrap(),
+            "{not json",
+            "the first copy is never overwritten"
+        );
+        assert!(path.with_extension("json.corrupt.1").is_file());
+        assert!(path.with_extension("json.corrupt.2").is_dir());
         save_book(&path, &book).unwrap();
         assert_eq!(
             load_book(&path).entries.len(),
             1,
             "saved beside the corrupt one"
         );
-        // A temporary file left by a cut-short save is removed, and a failed save leaves none.
-        std::fs::write(path.with_extension("json.tmp"), "half").unwrap();
-        load_book(&path);
-        assert!(!path.with_extension("json.tmp").exists());
+        // A failed save leaves no temporary file (see adapters::state's tests).
         let blocked = dir.path().join("blocked");
         std::fs::write(&blocked, "a file where a folder should be").unwrap();
         assert!(save_book(&blocked.join("alerts.json"), &book).is_err());

@@ -154,11 +154,14 @@ impl Loop {
         )
         .map_err(|e| JobRefusal::conflict(e.to_string()))?;
         if !dry_run {
-            if let Some(until) = self.shared.paused_until() {
-                return Err(JobRefusal::conflict(format!(
-                    "{}: end the pause first (jobwarden pause --for 0s)",
-                    crate::core::safety::HeldBack::Paused { until }
-                )));
+            match self.shared.every_write_held() {
+                Some(why @ crate::core::safety::HeldBack::Paused { .. }) => {
+                    return Err(JobRefusal::conflict(format!(
+                        "{why}: end the pause first (jobwarden pause --for 0s)"
+                    )));
+                }
+                Some(why) => return Err(JobRefusal::conflict(why.to_string())),
+                None => {}
             }
             if let Some(why) = store.refusal() {
                 return Err(JobRefusal::conflict(format!(
@@ -181,6 +184,7 @@ impl Loop {
             },
             actions::Trail {
                 state_dir: &config.state_dir,
+                audit_max_size: config.audit_max_size,
                 stop: Some(&self.stop),
                 dry_seen: None,
             },
