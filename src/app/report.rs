@@ -180,6 +180,9 @@ fn next_step(why: &HeldBack) -> Option<&'static str> {
             "set `[database] timezone` (see `jobwarden validate --connect`); if the ages are right, `jobwarden recover --force`",
         ),
         HeldBack::TimeUnknown(_) => Some("set `[database] timezone` (see `jobwarden validate --connect`)"),
+        HeldBack::HoldsLost(_) => Some(
+            "check the operator's pauses and snoozes are as they should be, then end the hold with `jobwarden pause --for 0s`",
+        ),
         HeldBack::Locked => Some("another writer holds those rows: run `jobwarden recover` again once it lets go"),
         _ => None,
     }
