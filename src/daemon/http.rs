@@ -83,7 +83,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             check_host,
         ))
+        .layer(axum::middleware::map_response(nosniff))
         .with_state(shared)
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer, errors and 404 included, so no browser
+/// runs a body (a job id echoed in an error, say) as anything but its declared type.
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Answers 421 to a request whose `Host` is not this listener's (see
@@ -125,7 +136,6 @@ fn html_page(markup: maud::Markup) -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CONTENT_SECURITY_POLICY, console::CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
@@ -139,7 +149,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "max-age=300"),
         ],
         body,
