@@ -690,3 +690,240 @@ async fn a_person_fails_one_job(backend: Backend) {
 }
 
 per_backend!(one_job_by_hand, a_person_fails_one_job);
+
+/// Whatever else may answer on a port (a proxy, another service): each connection is read
+/// to the end of its request, answered with `response` (a whole HTTP/1.1 answer) and closed.
+/// Its port, and the count of requests it took.
+async fn stand_in(response: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&got).to_lowercase();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, taken)
+}
+
+/// A whole HTTP/1.1 answer.
+fn answer(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Runs the real binary off the test's runtime (the stand-ins answer on it meanwhile).
+async fn cli_with_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let (url, args, env): (String, Vec<String>, Vec<(String, String)>) = (
+        db.url.clone(),
+        args.iter().map(|a| a.to_string()).collect(),
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        common::jobwarden_with_env(&url, &args, &env)
+    })
+    .await
+    .expect("cli");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn pause_and_snooze_succeed_only_on_jobwarden_s_own_confirmation() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = TestConfig::new(&db.url)
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .write(db.dir().join("jw.toml"));
+    let config = config.to_str().expect("utf-8");
+    // A success that is not jobwarden's, for `--for 30m`, then for `--for 0s`.
+    let html = answer("200 OK", "text/html", "<html>Welcome to nginx!</html>");
+    let unrelated = answer("200 OK", "application/json", r#"{"ok": true}"#);
+    let not_paused = answer("200 OK", "application/json", r#"{"paused_until": null}"#);
+    let not_a_time = answer("200 OK", "application/json", r#"{"paused_until": "soon"}"#);
+    let empty = "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_string();
+    let still_paused = answer(
+        "200 OK",
+        "application/json",
+        r#"{"paused_until": "2030-01-01T00:00:00Z"}"#,
+    );
+    let snoozed_dry = answer(
+        "200 OK",
+        "application/json",
+        r#"{"job_id": "7", "action": "snooze", "outcome": "dry_run", "snoozed_until": "2030-01-01T00:00:00Z"}"#,
+    );
+    for (response, duration) in [
+        (&html, "30m"),
+        (&unrelated, "30m"),
+        (&not_paused, "30m"),
+        (&not_a_time, "30m"),
+        (&empty, "30m"),
+        (&still_paused, "0s"),
+        (&html, "0s"),
+    ] {
+        let (port, taken) = stand_in(response.clone()).await;
+        let url = format!("http://127.0.0.1:{port}");
+        let (code, out, err) = cli_with_env(
+            &db,
+            &[
+                "pause", "--for", duration, "--url", &url, "--config", config,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 3, "{response}: {out}{err}");
+        assert!(
+            err.contains("is not jobwarden's confirmation, so nothing is known to be held"),
+            "{err}"
+        );
+        assert!(!out.contains("paused"), "{out}");
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+    for response in [&html, &still_paused, &snoozed_dry] {
+        let (port, _) = stand_in(response.clone()).await;
+        let url = format!("http://127.0.0.1:{port}");
+        let (code, out, err) = cli_with_env(
+            &db,
+            &[
+                "snooze", "7", "--for", "2h", "--url", &url, "--config", config,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 3, "{response}: {out}{err}");
+        assert!(err.contains("not jobwarden's confirmation"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn pause_and_snooze_never_send_a_loopback_daemon_s_token_to_a_proxy() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let config = config.to_str().expect("utf-8");
+    let daemon = Daemon::start(std::path::Path::new(config), &[]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    // A proxy that would take anything, and say yes to it.
+    let (proxy_port, proxied) = stand_in(answer(
+        "200 OK",
+        "application/json",
+        r#"{"paused_until": "2030-01-01T00:00:00Z"}"#,
+    ))
+    .await;
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let env = [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("http_proxy", proxy.as_str()),
+        ("HTTPS_PROXY", proxy.as_str()),
+        ("https_proxy", proxy.as_str()),
+        ("ALL_PROXY", proxy.as_str()),
+        ("all_proxy", proxy.as_str()),
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let local = format!("http://localhost:{}", daemon.port);
+    let ip = daemon.url("");
+    for args in [
+        vec!["pause", "--for", "30m", "--url", &ip],
+        vec!["pause", "--for", "0s", "--url", &local],
+        vec![
+            "snooze",
+            "1",
+            "--for",
+            "1h",
+            "--url",
+            &ip,
+            "--proxy-from-env",
+        ],
+        vec![
+            "snooze",
+            "1",
+            "--for",
+            "0s",
+            "--url",
+            &local,
+            "--proxy-from-env",
+        ],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config]);
+        let (code, out, err) = cli_with_env(&db, &all, &env).await;
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    assert_eq!(
+        proxied.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy was sent a request"
+    );
+    // A proxy for a plain-HTTP daemon beyond loopback would read the token: refused.
+    let (code, _, err) = cli_with_env(
+        &db,
+        &[
+            "pause",
+            "--for",
+            "30m",
+            "--url",
+            "http://192.0.2.1:9847",
+            "--proxy-from-env",
+            "--config",
+            config,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--proxy-from-env needs an https daemon"),
+        "{err}"
+    );
+    assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(daemon.stop().await, 0);
+}
