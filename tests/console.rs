@@ -25,7 +25,7 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
         .section("[[rules]]\nname = \"first\"\nstatuses = [\"queued\"]\nsignal = \"heartbeat\"\nafter = \"2h\"")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"\ntoken = \"CONSOLETOKEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"\ntoken = \"CONSOLETOKEN-0123\"")
         .state(&state)
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -120,7 +120,7 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     // The config, redacted, and the rules in the order they are tried.
     let (status, _, config) = get("/jobwarden/config").await;
     assert_eq!(status, 200);
-    assert!(!config.contains("CONSOLETOKEN"), "{config}");
+    assert!(!config.contains("CONSOLETOKEN-0123"), "{config}");
     assert!(config.contains("***"));
     let (first, hb) = (config.find("<td>first</td>"), config.find("<td>hb</td>"));
     assert!(first.is_some() && first < hb, "first before hb: {config}");
@@ -153,7 +153,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
         .jobs("status_since = \"created_at\"")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN-T0KEN-T0KEN\"")
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let client = reqwest::Client::new();
@@ -182,7 +182,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 401);
-    let r = pause(&daemon, r#"{"for": "soon"}"#, "T0KEN")
+    let r = pause(&daemon, r#"{"for": "soon"}"#, "T0KEN-T0KEN-T0KEN")
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 400);
@@ -245,7 +245,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
     assert_eq!(status().await, "running", "still paused after the restart");
 
     // Ending the pause lets the write through.
-    let r = pause(&daemon, r#"{"for": "0s"}"#, "T0KEN")
+    let r = pause(&daemon, r#"{"for": "0s"}"#, "T0KEN-T0KEN-T0KEN")
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 200);
@@ -316,7 +316,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         )
         .heartbeat_rule("hb", "30m", "action = \"alert\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN-T0KEN-T0KEN\"")
         .section(&format!("[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"", hook.url("/hook")))
         .state(&state)
         .write(db.dir().join("jw.toml"));
@@ -345,15 +345,21 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     // The token, the route, the body.
     let (code, _) = post(&daemon, "/api/v1/jobs/1/fail", "wrong", "{}").await;
     assert_eq!(code, 401);
-    let (code, _) = post(&daemon, "/api/v1/jobs/1/delete", "T0KEN", "{}").await;
+    let (code, _) = post(&daemon, "/api/v1/jobs/1/delete", "T0KEN-T0KEN-T0KEN", "{}").await;
     assert_eq!(code, 404);
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", r#"{"for": "1h"}"#).await;
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/1/fail",
+        "T0KEN-T0KEN-T0KEN",
+        r#"{"for": "1h"}"#,
+    )
+    .await;
     assert_eq!(
         (code, answer["error"].as_str()),
         (400, Some("for: only snooze takes it"))
     );
     for (path, body) in [("/api/v1/jobs/5/snooze", "{}"), ("/api/v1/pause", "{}")] {
-        let (code, answer) = post(&daemon, path, "T0KEN", body).await;
+        let (code, answer) = post(&daemon, path, "T0KEN-T0KEN-T0KEN", body).await;
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(
             code == 400 && error.starts_with("for: missing, such as {\"for\": "),
@@ -363,7 +369,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
 
     // A dry run says the exact statement and writes nothing.
     let body = format!(r#"{{"dry_run": true, "seen": {seen}}}"#);
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("dry_run")),
@@ -395,7 +401,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         ),
         ("/api/v1/jobs/99/fail", "{}", 404, "has no job"),
     ] {
-        let (got, answer) = post(&daemon, path, "T0KEN", body).await;
+        let (got, answer) = post(&daemon, path, "T0KEN-T0KEN-T0KEN", body).await;
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(
             got == code && error.contains(says),
@@ -409,7 +415,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
 
     // The real thing: exactly that row, its reason, the audit trail says who asked.
     let body = format!(r#"{{"seen": {seen}, "reason": "worker 3 was OOM-killed"}}"#);
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("applied")),
@@ -438,9 +444,9 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
             .starts_with("http 127.0.0.1:"),
         "{audit}"
     );
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", "{}").await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", "{}").await;
     assert_eq!(code, 409, "twice is refused: {answer}");
-    let (code, answer) = post(&daemon, "/api/v1/jobs/2/requeue", "T0KEN", "{}").await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/2/requeue", "T0KEN-T0KEN-T0KEN", "{}").await;
     assert_eq!(
         (code, answer["status_after"].as_str()),
         (200, Some("queued")),
@@ -478,7 +484,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     let (code, answer) = post(
         &daemon,
         "/api/v1/jobs/4/snooze",
-        "T0KEN",
+        "T0KEN-T0KEN-T0KEN",
         r#"{"for": "2h"}"#,
     )
     .await;
@@ -486,7 +492,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     let (code, answer) = post(
         &daemon,
         "/api/v1/jobs/5/snooze",
-        "T0KEN",
+        "T0KEN-T0KEN-T0KEN",
         r#"{"for": "2h", "reason": "migrating its data"}"#,
     )
     .await;
@@ -569,7 +575,7 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
         .find_map(|l| l.trim().strip_prefix("config:"))
         .map(|p| std::path::PathBuf::from(p.trim()))
         .expect("the demo names its config");
-    assert!(stdout.contains("demo-token"), "{stdout}");
+    assert!(stdout.contains("demo-console-token"), "{stdout}");
     // The demo listens on the default port; this test's daemon on a free one.
     let text = std::fs::read_to_string(&config).expect("demo config");
     std::fs::write(
@@ -596,7 +602,7 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
     let (code, answer) = post(
         &daemon,
         &format!("/api/v1/jobs/{job}/fail"),
-        "demo-token",
+        "demo-console-token",
         r#"{"reason": "trying the console"}"#,
     )
     .await;
@@ -635,7 +641,7 @@ async fn a_person_fails_one_job(backend: Backend) {
         .jobs("status_since = \"created_at\"")
         .heartbeat_rule("hb", "30m", "action = \"alert\"")
         .section("[safety]\nstartup_grace = \"0s\"")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN-T0KEN-T0KEN\"")
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -655,17 +661,23 @@ async fn a_person_fails_one_job(backend: Backend) {
         .expect("heartbeat");
     let seen = serde_json::json!({"status": "running", "heartbeat": beat});
     let stale = serde_json::json!({"seen": {"status": "running", "heartbeat": "x"}});
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &stale.to_string()).await;
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/1/fail",
+        "T0KEN-T0KEN-T0KEN",
+        &stale.to_string(),
+    )
+    .await;
     assert_eq!(code, 409, "{answer}");
     let body = serde_json::json!({"seen": seen, "dry_run": true}).to_string();
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("dry_run")),
         "{answer}"
     );
     let body = serde_json::json!({"seen": seen}).to_string();
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("applied")),
@@ -684,7 +696,13 @@ async fn a_person_fails_one_job(backend: Backend) {
         ),
         "the row as read now: {page}"
     );
-    let (code, _) = post(&daemon, "/api/v1/jobs/not-a-number/fail", "T0KEN", "{}").await;
+    let (code, _) = post(
+        &daemon,
+        "/api/v1/jobs/not-a-number/fail",
+        "T0KEN-T0KEN-T0KEN",
+        "{}",
+    )
+    .await;
     assert_eq!(code, 404, "an id the column cannot hold is no job");
     assert_eq!(daemon.stop().await, 0);
 }

@@ -235,7 +235,7 @@ async fn a_tls_listener_serves_https_and_rereads_its_certificate_on_sighup() {
         .top("interval = \"300ms\"")
         .heartbeat_rule("hb", "30m", "")
         .section(
-            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-tls-token-0001\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
         )
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -254,7 +254,7 @@ async fn a_tls_listener_serves_https_and_rereads_its_certificate_on_sighup() {
     // The token endpoint over TLS.
     let r = old
         .post(https("/api/v1/recover"))
-        .bearer_auth("s3cret")
+        .bearer_auth("s3cret-tls-token-0001")
         .json(&serde_json::json!({"dry_run": true}))
         .send()
         .await
@@ -327,7 +327,7 @@ async fn a_token_beyond_loopback_needs_tls_or_an_explicit_plaintext() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, err) = validate("listen = \"0.0.0.0:9847\"\ntoken = \"t\"");
+    let (code, err) = validate("listen = \"0.0.0.0:9847\"\ntoken = \"a-token-of-24-characters\"");
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("jw.toml:")
@@ -335,11 +335,14 @@ async fn a_token_beyond_loopback_needs_tls_or_an_explicit_plaintext() {
             && err.contains("allow_plaintext"),
         "{err}"
     );
-    assert!(!err.contains("\"t\""), "the token is not shown: {err}");
+    assert!(
+        !err.contains("a-token-of-24-characters"),
+        "the token is not shown: {err}"
+    );
     for ok in [
-        "listen = \"0.0.0.0:9847\"\ntoken = \"t\"\nallow_plaintext = true",
+        "listen = \"0.0.0.0:9847\"\ntoken = \"a-token-of-24-characters\"\nallow_plaintext = true",
         "listen = \"0.0.0.0:9847\"",
-        "listen = \"127.0.0.1:9847\"\ntoken = \"t\"",
+        "listen = \"127.0.0.1:9847\"\ntoken = \"a-token-of-24-characters\"",
     ] {
         let (code, err) = validate(ok);
         assert_eq!(code, Some(0), "{ok}: {err}");
