@@ -945,3 +945,54 @@ async fn pause_and_snooze_never_send_a_loopback_daemon_s_token_to_a_proxy() {
     assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test]
+async fn a_hold_longer_than_a_year_is_refused_with_the_limit() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    let token = "a-token-of-24-characters";
+    for path in ["/api/v1/pause", "/api/v1/jobs/1/snooze"] {
+        for long in ["100000000000y", "366d", "2years"] {
+            let (code, answer) =
+                post(&daemon, path, token, &format!(r#"{{"for": "{long}"}}"#)).await;
+            assert_eq!(code, 400, "{path} {long}: {answer}");
+            let why = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                why.starts_with("for: ") && why.contains("at most 1 year"),
+                "{why}"
+            );
+        }
+        let (code, answer) = post(&daemon, path, token, r#"{"for": "365d"}"#).await;
+        assert_eq!(code, 200, "{path}: {answer}");
+    }
+    let url = daemon.url("");
+    let config = config.to_str().expect("utf-8");
+    for args in [
+        vec!["pause", "--for", "100000000000y"],
+        vec!["snooze", "1", "--for", "400d"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--url", &url, "--config", config]);
+        let (code, out, err) = cli(&db, &all);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("--for") && err.contains("at most 1 year"),
+            "{err}"
+        );
+    }
+    assert_eq!(daemon.stop().await, 0);
+}

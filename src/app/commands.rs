@@ -488,7 +488,7 @@ async fn hold(
     duration: &str,
     mut body: serde_json::Value,
 ) -> Result<(Answer, bool), Error> {
-    let span = config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
+    let span = config::parse_hold(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
     body["for"] = duration.into();
     let answer = crate::adapters::api::post(config, target, path, &body).await?;
     Ok((answer, span.is_zero()))

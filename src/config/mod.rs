@@ -22,7 +22,7 @@ mod raw;
 mod redact;
 mod resolve;
 
-pub use expand::{expand, parse_duration};
+pub use expand::{expand, parse_duration, parse_hold, MAX_HOLD};
 use raw::*;
 use redact::{hidden_part, url_password};
 pub use redact::{redact_alert_url, redact_url, redacted_json, scrub};
@@ -641,6 +641,17 @@ failed = ["failed"]
         let c = with("token = \"${TOKEN}\"").unwrap();
         assert_eq!(c.http.token.as_deref(), Some("t0k3n-t0k3n-t0k3n"));
         assert_eq!(with("").unwrap().http.token, None);
+    }
+
+    #[test]
+    fn a_hold_lasts_at_most_a_year() {
+        assert_eq!(parse_hold("365d"), Ok(MAX_HOLD));
+        assert_eq!(parse_hold("0s"), Ok(Duration::ZERO));
+        for long in ["366d", "100000000000y"] {
+            let err = parse_hold(long).unwrap_err();
+            assert!(err.contains("at most 1 year"), "{long}: {err}");
+        }
+        assert!(parse_hold("soon").unwrap_err().contains("not a duration"));
     }
 
     #[test]

@@ -584,7 +584,7 @@ fn span_for(text: Option<&str>, example: &str, hold: &str) -> Result<Duration, S
             "for: missing, such as {{\"for\": \"{example}\"}} (\"0s\" ends {hold})"
         ));
     };
-    crate::config::parse_duration(text).map_err(|e| format!("for: {e}"))
+    crate::config::parse_hold(text).map_err(|e| format!("for: {e}"))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
