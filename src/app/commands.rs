@@ -457,10 +457,7 @@ pub async fn snooze(
     if let Some(reason) = reason {
         body["reason"] = reason.into();
     }
-    let path = format!(
-        "/api/v1/jobs/{}/snooze",
-        crate::core::job::url_segment(job_id)
-    );
+    let path = crate::core::job::job_link("/api/v1/jobs/", job_id, "/snooze");
     let (answer, ending) = hold(config, target, &path, duration, body).await?;
     let until = answer.hold_until(
         "snoozed_until",

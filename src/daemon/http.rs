@@ -139,7 +139,7 @@ fn html_page(markup: maud::Markup) -> Response {
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        markup.into_string(),
+        console::escape_bidi(markup.into_string()),
     )
         .into_response()
 }
@@ -234,10 +234,19 @@ async fn config_page(State(shared): State<Arc<Shared>>) -> Response {
     html_page(console::config_page(&shared.health(), &config, &rules))
 }
 
+/// A job named by `?id=`, which wins over the path's id: the ids `.` and `..` cannot be a
+/// path segment (see [`crate::core::job::job_link`]).
+#[derive(Debug, Default, Deserialize)]
+struct IdQuery {
+    id: Option<String>,
+}
+
 async fn job_page(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<IdQuery>,
 ) -> Response {
+    let id = query.id.unwrap_or(id);
     let report = shared.latest();
     let findings: Vec<&crate::core::detect::Finding> = report
         .iter()
@@ -508,8 +517,10 @@ const MAX_REASON: usize = 500;
 async fn job_action(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<IdQuery>,
     request: axum::extract::Request,
 ) -> Response {
+    let id = query.id.unwrap_or(id);
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
