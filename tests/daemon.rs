@@ -573,3 +573,51 @@ async fn a_rebinding_host_is_answered_421() {
     }
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// A job id that looks like more log fields stays one field: quoted and escaped in text logs,
+/// a plain string in JSON logs.
+#[tokio::test]
+async fn a_job_id_cannot_forge_log_fields() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table_with_id("TEXT").await;
+    let id = r#"7 kind="forged" rule="x""#;
+    db.running(id, 120.0, 90.0).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .http(0)
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let finding_line = |daemon: &Daemon| {
+        let log = daemon.log();
+        log.lines()
+            .find(|l| l.contains("finding: "))
+            .map(str::to_string)
+    };
+    let daemon = Daemon::start(&config, &[]);
+    let line = wait_for("the finding's log line", Duration::from_secs(15), || {
+        std::future::ready(finding_line(&daemon))
+    })
+    .await;
+    assert!(
+        line.contains(r#"job_id="7 kind=\"forged\" rule=\"x\"""#),
+        "{line}"
+    );
+    assert!(
+        !line.contains(r#" kind="forged""#),
+        "a forged field: {line}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+
+    let daemon = Daemon::start_with(&config, &[], |cmd| {
+        cmd.args(["--log-format", "json"]);
+    });
+    let line = wait_for("the finding's JSON line", Duration::from_secs(15), || {
+        std::future::ready(finding_line(&daemon))
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["fields"]["job_id"], id, "{line}");
+    assert_eq!(json["fields"]["kind"], "stalled", "{line}");
+    assert_eq!(daemon.stop().await, 0);
+}

@@ -220,7 +220,7 @@ impl Loop {
                     _ => "failed",
                 };
                 self.alerter.acted(&r.job_id, what);
-                tracing::warn!(job_id = %r.job_id, by = %r.by, "job {verb} by a person: {statement}");
+                tracing::warn!(job_id = r.job_id.as_str(), by = %r.by, "job {verb} by a person: {statement}");
                 Ok(answer)
             }
             crate::core::detect::Outcome::DryRun => Ok(answer),
