@@ -704,6 +704,26 @@ async fn a_person_fails_one_job(backend: Backend) {
     )
     .await;
     assert_eq!(code, 404, "an id the column cannot hold is no job");
+    // Ids beyond the column's integers (INTEGER is 32-bit on PostgreSQL and MariaDB, 64-bit
+    // on SQLite): no such row, never a database error.
+    for id in ["3000000000", "9999999999999999999", "-9999999999999999999"] {
+        let (code, answer) = post(
+            &daemon,
+            &format!("/api/v1/jobs/{id}/fail"),
+            "T0KEN-T0KEN-T0KEN",
+            "{}",
+        )
+        .await;
+        assert_eq!(code, 404, "{id}: {answer}");
+        let (code, page) = common::get(&daemon.url(&format!("/jobs/{id}")))
+            .await
+            .expect("page");
+        assert_eq!(code, 200, "{id}: {page}");
+        assert!(
+            page.contains("The table has no row with this id"),
+            "{id}: {page}"
+        );
+    }
     assert_eq!(daemon.stop().await, 0);
 }
 
