@@ -1115,3 +1115,97 @@ async fn dot_ids_have_working_links_and_bidi_controls_show_escaped() {
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// MariaDB's default collation matches `mixed-case` to the row `MIXED-CASE`: the snooze is
+/// kept under the row's own spelling, so the scans (which know the job by it) hold it, and
+/// ending it in the request's spelling ends it.
+#[tokio::test]
+async fn a_snooze_holds_the_row_a_case_insensitive_collation_matched() {
+    let db = TestDb::new(Backend::MySql).await;
+    db.small_jobs_table_with_id("VARCHAR(64)").await;
+    db.running("MIXED-CASE", 120.0, 0.1).await;
+    let token = "a-token-of-24-characters";
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\""
+        ))
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    let url = daemon.url("");
+    let config = config.to_str().expect("utf-8");
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "snooze",
+            "mixed-case",
+            "--for",
+            "1h",
+            "--json",
+            "--url",
+            &url,
+            "--config",
+            config,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(answer["job_id"], "MIXED-CASE", "{answer}");
+    // The job stalls: held back by the snooze, never written.
+    db.exec(&format!("UPDATE jobs SET updated_at = {}", db.ago(90.0)))
+        .await;
+    let metrics = wait_for("held back twice", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| {
+                common::metric(
+                    m,
+                    "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
+                )
+                .unwrap_or(0.0)
+                    >= 2.0
+            })
+    })
+    .await;
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_jobs_snoozed"),
+        Some(1.0)
+    );
+    let status = || async {
+        db.rows("SELECT status FROM jobs").await[0][0]
+            .clone()
+            .unwrap_or_default()
+    };
+    assert_eq!(status().await, "running");
+    // Ended in the request's spelling, the snooze ends, and the stalled job is failed.
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "snooze",
+            "mixed-case",
+            "--for",
+            "0s",
+            "--url",
+            &url,
+            "--config",
+            config,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("the job failed", Duration::from_secs(15), || async {
+        (status().await == "failed").then_some(())
+    })
+    .await;
+    assert_eq!(daemon.stop().await, 0);
+}
