@@ -582,4 +582,59 @@ mod tests {
             Some((Instant::now() + IDLE_TIMEOUT, Closed::IdleTimeout))
         );
     }
+
+    /// Serves `body` at `/` on a loopback port with `limits`; its address and metrics.
+    async fn serving(body: Vec<u8>, limits: Limits) -> (SocketAddr, HttpMetrics) {
+        let metrics = crate::daemon::metrics::Metrics::new(prometheus::Registry::new())
+            .expect("metrics")
+            .http;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { body }
+            }),
+        );
+        tokio::spawn(serve(
+            listener,
+            router,
+            metrics.clone(),
+            Arc::new(Tls::default()),
+            limits,
+            std::future::pending(),
+        ));
+        (addr, metrics)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_is_cut_off_at_the_write_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let limits = Limits {
+            write_timeout: Duration::from_secs(30),
+            ..limits()
+        };
+        let (addr, metrics) = serving(vec![b'x'; 8 << 20], limits).await;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let mut client = socket.connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .expect("send");
+        // The client reads nothing: the answer waits on the socket, and the paused clock
+        // moves on while the runtime has nothing else to do. Well past the idle timeouts
+        // of old (5 s), the connection is still open while the write timeout runs.
+        let closed = || metrics.closed.with_label_values(&["write_timeout"]).get();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(closed(), 0, "closed before the write timeout");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(closed(), 1, "not closed at the write timeout");
+        // What the client reads now ends short of the 8 MiB answer.
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got).await;
+        assert!(got.len() < 8 << 20, "{} bytes", got.len());
+        assert_eq!(metrics.open.get(), 0);
+    }
 }
