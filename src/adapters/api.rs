@@ -73,7 +73,8 @@ impl Answer {
         for (field, want) in fields {
             let got = self.json.get(*field).and_then(|v| v.as_str());
             if got != Some(*want) {
-                return Err(not(format!("`{field}` is {got:?}, not {want:?}")));
+                let shown = got.map_or_else(|| "missing".to_string(), |g| format!("{g:?}"));
+                return Err(not(format!("`{field}` is {shown}, not {want:?}")));
             }
         }
         match (self.json.get(key), ending) {
