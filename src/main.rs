@@ -97,9 +97,8 @@ enum Command {
         /// How long, such as "30m".
         #[arg(long = "for")]
         duration: String,
-        /// The daemon's address (default: from `[http] listen` and `base_path`).
-        #[arg(long)]
-        url: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Ask the running daemon to send no alert and make no write for one job for a while.
     /// `--for 0s` ends a snooze.
@@ -112,15 +111,35 @@ enum Command {
         /// Why, kept with the snooze and shown on the console.
         #[arg(long)]
         reason: Option<String>,
-        /// The daemon's address (default: from `[http] listen` and `base_path`).
-        #[arg(long)]
-        url: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Alert sinks.
     Alert {
         #[command(subcommand)]
         command: AlertCommand,
     },
+}
+
+/// Where `pause` and `snooze` find the daemon.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The daemon's address (default: from `[http] listen` and `base_path`).
+    #[arg(long)]
+    url: Option<String>,
+    /// Reach an https daemon beyond loopback through the proxy set in the environment
+    /// (HTTPS_PROXY, ALL_PROXY, NO_PROXY); without it, no proxy is used.
+    #[arg(long)]
+    proxy_from_env: bool,
+}
+
+impl Target {
+    fn to_api(&self) -> jobwarden::adapters::api::Target {
+        jobwarden::adapters::api::Target {
+            url: self.url.clone(),
+            proxy_from_env: self.proxy_from_env,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,18 +225,18 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         Command::Alert {
             command: AlertCommand::Test,
         } => commands::alert_test(&config, &mut stdout).await,
-        Command::Pause { duration, url } => {
-            commands::pause(&config, url.as_deref(), duration, format, &mut stdout).await
+        Command::Pause { duration, target } => {
+            commands::pause(&config, &target.to_api(), duration, format, &mut stdout).await
         }
         Command::Snooze {
             job,
             duration,
             reason,
-            url,
+            target,
         } => {
             commands::snooze(
                 &config,
-                url.as_deref(),
+                &target.to_api(),
                 job,
                 duration,
                 reason.as_deref(),

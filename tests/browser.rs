@@ -253,7 +253,9 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         .heartbeat_rule("hb", "30m", "action = \"alert\"\nseverity = \"critical\"")
         .section("[safety]\nstartup_grace = \"0s\"")
         // Behind a reverse proxy's prefix: the script's requests honour it too.
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"BROWSER-TOKEN\"\nbase_path = \"/jw\"")
+        .section(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"BROWSER-TOKEN-0123\"\nbase_path = \"/jw\"",
+        )
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -291,7 +293,7 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         .find(fantoccini::Locator::Css("#token"))
         .await
         .expect("token input");
-    input.send_keys("BROWSER-TOKEN").await.expect("type");
+    input.send_keys("BROWSER-TOKEN-0123").await.expect("type");
     click(&browser, "#unlock-form button[type=submit]").await;
     wait_for("the buttons", Duration::from_secs(10), || async {
         shown(&browser, fail_1).await.then_some(())

@@ -197,7 +197,7 @@ per_backend!(validate_index, validate_connect_reports_the_index);
 #[test]
 fn validate_redacts_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("{SMALL}\n[http]\ntoken = \"tok-very-secret\"\n");
+    let text = format!("{SMALL}\n[http]\ntoken = \"tok-very-secret-1\"\n");
     let config = write_config(dir.path(), &text);
     let out = jobwarden(
         "postgres://app:hunter2secret@db.internal:5432/app",
@@ -210,7 +210,7 @@ fn validate_redacts_secrets() {
         "{printed}"
     );
     assert!(
-        !printed.contains("hunter2secret") && !printed.contains("tok-very-secret"),
+        !printed.contains("hunter2secret") && !printed.contains("tok-very-secret-1"),
         "{printed}"
     );
     assert!(printed.contains("\"after\": \"30m\""), "{printed}");
@@ -226,7 +226,7 @@ fn every_example_config_validates() {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
                 .args(["validate", "--config", path.to_str().unwrap()])
                 .env("DATABASE_URL", "postgres://app:pw@127.0.0.1/app")
-                .env("JOBWARDEN_TOKEN", "t")
+                .env("JOBWARDEN_TOKEN", "a-token-of-24-characters")
                 .output()
                 .unwrap();
             assert_eq!(code(&out), 0, "{}: {}", path.display(), stderr(&out));
@@ -234,7 +234,7 @@ fn every_example_config_validates() {
                 let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
                     .args(["validate", "--env", env, "--config", path.to_str().unwrap()])
                     .env("DATABASE_URL", "postgres://app:pw@127.0.0.1/app")
-                    .env("JOBWARDEN_TOKEN", "t")
+                    .env("JOBWARDEN_TOKEN", "a-token-of-24-characters")
                     .output()
                     .unwrap();
                 assert_eq!(

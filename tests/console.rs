@@ -25,7 +25,7 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
         .section("[[rules]]\nname = \"first\"\nstatuses = [\"queued\"]\nsignal = \"heartbeat\"\nafter = \"2h\"")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"\ntoken = \"CONSOLETOKEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jobwarden\"\njob_url = \"https://app.example/jobs/{job_id}\"\ntoken = \"CONSOLETOKEN-0123\"")
         .state(&state)
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -120,7 +120,7 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     // The config, redacted, and the rules in the order they are tried.
     let (status, _, config) = get("/jobwarden/config").await;
     assert_eq!(status, 200);
-    assert!(!config.contains("CONSOLETOKEN"), "{config}");
+    assert!(!config.contains("CONSOLETOKEN-0123"), "{config}");
     assert!(config.contains("***"));
     let (first, hb) = (config.find("<td>first</td>"), config.find("<td>hb</td>"));
     assert!(first.is_some() && first < hb, "first before hb: {config}");
@@ -153,7 +153,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
         .jobs("status_since = \"created_at\"")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN-T0KEN-T0KEN\"")
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let client = reqwest::Client::new();
@@ -182,7 +182,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 401);
-    let r = pause(&daemon, r#"{"for": "soon"}"#, "T0KEN")
+    let r = pause(&daemon, r#"{"for": "soon"}"#, "T0KEN-T0KEN-T0KEN")
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 400);
@@ -245,7 +245,7 @@ async fn a_pause_holds_every_write_across_a_restart_until_it_ends() {
     assert_eq!(status().await, "running", "still paused after the restart");
 
     // Ending the pause lets the write through.
-    let r = pause(&daemon, r#"{"for": "0s"}"#, "T0KEN")
+    let r = pause(&daemon, r#"{"for": "0s"}"#, "T0KEN-T0KEN-T0KEN")
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 200);
@@ -316,7 +316,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         )
         .heartbeat_rule("hb", "30m", "action = \"alert\"")
         .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN-T0KEN-T0KEN\"")
         .section(&format!("[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"", hook.url("/hook")))
         .state(&state)
         .write(db.dir().join("jw.toml"));
@@ -345,15 +345,21 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     // The token, the route, the body.
     let (code, _) = post(&daemon, "/api/v1/jobs/1/fail", "wrong", "{}").await;
     assert_eq!(code, 401);
-    let (code, _) = post(&daemon, "/api/v1/jobs/1/delete", "T0KEN", "{}").await;
+    let (code, _) = post(&daemon, "/api/v1/jobs/1/delete", "T0KEN-T0KEN-T0KEN", "{}").await;
     assert_eq!(code, 404);
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", r#"{"for": "1h"}"#).await;
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/1/fail",
+        "T0KEN-T0KEN-T0KEN",
+        r#"{"for": "1h"}"#,
+    )
+    .await;
     assert_eq!(
         (code, answer["error"].as_str()),
         (400, Some("for: only snooze takes it"))
     );
     for (path, body) in [("/api/v1/jobs/5/snooze", "{}"), ("/api/v1/pause", "{}")] {
-        let (code, answer) = post(&daemon, path, "T0KEN", body).await;
+        let (code, answer) = post(&daemon, path, "T0KEN-T0KEN-T0KEN", body).await;
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(
             code == 400 && error.starts_with("for: missing, such as {\"for\": "),
@@ -363,7 +369,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
 
     // A dry run says the exact statement and writes nothing.
     let body = format!(r#"{{"dry_run": true, "seen": {seen}}}"#);
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("dry_run")),
@@ -395,7 +401,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
         ),
         ("/api/v1/jobs/99/fail", "{}", 404, "has no job"),
     ] {
-        let (got, answer) = post(&daemon, path, "T0KEN", body).await;
+        let (got, answer) = post(&daemon, path, "T0KEN-T0KEN-T0KEN", body).await;
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(
             got == code && error.contains(says),
@@ -409,7 +415,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
 
     // The real thing: exactly that row, its reason, the audit trail says who asked.
     let body = format!(r#"{{"seen": {seen}, "reason": "worker 3 was OOM-killed"}}"#);
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("applied")),
@@ -438,9 +444,9 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
             .starts_with("http 127.0.0.1:"),
         "{audit}"
     );
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", "{}").await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", "{}").await;
     assert_eq!(code, 409, "twice is refused: {answer}");
-    let (code, answer) = post(&daemon, "/api/v1/jobs/2/requeue", "T0KEN", "{}").await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/2/requeue", "T0KEN-T0KEN-T0KEN", "{}").await;
     assert_eq!(
         (code, answer["status_after"].as_str()),
         (200, Some("queued")),
@@ -478,7 +484,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     let (code, answer) = post(
         &daemon,
         "/api/v1/jobs/4/snooze",
-        "T0KEN",
+        "T0KEN-T0KEN-T0KEN",
         r#"{"for": "2h"}"#,
     )
     .await;
@@ -486,7 +492,7 @@ async fn a_person_fails_requeues_and_snoozes_one_job_at_a_time() {
     let (code, answer) = post(
         &daemon,
         "/api/v1/jobs/5/snooze",
-        "T0KEN",
+        "T0KEN-T0KEN-T0KEN",
         r#"{"for": "2h", "reason": "migrating its data"}"#,
     )
     .await;
@@ -569,7 +575,7 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
         .find_map(|l| l.trim().strip_prefix("config:"))
         .map(|p| std::path::PathBuf::from(p.trim()))
         .expect("the demo names its config");
-    assert!(stdout.contains("demo-token"), "{stdout}");
+    assert!(stdout.contains("demo-console-token"), "{stdout}");
     // The demo listens on the default port; this test's daemon on a free one.
     let text = std::fs::read_to_string(&config).expect("demo config");
     std::fs::write(
@@ -596,7 +602,7 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
     let (code, answer) = post(
         &daemon,
         &format!("/api/v1/jobs/{job}/fail"),
-        "demo-token",
+        "demo-console-token",
         r#"{"reason": "trying the console"}"#,
     )
     .await;
@@ -635,7 +641,7 @@ async fn a_person_fails_one_job(backend: Backend) {
         .jobs("status_since = \"created_at\"")
         .heartbeat_rule("hb", "30m", "action = \"alert\"")
         .section("[safety]\nstartup_grace = \"0s\"")
-        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"T0KEN-T0KEN-T0KEN\"")
         .state(&db.dir().join("state"))
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -655,17 +661,23 @@ async fn a_person_fails_one_job(backend: Backend) {
         .expect("heartbeat");
     let seen = serde_json::json!({"status": "running", "heartbeat": beat});
     let stale = serde_json::json!({"seen": {"status": "running", "heartbeat": "x"}});
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &stale.to_string()).await;
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/1/fail",
+        "T0KEN-T0KEN-T0KEN",
+        &stale.to_string(),
+    )
+    .await;
     assert_eq!(code, 409, "{answer}");
     let body = serde_json::json!({"seen": seen, "dry_run": true}).to_string();
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("dry_run")),
         "{answer}"
     );
     let body = serde_json::json!({"seen": seen}).to_string();
-    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN", &body).await;
+    let (code, answer) = post(&daemon, "/api/v1/jobs/1/fail", "T0KEN-T0KEN-T0KEN", &body).await;
     assert_eq!(
         (code, answer["outcome"].as_str()),
         (200, Some("applied")),
@@ -684,9 +696,516 @@ async fn a_person_fails_one_job(backend: Backend) {
         ),
         "the row as read now: {page}"
     );
-    let (code, _) = post(&daemon, "/api/v1/jobs/not-a-number/fail", "T0KEN", "{}").await;
+    let (code, _) = post(
+        &daemon,
+        "/api/v1/jobs/not-a-number/fail",
+        "T0KEN-T0KEN-T0KEN",
+        "{}",
+    )
+    .await;
     assert_eq!(code, 404, "an id the column cannot hold is no job");
+    // Ids beyond the column's integers (INTEGER is 32-bit on PostgreSQL and MariaDB, 64-bit
+    // on SQLite): no such row, never a database error.
+    for id in ["3000000000", "9999999999999999999", "-9999999999999999999"] {
+        let (code, answer) = post(
+            &daemon,
+            &format!("/api/v1/jobs/{id}/fail"),
+            "T0KEN-T0KEN-T0KEN",
+            "{}",
+        )
+        .await;
+        assert_eq!(code, 404, "{id}: {answer}");
+        let (code, page) = common::get(&daemon.url(&format!("/jobs/{id}")))
+            .await
+            .expect("page");
+        assert_eq!(code, 200, "{id}: {page}");
+        assert!(
+            page.contains("The table has no row with this id"),
+            "{id}: {page}"
+        );
+    }
     assert_eq!(daemon.stop().await, 0);
 }
 
 per_backend!(one_job_by_hand, a_person_fails_one_job);
+
+/// Whatever else may answer on a port (a proxy, another service): each connection is read
+/// to the end of its request, answered with `response` (a whole HTTP/1.1 answer) and closed.
+/// Its port, and the count of requests it took.
+async fn stand_in(response: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&got).to_lowercase();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, taken)
+}
+
+/// A whole HTTP/1.1 answer.
+fn answer(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Runs the real binary off the test's runtime (the stand-ins answer on it meanwhile).
+async fn cli_with_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let (url, args, env): (String, Vec<String>, Vec<(String, String)>) = (
+        db.url.clone(),
+        args.iter().map(|a| a.to_string()).collect(),
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        common::jobwarden_with_env(&url, &args, &env)
+    })
+    .await
+    .expect("cli");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn pause_and_snooze_succeed_only_on_jobwarden_s_own_confirmation() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = TestConfig::new(&db.url)
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .write(db.dir().join("jw.toml"));
+    let config = config.to_str().expect("utf-8");
+    // A success that is not jobwarden's, for `--for 30m`, then for `--for 0s`.
+    let html = answer("200 OK", "text/html", "<html>Welcome to nginx!</html>");
+    let unrelated = answer("200 OK", "application/json", r#"{"ok": true}"#);
+    let not_paused = answer("200 OK", "application/json", r#"{"paused_until": null}"#);
+    let not_a_time = answer("200 OK", "application/json", r#"{"paused_until": "soon"}"#);
+    let empty = "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_string();
+    let still_paused = answer(
+        "200 OK",
+        "application/json",
+        r#"{"paused_until": "2030-01-01T00:00:00Z"}"#,
+    );
+    let snoozed_dry = answer(
+        "200 OK",
+        "application/json",
+        r#"{"job_id": "7", "action": "snooze", "outcome": "dry_run", "snoozed_until": "2030-01-01T00:00:00Z"}"#,
+    );
+    for (response, duration) in [
+        (&html, "30m"),
+        (&unrelated, "30m"),
+        (&not_paused, "30m"),
+        (&not_a_time, "30m"),
+        (&empty, "30m"),
+        (&still_paused, "0s"),
+        (&html, "0s"),
+    ] {
+        let (port, taken) = stand_in(response.clone()).await;
+        let url = format!("http://127.0.0.1:{port}");
+        let (code, out, err) = cli_with_env(
+            &db,
+            &[
+                "pause", "--for", duration, "--url", &url, "--config", config,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 3, "{response}: {out}{err}");
+        assert!(
+            err.contains("is not jobwarden's confirmation, so nothing is known to be held"),
+            "{err}"
+        );
+        assert!(!out.contains("paused"), "{out}");
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+    for response in [&html, &still_paused, &snoozed_dry] {
+        let (port, _) = stand_in(response.clone()).await;
+        let url = format!("http://127.0.0.1:{port}");
+        let (code, out, err) = cli_with_env(
+            &db,
+            &[
+                "snooze", "7", "--for", "2h", "--url", &url, "--config", config,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 3, "{response}: {out}{err}");
+        assert!(err.contains("not jobwarden's confirmation"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn pause_and_snooze_never_send_a_loopback_daemon_s_token_to_a_proxy() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let config = config.to_str().expect("utf-8");
+    let daemon = Daemon::start(std::path::Path::new(config), &[]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    // A proxy that would take anything, and say yes to it.
+    let (proxy_port, proxied) = stand_in(answer(
+        "200 OK",
+        "application/json",
+        r#"{"paused_until": "2030-01-01T00:00:00Z"}"#,
+    ))
+    .await;
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let env = [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("http_proxy", proxy.as_str()),
+        ("HTTPS_PROXY", proxy.as_str()),
+        ("https_proxy", proxy.as_str()),
+        ("ALL_PROXY", proxy.as_str()),
+        ("all_proxy", proxy.as_str()),
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let local = format!("http://localhost:{}", daemon.port);
+    let ip = daemon.url("");
+    for args in [
+        vec!["pause", "--for", "30m", "--url", &ip],
+        vec!["pause", "--for", "0s", "--url", &local],
+        vec![
+            "snooze",
+            "1",
+            "--for",
+            "1h",
+            "--url",
+            &ip,
+            "--proxy-from-env",
+        ],
+        vec![
+            "snooze",
+            "1",
+            "--for",
+            "0s",
+            "--url",
+            &local,
+            "--proxy-from-env",
+        ],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config]);
+        let (code, out, err) = cli_with_env(&db, &all, &env).await;
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    assert_eq!(
+        proxied.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy was sent a request"
+    );
+    // A proxy for a plain-HTTP daemon beyond loopback would read the token: refused.
+    let (code, _, err) = cli_with_env(
+        &db,
+        &[
+            "pause",
+            "--for",
+            "30m",
+            "--url",
+            "http://192.0.2.1:9847",
+            "--proxy-from-env",
+            "--config",
+            config,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--proxy-from-env needs an https daemon"),
+        "{err}"
+    );
+    assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn a_hold_longer_than_a_year_is_refused_with_the_limit() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    let token = "a-token-of-24-characters";
+    for path in ["/api/v1/pause", "/api/v1/jobs/1/snooze"] {
+        for long in ["100000000000y", "366d", "2years"] {
+            let (code, answer) =
+                post(&daemon, path, token, &format!(r#"{{"for": "{long}"}}"#)).await;
+            assert_eq!(code, 400, "{path} {long}: {answer}");
+            let why = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                why.starts_with("for: ") && why.contains("at most 1 year"),
+                "{why}"
+            );
+        }
+        let (code, answer) = post(&daemon, path, token, r#"{"for": "365d"}"#).await;
+        assert_eq!(code, 200, "{path}: {answer}");
+    }
+    let url = daemon.url("");
+    let config = config.to_str().expect("utf-8");
+    for args in [
+        vec!["pause", "--for", "100000000000y"],
+        vec!["snooze", "1", "--for", "400d"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--url", &url, "--config", config]);
+        let (code, out, err) = cli(&db, &all);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("--for") && err.contains("at most 1 year"),
+            "{err}"
+        );
+    }
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn dot_ids_have_working_links_and_bidi_controls_show_escaped() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table_with_id("TEXT").await;
+    for id in [".", "..", "report-\u{202E}fdp.exe"] {
+        db.running(id, 120.0, 90.0).await;
+    }
+    let token = "a-token-of-24-characters";
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/jw\"\ntoken = \"{token}\""
+        ))
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let page = |path: &str| {
+        let url = daemon.url(path);
+        async move { common::get(&url).await.filter(|r| r.0 == 200).map(|r| r.1) }
+    };
+    let status = wait_for("three findings", Duration::from_secs(15), || async {
+        page("/jw/")
+            .await
+            .filter(|p| p.matches("no heartbeat").count() >= 3)
+    })
+    .await;
+    for href in [
+        "href=\"/jw/jobs/_?id=%2E\"",
+        "href=\"/jw/jobs/_?id=%2E%2E\"",
+    ] {
+        assert!(status.contains(href), "{href}: {status}");
+    }
+    // The links work from a client that normalises URLs as browsers do.
+    for (link, id) in [("/jw/jobs/_?id=%2E%2E", ".."), ("/jw/jobs/_?id=%2E", ".")] {
+        let job = page(link).await.expect("the job page");
+        assert!(
+            job.contains(&format!("<code>{id}</code>")) && job.contains("no heartbeat"),
+            "{link}: {job}"
+        );
+    }
+    let (code, answer) = post(
+        &daemon,
+        "/jw/api/v1/jobs/_/fail?id=%2E%2E",
+        token,
+        r#"{"dry_run": true}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, answer["job_id"].as_str()),
+        (200, Some("..")),
+        "{answer}"
+    );
+    // The CLI names a dot job the same way, and a reason with a bidi control is kept.
+    let url = daemon.url("/jw");
+    let config = config.to_str().expect("utf-8");
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "snooze",
+            "..",
+            "--for",
+            "1h",
+            "--reason",
+            "ok\u{2067}evil",
+            "--url",
+            &url,
+            "--config",
+            config,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let status = wait_for(
+        "the snooze on the page",
+        Duration::from_secs(10),
+        || async { page("/jw/").await.filter(|p| p.contains("ok\\u{2067}evil")) },
+    )
+    .await;
+    // No bidi control reaches the page raw: escaped in text, a reference in attributes
+    // (the script reads the id back from data-job).
+    assert!(
+        !status.contains(['\u{202E}', '\u{2067}']),
+        "a raw bidi control: {status}"
+    );
+    assert!(status.contains("report-\\u{202E}fdp.exe"), "{status}");
+    assert!(
+        status.contains("data-job=\"report-&#x202E;fdp.exe\""),
+        "{status}"
+    );
+    let job = page("/jw/jobs/report-%E2%80%AEfdp.exe")
+        .await
+        .expect("job page");
+    assert!(
+        !job.contains('\u{202E}') && job.contains("report-\\u{202E}fdp.exe"),
+        "{job}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// MariaDB's default collation matches `mixed-case` to the row `MIXED-CASE`: the snooze is
+/// kept under the row's own spelling, so the scans (which know the job by it) hold it, and
+/// ending it in the request's spelling ends it.
+#[tokio::test]
+async fn a_snooze_holds_the_row_a_case_insensitive_collation_matched() {
+    let db = TestDb::new(Backend::MySql).await;
+    db.small_jobs_table_with_id("VARCHAR(64)").await;
+    db.running("MIXED-CASE", 120.0, 0.1).await;
+    let token = "a-token-of-24-characters";
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"200ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmin_active = 100")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\""
+        ))
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    let url = daemon.url("");
+    let config = config.to_str().expect("utf-8");
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "snooze",
+            "mixed-case",
+            "--for",
+            "1h",
+            "--json",
+            "--url",
+            &url,
+            "--config",
+            config,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(answer["job_id"], "MIXED-CASE", "{answer}");
+    // The job stalls: held back by the snooze, never written.
+    db.exec(&format!("UPDATE jobs SET updated_at = {}", db.ago(90.0)))
+        .await;
+    let metrics = wait_for("held back twice", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/metrics"))
+            .await
+            .map(|r| r.1)
+            .filter(|m| {
+                common::metric(
+                    m,
+                    "jobwarden_actions_total{action=\"fail\",outcome=\"limited\"}",
+                )
+                .unwrap_or(0.0)
+                    >= 2.0
+            })
+    })
+    .await;
+    assert_eq!(
+        common::metric(&metrics, "jobwarden_jobs_snoozed"),
+        Some(1.0)
+    );
+    let status = || async {
+        db.rows("SELECT status FROM jobs").await[0][0]
+            .clone()
+            .unwrap_or_default()
+    };
+    assert_eq!(status().await, "running");
+    // Ended in the request's spelling, the snooze ends, and the stalled job is failed.
+    let (code, out, err) = cli(
+        &db,
+        &[
+            "snooze",
+            "mixed-case",
+            "--for",
+            "0s",
+            "--url",
+            &url,
+            "--config",
+            config,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("the job failed", Duration::from_secs(15), || async {
+        (status().await == "failed").then_some(())
+    })
+    .await;
+    assert_eq!(daemon.stop().await, 0);
+}

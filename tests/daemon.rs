@@ -152,7 +152,7 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
     let text = config_text(&db.url, port, "dry_run = true")
         .replace("[http]\n", "[http]\ntoken = \"${JW_TEST_TOKEN}\"\n");
     let config = write(db.dir(), "jw.toml", &text);
-    let daemon = Daemon::start(&config, &[("JW_TEST_TOKEN", "s3cr3t-token")]);
+    let daemon = Daemon::start(&config, &[("JW_TEST_TOKEN", "s3cr3t-token-0000")]);
     wait_for("ready", Duration::from_secs(10), || async {
         get(&daemon.url("/readyz")).await.filter(|r| r.0 == 200)
     })
@@ -169,22 +169,27 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
     let json = "application/json";
     for (token, ctype, body, expected) in [
         ("wrong", json, String::new(), 401),
-        ("s3cr3t-token", "text/plain", "{}".to_string(), 415),
-        ("s3cr3t-token", json, "{\"older_than\": ".to_string(), 400),
+        ("s3cr3t-token-0000", "text/plain", "{}".to_string(), 415),
         (
-            "s3cr3t-token",
+            "s3cr3t-token-0000",
+            json,
+            "{\"older_than\": ".to_string(),
+            400,
+        ),
+        (
+            "s3cr3t-token-0000",
             json,
             "{\"older_than\": \"soon\"}".to_string(),
             400,
         ),
         (
-            "s3cr3t-token",
+            "s3cr3t-token-0000",
             json,
             "{\"olderthan\": \"1h\"}".to_string(),
             400,
         ),
         (
-            "s3cr3t-token",
+            "s3cr3t-token-0000",
             json,
             format!("{{\"x\": \"{}\"}}", "a".repeat(100_000)),
             413,
@@ -196,9 +201,9 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
             format!("{{\"x\": \"{}\"}}", "a".repeat(100_000)),
             401,
         ),
-        ("s3cr3t-token", json, "[\"1h\", true]".to_string(), 400),
+        ("s3cr3t-token-0000", json, "[\"1h\", true]".to_string(), 400),
         (
-            "s3cr3t-token",
+            "s3cr3t-token-0000",
             json,
             "{\"older_than\": \"0s\"}".to_string(),
             400,
@@ -233,9 +238,13 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
     }
     // The real thing: older_than catches the job silent for 45 minutes, not the one that beat
     // seconds ago (stuck, not old); the file's dry_run holds writes.
-    let r = post("s3cr3t-token", json, "{\"older_than\": \"5m\"}".to_string())
-        .await
-        .expect("post");
+    let r = post(
+        "s3cr3t-token-0000",
+        json,
+        "{\"older_than\": \"5m\"}".to_string(),
+    )
+    .await
+    .expect("post");
     assert_eq!(r.status().as_u16(), 200);
     let report: serde_json::Value = r.json().await.expect("json");
     let mut ids: Vec<_> = report["findings"]
@@ -261,7 +270,7 @@ async fn recover_endpoint_checks_token_type_body_and_size() {
         2,
         "dry run wrote"
     );
-    assert!(!daemon.log().contains("s3cr3t-token"), "token logged");
+    assert!(!daemon.log().contains("s3cr3t-token-0000"), "token logged");
     assert_eq!(daemon.stop().await, 0);
 }
 
@@ -562,5 +571,53 @@ async fn a_rebinding_host_is_answered_421() {
                 .contains("allowed_hosts"));
         }
     }
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// A job id that looks like more log fields stays one field: quoted and escaped in text logs,
+/// a plain string in JSON logs.
+#[tokio::test]
+async fn a_job_id_cannot_forge_log_fields() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table_with_id("TEXT").await;
+    let id = r#"7 kind="forged" rule="x""#;
+    db.running(id, 120.0, 90.0).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .http(0)
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let finding_line = |daemon: &Daemon| {
+        let log = daemon.log();
+        log.lines()
+            .find(|l| l.contains("finding: "))
+            .map(str::to_string)
+    };
+    let daemon = Daemon::start(&config, &[]);
+    let line = wait_for("the finding's log line", Duration::from_secs(15), || {
+        std::future::ready(finding_line(&daemon))
+    })
+    .await;
+    assert!(
+        line.contains(r#"job_id="7 kind=\"forged\" rule=\"x\"""#),
+        "{line}"
+    );
+    assert!(
+        !line.contains(r#" kind="forged""#),
+        "a forged field: {line}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+
+    let daemon = Daemon::start_with(&config, &[], |cmd| {
+        cmd.args(["--log-format", "json"]);
+    });
+    let line = wait_for("the finding's JSON line", Duration::from_secs(15), || {
+        std::future::ready(finding_line(&daemon))
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["fields"]["job_id"], id, "{line}");
+    assert_eq!(json["fields"]["kind"], "stalled", "{line}");
     assert_eq!(daemon.stop().await, 0);
 }

@@ -566,6 +566,60 @@ fn a_fifo_or_a_device_is_not_a_config() {
     }
 }
 
+/// A TLS certificate or key that is a FIFO or a device is refused at once, by `validate` and
+/// by `run` (it used to block the start on the FIFO, or read `/dev/zero` until memory ran
+/// out), naming the file.
+#[test]
+fn a_fifo_or_a_device_is_not_a_tls_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tls.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    std::fs::write(dir.path().join("tls.crt"), made.cert.pem()).expect("cert");
+    std::fs::write(dir.path().join("tls.key"), made.key_pair.serialize_pem()).expect("key");
+    for (cert, key, named) in [
+        ("tls.fifo", "tls.key", "tls.fifo"),
+        ("tls.crt", "/dev/zero", "/dev/zero"),
+    ] {
+        let config = TestConfig::new("sqlite://x.db")
+            .heartbeat_rule("hb", "30m", "")
+            .section(&format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\""
+            ))
+            .write(dir.path().join("jw.toml"));
+        for command in ["validate", "run"] {
+            let log = dir.path().join("out.log");
+            let file = std::fs::File::create(&log).expect("log");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+                .args([command, "--config", config.to_str().unwrap()])
+                .stdout(file.try_clone().expect("log"))
+                .stderr(file)
+                .spawn()
+                .expect("spawn");
+            let deadline = std::time::SystemTime::now() + Duration::from_secs(10);
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break Some(status);
+                }
+                if std::time::SystemTime::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
+            let status = status.unwrap_or_else(|| panic!("{command} hung on {named}: {err}"));
+            assert_eq!(status.code(), Some(2), "{command} {named}: {err}");
+            assert!(
+                err.contains(named) && err.contains("not a regular file"),
+                "{command}: {err}"
+            );
+        }
+    }
+}
+
 /// SIGHUP with a config that cannot scan (a column the table lacks): the old config stays and
 /// the daemon goes on scanning; one clear line says why.
 #[tokio::test]

@@ -235,7 +235,7 @@ async fn a_tls_listener_serves_https_and_rereads_its_certificate_on_sighup() {
         .top("interval = \"300ms\"")
         .heartbeat_rule("hb", "30m", "")
         .section(
-            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-tls-token-0001\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
         )
         .write(db.dir().join("jw.toml"));
     let daemon = Daemon::start(&config, &[]);
@@ -254,7 +254,7 @@ async fn a_tls_listener_serves_https_and_rereads_its_certificate_on_sighup() {
     // The token endpoint over TLS.
     let r = old
         .post(https("/api/v1/recover"))
-        .bearer_auth("s3cret")
+        .bearer_auth("s3cret-tls-token-0001")
         .json(&serde_json::json!({"dry_run": true}))
         .send()
         .await
@@ -327,7 +327,7 @@ async fn a_token_beyond_loopback_needs_tls_or_an_explicit_plaintext() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, err) = validate("listen = \"0.0.0.0:9847\"\ntoken = \"t\"");
+    let (code, err) = validate("listen = \"0.0.0.0:9847\"\ntoken = \"a-token-of-24-characters\"");
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("jw.toml:")
@@ -335,11 +335,14 @@ async fn a_token_beyond_loopback_needs_tls_or_an_explicit_plaintext() {
             && err.contains("allow_plaintext"),
         "{err}"
     );
-    assert!(!err.contains("\"t\""), "the token is not shown: {err}");
+    assert!(
+        !err.contains("a-token-of-24-characters"),
+        "the token is not shown: {err}"
+    );
     for ok in [
-        "listen = \"0.0.0.0:9847\"\ntoken = \"t\"\nallow_plaintext = true",
+        "listen = \"0.0.0.0:9847\"\ntoken = \"a-token-of-24-characters\"\nallow_plaintext = true",
         "listen = \"0.0.0.0:9847\"",
-        "listen = \"127.0.0.1:9847\"\ntoken = \"t\"",
+        "listen = \"127.0.0.1:9847\"\ntoken = \"a-token-of-24-characters\"",
     ] {
         let (code, err) = validate(ok);
         assert_eq!(code, Some(0), "{ok}: {err}");
@@ -370,4 +373,177 @@ async fn a_token_beyond_loopback_needs_tls_or_an_explicit_plaintext() {
     );
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("tls.crt"), "{text}");
+}
+
+/// One HTTP/1.1 response read off `stream`: its head (lower-cased) and its body, by its
+/// `content-length`, `chunk` bytes at a time with `pace` between reads (a slow reader).
+async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    chunk: usize,
+    pace: Duration,
+) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read head");
+        assert_eq!(
+            n,
+            1,
+            "closed in the head: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no content-length: {head}"));
+    let mut body = Vec::with_capacity(length);
+    let mut buf = vec![0u8; chunk];
+    while body.len() < length {
+        let want = chunk.min(length - body.len());
+        let n = stream.read(&mut buf[..want]).await.expect("read body");
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(pace).await;
+    }
+    (head, body)
+}
+
+/// Sends a GET on an open connection (kept alive).
+async fn send_get(stream: &mut tokio::net::TcpStream, path: &str, extra: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+}
+
+#[tokio::test]
+async fn a_slow_reader_gets_a_whole_five_megabyte_answer() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table_with_id("TEXT").await;
+    // 7,000 stuck jobs with 500-character ids: /api/v1/findings is over 5 MB.
+    db.exec(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 7000) \
+         INSERT INTO jobs SELECT replace(hex(zeroblob(250)), '0', 'x') || '-' || i, 'running', {}, {} FROM n",
+        db.ago(60.0),
+        db.ago(45.0)
+    ))
+    .await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"1h\"")
+        .heartbeat_rule("hb", "30m", "")
+        .http(0)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("the first scan", Duration::from_secs(60), || async {
+        common::get(&daemon.url("/api/v1/findings"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+
+    // A client with a small receive buffer that takes 16 KiB every 20 ms (at most 800 KB/s):
+    // the answer takes longer than the header timeout (5 s) to read.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(8 * 1024).expect("SO_RCVBUF");
+    let addr: SocketAddr = format!("127.0.0.1:{}", daemon.port).parse().expect("addr");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    send_get(&mut stream, "/api/v1/findings", "").await;
+    let started = tokio::time::Instant::now();
+    let (head, body) = read_response(&mut stream, 16 * 1024, Duration::from_millis(20)).await;
+    let took = started.elapsed();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.len() > 5_000_000, "only {} bytes arrived", body.len());
+    assert!(
+        took > Duration::from_secs(6),
+        "the read was not slow: {took:?}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "the body is not whole JSON ({} bytes, after {took:?}): {e}",
+            body.len()
+        )
+    });
+    let stalled = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "stalled")
+        .count();
+    assert_eq!(stalled, 7000);
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+
+    // The connection is still good for the next request.
+    send_get(&mut stream, "/healthz", "").await;
+    let (head, body) = read_response(&mut stream, 1024, Duration::ZERO).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"ok\n");
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn keep_alive_outlasts_seven_idle_seconds_and_every_answer_says_nosniff() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .heartbeat_rule("hb", "30m", "")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-token-of-24-characters\"")
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", daemon.port).parse().expect("addr");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    send_get(&mut stream, "/healthz", "").await;
+    let (head, _) = read_response(&mut stream, 1024, Duration::ZERO).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    // Idle for longer than the header timeout, well within the 75 s keep-alive.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let answers = [
+        ("/healthz", "", "200"),
+        ("/metrics", "", "200"),
+        ("/", "", "200"),
+        ("/no/such/endpoint", "", "404"),
+        ("/api/v1/pause", "", "405"),
+    ];
+    for (path, extra, code) in answers {
+        send_get(&mut stream, path, extra).await;
+        let (head, _) = read_response(&mut stream, 64 * 1024, Duration::ZERO).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {code}")),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+    }
+    // A refused write and a wrong Host say it too.
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(daemon.url("/api/v1/pause"))
+        .bearer_auth("not-the-token-at-all-no")
+        .json(&serde_json::json!({"for": "1m"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+    let misdirected = client
+        .get(daemon.url("/healthz"))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(misdirected.status().as_u16(), 421);
+    assert_eq!(misdirected.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(daemon.stop().await, 0);
 }

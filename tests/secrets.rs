@@ -15,7 +15,7 @@ const SECRETS: [&str; 6] = [
     "HEADERSECRET",
     "HMACSECRETVALUE",
     "PGPASSWORDSECRET",
-    "HTTPTOKENSECRET",
+    "HTTPTOKENSECRET1",
 ];
 
 fn assert_clean(what: &str, text: &str) {
@@ -51,7 +51,7 @@ async fn no_secret_is_printed_logged_served_or_saved() {
             hook.url("/hook")
         ))
         .section(&format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"HTTPTOKENSECRET\""
+            "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"HTTPTOKENSECRET1\""
         ))
         .state(&state)
         .write(db.dir().join("jw.toml"));

@@ -1,6 +1,12 @@
 //! A client of a running daemon's HTTP API, for the commands that ask it to do something
 //! (`jobwarden pause`, `jobwarden snooze`): the address and the token come from the same
 //! config the daemon reads, or `--url` names the daemon.
+//!
+//! The answer must be jobwarden's own: `pause --for 30m && deploy` relies on exit 0 meaning
+//! the hold is in force, so a 2xx from anything else (a proxy's page, another service on the
+//! port) is an error, as is JSON that does not confirm the hold. The token never goes to a
+//! proxy the daemon's address does not need: none for a loopback daemon, and the
+//! environment's proxy settings only with `--proxy-from-env`, for an `https` daemon.
 
 use std::time::Duration;
 
@@ -21,6 +27,72 @@ pub enum ApiError {
     /// The daemon answered with an error: its status and message.
     #[error("the daemon refused ({status}): {message}")]
     Refused { status: u16, message: String },
+    /// A success answer that is not jobwarden's confirmation of what was asked.
+    #[error("the answer from {url} (HTTP {status}) is not jobwarden's confirmation, so nothing is known to be held: {why}")]
+    NotConfirmed {
+        url: String,
+        status: u16,
+        why: String,
+    },
+}
+
+/// Which daemon to ask, and how to reach it.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// `--url`: the daemon's base URL (default: from `[http] listen` and `base_path`).
+    pub url: Option<String>,
+    /// `--proxy-from-env`: reach an `https` daemon beyond loopback through the proxy the
+    /// environment names (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`). Without it no proxy is used.
+    pub proxy_from_env: bool,
+}
+
+/// A success answer, checked to be jobwarden's own JSON object.
+#[derive(Debug)]
+pub struct Answer {
+    /// The URL asked, redacted.
+    pub url: String,
+    pub status: u16,
+    pub json: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Answer {
+    /// The end of the hold this answer confirms in `key` (`paused_until`, `snoozed_until`):
+    /// an RFC 3339 time, or `None` when the hold was ended (`ending`), with every `(field,
+    /// value)` of `fields` as given. Anything else is [`ApiError::NotConfirmed`].
+    pub fn hold_until(
+        &self,
+        key: &str,
+        ending: bool,
+        fields: &[(&str, &str)],
+    ) -> Result<Option<String>, ApiError> {
+        let not = |why: String| ApiError::NotConfirmed {
+            url: self.url.clone(),
+            status: self.status,
+            why,
+        };
+        for (field, want) in fields {
+            let got = self.json.get(*field).and_then(|v| v.as_str());
+            if got != Some(*want) {
+                let shown = got.map_or_else(|| "missing".to_string(), |g| format!("{g:?}"));
+                return Err(not(format!("`{field}` is {shown}, not {want:?}")));
+            }
+        }
+        match (self.json.get(key), ending) {
+            (Some(serde_json::Value::Null), true) => Ok(None),
+            (Some(serde_json::Value::String(until)), false)
+                if chrono::DateTime::parse_from_rfc3339(until).is_ok() =>
+            {
+                Ok(Some(until.clone()))
+            }
+            (None, _) => Err(not(format!("it has no `{key}`"))),
+            (Some(value), true) => Err(not(format!(
+                "`{key}` is {value}, not null: the hold did not end"
+            ))),
+            (Some(value), false) => Err(not(format!(
+                "`{key}` is {value}, not the time the hold ends"
+            ))),
+        }
+    }
 }
 
 impl ApiError {
@@ -57,19 +129,58 @@ pub fn base_url(config: &Config, url: Option<&str>) -> Result<String, ApiError> 
     Ok(format!("{scheme}://{addr}{}", config.http.base_path))
 }
 
-/// `POST {base}{path}` with the config's bearer token and a JSON body: the daemon's answer.
+/// Whether a request to `url` goes through the environment's proxy: never for a loopback
+/// address, and only when asked (`--proxy-from-env`), for `https` (a proxy would read the
+/// token of a plain-HTTP request).
+fn through_proxy(url: &reqwest::Url, asked: bool) -> Result<bool, ApiError> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+    };
+    if !asked || loopback {
+        return Ok(false);
+    }
+    if url.scheme() != "https" {
+        return Err(ApiError::Setup(
+            "--proxy-from-env needs an https daemon: a proxy would read the token sent over plain HTTP"
+                .into(),
+        ));
+    }
+    Ok(true)
+}
+
+/// `POST {daemon}{path}` with the config's bearer token and a JSON body: the daemon's answer,
+/// a JSON object (any other success answer is [`ApiError::NotConfirmed`]).
 pub async fn post(
     config: &Config,
-    base: &str,
+    target: &Target,
     path: &str,
     body: &serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let Some(token) = &config.http.token else {
         return Err(ApiError::Setup(
             "[http] token is not set, so the daemon takes no requests to write".into(),
         ));
     };
+    let url = format!("{}{path}", base_url(config, target.url.as_deref())?);
+    let parsed = reqwest::Url::parse(&url).map_err(|e| {
+        ApiError::Setup(format!(
+            "the daemon's URL {} is not a URL: {e}",
+            crate::config::redact_url(&url)
+        ))
+    })?;
     let mut client = reqwest::Client::builder().timeout(TIMEOUT);
+    if !through_proxy(&parsed, target.proxy_from_env)? {
+        client = client.no_proxy();
+    }
     if let Some(tls) = &config.http.tls {
         // The daemon's own certificate is trusted, self-signed or not.
         let pem = std::fs::read(&tls.cert).map_err(|e| {
@@ -85,21 +196,32 @@ pub async fn post(
     let client = client
         .build()
         .map_err(|e| ApiError::Setup(format!("cannot make an HTTP client: {e}")))?;
-    let url = format!("{base}{path}");
+    let shown = crate::config::redact_url(&url);
     let answer = client
-        .post(&url)
+        .post(parsed)
         .bearer_auth(token)
         .json(body)
         .send()
         .await
         .map_err(|e| ApiError::Unreachable {
-            url: crate::config::redact_url(&url),
+            url: shown.clone(),
             message: e.without_url().to_string(),
         })?;
     let status = answer.status().as_u16();
     let json: serde_json::Value = answer.json().await.unwrap_or(serde_json::Value::Null);
     if (200..300).contains(&status) {
-        Ok(json)
+        match json {
+            serde_json::Value::Object(json) => Ok(Answer {
+                url: shown,
+                status,
+                json,
+            }),
+            _ => Err(ApiError::NotConfirmed {
+                url: shown,
+                status,
+                why: "its body is not a JSON object".into(),
+            }),
+        }
     } else {
         let message = json["error"]
             .as_str()
@@ -127,5 +249,28 @@ mod tests {
             base_url(&config, Some("http://10.0.0.5:9000/")).unwrap(),
             "http://10.0.0.5:9000"
         );
+    }
+
+    #[test]
+    fn a_proxy_is_used_only_when_asked_for_an_https_daemon_beyond_loopback() {
+        let check = |url: &str, asked: bool| {
+            through_proxy(&reqwest::Url::parse(url).unwrap(), asked).map_err(|e| e.to_string())
+        };
+        for url in [
+            "http://127.0.0.1:9847",
+            "https://127.3.4.5:9847/jw",
+            "http://[::1]:9847",
+            "http://[::ffff:127.0.0.1]:9847",
+            "https://localhost:9847",
+            "http://LOCALHOST.:9847",
+            "http://jobs.localhost:9847",
+        ] {
+            assert_eq!(check(url, true), Ok(false), "{url}");
+        }
+        assert_eq!(check("https://jobs.internal/jw", false), Ok(false));
+        assert_eq!(check("https://jobs.internal/jw", true), Ok(true));
+        assert!(check("http://jobs.internal/jw", true)
+            .unwrap_err()
+            .contains("needs an https daemon"));
     }
 }

@@ -1,5 +1,7 @@
 //! The listener's certificate and key: read from PEM files into a rustls acceptor, at start
-//! and on SIGHUP, and held where the accept loop takes one per connection.
+//! and on SIGHUP, and held where the accept loop takes one per connection. Both are read
+//! like the config file: regular files of at most 1 MiB, so a FIFO or a device in their
+//! place is refused at once instead of hanging the start or a reload.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -57,8 +59,12 @@ pub fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError>
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let shown = |p: &Path| p.display().to_string();
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let cert_pem = crate::config::read_regular_file(&files.cert).map_err(|e| TlsError::Cert {
+        path: shown(&files.cert),
+        message: e.to_string(),
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Cert {
             path: shown(&files.cert),
             message: e.to_string(),
@@ -69,7 +75,11 @@ pub fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError>
             message: "no CERTIFICATE block in it".into(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Key {
+    let key_pem = crate::config::read_regular_file(&files.key).map_err(|e| TlsError::Key {
+        path: shown(&files.key),
+        message: e.to_string(),
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Key {
         path: shown(&files.key),
         message: e.to_string(),
     })?;

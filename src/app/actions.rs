@@ -129,7 +129,7 @@ pub async fn apply(
             {
                 let why = HeldBack::AuditUnwritable(e.to_string());
                 tracing::error!(
-                    job_id = %p.write.job_id, path = %crate::adapters::audit::path(trail.state_dir).display(),
+                    job_id = p.write.job_id.as_str(), path = %crate::adapters::audit::path(trail.state_dir).display(),
                     "not written, since its record cannot be kept: {why}"
                 );
                 out.audit_error = Some(why.to_string());
@@ -167,13 +167,13 @@ pub async fn apply(
         let first = &findings[p.findings[0]];
         match outcome {
             Outcome::Error => tracing::error!(
-                job_id = %p.write.job_id, kind = first.kind.as_str(), rule = %first.rule,
-                age_seconds = first.age_seconds, outcome = "error", error = %detail,
+                job_id = p.write.job_id.as_str(), kind = first.kind.as_str(), rule = %first.rule,
+                age_seconds = first.age_seconds, outcome = "error", error = detail.as_str(),
                 "could not {} job", p.write.action.as_str()
             ),
             _ if quiet => {}
             _ => tracing::info!(
-                job_id = %p.write.job_id, kind = first.kind.as_str(), rule = %first.rule,
+                job_id = p.write.job_id.as_str(), kind = first.kind.as_str(), rule = %first.rule,
                 age_seconds = first.age_seconds, outcome = outcome.as_str(),
                 "{} job: {} -> {}", p.write.action.as_str(), p.write.status_before, p.write.status_after
             ),
@@ -188,7 +188,10 @@ pub async fn apply(
             crate::adapters::audit::append_outcome(trail.state_dir, trail.audit_max_size, &entry)
         {
             // The write is made and its intent is on disk: the next start resolves it.
-            tracing::error!(job_id = %p.write.job_id, "cannot record the outcome of a write: {e}");
+            tracing::error!(
+                job_id = p.write.job_id.as_str(),
+                "cannot record the outcome of a write: {e}"
+            );
             out.audit_error = Some(format!("audit trail not writable: {e}"));
         }
         out.applied.push(Applied {
@@ -420,7 +423,12 @@ pub async fn execute(
     gated.limited.extend(waiting);
     crate::core::safety::mark_limited(&mut report.findings, &gated);
     for (p, why) in &gated.limited {
-        tracing::info!(job_id = %p.write.job_id, action = p.write.action.as_str(), outcome = "limited", "held back: {why}");
+        tracing::info!(
+            job_id = p.write.job_id.as_str(),
+            action = p.write.action.as_str(),
+            outcome = "limited",
+            "held back: {why}"
+        );
     }
     let context = crate::adapters::audit::Context {
         environment: config.environment.clone(),

@@ -6,6 +6,7 @@ use std::io::Write;
 pub use crate::app::report::Format;
 use std::time::Duration;
 
+use crate::adapters::api::{Answer, Target};
 use crate::adapters::artifacts;
 use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
@@ -446,29 +447,28 @@ pub async fn alert_test(config: &Config, out: &mut dyn Write) -> Result<u8, Erro
 }
 
 /// `jobwarden pause --for 30m`: asks the running daemon to hold every write for that long
-/// (`0s` ends a pause). Exit 0 when it did; 2 for a request it cannot take; 3 when it could
-/// not be reached or refused.
+/// (`0s` ends a pause). Exit 0 only when jobwarden's own answer confirms it; 2 for a request
+/// it cannot take; 3 when it could not be reached, refused, or the answer confirms nothing.
 pub async fn pause(
     config: &Config,
-    url: Option<&str>,
+    target: &Target,
     duration: &str,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let answer = hold(
+    let (answer, ending) = hold(
         config,
-        url,
+        target,
         "/api/v1/pause",
         duration,
         serde_json::json!({}),
     )
     .await?;
-    match format {
-        Format::Json => writeln!(out, "{answer}")?,
-        Format::Human => match answer["paused_until"].as_str() {
-            Some(until) => writeln!(out, "writes paused until {until}; alerts go on")?,
-            None => writeln!(out, "writes are not paused")?,
-        },
+    let until = answer.hold_until("paused_until", ending, &[])?;
+    match (format, until) {
+        (Format::Json, _) => writeln!(out, "{}", serde_json::Value::Object(answer.json))?,
+        (Format::Human, Some(until)) => writeln!(out, "writes paused until {until}; alerts go on")?,
+        (Format::Human, None) => writeln!(out, "writes are not paused")?,
     }
     Ok(EXIT_OK)
 }
@@ -478,7 +478,7 @@ pub async fn pause(
 /// that is not active is refused (3).
 pub async fn snooze(
     config: &Config,
-    url: Option<&str>,
+    target: &Target,
     job_id: &str,
     duration: &str,
     reason: Option<&str>,
@@ -489,35 +489,36 @@ pub async fn snooze(
     if let Some(reason) = reason {
         body["reason"] = reason.into();
     }
-    let path = format!(
-        "/api/v1/jobs/{}/snooze",
-        crate::core::job::url_segment(job_id)
-    );
-    let answer = hold(config, url, &path, duration, body).await?;
-    match format {
-        Format::Json => writeln!(out, "{answer}")?,
-        Format::Human => match answer["snoozed_until"].as_str() {
-            Some(until) => writeln!(
-                out,
-                "job {job_id} snoozed until {until}: no alerts and no writes for it"
-            )?,
-            None => writeln!(out, "job {job_id} is not snoozed")?,
-        },
+    let path = crate::core::job::job_link("/api/v1/jobs/", job_id, "/snooze");
+    let (answer, ending) = hold(config, target, &path, duration, body).await?;
+    let until = answer.hold_until(
+        "snoozed_until",
+        ending,
+        &[("action", "snooze"), ("outcome", "applied")],
+    )?;
+    match (format, until) {
+        (Format::Json, _) => writeln!(out, "{}", serde_json::Value::Object(answer.json))?,
+        (Format::Human, Some(until)) => writeln!(
+            out,
+            "job {job_id} snoozed until {until}: no alerts and no writes for it"
+        )?,
+        (Format::Human, None) => writeln!(out, "job {job_id} is not snoozed")?,
     }
     Ok(EXIT_OK)
 }
 
 /// What `pause` and `snooze` share: `--for` checked here first (a usage error), then `body`
-/// with its `for` posted to the running daemon at `path`; the daemon's answer.
+/// with its `for` posted to the running daemon at `path`; the daemon's answer, and whether
+/// the request ends the hold (`--for 0s`).
 async fn hold(
     config: &Config,
-    url: Option<&str>,
+    target: &Target,
     path: &str,
     duration: &str,
     mut body: serde_json::Value,
-) -> Result<serde_json::Value, Error> {
-    config::parse_duration(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
+) -> Result<(Answer, bool), Error> {
+    let span = config::parse_hold(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
     body["for"] = duration.into();
-    let base = crate::adapters::api::base_url(config, url)?;
-    Ok(crate::adapters::api::post(config, &base, path, &body).await?)
+    let answer = crate::adapters::api::post(config, target, path, &body).await?;
+    Ok((answer, span.is_zero()))
 }

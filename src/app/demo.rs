@@ -74,7 +74,7 @@ dir = "state"
 # The console's buttons (mark as failed, re-queue, snooze) ask for this token once. A real
 # deployment keeps it out of the file: token = "${JOBWARDEN_TOKEN}".
 [http]
-token = "demo-token"
+token = "demo-console-token"
 "#;
 
 /// Rows: id, status, created (minutes ago, NULL for none), updated (minutes ago), phase,
@@ -141,7 +141,7 @@ pub async fn demo(format: commands::Format, out: &mut dyn Write) -> Result<u8, E
         writeln!(out, "  jobwarden run --config {}", config_path.display())?;
         writeln!(
             out,
-            "(its buttons ask for the token in that config: demo-token)"
+            "(its buttons ask for the token in that config: demo-console-token)"
         )?;
     }
     Ok(commands::EXIT_OK)

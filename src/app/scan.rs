@@ -212,7 +212,10 @@ impl Scanner {
             if self.store.valid_id(id) {
                 valid.push(id.as_str());
             } else if self.bad_ids.insert(id.clone()) {
-                tracing::warn!(job_id = %id, "artifact path names a job id the id column cannot hold; skipped");
+                tracing::warn!(
+                    job_id = id.as_str(),
+                    "artifact path names a job id the id column cannot hold; skipped"
+                );
             }
         }
         if !valid.is_empty() {

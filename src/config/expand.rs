@@ -92,3 +92,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         format!("`{text}` is not a duration ({e}); write it like \"90s\", \"5m\" or \"1h 30m\"")
     })
 }
+
+/// The longest pause or snooze: a year. A hold meant to last longer is a config change (an
+/// `alert` rule), and a bound keeps every end a real date.
+pub const MAX_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The length of a pause or snooze (`"0s"` ends one): [`parse_duration`], at most [`MAX_HOLD`].
+pub fn parse_hold(text: &str) -> Result<Duration, String> {
+    let span = parse_duration(text)?;
+    if span > MAX_HOLD {
+        return Err(format!(
+            "`{text}` is longer than a hold may last (at most 1 year, \"365d\"); pause or snooze again when it ends, or give the job an alert-only rule"
+        ));
+    }
+    Ok(span)
+}

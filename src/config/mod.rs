@@ -22,7 +22,7 @@ mod raw;
 mod redact;
 mod resolve;
 
-pub use expand::{expand, format_size, parse_duration, parse_size};
+pub use expand::{expand, format_size, parse_duration, parse_hold, parse_size, MAX_HOLD};
 use raw::*;
 use redact::{hidden_part, url_password};
 pub use redact::{redact_alert_url, redact_url, redacted_json, scrub};
@@ -357,64 +357,84 @@ pub fn load(
     parse(&text, path, env_override, lookup)
 }
 
-/// The largest config file read.
+/// The largest config file read, and the largest TLS certificate or key.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-/// How long reading the config file may take (a file on a hung network mount, say).
+/// How long reading the config file (or a TLS file) may take (a file on a hung network
+/// mount, say).
 const CONFIG_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Reads the config file: a regular file of at most [`MAX_CONFIG_BYTES`], within
-/// [`CONFIG_READ_TIMEOUT`]. A FIFO, a device such as `/dev/zero` or a directory is refused
-/// at once instead of blocking or filling memory.
-fn read_config_file(path: &Path) -> Result<String, ConfigError> {
-    let shown = path.display().to_string();
-    let invalid = |message: String| {
-        ConfigError::Invalid(Located {
-            path: shown.clone(),
-            position: None,
-            key: None,
-            message,
-        })
-    };
-    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+/// Why [`read_regular_file`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("is not a regular file (a FIFO, a device or a directory)")]
+    NotRegular,
+    #[error("is {0} bytes; at most {MAX_CONFIG_BYTES} bytes are read")]
+    TooBig(u64),
+    #[error("grew past {MAX_CONFIG_BYTES} bytes while it was read")]
+    Grew,
+    #[error(
+        "could not be read within {}",
+        humantime::format_duration(CONFIG_READ_TIMEOUT)
+    )]
+    TimedOut,
+}
+
+/// Reads a file that must be a regular file of at most [`MAX_CONFIG_BYTES`], within
+/// [`CONFIG_READ_TIMEOUT`]: the config, a TLS certificate or key. A FIFO, a device such as
+/// `/dev/zero` or a directory is refused at once instead of blocking or filling memory.
+pub fn read_regular_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        return Err(invalid(
-            "is not a regular file (a FIFO, a device or a directory); give the path of the TOML file".into(),
-        ));
+        return Err(FileError::NotRegular);
     }
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(invalid(format!(
-            "is {} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes",
-            meta.len()
-        )));
+        return Err(FileError::TooBig(meta.len()));
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let owned = path.to_path_buf();
     std::thread::spawn(move || {
         use std::io::Read;
         let result = std::fs::File::open(&owned).and_then(|f| {
-            let mut text = String::new();
-            f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-            Ok(text)
+            let mut bytes = Vec::new();
+            f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+            Ok(bytes)
         });
         let _ = tx.send(result);
     });
     match rx.recv_timeout(CONFIG_READ_TIMEOUT) {
-        Ok(Ok(text)) if text.len() as u64 > MAX_CONFIG_BYTES => Err(invalid(format!(
-            "grew past {MAX_CONFIG_BYTES} bytes while it was read"
-        ))),
-        Ok(Ok(text)) => Ok(text),
-        Ok(Err(source)) => Err(ConfigError::Read {
-            path: shown,
-            source,
-        }),
-        Err(_) => Err(invalid(format!(
-            "could not be read within {}",
-            humantime::format_duration(CONFIG_READ_TIMEOUT)
-        ))),
+        Ok(Ok(bytes)) if bytes.len() as u64 > MAX_CONFIG_BYTES => Err(FileError::Grew),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(FileError::Io(e)),
+        Err(_) => Err(FileError::TimedOut),
     }
+}
+
+/// Reads the config file (see [`read_regular_file`]) as UTF-8 text.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let read = |source: std::io::Error| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let bytes = read_regular_file(path).map_err(|e| match e {
+        FileError::Io(source) => read(source),
+        FileError::NotRegular => ConfigError::Invalid(Located {
+            path: shown.clone(),
+            position: None,
+            key: None,
+            message: format!("{e}; give the path of the TOML file"),
+        }),
+        e => ConfigError::Invalid(Located {
+            path: shown.clone(),
+            position: None,
+            key: None,
+            message: e.to_string(),
+        }),
+    })?;
+    String::from_utf8(bytes)
+        .map_err(|e| read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Parses and resolves config text as if read from `path`.
@@ -457,7 +477,7 @@ failed = ["failed"]
     fn env(name: &str) -> Option<String> {
         match name {
             "DATABASE_URL" => Some("postgres://app:s3cret@db:5432/app".into()),
-            "TOKEN" => Some("t0k3n".into()),
+            "TOKEN" => Some("t0k3n-t0k3n-t0k3n".into()),
             _ => None,
         }
     }
@@ -602,6 +622,63 @@ failed = ["failed"]
         let err = load_str(&text, None).unwrap_err();
         assert!(err.starts_with("/etc/jobwarden/jw.toml:7:1: "), "{err}");
         assert!(err.contains("unknown field `tabel`"), "{err}");
+    }
+
+    #[test]
+    fn a_blank_or_short_token_is_refused_with_the_reason() {
+        let with = |http: &str| load_str(&format!("{MINIMAL}\n[http]\n{http}\n"), None);
+        for (token, said) in [
+            ("\"\"", "is blank"),
+            ("\"   \"", "is blank"),
+            ("\"short-token\"", "is 11 characters long"),
+            ("\"${EMPTY}\"", "EMPTY"),
+        ] {
+            let err = with(&format!("token = {token}")).unwrap_err();
+            assert!(
+                err.contains(":13:") && err.contains("`http.token`") && err.contains(said),
+                "{token}: {err}"
+            );
+        }
+        let err = with("token = \"short-token\"").unwrap_err();
+        assert!(err.contains("at least 16 characters"), "{err}");
+        assert!(
+            !err.contains("short-token\""),
+            "the token is not shown: {err}"
+        );
+        let c = with("token = \"${TOKEN}\"").unwrap();
+        assert_eq!(c.http.token.as_deref(), Some("t0k3n-t0k3n-t0k3n"));
+        assert_eq!(with("").unwrap().http.token, None);
+    }
+
+    #[test]
+    fn a_hold_lasts_at_most_a_year() {
+        assert_eq!(parse_hold("365d"), Ok(MAX_HOLD));
+        assert_eq!(parse_hold("0s"), Ok(Duration::ZERO));
+        for long in ["366d", "100000000000y"] {
+            let err = parse_hold(long).unwrap_err();
+            assert!(err.contains("at most 1 year"), "{long}: {err}");
+        }
+        assert!(parse_hold("soon").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn a_base_path_with_dot_segments_is_refused() {
+        let with = |base: &str| {
+            load_str(
+                &format!("{MINIMAL}\n[http]\nbase_path = \"{base}\"\n"),
+                None,
+            )
+        };
+        for bad in ["/a/../b", "/..", "/.", "/jw/./x", "/jw/.."] {
+            let err = with(bad).unwrap_err();
+            assert!(
+                err.contains("`http.base_path`") && err.contains("`.` or `..` segment"),
+                "{bad}: {err}"
+            );
+        }
+        for fine in ["/jobwarden", "/jw/v1.2", "/.well", "/a..b/", ""] {
+            assert!(with(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]
@@ -823,14 +900,14 @@ failed = ["failed"]
             .replace("sqlite://jobs.db", "${DATABASE_URL}");
         let c = load_str(&text, None).unwrap();
         let printed = redacted_json(&c).to_string();
-        for secret in ["s3cret", "t0k3n", "XYZ"] {
+        for secret in ["s3cret", "t0k3n-t0k3n-t0k3n", "XYZ"] {
             assert!(!printed.contains(secret), "{secret} leaked: {printed}");
         }
         assert_eq!(
             c.secrets(),
             vec![
                 "s3cret".to_string(),
-                "t0k3n".to_string(),
+                "t0k3n-t0k3n-t0k3n".to_string(),
                 "T0/B0/XYZ".to_string()
             ],
             "the Slack path is a secret too"

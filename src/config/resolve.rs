@@ -317,6 +317,9 @@ pub(super) fn resolve_safety(
     })
 }
 
+/// The shortest `[http] token` taken: a short one can be guessed, and it unlocks every write.
+const MIN_TOKEN_CHARS: usize = 16;
+
 /// `[http]`: the address, the token, the Host names, TLS; and the rule that a token never
 /// crosses a network in the clear unless the operator says so.
 pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, Located> {
@@ -333,12 +336,30 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
         }
         None => default_listen(),
     };
-    let token = h
-        .token
-        .as_ref()
-        .map(|t| ctx.text(t, "http.token"))
-        .transpose()?
-        .filter(|t| !t.is_empty());
+    let token = match &h.token {
+        None => None,
+        Some(t) => {
+            let token = ctx.text(t, "http.token")?;
+            let length = token.trim().chars().count();
+            if length < MIN_TOKEN_CHARS {
+                let what = if length == 0 {
+                    "is blank".to_string()
+                } else {
+                    format!("is {length} characters long")
+                };
+                return Err(ctx.at(
+                    t,
+                    "http.token",
+                    format!(
+                        "the token {what}: it unlocks every write, so it must be at least \
+                         {MIN_TOKEN_CHARS} characters (make one with `openssl rand -hex 24`); \
+                         leave `token` out for no write endpoints"
+                    ),
+                ));
+            }
+            Some(token)
+        }
+    };
     let file = |value: &Text, key: &str| -> Result<PathBuf, Located> {
         let path = PathBuf::from(ctx.text(value, key)?);
         Ok(if path.is_absolute() {
@@ -399,6 +420,16 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
                     b,
                     "http.base_path",
                     format!("`{text}` is not a path prefix such as \"/jobwarden\": it starts with `/` and holds letters, digits and `-_.~/`"),
+                ));
+            }
+            if path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
+            {
+                return Err(ctx.at(
+                    b,
+                    "http.base_path",
+                    format!("`{text}` has a `.` or `..` segment, which browsers and proxies resolve away, so no link under it would reach the daemon: give the prefix as it is served, such as \"/jobwarden\""),
                 ));
             }
             path

@@ -215,11 +215,13 @@ pub fn serialize_epoch<S: serde::Serializer>(epoch: &f64, s: S) -> Result<S::Ok,
 }
 
 /// A job id as one URL path segment (`/jobs/{id}`): every byte but the unreserved ones
-/// percent-encoded.
+/// percent-encoded, and the dots of `.` and `..` too (see [`job_link`] for why that is not
+/// enough on its own).
 pub fn url_segment(id: &str) -> String {
+    let dots = id == "." || id == "..";
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+        if !dots && (b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -228,9 +230,37 @@ pub fn url_segment(id: &str) -> String {
     out
 }
 
+/// The path segment that stands for a job named by `?id=` (see [`job_link`]).
+pub const ID_IN_QUERY: &str = "_";
+
+/// The link to a job's page or action: `{prefix}{id}{suffix}` with the id as one path
+/// segment. The ids `.` and `..` cannot be a path segment: browsers and HTTP libraries
+/// resolve them away even percent-encoded (`%2E%2E` is `..` to the URL standard), so theirs
+/// is `{prefix}_{suffix}?id=%2E%2E`, and a request's `?id=` wins over its path's id.
+pub fn job_link(prefix: &str, id: &str, suffix: &str) -> String {
+    if id == "." || id == ".." {
+        format!("{prefix}{ID_IN_QUERY}{suffix}?id={}", url_segment(id))
+    } else {
+        format!("{prefix}{}{suffix}", url_segment(id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_job_id_has_a_link_that_survives_url_normalisation() {
+        assert_eq!(job_link("/jw/jobs/", "7", ""), "/jw/jobs/7");
+        assert_eq!(job_link("/jobs/", "a b/c", "/fail"), "/jobs/a%20b%2Fc/fail");
+        assert_eq!(job_link("/jobs/", "...", ""), "/jobs/...");
+        assert_eq!(job_link("/jobs/", ".", ""), "/jobs/_?id=%2E");
+        assert_eq!(
+            job_link("/api/v1/jobs/", "..", "/snooze"),
+            "/api/v1/jobs/_/snooze?id=%2E%2E"
+        );
+        assert_eq!(url_segment(".."), "%2E%2E");
+    }
 
     fn parse_stamp(text: &str) -> Stamp {
         parse_stamp_in(text, Zone::Utc)

@@ -40,6 +40,15 @@
     if ($("locked")) { $("locked").hidden = !unlocked; }
   }
 
+  // As core::job::job_link: "." and ".." cannot be a path segment, even as %2E, so they
+  // go in the query, which the daemon reads first.
+  function jobLink(prefix, id, suffix) {
+    if (id === "." || id === "..") {
+      return prefix + "_" + suffix + "?id=" + id.replace(/\./g, "%2E");
+    }
+    return prefix + encodeURIComponent(id) + suffix;
+  }
+
   async function send(p, dryRun) {
     const body = { dry_run: dryRun };
     if (p.seen) { body.seen = p.seen; }
@@ -48,7 +57,7 @@
     if (p.act === "snooze") { body.for = $("preview-for").value; }
     if (p.act === "unsnooze") { body.for = "0s"; }
     const act = p.act === "unsnooze" ? "snooze" : p.act;
-    const r = await fetch(base + "/api/v1/jobs/" + encodeURIComponent(p.job) + "/" + act, {
+    const r = await fetch(jobLink(base + "/api/v1/jobs/", p.job, "/" + act), {
       method: "POST",
       headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
       body: JSON.stringify(body),

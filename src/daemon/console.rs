@@ -36,6 +36,43 @@ pub const STYLE: &str = include_str!("console.css");
 /// The refresh script, embedded in the binary.
 pub const SCRIPT: &str = include_str!("console.js");
 
+/// Bidirectional controls (embeddings, overrides, isolates, marks): a job id, a reason or a
+/// file name holding one would reorder what the page shows around it (`report-\u{202E}fdp.exe` shows as `report-exe.pdf`).
+const BIDI_CONTROLS: &[char] = &[
+    '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}',
+    '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
+/// A rendered page with every bidirectional control made harmless: shown as its escape
+/// (`\u{202E}`) in text, and kept as a character reference inside tags, so an attribute that
+/// carries a job id to the script (`data-job`) still carries the id itself. maud escapes `<`,
+/// `>` and `"` in values, so a `<` or `>` in the page is always the template's own.
+pub fn escape_bidi(page: String) -> String {
+    if !page.contains(BIDI_CONTROLS) {
+        return page;
+    }
+    let mut out = String::with_capacity(page.len() + 64);
+    let mut in_tag = false;
+    for c in page.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ => {}
+        }
+        if BIDI_CONTROLS.contains(&c) {
+            let code = u32::from(c);
+            if in_tag {
+                out.push_str(&format!("&#x{code:X};"));
+            } else {
+                out.push_str(&format!("\\u{{{code:X}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What the status page shows besides the latest scan.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
@@ -368,7 +405,7 @@ pub fn audit_page(
                         @for e in entries.iter().rev() {
                             tr {
                                 td { (e.time) }
-                                td { a href={(base) "/jobs/" (crate::core::job::url_segment(&e.job_id))} { code { (e.job_id) } } }
+                                td { a href=(crate::core::job::job_link(&format!("{}/jobs/", base), &e.job_id, "")) { code { (e.job_id) } } }
                                 td { (e.action.as_str()) " " (e.status_before) " → " (e.status_after) @if e.forced { " (forced)" } }
                                 td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
@@ -495,7 +532,7 @@ fn findings_section(h: &Health, report: &Report) -> Markup {
                 ul class="warnings" {
                     @for w in &report.warnings {
                         li {
-                            @if let Some(id) = &w.job_id { a href={(h.base) "/jobs/" (crate::core::job::url_segment(id))} { "job " (id) } ": " }
+                            @if let Some(id) = &w.job_id { a href=(crate::core::job::job_link(&format!("{}/jobs/", h.base), id, "")) { "job " (id) } ": " }
                             (w.message)
                         }
                     }
@@ -519,7 +556,7 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                         tr class={"severity-" (f.severity.as_str())} {
                             td {
                                 @if f.job_id.is_empty() { "—" }
-                                @else { a href={(h.base) "/jobs/" (crate::core::job::url_segment(&f.job_id))} { code { (f.job_id) } } }
+                                @else { a href=(crate::core::job::job_link(&format!("{}/jobs/", h.base), &f.job_id, "")) { code { (f.job_id) } } }
                             }
                             td { (f.status) }
                             td { (f.phase.as_deref().unwrap_or("—")) }
@@ -626,7 +663,7 @@ fn snoozes_section(h: &Health) -> Markup {
                 ul class="snoozes" {
                     @for (id, s) in &h.snoozes {
                         li {
-                            a href={(h.base) "/jobs/" (crate::core::job::url_segment(id))} { "job " code { (id) } } ": " (snooze_note(s))
+                            a href=(crate::core::job::job_link(&format!("{}/jobs/", h.base), id, "")) { "job " code { (id) } } ": " (snooze_note(s))
                             @if h.actions { " " (end_snooze(id)) }
                         }
                     }

@@ -83,7 +83,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             check_host,
         ))
+        .layer(axum::middleware::map_response(nosniff))
         .with_state(shared)
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer, errors and 404 included, so no browser
+/// runs a body (a job id echoed in an error, say) as anything but its declared type.
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Answers 421 to a request whose `Host` is not this listener's (see
@@ -125,11 +136,10 @@ fn html_page(markup: maud::Markup) -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CONTENT_SECURITY_POLICY, console::CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        markup.into_string(),
+        console::escape_bidi(markup.into_string()),
     )
         .into_response()
 }
@@ -139,7 +149,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "max-age=300"),
         ],
         body,
@@ -219,10 +228,19 @@ async fn config_page(State(shared): State<Arc<Shared>>) -> Response {
     html_page(console::config_page(&shared.health(), &config, &rules))
 }
 
+/// A job named by `?id=`, which wins over the path's id: the ids `.` and `..` cannot be a
+/// path segment (see [`crate::core::job::job_link`]).
+#[derive(Debug, Default, Deserialize)]
+struct IdQuery {
+    id: Option<String>,
+}
+
 async fn job_page(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<IdQuery>,
 ) -> Response {
+    let id = query.id.unwrap_or(id);
     let report = shared.latest();
     let findings: Vec<&crate::core::detect::Finding> = report
         .iter()
@@ -505,8 +523,10 @@ const MAX_REASON: usize = 500;
 async fn job_action(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<IdQuery>,
     request: axum::extract::Request,
 ) -> Response {
+    let id = query.id.unwrap_or(id);
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -581,7 +601,7 @@ fn span_for(text: Option<&str>, example: &str, hold: &str) -> Result<Duration, S
             "for: missing, such as {{\"for\": \"{example}\"}} (\"0s\" ends {hold})"
         ));
     };
-    crate::config::parse_duration(text).map_err(|e| format!("for: {e}"))
+    crate::config::parse_hold(text).map_err(|e| format!("for: {e}"))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.

@@ -253,7 +253,7 @@ impl Metrics {
             closed: IntCounterVec::new(
                 Opts::new(
                     "jobwarden_http_connections_closed_total",
-                    "HTTP connections jobwarden closed before the client did, by reason: header_timeout (no complete request in time), idle_timeout (keep-alive with no request), evicted (the oldest idle one, to make room at the cap), tls_handshake.",
+                    "HTTP connections jobwarden closed before the client did, by reason: header_timeout (no complete request in time), idle_timeout (keep-alive with no request), write_timeout (a response not taken by its client within the write timeout), evicted (the oldest idle one, to make room at the cap), tls_handshake.",
                 ),
                 &["reason"],
             )?,
@@ -301,7 +301,13 @@ impl Metrics {
         // Known label values start at 0, so rate() and alerts see them from the first scrape.
         scan_errors.with_label_values(&["database"]);
         scan_errors.with_label_values(&["query"]);
-        for reason in ["header_timeout", "idle_timeout", "evicted", "tls_handshake"] {
+        for reason in [
+            "header_timeout",
+            "idle_timeout",
+            "write_timeout",
+            "evicted",
+            "tls_handshake",
+        ] {
             http.closed.with_label_values(&[reason]);
         }
         Ok(Metrics {

@@ -1179,7 +1179,7 @@ impl Loop {
         for f in &report.findings {
             if !self.seen.contains(&f.key()) {
                 tracing::warn!(
-                    job_id = %f.job_id, kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
+                    job_id = f.job_id.as_str(), kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
                     action = f.action.as_str(), outcome = f.outcome.as_str(), "finding: {}", f.message
                 );
                 changes.push(Change {
@@ -1190,7 +1190,7 @@ impl Loop {
             }
         }
         for gone in self.seen.difference(&now) {
-            tracing::info!(job_id = %gone.job_id, kind = gone.kind.as_str(), rule = %gone.rule, "finding cleared");
+            tracing::info!(job_id = gone.job_id.as_str(), kind = gone.kind.as_str(), rule = %gone.rule, "finding cleared");
             changes.push(Change {
                 at,
                 key: gone.clone(),

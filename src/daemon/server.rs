@@ -2,25 +2,30 @@
 //! what the daemon needs (descriptors, tasks) and health checks answer under any number of
 //! idle sockets.
 //!
-//! Every connection is in one of two states: busy (a request is being answered) or idle (no
-//! request yet, or between keep-alive requests). An idle connection is closed after
-//! [`Limits::header_timeout`] if it never completed a request (a slow or silent client; the
-//! TLS handshake counts against the same time) and after [`Limits::idle_timeout`] between
-//! requests. At most [`Limits::max_connections`] are open at once: a new one beyond the cap
-//! closes the oldest idle one (never-served first), and is itself refused only when every
-//! open connection is busy. Each of these is counted in the `jobwarden_http_connections*`
-//! metrics.
+//! Every connection is in one of three states: answering (a handler works on a request),
+//! writing (from the handler's answer until the last byte of its body has been handed to the
+//! socket) or idle (no request yet, or between keep-alive requests). A handler is bounded by
+//! its own timeouts; a response being written by [`Limits::write_timeout`], so a slow reader
+//! gets the whole body and a stalled one cannot hold the connection for ever. An idle
+//! connection is closed after [`Limits::header_timeout`] if it never completed a request (a
+//! slow or silent client; the TLS handshake counts against the same time) and after
+//! [`Limits::idle_timeout`] between requests, counted from the response's last byte. Each
+//! deadline is worked out again whenever the state changes, never once per connection.
+//! At most [`Limits::max_connections`] are open at once: a new one beyond the cap closes the
+//! oldest idle one (never-served first), and is itself refused only when every open
+//! connection is busy. Each of these is counted in the `jobwarden_http_connections*` metrics.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -36,6 +41,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A keep-alive connection with no request in flight is closed after this long (Prometheus
 /// scrapes every 15 s to 1 min by default, so its connection is reused).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// A response is written within this long, however slowly its client reads (a 5 MB page
+/// at 50 KB/s takes 100 s); after it, the connection is closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The most connections open at once, before the descriptor budget (see [`Limits::for_process`]).
 pub const MAX_CONNECTIONS: usize = 256;
 /// Pause after a failed `accept` (out of descriptors, say), so the loop does not spin.
@@ -48,6 +56,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -60,6 +69,7 @@ impl Limits {
         Limits {
             header_timeout: HEADER_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
             max_connections: MAX_CONNECTIONS.min(budget.max(16)),
         }
     }
@@ -93,47 +103,204 @@ fn raise_open_files() -> usize {
 /// One open connection, as the accept loop sees it.
 #[derive(Debug)]
 struct Conn {
-    /// Requests being answered now.
-    busy: AtomicUsize,
-    /// Whether a request has been answered on it.
-    served: AtomicBool,
-    /// When it last went idle (accepted, or a response was produced).
-    idle_since: Mutex<Instant>,
+    activity: Mutex<Activity>,
+    /// Woken when the connection's deadline may have moved (see [`Activity::deadline`]).
+    changed: Notify,
     /// Set by the accept loop to close it at the cap.
     evict: Notify,
 }
 
+/// What a connection is doing, which decides its deadline.
+#[derive(Debug)]
+struct Activity {
+    /// Requests in progress: from the service call until their response body is produced.
+    requests: usize,
+    /// Since when a response is being written: from the handler's answer until its last byte
+    /// has been handed to the socket (hyper's buffer flushed).
+    writing_since: Option<Instant>,
+    /// Whether a request has been answered on it.
+    served: bool,
+    /// When it last went idle (accepted, or a response was fully written).
+    idle_since: Instant,
+}
+
+impl Activity {
+    /// Busy: answering a request or writing its response. Only an idle connection is evicted.
+    fn busy(&self) -> bool {
+        self.requests > 0 || self.writing_since.is_some()
+    }
+
+    /// When the connection is closed if nothing changes, and why; `None` while a handler
+    /// works on a request (its own timeouts bound it).
+    fn deadline(&self, limits: &Limits) -> Option<(Instant, Closed)> {
+        if let Some(since) = self.writing_since {
+            Some((since + limits.write_timeout, Closed::WriteTimeout))
+        } else if self.requests > 0 {
+            None
+        } else if self.served {
+            Some((self.idle_since + limits.idle_timeout, Closed::IdleTimeout))
+        } else {
+            Some((
+                self.idle_since + limits.header_timeout,
+                Closed::HeaderTimeout,
+            ))
+        }
+    }
+}
+
 impl Conn {
-    fn idle_since(&self) -> Instant {
-        *self
-            .idle_since
+    fn new() -> Conn {
+        Conn {
+            activity: Mutex::new(Activity {
+                requests: 0,
+                writing_since: None,
+                served: false,
+                idle_since: Instant::now(),
+            }),
+            changed: Notify::new(),
+            evict: Notify::new(),
+        }
+    }
+
+    fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        self.activity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn went_idle(&self) {
-        *self
-            .idle_since
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+    /// Applies `change` and wakes the connection's loop to look at its deadline again.
+    fn change(&self, change: impl FnOnce(&mut Activity)) {
+        change(&mut self.activity());
+        self.changed.notify_one();
+    }
+
+    /// A request reached the service.
+    fn request_started(&self) {
+        self.change(|a| a.requests += 1);
+    }
+
+    /// Its handler answered: the response starts being written.
+    fn answered(&self) {
+        self.change(|a| {
+            a.writing_since.get_or_insert_with(Instant::now);
+        });
+    }
+
+    /// Its response body was produced (or dropped); what hyper still buffers is written
+    /// until the next completed flush.
+    fn request_done(&self) {
+        self.change(|a| {
+            a.requests -= 1;
+            a.served = true;
+        });
+    }
+
+    /// A flush completed: everything hyper had was handed to the socket. With no request in
+    /// progress the response is whole, and the connection is idle from now.
+    fn flushed(&self) {
+        let mut a = self.activity();
+        if a.requests == 0 && a.writing_since.is_some() {
+            a.writing_since = None;
+            a.idle_since = Instant::now();
+            drop(a);
+            self.changed.notify_one();
+        }
     }
 }
 
-/// Marks a connection busy while a request is answered.
-struct Busy(Arc<Conn>);
+/// Holds a connection's request in progress until its response body is produced.
+struct InProgress(Arc<Conn>);
 
-impl Busy {
-    fn new(conn: &Arc<Conn>) -> Busy {
-        conn.busy.fetch_add(1, Ordering::SeqCst);
-        Busy(conn.clone())
+impl InProgress {
+    fn new(conn: &Arc<Conn>) -> InProgress {
+        conn.request_started();
+        InProgress(conn.clone())
     }
 }
 
-impl Drop for Busy {
+impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.served.store(true, Ordering::SeqCst);
-        self.0.went_idle();
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.request_done();
+    }
+}
+
+/// A response body that keeps its request in progress until its last frame (or its drop).
+struct Tracked {
+    inner: axum::body::Body,
+    in_progress: Option<InProgress>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.in_progress = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The socket (after TLS), reporting completed flushes to its connection.
+struct Watched<I> {
+    io: I,
+    conn: Arc<Conn>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.conn.flushed();
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -151,11 +318,15 @@ impl Table {
         if self.open.len() < cap {
             return true;
         }
-        let idle = |c: &Arc<Conn>| c.busy.load(Ordering::SeqCst) == 0;
+        let never_served = |c: &Arc<Conn>| {
+            let a = c.activity();
+            !a.busy() && !a.served
+        };
+        let idle = |c: &Arc<Conn>| !c.activity().busy();
         let victim = self
             .open
             .iter()
-            .find(|(_, c)| idle(c) && !c.served.load(Ordering::SeqCst))
+            .find(|(_, c)| never_served(c))
             .or_else(|| self.open.iter().find(|(_, c)| idle(c)))
             .map(|(&id, _)| id);
         match victim.and_then(|id| self.open.remove(&id)) {
@@ -168,12 +339,7 @@ impl Table {
     }
 
     fn add(&mut self) -> (u64, Arc<Conn>) {
-        let conn = Arc::new(Conn {
-            busy: AtomicUsize::new(0),
-            served: AtomicBool::new(false),
-            idle_since: Mutex::new(Instant::now()),
-            evict: Notify::new(),
-        });
+        let conn = Arc::new(Conn::new());
         self.next += 1;
         self.open.insert(self.next, conn.clone());
         (self.next, conn)
@@ -187,6 +353,7 @@ enum Closed {
     Client,
     HeaderTimeout,
     IdleTimeout,
+    WriteTimeout,
     Evicted,
     TlsHandshake,
 }
@@ -197,6 +364,7 @@ impl Closed {
             Closed::Client => None,
             Closed::HeaderTimeout => Some("header_timeout"),
             Closed::IdleTimeout => Some("idle_timeout"),
+            Closed::WriteTimeout => Some("write_timeout"),
             Closed::Evicted => Some("evicted"),
             Closed::TlsHandshake => Some("tls_handshake"),
         }
@@ -251,7 +419,7 @@ pub async fn serve(
                     let closed = match acceptor {
                         None => connection(stream, peer, router, &conn, limits, stop).await,
                         Some(acceptor) => {
-                            let deadline = conn.idle_since() + limits.header_timeout;
+                            let deadline = conn.activity().idle_since + limits.header_timeout;
                             match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => connection(stream, peer, router, &conn, limits, stop).await,
                                 Ok(Err(e)) => {
@@ -297,43 +465,46 @@ where
     let service = {
         let conn = conn.clone();
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            let busy = Busy::new(&conn);
+            let in_progress = InProgress::new(&conn);
             request.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
             async move {
                 let response = router.oneshot(request.map(axum::body::Body::new)).await;
-                drop(busy);
-                response
+                in_progress.0.answered();
+                response.map(|r| {
+                    r.map(|inner| {
+                        axum::body::Body::new(Tracked {
+                            inner,
+                            in_progress: Some(in_progress),
+                        })
+                    })
+                })
             }
         })
+    };
+    let io = Watched {
+        io,
+        conn: conn.clone(),
     };
     let http =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
     tokio::pin!(http);
     let mut stopping = false;
     loop {
-        let deadline = if conn.busy.load(Ordering::SeqCst) > 0 {
-            // Looked at again when the request is answered.
-            Instant::now() + limits.header_timeout
-        } else if conn.served.load(Ordering::SeqCst) {
-            conn.idle_since() + limits.idle_timeout
-        } else {
-            conn.idle_since() + limits.header_timeout
-        };
+        let deadline = conn.activity().deadline(&limits);
         tokio::select! {
             _ = http.as_mut() => return Closed::Client,
             _ = conn.evict.notified() => return Closed::Evicted,
+            _ = conn.changed.notified() => {}
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 http.as_mut().graceful_shutdown();
             }
-            _ = sleep_until(deadline) => {
-                if conn.busy.load(Ordering::SeqCst) == 0 && Instant::now() >= deadline {
-                    return if conn.served.load(Ordering::SeqCst) {
-                        Closed::IdleTimeout
-                    } else {
-                        Closed::HeaderTimeout
-                    };
+            _ = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
+                // The state may have changed meanwhile: close only on a deadline still due.
+                match conn.activity().deadline(&limits) {
+                    Some((at, why)) if Instant::now() >= at => return why,
+                    _ => {}
                 }
             }
         }
@@ -348,8 +519,10 @@ mod tests {
         let mut t = Table::default();
         for &(busy, served) in states {
             let (_, c) = t.add();
-            c.busy.store(usize::from(busy), Ordering::SeqCst);
-            c.served.store(served, Ordering::SeqCst);
+            c.change(|a| {
+                a.requests = usize::from(busy);
+                a.served = served;
+            });
         }
         t
     }
@@ -367,5 +540,101 @@ mod tests {
         assert_eq!(t.open.keys().copied().collect::<Vec<_>>(), [1]);
         assert!(!t.make_room(1));
         assert!(t.make_room(2), "under the cap there is room");
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            header_timeout: HEADER_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            max_connections: 4,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_follows_the_connection_through_a_request() {
+        let limits = limits();
+        let conn = Arc::new(Conn::new());
+        let start = Instant::now();
+        let deadline = |c: &Conn| c.activity().deadline(&limits);
+        assert_eq!(
+            deadline(&conn),
+            Some((start + HEADER_TIMEOUT, Closed::HeaderTimeout))
+        );
+        // A handler at work has no deadline of ours, however long it takes.
+        let in_progress = InProgress::new(&conn);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(deadline(&conn), None);
+        // Its response is being written from the answer on, body and buffered tail alike.
+        conn.answered();
+        let answered = Instant::now();
+        conn.flushed();
+        drop(in_progress);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            deadline(&conn),
+            Some((answered + WRITE_TIMEOUT, Closed::WriteTimeout))
+        );
+        // The last flush makes it idle, counted from then.
+        conn.flushed();
+        assert_eq!(
+            deadline(&conn),
+            Some((Instant::now() + IDLE_TIMEOUT, Closed::IdleTimeout))
+        );
+    }
+
+    /// Serves `body` at `/` on a loopback port with `limits`; its address and metrics.
+    async fn serving(body: Vec<u8>, limits: Limits) -> (SocketAddr, HttpMetrics) {
+        let metrics = crate::daemon::metrics::Metrics::new(prometheus::Registry::new())
+            .expect("metrics")
+            .http;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { body }
+            }),
+        );
+        tokio::spawn(serve(
+            listener,
+            router,
+            metrics.clone(),
+            Arc::new(Tls::default()),
+            limits,
+            std::future::pending(),
+        ));
+        (addr, metrics)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_is_cut_off_at_the_write_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let limits = Limits {
+            write_timeout: Duration::from_secs(30),
+            ..limits()
+        };
+        let (addr, metrics) = serving(vec![b'x'; 8 << 20], limits).await;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let mut client = socket.connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .expect("send");
+        // The client reads nothing: the answer waits on the socket, and the paused clock
+        // moves on while the runtime has nothing else to do. Well past the idle timeouts
+        // of old (5 s), the connection is still open while the write timeout runs.
+        let closed = || metrics.closed.with_label_values(&["write_timeout"]).get();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(closed(), 0, "closed before the write timeout");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(closed(), 1, "not closed at the write timeout");
+        // What the client reads now ends short of the 8 MiB answer.
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got).await;
+        assert!(got.len() < 8 << 20, "{} bytes", got.len());
+        assert_eq!(metrics.open.get(), 0);
     }
 }

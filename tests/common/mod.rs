@@ -312,8 +312,14 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Runs the real binary with `DATABASE_URL` set.
 pub fn jobwarden(db_url: &str, args: &[&str]) -> Output {
+    jobwarden_with_env(db_url, args, &[])
+}
+
+/// [`jobwarden`] with more environment variables.
+pub fn jobwarden_with_env(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobwarden"))
         .args(args)
+        .envs(env.iter().copied())
         .env("DATABASE_URL", db_url)
         // The audit trail and alert state of tests without a [state] dir stay out of $HOME.
         .env(

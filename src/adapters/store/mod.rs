@@ -588,6 +588,45 @@ impl Store {
         }
     }
 
+    /// The integers a numeric id column holds, from its catalogue type: an id beyond them
+    /// is no row of the table (asking would only make the database refuse the statement).
+    /// SQLite's integers are all 64-bit; a `numeric` or `decimal` id is taken as 64-bit too.
+    fn id_range(&self) -> (i128, i128) {
+        let ty = self
+            .info
+            .columns
+            .get(&self.queries.jobs.id.column)
+            .map(|t| t.to_ascii_lowercase())
+            .unwrap_or_default();
+        let has = |words: &[&str]| words.iter().any(|w| ty.contains(w));
+        let bits: u32 = if self.database.dialect == crate::core::sql::Dialect::Sqlite
+            || has(&[
+                "bigint",
+                "int8",
+                "bigserial",
+                "serial8",
+                "numeric",
+                "decimal",
+            ]) {
+            64
+        } else if has(&["smallint", "int2", "smallserial"]) {
+            16
+        } else if has(&["mediumint"]) {
+            24
+        } else if has(&["tinyint"]) {
+            8
+        } else if has(&["int", "serial"]) {
+            32
+        } else {
+            64
+        };
+        if has(&["unsigned"]) {
+            (0, (1i128 << bits) - 1)
+        } else {
+            (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+        }
+    }
+
     /// What the catalogue said at connect time.
     pub fn info(&self) -> &TableInfo {
         &self.info
@@ -836,9 +875,11 @@ impl Store {
             }
             IdKind::Number => {
                 let digits = id.strip_prefix('-').unwrap_or(id);
+                let (low, high) = self.id_range();
                 !digits.is_empty()
-                    && digits.len() <= 19
+                    && digits.len() <= 20
                     && digits.chars().all(|c| c.is_ascii_digit())
+                    && id.parse::<i128>().is_ok_and(|n| (low..=high).contains(&n))
             }
             IdKind::Text => !id.is_empty(),
         }

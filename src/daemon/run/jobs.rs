@@ -74,23 +74,28 @@ impl Loop {
         let dry_run = r.dry_run || self.config.dry_run || self.dry_run;
         let outcome = if dry_run { "dry_run" } else { "applied" };
         let reason = r.reason.clone().unwrap_or_default();
-        let snoozed_answer = |until: Option<f64>| {
+        let snoozed_answer = |job_id: &str, until: Option<f64>| {
             serde_json::json!({
-                "job_id": r.job_id, "action": "snooze", "outcome": outcome,
+                "job_id": job_id, "action": "snooze", "outcome": outcome,
                 "snoozed_until": until.map(crate::core::job::rfc3339), "reason": reason,
             })
         };
         if r.ask == Ask::Snooze(Duration::ZERO) {
-            // Ending a snooze needs no row: the job may be long gone.
+            // Ending a snooze needs no row: the job may be long gone. When the row is there,
+            // its own spelling is the snooze's key (a case-insensitive collation matches
+            // `job-a` to the row `JOB-A`).
+            let job_id = match self.scanner().await {
+                Ok(scanner) => match scanner.store().job(&r.job_id).await {
+                    Ok(Some(row)) => row.id,
+                    _ => r.job_id.clone(),
+                },
+                Err(_) => r.job_id.clone(),
+            };
             if dry_run {
-                return Ok(snoozed_answer(None));
+                return Ok(snoozed_answer(&job_id, None));
             }
-            return match self
-                .shared
-                .snooze(&r.job_id, Duration::ZERO, "", &r.by)
-                .await
-            {
-                Ok(_) => Ok(snoozed_answer(None)),
+            return match self.shared.snooze(&job_id, Duration::ZERO, "", &r.by).await {
+                Ok(_) => Ok(snoozed_answer(&job_id, None)),
                 Err(e) => Err(JobRefusal::Unavailable(format!(
                     "the snooze could not be saved, so it still holds: {e}"
                 ))),
@@ -117,15 +122,21 @@ impl Loop {
                     config.jobs.table, r.job_id
                 ))
             })?;
+        // The id as the row spells it: what scans, findings and holds know it by, whatever
+        // the request's spelling that the column's collation matched.
+        let job_id = row.id.clone();
         let action = match r.ask {
             Ask::Snooze(span) => {
                 crate::core::plan::active_class(&row, &config.jobs, "snooze")
                     .map_err(|e| JobRefusal::conflict(e.to_string()))?;
                 if dry_run {
-                    return Ok(snoozed_answer(Some(self.clock.now() + span.as_secs_f64())));
+                    return Ok(snoozed_answer(
+                        &job_id,
+                        Some(self.clock.now() + span.as_secs_f64()),
+                    ));
                 }
-                return match self.shared.snooze(&r.job_id, span, &reason, &r.by).await {
-                    Ok(until) => Ok(snoozed_answer(until)),
+                return match self.shared.snooze(&job_id, span, &reason, &r.by).await {
+                    Ok(until) => Ok(snoozed_answer(&job_id, until)),
                     Err(e) => Err(JobRefusal::Unavailable(format!(
                         "the snooze could not be saved, so it was not made: {e}"
                     ))),
@@ -210,7 +221,7 @@ impl Loop {
             return Err(JobRefusal::Unavailable("not written".into()));
         };
         let answer = serde_json::json!({
-            "job_id": r.job_id,
+            "job_id": job_id,
             "action": done.write.action.as_str(),
             "outcome": done.outcome.as_str(),
             "status_before": done.write.status_before,
@@ -223,16 +234,13 @@ impl Loop {
                     crate::config::Action::Requeue => "re-queued",
                     _ => "failed",
                 };
-                self.alerter.acted(&r.job_id, what);
-                tracing::warn!(job_id = %r.job_id, by = %r.by, "job {verb} by a person: {statement}");
+                self.alerter.acted(&job_id, what);
+                tracing::warn!(job_id = job_id.as_str(), by = %r.by, "job {verb} by a person: {statement}");
                 Ok(answer)
             }
             crate::core::detect::Outcome::DryRun => Ok(answer),
             crate::core::detect::Outcome::Raced => Err(JobRefusal::Conflict {
-                message: format!(
-                    "job {} changed as it was written: nothing was written",
-                    r.job_id
-                ),
+                message: format!("job {job_id} changed as it was written: nothing was written"),
                 detail: answer,
             }),
             _ => Err(JobRefusal::Unavailable(format!(
