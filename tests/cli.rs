@@ -578,3 +578,69 @@ async fn a_row_with_no_creation_time_is_judged_from_the_scan_that_first_saw_it()
         "{message}"
     );
 }
+
+/// The seeds' story at a small scale: eight jobs whose heartbeats stopped in the same minute
+/// are one incident, kept across runs, that ends saying how; `recover` under a mass stall
+/// tells the incident with what holds it back, once.
+#[tokio::test]
+async fn jobs_that_died_together_are_one_incident() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    small_table(&db, true).await;
+    for id in 1..=8 {
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {})",
+            db.ago(180.0),
+            db.ago(41.0 + f64::from(id) / 100.0)
+        ))
+        .await;
+    }
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (9, 'running', {}, {})",
+        db.ago(180.0),
+        db.ago(0.2)
+    ))
+    .await;
+    let state = db.dir().join("state");
+    let config = write_config(
+        db.dir(),
+        &format!(
+            "{}\n[state]\ndir = \"{}\"\n",
+            SMALL.replace("action = \"fail\"", "action = \"alert\""),
+            state.display()
+        ),
+    );
+    let (c, v) = jobwarden_json(&db.url, Path::new(&config), &["check"]);
+    assert_eq!(c, 1, "{v}");
+    let incidents = v["incidents"].as_array().cloned().unwrap_or_default();
+    assert_eq!(incidents.len(), 1, "{v}");
+    let inc = &incidents[0];
+    assert_eq!(inc["jobs"], 8);
+    assert_eq!(inc["cause"], "the jobs of rule hb stopped together");
+    assert!(
+        inc["ended_at"].is_null() && inc["opened_at"].is_string(),
+        "{inc}"
+    );
+    let id = inc["id"].as_str().unwrap_or_default().to_string();
+    assert!(
+        v["findings"]
+            .as_array()
+            .is_some_and(|f| f.len() == 8 && f.iter().all(|f| f["incident"] == id.as_str())),
+        "{v}"
+    );
+    // The next run keeps it; then a person cancels the jobs, and it ends saying so.
+    let (_, again) = jobwarden_json(&db.url, Path::new(&config), &["check"]);
+    assert_eq!(again["incidents"][0]["id"], id.as_str(), "{again}");
+    db.exec("UPDATE jobs SET status = 'failed' WHERE id <= 8")
+        .await;
+    let (c, after) = jobwarden_json(&db.url, Path::new(&config), &["check"]);
+    assert_eq!(c, 0, "{after}");
+    let ended = &after["incidents"][0];
+    assert_eq!(ended["id"], id.as_str());
+    assert!(ended["ended_at"].is_string(), "{ended}");
+    assert!(
+        ended["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("; ended: 8 finished by a person or the application")),
+        "{ended}"
+    );
+}

@@ -86,6 +86,15 @@ async fn a_mass_stall_writes_nothing_until_forced() {
         12
     );
     assert!(audit(&cfg).is_empty(), "nothing written, nothing audited");
+    // One incident, held back by the guard (said once, not per job).
+    let incidents = report["incidents"].as_array().cloned().unwrap_or_default();
+    assert_eq!(incidents.len(), 1, "{report}");
+    assert_eq!(incidents[0]["cause"], "most active jobs look stuck at once");
+    assert_eq!(incidents[0]["jobs"], 12);
+    assert!(incidents[0]["held_back"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("12 of 15 active jobs look stuck at once")));
+    assert!(findings.iter().all(|f| f["incident"] == incidents[0]["id"]));
     // For a person: one line for the twelve, the next step, and a closing summary.
     let out = common::jobwarden(&db.url, &["recover", "--config", cfg.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -395,7 +395,7 @@ async fn a_rotated_audit_trail_keeps_every_write_findable() {
     db.small_jobs_table().await;
     let jobs = 30;
     for id in 1..=jobs {
-        db.running(id, 120.0, 90.0).await;
+        db.running(id, 120.0, 97.0).await;
     }
     let state = db.dir().join("state");
     let config = TestConfig::new(&db.url)

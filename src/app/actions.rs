@@ -422,13 +422,18 @@ pub async fn execute(
     let mut gated = crate::core::safety::gate(planned, &report.findings, &ctx);
     gated.limited.extend(waiting);
     crate::core::safety::mark_limited(&mut report.findings, &gated);
-    for (p, why) in &gated.limited {
-        tracing::info!(
-            job_id = p.write.job_id.as_str(),
-            action = p.write.action.as_str(),
-            outcome = "limited",
-            "held back: {why}"
-        );
+    // One line per reason, not per job: a mass stall holds hundreds every scan, and the
+    // daemon says it once as an incident (`check`/`recover` print the writes themselves).
+    let mut reasons: Vec<(String, usize)> = Vec::new();
+    for (_, why) in &gated.limited {
+        let why = why.to_string();
+        match reasons.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((why, 1)),
+        }
+    }
+    for (why, n) in reasons {
+        tracing::debug!(writes = n, outcome = "limited", "held back: {why}");
     }
     let context = crate::adapters::audit::Context {
         environment: config.environment.clone(),
@@ -451,7 +456,7 @@ pub async fn execute(
     )
     .await;
     if let Some(stall) = gated.mass_stall.take() {
-        tracing::error!(outcome = "limited", "{}", stall.message);
+        tracing::debug!(outcome = "limited", "{}", stall.message);
         report.findings.push(stall);
     }
     let interrupted = applying

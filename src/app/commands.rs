@@ -147,6 +147,7 @@ pub async fn check(
     };
     scanner.store().close().await;
     let mut report = result?;
+    scanner.incidents(&mut report, None);
     let _ = scanner.save_memory(config); // logged; the next run starts afresh
     let warning = match unlisted {
         Some(Ok(counts)) => crate::core::vocabulary::unlisted_warning(
@@ -213,6 +214,7 @@ pub async fn recover(
     listener.abort();
     scanner.store().close().await;
     scanner.record(&executed);
+    scanner.incidents(&mut report, Some(&executed));
     let _ = scanner.save_memory(config); // logged; the next run starts afresh
     if format == Format::Json {
         report::write_json(out, &report)?;

@@ -53,6 +53,8 @@ pub struct Report {
     /// although their rows show signals older than their rules (`check` names them).
     #[serde(skip)]
     pub late: Vec<String>,
+    /// Findings grouped by cause: the open incidents and those that ended within the hour.
+    pub incidents: Vec<crate::core::incident::View>,
 }
 
 /// Scans one table, remembering progress between scans.
@@ -65,6 +67,8 @@ pub struct Scanner {
     host: String,
     /// The ids of the last scan's active rows.
     active: Vec<String>,
+    /// The host of each of the last scan's active rows that names one (for incidents).
+    hosts: HashMap<String, String>,
     /// The report folders' indexes.
     artifacts: Vec<artifacts::Shared>,
     /// Artifact job ids looked up in the table: `Some(status)`, or `None` when it lacks them.
@@ -95,6 +99,7 @@ impl Scanner {
             snapshot_at: None,
             host: process::hostname(),
             active: Vec::new(),
+            hosts: HashMap::new(),
             artifacts: Vec::new(),
             known: HashMap::new(),
             bad_ids: HashSet::new(),
@@ -370,6 +375,11 @@ impl Scanner {
             .filter_map(|j| j.heartbeat_since().ok())
             .map(|since| (snapshot.now - since).max(0.0))
             .reduce(f64::max);
+        self.hosts = snapshot
+            .jobs
+            .iter()
+            .filter_map(|j| Some((j.id.clone(), j.host.clone()?)))
+            .collect();
         self.active = snapshot.jobs.into_iter().map(|j| j.id).collect();
         Ok(Report {
             artifact_seconds,
@@ -384,7 +394,45 @@ impl Scanner {
             newest_signal_age: detected.newest_signal_age,
             late: detected.late,
             by_status: counts.by_status,
+            incidents: Vec::new(),
         })
+    }
+
+    /// Records that jobwarden wrote this job outside a scan (a person's action): it leaves its
+    /// incident as written.
+    pub fn written(&mut self, id: &str) {
+        self.memory.written(id);
+    }
+
+    /// Groups the report's findings into incidents (after the writes, so the mass stall the
+    /// gate raised and the jobs written are known), marks each finding with its incident, and
+    /// puts the incidents in the report. Returns what changed, for the logs.
+    pub fn incidents(
+        &mut self,
+        report: &mut Report,
+        executed: Option<&crate::app::actions::Executed>,
+    ) -> crate::core::incident::Changes {
+        let written: HashSet<&str> = executed
+            .map(|e| {
+                e.applied
+                    .iter()
+                    .filter(|a| a.outcome == crate::core::detect::Outcome::Applied)
+                    .map(|a| a.write.job_id.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let active: HashSet<&str> = self.active.iter().map(String::as_str).collect();
+        let changes = self.memory.incidents(
+            &mut report.findings,
+            &crate::core::incident::Scan {
+                now: report.checked_at,
+                hosts: &self.hosts,
+                active: &active,
+                written: &written,
+            },
+        );
+        report.incidents = self.memory.incident_views(report.checked_at);
+        changes
     }
 }
 

@@ -132,6 +132,9 @@ pub struct Finding {
     /// judged from that sight): `signal_age_seconds` and `signal_at` in the JSON.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
+    /// The incident it belongs to (see `core::incident`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
     /// The row as read, for the guarded write.
     #[serde(skip)]
     pub guard: Guard,
@@ -839,6 +842,7 @@ impl Judge<'_> {
             message,
             artifacts: Vec::new(),
             evidence: None,
+            incident: None,
             guard: self.job.guard.clone(),
             progress: self.job.progress.clone(),
             held: None,
@@ -886,6 +890,7 @@ fn artifact_findings(
                 message,
                 artifacts: Vec::new(),
                 evidence: None,
+                incident: None,
                 guard: job.map(|j| j.guard.clone()).unwrap_or_default(),
                 progress: job.and_then(|j| j.progress.clone()),
                 held: None,

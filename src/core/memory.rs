@@ -48,6 +48,9 @@ pub struct Memory {
     /// The database clock of the last scan this memory saw. `None`: it has never scanned.
     last_scan: Option<f64>,
     jobs: HashMap<String, Seen>,
+    /// Findings grouped by cause (see `core::incident`), kept across restarts.
+    #[serde(default)]
+    incidents: crate::core::incident::Incidents,
     #[serde(skip)]
     generation: u64,
     /// Changed since the last save.
@@ -160,6 +163,30 @@ impl Memory {
         // entered its status since, and is dated from that sight, not from its creation.
         self.dirty |= self.last_scan.is_none();
         self.last_scan = Some(now);
+    }
+
+    /// Takes in one scan's findings into the incidents (see
+    /// [`crate::core::incident::Incidents::observe`]); the memory is saved when they changed.
+    pub fn incidents(
+        &mut self,
+        findings: &mut [crate::core::detect::Finding],
+        scan: &crate::core::incident::Scan<'_>,
+    ) -> crate::core::incident::Changes {
+        let before = self.incidents.clone();
+        let changes = self.incidents.observe(findings, scan);
+        self.dirty |= self.incidents != before;
+        changes
+    }
+
+    /// jobwarden wrote this job outside a scan: it leaves its incident as written.
+    pub fn written(&mut self, id: &str) {
+        self.incidents.written(&[id]);
+        self.dirty = true;
+    }
+
+    /// The incidents as the report shows them.
+    pub fn incident_views(&self, now: f64) -> Vec<crate::core::incident::View> {
+        self.incidents.views(now)
     }
 
     /// jobwarden re-queued `id` into `status` at the database time `at`.

@@ -13,6 +13,7 @@
 pub(crate) mod backoff;
 pub mod detect;
 pub(crate) mod holds;
+pub(crate) mod incident;
 pub(crate) mod job;
 pub(crate) mod memory;
 pub(crate) mod pattern;

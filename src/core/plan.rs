@@ -298,6 +298,7 @@ mod tests {
             message: "no heartbeat for 1m 40s (limit 1m)".into(),
             artifacts: vec![],
             evidence: None,
+            incident: None,
             guard: Guard {
                 heartbeat: Some("hb".into()),
                 progress: None,

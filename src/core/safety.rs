@@ -216,6 +216,7 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             message: message.clone(),
             artifacts: Vec::new(),
             evidence: None,
+            incident: None,
             guard: Guard::default(),
             progress: None,
             held: None,
@@ -343,6 +344,7 @@ mod tests {
             message: "stuck".into(),
             artifacts: vec![],
             evidence: None,
+            incident: None,
             guard: Guard {
                 heartbeat: Some(format!("hb{job}")),
                 progress: None,

@@ -695,6 +695,7 @@ mod tests {
             message: message.into(),
             artifacts: vec![],
             evidence: None,
+            incident: None,
             guard: Default::default(),
             progress: None,
             held: None,
@@ -718,6 +719,7 @@ mod tests {
             suspicion_holds: false,
             newest_signal_age: None,
             late: Vec::new(),
+            incidents: Vec::new(),
         }
     }
 

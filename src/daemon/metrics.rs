@@ -68,6 +68,9 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// 1 while an operator's pause holds every write back.
     pub writes_paused: IntGauge,
+    /// Incidents open, and the jobs in them.
+    pub incidents_open: IntGauge,
+    pub incident_jobs: IntGauge,
     /// 1 while the operator's holds are lost (`holds.json` could not be read): every write
     /// is held back until an operator's pause.
     pub holds_lost: IntGauge,
@@ -264,6 +267,14 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::new(pid, "jobwarden"),
             ))?;
         }
+        let incidents_open = IntGauge::new(
+            "jobwarden_incidents_open",
+            "Incidents open as of the last scan: findings grouped by one cause (a mass stall, a host whose processes died, jobs whose signals stopped together).",
+        )?;
+        let incident_jobs = IntGauge::new(
+            "jobwarden_incident_jobs",
+            "Jobs in the open incidents, as of the last scan.",
+        )?;
         for collector in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(jobs_by_status.clone()),
@@ -289,6 +300,8 @@ impl Metrics {
             Box::new(artifact_skipped.clone()),
             Box::new(build_info),
             Box::new(writes_paused.clone()),
+            Box::new(incidents_open.clone()),
+            Box::new(incident_jobs.clone()),
             Box::new(holds_lost.clone()),
             Box::new(state_errors.clone()),
             Box::new(jobs_snoozed.clone()),
@@ -336,6 +349,8 @@ impl Metrics {
             artifact_skipped,
             http,
             writes_paused,
+            incidents_open,
+            incident_jobs,
             holds_lost,
             state_errors,
             jobs_snoozed,

@@ -893,12 +893,47 @@ impl Loop {
         )
         .await;
         self.count_actions(&executed);
+        self.incidents(&mut report, &executed);
         self.remember(&executed);
         if dry_run {
             self.dry_seen = std::mem::take(&mut executed.dry_keys);
         }
         self.audit_health(&executed);
         Ok(report)
+    }
+
+    /// Groups the scan's findings into incidents, logs each change once (opened, grew,
+    /// ended) and publishes the counts.
+    fn incidents(&mut self, report: &mut Report, executed: &actions::Executed) {
+        let Some(scanner) = &mut self.scanner else {
+            return;
+        };
+        let changes = scanner.incidents(report, Some(executed));
+        let view = |id: &str| report.incidents.iter().find(|i| i.id == id);
+        for id in &changes.opened {
+            if let Some(i) = view(id) {
+                tracing::warn!(incident = %i.id, jobs = i.jobs, "incident opened: {}", i.message);
+            }
+        }
+        for (id, more) in &changes.grew {
+            if let Some(i) = view(id) {
+                tracing::warn!(incident = %i.id, jobs = i.jobs, "incident grew by {more}: {}", i.message);
+            }
+        }
+        for id in &changes.ended {
+            if let Some(i) = view(id) {
+                tracing::info!(incident = %i.id, jobs = i.jobs, "incident ended: {}", i.message);
+            }
+        }
+        let open: Vec<_> = report
+            .incidents
+            .iter()
+            .filter(|i| i.ended_at.is_none())
+            .collect();
+        let m = &self.shared.metrics;
+        m.incidents_open.set(open.len() as i64);
+        m.incident_jobs
+            .set(open.iter().map(|i| i.jobs).sum::<usize>() as i64);
     }
 
     /// Makes the alerts of the findings about to be written durable first (see
@@ -1010,8 +1045,9 @@ impl Loop {
         }
         .await;
         let reply = match result {
-            Ok((report, executed)) => {
+            Ok((mut report, executed)) => {
                 self.count_actions(&executed);
+                self.incidents(&mut report, &executed);
                 self.remember(&executed);
                 tracing::info!(
                     findings = report.findings.len(),

@@ -355,6 +355,7 @@ mod tests {
             message: "no heartbeat".into(),
             artifacts: vec![],
             evidence: None,
+            incident: None,
             guard: Guard::default(),
             progress: None,
             held: None,

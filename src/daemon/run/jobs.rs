@@ -235,6 +235,9 @@ impl Loop {
                     _ => "failed",
                 };
                 self.alerter.acted(&job_id, what);
+                if let Some(scanner) = &mut self.scanner {
+                    scanner.written(&job_id);
+                }
                 tracing::warn!(job_id = job_id.as_str(), by = %r.by, "job {verb} by a person: {statement}");
                 Ok(answer)
             }
