@@ -12,7 +12,7 @@
 //! with capped exponential backoff and jitter. The progress memory survives an outage (it lives
 //! in the scanner, which keeps its pool and lets sqlx reconnect).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -622,6 +622,7 @@ pub async fn run(
         terminal: None,
         memory_saved: None,
         suspicion: None,
+        holding: BTreeSet::new(),
         failing: false,
         stop: actions::Stop::default(),
         dry_seen: Default::default(),
@@ -728,6 +729,9 @@ struct Loop {
     memory_saved: Option<Instant>,
     /// The last scan's suspicion, to log it once when it appears.
     suspicion: Option<String>,
+    /// The guards that held writes back at the last scan (by label), to log each once when it
+    /// starts and once when it stops holding.
+    holding: BTreeSet<&'static str>,
     /// Scans have been failing since the last success (logged once when it starts).
     failing: bool,
     /// Set on SIGTERM/SIGINT: no write starts after it.
@@ -893,6 +897,7 @@ impl Loop {
         )
         .await;
         self.count_actions(&executed);
+        self.log_holding(&executed);
         self.incidents(&mut report, &executed);
         self.remember(&executed);
         if dry_run {
@@ -1090,6 +1095,38 @@ impl Loop {
                 .metrics
                 .count_action(w.action, crate::core::detect::Outcome::Limited);
         }
+    }
+
+    /// Logs a guard once when it starts holding writes back (with how many and why) and once
+    /// when it stops, never per job per scan. Holds that come and go with each finding
+    /// (`min_age`, confirmation, the startup grace, a snooze) are not logged here.
+    fn log_holding(&mut self, executed: &actions::Executed) {
+        let transient = [
+            "min_age",
+            "confirming",
+            "startup_grace",
+            "snoozed",
+            "stopping",
+        ];
+        let mut now: BTreeMap<&'static str, (usize, String)> = BTreeMap::new();
+        for (_, why) in &executed.limited {
+            let label = why.label();
+            if transient.contains(&label) {
+                continue;
+            }
+            now.entry(label).or_insert_with(|| (0, why.to_string())).0 += 1;
+        }
+        for (label, (n, why)) in &now {
+            if !self.holding.contains(label) {
+                tracing::warn!(guard = *label, writes = *n, "writes held back: {why}");
+            }
+        }
+        for label in &self.holding {
+            if !now.contains_key(label) {
+                tracing::info!(guard = *label, "writes no longer held back by {label}");
+            }
+        }
+        self.holding = now.into_keys().collect();
     }
 
     /// When the next scan is due: on the fixed schedule after a success (a late scan pushes
