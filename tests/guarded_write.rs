@@ -66,6 +66,7 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
         now: report.checked_at,
         forced: false,
         requested_by: None,
+        batch: None,
     };
     let state = tempfile::tempdir().expect("state dir");
     actions::apply(

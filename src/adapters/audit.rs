@@ -122,6 +122,9 @@ pub struct Entry {
     /// A person asked for this write (a console or API action): `http` and their address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// The bulk action by a person this write was one of (every row of it shares the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// The audit file under a state directory.
@@ -147,6 +150,8 @@ pub struct Context {
     pub forced: bool,
     /// Who asked, for a manual action (`http 127.0.0.1:50312`).
     pub requested_by: Option<String>,
+    /// The bulk action this write is one of.
+    pub batch: Option<String>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -173,6 +178,7 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
         forced: ctx.forced,
         recovered: false,
         requested_by: ctx.requested_by.clone(),
+        batch: ctx.batch.clone(),
     }
 }
 
@@ -492,6 +498,7 @@ mod tests {
             forced: false,
             recovered: false,
             requested_by: None,
+            batch: None,
         }
     }
 

@@ -440,6 +440,7 @@ pub async fn execute(
         now: report.checked_at,
         forced: options.force,
         requested_by: None,
+        batch: None,
     };
     let applying = apply(
         store,

@@ -177,6 +177,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 replica: String::new(),
                 forced: false,
                 requested_by: None,
+                batch: None,
             };
             let sql = store.queries().audit_insert_inline(audit, &entry);
             if let Err(e) = store.explain("checking the audit INSERT", &sql).await {

@@ -42,6 +42,7 @@ pub(super) struct RawSafety {
     pub(super) min_age: Option<Text>,
     pub(super) startup_grace: Option<Text>,
     pub(super) confirm_scans: Option<Spanned<i64>>,
+    pub(super) max_bulk: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -141,6 +141,7 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "min_age": humantime::format_duration(config.safety.min_age).to_string(),
             "startup_grace": humantime::format_duration(config.safety.startup_grace).to_string(),
             "confirm_scans": config.safety.confirm_scans,
+            "max_bulk": config.safety.max_bulk,
         },
     })
 }

@@ -314,6 +314,12 @@ pub(super) fn resolve_safety(
             i64::from(Safety::DEFAULT_CONFIRM_SCANS),
             1,
         )? as u32,
+        max_bulk: count(
+            &raw.max_bulk,
+            "safety.max_bulk",
+            Safety::DEFAULT_MAX_BULK as i64,
+            1,
+        )? as usize,
     })
 }
 

@@ -325,6 +325,7 @@ mod tests {
             min_age: Duration::from_secs(60),
             startup_grace: Duration::from_secs(15),
             confirm_scans: 2,
+            max_bulk: 10_000,
         }
     }
 

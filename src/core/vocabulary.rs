@@ -67,6 +67,9 @@ pub struct Safety {
     /// The daemon writes only when a finding held, with the row unchanged, on this many
     /// consecutive scans. Default 2.
     pub confirm_scans: u32,
+    /// At most this many jobs in one bulk action by a person (`POST /api/v1/jobs/fail`, ...).
+    /// Default 10,000.
+    pub max_bulk: usize,
 }
 
 impl Safety {
@@ -75,6 +78,7 @@ impl Safety {
     pub const DEFAULT_MIN_ACTIVE: usize = 10;
     pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(60);
     pub const DEFAULT_CONFIRM_SCANS: u32 = 2;
+    pub const DEFAULT_MAX_BULK: usize = 10_000;
 
     /// The limits when `[safety]` says nothing; the startup grace is one `interval`.
     pub fn defaults(interval: Duration) -> Safety {
@@ -85,6 +89,7 @@ impl Safety {
             min_age: Safety::DEFAULT_MIN_AGE,
             startup_grace: interval,
             confirm_scans: Safety::DEFAULT_CONFIRM_SCANS,
+            max_bulk: Safety::DEFAULT_MAX_BULK,
         }
     }
 }

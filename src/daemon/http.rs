@@ -19,10 +19,12 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::daemon::console;
-use crate::daemon::{Ask, JobRefusal, JobRequest, RecoverRequest, Shared};
+use crate::daemon::{Ask, BulkRequest, JobRefusal, JobRequest, RecoverRequest, Shared, Targets};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest body of a bulk action: room for `[safety] max_bulk`'s default of 10,000 ids.
+const MAX_BULK_BODY: usize = 2 * 1024 * 1024;
 /// How long a recover request may wait for the loop (a scan in flight, then its own scan).
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,6 +62,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
         .route("/api/v1/pause", post(pause))
+        .route("/api/v1/jobs/{action}", post(bulk_action))
         .route("/api/v1/jobs/{id}/{action}", post(job_action));
     // `[http] base_path` prefixes every route.
     let routes = if base.is_empty() {
@@ -358,19 +361,30 @@ async fn write_request<T: Default + serde::de::DeserializeOwned>(
     body: axum::body::Body,
     example: &str,
 ) -> Result<T, Response> {
+    write_request_within(shared, headers, body, example, MAX_BODY).await
+}
+
+/// [`write_request`] with a body of at most `max_body` bytes.
+async fn write_request_within<T: Default + serde::de::DeserializeOwned>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    example: &str,
+    max_body: usize,
+) -> Result<T, Response> {
     if let Some(refused) = unauthorized(shared, headers) {
         return Err(refused);
     }
     // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
     // a request's headers do.
-    let read = axum::body::to_bytes(body, MAX_BODY);
+    let read = axum::body::to_bytes(body, max_body);
     let body: Bytes = match tokio::time::timeout(crate::daemon::server::HEADER_TIMEOUT, read).await
     {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BODY} bytes"),
+                format!("the body is larger than {max_body} bytes"),
             ))
         }
         Err(_) => {
@@ -575,9 +589,17 @@ async fn job_action(
         reply,
     };
     match to_loop(&shared.jobs, request, answer).await {
-        Ok(Ok(done)) => Json(done).into_response(),
-        Ok(Err(JobRefusal::NotFound(why))) => error(StatusCode::NOT_FOUND, why),
-        Ok(Err(JobRefusal::Conflict { message, detail })) => {
+        Ok(answer) => job_answer(answer),
+        Err(r) => r,
+    }
+}
+
+/// The answer to a job action (one job or many): the loop's JSON, or its refusal.
+fn job_answer(answer: Result<serde_json::Value, JobRefusal>) -> Response {
+    match answer {
+        Ok(done) => Json(done).into_response(),
+        Err(JobRefusal::NotFound(why)) => error(StatusCode::NOT_FOUND, why),
+        Err(JobRefusal::Conflict { message, detail }) => {
             let mut answer = match detail {
                 serde_json::Value::Object(map) => map,
                 _ => serde_json::Map::new(),
@@ -589,7 +611,100 @@ async fn job_action(
             )
                 .into_response()
         }
-        Ok(Err(JobRefusal::Unavailable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(JobRefusal::Unavailable(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(JobRefusal::Invalid(why)) => error(StatusCode::BAD_REQUEST, why),
+    }
+}
+
+/// The body of `POST /api/v1/jobs/fail`, `/requeue` and `/snooze` (a bulk action): exactly
+/// one of `ids`, `incident` and `select` names the jobs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    ids: Option<Vec<String>>,
+    incident: Option<String>,
+    select: Option<crate::daemon::Select>,
+    #[serde(default)]
+    dry_run: bool,
+    /// The count the dry run showed: required to write.
+    expect: Option<usize>,
+    /// Snooze only: how long (`"0s"` ends the snoozes).
+    #[serde(rename = "for")]
+    duration: Option<String>,
+    reason: Option<String>,
+}
+
+async fn bulk_action(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let verb = match action.as_str() {
+        "fail" => Ask::Fail,
+        "requeue" => Ask::Requeue,
+        "snooze" => Ask::Snooze(Duration::ZERO),
+        _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    let example = "{\"incident\": \"inc-1\", \"dry_run\": true}";
+    let (parts, body) = request.into_parts();
+    let body: BulkBody =
+        match write_request_within(&shared, &parts.headers, body, example, MAX_BULK_BODY).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("reason: longer than {MAX_REASON} characters"),
+        );
+    }
+    let targets = match (body.ids, body.incident, body.select) {
+        (Some(ids), None, None) => Targets::Ids(ids),
+        (None, Some(incident), None) => Targets::Incident(incident),
+        (None, None, Some(select)) if select.is_empty() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "select: name at least one of kind, rule, status, phase",
+            )
+        }
+        (None, None, Some(select)) => Targets::Select(select),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "name the jobs with exactly one of ids, incident or select, such as {example}"
+                ),
+            )
+        }
+    };
+    let ask = match (verb, body.duration.as_deref()) {
+        (Ask::Snooze(_), text) => match span_for(text, "2h", "the snoozes") {
+            Ok(span) => Ask::Snooze(span),
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        },
+        (ask, None) => ask,
+        (_, Some(_)) => return error(StatusCode::BAD_REQUEST, "for: only snooze takes it"),
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = BulkRequest {
+        ask,
+        targets,
+        dry_run: body.dry_run,
+        expect: body.expect,
+        reason: body.reason,
+        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        reply,
+    };
+    match to_loop(&shared.bulk, request, answer).await {
+        Ok(answer) => job_answer(answer),
         Err(r) => r,
     }
 }

@@ -12,5 +12,6 @@ mod run;
 pub(crate) mod server;
 
 pub use run::{
-    bind, run, Ask, DaemonError, JobRefusal, JobRequest, Options, RecoverRequest, Reloader, Shared,
+    bind, run, Ask, BulkRequest, DaemonError, JobRefusal, JobRequest, Options, RecoverRequest,
+    Reloader, Select, Shared, Targets,
 };

@@ -38,7 +38,9 @@ use crate::core::memory::Memory;
 use crate::core::safety::HeldBack;
 use crate::daemon::metrics::Metrics;
 
+mod bulk;
 mod jobs;
+pub use bulk::{BulkRequest, Select, Targets};
 pub use jobs::{Ask, JobRefusal, JobRequest};
 
 /// First retry delay after a failed scan; it doubles up to [`MAX_BACKOFF`] (or `interval`, if
@@ -124,6 +126,8 @@ pub struct Shared {
     pub recover: mpsc::Sender<RecoverRequest>,
     /// Per-job actions, for the loop.
     pub jobs: mpsc::Sender<JobRequest>,
+    /// Bulk actions by people, for the loop.
+    pub bulk: mpsc::Sender<BulkRequest>,
     /// The listener's TLS acceptor, when `[http] tls_cert` is set; re-read on SIGHUP.
     pub tls: Arc<crate::adapters::tls::Tls>,
     /// What the console shows besides the latest scan.
@@ -541,6 +545,7 @@ pub async fn run(
     let tls = load_tls(&config)?;
     let (recover_tx, mut recover_rx) = mpsc::channel(8);
     let (jobs_tx, mut jobs_rx) = mpsc::channel(8);
+    let (bulk_tx, mut bulk_rx) = mpsc::channel(2);
     let shared = Arc::new(Shared {
         save_errors: metrics.save_errors(),
         metrics,
@@ -561,6 +566,7 @@ pub async fn run(
         leader_holder: RwLock::new(None),
         recover: recover_tx,
         jobs: jobs_tx,
+        bulk: bulk_tx,
         tls: Arc::new(crate::adapters::tls::Tls::new(tls)),
         console: RwLock::new(ConsoleInfo::of(&config, options.dry_run)),
         last_scan: RwLock::new(None),
@@ -664,6 +670,11 @@ pub async fn run(
             Some(request) = jobs_rx.recv() => {
                 if scan_loop.job_action(request).await {
                     // A person's write: the next scan shows it now, not an interval later.
+                    next = Instant::now();
+                }
+            }
+            Some(request) = bulk_rx.recv() => {
+                if scan_loop.bulk_action(request).await {
                     next = Instant::now();
                 }
             }

@@ -50,10 +50,24 @@ pub enum JobRefusal {
     },
     /// The daemon cannot act now (a standby, the database down, stopping).
     Unavailable(String),
+    /// The request itself is wrong (a bulk action over `[safety] max_bulk`, without
+    /// `expect`): 400.
+    Invalid(String),
+}
+
+impl Ask {
+    /// The action's name in the API's paths and answers.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Ask::Fail => "fail",
+            Ask::Requeue => "requeue",
+            Ask::Snooze(_) => "snooze",
+        }
+    }
 }
 
 impl JobRefusal {
-    fn conflict(message: impl Into<String>) -> JobRefusal {
+    pub(super) fn conflict(message: impl Into<String>) -> JobRefusal {
         JobRefusal::Conflict {
             message: message.into(),
             detail: serde_json::Value::Null,
@@ -192,6 +206,7 @@ impl Loop {
                 now,
                 forced: false,
                 requested_by: Some(r.by.clone()),
+                batch: None,
             },
             actions::Trail {
                 state_dir: &config.state_dir,
@@ -201,19 +216,7 @@ impl Loop {
             },
         )
         .await;
-        let executed = actions::Executed {
-            applied: applying.applied,
-            limited: applying
-                .held
-                .into_iter()
-                .map(|(p, why)| (p.write, why))
-                .collect(),
-            audit_error: applying.audit_error,
-            ..actions::Executed::default()
-        };
-        self.count_actions(&executed);
-        self.remember(&executed);
-        self.audit_health(&executed);
+        let executed = self.settle(applying);
         if let Some((_, why)) = executed.limited.first() {
             return Err(JobRefusal::Unavailable(format!("not written: {why}")));
         }
@@ -230,14 +233,6 @@ impl Loop {
         });
         match done.outcome {
             crate::core::detect::Outcome::Applied => {
-                let what = match done.write.action {
-                    crate::config::Action::Requeue => "re-queued",
-                    _ => "failed",
-                };
-                self.alerter.acted(&job_id, what);
-                if let Some(scanner) = &mut self.scanner {
-                    scanner.written(&job_id);
-                }
                 tracing::warn!(job_id = job_id.as_str(), by = %r.by, "job {verb} by a person: {statement}");
                 Ok(answer)
             }
@@ -251,5 +246,38 @@ impl Loop {
                 done.detail
             ))),
         }
+    }
+
+    /// Takes in what a person's writes came to (one job's or a bulk action's): counted,
+    /// remembered, the audit trail's health, and each written job told to the alerts and to
+    /// its incident.
+    pub(super) fn settle(&mut self, applying: actions::Applying) -> actions::Executed {
+        let executed = actions::Executed {
+            applied: applying.applied,
+            limited: applying
+                .held
+                .into_iter()
+                .map(|(p, why)| (p.write, why))
+                .collect(),
+            audit_error: applying.audit_error,
+            ..actions::Executed::default()
+        };
+        self.count_actions(&executed);
+        self.remember(&executed);
+        self.audit_health(&executed);
+        for done in &executed.applied {
+            if done.outcome != crate::core::detect::Outcome::Applied {
+                continue;
+            }
+            let what = match done.write.action {
+                crate::config::Action::Requeue => "re-queued",
+                _ => "failed",
+            };
+            self.alerter.acted(&done.write.job_id, what);
+            if let Some(scanner) = &mut self.scanner {
+                scanner.written(&done.write.job_id);
+            }
+        }
+        executed
     }
 }

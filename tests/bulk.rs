@@ -1,0 +1,246 @@
+//! A person's bulk action through the real daemon on a real table: the mass stall a restart
+//! leaves (every job's heartbeat stopped together) is one incident, which the safety guard
+//! holds; a person previews it (dry run: the count, a sample, the statement), confirms the
+//! count, and every job is failed, each row its own guarded write with its intent and outcome
+//! in the audit trail, all under one batch id. And `recover --incident` does the same from a
+//! shell.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{wait_for, Backend, Daemon, TestConfig, TestDb};
+
+const TOKEN: &str = "BULK-T0KEN-0123456789";
+/// Jobs the restart killed.
+const DEAD: usize = 300;
+/// Jobs still alive.
+const ALIVE: usize = 10;
+
+async fn post(
+    daemon: &Daemon,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(daemon.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `DEAD` running jobs whose heartbeats stopped together 47 minutes ago (a non-round age: see
+/// the zone-offset hold), and `ALIVE` that beat now.
+async fn restart_killed_most_jobs(db: &TestDb) {
+    db.small_jobs_table().await;
+    let rows: Vec<String> = (1..=DEAD + ALIVE)
+        .map(|id| {
+            let beat = if id <= DEAD {
+                47.0 + id as f64 / 1000.0
+            } else {
+                0.1
+            };
+            format!("({id}, 'running', {}, {})", db.ago(180.0), db.ago(beat))
+        })
+        .collect();
+    for chunk in rows.chunks(100) {
+        db.exec(&format!("INSERT INTO jobs VALUES {}", chunk.join(", ")))
+            .await;
+    }
+}
+
+/// The audit trail's lines.
+fn audit(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .collect()
+}
+
+async fn failed(db: &TestDb) -> usize {
+    db.rows("SELECT status FROM jobs WHERE status = 'failed'")
+        .await
+        .len()
+}
+
+async fn a_person_fails_a_mass_stall_in_one_confirmed_request(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    restart_killed_most_jobs(&db).await;
+    let state = db.dir().join("state");
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"500ms\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1\nmax_bulk = 1000")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""
+        ))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let client = reqwest::Client::new();
+    // The guard holds the stall: one incident of every dead job, nothing written.
+    let incident = wait_for("the mass stall's incident", Duration::from_secs(30), || {
+        let client = client.clone();
+        let url = daemon.url("/api/v1/findings");
+        async move {
+            let v: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            v["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["jobs"] == DEAD && i["held_back"].is_string())
+                .and_then(|i| i["id"].as_str().map(str::to_string))
+        }
+    })
+    .await;
+    assert_eq!(failed(&db).await, 0, "the guard writes nothing");
+
+    // No token, a wrong one: refused before anything is read.
+    let body = format!("{{\"incident\": \"{incident}\", \"dry_run\": true}}");
+    let (code, _) = post(&daemon, "/api/v1/jobs/fail", None, &body).await;
+    assert_eq!(code, 401);
+    let (code, _) = post(
+        &daemon,
+        "/api/v1/jobs/fail",
+        Some("WRONG-T0KEN-0123456789"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 401);
+
+    // The preview: the count, a sample of ids, the statement each row gets.
+    let (code, preview) = post(&daemon, "/api/v1/jobs/fail", Some(TOKEN), &body).await;
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(preview["count"], DEAD, "{preview}");
+    let sample = preview["sample"].as_array().expect("sample");
+    assert!(!sample.is_empty() && sample.len() <= 10, "{preview}");
+    assert!(
+        sample.iter().all(|id| id
+            .as_str()
+            .and_then(|s| s.parse::<usize>().ok())
+            .is_some_and(|n| n <= DEAD)),
+        "{preview}"
+    );
+    let statement = preview["statement"].as_str().unwrap_or_default();
+    assert!(statement.starts_with("UPDATE"), "{preview}");
+
+    // A count other than the one found now: refused, nothing written.
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/fail",
+        Some(TOKEN),
+        &format!("{{\"incident\": \"{incident}\", \"expect\": {}}}", DEAD - 1),
+    )
+    .await;
+    assert_eq!(code, 409, "{answer}");
+    assert_eq!(answer["count"], DEAD, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expect")),
+        "{answer}"
+    );
+    // Without a count at all: refused too.
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/fail",
+        Some(TOKEN),
+        &format!("{{\"incident\": \"{incident}\"}}"),
+    )
+    .await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(failed(&db).await, 0);
+    assert!(audit(&state).is_empty(), "{:?}", audit(&state));
+
+    // More than [safety] max_bulk in one request: refused, saying the cap.
+    let ids: Vec<String> = (1..=1001).map(|i| format!("\"{i}\"")).collect();
+    let (code, answer) = post(
+        &daemon,
+        "/api/v1/jobs/fail",
+        Some(TOKEN),
+        &format!("{{\"ids\": [{}], \"dry_run\": true}}", ids.join(",")),
+    )
+    .await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_bulk (1000)")),
+        "{answer}"
+    );
+
+    // The confirmed request: every dead job failed, none of the live ones.
+    let (code, done) = post(
+        &daemon,
+        "/api/v1/jobs/fail",
+        Some(TOKEN),
+        &format!("{{\"incident\": \"{incident}\", \"expect\": {DEAD}, \"reason\": \"the deploy killed them\"}}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["count"], DEAD, "{done}");
+    assert_eq!(done["outcomes"]["applied"], DEAD, "{done}");
+    assert_eq!(done["outcomes"]["raced"], 0, "{done}");
+    let batch = done["batch"].as_str().expect("batch").to_string();
+    assert_eq!(failed(&db).await, DEAD);
+    let running = db
+        .rows("SELECT status FROM jobs WHERE status = 'running'")
+        .await;
+    assert_eq!(running.len(), ALIVE);
+
+    // Each row: its intent, then its outcome, under the one batch, forced by a person.
+    let lines = audit(&state);
+    let mut per_job: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in &lines {
+        assert_eq!(line["batch"], batch.as_str(), "{line}");
+        assert_eq!(line["forced"], true, "{line}");
+        assert!(
+            line["requested_by"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("http")),
+            "{line}"
+        );
+        let job = line["job_id"].as_str().expect("job id").to_string();
+        per_job
+            .entry(job)
+            .or_default()
+            .push(line["outcome"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(per_job.len(), DEAD, "{} lines", lines.len());
+    assert!(
+        per_job.values().all(|o| o == &["intent", "applied"]),
+        "{per_job:?}"
+    );
+    let reason = db.rows("SELECT status FROM jobs WHERE id = 7").await;
+    assert_eq!(reason[0][0].as_deref(), Some("failed"));
+
+    // Asked again, nothing is written twice: the rows are no longer as they were read.
+    let (code, again) = post(
+        &daemon,
+        "/api/v1/jobs/fail",
+        Some(TOKEN),
+        &format!("{{\"incident\": \"{incident}\", \"expect\": {DEAD}}}"),
+    )
+    .await;
+    assert!(
+        (code == 200 && again["outcomes"]["applied"] == 0) || code == 409 || code == 404,
+        "{code} {again}"
+    );
+    assert_eq!(audit(&state).len(), lines.len(), "nothing more was written");
+    assert_eq!(daemon.stop().await, 0);
+}
+
+per_backend!(
+    bulk_fail_of_an_incident,
+    a_person_fails_a_mass_stall_in_one_confirmed_request,
+    postgres => Postgres,
+    sqlite => Sqlite
+);
