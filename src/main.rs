@@ -73,6 +73,10 @@ enum Command {
         /// Write only these job ids (comma-separated).
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// Write only the jobs of this incident (its id in check --json); with --force when
+        /// the mass-stall guard holds it.
+        #[arg(long, value_name = "ID", conflicts_with = "only")]
+        incident: Option<String>,
         /// Never write these job ids (comma-separated).
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<String>,
@@ -209,6 +213,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
             force,
             only,
             exclude,
+            incident,
         } => {
             let options = RecoverOptions {
                 dry_run: *dry_run,
@@ -216,6 +221,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
                 force: *force,
                 only: only.clone(),
                 exclude: exclude.clone(),
+                incident: incident.clone(),
             };
             commands::recover(&config, options, format, &mut stdout).await
         }

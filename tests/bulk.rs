@@ -244,3 +244,91 @@ per_backend!(
     postgres => Postgres,
     sqlite => Sqlite
 );
+
+/// Two groups of jobs that died together (two incidents, one per rule), and two alive: `recover
+/// --incident` writes the one incident's jobs only, and only with `--force` while the
+/// mass-stall guard holds them.
+#[tokio::test]
+async fn recover_incident_writes_that_incidents_jobs_only() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT, phase TEXT)")
+        .await;
+    // 1..=12 (phase a) stopped 47 minutes ago, 13..=18 (phase b) 97 minutes ago, 19 and 20
+    // beat now.
+    for id in 1..=20 {
+        let (beat, phase) = match id {
+            1..=12 => (47.0 + f64::from(id) / 100.0, "a"),
+            13..=18 => (97.0 + f64::from(id) / 100.0, "b"),
+            _ => (0.1, "a"),
+        };
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, 'running', {}, {}, '{phase}')",
+            db.ago(180.0),
+            db.ago(beat)
+        ))
+        .await;
+    }
+    let state = db.dir().join("state");
+    let config = TestConfig::new(&db.url)
+        .jobs("phase = \"phase\"")
+        .heartbeat_rule("hb-a", "30m", "action = \"fail\"\nphases = [\"a\"]")
+        .heartbeat_rule("hb-b", "30m", "action = \"fail\"\nphases = [\"b\"]")
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let (code, checked) = common::jobwarden_json(&db.url, &config, &["check"]);
+    assert_eq!(code, 1, "{checked}");
+    let incident = |jobs: usize| {
+        checked["incidents"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["jobs"] == jobs))
+            .and_then(|i| i["id"].as_str())
+            .unwrap_or_else(|| panic!("an incident of {jobs} jobs: {checked}"))
+            .to_string()
+    };
+    let (twelve, six) = (incident(12), incident(6));
+    assert_ne!(twelve, six);
+
+    // The guard holds 12 of 20 active jobs: nothing written without --force.
+    let (code, held) =
+        common::jobwarden_json(&db.url, &config, &["recover", "--incident", &twelve]);
+    assert_eq!(code, 1, "{held}");
+    assert_eq!(failed(&db).await, 0, "{held}");
+
+    let (code, done) = common::jobwarden_json(
+        &db.url,
+        &config,
+        &["recover", "--incident", &twelve, "--force"],
+    );
+    // The other incident's findings remain for a person.
+    assert_eq!(code, 1, "{done}");
+    let mut written = common::applied(&done);
+    written.sort_by_key(|id| id.parse::<u32>().unwrap_or(0));
+    let expected: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    assert_eq!(written, expected, "{done}");
+    assert_eq!(failed(&db).await, 12);
+    let alive = db
+        .rows("SELECT status FROM jobs WHERE status = 'running'")
+        .await;
+    assert_eq!(
+        alive.len(),
+        8,
+        "the six of the other incident and the two alive"
+    );
+
+    // An incident the scan does not know is a usage error.
+    let out = common::jobwarden(
+        &db.url,
+        &[
+            "recover",
+            "--config",
+            config.to_str().unwrap(),
+            "--incident",
+            "inc-404",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no incident \"inc-404\""),
+        "{out:?}"
+    );
+}

@@ -68,6 +68,8 @@ pub struct RecoverOptions {
     pub only: Option<Vec<String>>,
     /// Never write these job ids.
     pub exclude: Vec<String>,
+    /// Write only the jobs of this incident (its id in `check --json`).
+    pub incident: Option<String>,
 }
 
 /// Parses `--older-than`.
@@ -197,6 +199,18 @@ pub async fn recover(
             return Err(e.into());
         }
     };
+    let only = match &options.incident {
+        None => options.only.clone(),
+        Some(id) => match incident_jobs(&mut scanner, &mut report, id) {
+            Some(jobs) => Some(jobs),
+            None => {
+                scanner.store().close().await;
+                return Err(Error::Usage(format!(
+                    "no incident {id:?} in this scan: `jobwarden check --json` lists them"
+                )));
+            }
+        },
+    };
     let executed = actions::execute(
         scanner.store(),
         config,
@@ -204,7 +218,7 @@ pub async fn recover(
         actions::Execute {
             dry_run: options.dry_run || config.dry_run,
             force: options.force,
-            only: options.only.as_deref(),
+            only: only.as_deref(),
             exclude: &options.exclude,
             stop: Some(&stop),
             ..actions::Execute::default()
@@ -252,6 +266,24 @@ pub async fn recover(
     } else {
         EXIT_OK
     })
+}
+
+/// The jobs of incident `id` in this scan (the findings grouped first, as the daemon does),
+/// or `None` when the scan knows no such incident.
+fn incident_jobs(scanner: &mut Scanner, report: &mut Report, id: &str) -> Option<Vec<String>> {
+    scanner.incidents(report, None);
+    if !report.incidents.iter().any(|i| i.id == id) {
+        return None;
+    }
+    let mut jobs: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.incident.as_deref() == Some(id) && !f.job_id.is_empty())
+        .map(|f| f.job_id.clone())
+        .collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    Some(jobs)
 }
 
 /// Sets `stop` on the first SIGTERM or SIGINT (instead of dying mid-write).
