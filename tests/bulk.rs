@@ -242,6 +242,7 @@ per_backend!(
     bulk_fail_of_an_incident,
     a_person_fails_a_mass_stall_in_one_confirmed_request,
     postgres => Postgres,
+    mysql => MySql,
     sqlite => Sqlite
 );
 
@@ -331,4 +332,117 @@ async fn recover_incident_writes_that_incidents_jobs_only() {
         String::from_utf8_lossy(&out.stderr).contains("no incident \"inc-404\""),
         "{out:?}"
     );
+}
+
+/// Bulk actions by selection and by ids, small: a pause holds a bulk write; a snooze of a
+/// rule's jobs; a re-queue of named ids where one is not in the table; the body's mistakes.
+#[tokio::test]
+async fn bulk_snooze_by_selection_and_requeue_by_ids() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    for id in 1..=16 {
+        let beat = if id <= 6 {
+            47.0 + f64::from(id) / 100.0
+        } else {
+            0.1
+        };
+        db.running(id, 180.0, beat).await;
+    }
+    let state = db.dir().join("state");
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"500ms\"")
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section(&format!("[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""))
+        .state(&state)
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let by_rule = "{\"select\": {\"rule\": \"hb\", \"kind\": \"stalled\"}, \"dry_run\": true}";
+    let preview = wait_for("the six findings", Duration::from_secs(30), || async {
+        let (code, v) = post(&daemon, "/api/v1/jobs/requeue", Some(TOKEN), by_rule).await;
+        (code == 200 && v["count"] == 6).then_some(v)
+    })
+    .await;
+    assert!(
+        preview["statement"]
+            .as_str()
+            .is_some_and(|s| s.contains("queued")),
+        "{preview}"
+    );
+
+    // The body names the jobs exactly one way.
+    for body in [
+        "{\"select\": {}, \"dry_run\": true}",
+        "{\"ids\": [\"1\"], \"incident\": \"inc-1\", \"dry_run\": true}",
+        "{\"dry_run\": true}",
+        "{\"select\": {\"colour\": \"red\"}, \"dry_run\": true}",
+    ] {
+        let (code, answer) = post(&daemon, "/api/v1/jobs/fail", Some(TOKEN), body).await;
+        assert_eq!(code, 400, "{body}: {answer}");
+    }
+    let (code, _) = post(&daemon, "/api/v1/jobs/delete", Some(TOKEN), by_rule).await;
+    assert_eq!(code, 404);
+
+    // A pause holds a person's bulk write as it holds one job's.
+    let (code, _) = post(&daemon, "/api/v1/pause", Some(TOKEN), "{\"for\": \"30m\"}").await;
+    assert_eq!(code, 200);
+    let ids = "{\"ids\": [\"1\", \"2\", \"99\", \"1\"], \"expect\": 3, \"reason\": \"retry\"}";
+    let (code, answer) = post(&daemon, "/api/v1/jobs/requeue", Some(TOKEN), ids).await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("pause")),
+        "{answer}"
+    );
+    let (code, _) = post(&daemon, "/api/v1/pause", Some(TOKEN), "{\"for\": \"0s\"}").await;
+    assert_eq!(code, 200);
+
+    // Three distinct ids, one of them not in the table: two re-queued, one refused.
+    let (code, done) = post(&daemon, "/api/v1/jobs/requeue", Some(TOKEN), ids).await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["count"], 3, "{done}");
+    assert_eq!(done["outcomes"]["applied"], 2, "{done}");
+    assert_eq!(done["outcomes"]["refused"], 1, "{done}");
+    let queued = db
+        .rows("SELECT status FROM jobs WHERE status = 'queued'")
+        .await;
+    assert_eq!(queued.len(), 2);
+    let batch = done["batch"].as_str().expect("batch");
+    let lines = audit(&state);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["batch"] == batch && l["action"] == "requeue"),
+        "{lines:?}"
+    );
+
+    // The rest of the rule's jobs snoozed, by a selection of the findings still there.
+    let preview = "{\"select\": {\"rule\": \"hb\"}, \"for\": \"2h\", \"dry_run\": true}";
+    let counted = wait_for(
+        "the re-queued jobs gone from the findings",
+        Duration::from_secs(15),
+        || async {
+            let (code, v) = post(&daemon, "/api/v1/jobs/snooze", Some(TOKEN), preview).await;
+            (code == 200 && v["count"] == 4).then_some(v)
+        },
+    )
+    .await;
+    assert!(
+        counted["statement"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("snooze each job for 2h")),
+        "{counted}"
+    );
+    let snooze =
+        "{\"select\": {\"rule\": \"hb\"}, \"for\": \"2h\", \"reason\": \"looking\", \"expect\": 4}";
+    let (code, done) = post(&daemon, "/api/v1/jobs/snooze", Some(TOKEN), snooze).await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["outcomes"]["applied"], 4, "{done}");
+    let holds = std::fs::read_to_string(state.join("holds.json")).expect("holds.json");
+    for id in 3..=6 {
+        assert!(holds.contains(&format!("\"{id}\"")), "{holds}");
+    }
+    assert_eq!(daemon.stop().await, 0);
 }

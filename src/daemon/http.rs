@@ -27,6 +27,10 @@ const MAX_BODY: usize = 64 * 1024;
 const MAX_BULK_BODY: usize = 2 * 1024 * 1024;
 /// How long a recover request may wait for the loop (a scan in flight, then its own scan).
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a bulk action may wait for the loop: each of up to `[safety] max_bulk` rows is
+/// read, and written with its intent flushed to disk first. A client that gives up earlier
+/// does not stop the writes; the audit trail has them.
+const BULK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The body of `POST /api/v1/recover`; both fields optional.
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +468,16 @@ async fn to_loop<R, T>(
     request: R,
     answer: oneshot::Receiver<T>,
 ) -> Result<T, Response> {
+    to_loop_within(loop_, request, answer, RECOVER_TIMEOUT).await
+}
+
+/// [`to_loop`], waiting at most `timeout` for the answer.
+async fn to_loop_within<R, T>(
+    loop_: &tokio::sync::mpsc::Sender<R>,
+    request: R,
+    answer: oneshot::Receiver<T>,
+    timeout: Duration,
+) -> Result<T, Response> {
     let stopping = || {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -473,7 +487,7 @@ async fn to_loop<R, T>(
     if loop_.send(request).await.is_err() {
         return Err(stopping());
     }
-    match tokio::time::timeout(RECOVER_TIMEOUT, answer).await {
+    match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(_)) => Err(stopping()),
         Err(_) => Err(error(
@@ -703,7 +717,7 @@ async fn bulk_action(
         by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
         reply,
     };
-    match to_loop(&shared.bulk, request, answer).await {
+    match to_loop_within(&shared.bulk, request, answer, BULK_TIMEOUT).await {
         Ok(answer) => job_answer(answer),
         Err(r) => r,
     }
