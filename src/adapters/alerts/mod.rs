@@ -198,10 +198,17 @@ impl Alerter {
         }
     }
 
-    /// Records a write made between scans (see [`Book::acted`]).
-    pub fn acted(&mut self, job_id: &str, what: &str) {
-        self.book.acted(job_id, what);
-        self.save();
+    /// Records writes made between scans (see [`Book::acted`]): each job id with what was
+    /// done to it, then saves the book once (a bulk action writes thousands of jobs).
+    pub fn acted<'a>(&mut self, done: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut any = false;
+        for (job_id, what) in done {
+            self.book.acted(job_id, what);
+            any = true;
+        }
+        if any {
+            self.save();
+        }
     }
 
     /// Every cycle, whether or not the database answered: reminders, Alertmanager resends,

@@ -265,16 +265,19 @@ impl Loop {
         self.count_actions(&executed);
         self.remember(&executed);
         self.audit_health(&executed);
-        for done in &executed.applied {
-            if done.outcome != crate::core::detect::Outcome::Applied {
-                continue;
-            }
+        let written = executed
+            .applied
+            .iter()
+            .filter(|done| done.outcome == crate::core::detect::Outcome::Applied);
+        self.alerter.acted(written.clone().map(|done| {
             let what = match done.write.action {
                 crate::config::Action::Requeue => "re-queued",
                 _ => "failed",
             };
-            self.alerter.acted(&done.write.job_id, what);
-            if let Some(scanner) = &mut self.scanner {
+            (done.write.job_id.as_str(), what)
+        }));
+        if let Some(scanner) = &mut self.scanner {
+            for done in written {
                 scanner.written(&done.write.job_id);
             }
         }
