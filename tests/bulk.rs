@@ -444,5 +444,9 @@ async fn bulk_snooze_by_selection_and_requeue_by_ids() {
     for id in 3..=6 {
         assert!(holds.contains(&format!("\"{id}\"")), "{holds}");
     }
+    // One line for the four snoozes, none per job.
+    let log = daemon.log();
+    assert_eq!(log.matches("4 jobs snoozed until").count(), 1, "{log}");
+    assert!(!log.contains("job snoozed until"), "{log}");
     assert_eq!(daemon.stop().await, 0);
 }

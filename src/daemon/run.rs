@@ -419,32 +419,63 @@ impl Shared {
         reason: &str,
         by: &str,
     ) -> std::io::Result<Option<f64>> {
+        self.snooze_all(&[job_id], span, reason, by).await
+    }
+
+    /// [`Shared::snooze`] for many jobs at once (a bulk action): one save of the holds, one
+    /// log line. Returns when the snoozes end.
+    pub async fn snooze_all(
+        &self,
+        job_ids: &[&str],
+        span: Duration,
+        reason: &str,
+        by: &str,
+    ) -> std::io::Result<Option<f64>> {
         let (now, holds) = self
             .change_holds(|h, now| {
-                if span.is_zero() {
-                    h.snoozed.remove(job_id);
-                } else {
-                    h.snoozed.insert(
-                        job_id.to_string(),
-                        crate::core::holds::Snooze {
-                            until: now + span.as_secs_f64(),
-                            reason: reason.to_string(),
-                            by: by.to_string(),
-                        },
-                    );
+                for job_id in job_ids {
+                    if span.is_zero() {
+                        h.snoozed.remove(*job_id);
+                    } else {
+                        h.snoozed.insert(
+                            job_id.to_string(),
+                            crate::core::holds::Snooze {
+                                until: now + span.as_secs_f64(),
+                                reason: reason.to_string(),
+                                by: by.to_string(),
+                            },
+                        );
+                    }
                 }
             })
             .await?;
-        let until = holds.snooze(job_id, now).map(|s| s.until);
-        match until {
-            Some(until) => tracing::warn!(
+        let until = job_ids
+            .first()
+            .and_then(|id| holds.snooze(id, now))
+            .map(|s| s.until);
+        match (job_ids, until) {
+            ([job_id], Some(until)) => tracing::warn!(
                 job_id,
                 by,
                 reason,
                 "job snoozed until {}: no alerts and no writes for it",
                 crate::core::job::rfc3339(until)
             ),
-            None => tracing::info!(job_id, by, "job snooze ended"),
+            ([job_id], None) => tracing::info!(job_id, by, "job snooze ended"),
+            (_, Some(until)) => tracing::warn!(
+                jobs = job_ids.len(),
+                by,
+                reason,
+                "{} jobs snoozed until {}: no alerts and no writes for them",
+                job_ids.len(),
+                crate::core::job::rfc3339(until)
+            ),
+            (_, None) => tracing::info!(
+                jobs = job_ids.len(),
+                by,
+                "snoozes of {} jobs ended",
+                job_ids.len()
+            ),
         }
         Ok(until)
     }

@@ -359,7 +359,8 @@ impl Loop {
         Ok(answer)
     }
 
-    /// Snoozes (or, for zero, ends the snooze of) each active job among `ids`.
+    /// Snoozes (or, for zero, ends the snooze of) each active job among `ids`, in one save
+    /// of the holds.
     async fn bulk_snooze(
         &mut self,
         r: &BulkRequest,
@@ -369,54 +370,51 @@ impl Loop {
         reason: &str,
         batch: String,
     ) -> Result<serde_json::Value, JobRefusal> {
-        let mut applied = 0usize;
+        let mut snoozed: Vec<String> = Vec::with_capacity(ids.len());
         let mut refused: Vec<String> = Vec::new();
-        let mut refused_count = 0usize;
         for id in ids {
             let row = store
                 .job(id)
                 .await
                 .map_err(|e| JobRefusal::Unavailable(e.to_string()))?;
-            // A snooze is ended whatever the row; a new one only on an active row, by its
-            // own spelling of the id.
-            let job_id = match row {
-                Some(row) if span.is_zero() => row.id,
-                None if span.is_zero() => id.clone(),
+            // A snooze is ended whatever the row; a new one only on an active row. Each is
+            // kept under the row's own spelling of the id.
+            match row {
+                Some(row) if span.is_zero() => snoozed.push(row.id),
+                None if span.is_zero() => snoozed.push(id.clone()),
                 Some(row) => {
                     match crate::core::plan::active_class(&row, &self.config.jobs, "snooze") {
-                        Ok(_) => row.id,
-                        Err(e) => {
-                            refused_count += 1;
-                            refused.push(e.to_string());
-                            continue;
-                        }
+                        Ok(_) => snoozed.push(row.id),
+                        Err(e) => refused.push(e.to_string()),
                     }
                 }
-                None => {
-                    refused_count += 1;
-                    refused.push(format!("the table has no job {id:?}"));
-                    continue;
-                }
-            };
-            match self.shared.snooze(&job_id, span, reason, &r.by).await {
-                Ok(_) => applied += 1,
-                Err(e) => {
-                    return Err(JobRefusal::Unavailable(format!(
-                        "the snooze of job {job_id} could not be saved, so it and the rest \
-                         were not made ({applied} were): {e}"
-                    )))
-                }
+                None => refused.push(format!(
+                    "the table {} has no job {id:?}",
+                    self.config.jobs.table
+                )),
             }
         }
-        tracing::warn!(
-            batch = batch.as_str(), by = %r.by, count = ids.len(), applied,
-            "{applied} of {} jobs snoozed by a person in one bulk action", ids.len()
+        let names: Vec<&str> = snoozed.iter().map(String::as_str).collect();
+        if !names.is_empty() {
+            self.shared
+                .snooze_all(&names, span, reason, &r.by)
+                .await
+                .map_err(|e| {
+                    JobRefusal::Unavailable(format!(
+                        "the snoozes could not be saved, so none was made: {e}"
+                    ))
+                })?;
+        }
+        tracing::info!(
+            batch = batch.as_str(), by = %r.by, count = ids.len(), applied = names.len(),
+            "bulk snooze by a person: {} of {} jobs", names.len(), ids.len()
         );
+        let refused_count = refused.len();
         refused.truncate(REFUSALS_SHOWN);
         let mut answer = serde_json::json!({
             "action": "snooze",
             "count": ids.len(),
-            "outcomes": {"applied": applied, "refused": refused_count},
+            "outcomes": {"applied": names.len(), "refused": refused_count},
             "batch": batch,
         });
         if !refused.is_empty() {
