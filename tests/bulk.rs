@@ -417,6 +417,16 @@ async fn bulk_snooze_by_selection_and_requeue_by_ids() {
             .all(|l| l["batch"] == batch && l["action"] == "requeue"),
         "{lines:?}"
     );
+    let out = common::jobwarden(
+        &db.url,
+        &["audit", "--config", config.to_str().unwrap(), "--last", "2"],
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        shown.matches(&format!(" forced batch {batch}")).count(),
+        2,
+        "{shown}"
+    );
 
     // The rest of the rule's jobs snoozed, by a selection of the findings still there.
     let preview = "{\"select\": {\"rule\": \"hb\"}, \"for\": \"2h\", \"dry_run\": true}";

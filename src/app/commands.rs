@@ -322,7 +322,7 @@ pub fn audit(
         } else {
             writeln!(
                 out,
-                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}",
+                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}",
                 e.time,
                 e.replica,
                 e.job_id,
@@ -333,7 +333,11 @@ pub fn audit(
                 e.rule,
                 e.age_seconds,
                 e.outcome.as_str(),
-                if e.forced { " forced" } else { "" }
+                if e.forced { " forced" } else { "" },
+                e.batch
+                    .as_deref()
+                    .map(|b| format!(" batch {b}"))
+                    .unwrap_or_default()
             )?;
         }
     }
