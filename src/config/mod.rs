@@ -617,6 +617,19 @@ failed = ["failed"]
     }
 
     #[test]
+    fn max_bulk_defaults_to_ten_thousand_and_takes_no_zero() {
+        let c = load_str(MINIMAL, None).unwrap();
+        assert_eq!(c.safety.max_bulk, 10_000);
+        let with = |n: &str| load_str(&format!("{MINIMAL}\n[safety]\nmax_bulk = {n}\n"), None);
+        assert_eq!(with("500").unwrap().safety.max_bulk, 500);
+        let err = with("0").unwrap_err();
+        assert!(
+            err.contains("safety.max_bulk") && err.contains("must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_key_names_line_and_column() {
         let text = MINIMAL.replace("table = \"jobs\"", "table = \"jobs\"\ntabel = \"x\"");
         let err = load_str(&text, None).unwrap_err();
