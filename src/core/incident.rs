@@ -366,11 +366,11 @@ impl Incidents {
                 changes.ended.push(inc.id.clone());
             }
         }
-        let member: HashMap<&str, &str> = self
+        let member: HashMap<&str, &Incident> = self
             .list
             .iter()
             .filter(|i| i.ended_at.is_none())
-            .flat_map(|i| i.open.iter().map(move |j| (j.as_str(), i.id.as_str())))
+            .flat_map(|i| i.open.iter().map(move |j| (j.as_str(), i)))
             .collect();
         // The mass stall's own finding is in its incident or, when its jobs were already in
         // others, in the largest of those: it is told with them, not on its own.
@@ -380,9 +380,13 @@ impl Incidents {
             .or_else(|| open().max_by_key(|i| i.open.len()))
             .map(|i| i.id.clone());
         for f in findings.iter_mut() {
+            // Only the findings of its cause: a member's half-written report is its own.
             f.incident = match f.kind {
                 Kind::MassStall => mass_incident.clone(),
-                _ => member.get(f.job_id.as_str()).map(|id| id.to_string()),
+                _ => member
+                    .get(f.job_id.as_str())
+                    .filter(|i| belongs(&i.cause, &[(f.kind, &f.rule)]))
+                    .map(|i| i.id.clone()),
             };
         }
         self.forget_old_ended();
@@ -653,6 +657,19 @@ mod tests {
         assert_eq!(inc.list[0].jobs(), 6, "counted once while still in it");
         World::new([]).observe(&mut inc, &mut [], NOW + 15.0);
         assert_eq!(inc.list[0].ending(), "6 written by jobwarden");
+    }
+
+    #[test]
+    fn only_the_findings_of_its_cause_are_in_an_incident() {
+        let mut inc = Incidents::default();
+        let world = World::new(1..=6);
+        let mut findings = stalled(1..=6, NOW - 2000.0);
+        let mut part = finding("1", Kind::IncompleteArtifact, NOW - 100.0);
+        part.rule = "reports".into();
+        findings.push(part);
+        world.observe(&mut inc, &mut findings, NOW);
+        assert_eq!(findings[0].incident.as_deref(), Some("inc-1"));
+        assert_eq!(findings[6].incident, None, "the file alerts on its own");
     }
 
     #[test]
