@@ -1,7 +1,8 @@
-//! Alerts end to end: `jobwarden run` against real SQLite tables, sending to receivers on
-//! 127.0.0.1 written here (scripted answers) and to a real Alertmanager. Exactly one firing
-//! and one resolved per finding; retries on 500; a receiver down for a while gets everything;
-//! a restart between firing and resolved neither re-fires nor forgets.
+//! Alerts end to end: `jobwarden run` against real SQLite and PostgreSQL tables, sending to
+//! receivers on 127.0.0.1 written here (scripted answers) and to a real Alertmanager. Exactly
+//! one firing and one resolved per finding, or per incident when many jobs died together;
+//! retries on 500; a receiver down for a while gets everything; a restart between firing and
+//! resolved neither re-fires nor forgets.
 
 mod common;
 
@@ -29,6 +30,44 @@ async fn table(db: &TestDb, stalled: usize) {
     }
     // A healthy one that never alerts.
     db.running(1000, 5.0, 0.1).await;
+}
+
+/// `n` running jobs (ids 1..=n) whose heartbeats stopped together 47 minutes ago, and a
+/// healthy one (1000). One statement, whatever `n`.
+async fn died_together(db: &TestDb, n: usize) {
+    db.small_jobs_table().await;
+    db.exec(&format!(
+        "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n}) \
+         INSERT INTO jobs SELECT i, 'running', {}, {} FROM g",
+        db.ago(97.0),
+        db.ago(47.0)
+    ))
+    .await;
+    db.running(1000, 5.0, 0.1).await;
+}
+
+/// A daemon config for incidents: rule `hb` with `rule_extra`, links under an external URL.
+fn incident_config(db: &TestDb, state: &Path, rule_extra: &str, sinks: &str) -> std::path::PathBuf {
+    TestConfig::new(&db.url)
+        .top("interval = \"200ms\"\nenvironment = \"staging\"")
+        .heartbeat_rule(
+            "hb",
+            "30m",
+            &format!("severity = \"critical\"\n{rule_extra}"),
+        )
+        .section("[http]\nlisten = \"127.0.0.1:0\"\nexternal_url = \"https://jobs.internal/jw/\"")
+        .state(state)
+        .section(sinks)
+        .write(db.dir().join("jw.toml"))
+}
+
+/// The webhook bodies about incidents.
+fn incident_messages(hook: &Receiver) -> Vec<serde_json::Value> {
+    hook.got()
+        .into_iter()
+        .filter(|r| r.status < 300 && r.body.get("incident").is_some())
+        .map(|r| r.body)
+        .collect()
 }
 
 async fn heal(db: &TestDb) {
@@ -305,7 +344,12 @@ async fn a_corrupt_state_file_is_reported_and_replaced() {
 #[tokio::test]
 async fn many_new_findings_go_out_as_one_digest_and_resolve_as_one() {
     let db = TestDb::new(Backend::Sqlite).await;
-    table(&db, 25).await;
+    // 25 jobs that stopped minutes apart: no incident, 25 findings of their own.
+    db.small_jobs_table().await;
+    for id in 1..=25u32 {
+        db.running(id, 200.0, 45.0 + 3.0 * f64::from(id)).await;
+    }
+    db.running(1000, 5.0, 0.1).await;
     let hook = Receiver::start(0, &[]).await;
     let sinks = format!(
         "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n",
@@ -318,7 +362,7 @@ async fn many_new_findings_go_out_as_one_digest_and_resolve_as_one() {
     .await;
     scans(&daemon, 3.0).await;
     let got = hook.got();
-    assert_eq!(got.len(), 1, "one digest, not 25 messages");
+    assert_eq!(got.len(), 1, "one digest, not 25 messages: {got:?}");
     assert_eq!(got[0].body["digest"], true);
     assert_eq!(got[0].body["findings"].as_array().map(Vec::len), Some(25));
     heal(&db).await;
@@ -409,10 +453,18 @@ async fn a_real_alertmanager_holds_the_alert_while_it_fires() {
     assert_eq!(labels["environment"], "staging");
     assert_eq!(labels["severity"], "critical");
     assert_eq!(alerts[0]["status"]["state"], "active");
-    assert!(alerts[0]["generatorURL"]
-        .as_str()
-        .unwrap_or("")
-        .ends_with("/api/v1/findings"));
+    assert!(
+        alerts[0]["generatorURL"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/jobs/1"),
+        "the job's page: {}",
+        alerts[0]["generatorURL"]
+    );
+    assert!(
+        labels.get("incident").is_none(),
+        "a job alone is in no incident"
+    );
 
     heal(&db).await;
     wait_for("the alert resolved in alertmanager", SCANS, || async {
@@ -424,4 +476,203 @@ async fn a_real_alertmanager_holds_the_alert_while_it_fires() {
     assert_eq!(daemon.stop().await, 0);
     let _ = alertmanager.kill();
     let _ = alertmanager.wait();
+}
+
+/// The seeds' story at 300 jobs on PostgreSQL: their heartbeats stopped together. The webhook
+/// and Slack each get one message when the incident opens (the mass-stall guard that engages
+/// after the startup grace joins it rather than alerting apart), none while it stays, and one
+/// when it ends saying how; Alertmanager keeps one alert per finding, labelled with it.
+#[tokio::test]
+async fn three_hundred_jobs_dying_together_are_one_message_per_sink() {
+    let db = TestDb::new(Backend::Postgres).await;
+    died_together(&db, 300).await;
+    let hook = Receiver::start(0, &[]).await;
+    let slack = Receiver::start(0, &[]).await;
+    let am = Receiver::start(0, &[]).await;
+    let state = db.dir().join("state");
+    let sinks = format!(
+        "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\n\
+         [[alerts]]\nkind = \"slack\"\nurl = \"{}\"\n\
+         [[alerts]]\nkind = \"alertmanager\"\nurl = \"{}\"\n",
+        hook.url("/hook"),
+        slack.url("/slack"),
+        am.url("")
+    );
+    let daemon = Daemon::start(
+        &incident_config(&db, &state, "action = \"fail\"", &sinks),
+        &[],
+    );
+    let opened = wait_for("the incident's opening", SCANS, || async {
+        incident_messages(&hook).into_iter().next()
+    })
+    .await;
+    // The guard engages (writes held) and joins the incident.
+    let findings = wait_for("the mass stall", SCANS, || async {
+        let (_, body) = get(&daemon.url("/api/v1/findings")).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let held = v["findings"]
+            .as_array()?
+            .iter()
+            .any(|f| f["kind"] == "mass_stall");
+        held.then_some(v)
+    })
+    .await;
+    scans(&daemon, 5.0).await;
+    let id = opened["incident"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    assert!(
+        findings["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["incident"] == id.as_str()),
+        "every finding, the mass stall's too, is in the incident"
+    );
+    assert_eq!(
+        hook.got().len(),
+        1,
+        "one message, not 300: {:?}",
+        hook.got()
+    );
+    assert_eq!(opened["state"], "firing");
+    assert_eq!(opened["environment"], "staging");
+    let incident = &opened["incident"];
+    assert_eq!(incident["jobs"], 300);
+    assert_eq!(incident["cause"], "the jobs of rule hb stopped together");
+    assert!(incident["opened_at"].is_string());
+    let sample: Vec<&str> = incident["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(sample.len(), 10, "{incident}");
+    assert!(sample
+        .iter()
+        .all(|s| s.parse::<u32>().is_ok_and(|n| (1..=300).contains(&n))));
+    assert_eq!(
+        incident["url"],
+        format!("https://jobs.internal/jw/?incident={id}").as_str()
+    );
+    let texts: Vec<String> = slack
+        .got()
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].chars().count() < 4_000);
+    assert!(
+        texts[0].contains(&format!("[staging] incident `{id}`"))
+            && texts[0].contains("300 jobs")
+            && texts[0].contains("and 290 more"),
+        "{}",
+        texts[0]
+    );
+    // Alertmanager: one alert per finding, each labelled with the incident, linking its job.
+    let latest = am
+        .got()
+        .last()
+        .map(|r| r.body.clone())
+        .expect("alertmanager told");
+    let alerts = latest.as_array().expect("an array");
+    let jobs: Vec<&serde_json::Value> = alerts
+        .iter()
+        .filter(|a| a["labels"]["kind"] == "stalled")
+        .collect();
+    assert_eq!(jobs.len(), 300);
+    assert!(alerts
+        .iter()
+        .all(|a| a["labels"]["incident"] == id.as_str()));
+    assert!(jobs.iter().all(|a| a["generatorURL"]
+        == format!(
+            "https://jobs.internal/jw/jobs/{}",
+            a["labels"]["job_id"].as_str().unwrap_or("?")
+        )
+        .as_str()));
+
+    // A person fails them by hand: one closing message each, saying how it ended.
+    db.exec("UPDATE jobs SET status = 'failed' WHERE id <= 300")
+        .await;
+    let ended = wait_for("the incident's end", SCANS, || async {
+        hook.accepted("resolved").into_iter().next()
+    })
+    .await;
+    scans(&daemon, 5.0).await;
+    assert_eq!(hook.got().len(), 2, "{:?}", hook.got());
+    let ending = "300 finished by a person or the application";
+    assert_eq!(ended.body["incident"]["id"], id.as_str());
+    assert_eq!(ended.body["incident"]["ending"], ending);
+    assert_eq!(ended.body["reason"], ending);
+    assert!(ended.body["incident"]["ended_at"].is_string());
+    assert_eq!(ended.body["incident"]["jobs"], 300);
+    let texts: Vec<String> = slack
+        .got()
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1].starts_with(":white_check_mark: ended: [staging] incident")
+            && texts[1].contains(ending),
+        "{}",
+        texts[1]
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// An incident that opened while the webhook was down, and ended while jobwarden was stopped:
+/// the book kept it, so the restarted daemon tells its opening and then its end (although
+/// no scan sees it open again).
+#[tokio::test]
+async fn an_incident_not_yet_told_is_told_after_a_restart() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    died_together(&db, 6).await;
+    let port = free_port();
+    let state = db.dir().join("state");
+    let sinks = format!("[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n");
+    let cfg = incident_config(&db, &state, "", &sinks);
+    let first = Daemon::start(&cfg, &[]);
+    wait_for("the incident in the saved book", SCANS, || async {
+        let text = std::fs::read_to_string(state.join("alerts.json")).ok()?;
+        let book: serde_json::Value = serde_json::from_str(&text).ok()?;
+        book["incidents"]
+            .as_object()
+            .filter(|i| i.len() == 1)
+            .map(|_| ())
+    })
+    .await;
+    wait_for("a failed delivery", SCANS, || async {
+        get(&first.url("/metrics"))
+            .await
+            .and_then(|(_, m)| metric(&m, "jobwarden_alert_failures_total{sink=\"webhook\"}"))
+            .filter(|f| *f >= 1.0)
+    })
+    .await;
+    assert_eq!(first.stop().await, 0);
+
+    db.exec("UPDATE jobs SET status = 'failed' WHERE id <= 6")
+        .await;
+    let hook = Receiver::start(port, &[]).await;
+    let second = Daemon::start(&cfg, &[]);
+    wait_for("opening and end", SCANS, || async {
+        (incident_messages(&hook).len() == 2).then_some(())
+    })
+    .await;
+    scans(&second, 3.0).await;
+    let told = incident_messages(&hook);
+    assert_eq!(hook.got().len(), 2, "{:?}", hook.got());
+    assert_eq!(
+        told.iter()
+            .map(|b| b["state"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["firing", "resolved"]
+    );
+    assert_eq!(told[0]["incident"]["jobs"], 6);
+    assert_eq!(
+        told[1]["incident"]["ending"],
+        "6 finished by a person or the application"
+    );
+    assert_eq!(second.stop().await, 0);
 }

@@ -350,6 +350,10 @@ struct Tally {
     reasons: BTreeMap<String, String>,
     digests: usize,
     refused: usize,
+    /// Incident messages by incident id: openings, endings, and the jobs each held at its end.
+    incidents_opened: BTreeMap<String, usize>,
+    incidents_ended: BTreeMap<String, usize>,
+    incident_jobs: usize,
 }
 
 fn tally(hook: &Receiver) -> Tally {
@@ -357,6 +361,16 @@ fn tally(hook: &Receiver) -> Tally {
     for r in hook.got() {
         if r.status >= 300 {
             t.refused += 1;
+            continue;
+        }
+        if let Some(id) = r.body["incident"]["id"].as_str() {
+            let id = id.to_string();
+            if r.body["state"] == "resolved" {
+                *t.incidents_ended.entry(id).or_default() += 1;
+                t.incident_jobs += r.body["incident"]["jobs"].as_u64().unwrap_or(0) as usize;
+            } else {
+                *t.incidents_opened.entry(id).or_default() += 1;
+            }
             continue;
         }
         match r.body["state"].as_str() {
@@ -811,6 +825,34 @@ async fn a_thousand_jobs_through_restarts_outages_and_a_refusing_receiver() {
         &format!("the receiver answered 500 {REFUSALS} times"),
         format!("it refused {}", t.refused),
     );
+    // Killed jobs that died together are told as an incident (opened once, ended once), not
+    // one by one: a stalled key told neither way is one of an incident's jobs.
+    let in_incidents: Vec<&String> = expected
+        .iter()
+        .filter(|k| {
+            k.starts_with("stalled/") && !t.firing.contains_key(*k) && !t.resolved.contains_key(*k)
+        })
+        .collect();
+    let incidents_wrong = t.incidents_opened.values().any(|n| *n != 1)
+        || t.incidents_opened.keys().ne(t.incidents_ended.keys())
+        || t.incidents_ended.values().any(|n| *n != 1)
+        || in_incidents.len() > t.incident_jobs;
+    checks.check(
+        !incidents_wrong,
+        "each incident was opened once and ended once, and holds every killed job not told by itself",
+        format!(
+            "opened {:?}, ended {:?}, {} jobs in them, {} killed jobs told neither way",
+            t.incidents_opened,
+            t.incidents_ended,
+            t.incident_jobs,
+            in_incidents.len()
+        ),
+    );
+    let expected: BTreeSet<String> = expected
+        .iter()
+        .filter(|k| !in_incidents.contains(k))
+        .cloned()
+        .collect();
     let firing_wrong: Vec<String> = expected
         .iter()
         .filter(|k| t.firing.get(*k) != Some(&1))

@@ -326,24 +326,31 @@ async fn daemon_faults(backend: Backend) {
 
 per_backend!(daemon_killed_and_stopped_mid_scan, daemon_faults, postgres => Postgres, sqlite => Sqlite);
 
-/// Job ids of every firing alert a webhook accepted, digests included.
-fn alerted(hook: &Receiver) -> BTreeSet<String> {
+/// Job ids of every firing alert a webhook accepted, digests included, and how many jobs the
+/// incidents it was told of hold (their findings are told as the incident, not one by one).
+fn alerted(hook: &Receiver) -> (BTreeSet<String>, usize) {
     let id = |f: &serde_json::Value| f["job_id"].as_str().unwrap_or_default().to_string();
     let mut out = BTreeSet::new();
+    let mut in_incidents = 0;
     for r in hook.accepted("firing") {
-        match r.body["findings"].as_array() {
-            Some(digest) => out.extend(digest.iter().map(id)),
-            None => {
+        match (
+            r.body["findings"].as_array(),
+            r.body["incident"]["jobs"].as_u64(),
+        ) {
+            (Some(digest), _) => out.extend(digest.iter().map(id)),
+            (None, Some(jobs)) => in_incidents += jobs as usize,
+            (None, None) => {
                 out.insert(id(&r.body["finding"]));
             }
         }
     }
-    out
+    (out, in_incidents)
 }
 
 /// A daemon SIGKILLed in the middle of its writes: the jobs it failed before the kill are no
 /// longer active after the restart, so no scan finds them again; their alerts were made
-/// durable before the writes, and the restarted daemon sends every one.
+/// durable before the writes, and the restarted daemon sends every one. The jobs it fails
+/// itself died together: they are told as one incident.
 #[tokio::test]
 async fn a_daemon_killed_after_its_writes_sends_their_alerts_after_the_restart() {
     let db = TestDb::new(Backend::Postgres).await;
@@ -370,21 +377,27 @@ async fn a_daemon_killed_after_its_writes_sends_their_alerts_after_the_restart()
         Duration::from_secs(120),
         || async {
             let failed = written(&db).await;
-            (failed.len() == JOBS && alerted(&hook).len() >= JOBS).then_some(())
+            let (one_by_one, in_incidents) = alerted(&hook);
+            (failed.len() == JOBS && one_by_one.len() + in_incidents >= JOBS).then_some(())
         },
     )
     .await;
     let failed: BTreeSet<String> = written(&db).await.into_keys().collect();
-    let told = alerted(&hook);
+    let (told, in_incidents) = alerted(&hook);
     let missing: Vec<&String> = failed.difference(&told).collect();
     eprintln!(
-        "SIGKILL after {before_kill} writes; {} jobs failed, {} never alerted",
+        "SIGKILL after {before_kill} writes; {} jobs failed, {} alerted one by one, {in_incidents} in incidents",
         failed.len(),
-        missing.len()
+        told.len(),
     );
     assert!(
-        missing.is_empty(),
-        "failed without an alert: {:?}",
+        told.len() >= before_kill,
+        "every job failed before the kill is alerted on by itself"
+    );
+    assert_eq!(
+        missing.len(),
+        in_incidents,
+        "failed without an alert or an incident: {:?}",
         &missing[..missing.len().min(10)]
     );
     assert_eq!(daemon.stop().await, 0);
@@ -800,8 +813,9 @@ async fn a_dry_run_daemon_says_each_write_once() {
     assert_eq!(written(&db).await.len(), 0);
 }
 
-/// Failing many jobs at once: their resolutions go out as a digest, like their firings, and
-/// none is dropped even with a small queue.
+/// Failing many jobs that died together: the webhook hears of them as one incident, opened
+/// and then ended saying jobwarden wrote them, and nothing is dropped even with a small queue.
+/// (Many findings outside an incident go out as digests: `tests/alerts.rs`.)
 #[tokio::test]
 async fn a_mass_failure_resolves_every_alert() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -818,34 +832,23 @@ async fn a_mass_failure_resolves_every_alert() {
         ),
     );
     let daemon = Daemon::start(&config, &[]);
-    let count = |state: &str| -> BTreeMap<String, usize> {
-        let mut out = BTreeMap::new();
-        for r in hook.accepted(state) {
-            let findings = match r.body["findings"].as_array() {
-                Some(list) => list.clone(),
-                None => vec![r.body["finding"].clone()],
-            };
-            for f in findings {
-                *out.entry(f["job_id"].as_str().unwrap_or("?").to_string())
-                    .or_default() += 1;
-            }
-        }
-        out
-    };
-    wait_for("every alert resolved", Duration::from_secs(60), || async {
-        (count("resolved").len() == 60).then_some(())
+    let ended = wait_for("the incident ended", Duration::from_secs(60), || async {
+        hook.accepted("resolved").into_iter().next()
     })
     .await;
+    assert_eq!(written(&db).await.len(), 60);
     let (_, metrics) = get(&daemon.url("/metrics")).await.expect("metrics");
     assert_eq!(daemon.stop().await, 0);
-    let (fired, resolved) = (count("firing"), count("resolved"));
-    assert!(fired.values().all(|n| *n == 1) && resolved.values().all(|n| *n == 1));
-    assert_eq!(fired.len(), 60);
-    assert!(
-        hook.accepted("resolved").len() < 60,
-        "resolutions came as digests: {} messages",
-        hook.accepted("resolved").len()
+    let fired = hook.accepted("firing");
+    assert_eq!(
+        (fired.len(), hook.accepted("resolved").len()),
+        (1, 1),
+        "{:?}",
+        hook.got()
     );
+    assert_eq!(fired[0].body["incident"]["jobs"], 60);
+    assert_eq!(ended.body["incident"]["jobs"], 60);
+    assert_eq!(ended.body["incident"]["ending"], "60 written by jobwarden");
     assert_eq!(
         metric(&metrics, "jobwarden_alerts_dropped_total{sink=\"webhook\"}"),
         Some(0.0)

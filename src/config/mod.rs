@@ -213,6 +213,9 @@ pub struct Http {
     pub base_path: String,
     /// `job_url`: the application's own page of a job, with `{job_id}` in it.
     pub job_url: Option<String>,
+    /// `external_url`: where people reach the daemon (base path included, no trailing `/`),
+    /// for the links in alerts; default none (Alertmanager's links then use `listen`).
+    pub external_url: Option<String>,
 }
 
 /// The PEM files of the HTTPS listener, resolved against the config file's folder.
@@ -491,6 +494,7 @@ failed = ["failed"]
             tls: None,
             base_path: String::new(),
             job_url: None,
+            external_url: None,
         };
         let local = http("127.0.0.1:9847", &["jobs.internal"]);
         for ok in [
@@ -691,6 +695,25 @@ failed = ["failed"]
         }
         for fine in ["/jobwarden", "/jw/v1.2", "/.well", "/a..b/", ""] {
             assert!(with(fine).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn external_url_is_an_http_url_kept_without_its_trailing_slash() {
+        let with = |url: &str| {
+            load_str(
+                &format!("{MINIMAL}\n[http]\nexternal_url = \"{url}\"\n"),
+                None,
+            )
+        };
+        let config = with("https://jobs.internal/jobwarden/").unwrap();
+        assert_eq!(
+            config.http.external_url.as_deref(),
+            Some("https://jobs.internal/jobwarden")
+        );
+        for bad in ["jobs.internal", "https://", "ftp://x", "https://x/?a=1"] {
+            let err = with(bad).unwrap_err();
+            assert!(err.contains("`http.external_url`"), "{bad}: {err}");
         }
     }
 

@@ -138,6 +138,7 @@ pub(super) struct RawHttp {
     pub(super) allow_plaintext: Option<bool>,
     pub(super) base_path: Option<Text>,
     pub(super) job_url: Option<Text>,
+    pub(super) external_url: Option<Text>,
 }
 
 #[derive(Deserialize)]

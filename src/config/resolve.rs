@@ -197,6 +197,7 @@ pub(super) fn resolve(
             tls: None,
             base_path: String::new(),
             job_url: None,
+            external_url: None,
         },
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
@@ -457,6 +458,24 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
             Some(text)
         }
     };
+    let external_url = match &h.external_url {
+        None => None,
+        Some(u) => {
+            let text = ctx.text(u, "http.external_url")?;
+            let url = text.trim().trim_end_matches('/').to_string();
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.contains(['?', '#', ' '])) {
+                return Err(ctx.at(
+                    u,
+                    "http.external_url",
+                    format!("`{text}` must be the http(s) URL people reach the daemon at, with its base path and no query, such as \"https://jobs.internal/jobwarden\""),
+                ));
+            }
+            Some(url)
+        }
+    };
     Ok(Http {
         listen,
         token,
@@ -464,6 +483,7 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
         tls,
         base_path,
         job_url,
+        external_url,
     })
 }
 

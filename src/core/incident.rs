@@ -85,9 +85,9 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// Every job that has been in it.
+    /// Every job that has been in it (a job written while still in it is in both sets).
     pub fn jobs(&self) -> usize {
-        self.open.len() + self.left.len()
+        self.open.len() + self.left.keys().filter(|j| !self.open.contains(*j)).count()
     }
 
     /// The cause in words.
@@ -152,6 +152,10 @@ pub struct View {
     pub jobs: usize,
     pub held_back: Option<String>,
     pub message: String,
+    /// How it ended ([`Incident::ending`]), once it has: for the alerts, not the JSON (the
+    /// message says it).
+    #[serde(skip)]
+    pub ending: Option<String>,
 }
 
 fn serialize_maybe_epoch<S: serde::Serializer>(at: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
@@ -233,9 +237,10 @@ impl Incidents {
                     inc.left.insert(job, how);
                 }
             }
-            if inc.cause == Cause::MassStall {
-                inc.held_back.clone_from(&mass);
-            }
+            // The guard holds every stuck job's write, so every incident (all are of stuck
+            // jobs) is held by it: one that formed before the guard engaged (in the startup
+            // grace, or while writes waited for confirmation) too.
+            inc.held_back.clone_from(&mass);
         }
 
         // Jobs already in an open incident stay there; the rest may form or join one.
@@ -344,28 +349,44 @@ impl Incidents {
             }
         }
 
-        // An incident with no job left ends; the findings of the others carry its id.
+        // An incident with no job left ends; the findings of the others carry its id. A job
+        // written in this very scan (the one its incident opened or grew in) leaves as
+        // written when its finding clears.
         for inc in self.list.iter_mut().filter(|i| i.ended_at.is_none()) {
+            for job in inc
+                .open
+                .iter()
+                .filter(|j| scan.written.contains(j.as_str()))
+            {
+                inc.left.insert(job.clone(), Left::Written);
+            }
             if inc.open.is_empty() {
                 inc.ended_at = Some(scan.now);
                 inc.held_back = None;
                 changes.ended.push(inc.id.clone());
             }
         }
-        let member: HashMap<&str, &str> = self
+        let member: HashMap<&str, &Incident> = self
             .list
             .iter()
             .filter(|i| i.ended_at.is_none())
-            .flat_map(|i| i.open.iter().map(move |j| (j.as_str(), i.id.as_str())))
+            .flat_map(|i| i.open.iter().map(move |j| (j.as_str(), i)))
             .collect();
+        // The mass stall's own finding is in its incident or, when its jobs were already in
+        // others, in the largest of those: it is told with them, not on its own.
+        let open = || self.list.iter().filter(|i| i.ended_at.is_none());
+        let mass_incident = open()
+            .find(|i| i.cause == Cause::MassStall)
+            .or_else(|| open().max_by_key(|i| i.open.len()))
+            .map(|i| i.id.clone());
         for f in findings.iter_mut() {
+            // Only the findings of its cause: a member's half-written report is its own.
             f.incident = match f.kind {
-                Kind::MassStall => self
-                    .list
-                    .iter()
-                    .find(|i| i.ended_at.is_none() && i.cause == Cause::MassStall)
+                Kind::MassStall => mass_incident.clone(),
+                _ => member
+                    .get(f.job_id.as_str())
+                    .filter(|i| belongs(&i.cause, &[(f.kind, &f.rule)]))
                     .map(|i| i.id.clone()),
-                _ => member.get(f.job_id.as_str()).map(|id| id.to_string()),
             };
         }
         self.forget_old_ended();
@@ -408,6 +429,7 @@ impl Incidents {
                 jobs: i.jobs(),
                 held_back: i.held_back.clone(),
                 message: i.message(now),
+                ending: i.ended_at.map(|_| i.ending()),
             })
             .collect()
     }
@@ -600,6 +622,54 @@ mod tests {
         assert_eq!(changes.grew, [("inc-1".to_string(), 5)]);
         assert!(changes.opened.is_empty());
         assert_eq!(inc.list[0].jobs(), 11);
+    }
+
+    #[test]
+    fn a_mass_stall_after_the_jobs_formed_an_incident_holds_it_and_joins_it() {
+        let mut inc = Incidents::default();
+        let world = World::new(1..=302);
+        // The first scan, in the startup grace: no guard yet, the jobs stopped together.
+        let mut findings = stalled(1..=300, NOW - 1900.0);
+        world.observe(&mut inc, &mut findings, NOW);
+        assert_eq!(inc.list[0].cause, Cause::Together { rule: "hb".into() });
+        assert_eq!(inc.list[0].held_back, None);
+        // The guard engages: no second incident; its finding and its reason join the first.
+        findings.push(mass());
+        let changes = world.observe(&mut inc, &mut findings, NOW + 15.0);
+        assert_eq!(changes, Changes::default());
+        assert_eq!(inc.list.len(), 1);
+        assert_eq!(
+            inc.list[0].held_back.as_deref(),
+            Some("300 of 302 active jobs look stuck at once")
+        );
+        assert!(findings
+            .iter()
+            .all(|f| f.incident.as_deref() == Some("inc-1")));
+    }
+
+    #[test]
+    fn jobs_written_in_the_scan_their_incident_opened_in_leave_as_written() {
+        let mut inc = Incidents::default();
+        let mut world = World::new(1..=6);
+        world.written = (1..=6).map(|i| i.to_string()).collect();
+        let mut findings = stalled(1..=6, NOW - 2000.0);
+        world.observe(&mut inc, &mut findings, NOW);
+        assert_eq!(inc.list[0].jobs(), 6, "counted once while still in it");
+        World::new([]).observe(&mut inc, &mut [], NOW + 15.0);
+        assert_eq!(inc.list[0].ending(), "6 written by jobwarden");
+    }
+
+    #[test]
+    fn only_the_findings_of_its_cause_are_in_an_incident() {
+        let mut inc = Incidents::default();
+        let world = World::new(1..=6);
+        let mut findings = stalled(1..=6, NOW - 2000.0);
+        let mut part = finding("1", Kind::IncompleteArtifact, NOW - 100.0);
+        part.rule = "reports".into();
+        findings.push(part);
+        world.observe(&mut inc, &mut findings, NOW);
+        assert_eq!(findings[0].incident.as_deref(), Some("inc-1"));
+        assert_eq!(findings[6].incident, None, "the file alerts on its own");
     }
 
     #[test]

@@ -816,8 +816,12 @@ impl Loop {
                     if let Some(scanner) = &self.scanner {
                         let snoozed = self.shared.snoozes();
                         let snoozed = snoozed.keys().map(String::as_str).collect();
-                        self.alerter
-                            .observe(&report.findings, &scanner.active_ids(), &snoozed);
+                        self.alerter.observe(
+                            &report.findings,
+                            &report.incidents,
+                            &scanner.active_ids(),
+                            &snoozed,
+                        );
                     }
                     self.alerter.tick();
                 }
@@ -981,6 +985,12 @@ impl Loop {
         m.incidents_open.set(open.len() as i64);
         m.incident_jobs
             .set(open.iter().map(|i| i.jobs).sum::<usize>() as i64);
+        // An incident that opened or ended is saved with this scan's memory, not up to
+        // MEMORY_SAVE_EVERY later: after a restart its id must not name another incident in
+        // the alert book.
+        if !changes.opened.is_empty() || !changes.ended.is_empty() {
+            self.memory_saved = None;
+        }
     }
 
     /// Makes the alerts of the findings about to be written durable first (see

@@ -6,6 +6,12 @@
 //! The book is also the outbox: a message counts as told only when its sink reports it
 //! delivered (or given up on, for a receiver that refuses it). Anything not yet told is due
 //! again, after a restart too.
+//!
+//! Incidents (`core::incident`) are told to event sinks (webhook, Slack) as one: an
+//! [`IncidentEntry`] opens and ends, and the alerts of its findings stay in the book (for
+//! Alertmanager, the console and the outbox before a write) without being told one by one,
+//! unless a sink already heard of one before it joined the incident: that sink then hears
+//! its resolution too.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -14,10 +20,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertKind, AlertSink, Severity};
 use crate::core::detect::{Finding, FindingKey, Kind, Outcome};
+use crate::core::incident::View;
 
 /// How long a resolved alert stays in the book so Alertmanager hears the resolution again
 /// (a lost request must not leave it open).
 pub const RESOLVED_KEEP: Duration = Duration::from_secs(300);
+/// Job ids an incident's messages name; the rest are counted.
+pub const SAMPLE: usize = 10;
+/// The prefix of an incident's key among the book's keys (a finding key starts with its
+/// kind, never this).
+pub const INCIDENT_KEY: &str = "incident/";
 
 /// The book, as saved.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -25,6 +37,35 @@ pub struct Book {
     pub version: u32,
     /// By alert key: `kind/rule/job_id`.
     pub entries: BTreeMap<String, Entry>,
+    /// Incidents, by incident id (absent from books saved before incidents).
+    #[serde(default)]
+    pub incidents: BTreeMap<String, IncidentEntry>,
+}
+
+/// One incident as the event sinks hear of it: one message when it opens, one when it ends.
+/// Growth sends nothing (the count and sample are kept current for the ending and for a
+/// message still waiting).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IncidentEntry {
+    pub id: String,
+    /// The cause in words.
+    pub cause: String,
+    /// Database time it opened.
+    pub opened_at: f64,
+    /// Database time it ended.
+    pub ended_at: Option<f64>,
+    /// Jobs that have been in it.
+    pub jobs: usize,
+    /// The first few of its jobs, in the scan's order.
+    pub sample: Vec<String>,
+    pub held_back: Option<String>,
+    pub message: String,
+    /// How it ended, once it has (`core::incident::Incident::ending`).
+    pub ending: Option<String>,
+    /// The highest severity among its findings, for `min_severity`.
+    pub severity: Severity,
+    /// What each event sink has been told, by sink name.
+    pub told: BTreeMap<String, Told>,
 }
 
 /// One alert: a finding key over its life.
@@ -48,6 +89,10 @@ pub struct Entry {
     /// resolution) until the snooze ends, when it carries on from what is true then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// The incident the finding is in (kept once set, until the alert fires anew): event
+    /// sinks hear of the incident instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 /// Why and when an alert resolved.
@@ -91,6 +136,13 @@ impl State {
 }
 
 impl Entry {
+    /// Whether `sink` hears of this alert by itself: its severity is enough, and it is
+    /// outside any incident or the sink heard of it before it joined one.
+    fn heard_by(&self, sink: &AlertSink) -> bool {
+        self.severity >= sink.min_severity
+            && (self.incident.is_none() || self.told.contains_key(&sink.name))
+    }
+
     /// The finding it is about.
     pub fn key(&self) -> FindingKey {
         FindingKey {
@@ -108,6 +160,82 @@ impl Book {
         Book {
             version: Book::VERSION,
             entries: BTreeMap::new(),
+            incidents: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in one scan's incidents (`views`) and its findings (each carrying its incident):
+    /// an open incident not in the book opens, one in it takes the latest count, sample and
+    /// message, and ends when the view says so. One the book has open that the views no
+    /// longer hold (the job memory was reset) ends saying so. An incident first seen already
+    /// ended is not announced.
+    pub fn observe_incidents(&mut self, views: &[View], findings: &[Finding], now: f64) {
+        for view in views {
+            let members = || {
+                findings
+                    .iter()
+                    .filter(|f| f.incident.as_deref() == Some(&view.id))
+            };
+            let severity = members().map(|f| f.severity).max();
+            let mut sample: Vec<String> = Vec::new();
+            for f in members().filter(|f| !f.job_id.is_empty()) {
+                if sample.len() == SAMPLE {
+                    break;
+                }
+                if !sample.contains(&f.job_id) {
+                    sample.push(f.job_id.clone());
+                }
+            }
+            let same = self
+                .incidents
+                .get(&view.id)
+                .is_some_and(|e| e.opened_at == view.opened_at);
+            if !same {
+                if view.ended_at.is_some() {
+                    continue;
+                }
+                // New, or an id used again after the memory was reset: a new incident.
+                self.incidents.insert(
+                    view.id.clone(),
+                    IncidentEntry {
+                        id: view.id.clone(),
+                        cause: view.cause.clone(),
+                        opened_at: view.opened_at,
+                        ended_at: None,
+                        jobs: view.jobs,
+                        sample: Vec::new(),
+                        held_back: None,
+                        message: String::new(),
+                        ending: None,
+                        severity: Severity::Warning,
+                        told: BTreeMap::new(),
+                    },
+                );
+            }
+            let Some(entry) = self.incidents.get_mut(&view.id) else {
+                continue;
+            };
+            if entry.ended_at.is_some() {
+                continue;
+            }
+            entry.jobs = view.jobs;
+            entry.message.clone_from(&view.message);
+            entry.held_back.clone_from(&view.held_back);
+            entry.severity = entry.severity.max(severity.unwrap_or(Severity::Warning));
+            if !sample.is_empty() {
+                entry.sample = sample;
+            }
+            if let Some(at) = view.ended_at {
+                entry.ended_at = Some(at);
+                entry.ending.clone_from(&view.ending);
+            }
+        }
+        for entry in self.incidents.values_mut() {
+            if entry.ended_at.is_none() && !views.iter().any(|v| v.id == entry.id) {
+                entry.ended_at = Some(now);
+                entry.held_back = None;
+                entry.ending = Some("unknown: jobwarden's job memory no longer holds it".into());
+            }
         }
     }
 
@@ -159,6 +287,7 @@ impl Book {
                 acted: None,
                 told: BTreeMap::new(),
                 held: false,
+                incident: None,
             });
             if entry.resolved.is_some() {
                 // Back after clearing: a new alert.
@@ -166,6 +295,10 @@ impl Book {
                 entry.fired_at = now;
                 entry.acted = None;
                 entry.told.clear();
+                entry.incident = None;
+            }
+            if f.incident.is_some() {
+                entry.incident.clone_from(&f.incident);
             }
             entry.finding = value;
             entry.severity = f.severity;
@@ -212,47 +345,45 @@ impl Book {
         }
     }
 
-    /// What an event sink (webhook, Slack) should be told now.
+    /// What an event sink (webhook, Slack) should be told now about single findings (see
+    /// [`Book::incidents_due`] for incidents).
     pub fn due(&self, sink: &AlertSink, now: f64) -> Vec<Due> {
-        let mut out = Vec::new();
-        for (key, e) in &self.entries {
-            if e.severity < sink.min_severity || e.held {
-                continue;
-            }
-            let told = e.told.get(&sink.name);
-            match (&e.resolved, told) {
-                (None, None) => out.push(Due {
-                    key: key.clone(),
-                    state: State::Firing,
-                    reminder: false,
-                }),
-                (None, Some(t)) if t.state == State::Firing => {
-                    if let Some(every) = sink.repeat_every {
-                        if now - t.at >= every.as_secs_f64() {
-                            out.push(Due {
-                                key: key.clone(),
-                                state: State::Firing,
-                                reminder: true,
-                            });
-                        }
-                    }
-                }
-                // Resolved before this sink heard of it (its firing message was lost with
-                // a restart): announce it anyway, the resolution follows its receipt.
-                (Some(_), None) => out.push(Due {
-                    key: key.clone(),
-                    state: State::Firing,
-                    reminder: false,
-                }),
-                (Some(_), Some(t)) if t.state == State::Firing => out.push(Due {
-                    key: key.clone(),
-                    state: State::Resolved,
-                    reminder: false,
-                }),
-                _ => {}
-            }
-        }
-        out
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.heard_by(sink) && !e.held)
+            .filter_map(|(key, e)| {
+                next_message(e.resolved.is_some(), e.told.get(&sink.name), sink, now).map(
+                    |(state, reminder)| Due {
+                        key: key.clone(),
+                        state,
+                        reminder,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// What an event sink should be told now about incidents, keyed [`incident_key`].
+    pub fn incidents_due(&self, sink: &AlertSink, now: f64) -> Vec<Due> {
+        self.incidents
+            .values()
+            .filter(|i| i.severity >= sink.min_severity)
+            .filter_map(|i| {
+                next_message(i.ended_at.is_some(), i.told.get(&sink.name), sink, now).map(
+                    |(state, reminder)| Due {
+                        key: incident_key(&i.id),
+                        state,
+                        reminder,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The incident an [`incident_key`] names.
+    pub fn incident(&self, key: &str) -> Option<&IncidentEntry> {
+        key.strip_prefix(INCIDENT_KEY)
+            .and_then(|id| self.incidents.get(id))
     }
 
     /// The alerts Alertmanager should hold now: every firing one, and those resolved within
@@ -281,6 +412,15 @@ impl Book {
 
     /// Records that a sink was told (or gave up telling) `state` about `key`.
     pub fn told(&mut self, sink: &str, key: &str, state: State, at: f64) {
+        if let Some(id) = key.strip_prefix(INCIDENT_KEY) {
+            if let Some(i) = self.incidents.get_mut(id) {
+                if state == State::Resolved && i.ended_at.is_none() {
+                    return;
+                }
+                i.told.insert(sink.to_string(), Told { state, at });
+            }
+            return;
+        }
         if let Some(e) = self.entries.get_mut(key) {
             // A stale receipt for an alert that has since fired anew is ignored.
             if state == State::Resolved && e.resolved.is_none() {
@@ -290,26 +430,31 @@ impl Book {
         }
     }
 
-    /// Forgets resolved alerts that no sink still needs: no message about them is on its way
-    /// (`in_flight`), every event sink has been told the resolution (or never heard of the
-    /// alert), and Alertmanager's resend window is over.
+    /// Forgets resolved alerts and ended incidents that no sink still needs: no message
+    /// about them is on its way (`in_flight`), every event sink that hears of them has been
+    /// told the end, and (for alerts) Alertmanager's resend window is over.
     pub fn prune(&mut self, sinks: &[AlertSink], in_flight: &HashSet<&str>, now: f64) {
         let keep_for = if sinks.iter().any(|s| s.kind == AlertKind::Alertmanager) {
             RESOLVED_KEEP.as_secs_f64()
         } else {
             0.0
         };
+        let events = || sinks.iter().filter(|s| s.kind != AlertKind::Alertmanager);
+        let unfinished = |told: &BTreeMap<String, Told>, s: &AlertSink| {
+            told.get(&s.name).is_none_or(|t| t.state == State::Firing)
+        };
         self.entries.retain(|key, e| {
             let Some(r) = &e.resolved else { return true };
             if in_flight.contains(key.as_str()) {
                 return true;
             }
-            let pending = sinks.iter().any(|s| {
-                s.kind != AlertKind::Alertmanager
-                    && e.severity >= s.min_severity
-                    && e.told.get(&s.name).is_none_or(|t| t.state == State::Firing)
-            });
+            let pending = events().any(|s| e.heard_by(s) && unfinished(&e.told, s));
             pending || now - r.at < keep_for
+        });
+        self.incidents.retain(|id, i| {
+            i.ended_at.is_none()
+                || in_flight.contains(incident_key(id).as_str())
+                || events().any(|s| i.severity >= s.min_severity && unfinished(&i.told, s))
         });
     }
 
@@ -329,6 +474,32 @@ impl Book {
             .values()
             .filter(|e| e.resolved.is_none())
             .count()
+    }
+}
+
+/// An incident's key among the book's keys (in receipts and deliveries).
+pub fn incident_key(id: &str) -> String {
+    format!("{INCIDENT_KEY}{id}")
+}
+
+/// What a sink should hear next about an alert or an incident, from whether it is over and
+/// what the sink was last told: the firing (also when it ended before the sink heard of it,
+/// its firing message lost with a restart: the end follows its receipt), a reminder
+/// (`repeat_every`), the end, or nothing.
+fn next_message(
+    over: bool,
+    told: Option<&Told>,
+    sink: &AlertSink,
+    now: f64,
+) -> Option<(State, bool)> {
+    match (over, told) {
+        (_, None) => Some((State::Firing, false)),
+        (false, Some(t)) if t.state == State::Firing => sink
+            .repeat_every
+            .filter(|every| now - t.at >= every.as_secs_f64())
+            .map(|_| (State::Firing, true)),
+        (true, Some(t)) if t.state == State::Firing => Some((State::Resolved, false)),
+        _ => None,
     }
 }
 
@@ -612,6 +783,166 @@ mod tests {
                 at: 1.0
             }
         );
+    }
+
+    fn view(id: &str, jobs: usize, ended: Option<&str>) -> View {
+        View {
+            id: id.into(),
+            cause: "the jobs of rule hb stopped together".into(),
+            opened_at: 100.0,
+            ended_at: ended.map(|_| 200.0),
+            jobs,
+            held_back: None,
+            message: format!("the jobs of rule hb stopped together: {jobs} jobs"),
+            ending: ended.map(str::to_string),
+        }
+    }
+
+    /// `n` findings of jobs 1..=n in incident `id`.
+    fn members(n: usize, id: &str) -> Vec<Finding> {
+        (1..=n)
+            .map(|i| {
+                let mut f = finding(&i.to_string(), Severity::Critical);
+                f.incident = Some(id.into());
+                f
+            })
+            .collect()
+    }
+
+    fn scan(book: &mut Book, findings: &[Finding], views: &[View], now: f64) {
+        let ids: Vec<String> = (1..=400).map(|i| i.to_string()).collect();
+        let active: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        book.observe(findings, &active, &none(), now);
+        book.observe_incidents(views, findings, now);
+    }
+
+    #[test]
+    fn an_incident_is_told_once_when_it_opens_and_once_when_it_ends() {
+        let hook = sink("hook", AlertKind::Webhook);
+        let am = sink("am", AlertKind::Alertmanager);
+        let mut book = Book::new();
+        scan(
+            &mut book,
+            &members(300, "inc-1"),
+            &[view("inc-1", 300, None)],
+            0.0,
+        );
+        assert!(book.due(&hook, 0.0).is_empty(), "no finding told by itself");
+        assert_eq!(
+            states(&book.incidents_due(&hook, 0.0)),
+            [("incident/inc-1", State::Firing, false)]
+        );
+        let told = &book.incidents["inc-1"];
+        assert_eq!((told.jobs, told.sample.len()), (300, SAMPLE));
+        assert_eq!(told.sample[..3], ["1", "2", "3"]);
+        assert_eq!(told.severity, Severity::Critical);
+        assert_eq!(
+            book.alertmanager_set(&am).0.len(),
+            300,
+            "Alertmanager: one alert per finding"
+        );
+        // Restarted before it was told: the saved book still has it due.
+        let text = serde_json::to_string(&book).unwrap();
+        let mut book: Book = serde_json::from_str(&text).unwrap();
+        assert_eq!(book.incidents_due(&hook, 1.0).len(), 1);
+        book.told("hook", "incident/inc-1", State::Firing, 1.0);
+        // It grows: nothing more is said, the count is kept for its end.
+        scan(
+            &mut book,
+            &members(310, "inc-1"),
+            &[view("inc-1", 310, None)],
+            2.0,
+        );
+        assert!(book.incidents_due(&hook, 2.0).is_empty());
+        assert!(book.due(&hook, 2.0).is_empty());
+        // Its jobs are failed by hand: it ends, saying how; the findings resolve silently.
+        let ending = "310 finished by a person or the application";
+        book.observe(&[], &HashSet::new(), &none(), 3.0);
+        book.observe_incidents(&[view("inc-1", 310, Some(ending))], &[], 3.0);
+        assert!(book.due(&hook, 3.0).is_empty());
+        assert_eq!(
+            states(&book.incidents_due(&hook, 3.0)),
+            [("incident/inc-1", State::Resolved, false)]
+        );
+        assert_eq!(book.incidents["inc-1"].ending.as_deref(), Some(ending));
+        assert_eq!(book.incidents["inc-1"].jobs, 310);
+        book.told("hook", "incident/inc-1", State::Resolved, 4.0);
+        book.prune(&[hook], &HashSet::new(), 4.0);
+        assert!(book.incidents.is_empty() && book.entries.is_empty());
+    }
+
+    #[test]
+    fn a_finding_told_before_it_joined_an_incident_resolves_by_itself() {
+        let hook = sink("hook", AlertKind::Webhook);
+        let mut book = Book::new();
+        observe_one(&mut book, 0.0);
+        book.told("hook", "stalled/hb/1", State::Firing, 0.0);
+        scan(
+            &mut book,
+            &members(5, "inc-1"),
+            &[view("inc-1", 5, None)],
+            1.0,
+        );
+        assert!(book.due(&hook, 1.0).is_empty());
+        assert_eq!(
+            book.entries["stalled/hb/1"].incident.as_deref(),
+            Some("inc-1")
+        );
+        // Before the next scan's writes, its finding has no incident yet: it stays in it.
+        book.fire(&[finding("1", Severity::Critical)], &none(), 2.0);
+        assert_eq!(
+            book.entries["stalled/hb/1"].incident.as_deref(),
+            Some("inc-1")
+        );
+        scan(
+            &mut book,
+            &members(5, "inc-1")[1..],
+            &[view("inc-1", 5, None)],
+            3.0,
+        );
+        assert_eq!(
+            states(&book.due(&hook, 3.0)),
+            [("stalled/hb/1", State::Resolved, false)],
+            "the sink that heard it fire hears it resolve"
+        );
+    }
+
+    #[test]
+    fn an_incident_seen_only_ended_is_not_told_and_one_forgotten_ends() {
+        let hook = sink("hook", AlertKind::Webhook);
+        let mut book = Book::new();
+        scan(
+            &mut book,
+            &[],
+            &[view("inc-1", 5, Some("5 came back"))],
+            0.0,
+        );
+        assert!(book.incidents.is_empty());
+        scan(
+            &mut book,
+            &members(5, "inc-2"),
+            &[view("inc-2", 5, None)],
+            1.0,
+        );
+        book.told("hook", "incident/inc-2", State::Firing, 1.0);
+        // The job memory was reset: the incident is gone from the report.
+        scan(&mut book, &[], &[], 2.0);
+        let i = &book.incidents["inc-2"];
+        assert_eq!(i.ended_at, Some(2.0));
+        assert!(i.ending.as_deref().unwrap_or("").starts_with("unknown"));
+        assert_eq!(book.incidents_due(&hook, 2.0).len(), 1);
+        // A sink for critical alerts only hears nothing of an incident of warnings.
+        let mut critical = sink("pager", AlertKind::Slack);
+        critical.min_severity = Severity::Critical;
+        let mut warn = members(5, "inc-3");
+        for f in &mut warn {
+            f.severity = Severity::Warning;
+        }
+        scan(&mut book, &warn, &[view("inc-3", 5, None)], 3.0);
+        assert!(book
+            .incidents_due(&critical, 3.0)
+            .iter()
+            .all(|d| d.key != "incident/inc-3"));
     }
 
     #[test]

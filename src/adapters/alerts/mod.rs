@@ -1,7 +1,9 @@
 //! Alerts: one per finding key (kind, rule, job id), sent when it appears, not again while it
 //! stays (unless a sink asks for reminders), and resolved when it clears, saying why.
 //!
-//! - [`book`] decides (pure): what is firing, what resolved, what each sink still has to hear.
+//! - [`book`] decides (pure): what is firing, what resolved, what each sink still has to hear;
+//!   findings in an incident are told to webhook and Slack as the incident (one message when
+//!   it opens, one when it ends), and to Alertmanager one by one with an `incident` label.
 //! - [`payload`] formats (pure): the webhook, Slack and Alertmanager bodies.
 //! - [`delivery`] sends: a queue and a task per sink, retrying with backoff.
 //!
@@ -26,6 +28,7 @@ use tokio::sync::mpsc;
 use crate::adapters::clock::Clock;
 use crate::config::{AlertKind, AlertSink, Config};
 use crate::core::detect::{Finding, FindingKey};
+use crate::core::incident::View;
 use book::{Book, Due, Entry, State};
 use delivery::SinkMetrics;
 use delivery::{Outgoing, Receipt, SinkQueue};
@@ -152,10 +155,12 @@ impl Alerter {
     }
 
     /// Takes in one completed scan: new alerts fire, cleared ones resolve; the alerts of
-    /// `snoozed` jobs hold still (see [`book::Book::observe`]).
+    /// `snoozed` jobs hold still (see [`book::Book::observe`]); incidents open and end (see
+    /// [`book::Book::observe_incidents`]).
     pub fn observe(
         &mut self,
         findings: &[Finding],
+        incidents: &[View],
         active: &HashSet<&str>,
         snoozed: &HashSet<&str>,
     ) {
@@ -164,6 +169,7 @@ impl Alerter {
         }
         let now = self.clock.now();
         self.book.observe(findings, active, snoozed, now);
+        self.book.observe_incidents(incidents, findings, now);
         self.dispatch(now);
         self.save();
     }
@@ -324,6 +330,28 @@ impl Alerter {
             .collect();
         let entry = |key: &str| self.book.entries.get(key);
         let mut out = Vec::new();
+        // Incidents first: their opening says what the findings after it are about.
+        for d in self.book.incidents_due(spec, now) {
+            if self
+                .in_flight
+                .contains(&(spec.name.clone(), d.key.clone(), d.state))
+            {
+                continue;
+            }
+            let Some(i) = self.book.incident(&d.key) else {
+                continue;
+            };
+            let body = match spec.kind {
+                AlertKind::Slack => payload::slack_incident(i, d.state, d.reminder, &self.ctx),
+                _ => payload::webhook_incident(i, d.state, d.reminder, &self.ctx),
+            };
+            out.push(outgoing(
+                &body,
+                vec![(d.key.clone(), d.state)],
+                d.state,
+                d.reminder,
+            ));
+        }
         // Many new firings, or many resolutions (after a mass failure), go out as one digest
         // each, so a burst never floods the queue.
         let mut digested: HashSet<(&str, State)> = HashSet::new();
@@ -433,9 +461,17 @@ fn outgoing(
 }
 
 fn context(config: &Config) -> Context {
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     Context {
         environment: config.environment.clone(),
-        generator_url: format!("http://{}/api/v1/findings", config.http.listen),
+        console_url: config.http.external_url.clone().unwrap_or_else(|| {
+            format!("{scheme}://{}{}", config.http.listen, config.http.base_path)
+        }),
+        external_url: config.http.external_url.clone(),
     }
 }
 
@@ -537,6 +573,7 @@ pub async fn test_sinks(config: &Config, out: &mut dyn std::io::Write) -> std::i
         acted: None,
         told: Default::default(),
         held: false,
+        incident: None,
     };
     let mut all_ok = true;
     for state in [State::Firing, State::Resolved] {
@@ -606,6 +643,7 @@ mod tests {
                 acted: None,
                 told: Default::default(),
                 held: false,
+                incident: None,
             },
         );
         save_book(&path, &book).unwrap();

@@ -7,14 +7,142 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::book::{Entry, State};
+use super::book::{Entry, IncidentEntry, State};
+
+/// A Slack text is kept under this many characters (Slack's own advice is 4,000).
+pub const SLACK_MAX_CHARS: usize = 3_900;
 
 /// Where receivers' links point, and the environment they are told about.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub environment: Option<String>,
-    /// The daemon's findings API, for Alertmanager's `generatorURL`.
-    pub generator_url: String,
+    /// Where people reach the console, base path included, no trailing `/`: `[http]
+    /// external_url`, else the listener's own address. Alertmanager's `generatorURL` is a
+    /// job's page under it.
+    pub console_url: String,
+    /// `[http] external_url`: the incident link in webhook and Slack messages is given only
+    /// with it (a listener's address is rarely one a reader of Slack can open).
+    pub external_url: Option<String>,
+}
+
+impl Context {
+    /// The console's page of one job; for a finding about no job (a mass stall), its
+    /// incident, else the status page.
+    pub fn job_url(&self, job_id: &str, incident: Option<&str>) -> String {
+        match (job_id, incident) {
+            ("", Some(id)) => incident_link(&self.console_url, id),
+            ("", None) => format!("{}/", self.console_url),
+            (id, _) => crate::core::job::job_link(&format!("{}/jobs/", self.console_url), id, ""),
+        }
+    }
+
+    /// The incident's link on the console, under `external_url` when one is set.
+    pub fn incident_url(&self, id: &str) -> Option<String> {
+        self.external_url
+            .as_deref()
+            .map(|base| incident_link(base, id))
+    }
+}
+
+/// `<base>/?incident=<id>`: the status page opened on the incident.
+fn incident_link(base: &str, id: &str) -> String {
+    format!("{base}/?incident={}", crate::core::job::url_segment(id))
+}
+
+/// The webhook body for an incident: `incident` instead of `finding`; on its end,
+/// `ended_at` and `ending` in it and the ending as `reason` (as a finding's resolution has).
+pub fn webhook_incident(
+    incident: &IncidentEntry,
+    state: State,
+    reminder: bool,
+    ctx: &Context,
+) -> Value {
+    let mut told = json!({
+        "id": incident.id,
+        "cause": incident.cause,
+        "opened_at": crate::core::job::rfc3339(incident.opened_at),
+        "jobs": incident.jobs,
+        "sample": incident.sample,
+        "held_back": incident.held_back,
+        "message": incident.message,
+        "url": ctx.incident_url(&incident.id),
+    });
+    let mut body = json!({
+        "version": 1,
+        "state": state.as_str(),
+        "environment": ctx.environment,
+    });
+    if let (State::Resolved, Some(at)) = (state, incident.ended_at) {
+        told["ended_at"] = json!(crate::core::job::rfc3339(at));
+        told["ending"] = json!(incident.ending);
+        body["reason"] = json!(incident.ending);
+    }
+    body["incident"] = told;
+    if reminder {
+        body["reminder"] = json!(true);
+    }
+    body
+}
+
+/// A Slack message for an incident: its message, the first job ids and how many more, and
+/// the console's link; under [`SLACK_MAX_CHARS`] whatever the count or the ids' lengths.
+pub fn slack_incident(
+    incident: &IncidentEntry,
+    state: State,
+    reminder: bool,
+    ctx: &Context,
+) -> Value {
+    let env = ctx
+        .environment
+        .as_deref()
+        .map(|e| format!("[{e}] "))
+        .unwrap_or_default();
+    let head = match state {
+        State::Resolved => ":white_check_mark: ended: ",
+        State::Firing if reminder => ":repeat: still open: ",
+        State::Firing => ":rotating_light: ",
+    };
+    let mut text = format!(
+        "{head}{}incident `{}`: {}.",
+        slack_escape(&env),
+        slack_escape(&clip(&incident.id, 80)),
+        slack_escape(&clip(&incident.message, 1_500))
+    );
+    if !incident.sample.is_empty() {
+        let ids: Vec<String> = incident
+            .sample
+            .iter()
+            .map(|id| format!("`{}`", slack_escape(&clip(id, 80))))
+            .collect();
+        text.push_str(&format!("\nJobs: {}", ids.join(", ")));
+        let more = incident.jobs.saturating_sub(incident.sample.len());
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text.push('.');
+    }
+    let mut text = clip(&text, SLACK_MAX_CHARS - 600);
+    if let Some(url) = ctx.incident_url(&incident.id) {
+        text.push_str(&format!("\n<{}|Open it on the console>", clip(&url, 500)));
+    }
+    json!({ "text": text })
+}
+
+/// At most `max` characters of `text`, the last one `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Slack's three control characters in text, escaped as its docs say.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The spec's webhook body for one alert, plus `reason` on a resolution and `reminder` on a
@@ -146,6 +274,9 @@ pub fn alertmanager(entries: &[&Entry], now: f64, resend: Duration, ctx: &Contex
             if let Some(env) = &ctx.environment {
                 labels["environment"] = json!(env);
             }
+            if let Some(incident) = &e.incident {
+                labels["incident"] = json!(incident);
+            }
             let mut description = format!(
                 "{} job {} ({}): {}",
                 e.kind.as_str(),
@@ -164,7 +295,7 @@ pub fn alertmanager(entries: &[&Entry], now: f64, resend: Duration, ctx: &Contex
                 },
                 "startsAt": timestamp(e.fired_at),
                 "endsAt": timestamp(ends),
-                "generatorURL": ctx.generator_url,
+                "generatorURL": ctx.job_url(&e.job_id, e.incident.as_deref()),
             })
         })
         .collect();
@@ -229,13 +360,15 @@ mod tests {
             acted: None,
             told: BTreeMap::new(),
             held: false,
+            incident: None,
         }
     }
 
     fn ctx() -> Context {
         Context {
             environment: Some("production".into()),
-            generator_url: "http://127.0.0.1:9847/api/v1/findings".into(),
+            console_url: "http://127.0.0.1:9847".into(),
+            external_url: None,
         }
     }
 
@@ -284,11 +417,123 @@ mod tests {
         assert_eq!(v[0]["startsAt"], "2026-01-01T00:00:00.000Z");
         assert_eq!(v[0]["endsAt"], "2026-01-01T00:05:40.000Z");
         assert_eq!(v[1]["endsAt"], "2026-01-01T00:01:00.500Z");
+        assert_eq!(v[0]["generatorURL"], "http://127.0.0.1:9847/jobs/42");
+        assert!(v[0]["labels"].get("incident").is_none());
+        // In an incident: the label; a finding about no job links to its incident.
+        let mut mass = entry(false);
+        mass.job_id = String::new();
+        mass.incident = Some("inc-3".into());
+        let mut odd = entry(false);
+        odd.job_id = "..".into();
+        odd.incident = Some("inc-3".into());
+        let external = Context {
+            console_url: "https://jobs.internal/jw".into(),
+            external_url: Some("https://jobs.internal/jw".into()),
+            ..ctx()
+        };
+        let v = alertmanager(
+            &[&mass, &odd],
+            1_767_225_700.0,
+            Duration::from_secs(60),
+            &external,
+        );
+        assert_eq!(v[0]["labels"]["incident"], "inc-3");
         assert_eq!(
             v[0]["generatorURL"],
-            "http://127.0.0.1:9847/api/v1/findings"
+            "https://jobs.internal/jw/?incident=inc-3"
+        );
+        assert_eq!(
+            v[1]["generatorURL"],
+            "https://jobs.internal/jw/jobs/_?id=%2E%2E"
         );
     }
+
+    fn incident(jobs: usize) -> IncidentEntry {
+        IncidentEntry {
+            id: "inc-7".into(),
+            cause: "most active jobs look stuck at once".into(),
+            opened_at: 1_767_225_600.0,
+            ended_at: None,
+            jobs,
+            sample: (1..=jobs.min(crate::adapters::alerts::book::SAMPLE))
+                .map(|i| i.to_string())
+                .collect(),
+            held_back: Some("300 of 302 active jobs look stuck at once".into()),
+            message: format!(
+                "most active jobs look stuck at once: {jobs} jobs, signals stopped 31m 40s ago"
+            ),
+            ending: None,
+            severity: Severity::Critical,
+            told: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_incident_is_one_webhook_body_opening_and_ending() {
+        let mut open = incident(300);
+        let v = webhook_incident(&open, State::Firing, false, &ctx());
+        assert_eq!(
+            v,
+            json!({"version": 1, "state": "firing", "environment": "production",
+                "incident": {"id": "inc-7", "cause": "most active jobs look stuck at once",
+                    "opened_at": "2026-01-01T00:00:00Z", "jobs": 300,
+                    "sample": ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
+                    "held_back": "300 of 302 active jobs look stuck at once",
+                    "message": "most active jobs look stuck at once: 300 jobs, signals stopped 31m 40s ago",
+                    "url": null}})
+        );
+        open.ended_at = Some(1_767_226_000.0);
+        open.ending = Some("300 written by jobwarden".into());
+        let external = Context {
+            external_url: Some("https://jobs.internal/jw".into()),
+            ..ctx()
+        };
+        let v = webhook_incident(&open, State::Resolved, false, &external);
+        assert_eq!(v["state"], "resolved");
+        assert_eq!(v["reason"], "300 written by jobwarden");
+        assert_eq!(v["incident"]["ending"], "300 written by jobwarden");
+        assert_eq!(v["incident"]["ended_at"], "2026-01-01T00:06:40Z");
+        assert_eq!(
+            v["incident"]["url"],
+            "https://jobs.internal/jw/?incident=inc-7"
+        );
+    }
+
+    #[test]
+    fn an_incident_on_slack_stays_short_whatever_the_count() {
+        let external = Context {
+            external_url: Some("https://jobs.internal/jw".into()),
+            ..ctx()
+        };
+        let text = |i: &IncidentEntry| {
+            slack_incident(i, State::Firing, false, &external)["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let t = text(&incident(5_000));
+        assert!(t.starts_with(":rotating_light: [production] incident `inc-7`: most active jobs look stuck at once: 5000 jobs"), "{t}");
+        assert!(
+            t.contains("Jobs: `1`, `2`,") && t.contains("`10` and 4990 more."),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("<https://jobs.internal/jw/?incident=inc-7|Open it on the console>"),
+            "{t}"
+        );
+        // Long ids and a message full of Slack's control characters still fit, link kept.
+        let mut huge = incident(5_000);
+        huge.sample = (0..SAMPLE_FOR_TEST)
+            .map(|i| format!("{i}-{}", "x".repeat(5_000)))
+            .collect();
+        huge.message = "<&>".repeat(5_000);
+        let t = text(&huge);
+        assert!(t.chars().count() < 4_000, "{}", t.chars().count());
+        assert!(t.ends_with("|Open it on the console>"), "{t}");
+        assert!(!t.contains("<&>"), "escaped");
+    }
+
+    const SAMPLE_FOR_TEST: usize = crate::adapters::alerts::book::SAMPLE;
 
     #[test]
     fn hmac_signature_is_stable() {

@@ -461,6 +461,7 @@ mod tests {
             jobs: 0,
             held_back: None,
             message: String::new(),
+            ending: None,
         }
     }
 
