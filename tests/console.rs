@@ -1214,3 +1214,131 @@ async fn a_snooze_holds_the_row_a_case_insensitive_collation_matched() {
     .await;
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// The seeds' story at console scale: 1,200 running jobs died together and 30 wait in the
+/// queue. The status page stays one light page: the incident on top saying once what holds
+/// its writes, then 100 rows at a time, critical and oldest first, which the filters, the
+/// search and the pages choose; and `/healthz` answers while 20 readers load the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_stuck_jobs_are_one_incident_and_pages_of_a_hundred() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.restart_aftermath(1_200, 30).await;
+    let token = "SCALE-TOKEN-0123456";
+    let config = TestConfig::aftermath(&db.url)
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\""
+        ))
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let report = wait_for("the incident", Duration::from_secs(30), || async {
+        let (status, body) = common::get(&daemon.url("/api/v1/findings")).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && v["incidents"][0]["held_back"].is_string()).then_some(v)
+    })
+    .await;
+    let findings = report["findings"].as_array().map_or(0, Vec::len);
+    assert!(findings > 1_200, "{findings} findings");
+    let incident = report["incidents"][0].clone();
+    let (id, held) = (
+        incident["id"].as_str().unwrap_or_default(),
+        incident["held_back"].as_str().unwrap_or_default(),
+    );
+    assert!(held.contains("look stuck at once"), "{incident}");
+    let page = |query: &str| {
+        let url = daemon.url(&format!("/{query}"));
+        async move {
+            let (status, body) = common::get(&url).await.expect("GET /");
+            assert_eq!(status, 200, "{url}: {body}");
+            body
+        }
+    };
+    // Rows of a page by their job, in order.
+    let jobs = |body: &str| -> Vec<String> {
+        body.split("data-job=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(str::to_string)
+            .collect()
+    };
+
+    let first = page("").await;
+    assert!(first.len() < 250_000, "/ is {} bytes", first.len());
+    let (card, table) = (
+        first.find(&format!("Incident <code>{id}</code>")),
+        first.find("<table>"),
+    );
+    assert!(
+        card.is_some() && card < table,
+        "the incident on top: {first}"
+    );
+    assert_eq!(first.matches(held).count(), 1, "held back said once");
+    assert!(first.contains(&format!("data-incident=\"{id}\"")) && first.contains(">Fail all<"));
+    assert!(
+        first.contains("stalled 1200") && first.contains("overdue 30"),
+        "counts per kind"
+    );
+    assert!(
+        first.contains("hb 1200") && first.contains("queue 30"),
+        "counts per rule"
+    );
+    // Critical first, then the oldest: job-1200 stopped beating first.
+    let rows = jobs(&first);
+    assert_eq!(rows.len(), 99, "100 rows, the mass stall's without a job");
+    assert_eq!(rows[..3], ["job-1200", "job-1199", "job-1198"]);
+
+    let second = jobs(&page("?page=2").await);
+    assert_eq!(second.len(), 100);
+    assert!(
+        second
+            .iter()
+            .all(|j| j.starts_with("job-1") && !rows.contains(j)),
+        "the page goes on where the first ended: {second:?}"
+    );
+    let last = page("?page=13").await;
+    assert!(last.contains("page 13 of 13"), "1,231 rows");
+    let last = jobs(&last);
+    assert_eq!(last.len(), 31, "{last:?}");
+    assert_eq!(last[0], "job-1", "the youngest critical row");
+    assert!(
+        last[1..].iter().all(|j| j.starts_with("queued-")),
+        "warnings last"
+    );
+
+    let queued = jobs(&page("?rule=queue").await);
+    assert_eq!(queued.len(), 30);
+    let filtered = page("?kind=stalled&phase=designing&status=running").await;
+    assert!(filtered.contains("600 match"), "{filtered}");
+    assert!(
+        filtered
+            .contains("href=\"/?kind=stalled&amp;status=running&amp;phase=designing&amp;page=2\""),
+        "the next page keeps the filters: {filtered}"
+    );
+    let found = jobs(&page("?q=job-111").await);
+    assert_eq!(
+        found.len(),
+        11,
+        "job-111 and job-1110 to job-1119: {found:?}"
+    );
+    let in_incident = page(&format!("?incident={id}")).await;
+    assert!(
+        in_incident.contains("1231 findings among 1250 active jobs; 1231 match"),
+        "the queued ones are stuck too: {in_incident}"
+    );
+
+    // Twenty readers of the page at once: /healthz still answers at once.
+    let readers: Vec<_> = (0..20)
+        .map(|_| {
+            let url = daemon.url("/?page=3");
+            tokio::spawn(async move { common::get(&url).await.map(|r| r.0) })
+        })
+        .collect();
+    let health = tokio::time::timeout(Duration::from_secs(5), common::get(&daemon.url("/healthz")))
+        .await
+        .expect("/healthz answers while 20 readers load the page");
+    assert_eq!(health.map(|r| r.0), Some(200));
+    for r in readers {
+        assert_eq!(r.await.expect("reader"), Some(200));
+    }
+    assert_eq!(daemon.stop().await, 0);
+}

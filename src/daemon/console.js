@@ -1,8 +1,11 @@
 // jobwarden's console: reloads the page every 5 s while the tab is visible, and, when the
 // page carries actions ([http] token is set), asks for the token once, keeps it in this tab's
 // session storage, and runs each action as a dry run first: the exact statement is shown,
-// and only "Confirm" writes. The page works without this script, minus the refresh and the
-// actions.
+// and only "Confirm" writes. An open incident's "Fail all", "Re-queue all" and "Snooze all"
+// call the bulk endpoint the same way: a dry run shows the count, a sample of ids and the
+// statement, and the write repeats that count ("expect") with the person's reason. The
+// preview opens beside the button that asked, inside the window. The page works without
+// this script, minus the refresh and the actions.
 "use strict";
 (function () {
   const every = 5000;
@@ -15,6 +18,11 @@
     requeue: function (job) { return "Re-queue job " + job + "?"; },
     snooze: function (job) { return "Snooze job " + job + "?"; },
     unsnooze: function (job) { return "End the snooze of job " + job + "?"; },
+  };
+  const bulkTitles = {
+    fail: function (id) { return "Fail all jobs of incident " + id + "?"; },
+    requeue: function (id) { return "Re-queue all jobs of incident " + id + "?"; },
+    snooze: function (id) { return "Snooze all jobs of incident " + id + "?"; },
   };
   let timer = null;
   // An open preview or a token being typed: no reload under the operator's hands.
@@ -57,7 +65,14 @@
     if (p.act === "snooze") { body.for = $("preview-for").value; }
     if (p.act === "unsnooze") { body.for = "0s"; }
     const act = p.act === "unsnooze" ? "snooze" : p.act;
-    const r = await fetch(jobLink(base + "/api/v1/jobs/", p.job, "/" + act), {
+    let url = jobLink(base + "/api/v1/jobs/", p.job, "/" + act);
+    if (p.incident) {
+      // The bulk endpoint: the incident's jobs, and, to write, the count the dry run showed.
+      url = base + "/api/v1/jobs/" + act;
+      body.incident = p.incident;
+      if (!dryRun) { body.expect = p.count; }
+    }
+    const r = await fetch(url, {
       method: "POST",
       headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -80,6 +95,12 @@
   }
 
   function describe(answer) {
+    if (typeof answer.count === "number" && answer.job_id === undefined) {
+      const sample = (answer.sample || []).join(", ");
+      return answer.count + " job" + (answer.count === 1 ? "" : "s") +
+        (sample ? " (" + sample + (answer.count > (answer.sample || []).length ? ", …" : "") + ")" : "") +
+        (answer.statement ? "\n" + answer.statement : "");
+    }
     if (answer.statement) { return answer.statement; }
     if (answer.snoozed_until) {
       return "no alerts and no writes for job " + answer.job_id + " until " + answer.snoozed_until;
@@ -98,7 +119,28 @@
       return;
     }
     $("preview-statement").textContent = describe(answer);
+    if (pending.incident) {
+      pending.count = answer.count;
+      $("confirm").textContent = "Confirm for " + answer.count + " job" + (answer.count === 1 ? "" : "s");
+    }
     $("confirm").disabled = false;
+    place();
+  }
+
+  // Beside (below, else above) the button that asked, and never outside the window.
+  function place() {
+    const panel = $("preview");
+    if (!pending || panel.hidden) { return; }
+    const gap = 8;
+    const r = pending.anchor.getBoundingClientRect();
+    const w = panel.offsetWidth;
+    const h = panel.offsetHeight;
+    let top = r.bottom + gap;
+    if (top + h > window.innerHeight - gap) { top = r.top - h - gap; }
+    top = Math.max(gap, Math.min(top, window.innerHeight - h - gap));
+    const left = Math.max(gap, Math.min(r.right - w, window.innerWidth - w - gap));
+    panel.style.top = top + "px";
+    panel.style.left = left + "px";
   }
 
   function open(p) {
@@ -106,9 +148,11 @@
     busy = true;
     schedule();
     $("preview").hidden = false;
-    $("preview-title").textContent = titles[p.act](p.job);
+    $("preview-title").textContent = p.incident ? bulkTitles[p.act](p.incident) : titles[p.act](p.job);
     $("preview-for-label").hidden = p.act !== "snooze";
     $("preview-reason").value = "";
+    $("confirm").textContent = "Confirm";
+    place();
     preview();
   }
 
@@ -120,13 +164,27 @@
   }
 
   async function confirmAction() {
+    if (pending.incident && !$("preview-reason").value.trim()) {
+      say("A reason is needed to act on many jobs at once.", "bad");
+      $("preview-reason").focus();
+      return;
+    }
     $("confirm").disabled = true;
     const { ok, answer } = await send(pending, false);
     if (!ok) {
       say(answer.error || "refused", "bad");
+      // A count that changed since the preview: show the new one, to confirm again.
+      if (pending.incident && answer.count !== undefined) { preview(); }
       return;
     }
-    say("Done (" + answer.outcome + "): " + describe(answer), "good");
+    if (pending.incident) {
+      const outcomes = Object.keys(answer.outcomes || {}).map(function (k) {
+        return answer.outcomes[k] + " " + k;
+      }).join(", ");
+      say("Done: " + answer.count + " jobs (" + outcomes + "), batch " + answer.batch, "good");
+    } else {
+      say("Done (" + answer.outcome + "): " + describe(answer), "good");
+    }
     // The next scan shows the job as it is now.
     setTimeout(function () { window.location.reload(); }, 1500);
   }
@@ -136,9 +194,13 @@
       a.addEventListener("click", function (event) {
         const button = event.target.closest("button[data-act]");
         if (!button || !token()) { return; }
+        if (a.dataset.incident) {
+          open({ incident: a.dataset.incident, act: button.dataset.act, anchor: button, count: null });
+          return;
+        }
         let seen = null;
         try { seen = a.dataset.seen ? JSON.parse(a.dataset.seen) : null; } catch (e) { seen = null; }
-        open({ job: a.dataset.job, act: button.dataset.act, seen: seen });
+        open({ job: a.dataset.job, act: button.dataset.act, seen: seen, anchor: button });
       });
     });
     $("unlock-form").addEventListener("submit", function (event) {
@@ -158,6 +220,8 @@
     $("confirm").addEventListener("click", confirmAction);
     $("cancel").addEventListener("click", close);
     $("preview-for").addEventListener("change", preview);
+    window.addEventListener("resize", place);
+    window.addEventListener("scroll", place, { passive: true });
     showActions();
   }
   document.addEventListener("visibilitychange", schedule);

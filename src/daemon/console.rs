@@ -12,8 +12,13 @@
 //! failed, re-queue, snooze) hidden: the script shows them once the operator has given the
 //! token (kept in the tab's session storage, sent as a bearer header; no cookies), runs each
 //! as a dry run first, shows the exact statement, and writes only on confirmation. Without a
-//! token, or without JavaScript, the pages have no buttons at all. There is no action on
-//! many jobs at once.
+//! token, or without JavaScript, the pages have no buttons at all. An open incident carries
+//! the same three for all its jobs (the bulk endpoints, which take the count the dry run
+//! showed).
+//!
+//! The status page stays small whatever the scan found: incidents first (what holds each
+//! back said once), then one page of [`PAGE_ROWS`] findings, filtered by the query, with
+//! counts per kind and rule. Only that page's rows are sorted and rendered.
 
 use maud::{html, Markup, DOCTYPE};
 
@@ -23,7 +28,9 @@ use crate::app::scan::Report;
 use crate::config::Rule;
 use crate::core::detect::{format_age, Finding, Kind};
 use crate::core::holds::Snooze;
+use crate::core::incident::View;
 use crate::core::pattern::ArtifactFile;
+use crate::core::vocabulary::Severity;
 use crate::daemon::run::{Change, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
@@ -107,8 +114,8 @@ pub struct Health {
     pub actions: bool,
 }
 
-/// The status page.
-pub fn status_page(health: &Health, report: Option<&Report>) -> Markup {
+/// The status page: the incidents, then one page of the findings that `selection` wants.
+pub fn status_page(health: &Health, report: Option<&Report>, selection: &Selection) -> Markup {
     let base = health.base.as_str();
     page(
         base,
@@ -131,7 +138,7 @@ pub fn status_page(health: &Health, report: Option<&Report>) -> Markup {
             (action_panels(health))
             @match report {
                 None => p class="empty" { "No scan has completed yet." },
-                Some(report) => (findings_section(health, report)),
+                Some(report) => (findings_section(health, report, selection)),
             }
             (snoozes_section(health))
         },
@@ -186,7 +193,7 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
                 @if view.findings.is_empty() {
                     p class="empty" { "Nothing is wrong with this job as of the last scan (or it is no longer active)." }
                 } @else {
-                    (findings_table(health, view.findings))
+                    (findings_table(health, view.findings, &[]))
                 }
             }
             section {
@@ -509,23 +516,321 @@ fn health_strip(h: &Health) -> Markup {
     }
 }
 
-fn findings_section(h: &Health, report: &Report) -> Markup {
+/// Findings in one page of the status page's table: a page's weight stays bounded (about
+/// 150 KB with actions) whatever the number of findings.
+pub const PAGE_ROWS: usize = 100;
+/// Incidents shown on the status page, at most, open ones first: `?incident=` still finds
+/// the others' findings.
+const INCIDENTS_SHOWN: usize = 20;
+/// Distinct values a filter offers in its list (statuses, phases): a phase is the table's
+/// own data, so its number has no bound of its own.
+const CHOICES: usize = 50;
+
+/// Which findings the status page's table shows: `GET /?kind=&rule=&status=&phase=&incident=&q=&page=`.
+/// Every field is text as the form sends it; an empty one does not filter, and a page that
+/// is not a number is the first.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Selection {
+    pub kind: Option<String>,
+    pub rule: Option<String>,
+    pub status: Option<String>,
+    pub phase: Option<String>,
+    pub incident: Option<String>,
+    /// Part of a job id.
+    pub q: Option<String>,
+    /// From 1.
+    pub page: Option<String>,
+}
+
+impl Selection {
+    /// The filters that are set, as (name, value), in the query's order.
+    fn filters(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("kind", &self.kind),
+            ("rule", &self.rule),
+            ("status", &self.status),
+            ("phase", &self.phase),
+            ("incident", &self.incident),
+            ("q", &self.q),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v))
+        })
+        .collect()
+    }
+
+    fn page(&self) -> usize {
+        self.page
+            .as_deref()
+            .and_then(|p| p.trim().parse::<usize>().ok())
+            .filter(|p| *p >= 1)
+            .unwrap_or(1)
+    }
+
+    fn wants(&self, f: &Finding) -> bool {
+        self.filters().iter().all(|(name, v)| match *name {
+            "kind" => f.kind.as_str() == *v,
+            "rule" => f.rule == *v,
+            "status" => f.status == *v,
+            "phase" => f.phase.as_deref() == Some(*v),
+            "incident" => f.incident.as_deref() == Some(*v),
+            _ => f.job_id.contains(*v),
+        })
+    }
+
+    /// The status page's link with these filters, `set` changed (an empty value drops it),
+    /// on page `page`.
+    fn link(&self, base: &str, set: Option<(&str, &str)>, page: usize) -> String {
+        let mut pairs: Vec<(&str, &str)> = self
+            .filters()
+            .into_iter()
+            .filter(|(name, _)| set.is_none_or(|(s, _)| s != *name))
+            .collect();
+        if let Some((name, value)) = set.filter(|(_, v)| !v.is_empty()) {
+            pairs.push((name, value));
+        }
+        let mut query: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={}", crate::core::job::url_segment(v)))
+            .collect();
+        if page > 1 {
+            query.push(format!("page={page}"));
+        }
+        if query.is_empty() {
+            format!("{base}/")
+        } else {
+            format!("{base}/?{}", query.join("&"))
+        }
+    }
+}
+
+/// The order of the table: critical first, the mass stall first among its severity (it
+/// has no age of its own), then the oldest first; the job id settles ties, so a page holds
+/// the same rows from one request to the next.
+fn table_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then((b.kind == Kind::MassStall).cmp(&(a.kind == Kind::MassStall)))
+        .then(b.age_seconds.cmp(&a.age_seconds))
+        .then(a.job_id.cmp(&b.job_id))
+        .then(a.kind.cmp(&b.kind))
+        .then(a.rule.cmp(&b.rule))
+}
+
+/// How many findings have each value, most first (then by value).
+fn counted<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+}
+
+fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
     let active: u64 = report.jobs.values().sum();
-    let findings: Vec<&Finding> = report.findings.iter().collect();
-    html! {
-        section {
-            h2 { "Findings" }
-            @if findings.is_empty() {
+    if report.findings.is_empty() {
+        return html! {
+            (incidents_section(h, report))
+            section {
+                h2 { "Findings" }
                 p class="empty" {
                     "Nothing is stuck. " (active) " active jobs"
                     @for (class, n) in &report.jobs { " · " (class.as_str()) " " (n) }
                     "."
                 }
+            }
+            (warnings_section(h, report))
+        };
+    }
+    let base = h.base.as_str();
+    let mut shown: Vec<&Finding> = report.findings.iter().filter(|f| sel.wants(f)).collect();
+    let matching = shown.len();
+    let pages = matching.div_ceil(PAGE_ROWS).max(1);
+    let page = sel.page().min(pages);
+    let first = (page - 1) * PAGE_ROWS;
+    // Only the page's rows are put in order: the page after them is a partial sort.
+    let end = (first + PAGE_ROWS).min(matching);
+    if end < matching {
+        shown.select_nth_unstable_by(end, |a, b| table_order(a, b));
+        shown.truncate(end);
+    }
+    shown.sort_by(|a, b| table_order(a, b));
+    let rows: Vec<&Finding> = shown.into_iter().skip(first).collect();
+    let kinds = counted(report.findings.iter().map(|f| f.kind.as_str()));
+    let rules = counted(report.findings.iter().map(|f| f.rule.as_str()));
+    let statuses = counted(
+        report
+            .findings
+            .iter()
+            .map(|f| f.status.as_str())
+            .filter(|s| !s.is_empty()),
+    );
+    let phases = counted(report.findings.iter().filter_map(|f| f.phase.as_deref()));
+    let filtered = !sel.filters().is_empty();
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    html! {
+        (incidents_section(h, report))
+        section id="findings" {
+            h2 { "Findings" }
+            p {
+                (report.findings.len()) " findings among " (active) " active jobs"
+                @if filtered { "; " (matching) " match" }
+                @if matching > rows.len() {
+                    "; rows " (first + 1) "–" (first + rows.len()) " shown, critical first, then the oldest"
+                }
+                "."
+            }
+            nav class="counts" {
+                (count_links(base, sel, "kind", &kinds))
+                (count_links(base, sel, "rule", &rules))
+            }
+            form method="get" action={(base) "/"} class="filter" {
+                label { "job id " input type="search" name="q" value=(value(&sel.q)) placeholder="part of an id"; }
+                (choice("kind", &kinds, sel.kind.as_deref()))
+                (choice("rule", &rules, sel.rule.as_deref()))
+                (choice("status", &statuses, sel.status.as_deref()))
+                (choice("phase", &phases, sel.phase.as_deref()))
+                label { "incident "
+                    select name="incident" {
+                        option value="" { "any" }
+                        @for v in report.incidents.iter().take(INCIDENTS_SHOWN) {
+                            option value=(v.id) selected[sel.incident.as_deref() == Some(v.id.as_str())] { (v.id) }
+                        }
+                    }
+                }
+                " " button type="submit" { "Filter" }
+                @if filtered { " " a href={(base) "/"} { "clear" } }
+            }
+            @if rows.is_empty() {
+                p class="empty" { "No finding matches." }
             } @else {
-                p { (findings.len()) " findings among " (active) " active jobs." }
-                (findings_table(h, &findings))
+                (findings_table(h, &rows, &report.incidents))
+            }
+            @if pages > 1 {
+                nav class="pages" {
+                    @if page > 1 { a rel="prev" href=(sel.link(base, None, page - 1)) { "← previous" } " " }
+                    "page " (page) " of " (pages)
+                    @if page < pages { " " a rel="next" href=(sel.link(base, None, page + 1)) { "next →" } }
+                }
             }
         }
+        (warnings_section(h, report))
+    }
+}
+
+/// "stalled 9,812 · overdue 188": each a link that filters by it (the current one plain).
+fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]) -> Markup {
+    let current = sel
+        .filters()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v);
+    html! {
+        p {
+            (name) ": "
+            @for (i, (value, n)) in counts.iter().take(CHOICES).enumerate() {
+                @if i > 0 { " · " }
+                @if current == Some(*value) { strong { (value) " " (n) } }
+                @else { a href=(sel.link(base, Some((name, value)), 1)) { (value) " " (n) } }
+            }
+            @if counts.len() > CHOICES { " · …" }
+        }
+    }
+}
+
+/// A filter's list of values (the most frequent [`CHOICES`]), the current one selected.
+fn choice(name: &str, counts: &[(&str, usize)], current: Option<&str>) -> Markup {
+    html! {
+        label { (name) " "
+            select name=(name) {
+                option value="" { "any" }
+                @if let Some(c) = current.filter(|c| !c.is_empty() && !counts.iter().take(CHOICES).any(|(v, _)| v == c)) {
+                    option value=(c) selected { (c) }
+                }
+                @for (value, n) in counts.iter().take(CHOICES) {
+                    option value=(value) selected[current == Some(*value)] { (value) " (" (n) ")" }
+                }
+            }
+        }
+    }
+}
+
+/// The incidents, open first and critical first: each with its cause, count, age, what
+/// holds it back (said here once, not on each of its rows) and, with a token, the buttons
+/// that act on all its jobs at once.
+fn incidents_section(h: &Health, report: &Report) -> Markup {
+    if report.incidents.is_empty() {
+        return html! {};
+    }
+    let base = h.base.as_str();
+    // An incident is as loud as its loudest finding.
+    let mut loudest: std::collections::HashMap<&str, Severity> = std::collections::HashMap::new();
+    for f in &report.findings {
+        if let Some(id) = &f.incident {
+            let s = loudest.entry(id.as_str()).or_insert(f.severity);
+            *s = (*s).max(f.severity);
+        }
+    }
+    let severity = |v: &View| {
+        // The mass stall's own finding carries no incident: it is critical.
+        if v.held_back.is_some() && v.ended_at.is_none() {
+            return Some(Severity::Critical);
+        }
+        loudest.get(v.id.as_str()).copied()
+    };
+    let mut list: Vec<&View> = report.incidents.iter().collect();
+    list.sort_by(|a, b| {
+        a.ended_at
+            .is_some()
+            .cmp(&b.ended_at.is_some())
+            .then(severity(b).cmp(&severity(a)))
+            .then(b.opened_at.total_cmp(&a.opened_at))
+    });
+    let more = list.len().saturating_sub(INCIDENTS_SHOWN);
+    list.truncate(INCIDENTS_SHOWN);
+    let sel = Selection::default();
+    html! {
+        section class="incidents" id="incidents" {
+            h2 { "Incidents" }
+            @for v in list {
+                @let sev = severity(v);
+                article class={"incident" @if let Some(s) = sev { " severity-" (s.as_str()) } @if v.ended_at.is_some() { " ended" }} id={"incident-" (v.id)} {
+                    h3 {
+                        "Incident " code { (v.id) } ": " (v.cause)
+                        @if let Some(s) = sev.filter(|_| v.ended_at.is_none()) { " " span class={"badge " (s.as_str())} { (s.as_str()) } }
+                    }
+                    p {
+                        (v.jobs) (if v.jobs == 1 { " job" } else { " jobs" })
+                        " · opened " (format_age((report.checked_at - v.opened_at).max(0.0))) " ago"
+                        @if v.ended_at.is_some() { " · " (v.message) }
+                        " · " a href=(sel.link(base, Some(("incident", &v.id)), 1)) { "its findings" }
+                    }
+                    @if let (Some(held), None) = (&v.held_back, v.ended_at) {
+                        p class="held" { "held back: " (held) }
+                    }
+                    @if h.actions && v.ended_at.is_none() {
+                        div class="actions bulk" hidden data-incident=(v.id) data-jobs=(v.jobs) {
+                            button type="button" data-act="fail" { "Fail all" }
+                            button type="button" data-act="requeue" { "Re-queue all" }
+                            button type="button" data-act="snooze" { "Snooze all" }
+                        }
+                    }
+                }
+            }
+            @if more > 0 { p class="empty" { (more) " more incidents: see " a href={(base) "/api/v1/findings"} { "the findings JSON" } "." } }
+        }
+    }
+}
+
+/// Rows that could not be judged.
+fn warnings_section(h: &Health, report: &Report) -> Markup {
+    html! {
         @if !report.warnings.is_empty() {
             section {
                 h2 { "Warnings" }
@@ -542,7 +847,27 @@ fn findings_section(h: &Health, report: &Report) -> Markup {
     }
 }
 
-fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
+/// The findings' rows. What holds a finding back is said on its row, unless its incident
+/// (in `incidents`) says it once for all its jobs.
+fn findings_table(h: &Health, findings: &[&Finding], incidents: &[View]) -> Markup {
+    let held_by_incident = |f: &Finding| {
+        incidents
+            .iter()
+            .find(|v| f.incident.as_deref() == Some(v.id.as_str()))
+            .filter(|v| v.held_back.is_some() && v.held_back == f.held)
+            .map(|v| v.id.as_str())
+    };
+    // The mass stall's own finding says what its incident says.
+    let stall_of = |f: &Finding| {
+        incidents
+            .iter()
+            .find(|v| {
+                f.kind == Kind::MassStall
+                    && v.ended_at.is_none()
+                    && v.held_back.as_deref() == Some(f.message.as_str())
+            })
+            .map(|v| v.id.as_str())
+    };
     html! {
         div class="scroll" {
             table {
@@ -566,10 +891,21 @@ fn findings_table(h: &Health, findings: &[&Finding]) -> Markup {
                             td { (f.action.as_str()) }
                             td { span class={"outcome " (f.outcome.as_str())} { (f.outcome.as_str()) } }
                             td {
-                                (f.message)
+                                @if let Some(id) = stall_of(f) {
+                                    "writes held back: see incident " a href={"#incident-" (id)} { (id) }
+                                } @else {
+                                    (f.message)
+                                }
                                 @let snoozed = h.snoozes.get(&f.job_id);
                                 @if let Some(s) = snoozed { br; span class="held" { (snooze_note(s)) } }
-                                @if let (Some(why), None) = (&f.held, snoozed) { br; span class="held" { "held back: " (why) } }
+                                @if let (Some(why), None) = (&f.held, snoozed) {
+                                    br;
+                                    @if let Some(id) = held_by_incident(f) {
+                                        span class="held" { "held back with incident " a href={"#incident-" (id)} { (id) } }
+                                    } @else {
+                                        span class="held" { "held back: " (why) }
+                                    }
+                                }
                                 @for a in &f.artifacts { br; code { (a.path) } }
                             }
                             @if h.actions {
@@ -729,7 +1065,7 @@ mod tests {
             "<script>alert(1)</script>",
             "no heartbeat <img src=x>",
         )]);
-        let html = status_page(&Health::default(), Some(&r)).into_string();
+        let html = status_page(&Health::default(), Some(&r), &Selection::default()).into_string();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(
             html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
@@ -751,7 +1087,12 @@ mod tests {
             base: "/jobwarden".into(),
             ..Health::default()
         };
-        let html = status_page(&health, Some(&report(vec![finding("7", "m")]))).into_string();
+        let html = status_page(
+            &health,
+            Some(&report(vec![finding("7", "m")])),
+            &Selection::default(),
+        )
+        .into_string();
         for link in [
             "href=\"/jobwarden/metrics\"",
             "href=\"/jobwarden/api/v1/findings\"",
@@ -766,12 +1107,17 @@ mod tests {
 
     #[test]
     fn nothing_wrong_is_one_line_with_the_counts() {
-        let html = status_page(&Health::default(), Some(&report(vec![]))).into_string();
+        let html = status_page(
+            &Health::default(),
+            Some(&report(vec![])),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(
             html.contains("Nothing is stuck. 3 active jobs · running 3."),
             "{html}"
         );
-        let html = status_page(&Health::default(), None).into_string();
+        let html = status_page(&Health::default(), None, &Selection::default()).into_string();
         assert!(html.contains("No scan has completed yet."));
     }
 
@@ -873,7 +1219,8 @@ mod tests {
         let mut f = finding("7", "m");
         f.guard.heartbeat = Some("2026-01-01 00:00:00".into());
         let r = report(vec![f]);
-        let without = status_page(&Health::default(), Some(&r)).into_string();
+        let without =
+            status_page(&Health::default(), Some(&r), &Selection::default()).into_string();
         assert!(!without.contains("data-act") && !without.contains("id=\"unlock\""));
         let mut health = Health {
             actions: true,
@@ -887,7 +1234,7 @@ mod tests {
                 by: "http 127.0.0.1:1".into(),
             },
         );
-        let with = status_page(&health, Some(&r)).into_string();
+        let with = status_page(&health, Some(&r), &Selection::default()).into_string();
         assert!(
             with.contains("<div class=\"actions\" hidden data-job=\"7\" data-seen=\"{&quot;status&quot;:&quot;running&quot;,&quot;heartbeat&quot;:&quot;2026-01-01 00:00:00&quot;"),
             "hidden, with the row it was drawn from: {with}"
@@ -898,5 +1245,147 @@ mod tests {
             "a snooze's reason is text"
         );
         assert!(!with.contains("fail all") && with.matches("data-act=\"fail\"").count() == 1);
+    }
+
+    /// A mass stall of `n` jobs (critical, ages spread) held back by the guard, its
+    /// incident, and a few warnings of another rule outside it.
+    fn mass_stall(n: usize) -> Report {
+        let held = format!("{n} of {} active jobs look stuck at once", n + 10);
+        let mut findings: Vec<Finding> = (0..n)
+            .map(|i| {
+                let mut f = finding(&format!("job-{i:05}"), "no heartbeat for a while");
+                f.age_seconds = 2820 + i as u64;
+                f.held = Some(held.clone());
+                f.incident = Some("i-1".into());
+                f.guard.heartbeat = Some("2026-01-01 00:00:00".into());
+                f
+            })
+            .collect();
+        let mut stall = finding("", &held);
+        stall.kind = Kind::MassStall;
+        stall.rule = "safety".into();
+        stall.age_seconds = 0;
+        findings.push(stall);
+        for i in 0..3 {
+            let mut f = finding(&format!("queued-{i}"), "queued too long");
+            f.kind = Kind::Overdue;
+            f.rule = "queue".into();
+            f.status = "queued".into();
+            f.severity = Severity::Warning;
+            f.age_seconds = 90_000;
+            findings.push(f);
+        }
+        let mut r = report(findings);
+        r.incidents = vec![View {
+            id: "i-1".into(),
+            cause: "most active jobs look stuck at once".into(),
+            opened_at: -600.0,
+            ended_at: None,
+            jobs: n,
+            held_back: Some(held),
+            message: "most active jobs look stuck at once: many jobs".into(),
+            ending: None,
+        }];
+        r
+    }
+
+    fn page_of(report: &Report, query: &[(&str, &str)]) -> String {
+        let mut sel = Selection::default();
+        for (k, v) in query {
+            let v = Some(v.to_string());
+            match *k {
+                "kind" => sel.kind = v,
+                "rule" => sel.rule = v,
+                "status" => sel.status = v,
+                "phase" => sel.phase = v,
+                "incident" => sel.incident = v,
+                "q" => sel.q = v,
+                _ => sel.page = v,
+            }
+        }
+        let health = Health {
+            actions: true,
+            ..Health::default()
+        };
+        status_page(&health, Some(report), &sel).into_string()
+    }
+
+    /// The job ids of a page's rows, in order.
+    fn rows_of(html: &str) -> Vec<&str> {
+        html.split("data-job=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect()
+    }
+
+    #[test]
+    fn ten_thousand_findings_make_one_light_page_incident_first_held_back_once() {
+        let r = mass_stall(10_000);
+        let html = page_of(&r, &[]);
+        assert!(html.len() < 250_000, "{} bytes", html.len());
+        assert_eq!(
+            html.matches("<tr class=\"severity-").count(),
+            PAGE_ROWS,
+            "one page of rows"
+        );
+        assert_eq!(
+            rows_of(&html).len(),
+            PAGE_ROWS - 1,
+            "the mass stall has no job"
+        );
+        let (incident, table) = (html.find("Incident <code>i-1</code>"), html.find("<table>"));
+        assert!(
+            incident.is_some() && incident < table,
+            "the incident on top"
+        );
+        assert_eq!(
+            html.matches("10000 of 10010 active jobs look stuck at once")
+                .count(),
+            1,
+            "what holds it back, said once"
+        );
+        assert!(html.contains("data-incident=\"i-1\"") && html.contains(">Fail all<"));
+        assert!(html.contains("10004 findings among 3 active jobs; rows 1–100 shown"));
+        // Critical first, the mass stall first of them, then the oldest.
+        let first = html
+            .find("writes held back: see incident")
+            .unwrap_or(usize::MAX);
+        assert!(first < html.find("job-09999").unwrap_or(0), "{html}");
+        assert_eq!(rows_of(&html)[..2], ["job-09999", "job-09998"]);
+        assert!(
+            html.contains("stalled 10000") && html.contains("queue 3"),
+            "counts"
+        );
+        assert!(html.contains("href=\"/?page=2\""), "the next page");
+    }
+
+    #[test]
+    fn pages_filters_and_search_choose_the_rows() {
+        let r = mass_stall(250);
+        let last = page_of(&r, &[("page", "3")]);
+        assert_eq!(rows_of(&last).len(), 54, "251 of the stall, 3 queued: 254");
+        assert!(last.contains("page 3 of 3") && last.contains("href=\"/?page=2\""));
+        assert_eq!(rows_of(&last).last(), Some(&"queued-2"), "warnings last");
+        // Past the end: the last page; not a number: the first.
+        assert_eq!(rows_of(&page_of(&r, &[("page", "99")])), rows_of(&last));
+        assert_eq!(rows_of(&page_of(&r, &[("page", "x")]))[0], "job-00249");
+        let queue = page_of(&r, &[("rule", "queue")]);
+        assert_eq!(rows_of(&queue), ["queued-0", "queued-1", "queued-2"]);
+        assert!(
+            queue.contains("<strong>queue 3</strong>"),
+            "the current filter"
+        );
+        let overdue = page_of(&r, &[("kind", "overdue"), ("status", "queued")]);
+        assert_eq!(rows_of(&overdue).len(), 3);
+        let found = page_of(&r, &[("q", "job-0012")]);
+        assert_eq!(rows_of(&found).len(), 10, "job-00120 to job-00129");
+        let linked = page_of(&r, &[("q", "job-0"), ("page", "2")]);
+        assert!(
+            linked.contains("href=\"/?q=job-0\""),
+            "the filter kept: {linked}"
+        );
+        assert!(page_of(&r, &[("incident", "i-2")]).contains("No finding matches."));
+        assert_eq!(rows_of(&page_of(&r, &[("incident", "i-1")])).len(), 100);
+        assert!(page_of(&r, &[("phase", "<b>phase</b>")]).contains("254 match"));
     }
 }

@@ -163,11 +163,33 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
-    html_page(console::status_page(
-        &shared.health(),
-        shared.latest().as_ref(),
-    ))
+/// The status page, rendered off the async workers: with 10,000 findings the filter and
+/// the page's sort take milliseconds, and `/healthz` and the scan loop never wait on them.
+async fn status_page(
+    State(shared): State<Arc<Shared>>,
+    selection: Result<
+        axum::extract::Query<console::Selection>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    // A query that does not parse (a repeated key) is the unfiltered page.
+    let selection = selection.map(|q| q.0).unwrap_or_default();
+    let health = shared.health();
+    let report = shared.latest();
+    off_the_workers(move || html_page(console::status_page(&health, report.as_deref(), &selection)))
+        .await
+}
+
+/// Runs a heavy render on the blocking pool, so no request waits on another's page.
+async fn off_the_workers(render: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(render)
+        .await
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+        })
 }
 
 /// The audit entries of one job its page shows, at most (the latest).
@@ -324,9 +346,11 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// The latest report as JSON, serialized off the async workers (megabytes at 10,000
+/// findings) from the shared report, never a copy of it.
 async fn findings(State(shared): State<Arc<Shared>>) -> Response {
     match shared.latest() {
-        Some(report) => Json(report).into_response(),
+        Some(report) => off_the_workers(move || Json(&*report).into_response()).await,
         None => error(StatusCode::SERVICE_UNAVAILABLE, "no scan has completed yet"),
     }
 }

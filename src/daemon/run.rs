@@ -107,7 +107,9 @@ pub struct RecoverRequest {
 #[derive(Debug)]
 pub struct Shared {
     pub metrics: Metrics,
-    latest: RwLock<Option<Report>>,
+    /// The latest completed scan, shared with every request that reads it (never copied:
+    /// a 10,000-finding report is megabytes).
+    latest: RwLock<Option<Arc<Report>>>,
     ready: AtomicBool,
     last_error: RwLock<Option<String>>,
     /// Set while the audit trail cannot be written (writes are held back meanwhile).
@@ -221,8 +223,8 @@ impl ConsoleInfo {
 }
 
 impl Shared {
-    /// The latest completed scan.
-    pub fn latest(&self) -> Option<Report> {
+    /// The latest completed scan (a cheap clone of a shared pointer).
+    pub fn latest(&self) -> Option<Arc<Report>> {
         read(&self.latest).clone()
     }
 
@@ -833,7 +835,7 @@ impl Loop {
                         message: w,
                     });
                 }
-                *write(&self.shared.latest) = Some(report);
+                *write(&self.shared.latest) = Some(Arc::new(report));
                 true
             }
             Err(e @ StoreError::Stopped { .. }) => {

@@ -128,6 +128,52 @@ impl TestDb {
         .await;
     }
 
+    /// Inserts many rows into `table`, each a parenthesized list of SQL values (`db.ago()`
+    /// and the like allowed), a few hundred per statement: thousands of jobs in a blink.
+    pub async fn insert_rows(&self, table: &str, rows: &[String]) {
+        for chunk in rows.chunks(400) {
+            self.exec(&format!("INSERT INTO {table} VALUES {}", chunk.join(", ")))
+                .await;
+        }
+    }
+
+    /// A restart's aftermath, for the console at scale: a `jobs` table with a `phase`, and in
+    /// it `stuck` running jobs `job-1`, `job-2`, ... whose heartbeats stopped 47 minutes
+    /// ago and earlier (`job-N` N seconds earlier; phases `designing` and `assessing`
+    /// alternate), `queued` jobs `queued-1`, ... waiting for 97 minutes, and 20 live ones.
+    /// [`TestConfig::aftermath`] watches it.
+    pub async fn restart_aftermath(&self, stuck: usize, queued: usize) {
+        self.exec(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, created_at TEXT, updated_at TEXT, phase TEXT)",
+        )
+        .await;
+        let mut rows: Vec<String> = (1..=stuck)
+            .map(|i| {
+                let phase = if i % 2 == 0 { "designing" } else { "assessing" };
+                format!(
+                    "('job-{i}', 'running', {}, {}, '{phase}')",
+                    self.ago(180.0),
+                    self.ago(47.0 + i as f64 / 60.0)
+                )
+            })
+            .collect();
+        rows.extend((1..=queued).map(|i| {
+            format!(
+                "('queued-{i}', 'queued', {}, {}, 'designing')",
+                self.ago(97.0),
+                self.ago(97.0)
+            )
+        }));
+        rows.extend((1..=20).map(|i| {
+            format!(
+                "('live-{i}', 'running', {}, {}, 'designing')",
+                self.ago(60.0),
+                self.ago(0.1)
+            )
+        }));
+        self.insert_rows("jobs", &rows).await;
+    }
+
     /// Runs statements, panicking with the SQL on failure.
     pub async fn exec(&self, sql: &str) {
         sqlx::query(sql)
@@ -881,6 +927,23 @@ impl TestConfig {
             "[[rules]]\nname = \"{name}\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
              after = \"{after}\"\n{extra}"
         ))
+    }
+
+    /// The config for [`TestDb::restart_aftermath`]: rule `hb` fails running jobs silent
+    /// for 30 minutes (critical), rule `queue` alerts on jobs queued for an hour (warning);
+    /// no startup grace, one scan to confirm. Add `[http]` and `[state]`.
+    pub fn aftermath(url: &str) -> TestConfig {
+        TestConfig::new(url)
+            .top("interval = \"500ms\"")
+            .jobs("status_since = \"created_at\"\nphase = \"phase\"")
+            .statuses(
+                "pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]",
+            )
+            .heartbeat_rule("hb", "30m", "action = \"fail\"\nseverity = \"critical\"")
+            .section(
+                "[[rules]]\nname = \"queue\"\nstatuses = [\"queued\"]\nsignal = \"created\"\nafter = \"1h\"\naction = \"alert\"\nseverity = \"warning\"",
+            )
+            .section("[safety]\nstartup_grace = \"0s\"\nconfirm_scans = 1")
     }
 
     /// Any further tables, as TOML text.

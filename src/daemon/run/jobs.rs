@@ -159,7 +159,11 @@ impl Loop {
             Ask::Fail => crate::config::Action::Fail,
             Ask::Requeue => crate::config::Action::Requeue,
         };
-        let mut findings = self.shared.latest().map(|r| r.findings).unwrap_or_default();
+        let mut findings = self
+            .shared
+            .latest()
+            .map(|r| r.findings.clone())
+            .unwrap_or_default();
         let verb = match action {
             crate::config::Action::Requeue => "re-queued",
             _ => "marked failed",
