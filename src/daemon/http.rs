@@ -598,15 +598,8 @@ async fn job_action(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if body
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("reason: longer than {MAX_REASON} characters"),
-        );
+    if let Some(r) = reason_too_long(body.reason.as_deref()) {
+        return r;
     }
     let ask = match (verb, body.duration.as_deref()) {
         (Ask::Snooze(_), text) => match span_for(text, "2h", "a snooze") {
@@ -694,15 +687,8 @@ async fn bulk_action(
             Ok(b) => b,
             Err(r) => return r,
         };
-    if body
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("reason: longer than {MAX_REASON} characters"),
-        );
+    if let Some(r) = reason_too_long(body.reason.as_deref()) {
+        return r;
     }
     let targets = match (body.ids, body.incident, body.select) {
         (Some(ids), None, None) => Targets::Ids(ids),
@@ -763,6 +749,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A person's reason is at most [`MAX_REASON`] characters: the 400 for one that is longer.
+fn reason_too_long(reason: Option<&str>) -> Option<Response> {
+    reason.filter(|r| r.chars().count() > MAX_REASON).map(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("reason: longer than {MAX_REASON} characters"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -258,20 +258,7 @@ impl Loop {
                 .bulk_snooze(r, &store, &ids, span, &reason, batch)
                 .await;
         };
-        match self.shared.every_write_held() {
-            Some(why @ crate::core::safety::HeldBack::Paused { .. }) => {
-                return Err(JobRefusal::conflict(format!(
-                    "{why}: end the pause first (jobwarden pause --for 0s)"
-                )));
-            }
-            Some(why) => return Err(JobRefusal::conflict(why.to_string())),
-            None => {}
-        }
-        if let Some(why) = store.refusal() {
-            return Err(JobRefusal::conflict(format!(
-                "jobwarden will not write to this table: {why}"
-            )));
-        }
+        self.may_write(&store)?;
         // Every row read before any is written: a database that fails half-way through the
         // reads leaves nothing half done.
         let mut findings = findings;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::Loop;
-use crate::adapters::store::StoreError;
+use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
 
 /// A person's action on one job (`POST /api/v1/jobs/{id}/...`), handled by the loop between
@@ -76,6 +76,26 @@ impl JobRefusal {
 }
 
 impl Loop {
+    /// Why a person's write (one job or many) cannot be made now: a pause, lost holds, or a
+    /// table whose timestamps' zone cannot be known.
+    pub(super) fn may_write(&self, store: &Store) -> Result<(), JobRefusal> {
+        match self.shared.every_write_held() {
+            Some(why @ crate::core::safety::HeldBack::Paused { .. }) => {
+                return Err(JobRefusal::conflict(format!(
+                    "{why}: end the pause first (jobwarden pause --for 0s)"
+                )));
+            }
+            Some(why) => return Err(JobRefusal::conflict(why.to_string())),
+            None => {}
+        }
+        match store.refusal() {
+            Some(why) => Err(JobRefusal::conflict(format!(
+                "jobwarden will not write to this table: {why}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Handles a person's action on one job; whether a row was written.
     pub(super) async fn job_action(&mut self, request: JobRequest) -> bool {
         let answer = self.answer_job(&request).await;
@@ -183,20 +203,7 @@ impl Loop {
         )
         .map_err(|e| JobRefusal::conflict(e.to_string()))?;
         if !dry_run {
-            match self.shared.every_write_held() {
-                Some(why @ crate::core::safety::HeldBack::Paused { .. }) => {
-                    return Err(JobRefusal::conflict(format!(
-                        "{why}: end the pause first (jobwarden pause --for 0s)"
-                    )));
-                }
-                Some(why) => return Err(JobRefusal::conflict(why.to_string())),
-                None => {}
-            }
-            if let Some(why) = store.refusal() {
-                return Err(JobRefusal::conflict(format!(
-                    "jobwarden will not write to this table: {why}"
-                )));
-            }
+            self.may_write(&store)?;
         }
         let now = store.clock().await.map_err(unavailable)?;
         let statement = store.queries().write_inline(&planned.write, now);
