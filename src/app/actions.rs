@@ -424,16 +424,12 @@ pub async fn execute(
     crate::core::safety::mark_limited(&mut report.findings, &gated);
     // One line per reason, not per job: a mass stall holds hundreds every scan, and the
     // daemon says it once as an incident (`check`/`recover` print the writes themselves).
-    let mut reasons: Vec<(String, usize)> = Vec::new();
-    for (_, why) in &gated.limited {
-        let why = why.to_string();
-        match reasons.iter_mut().find(|(w, _)| *w == why) {
-            Some((_, n)) => *n += 1,
-            None => reasons.push((why, 1)),
-        }
-    }
-    for (why, n) in reasons {
-        tracing::debug!(writes = n, outcome = "limited", "held back: {why}");
+    for (why, _, writes) in crate::core::safety::by_reason(&gated.limited) {
+        tracing::debug!(
+            writes = writes.len(),
+            outcome = "limited",
+            "held back: {why}"
+        );
     }
     let context = crate::adapters::audit::Context {
         environment: config.environment.clone(),

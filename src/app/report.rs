@@ -145,21 +145,14 @@ pub fn write_held(
     out: &mut dyn Write,
     limited: &[(crate::core::plan::Write, HeldBack)],
 ) -> io::Result<()> {
-    let mut by_reason: Vec<(String, &HeldBack, Vec<&str>)> = Vec::new();
-    for (write, why) in limited {
-        let text = why.to_string();
-        match by_reason.iter_mut().find(|(t, _, _)| *t == text) {
-            Some((_, _, ids)) => ids.push(&write.job_id),
-            None => by_reason.push((text, why, vec![&write.job_id])),
-        }
-    }
-    for (text, why, ids) in &by_reason {
+    for (text, why, writes) in crate::core::safety::by_reason(limited) {
+        let ids: Vec<&str> = writes.iter().map(|w| w.job_id.as_str()).collect();
         writeln!(
             out,
             "held back: {} job{} ({}): {text}",
             ids.len(),
             if ids.len() == 1 { "" } else { "s" },
-            named_ids(ids)
+            named_ids(&ids)
         )?;
         if let Some(next) = next_step(why) {
             writeln!(out, "  next: {next}")?;

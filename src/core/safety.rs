@@ -128,6 +128,24 @@ impl std::fmt::Display for HeldBack {
     }
 }
 
+/// Held-back writes grouped by what held them (the reason as said), in the order each reason
+/// first appears: one line per reason for a person or a log, never one per job.
+pub fn by_reason<T>(limited: &[(T, HeldBack)]) -> Vec<(String, &HeldBack, Vec<&T>)> {
+    let mut groups: Vec<(String, &HeldBack, Vec<&T>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (item, why) in limited {
+        let text = why.to_string();
+        match index.get(&text) {
+            Some(&i) => groups[i].2.push(item),
+            None => {
+                index.insert(text.clone(), groups.len());
+                groups.push((text, why, vec![item]));
+            }
+        }
+    }
+    groups
+}
+
 /// The gate's answer.
 #[derive(Debug, Default)]
 pub struct Gated {
