@@ -18,8 +18,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use crate::daemon::console;
-use crate::daemon::{Ask, BulkRequest, JobRefusal, JobRequest, RecoverRequest, Shared, Targets};
+use super::console;
+use crate::daemon::state::{
+    Ask, BulkRequest, JobRefusal, JobRequest, RecoverRequest, Select, Shared, Targets,
+};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -125,16 +127,16 @@ async fn check_host(
     next.run(request).await
 }
 
-/// Serves until `shutdown` completes, within `limits` (see [`crate::daemon::server`]).
+/// Serves until `shutdown` completes, within `limits` (see [`super::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    limits: crate::daemon::server::Limits,
+    limits: super::server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let metrics = shared.metrics.http.clone();
     let tls = shared.tls.clone();
-    crate::daemon::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
+    super::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
 }
 
 /// An HTML page, with the console's security headers.
@@ -406,8 +408,7 @@ async fn write_request_within<T: Default + serde::de::DeserializeOwned>(
     // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
     // a request's headers do.
     let read = axum::body::to_bytes(body, max_body);
-    let body: Bytes = match tokio::time::timeout(crate::daemon::server::HEADER_TIMEOUT, read).await
-    {
+    let body: Bytes = match tokio::time::timeout(super::server::HEADER_TIMEOUT, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
             return Err(error(
@@ -654,7 +655,7 @@ fn job_answer(answer: Result<serde_json::Value, JobRefusal>) -> Response {
 struct BulkBody {
     ids: Option<Vec<String>>,
     incident: Option<String>,
-    select: Option<crate::daemon::Select>,
+    select: Option<Select>,
     #[serde(default)]
     dry_run: bool,
     /// The count the dry run showed: required to write.

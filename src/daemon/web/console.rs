@@ -31,7 +31,7 @@ use crate::core::holds::Snooze;
 use crate::core::incident::View;
 use crate::core::pattern::ArtifactFile;
 use crate::core::vocabulary::Severity;
-use crate::daemon::run::{Change, RowRead, What};
+use crate::daemon::state::{Change, Health, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -78,40 +78,6 @@ pub fn escape_bidi(page: String) -> String {
         }
     }
     out
-}
-
-/// What the status page shows besides the latest scan.
-#[derive(Debug, Clone, Default)]
-pub struct Health {
-    /// `[http] base_path`, or `""`.
-    pub base: String,
-    pub environment: Option<String>,
-    pub database_up: bool,
-    /// Whether `/readyz` would answer 200, and why not.
-    pub ready: bool,
-    pub not_ready: Option<String>,
-    /// `leader`, `standby` or `unknown`.
-    pub role: &'static str,
-    /// Who holds the leader lock, while this replica stands by (when the database tells).
-    pub leader: Option<String>,
-    pub dry_run: bool,
-    /// Seconds since the last good scan, and how long it took.
-    pub last_scan_age: Option<f64>,
-    pub last_scan_seconds: Option<f64>,
-    /// Each alert sink: name, messages waiting, failed attempts so far.
-    pub sinks: Vec<(String, i64, u64)>,
-    /// `[http] job_url`, with `{job_id}`.
-    pub job_url: Option<String>,
-    /// An operator's pause of every write: until when.
-    pub paused_until: Option<f64>,
-    /// The operator's holds were lost (why): every write is held until a pause ends it.
-    pub holds_lost: Option<String>,
-    /// Each state file whose last save failed, in words.
-    pub state_errors: Vec<String>,
-    /// Snoozed jobs, by id.
-    pub snoozes: std::collections::BTreeMap<String, Snooze>,
-    /// A token is configured: the pages carry the (hidden) action buttons.
-    pub actions: bool,
 }
 
 /// The status page: the incidents, then one page of the findings that `selection` wants.
