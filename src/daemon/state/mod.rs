@@ -32,7 +32,7 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The latest completed scan, shared with every request that reads it (never copied:
     /// a 10,000-finding report is megabytes).
-    latest: RwLock<Option<Arc<Report>>>,
+    latest: RwLock<Option<Arc<Published>>>,
     ready: AtomicBool,
     last_error: RwLock<Option<String>>,
     /// Set while the audit trail cannot be written (writes are held back meanwhile).
@@ -148,6 +148,11 @@ impl ConsoleInfo {
 impl Shared {
     /// The latest completed scan (a cheap clone of a shared pointer).
     pub fn latest(&self) -> Option<Arc<Report>> {
+        read(&self.latest).as_ref().map(|p| p.report.clone())
+    }
+
+    /// The latest completed scan with what the pages need of it.
+    pub fn published(&self) -> Option<Arc<Published>> {
         read(&self.latest).clone()
     }
 
@@ -509,6 +514,76 @@ pub struct Health {
     pub actions: bool,
 }
 
+/// A published scan: its report, shared by every reader, and what the pages need of it,
+/// worked out once per scan rather than once per request (at 100,000 findings a sort and
+/// four counts per request cost the page tens of milliseconds; see BENCHMARKS.md).
+#[derive(Debug)]
+pub struct Published {
+    pub report: Arc<Report>,
+    /// The findings' indexes, most urgent first ([`crate::core::detect::by_urgency`]).
+    pub urgency: Vec<usize>,
+    /// How many findings have each kind, rule, status and phase, most first.
+    pub kinds: Vec<(String, usize)>,
+    pub rules: Vec<(String, usize)>,
+    pub statuses: Vec<(String, usize)>,
+    pub phases: Vec<(String, usize)>,
+    /// The report as `GET /api/v1/findings` answers it, serialized by its first reader and
+    /// kept until the next scan (megabytes at 10,000 findings: once, not per request).
+    json: std::sync::OnceLock<Result<axum::body::Bytes, String>>,
+}
+
+impl Published {
+    pub fn new(report: Report) -> Published {
+        let findings = &report.findings;
+        let mut urgency: Vec<usize> = (0..findings.len()).collect();
+        urgency.sort_by(|&a, &b| crate::core::detect::by_urgency(&findings[a], &findings[b]));
+        Published {
+            kinds: counted(findings.iter().map(|f| f.kind.as_str())),
+            rules: counted(findings.iter().map(|f| f.rule.as_str())),
+            statuses: counted(
+                findings
+                    .iter()
+                    .map(|f| f.status.as_str())
+                    .filter(|s| !s.is_empty()),
+            ),
+            phases: counted(findings.iter().filter_map(|f| f.phase.as_deref())),
+            urgency,
+            report: Arc::new(report),
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The findings, most urgent first.
+    pub fn by_urgency(&self) -> impl Iterator<Item = &crate::core::detect::Finding> + Clone {
+        self.urgency.iter().map(|&i| &self.report.findings[i])
+    }
+
+    /// The report as JSON (serialized once).
+    pub fn json(&self) -> Result<axum::body::Bytes, String> {
+        self.json
+            .get_or_init(|| {
+                serde_json::to_vec(&*self.report)
+                    .map(axum::body::Bytes::from)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+}
+
+/// How many times each value comes, most first (then by value).
+fn counted<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut counts: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(v, n)| (v.to_string(), n))
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    counts
+}
+
 /// The loop's ends of the request channels the web side sends on.
 pub struct Inbox {
     pub recover: mpsc::Receiver<RecoverRequest>,
@@ -599,7 +674,8 @@ impl Shared {
                 message: w,
             });
         }
-        *write(&self.latest) = Some(Arc::new(report));
+        let published = Published::new(report);
+        *write(&self.latest) = Some(Arc::new(published));
     }
 
     /// The warning about unlisted status words from the latest status count; returns the

@@ -31,7 +31,7 @@ use crate::core::holds::Snooze;
 use crate::core::incident::View;
 use crate::core::pattern::ArtifactFile;
 use crate::core::vocabulary::Severity;
-use crate::daemon::state::{Change, Health, RowRead, What};
+use crate::daemon::state::{Change, Health, Published, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -81,7 +81,11 @@ pub fn escape_bidi(page: String) -> String {
 }
 
 /// The status page: the incidents, then one page of the findings that `selection` wants.
-pub fn status_page(health: &Health, report: Option<&Report>, selection: &Selection) -> Markup {
+pub fn status_page(
+    health: &Health,
+    published: Option<&Published>,
+    selection: &Selection,
+) -> Markup {
     let base = health.base.as_str();
     page(
         base,
@@ -102,9 +106,9 @@ pub fn status_page(health: &Health, report: Option<&Report>, selection: &Selecti
             }
             (health_strip(health))
             (action_panels(health))
-            @match report {
+            @match published {
                 None => p class="empty" { "No scan has completed yet." },
-                Some(report) => (findings_section(health, report, selection)),
+                Some(published) => (findings_section(health, published, selection)),
             }
             (snoozes_section(health))
         },
@@ -574,31 +578,8 @@ impl Selection {
     }
 }
 
-/// The order of the table: critical first, the mass stall first among its severity (it
-/// has no age of its own), then the oldest first; the job id settles ties, so a page holds
-/// the same rows from one request to the next.
-fn table_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
-    b.severity
-        .cmp(&a.severity)
-        .then((b.kind == Kind::MassStall).cmp(&(a.kind == Kind::MassStall)))
-        .then(b.age_seconds.cmp(&a.age_seconds))
-        .then(a.job_id.cmp(&b.job_id))
-        .then(a.kind.cmp(&b.kind))
-        .then(a.rule.cmp(&b.rule))
-}
-
-/// How many findings have each value, most first (then by value).
-fn counted<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for v in values {
-        *counts.entry(v).or_default() += 1;
-    }
-    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    counts
-}
-
-fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
+fn findings_section(h: &Health, published: &Published, sel: &Selection) -> Markup {
+    let report = &*published.report;
     let active: u64 = report.jobs.values().sum();
     if report.findings.is_empty() {
         return html! {
@@ -615,30 +596,21 @@ fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
         };
     }
     let base = h.base.as_str();
-    let mut shown: Vec<&Finding> = report.findings.iter().filter(|f| sel.wants(f)).collect();
-    let matching = shown.len();
+    let filtered = !sel.filters().is_empty();
+    // The findings are in order once per scan: the unfiltered page is a slice of that order,
+    // a filtered one a pass over it.
+    let shown = published.by_urgency().filter(|f| !filtered || sel.wants(f));
+    let matching = if filtered {
+        shown.clone().count()
+    } else {
+        report.findings.len()
+    };
     let pages = matching.div_ceil(PAGE_ROWS).max(1);
     let page = sel.page().min(pages);
     let first = (page - 1) * PAGE_ROWS;
-    // Only the page's rows are put in order: the page after them is a partial sort.
-    let end = (first + PAGE_ROWS).min(matching);
-    if end < matching {
-        shown.select_nth_unstable_by(end, |a, b| table_order(a, b));
-        shown.truncate(end);
-    }
-    shown.sort_by(|a, b| table_order(a, b));
-    let rows: Vec<&Finding> = shown.into_iter().skip(first).collect();
-    let kinds = counted(report.findings.iter().map(|f| f.kind.as_str()));
-    let rules = counted(report.findings.iter().map(|f| f.rule.as_str()));
-    let statuses = counted(
-        report
-            .findings
-            .iter()
-            .map(|f| f.status.as_str())
-            .filter(|s| !s.is_empty()),
-    );
-    let phases = counted(report.findings.iter().filter_map(|f| f.phase.as_deref()));
-    let filtered = !sel.filters().is_empty();
+    let rows: Vec<&Finding> = shown.skip(first).take(PAGE_ROWS).collect();
+    let (kinds, rules) = (&published.kinds, &published.rules);
+    let (statuses, phases) = (&published.statuses, &published.phases);
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     html! {
         (incidents_section(h, report))
@@ -653,15 +625,15 @@ fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
                 "."
             }
             nav class="counts" {
-                (count_links(base, sel, "kind", &kinds))
-                (count_links(base, sel, "rule", &rules))
+                (count_links(base, sel, "kind", kinds))
+                (count_links(base, sel, "rule", rules))
             }
             form method="get" action={(base) "/"} class="filter" {
                 label { "job id " input type="search" name="q" value=(value(&sel.q)) placeholder="part of an id"; }
-                (choice("kind", &kinds, sel.kind.as_deref()))
-                (choice("rule", &rules, sel.rule.as_deref()))
-                (choice("status", &statuses, sel.status.as_deref()))
-                (choice("phase", &phases, sel.phase.as_deref()))
+                (choice("kind", kinds, sel.kind.as_deref()))
+                (choice("rule", rules, sel.rule.as_deref()))
+                (choice("status", statuses, sel.status.as_deref()))
+                (choice("phase", phases, sel.phase.as_deref()))
                 label { "incident "
                     select name="incident" {
                         option value="" { "any" }
@@ -691,7 +663,7 @@ fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
 }
 
 /// "stalled 9,812 · overdue 188": each a link that filters by it (the current one plain).
-fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]) -> Markup {
+fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(String, usize)]) -> Markup {
     let current = sel
         .filters()
         .into_iter()
@@ -702,7 +674,7 @@ fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]
             (name) ": "
             @for (i, (value, n)) in counts.iter().take(CHOICES).enumerate() {
                 @if i > 0 { " · " }
-                @if current == Some(*value) { strong { (value) " " (n) } }
+                @if current == Some(value.as_str()) { strong { (value) " " (n) } }
                 @else { a href=(sel.link(base, Some((name, value)), 1)) { (value) " " (n) } }
             }
             @if counts.len() > CHOICES { " · …" }
@@ -711,7 +683,7 @@ fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]
 }
 
 /// A filter's list of values (the most frequent [`CHOICES`]), the current one selected.
-fn choice(name: &str, counts: &[(&str, usize)], current: Option<&str>) -> Markup {
+fn choice(name: &str, counts: &[(String, usize)], current: Option<&str>) -> Markup {
     html! {
         label { (name) " "
             select name=(name) {
@@ -720,7 +692,7 @@ fn choice(name: &str, counts: &[(&str, usize)], current: Option<&str>) -> Markup
                     option value=(c) selected { (c) }
                 }
                 @for (value, n) in counts.iter().take(CHOICES) {
-                    option value=(value) selected[current == Some(*value)] { (value) " (" (n) ")" }
+                    option value=(value) selected[current == Some(value.as_str())] { (value) " (" (n) ")" }
                 }
             }
         }
@@ -1031,7 +1003,12 @@ mod tests {
             "<script>alert(1)</script>",
             "no heartbeat <img src=x>",
         )]);
-        let html = status_page(&Health::default(), Some(&r), &Selection::default()).into_string();
+        let html = status_page(
+            &Health::default(),
+            Some(&Published::new(r.clone())),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(
             html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
@@ -1055,7 +1032,7 @@ mod tests {
         };
         let html = status_page(
             &health,
-            Some(&report(vec![finding("7", "m")])),
+            Some(&Published::new(report(vec![finding("7", "m")]))),
             &Selection::default(),
         )
         .into_string();
@@ -1075,7 +1052,7 @@ mod tests {
     fn nothing_wrong_is_one_line_with_the_counts() {
         let html = status_page(
             &Health::default(),
-            Some(&report(vec![])),
+            Some(&Published::new(report(vec![]))),
             &Selection::default(),
         )
         .into_string();
@@ -1185,8 +1162,12 @@ mod tests {
         let mut f = finding("7", "m");
         f.guard.heartbeat = Some("2026-01-01 00:00:00".into());
         let r = report(vec![f]);
-        let without =
-            status_page(&Health::default(), Some(&r), &Selection::default()).into_string();
+        let without = status_page(
+            &Health::default(),
+            Some(&Published::new(r.clone())),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(!without.contains("data-act") && !without.contains("id=\"unlock\""));
         let mut health = Health {
             actions: true,
@@ -1200,7 +1181,12 @@ mod tests {
                 by: "http 127.0.0.1:1".into(),
             },
         );
-        let with = status_page(&health, Some(&r), &Selection::default()).into_string();
+        let with = status_page(
+            &health,
+            Some(&Published::new(r.clone())),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(
             with.contains("<div class=\"actions\" hidden data-job=\"7\" data-seen=\"{&quot;status&quot;:&quot;running&quot;,&quot;heartbeat&quot;:&quot;2026-01-01 00:00:00&quot;"),
             "hidden, with the row it was drawn from: {with}"
@@ -1273,7 +1259,7 @@ mod tests {
             actions: true,
             ..Health::default()
         };
-        status_page(&health, Some(report), &sel).into_string()
+        status_page(&health, Some(&Published::new(report.clone())), &sel).into_string()
     }
 
     /// The job ids of a page's rows, in order.

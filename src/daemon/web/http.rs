@@ -177,9 +177,15 @@ async fn status_page(
     // A query that does not parse (a repeated key) is the unfiltered page.
     let selection = selection.map(|q| q.0).unwrap_or_default();
     let health = shared.health();
-    let report = shared.latest();
-    off_the_workers(move || html_page(console::status_page(&health, report.as_deref(), &selection)))
-        .await
+    let published = shared.published();
+    off_the_workers(move || {
+        html_page(console::status_page(
+            &health,
+            published.as_deref(),
+            &selection,
+        ))
+    })
+    .await
 }
 
 /// Runs a heavy render on the blocking pool, so no request waits on another's page.
@@ -348,11 +354,20 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The latest report as JSON, serialized off the async workers (megabytes at 10,000
-/// findings) from the shared report, never a copy of it.
+/// The latest report as JSON: serialized once per scan, by its first reader, off the async
+/// workers (megabytes at 10,000 findings), from the shared report, never a copy of it.
 async fn findings(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.latest() {
-        Some(report) => off_the_workers(move || Json(&*report).into_response()).await,
+    match shared.published() {
+        Some(published) => {
+            off_the_workers(move || match published.json() {
+                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the findings could not be serialized: {e}"),
+                ),
+            })
+            .await
+        }
         None => error(StatusCode::SERVICE_UNAVAILABLE, "no scan has completed yet"),
     }
 }
