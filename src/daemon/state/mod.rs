@@ -125,6 +125,8 @@ pub struct ConsoleInfo {
     pub rules: Vec<crate::config::Rule>,
     /// The configured columns: config key and column name.
     pub columns: Vec<(String, String)>,
+    /// What a person's buttons can do.
+    pub offers: crate::core::plan::Offers,
 }
 
 impl ConsoleInfo {
@@ -141,6 +143,10 @@ impl ConsoleInfo {
                 .into_iter()
                 .map(|(key, field)| (key.to_string(), field.to_string()))
                 .collect(),
+            offers: crate::core::plan::Offers {
+                statuses: config.jobs.statuses.clone(),
+                min_age: config.safety.min_age.as_secs(),
+            },
         }
     }
 }
@@ -234,10 +240,12 @@ impl Shared {
                 .collect(),
             job_url: info.job_url,
             paused_until: self.paused_until(),
+            pause: self.pause_note(),
             holds_lost: self.holds_lost(),
             state_errors: self.state_errors(),
             snoozes: self.snoozes(),
             actions: self.token().is_some(),
+            offers: info.offers,
         }
     }
 
@@ -260,6 +268,12 @@ impl Shared {
     /// Until when every write is paused, if it is now.
     pub fn paused_until(&self) -> Option<f64> {
         read(&self.holds).paused(self.clock.now())
+    }
+
+    /// Why writes are paused and who asked, while they are.
+    pub fn pause_note(&self) -> Option<crate::core::holds::PauseNote> {
+        let holds = read(&self.holds);
+        holds.paused(self.clock.now()).and(holds.pause.clone())
     }
 
     /// Each state file whose last save failed, in words (scans go on; `/readyz` stays 200).
@@ -317,13 +331,23 @@ impl Shared {
         Ok((now, next))
     }
 
-    /// Pauses every write for `span` from now (zero: ends the pause). Returns when writes
-    /// resume. Any pause also ends the hold of lost holds: the operator has said what holds.
-    pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+    /// Pauses every write for `span` from now (zero: ends the pause), for `reason`, asked by
+    /// `by`. Returns when writes resume. Any pause also ends the hold of lost holds: the
+    /// operator has said what holds.
+    pub async fn pause(
+        &self,
+        span: Duration,
+        reason: &str,
+        by: &str,
+    ) -> std::io::Result<Option<f64>> {
         let mut ended = None;
         let (now, holds) = self
             .change_holds(|h, now| {
                 h.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+                h.pause = (!span.is_zero()).then(|| crate::core::holds::PauseNote {
+                    reason: reason.to_string(),
+                    by: by.to_string(),
+                });
                 ended = h.lost.take();
             })
             .await?;
@@ -333,10 +357,12 @@ impl Shared {
         let until = holds.paused(now);
         match until {
             Some(until) => tracing::warn!(
+                by,
+                reason,
                 "writes paused until {} (POST /api/v1/pause); alerts go on",
                 crate::core::job::rfc3339(until)
             ),
-            None => tracing::info!("writes resumed (POST /api/v1/pause)"),
+            None => tracing::info!(by, "writes resumed (POST /api/v1/pause)"),
         }
         Ok(until)
     }
@@ -502,8 +528,9 @@ pub struct Health {
     pub sinks: Vec<(String, i64, u64)>,
     /// `[http] job_url`, with `{job_id}`.
     pub job_url: Option<String>,
-    /// An operator's pause of every write: until when.
+    /// An operator's pause of every write: until when, why and who asked.
     pub paused_until: Option<f64>,
+    pub pause: Option<crate::core::holds::PauseNote>,
     /// The operator's holds were lost (why): every write is held until a pause ends it.
     pub holds_lost: Option<String>,
     /// Each state file whose last save failed, in words.
@@ -512,6 +539,8 @@ pub struct Health {
     pub snoozes: std::collections::BTreeMap<String, crate::core::holds::Snooze>,
     /// A token is configured: the pages carry the (hidden) action buttons.
     pub actions: bool,
+    /// Which of them can work on a finding's job.
+    pub offers: crate::core::plan::Offers,
 }
 
 /// A published scan: its report, shared by every reader, and what the pages need of it,

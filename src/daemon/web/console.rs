@@ -30,7 +30,7 @@ use crate::core::detect::{format_age, Finding, Kind};
 use crate::core::holds::Snooze;
 use crate::core::incident::View;
 use crate::core::pattern::ArtifactFile;
-use crate::core::vocabulary::Severity;
+use crate::core::vocabulary::{Action, Severity};
 use crate::daemon::state::{Change, Health, Published, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
@@ -358,6 +358,7 @@ pub fn audit_page(
     health: &Health,
     job: Option<&str>,
     outcome: Option<&str>,
+    dry_runs: bool,
     entries: &[audit::Entry],
 ) -> Markup {
     let base = health.base.as_str();
@@ -371,6 +372,7 @@ pub fn audit_page(
             form method="get" action={(base) "/audit"} class="filter" {
                 label { "job " input type="text" name="job" value=[job]; }
                 label { "outcome " input type="text" name="outcome" value=[outcome]; }
+                label { input type="checkbox" name="dry_runs" value="1" checked[dry_runs]; " previews too" }
                 button type="submit" { "filter" }
             }
             @if entries.is_empty() {
@@ -474,7 +476,13 @@ fn health_strip(h: &Health) -> Markup {
                 li class="bad" { (crate::core::safety::HeldBack::HoldsLost(why.clone())) }
             }
             @match h.paused_until {
-                Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },
+                Some(until) => li class="warn" {
+                    "writes paused until " (crate::core::job::rfc3339(until))
+                    @if let Some(note) = &h.pause {
+                        @if !note.reason.is_empty() { ": " (note.reason) }
+                        @if !note.by.is_empty() { " (" (note.by) ")" }
+                    }
+                },
                 None => li { "writes not paused" },
             }
             @for (name, depth, failures) in &h.sinks {
@@ -848,9 +856,14 @@ fn findings_table(h: &Health, findings: &[&Finding], incidents: &[View]) -> Mark
                             }
                             @if h.actions {
                                 td { @if !f.job_id.is_empty() && f.kind != Kind::MassStall {
-                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) {
-                                        button type="button" data-act="fail" { "Mark as failed" }
-                                        button type="button" data-act="requeue" { "Re-queue" }
+                                    // Only the buttons that can work on this job.
+                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) data-status=(f.status) {
+                                        @if h.offers.allows(f, Action::Fail) {
+                                            button type="button" data-act="fail" { "Mark as failed" }
+                                        }
+                                        @if h.offers.allows(f, Action::Requeue) {
+                                            button type="button" data-act="requeue" { "Re-queue" }
+                                        }
                                         button type="button" data-act="snooze" { "Snooze" }
                                     }
                                 } }
@@ -891,12 +904,36 @@ fn action_panels(h: &Health) -> Markup {
                     label { "Token to act on jobs " input type="password" id="token" autocomplete="off" required; }
                     " " button type="submit" { "Unlock actions" }
                 }
-                p class="empty" { "Kept in this tab only (session storage) and sent as a bearer header." }
+                p class="empty" { "Checked with the daemon, then kept in this tab only (session storage) and sent as a bearer header." }
+                p id="unlock-result" {}
             }
-            p id="locked" hidden { "Actions unlocked in this tab. " button type="button" id="lock" { "Lock" } }
+            p id="locked" hidden { "Actions unlocked in this tab" span id="locked-as" {} ". " button type="button" id="lock" { "Lock" } }
+            // The pause of every write (alerts go on): a reason and an end, or its end now.
+            div class="actions pause" hidden {
+                @if h.paused_until.is_some() {
+                    button type="button" id="resume" { "Resume writes now" }
+                } @else {
+                    form id="pause-form" {
+                        "Pause every write for "
+                        select id="pause-for" {
+                            option value="30m" { "30 minutes" }
+                            option value="1h" selected { "1 hour" }
+                            option value="2h" { "2 hours" }
+                            option value="8h" { "8 hours" }
+                        }
+                        " " label { "reason " input type="text" id="pause-reason" maxlength="500" required; }
+                        " " button type="submit" { "Pause writes" }
+                    }
+                }
+                span id="pause-result" {}
+            }
             div id="preview" class="panel" hidden {
                 p id="preview-title" {}
-                pre id="preview-statement" {}
+                p id="preview-words" {}
+                details {
+                    summary { "the exact statement" }
+                    pre id="preview-statement" {}
+                }
                 label id="preview-for-label" hidden {
                     "for "
                     select id="preview-for" {
@@ -952,6 +989,19 @@ mod tests {
     use super::*;
     use crate::core::detect::{Kind, Outcome, Warning};
     use crate::core::vocabulary::{Action, Severity, StatusClass};
+
+    /// What a table with `queued` and `running` jobs lets a person do.
+    fn offers() -> crate::core::plan::Offers {
+        crate::core::plan::Offers {
+            statuses: crate::core::vocabulary::Statuses {
+                pending: vec!["queued".into()],
+                running: vec!["running".into()],
+                failed: vec!["failed".into()],
+                ..Default::default()
+            },
+            min_age: 60,
+        }
+    }
 
     fn finding(job_id: &str, message: &str) -> Finding {
         Finding {
@@ -1171,6 +1221,7 @@ mod tests {
         assert!(!without.contains("data-act") && !without.contains("id=\"unlock\""));
         let mut health = Health {
             actions: true,
+            offers: offers(),
             ..Health::default()
         };
         health.snoozes.insert(
@@ -1197,6 +1248,42 @@ mod tests {
             "a snooze's reason is text"
         );
         assert!(!with.contains("fail all") && with.matches("data-act=\"fail\"").count() == 1);
+    }
+
+    #[test]
+    fn only_the_buttons_that_can_work() {
+        let mut pending = finding("queued-1", "m");
+        pending.status = "queued".into();
+        let mut finished = finding("done-1", "m");
+        finished.status = "succeeded".into();
+        finished.kind = Kind::MissingArtifact;
+        let mut young = finding("young-1", "m");
+        young.age_seconds = 30;
+        let r = report(vec![finding("running-1", "m"), pending, finished, young]);
+        let health = Health {
+            actions: true,
+            offers: offers(),
+            ..Health::default()
+        };
+        let html =
+            status_page(&health, Some(&Published::new(r)), &Selection::default()).into_string();
+        let buttons = |job: &str| -> Vec<String> {
+            let at = html
+                .find(&format!("data-job=\"{job}\""))
+                .unwrap_or_else(|| panic!("{job}'s actions: {html}"));
+            let end = at + html[at..].find("</div>").expect("end of the actions");
+            html[at..end]
+                .match_indices("data-act=\"")
+                .map(|(i, m)| {
+                    let v = &html[at + i + m.len()..end];
+                    v[..v.find('"').expect("quote")].to_string()
+                })
+                .collect()
+        };
+        assert_eq!(buttons("running-1"), ["fail", "requeue", "snooze"]);
+        assert_eq!(buttons("queued-1"), ["fail", "snooze"], "already pending");
+        assert_eq!(buttons("done-1"), ["snooze"], "a finished job");
+        assert_eq!(buttons("young-1"), ["snooze"], "younger than min_age");
     }
 
     /// A mass stall of `n` jobs (critical, ages spread) held back by the guard, its
@@ -1257,6 +1344,7 @@ mod tests {
         }
         let health = Health {
             actions: true,
+            offers: offers(),
             ..Health::default()
         };
         status_page(&health, Some(&Published::new(report.clone())), &sel).into_string()

@@ -68,6 +68,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
         .route("/api/v1/pause", post(pause))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/jobs/{action}", post(bulk_action))
         .route("/api/v1/jobs/{id}/{action}", post(job_action));
     // `[http] base_path` prefixes every route.
@@ -205,11 +206,13 @@ const JOB_TRAIL_ENTRIES: usize = 10_000;
 /// The audit entries `GET /audit` shows, at most.
 const AUDIT_PAGE_ENTRIES: usize = 500;
 
-/// `GET /audit?job=..&outcome=..`.
+/// `GET /audit?job=..&outcome=..&dry_runs=1`.
 #[derive(Debug, Default, Deserialize)]
 struct AuditFilter {
     job: Option<String>,
     outcome: Option<String>,
+    /// Show a person's previews (dry runs) too: left out unless asked for.
+    dry_runs: Option<String>,
 }
 
 /// The last `n` audit entries that `filter` wants, from the whole trail (its rotated files
@@ -244,9 +247,11 @@ async fn audit_page(
 ) -> Response {
     let job = filter.job.filter(|j| !j.is_empty());
     let outcome = filter.outcome.filter(|o| !o.is_empty());
+    let dry_runs = filter.dry_runs.is_some_and(|v| !v.is_empty() && v != "0");
     let filter = crate::adapters::audit::Filter {
         job: job.clone(),
         outcome: outcome.clone(),
+        hide_previews: !dry_runs,
     };
     let entries = match trail(&shared, AUDIT_PAGE_ENTRIES, filter).await {
         Ok(entries) => entries,
@@ -256,6 +261,7 @@ async fn audit_page(
         &shared.health(),
         job.as_deref(),
         outcome.as_deref(),
+        dry_runs,
         &entries,
     ))
 }
@@ -284,9 +290,11 @@ async fn job_page(
         .flat_map(|r| r.findings.iter())
         .filter(|f| f.job_id == id)
         .collect();
+    // A person's preview is not a write: the job's page shows what was done.
     let filter = crate::adapters::audit::Filter {
         job: Some(id.clone()),
         outcome: None,
+        hide_previews: true,
     };
     let trail = match trail(&shared, JOB_TRAIL_ENTRIES, filter).await {
         Ok(t) => t,
@@ -537,28 +545,33 @@ async fn to_loop_within<R, T>(
     }
 }
 
-/// The body of `POST /api/v1/pause`: `{"for": "30m"}`; `"0s"` ends a pause.
+/// The body of `POST /api/v1/pause`: `{"for": "30m", "reason": "..."}`; `"0s"` ends a pause.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PauseBody {
     #[serde(rename = "for")]
     duration: Option<String>,
+    /// Why, in the person's words: kept with the pause and logged.
+    reason: Option<String>,
 }
 
-async fn pause(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let body: PauseBody = match write_request(&shared, &headers, body, "{\"for\": \"30m\"}").await {
+async fn pause(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let by = requester(&request);
+    let (parts, body) = request.into_parts();
+    let example = "{\"for\": \"30m\", \"reason\": \"...\"}";
+    let body: PauseBody = match write_request(&shared, &parts.headers, body, example).await {
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Some(r) = reason_too_long(body.reason.as_deref()) {
+        return r;
+    }
     let span = match span_for(body.duration.as_deref(), "30m", "a pause") {
         Ok(d) => d,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match shared.pause(span).await {
+    let reason = body.reason.unwrap_or_default();
+    match shared.pause(span, reason.trim(), &by).await {
         Ok(until) => Json(serde_json::json!({
             "paused_until": until.map(crate::core::job::rfc3339),
         }))
@@ -585,6 +598,23 @@ struct JobBody {
     seen: Option<crate::core::plan::Seen>,
 }
 
+/// `GET /api/v1/whoami`: whether the bearer token is right (the console checks it when it
+/// is entered, before any button is offered), and who the daemon takes the caller for.
+async fn whoami(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    if let Some(refused) = unauthorized(&shared, request.headers()) {
+        return refused;
+    }
+    Json(serde_json::json!({ "by": requester(&request) })).into_response()
+}
+
+/// Who asks, for the audit and the logs: `http` and the client's address.
+fn requester(request: &axum::extract::Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "http".to_string(), |c| format!("http {}", c.0))
+}
+
 /// The longest `reason` taken.
 const MAX_REASON: usize = 500;
 
@@ -595,10 +625,7 @@ async fn job_action(
     request: axum::extract::Request,
 ) -> Response {
     let id = query.id.unwrap_or(id);
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let by = requester(&request);
     let (example, verb) = match action.as_str() {
         "fail" => ("{\"dry_run\": true}", Ask::Fail),
         "requeue" => ("{\"dry_run\": true}", Ask::Requeue),
@@ -632,7 +659,7 @@ async fn job_action(
         dry_run: body.dry_run,
         seen: body.seen,
         reason: body.reason,
-        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        by,
         reply,
     };
     match to_loop(&shared.jobs, request, answer).await {
@@ -686,10 +713,7 @@ async fn bulk_action(
     axum::extract::Path(action): axum::extract::Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let by = requester(&request);
     let verb = match action.as_str() {
         "fail" => Ask::Fail,
         "requeue" => Ask::Requeue,
@@ -740,7 +764,7 @@ async fn bulk_action(
         dry_run: body.dry_run,
         expect: body.expect,
         reason: body.reason,
-        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        by,
         reply,
     };
     match to_loop_within(&shared.bulk, request, answer, BULK_TIMEOUT).await {
