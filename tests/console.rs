@@ -1342,3 +1342,90 @@ async fn a_thousand_stuck_jobs_are_one_incident_and_pages_of_a_hundred() {
     }
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// `[http] user_header` names the person in the audit and the holds, believed only from the
+/// trusted proxies; the CLI's own header names its user otherwise; `GET /api/v1/whoami`
+/// says whom the daemon takes the caller for, and refuses a wrong token.
+#[tokio::test]
+async fn the_person_behind_a_trusted_proxy_is_named() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let token = "WHO-T0KEN-0123456789";
+    let daemon_trusting = |proxies: &str| {
+        let config = TestConfig::new(&db.url)
+            .top("interval = \"200ms\"")
+            .jobs("status_since = \"created_at\"")
+            .heartbeat_rule("hb", "30m", "action = \"alert\"")
+            .section(&format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\nuser_header = \"X-Forwarded-User\"\ntrusted_proxies = [{proxies}]"
+            ))
+            .state(&db.dir().join("state"))
+            .write(db.dir().join("jw.toml"));
+        Daemon::start(&config, &[])
+    };
+    let whoami = |daemon: &Daemon, headers: &[(&str, &str)], bearer: &str| {
+        let mut r = reqwest::Client::new()
+            .get(daemon.url("/api/v1/whoami"))
+            .bearer_auth(bearer);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        async move {
+            let r = r.send().await.expect("get");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    let daemon = daemon_trusting("\"127.0.0.1\"");
+    wait_for("the listener", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/healthz")).await
+    })
+    .await;
+    let (status, _) = whoami(&daemon, &[], "WRONG-T0KEN-0123456789").await;
+    assert_eq!(status, 401, "a wrong token is refused");
+    let (status, who) = whoami(&daemon, &[("X-Forwarded-User", "alice")], token).await;
+    assert_eq!(status, 200);
+    let by = who["by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("alice (http 127.0.0.1:"), "{who}");
+    // A snooze by alice keeps her name in the holds.
+    let r = reqwest::Client::new()
+        .post(daemon.url("/api/v1/jobs/1/snooze"))
+        .bearer_auth(token)
+        .header("X-Forwarded-User", "alice")
+        .header("content-type", "application/json")
+        .body(r#"{"for": "1h", "reason": "looking into it"}"#)
+        .send()
+        .await
+        .expect("snooze");
+    assert_eq!(r.status().as_u16(), 200);
+    let holds = std::fs::read_to_string(db.dir().join("state").join("holds.json")).expect("holds");
+    assert!(holds.contains("alice (http 127.0.0.1:"), "{holds}");
+    // Without the proxy's header, the CLI's names its user.
+    let (_, who) = whoami(&daemon, &[("X-Jobwarden-By", "cli:bob@ops-1")], token).await;
+    assert!(
+        who["by"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("cli:bob@ops-1 (http 127.0.0.1:")),
+        "{who}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+
+    // From a client the config does not trust, the header is anyone's word: not believed.
+    let daemon = daemon_trusting("\"10.0.0.0/8\"");
+    wait_for("the listener", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/healthz")).await
+    })
+    .await;
+    let (_, who) = whoami(&daemon, &[("X-Forwarded-User", "mallory")], token).await;
+    let by = who["by"].as_str().unwrap_or_default();
+    assert!(
+        by.starts_with("http 127.0.0.1:") && !by.contains("mallory"),
+        "{who}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}

@@ -206,6 +206,14 @@ impl Shared {
         read(&self.leader_holder).clone()
     }
 
+    /// `[http] user_header` (lower case) and the proxies it is believed from, when set.
+    pub fn user_header(&self) -> Option<(String, Vec<crate::config::Cidr>)> {
+        let http = read(&self.http);
+        http.user_header
+            .clone()
+            .map(|h| (h, http.trusted_proxies.clone()))
+    }
+
     /// Whether a request's `Host` is one this listener answers.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
         read(&self.http).host_allowed(host)

@@ -556,7 +556,7 @@ struct PauseBody {
 }
 
 async fn pause(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
-    let by = requester(&request);
+    let by = requester(&shared, &request);
     let (parts, body) = request.into_parts();
     let example = "{\"for\": \"30m\", \"reason\": \"...\"}";
     let body: PauseBody = match write_request(&shared, &parts.headers, body, example).await {
@@ -604,15 +604,43 @@ async fn whoami(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
     if let Some(refused) = unauthorized(&shared, request.headers()) {
         return refused;
     }
-    Json(serde_json::json!({ "by": requester(&request) })).into_response()
+    Json(serde_json::json!({ "by": requester(&shared, &request) })).into_response()
 }
 
-/// Who asks, for the audit and the logs: `http` and the client's address.
-fn requester(request: &axum::extract::Request) -> String {
-    request
+/// The header the CLI names its user in (`cli:alice@host`), taken from a token holder when
+/// no trusted proxy named the person.
+const CLIENT_HEADER: &str = "x-jobwarden-by";
+/// The longest name of a person kept.
+const MAX_NAME: usize = 100;
+
+/// Who asks, for the audit and the logs: the person, when `[http] user_header` came from a
+/// trusted proxy (or the CLI named its user), and always `http` and the client's address:
+/// `alice (http 10.0.0.5:51234)`, or `http 127.0.0.1:53580`.
+fn requester(shared: &Shared, request: &axum::extract::Request) -> String {
+    let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "http".to_string(), |c| format!("http {}", c.0))
+        .map(|c| c.0);
+    let from = peer.map_or_else(|| "http".to_string(), |p| format!("http {p}"));
+    let header = |name: &str| -> Option<String> {
+        let value = request.headers().get(name)?.to_str().ok()?.trim();
+        let clean = !value.is_empty()
+            && value.chars().count() <= MAX_NAME
+            && !value.chars().any(char::is_control);
+        clean.then(|| value.to_string())
+    };
+    let proxied = shared.user_header().and_then(|(name, proxies)| {
+        let peer = peer?;
+        proxies
+            .iter()
+            .any(|c| c.contains(peer.ip()))
+            .then(|| header(&name))
+            .flatten()
+    });
+    match proxied.or_else(|| header(CLIENT_HEADER)) {
+        Some(person) => format!("{person} ({from})"),
+        None => from,
+    }
 }
 
 /// The longest `reason` taken.
@@ -625,7 +653,7 @@ async fn job_action(
     request: axum::extract::Request,
 ) -> Response {
     let id = query.id.unwrap_or(id);
-    let by = requester(&request);
+    let by = requester(&shared, &request);
     let (example, verb) = match action.as_str() {
         "fail" => ("{\"dry_run\": true}", Ask::Fail),
         "requeue" => ("{\"dry_run\": true}", Ask::Requeue),
@@ -713,7 +741,7 @@ async fn bulk_action(
     axum::extract::Path(action): axum::extract::Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let by = requester(&request);
+    let by = requester(&shared, &request);
     let verb = match action.as_str() {
         "fail" => Ask::Fail,
         "requeue" => Ask::Requeue,
