@@ -595,6 +595,17 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
         (code == 200).then_some(report)
     })
     .await;
+    // The demo's daemon writes nothing itself for its first hour: every stuck job is left
+    // for the newcomer to click, its write held back.
+    let findings = report["findings"].as_array().cloned().unwrap_or_default();
+    let fails: Vec<_> = findings.iter().filter(|f| f["action"] == "fail").collect();
+    assert!(!fails.is_empty(), "{report}");
+    assert!(
+        fails
+            .iter()
+            .all(|f| f["outcome"] == "limited"),
+        "held back, not written: {report}"
+    );
     // An alert-only finding: the daemon leaves it to a person.
     let job = report["findings"]
         .as_array()
