@@ -99,10 +99,18 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     assert!(gone.contains("The table has no row with this id"), "{gone}");
     let (status, _, unknown) = get("/jobwarden/jobs/nobody").await;
     assert_eq!(
-        status, 200,
-        "a job jobwarden knows nothing of still has a page"
+        status, 404,
+        "a job neither the table nor jobwarden knows is not found"
     );
-    assert!(unknown.contains("jobwarden has written nothing about this job"));
+    assert!(
+        unknown.contains("no such job: the table has no row with this id"),
+        "and its page says so: {unknown}"
+    );
+    // A job's page opens with its story: its state, then what is wrong with it.
+    assert!(
+        job.contains("<p class=\"headline\">running · stalled: no heartbeat for"),
+        "{job}"
+    );
 
     // The audit trail, filtered by job and by outcome.
     let (status, _, audit) = get("/jobwarden/audit?job=7").await;
@@ -601,9 +609,7 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
     let fails: Vec<_> = findings.iter().filter(|f| f["action"] == "fail").collect();
     assert!(!fails.is_empty(), "{report}");
     assert!(
-        fails
-            .iter()
-            .all(|f| f["outcome"] == "limited"),
+        fails.iter().all(|f| f["outcome"] == "limited"),
         "held back, not written: {report}"
     );
     // An alert-only finding: the daemon leaves it to a person.
@@ -734,7 +740,7 @@ async fn a_person_fails_one_job(backend: Backend) {
         let (code, page) = common::get(&daemon.url(&format!("/jobs/{id}")))
             .await
             .expect("page");
-        assert_eq!(code, 200, "{id}: {page}");
+        assert_eq!(code, 404, "{id}: no such job, and a page that says so: {page}");
         assert!(
             page.contains("The table has no row with this id"),
             "{id}: {page}"

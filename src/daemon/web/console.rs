@@ -151,6 +151,7 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
                     nav { a href=(url.replace("{job_id}", &crate::core::job::url_segment(job_id))) { "open in the application" } }
                 }
             }
+            p class="headline" { (headline(view)) }
             (action_panels(health))
             @if let Some(s) = health.snoozes.get(job_id) {
                 p class="warn" {
@@ -161,7 +162,7 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
             section {
                 h2 { "Findings" }
                 @if view.findings.is_empty() {
-                    p class="empty" { "Nothing is wrong with this job as of the last scan (or it is no longer active)." }
+                    p class="empty" { "No finding in the last scan." }
                 } @else {
                     (findings_table(health, view.findings, &[]))
                 }
@@ -204,6 +205,66 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// Whether jobwarden knows nothing of the job: the table has no such row and no finding,
+/// change or audit entry names it (the page answers 404).
+pub fn unknown_job(view: &JobView<'_>) -> bool {
+    matches!(view.row, RowRead::Missing)
+        && view.findings.is_empty()
+        && view.history.is_empty()
+        && view.trail.is_empty()
+        && view.alerts.is_empty()
+}
+
+/// The job's story in one line: its state now, then the last write jobwarden made to it
+/// (when, by which rule, who asked) or what is wrong with it as of the last scan.
+/// "failed · failed by jobwarden at 2026-12-03T15:34:00Z, rule stalled-heartbeat, asked by
+/// alice (http 10.0.0.5:51234)".
+fn headline(view: &JobView<'_>) -> String {
+    if unknown_job(view) {
+        return "no such job: the table has no row with this id (within [jobs] where), and jobwarden has never found or written it".into();
+    }
+    let state = match view.row {
+        RowRead::Row(row) => row.status.clone(),
+        RowRead::Missing => "not in the table".to_string(),
+        RowRead::Unread(_) => "state unknown (the row could not be read)".to_string(),
+    };
+    let last_write = view
+        .trail
+        .iter()
+        .rev()
+        .find(|e| e.outcome == audit::Recorded::Applied);
+    let story = if let Some(e) = last_write {
+        let verb = match e.action {
+            Action::Requeue => "re-queued",
+            _ => "failed",
+        };
+        let mut s = format!(
+            "{verb} by jobwarden at {} ({} → {}), rule {}",
+            e.time, e.status_before, e.status_after, e.rule
+        );
+        match &e.requested_by {
+            Some(by) => s.push_str(&format!(", asked by {by}")),
+            None => s.push_str(", on its own"),
+        }
+        if let Some(b) = &e.batch {
+            s.push_str(&format!(" (bulk {b})"));
+        }
+        Some(s)
+    } else {
+        None
+    };
+    let wrong = view
+        .findings
+        .first()
+        .map(|f| format!("{}: {}", f.kind.as_str(), f.message));
+    match (story, wrong) {
+        (Some(story), Some(wrong)) => format!("{state} · {story}; now {wrong}"),
+        (Some(story), None) => format!("{state} · {story}"),
+        (None, Some(wrong)) => format!("{state} · {wrong}"),
+        (None, None) => format!("{state} · nothing wrong as of the last scan"),
+    }
 }
 
 /// The longest value shown whole; longer ones are cut, the rest folded.
@@ -1205,6 +1266,67 @@ mod tests {
         )
         .into_string();
         assert!(missing.contains("The table has no row with this id"));
+    }
+
+    #[test]
+    fn a_failed_jobs_page_opens_with_who_failed_it() {
+        let row = crate::core::job::JobRow {
+            id: "7".into(),
+            status: "failed".into(),
+            created_at: crate::core::job::Stamp::At(1_000.0),
+            heartbeat_at: crate::core::job::Stamp::At(1_500.0),
+            status_since: crate::core::job::Stamp::Missing,
+            progress: None,
+            phase: None,
+            parent_id: None,
+            pid: None,
+            bad_pid: None,
+            host: None,
+            guard: Default::default(),
+        };
+        let write = audit::Entry {
+            id: "w1".into(),
+            stage: audit::Stage::Outcome,
+            time: "2026-12-03T15:34:00Z".into(),
+            environment: None,
+            job_id: "7".into(),
+            status_before: "running".into(),
+            status_after: "failed".into(),
+            action: Action::Fail,
+            kind: Kind::Stalled,
+            rule: "stalled-heartbeat".into(),
+            age_seconds: 4000,
+            threshold_seconds: 3600,
+            outcome: audit::Recorded::Applied,
+            replica: "host-1".into(),
+            forced: false,
+            recovered: false,
+            requested_by: Some("alice (http 10.0.0.5:51234)".into()),
+            batch: None,
+        };
+        let view = JobView {
+            job_id: "7",
+            row: &RowRead::Row(Box::new(row)),
+            columns: &[],
+            findings: &[],
+            files: &[],
+            alerts: &[],
+            history: &[],
+            trail: &[write],
+        };
+        assert!(!unknown_job(&view));
+        let html = job_page(&Health::default(), &view).into_string();
+        assert!(
+            html.contains("<p class=\"headline\">failed · failed by jobwarden at 2026-12-03T15:34:00Z (running → failed), rule stalled-heartbeat, asked by alice (http 10.0.0.5:51234)</p>"),
+            "{html}"
+        );
+        assert!(!html.contains("Nothing is wrong"), "{html}");
+        let nobody = JobView {
+            row: &RowRead::Missing,
+            trail: &[],
+            ..view
+        };
+        assert!(unknown_job(&nobody));
     }
 
     #[test]

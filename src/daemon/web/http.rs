@@ -311,7 +311,12 @@ async fn job_page(
         history: &shared.history_of(&id),
         trail: &trail,
     };
-    html_page(console::job_page(&shared.health(), &view))
+    let page = html_page(console::job_page(&shared.health(), &view));
+    if console::unknown_job(&view) {
+        // The page still says so, for a person who followed a stale link.
+        return (StatusCode::NOT_FOUND, page).into_response();
+    }
+    page
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
