@@ -159,3 +159,122 @@ fn the_check_catches_an_upward_import() {
         ]
     );
 }
+
+/// The daemon's rooms and the rooms each may name. The scan loop and the web side both use
+/// the state the loop publishes (and the metrics it owns); neither names the other, and the
+/// state names neither. `src/daemon/mod.rs` wires the rooms together and may name them all.
+const ROOMS: [(&str, &[&str]); 4] = [
+    ("metrics", &["metrics"]),
+    ("state", &["state", "metrics"]),
+    ("scan_loop", &["scan_loop", "state", "metrics"]),
+    ("web", &["web", "state", "metrics"]),
+];
+
+/// The violations of the daemon's rooms in the files under `daemon` (`src/daemon`).
+fn room_violations(daemon: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    sources(daemon, &mut files);
+    let mut out = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(daemon).expect("under src/daemon");
+        let first = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or_default();
+        let room = first.strip_suffix(".rs").unwrap_or(first);
+        if room == "mod" {
+            continue; // The wiring.
+        }
+        let shown = format!("src/daemon/{}", rel.display());
+        let Some((_, may)) = ROOMS.iter().find(|(r, _)| *r == room) else {
+            out.push(format!(
+                "{shown}: `{room}` is not one of the daemon's rooms"
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("super::super") {
+                out.push(format!(
+                    "{shown}:{}: `super::super` leaves the {room} room; name the room it wants",
+                    n + 1
+                ));
+            }
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::daemon::") {
+                let tail = &rest[at + "crate::daemon::".len()..];
+                let name: String = tail
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name.is_empty() || name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    out.push(format!(
+                        "{shown}:{}: `crate::daemon::{name}` goes through the daemon's re-exports; name the room",
+                        n + 1
+                    ));
+                } else if !may.contains(&name.as_str()) {
+                    out.push(format!(
+                        "{shown}:{}: `crate::daemon::{name}` from the {room} room (it may use {})",
+                        n + 1,
+                        may.join(", ")
+                    ));
+                }
+                rest = tail;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_daemons_rooms_point_one_way() {
+    let daemon = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon");
+    for (room, _) in ROOMS {
+        assert!(
+            daemon.join(room).is_dir() || daemon.join(format!("{room}.rs")).is_file(),
+            "the daemon's {room} room is missing"
+        );
+    }
+    let found = room_violations(&daemon);
+    assert!(
+        found.is_empty(),
+        "imports across the daemon's rooms:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_room_check_catches_the_loop_and_the_web_naming_each_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for room in ["web", "scan_loop", "state"] {
+        std::fs::create_dir_all(dir.path().join(room)).expect("mkdir");
+    }
+    std::fs::write(
+        dir.path().join("web/http.rs"),
+        "use crate::daemon::state::Shared;\nuse crate::daemon::scan_loop::Loop;\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("scan_loop/mod.rs"),
+        "use crate::daemon::web::console::Health;\nuse crate::daemon::{Ask, Shared};\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("state/mod.rs"),
+        "use crate::daemon::metrics::Metrics;\nuse super::super::web::console;\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("mod.rs"), "use crate::daemon::web;\n").expect("write");
+    let mut found = room_violations(dir.path());
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "src/daemon/scan_loop/mod.rs:1: `crate::daemon::web` from the scan_loop room (it may use scan_loop, state, metrics)",
+            "src/daemon/scan_loop/mod.rs:2: `crate::daemon::` goes through the daemon's re-exports; name the room",
+            "src/daemon/state/mod.rs:2: `super::super` leaves the state room; name the room it wants",
+            "src/daemon/web/http.rs:2: `crate::daemon::scan_loop` from the web room (it may use web, state, metrics)",
+        ]
+    );
+}

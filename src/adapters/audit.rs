@@ -391,6 +391,9 @@ fn lines_from_end_of(at: &Path, keep: &mut impl FnMut(&str) -> bool) -> std::io:
 pub struct Filter {
     pub job: Option<String>,
     pub outcome: Option<String>,
+    /// Leave out a person's previews (their dry runs: not writes), unless `outcome` asks
+    /// for dry runs. The dry runs of a daemon in dry-run mode stay: what it would have done.
+    pub hide_previews: bool,
 }
 
 /// The last `n` writes, oldest first: each intent joined with its outcome (an intent without
@@ -436,11 +439,11 @@ pub fn last_matching(state_dir: &Path, n: usize, filter: &Filter) -> std::io::Re
             }),
             Stage::Intent => None,
         };
-        if let Some(e) = shown.filter(|e| {
-            filter
-                .outcome
-                .as_ref()
-                .is_none_or(|o| e.outcome.as_str() == o)
+        if let Some(e) = shown.filter(|e| match &filter.outcome {
+            Some(o) => e.outcome.as_str() == o,
+            None => {
+                !(filter.hide_previews && e.outcome == Recorded::DryRun && e.requested_by.is_some())
+            }
         }) {
             out.push(e);
         }
@@ -552,6 +555,29 @@ mod tests {
             .collect();
         assert_eq!(pending, ["b"]);
         assert_eq!(last(dir.path(), 1).unwrap()[0].id, "d");
+        // The console's trail leaves a person's preview out, unless it asks for dry runs;
+        // the daemon's own dry run stays.
+        let mut preview = e("p", Stage::Outcome, Recorded::DryRun);
+        preview.requested_by = Some("http 127.0.0.1:1".into());
+        append(dir.path(), NO_ROTATION, &[preview]).unwrap();
+        let shown = |filter: Filter| -> Vec<String> {
+            last_matching(dir.path(), 10, &filter)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        let writes = Filter {
+            hide_previews: true,
+            ..Filter::default()
+        };
+        assert_eq!(shown(writes), ["a", "b", "d"]);
+        let asked = Filter {
+            outcome: Some("dry_run".into()),
+            hide_previews: true,
+            ..Filter::default()
+        };
+        assert_eq!(shown(asked), ["d", "p"]);
     }
 
     #[test]
@@ -599,7 +625,7 @@ mod tests {
             10,
             &Filter {
                 job: Some(old.clone()),
-                outcome: None,
+                ..Filter::default()
             },
         )
         .unwrap();
@@ -609,8 +635,8 @@ mod tests {
             dir.path(),
             10_000,
             &Filter {
-                job: None,
                 outcome: Some("applied".into()),
+                ..Filter::default()
             },
         )
         .unwrap();

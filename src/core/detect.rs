@@ -502,6 +502,19 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
     out
 }
 
+/// Most urgent first, the order of the console's table: critical first, the mass stall first
+/// among its severity (it has no age of its own), then the oldest first; the job id settles
+/// ties, so a page holds the same rows from one request to the next.
+pub fn by_urgency(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then((b.kind == Kind::MassStall).cmp(&(a.kind == Kind::MassStall)))
+        .then(b.age_seconds.cmp(&a.age_seconds))
+        .then(a.job_id.cmp(&b.job_id))
+        .then(a.kind.cmp(&b.kind))
+        .then(a.rule.cmp(&b.rule))
+}
+
 /// The first of a row's timestamps that is more than [`FUTURE_TOLERANCE`] ahead of `now`, and
 /// by how much.
 fn ahead_of_clock(job: &JobRow, now: f64) -> Option<(&'static str, f64)> {

@@ -192,6 +192,9 @@ pub struct Changes {
     /// Incidents that took in more jobs: id and how many.
     pub grew: Vec<(String, usize)>,
     pub ended: Vec<String>,
+    /// Anything of the incidents changed (a job left, what holds one back, an old one
+    /// forgotten...), so the memory is worth saving.
+    pub changed: bool,
 }
 
 /// One scan's view of the jobs: which are still active, and which jobwarden wrote.
@@ -224,35 +227,41 @@ impl Incidents {
 
         // Open incidents first: who is still in, who left.
         for inc in self.list.iter_mut().filter(|i| i.ended_at.is_none()) {
-            let members: Vec<String> = inc.open.iter().cloned().collect();
-            for job in members {
-                if !by_job
+            let (cause, left) = (&inc.cause, &mut inc.left);
+            let before = inc.open.len();
+            inc.open.retain(|job| {
+                if by_job
                     .get(job.as_str())
-                    .is_some_and(|ks| belongs(&inc.cause, ks))
+                    .is_some_and(|ks| belongs(cause, ks))
                 {
-                    inc.open.remove(&job);
-                    let how = if scan.written.contains(job.as_str()) {
-                        Left::Written
-                    } else if scan.active.contains(job.as_str()) {
-                        Left::CameBack
-                    } else {
-                        Left::Finished
-                    };
-                    // A write made by an earlier scan's pass, or by a person between scans,
-                    // shows here as the job gone.
-                    let how = match inc.left.get(&job) {
-                        Some(
-                            by @ (Left::Written | Left::FailedByPerson | Left::RequeuedByPerson),
-                        ) => *by,
-                        _ => how,
-                    };
-                    inc.left.insert(job, how);
+                    return true;
                 }
-            }
+                let how = if scan.written.contains(job.as_str()) {
+                    Left::Written
+                } else if scan.active.contains(job.as_str()) {
+                    Left::CameBack
+                } else {
+                    Left::Finished
+                };
+                // A write made by an earlier scan's pass, or by a person between scans,
+                // shows here as the job gone.
+                let how = match left.get(job) {
+                    Some(by @ (Left::Written | Left::FailedByPerson | Left::RequeuedByPerson)) => {
+                        *by
+                    }
+                    _ => how,
+                };
+                left.insert(job.clone(), how);
+                false
+            });
+            changes.changed |= inc.open.len() != before;
             // The guard holds every stuck job's write, so every incident (all are of stuck
             // jobs) is held by it: one that formed before the guard engaged (in the startup
             // grace, or while writes waited for confirmation) too.
-            inc.held_back.clone_from(&mass);
+            if inc.held_back != mass {
+                inc.held_back.clone_from(&mass);
+                changes.changed = true;
+            }
         }
 
         // Jobs already in an open incident stay there; the rest may form or join one.
@@ -325,13 +334,17 @@ impl Incidents {
                 Some(inc) => {
                     let before = inc.open.len();
                     for f in &fs {
-                        inc.left.remove(&f.job_id);
+                        changes.changed |= inc.left.remove(&f.job_id).is_some();
                         inc.open.insert(f.job_id.clone());
-                        inc.stopped_at = inc.stopped_at.min(f.since);
+                        if f.since < inc.stopped_at {
+                            inc.stopped_at = f.since;
+                            changes.changed = true;
+                        }
                         placed.insert(f.job_id.clone());
                     }
                     if inc.open.len() > before {
                         changes.grew.push((inc.id.clone(), inc.open.len() - before));
+                        changes.changed = true;
                     }
                 }
                 None => {
@@ -357,6 +370,7 @@ impl Incidents {
                         stopped_at: fs.iter().map(|f| f.since).fold(f64::INFINITY, f64::min),
                     });
                     changes.opened.push(id);
+                    changes.changed = true;
                 }
             }
         }
@@ -370,12 +384,14 @@ impl Incidents {
                 .iter()
                 .filter(|j| scan.written.contains(j.as_str()))
             {
-                inc.left.insert(job.clone(), Left::Written);
+                changes.changed |=
+                    inc.left.insert(job.clone(), Left::Written) != Some(Left::Written);
             }
             if inc.open.is_empty() {
                 inc.ended_at = Some(scan.now);
                 inc.held_back = None;
                 changes.ended.push(inc.id.clone());
+                changes.changed = true;
             }
         }
         let member: HashMap<&str, &Incident> = self
@@ -401,7 +417,7 @@ impl Incidents {
                     .map(|i| i.id.clone()),
             };
         }
-        self.forget_old_ended();
+        changes.changed |= self.forget_old_ended();
         changes
     }
 
@@ -451,9 +467,11 @@ impl Incidents {
             .collect()
     }
 
-    fn forget_old_ended(&mut self) {
+    /// Whether any was forgotten.
+    fn forget_old_ended(&mut self) -> bool {
         let ended = self.list.iter().filter(|i| i.ended_at.is_some()).count();
         let mut drop = ended.saturating_sub(ENDED_KEPT);
+        let forgets = drop > 0;
         self.list.retain(|i| {
             if drop > 0 && i.ended_at.is_some() {
                 drop -= 1;
@@ -462,6 +480,7 @@ impl Incidents {
                 true
             }
         });
+        forgets
     }
 }
 
@@ -577,6 +596,43 @@ mod tests {
             .collect()
     }
 
+    /// `changed` says exactly whether the incidents changed (the memory is saved on it):
+    /// checked against a copy over a story of opening, growing, a job leaving, the guard
+    /// letting go, ending, and quiet scans between.
+    #[test]
+    fn changed_says_whether_anything_changed() {
+        let mut inc = Incidents::default();
+        let mut world = World::new(1..=302);
+        let step = |inc: &mut Incidents, world: &World, mut findings: Vec<Finding>, at: f64| {
+            let before = inc.clone();
+            let changes = world.observe(inc, &mut findings, at);
+            assert_eq!(changes.changed, *inc != before, "at {at}: {changes:?}");
+            changes.changed
+        };
+        let mut all = stalled(1..=300, NOW - 1900.0);
+        all.push(mass());
+        assert!(step(&mut inc, &world, all.clone(), NOW), "opened");
+        assert!(
+            !step(&mut inc, &world, all.clone(), NOW + 15.0),
+            "the same again"
+        );
+        // The guard lets go (no mass-stall finding): what holds it back changed.
+        let no_guard = stalled(1..=300, NOW - 1900.0);
+        assert!(step(&mut inc, &world, no_guard.clone(), NOW + 30.0));
+        assert!(!step(&mut inc, &world, no_guard, NOW + 45.0));
+        // One job came back on its own; then the rest were written and it ended.
+        assert!(step(
+            &mut inc,
+            &world,
+            stalled(2..=300, NOW - 1900.0),
+            NOW + 60.0
+        ));
+        world.active = vec!["1".into()];
+        world.written = (2..=300).map(|i| i.to_string()).collect();
+        assert!(step(&mut inc, &world, Vec::new(), NOW + 75.0), "ended");
+        assert!(!step(&mut inc, &world, Vec::new(), NOW + 90.0));
+    }
+
     #[test]
     fn a_mass_stall_is_one_incident_held_back_once_and_ends_when_written() {
         let mut inc = Incidents::default();
@@ -653,7 +709,13 @@ mod tests {
         // The guard engages: no second incident; its finding and its reason join the first.
         findings.push(mass());
         let changes = world.observe(&mut inc, &mut findings, NOW + 15.0);
-        assert_eq!(changes, Changes::default());
+        assert_eq!(
+            changes,
+            Changes {
+                changed: true, // What holds it back: saved, not told.
+                ..Changes::default()
+            }
+        );
         assert_eq!(inc.list.len(), 1);
         assert_eq!(
             inc.list[0].held_back.as_deref(),

@@ -172,9 +172,8 @@ impl Memory {
         findings: &mut [crate::core::detect::Finding],
         scan: &crate::core::incident::Scan<'_>,
     ) -> crate::core::incident::Changes {
-        let before = self.incidents.clone();
         let changes = self.incidents.observe(findings, scan);
-        self.dirty |= self.incidents != before;
+        self.dirty |= changes.changed;
         changes
     }
 

@@ -24,7 +24,8 @@ const SCAN_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The listener's connections (see [`crate::daemon::server`]); cloned into the accept loop.
+/// The listener's connections (the web side's own listener counts them); cloned into its
+/// accept loop.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
     /// Open now.

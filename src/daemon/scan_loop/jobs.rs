@@ -5,75 +5,10 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use super::Loop;
 use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
-
-/// A person's action on one job (`POST /api/v1/jobs/{id}/...`), handled by the loop between
-/// scans.
-#[derive(Debug)]
-pub struct JobRequest {
-    pub job_id: String,
-    pub ask: Ask,
-    /// Only say what would be written (or held).
-    pub dry_run: bool,
-    /// The row as the page showed it: refused when it changed since.
-    pub seen: Option<crate::core::plan::Seen>,
-    /// The person's words, kept with the write (`error` column) or the snooze.
-    pub reason: Option<String>,
-    /// Who asked: `http` and the client's address.
-    pub by: String,
-    pub reply: oneshot::Sender<Result<serde_json::Value, JobRefusal>>,
-}
-
-/// What a person asks of one job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ask {
-    Fail,
-    Requeue,
-    /// No alerts and no writes for the job for this long (zero: ends a snooze).
-    Snooze(Duration),
-}
-
-/// Why a job action was not done; nothing was written.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobRefusal {
-    /// The table has no such job.
-    NotFound(String),
-    /// The job is not in a state to act on (finished, changed, already pending, writes
-    /// paused...); `detail` adds fields to the answer (the outcome, the statement).
-    Conflict {
-        message: String,
-        detail: serde_json::Value,
-    },
-    /// The daemon cannot act now (a standby, the database down, stopping).
-    Unavailable(String),
-    /// The request itself is wrong (a bulk action over `[safety] max_bulk`, without
-    /// `expect`): 400.
-    Invalid(String),
-}
-
-impl Ask {
-    /// The action's name in the API's paths and answers.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Ask::Fail => "fail",
-            Ask::Requeue => "requeue",
-            Ask::Snooze(_) => "snooze",
-        }
-    }
-}
-
-impl JobRefusal {
-    pub(super) fn conflict(message: impl Into<String>) -> JobRefusal {
-        JobRefusal::Conflict {
-            message: message.into(),
-            detail: serde_json::Value::Null,
-        }
-    }
-}
+use crate::daemon::state::{Ask, JobRefusal, JobRequest};
 
 impl Loop {
     /// Why a person's write (one job or many) cannot be made now: a pause, lost holds, or a

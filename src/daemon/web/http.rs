@@ -18,8 +18,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use crate::daemon::console;
-use crate::daemon::{Ask, BulkRequest, JobRefusal, JobRequest, RecoverRequest, Shared, Targets};
+use super::console;
+use crate::daemon::state::{
+    Ask, BulkRequest, JobRefusal, JobRequest, RecoverRequest, Select, Shared, Targets,
+};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -66,6 +68,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
         .route("/api/v1/pause", post(pause))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/jobs/{action}", post(bulk_action))
         .route("/api/v1/jobs/{id}/{action}", post(job_action));
     // `[http] base_path` prefixes every route.
@@ -125,16 +128,16 @@ async fn check_host(
     next.run(request).await
 }
 
-/// Serves until `shutdown` completes, within `limits` (see [`crate::daemon::server`]).
+/// Serves until `shutdown` completes, within `limits` (see [`super::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    limits: crate::daemon::server::Limits,
+    limits: super::server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let metrics = shared.metrics.http.clone();
     let tls = shared.tls.clone();
-    crate::daemon::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
+    super::server::serve(listener, router(shared), metrics, tls, limits, shutdown).await;
 }
 
 /// An HTML page, with the console's security headers.
@@ -175,9 +178,15 @@ async fn status_page(
     // A query that does not parse (a repeated key) is the unfiltered page.
     let selection = selection.map(|q| q.0).unwrap_or_default();
     let health = shared.health();
-    let report = shared.latest();
-    off_the_workers(move || html_page(console::status_page(&health, report.as_deref(), &selection)))
-        .await
+    let published = shared.published();
+    off_the_workers(move || {
+        html_page(console::status_page(
+            &health,
+            published.as_deref(),
+            &selection,
+        ))
+    })
+    .await
 }
 
 /// Runs a heavy render on the blocking pool, so no request waits on another's page.
@@ -197,11 +206,13 @@ const JOB_TRAIL_ENTRIES: usize = 10_000;
 /// The audit entries `GET /audit` shows, at most.
 const AUDIT_PAGE_ENTRIES: usize = 500;
 
-/// `GET /audit?job=..&outcome=..`.
+/// `GET /audit?job=..&outcome=..&dry_runs=1`.
 #[derive(Debug, Default, Deserialize)]
 struct AuditFilter {
     job: Option<String>,
     outcome: Option<String>,
+    /// Show a person's previews (dry runs) too: left out unless asked for.
+    dry_runs: Option<String>,
 }
 
 /// The last `n` audit entries that `filter` wants, from the whole trail (its rotated files
@@ -236,9 +247,11 @@ async fn audit_page(
 ) -> Response {
     let job = filter.job.filter(|j| !j.is_empty());
     let outcome = filter.outcome.filter(|o| !o.is_empty());
+    let dry_runs = filter.dry_runs.is_some_and(|v| !v.is_empty() && v != "0");
     let filter = crate::adapters::audit::Filter {
         job: job.clone(),
         outcome: outcome.clone(),
+        hide_previews: !dry_runs,
     };
     let entries = match trail(&shared, AUDIT_PAGE_ENTRIES, filter).await {
         Ok(entries) => entries,
@@ -248,6 +261,7 @@ async fn audit_page(
         &shared.health(),
         job.as_deref(),
         outcome.as_deref(),
+        dry_runs,
         &entries,
     ))
 }
@@ -276,9 +290,11 @@ async fn job_page(
         .flat_map(|r| r.findings.iter())
         .filter(|f| f.job_id == id)
         .collect();
+    // A person's preview is not a write: the job's page shows what was done.
     let filter = crate::adapters::audit::Filter {
         job: Some(id.clone()),
         outcome: None,
+        hide_previews: true,
     };
     let trail = match trail(&shared, JOB_TRAIL_ENTRIES, filter).await {
         Ok(t) => t,
@@ -346,11 +362,20 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The latest report as JSON, serialized off the async workers (megabytes at 10,000
-/// findings) from the shared report, never a copy of it.
+/// The latest report as JSON: serialized once per scan, by its first reader, off the async
+/// workers (megabytes at 10,000 findings), from the shared report, never a copy of it.
 async fn findings(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.latest() {
-        Some(report) => off_the_workers(move || Json(&*report).into_response()).await,
+    match shared.published() {
+        Some(published) => {
+            off_the_workers(move || match published.json() {
+                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the findings could not be serialized: {e}"),
+                ),
+            })
+            .await
+        }
         None => error(StatusCode::SERVICE_UNAVAILABLE, "no scan has completed yet"),
     }
 }
@@ -406,8 +431,7 @@ async fn write_request_within<T: Default + serde::de::DeserializeOwned>(
     // A body sent slowly holds a connection busy, past the idle limits: it gets as long as
     // a request's headers do.
     let read = axum::body::to_bytes(body, max_body);
-    let body: Bytes = match tokio::time::timeout(crate::daemon::server::HEADER_TIMEOUT, read).await
-    {
+    let body: Bytes = match tokio::time::timeout(super::server::HEADER_TIMEOUT, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
             return Err(error(
@@ -521,28 +545,33 @@ async fn to_loop_within<R, T>(
     }
 }
 
-/// The body of `POST /api/v1/pause`: `{"for": "30m"}`; `"0s"` ends a pause.
+/// The body of `POST /api/v1/pause`: `{"for": "30m", "reason": "..."}`; `"0s"` ends a pause.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PauseBody {
     #[serde(rename = "for")]
     duration: Option<String>,
+    /// Why, in the person's words: kept with the pause and logged.
+    reason: Option<String>,
 }
 
-async fn pause(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let body: PauseBody = match write_request(&shared, &headers, body, "{\"for\": \"30m\"}").await {
+async fn pause(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let by = requester(&request);
+    let (parts, body) = request.into_parts();
+    let example = "{\"for\": \"30m\", \"reason\": \"...\"}";
+    let body: PauseBody = match write_request(&shared, &parts.headers, body, example).await {
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Some(r) = reason_too_long(body.reason.as_deref()) {
+        return r;
+    }
     let span = match span_for(body.duration.as_deref(), "30m", "a pause") {
         Ok(d) => d,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match shared.pause(span).await {
+    let reason = body.reason.unwrap_or_default();
+    match shared.pause(span, reason.trim(), &by).await {
         Ok(until) => Json(serde_json::json!({
             "paused_until": until.map(crate::core::job::rfc3339),
         }))
@@ -569,6 +598,23 @@ struct JobBody {
     seen: Option<crate::core::plan::Seen>,
 }
 
+/// `GET /api/v1/whoami`: whether the bearer token is right (the console checks it when it
+/// is entered, before any button is offered), and who the daemon takes the caller for.
+async fn whoami(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    if let Some(refused) = unauthorized(&shared, request.headers()) {
+        return refused;
+    }
+    Json(serde_json::json!({ "by": requester(&request) })).into_response()
+}
+
+/// Who asks, for the audit and the logs: `http` and the client's address.
+fn requester(request: &axum::extract::Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "http".to_string(), |c| format!("http {}", c.0))
+}
+
 /// The longest `reason` taken.
 const MAX_REASON: usize = 500;
 
@@ -579,10 +625,7 @@ async fn job_action(
     request: axum::extract::Request,
 ) -> Response {
     let id = query.id.unwrap_or(id);
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let by = requester(&request);
     let (example, verb) = match action.as_str() {
         "fail" => ("{\"dry_run\": true}", Ask::Fail),
         "requeue" => ("{\"dry_run\": true}", Ask::Requeue),
@@ -616,7 +659,7 @@ async fn job_action(
         dry_run: body.dry_run,
         seen: body.seen,
         reason: body.reason,
-        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        by,
         reply,
     };
     match to_loop(&shared.jobs, request, answer).await {
@@ -654,7 +697,7 @@ fn job_answer(answer: Result<serde_json::Value, JobRefusal>) -> Response {
 struct BulkBody {
     ids: Option<Vec<String>>,
     incident: Option<String>,
-    select: Option<crate::daemon::Select>,
+    select: Option<Select>,
     #[serde(default)]
     dry_run: bool,
     /// The count the dry run showed: required to write.
@@ -670,10 +713,7 @@ async fn bulk_action(
     axum::extract::Path(action): axum::extract::Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let by = requester(&request);
     let verb = match action.as_str() {
         "fail" => Ask::Fail,
         "requeue" => Ask::Requeue,
@@ -724,7 +764,7 @@ async fn bulk_action(
         dry_run: body.dry_run,
         expect: body.expect,
         reason: body.reason,
-        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        by,
         reply,
     };
     match to_loop_within(&shared.bulk, request, answer, BULK_TIMEOUT).await {

@@ -30,8 +30,8 @@ use crate::core::detect::{format_age, Finding, Kind};
 use crate::core::holds::Snooze;
 use crate::core::incident::View;
 use crate::core::pattern::ArtifactFile;
-use crate::core::vocabulary::Severity;
-use crate::daemon::run::{Change, RowRead, What};
+use crate::core::vocabulary::{Action, Severity};
+use crate::daemon::state::{Change, Health, Published, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -80,42 +80,12 @@ pub fn escape_bidi(page: String) -> String {
     out
 }
 
-/// What the status page shows besides the latest scan.
-#[derive(Debug, Clone, Default)]
-pub struct Health {
-    /// `[http] base_path`, or `""`.
-    pub base: String,
-    pub environment: Option<String>,
-    pub database_up: bool,
-    /// Whether `/readyz` would answer 200, and why not.
-    pub ready: bool,
-    pub not_ready: Option<String>,
-    /// `leader`, `standby` or `unknown`.
-    pub role: &'static str,
-    /// Who holds the leader lock, while this replica stands by (when the database tells).
-    pub leader: Option<String>,
-    pub dry_run: bool,
-    /// Seconds since the last good scan, and how long it took.
-    pub last_scan_age: Option<f64>,
-    pub last_scan_seconds: Option<f64>,
-    /// Each alert sink: name, messages waiting, failed attempts so far.
-    pub sinks: Vec<(String, i64, u64)>,
-    /// `[http] job_url`, with `{job_id}`.
-    pub job_url: Option<String>,
-    /// An operator's pause of every write: until when.
-    pub paused_until: Option<f64>,
-    /// The operator's holds were lost (why): every write is held until a pause ends it.
-    pub holds_lost: Option<String>,
-    /// Each state file whose last save failed, in words.
-    pub state_errors: Vec<String>,
-    /// Snoozed jobs, by id.
-    pub snoozes: std::collections::BTreeMap<String, Snooze>,
-    /// A token is configured: the pages carry the (hidden) action buttons.
-    pub actions: bool,
-}
-
 /// The status page: the incidents, then one page of the findings that `selection` wants.
-pub fn status_page(health: &Health, report: Option<&Report>, selection: &Selection) -> Markup {
+pub fn status_page(
+    health: &Health,
+    published: Option<&Published>,
+    selection: &Selection,
+) -> Markup {
     let base = health.base.as_str();
     page(
         base,
@@ -136,9 +106,9 @@ pub fn status_page(health: &Health, report: Option<&Report>, selection: &Selecti
             }
             (health_strip(health))
             (action_panels(health))
-            @match report {
+            @match published {
                 None => p class="empty" { "No scan has completed yet." },
-                Some(report) => (findings_section(health, report, selection)),
+                Some(published) => (findings_section(health, published, selection)),
             }
             (snoozes_section(health))
         },
@@ -388,6 +358,7 @@ pub fn audit_page(
     health: &Health,
     job: Option<&str>,
     outcome: Option<&str>,
+    dry_runs: bool,
     entries: &[audit::Entry],
 ) -> Markup {
     let base = health.base.as_str();
@@ -401,6 +372,7 @@ pub fn audit_page(
             form method="get" action={(base) "/audit"} class="filter" {
                 label { "job " input type="text" name="job" value=[job]; }
                 label { "outcome " input type="text" name="outcome" value=[outcome]; }
+                label { input type="checkbox" name="dry_runs" value="1" checked[dry_runs]; " previews too" }
                 button type="submit" { "filter" }
             }
             @if entries.is_empty() {
@@ -504,7 +476,13 @@ fn health_strip(h: &Health) -> Markup {
                 li class="bad" { (crate::core::safety::HeldBack::HoldsLost(why.clone())) }
             }
             @match h.paused_until {
-                Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },
+                Some(until) => li class="warn" {
+                    "writes paused until " (crate::core::job::rfc3339(until))
+                    @if let Some(note) = &h.pause {
+                        @if !note.reason.is_empty() { ": " (note.reason) }
+                        @if !note.by.is_empty() { " (" (note.by) ")" }
+                    }
+                },
                 None => li { "writes not paused" },
             }
             @for (name, depth, failures) in &h.sinks {
@@ -608,31 +586,8 @@ impl Selection {
     }
 }
 
-/// The order of the table: critical first, the mass stall first among its severity (it
-/// has no age of its own), then the oldest first; the job id settles ties, so a page holds
-/// the same rows from one request to the next.
-fn table_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
-    b.severity
-        .cmp(&a.severity)
-        .then((b.kind == Kind::MassStall).cmp(&(a.kind == Kind::MassStall)))
-        .then(b.age_seconds.cmp(&a.age_seconds))
-        .then(a.job_id.cmp(&b.job_id))
-        .then(a.kind.cmp(&b.kind))
-        .then(a.rule.cmp(&b.rule))
-}
-
-/// How many findings have each value, most first (then by value).
-fn counted<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for v in values {
-        *counts.entry(v).or_default() += 1;
-    }
-    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    counts
-}
-
-fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
+fn findings_section(h: &Health, published: &Published, sel: &Selection) -> Markup {
+    let report = &*published.report;
     let active: u64 = report.jobs.values().sum();
     if report.findings.is_empty() {
         return html! {
@@ -649,30 +604,21 @@ fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
         };
     }
     let base = h.base.as_str();
-    let mut shown: Vec<&Finding> = report.findings.iter().filter(|f| sel.wants(f)).collect();
-    let matching = shown.len();
+    let filtered = !sel.filters().is_empty();
+    // The findings are in order once per scan: the unfiltered page is a slice of that order,
+    // a filtered one a pass over it.
+    let shown = published.by_urgency().filter(|f| !filtered || sel.wants(f));
+    let matching = if filtered {
+        shown.clone().count()
+    } else {
+        report.findings.len()
+    };
     let pages = matching.div_ceil(PAGE_ROWS).max(1);
     let page = sel.page().min(pages);
     let first = (page - 1) * PAGE_ROWS;
-    // Only the page's rows are put in order: the page after them is a partial sort.
-    let end = (first + PAGE_ROWS).min(matching);
-    if end < matching {
-        shown.select_nth_unstable_by(end, |a, b| table_order(a, b));
-        shown.truncate(end);
-    }
-    shown.sort_by(|a, b| table_order(a, b));
-    let rows: Vec<&Finding> = shown.into_iter().skip(first).collect();
-    let kinds = counted(report.findings.iter().map(|f| f.kind.as_str()));
-    let rules = counted(report.findings.iter().map(|f| f.rule.as_str()));
-    let statuses = counted(
-        report
-            .findings
-            .iter()
-            .map(|f| f.status.as_str())
-            .filter(|s| !s.is_empty()),
-    );
-    let phases = counted(report.findings.iter().filter_map(|f| f.phase.as_deref()));
-    let filtered = !sel.filters().is_empty();
+    let rows: Vec<&Finding> = shown.skip(first).take(PAGE_ROWS).collect();
+    let (kinds, rules) = (&published.kinds, &published.rules);
+    let (statuses, phases) = (&published.statuses, &published.phases);
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     html! {
         (incidents_section(h, report))
@@ -687,15 +633,15 @@ fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
                 "."
             }
             nav class="counts" {
-                (count_links(base, sel, "kind", &kinds))
-                (count_links(base, sel, "rule", &rules))
+                (count_links(base, sel, "kind", kinds))
+                (count_links(base, sel, "rule", rules))
             }
             form method="get" action={(base) "/"} class="filter" {
                 label { "job id " input type="search" name="q" value=(value(&sel.q)) placeholder="part of an id"; }
-                (choice("kind", &kinds, sel.kind.as_deref()))
-                (choice("rule", &rules, sel.rule.as_deref()))
-                (choice("status", &statuses, sel.status.as_deref()))
-                (choice("phase", &phases, sel.phase.as_deref()))
+                (choice("kind", kinds, sel.kind.as_deref()))
+                (choice("rule", rules, sel.rule.as_deref()))
+                (choice("status", statuses, sel.status.as_deref()))
+                (choice("phase", phases, sel.phase.as_deref()))
                 label { "incident "
                     select name="incident" {
                         option value="" { "any" }
@@ -725,7 +671,7 @@ fn findings_section(h: &Health, report: &Report, sel: &Selection) -> Markup {
 }
 
 /// "stalled 9,812 · overdue 188": each a link that filters by it (the current one plain).
-fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]) -> Markup {
+fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(String, usize)]) -> Markup {
     let current = sel
         .filters()
         .into_iter()
@@ -736,7 +682,7 @@ fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]
             (name) ": "
             @for (i, (value, n)) in counts.iter().take(CHOICES).enumerate() {
                 @if i > 0 { " · " }
-                @if current == Some(*value) { strong { (value) " " (n) } }
+                @if current == Some(value.as_str()) { strong { (value) " " (n) } }
                 @else { a href=(sel.link(base, Some((name, value)), 1)) { (value) " " (n) } }
             }
             @if counts.len() > CHOICES { " · …" }
@@ -745,7 +691,7 @@ fn count_links(base: &str, sel: &Selection, name: &str, counts: &[(&str, usize)]
 }
 
 /// A filter's list of values (the most frequent [`CHOICES`]), the current one selected.
-fn choice(name: &str, counts: &[(&str, usize)], current: Option<&str>) -> Markup {
+fn choice(name: &str, counts: &[(String, usize)], current: Option<&str>) -> Markup {
     html! {
         label { (name) " "
             select name=(name) {
@@ -754,7 +700,7 @@ fn choice(name: &str, counts: &[(&str, usize)], current: Option<&str>) -> Markup
                     option value=(c) selected { (c) }
                 }
                 @for (value, n) in counts.iter().take(CHOICES) {
-                    option value=(value) selected[current == Some(*value)] { (value) " (" (n) ")" }
+                    option value=(value) selected[current == Some(value.as_str())] { (value) " (" (n) ")" }
                 }
             }
         }
@@ -910,9 +856,14 @@ fn findings_table(h: &Health, findings: &[&Finding], incidents: &[View]) -> Mark
                             }
                             @if h.actions {
                                 td { @if !f.job_id.is_empty() && f.kind != Kind::MassStall {
-                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) {
-                                        button type="button" data-act="fail" { "Mark as failed" }
-                                        button type="button" data-act="requeue" { "Re-queue" }
+                                    // Only the buttons that can work on this job.
+                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) data-status=(f.status) {
+                                        @if h.offers.allows(f, Action::Fail) {
+                                            button type="button" data-act="fail" { "Mark as failed" }
+                                        }
+                                        @if h.offers.allows(f, Action::Requeue) {
+                                            button type="button" data-act="requeue" { "Re-queue" }
+                                        }
                                         button type="button" data-act="snooze" { "Snooze" }
                                     }
                                 } }
@@ -953,12 +904,36 @@ fn action_panels(h: &Health) -> Markup {
                     label { "Token to act on jobs " input type="password" id="token" autocomplete="off" required; }
                     " " button type="submit" { "Unlock actions" }
                 }
-                p class="empty" { "Kept in this tab only (session storage) and sent as a bearer header." }
+                p class="empty" { "Checked with the daemon, then kept in this tab only (session storage) and sent as a bearer header." }
+                p id="unlock-result" {}
             }
-            p id="locked" hidden { "Actions unlocked in this tab. " button type="button" id="lock" { "Lock" } }
+            p id="locked" hidden { "Actions unlocked in this tab" span id="locked-as" {} ". " button type="button" id="lock" { "Lock" } }
+            // The pause of every write (alerts go on): a reason and an end, or its end now.
+            div class="actions pause" hidden {
+                @if h.paused_until.is_some() {
+                    button type="button" id="resume" { "Resume writes now" }
+                } @else {
+                    form id="pause-form" {
+                        "Pause every write for "
+                        select id="pause-for" {
+                            option value="30m" { "30 minutes" }
+                            option value="1h" selected { "1 hour" }
+                            option value="2h" { "2 hours" }
+                            option value="8h" { "8 hours" }
+                        }
+                        " " label { "reason " input type="text" id="pause-reason" maxlength="500" required; }
+                        " " button type="submit" { "Pause writes" }
+                    }
+                }
+                span id="pause-result" {}
+            }
             div id="preview" class="panel" hidden {
                 p id="preview-title" {}
-                pre id="preview-statement" {}
+                p id="preview-words" {}
+                details {
+                    summary { "the exact statement" }
+                    pre id="preview-statement" {}
+                }
                 label id="preview-for-label" hidden {
                     "for "
                     select id="preview-for" {
@@ -1015,6 +990,19 @@ mod tests {
     use crate::core::detect::{Kind, Outcome, Warning};
     use crate::core::vocabulary::{Action, Severity, StatusClass};
 
+    /// What a table with `queued` and `running` jobs lets a person do.
+    fn offers() -> crate::core::plan::Offers {
+        crate::core::plan::Offers {
+            statuses: crate::core::vocabulary::Statuses {
+                pending: vec!["queued".into()],
+                running: vec!["running".into()],
+                failed: vec!["failed".into()],
+                ..Default::default()
+            },
+            min_age: 60,
+        }
+    }
+
     fn finding(job_id: &str, message: &str) -> Finding {
         Finding {
             kind: Kind::Stalled,
@@ -1065,7 +1053,12 @@ mod tests {
             "<script>alert(1)</script>",
             "no heartbeat <img src=x>",
         )]);
-        let html = status_page(&Health::default(), Some(&r), &Selection::default()).into_string();
+        let html = status_page(
+            &Health::default(),
+            Some(&Published::new(r.clone())),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(
             html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
@@ -1089,7 +1082,7 @@ mod tests {
         };
         let html = status_page(
             &health,
-            Some(&report(vec![finding("7", "m")])),
+            Some(&Published::new(report(vec![finding("7", "m")]))),
             &Selection::default(),
         )
         .into_string();
@@ -1109,7 +1102,7 @@ mod tests {
     fn nothing_wrong_is_one_line_with_the_counts() {
         let html = status_page(
             &Health::default(),
-            Some(&report(vec![])),
+            Some(&Published::new(report(vec![]))),
             &Selection::default(),
         )
         .into_string();
@@ -1219,11 +1212,16 @@ mod tests {
         let mut f = finding("7", "m");
         f.guard.heartbeat = Some("2026-01-01 00:00:00".into());
         let r = report(vec![f]);
-        let without =
-            status_page(&Health::default(), Some(&r), &Selection::default()).into_string();
+        let without = status_page(
+            &Health::default(),
+            Some(&Published::new(r.clone())),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(!without.contains("data-act") && !without.contains("id=\"unlock\""));
         let mut health = Health {
             actions: true,
+            offers: offers(),
             ..Health::default()
         };
         health.snoozes.insert(
@@ -1234,7 +1232,12 @@ mod tests {
                 by: "http 127.0.0.1:1".into(),
             },
         );
-        let with = status_page(&health, Some(&r), &Selection::default()).into_string();
+        let with = status_page(
+            &health,
+            Some(&Published::new(r.clone())),
+            &Selection::default(),
+        )
+        .into_string();
         assert!(
             with.contains("<div class=\"actions\" hidden data-job=\"7\" data-seen=\"{&quot;status&quot;:&quot;running&quot;,&quot;heartbeat&quot;:&quot;2026-01-01 00:00:00&quot;"),
             "hidden, with the row it was drawn from: {with}"
@@ -1245,6 +1248,42 @@ mod tests {
             "a snooze's reason is text"
         );
         assert!(!with.contains("fail all") && with.matches("data-act=\"fail\"").count() == 1);
+    }
+
+    #[test]
+    fn only_the_buttons_that_can_work() {
+        let mut pending = finding("queued-1", "m");
+        pending.status = "queued".into();
+        let mut finished = finding("done-1", "m");
+        finished.status = "succeeded".into();
+        finished.kind = Kind::MissingArtifact;
+        let mut young = finding("young-1", "m");
+        young.age_seconds = 30;
+        let r = report(vec![finding("running-1", "m"), pending, finished, young]);
+        let health = Health {
+            actions: true,
+            offers: offers(),
+            ..Health::default()
+        };
+        let html =
+            status_page(&health, Some(&Published::new(r)), &Selection::default()).into_string();
+        let buttons = |job: &str| -> Vec<String> {
+            let at = html
+                .find(&format!("data-job=\"{job}\""))
+                .unwrap_or_else(|| panic!("{job}'s actions: {html}"));
+            let end = at + html[at..].find("</div>").expect("end of the actions");
+            html[at..end]
+                .match_indices("data-act=\"")
+                .map(|(i, m)| {
+                    let v = &html[at + i + m.len()..end];
+                    v[..v.find('"').expect("quote")].to_string()
+                })
+                .collect()
+        };
+        assert_eq!(buttons("running-1"), ["fail", "requeue", "snooze"]);
+        assert_eq!(buttons("queued-1"), ["fail", "snooze"], "already pending");
+        assert_eq!(buttons("done-1"), ["snooze"], "a finished job");
+        assert_eq!(buttons("young-1"), ["snooze"], "younger than min_age");
     }
 
     /// A mass stall of `n` jobs (critical, ages spread) held back by the guard, its
@@ -1305,9 +1344,10 @@ mod tests {
         }
         let health = Health {
             actions: true,
+            offers: offers(),
             ..Health::default()
         };
-        status_page(&health, Some(report), &sel).into_string()
+        status_page(&health, Some(&Published::new(report.clone())), &sel).into_string()
     }
 
     /// The job ids of a page's rows, in order.

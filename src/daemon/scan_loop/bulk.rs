@@ -13,73 +13,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::sync::oneshot;
-
-use super::{Ask, JobRefusal, Loop};
+use super::Loop;
 use crate::adapters::store::StoreError;
 use crate::app::actions;
 use crate::core::detect::{Finding, Kind, Outcome};
+use crate::daemon::state::{Ask, BulkRequest, JobRefusal, Targets};
 
 /// Ids shown in a dry run's `sample`.
 pub const SAMPLE: usize = 10;
 /// Refusal messages kept in a write's answer (`refused_sample`).
 const REFUSALS_SHOWN: usize = 5;
-
-/// A person's action on many jobs, handled by the loop between scans.
-#[derive(Debug)]
-pub struct BulkRequest {
-    pub ask: Ask,
-    pub targets: Targets,
-    /// Only say how many jobs, which, and the statement.
-    pub dry_run: bool,
-    /// The count the person was shown: required for a write; a different count now is
-    /// refused (409) and nothing is written.
-    pub expect: Option<usize>,
-    /// The person's words, kept with each write or snooze.
-    pub reason: Option<String>,
-    /// Who asked: `http` and the client's address.
-    pub by: String,
-    pub reply: oneshot::Sender<Result<serde_json::Value, JobRefusal>>,
-}
-
-/// Which jobs a bulk action names.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Targets {
-    /// These ids (duplicates counted once).
-    Ids(Vec<String>),
-    /// The jobs of this incident in the latest scan.
-    Incident(String),
-    /// The jobs whose findings in the latest scan match every given field.
-    Select(Select),
-}
-
-/// A selection of the latest scan's findings: each given field must match.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Select {
-    pub kind: Option<String>,
-    pub rule: Option<String>,
-    pub status: Option<String>,
-    pub phase: Option<String>,
-}
-
-impl Select {
-    fn matches(&self, f: &Finding) -> bool {
-        let is = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == have)
-        };
-        is(&self.kind, Some(f.kind.as_str()))
-            && is(&self.rule, Some(&f.rule))
-            && is(&self.status, Some(&f.status))
-            && is(&self.phase, f.phase.as_deref())
-    }
-
-    /// Whether it names nothing (which would select every finding).
-    pub fn is_empty(&self) -> bool {
-        self == &Select::default()
-    }
-}
 
 /// The job ids a bulk action names, in the order of the latest scan's findings (or of the
 /// request's ids), each once; `None` when it names an incident the scan does not know.
@@ -415,6 +358,7 @@ impl Loop {
 mod tests {
     use super::*;
     use crate::core::vocabulary::{Action, Severity};
+    use crate::daemon::state::Select;
 
     fn finding(job: &str, kind: Kind, rule: &str, incident: Option<&str>) -> Finding {
         Finding {
