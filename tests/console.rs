@@ -740,7 +740,10 @@ async fn a_person_fails_one_job(backend: Backend) {
         let (code, page) = common::get(&daemon.url(&format!("/jobs/{id}")))
             .await
             .expect("page");
-        assert_eq!(code, 404, "{id}: no such job, and a page that says so: {page}");
+        assert_eq!(
+            code, 404,
+            "{id}: no such job, and a page that says so: {page}"
+        );
         assert!(
             page.contains("The table has no row with this id"),
             "{id}: {page}"
@@ -1422,6 +1425,18 @@ async fn the_person_behind_a_trusted_proxy_is_named() {
     assert_eq!(r.status().as_u16(), 200);
     let holds = std::fs::read_to_string(db.dir().join("state").join("holds.json")).expect("holds");
     assert!(holds.contains("alice (http 127.0.0.1:"), "{holds}");
+    // The snooze is in the job's timeline and on /audit, with its reason and who asked.
+    let (_, page) = common::get(&daemon.url("/jobs/1")).await.expect("job page");
+    assert!(
+        page.contains("snoozed</span> until ")
+            && page.contains(": looking into it, asked by alice (http 127.0.0.1:"),
+        "{page}"
+    );
+    let (_, audit) = common::get(&daemon.url("/audit")).await.expect("audit");
+    assert!(
+        audit.contains("Pauses and snoozes") && audit.contains("looking into it"),
+        "{audit}"
+    );
     // Without the proxy's header, the CLI's names its user.
     let (_, who) = whoami(&daemon, &[("X-Jobwarden-By", "cli:bob@ops-1")], token).await;
     assert!(

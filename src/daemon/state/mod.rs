@@ -118,6 +118,8 @@ pub struct ConsoleInfo {
     pub dry_run: bool,
     pub sinks: Vec<String>,
     pub state_dir: std::path::PathBuf,
+    /// `[audit] max_size`, for the pauses and snoozes kept in the trail.
+    pub audit_max_size: u64,
     pub job_url: Option<String>,
     /// The resolved config with its secrets redacted (`validate`'s JSON).
     pub config: serde_json::Value,
@@ -136,6 +138,7 @@ impl ConsoleInfo {
             dry_run: dry_run || config.dry_run,
             sinks: config.alerts.iter().map(|a| a.name.clone()).collect(),
             state_dir: config.state_dir.clone(),
+            audit_max_size: config.audit_max_size,
             job_url: config.http.job_url.clone(),
             config: crate::config::redacted_json(config),
             rules: config.rules.clone(),
@@ -363,6 +366,19 @@ impl Shared {
             tracing::warn!("the hold of lost holds ({why}) was ended by an operator's pause");
         }
         let until = holds.paused(now);
+        self.keep_history(vec![crate::adapters::audit::Hold {
+            hold: if until.is_some() {
+                crate::adapters::audit::HoldKind::Pause
+            } else {
+                crate::adapters::audit::HoldKind::Resume
+            },
+            time: crate::core::job::rfc3339(now),
+            job_id: None,
+            until: until.map(crate::core::job::rfc3339),
+            reason: reason.to_string(),
+            by: by.to_string(),
+        }])
+        .await;
         match until {
             Some(until) => tracing::warn!(
                 by,
@@ -417,6 +433,26 @@ impl Shared {
             .first()
             .and_then(|id| holds.snooze(id, now))
             .map(|s| s.until);
+        let (time, end) = (
+            crate::core::job::rfc3339(now),
+            until.map(crate::core::job::rfc3339),
+        );
+        let history = job_ids
+            .iter()
+            .map(|id| crate::adapters::audit::Hold {
+                hold: if until.is_some() {
+                    crate::adapters::audit::HoldKind::Snooze
+                } else {
+                    crate::adapters::audit::HoldKind::Unsnooze
+                },
+                time: time.clone(),
+                job_id: Some(id.to_string()),
+                until: end.clone(),
+                reason: reason.to_string(),
+                by: by.to_string(),
+            })
+            .collect();
+        self.keep_history(history).await;
         match (job_ids, until) {
             ([job_id], Some(until)) => tracing::warn!(
                 job_id,
@@ -442,6 +478,44 @@ impl Shared {
             ),
         }
         Ok(until)
+    }
+
+    /// Keeps pauses and snoozes in the audit trail, for `/audit` and the job pages. They are
+    /// in force already (saved in the holds): a trail that cannot take them loses their
+    /// history only, and says so.
+    async fn keep_history(&self, holds: Vec<crate::adapters::audit::Hold>) {
+        let (dir, max) = {
+            let info = read(&self.console);
+            (info.state_dir.clone(), info.audit_max_size)
+        };
+        let kept = tokio::task::spawn_blocking(move || {
+            crate::adapters::audit::append_holds(&dir, max, &holds)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|kept| kept);
+        if let Err(e) = kept {
+            tracing::warn!(
+                "a pause or snooze is in force but the audit trail could not keep it: {e}"
+            );
+        }
+    }
+
+    /// Pauses and snoozes kept in the audit trail: every pause, and `job`'s snoozes (every
+    /// job's when `None`), the last `n`, oldest first (read off the runtime).
+    pub async fn holds_history(
+        &self,
+        n: usize,
+        job: Option<&str>,
+    ) -> Vec<crate::adapters::audit::Hold> {
+        let (dir, job) = (self.state_dir(), job.map(str::to_string));
+        tokio::task::spawn_blocking(move || {
+            crate::adapters::audit::last_holds(&dir, n, job.as_deref())
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
     }
 
     /// One job's row, read now (for its page), within [`ROW_TIMEOUT`].

@@ -133,6 +133,8 @@ pub struct JobView<'a> {
     pub history: &'a [Change],
     /// Every audit entry about it.
     pub trail: &'a [audit::Entry],
+    /// Its snoozes, and the pauses of every write, as the audit trail kept them.
+    pub holds: &'a [audit::Hold],
 }
 
 /// One job's page: its findings, its row as read now, its files, and a timeline of what
@@ -215,6 +217,7 @@ pub fn unknown_job(view: &JobView<'_>) -> bool {
         && view.history.is_empty()
         && view.trail.is_empty()
         && view.alerts.is_empty()
+        && !view.holds.iter().any(|h| h.job_id.is_some())
 }
 
 /// The job's story in one line: its state now, then the last write jobwarden made to it
@@ -408,6 +411,39 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
             },
         ));
     }
+    // Its snoozes, and the pauses while it lived (a pause before the row was created is not
+    // its story).
+    let born = match view.row {
+        RowRead::Row(row) => match row.created_at {
+            crate::core::job::Stamp::At(t) => t,
+            _ => f64::NEG_INFINITY,
+        },
+        _ => f64::NEG_INFINITY,
+    };
+    for h in view.holds {
+        let at = chrono::DateTime::parse_from_rfc3339(&h.time)
+            .map(|t| t.timestamp() as f64)
+            .unwrap_or(0.0);
+        if h.job_id.is_none() && at < born {
+            continue;
+        }
+        let what = match h.hold {
+            audit::HoldKind::Pause => "every write paused",
+            audit::HoldKind::Resume => "writes resumed",
+            audit::HoldKind::Snooze => "snoozed",
+            audit::HoldKind::Unsnooze => "snooze ended",
+        };
+        items.push((
+            at,
+            3,
+            html! {
+                span class="held" { (what) }
+                @if let Some(until) = &h.until { " until " (until) }
+                @if !h.reason.is_empty() { ": " (h.reason) }
+                @if !h.by.is_empty() { ", asked by " (h.by) }
+            },
+        ));
+    }
     // By the second (the audit trail's precision), then by that place; stable, so an audit
     // intent stays before its outcome.
     items.sort_by(|a, b| a.0.floor().total_cmp(&b.0.floor()).then(a.1.cmp(&b.1)));
@@ -421,6 +457,7 @@ pub fn audit_page(
     outcome: Option<&str>,
     dry_runs: bool,
     entries: &[audit::Entry],
+    holds: &[audit::Hold],
 ) -> Markup {
     let base = health.base.as_str();
     page(
@@ -450,6 +487,28 @@ pub fn audit_page(
                                 td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
                                 td { (e.replica) @if let Some(who) = &e.requested_by { br; "asked by " (who) } }
+                            }
+                        }
+                    }
+                } }
+            }
+            @if !holds.is_empty() {
+                h2 { "Pauses and snoozes" }
+                div class="scroll" { table class="holds" {
+                    thead { tr { th { "time" } th { "what" } th { "until" } th { "reason" } th { "by" } } }
+                    tbody {
+                        @for h in holds.iter().rev() {
+                            tr {
+                                td { (h.time) }
+                                td {
+                                    (h.hold.as_str())
+                                    @if let Some(id) = &h.job_id {
+                                        " " a href=(crate::core::job::job_link(&format!("{}/jobs/", base), id, "")) { code { (id) } }
+                                    } @else { " (every write)" }
+                                }
+                                td { (h.until.as_deref().unwrap_or("—")) }
+                                td { (h.reason) }
+                                td { (h.by) }
                             }
                         }
                     }
@@ -1232,6 +1291,7 @@ mod tests {
             alerts: &[],
             history: &history,
             trail: &[],
+            holds: &[],
         };
         let html = job_page(&Health::default(), &view).into_string();
         assert!(
@@ -1313,6 +1373,7 @@ mod tests {
             alerts: &[],
             history: &[],
             trail: &[write],
+            holds: &[],
         };
         assert!(!unknown_job(&view));
         let html = job_page(&Health::default(), &view).into_string();

@@ -257,12 +257,22 @@ async fn audit_page(
         Ok(entries) => entries,
         Err(r) => return r,
     };
+    // Pauses and snoozes have no outcome: shown unless one is asked for.
+    let holds = match outcome {
+        Some(_) => Vec::new(),
+        None => {
+            shared
+                .holds_history(AUDIT_PAGE_ENTRIES, job.as_deref())
+                .await
+        }
+    };
     html_page(console::audit_page(
         &shared.health(),
         job.as_deref(),
         outcome.as_deref(),
         dry_runs,
         &entries,
+        &holds,
     ))
 }
 
@@ -310,6 +320,7 @@ async fn job_page(
         alerts: &shared.alerts_of(&id).await,
         history: &shared.history_of(&id),
         trail: &trail,
+        holds: &shared.holds_history(JOB_TRAIL_ENTRIES, Some(&id)).await,
     };
     let page = html_page(console::job_page(&shared.health(), &view));
     if console::unknown_job(&view) {
