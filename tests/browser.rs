@@ -565,6 +565,37 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
             && timeline.contains("asked by http 127.0.0.1:"),
         "{timeline}"
     );
+
+    // The job list: the failed class holds stuck-1; a search of the active ones by part of
+    // an id, typed in its form.
+    browser
+        .goto(&daemon.url("/jw/jobs?class=failed"))
+        .await
+        .expect("open the job list");
+    let failed_list = text(&browser, "table.jobs").await.unwrap_or_default();
+    assert!(failed_list.contains("stuck-1"), "{failed_list}");
+    browser
+        .goto(&daemon.url("/jw/jobs"))
+        .await
+        .expect("open the job list");
+    let search = browser
+        .find(fantoccini::Locator::Css("form.filter input[name=q]"))
+        .await
+        .expect("the search box");
+    search.send_keys("live").await.expect("type");
+    click(&browser, "form.filter button[type=submit]").await;
+    let found = wait_for("the search's rows", Duration::from_secs(10), || async {
+        let url = browser.current_url().await.ok()?;
+        (url.query() == Some("q=live")).then_some(())?;
+        text(&browser, "table.jobs").await
+    })
+    .await;
+    assert!(
+        found.contains("live-3") && !found.contains("stuck-2"),
+        "{found}"
+    );
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(target_dir().join("console-jobs.png"), &png).expect("save");
     browser.close().await.expect("close the session");
     assert_eq!(daemon.stop().await, 0);
 }

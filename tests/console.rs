@@ -1461,3 +1461,85 @@ async fn the_person_behind_a_trusted_proxy_is_named() {
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// `GET /jobs`: the table's jobs by class, newest first, 100 a page with a next link,
+/// searched by part of an id, read by a bounded statement on each database.
+async fn the_job_list(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.small_jobs_table_with_id("VARCHAR(40)").await;
+    // 250 running jobs (newest: run-250), 30 failed ones, a healthy heartbeat each.
+    let mut rows: Vec<String> = (1..=250)
+        .map(|i| {
+            format!(
+                "('run-{i}', 'running', {}, {})",
+                db.ago(600.0 - i as f64),
+                db.ago(0.1)
+            )
+        })
+        .collect();
+    rows.extend((1..=30).map(|i| {
+        format!(
+            "('old-{i}', 'failed', {}, {})",
+            db.ago(900.0 - i as f64),
+            db.ago(800.0)
+        )
+    }));
+    db.insert_rows("jobs", &rows).await;
+    let config = TestConfig::new(&db.url)
+        .top("interval = \"300ms\"")
+        .jobs("status_since = \"created_at\"")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section("[http]\nlisten = \"127.0.0.1:0\"")
+        .state(&db.dir().join("state"))
+        .write(db.dir().join("jw.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    wait_for("ready", Duration::from_secs(15), || async {
+        common::get(&daemon.url("/readyz"))
+            .await
+            .filter(|r| r.0 == 200)
+    })
+    .await;
+    let page = |path: &str| {
+        let url = daemon.url(path);
+        async move { common::get(&url).await.expect("page") }
+    };
+    let ids = |html: &str| -> Vec<String> {
+        html.split("<td><a href=\"/jobs/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let (code, first) = page("/jobs").await;
+    assert_eq!(code, 200, "{first}");
+    let listed = ids(&first);
+    assert_eq!(listed.len(), 100, "{first}");
+    assert_eq!(listed[0], "run-250", "newest first");
+    assert!(
+        first.contains("href=\"/jobs?page=2\""),
+        "a next page: {first}"
+    );
+    let (_, third) = page("/jobs?page=3").await;
+    assert_eq!(ids(&third).len(), 50);
+    assert!(!third.contains("rel=\"next\""), "the last page");
+    let (_, failed) = page("/jobs?class=failed").await;
+    let failed_ids = ids(&failed);
+    assert_eq!(failed_ids.len(), 30);
+    assert!(failed_ids.iter().all(|id| id.starts_with("old-")));
+    // Part of an id, in its class; `_` and `%` are literal.
+    let (_, found) = page("/jobs?q=run-12").await;
+    let mut found_ids = ids(&found);
+    found_ids.sort();
+    assert_eq!(
+        found_ids,
+        [
+            "run-12", "run-120", "run-121", "run-122", "run-123", "run-124", "run-125", "run-126",
+            "run-127", "run-128", "run-129"
+        ]
+    );
+    let (_, none) = page("/jobs?q=run_1%25").await;
+    assert!(none.contains("No job matches."), "{none}");
+    assert_eq!(daemon.stop().await, 0);
+}
+
+per_backend!(job_list, the_job_list);

@@ -34,6 +34,7 @@ use crate::core::zone::{Setting, Zone};
 
 mod catalogue;
 mod decode;
+mod list;
 mod queries;
 
 use catalogue::fixed_zone;

@@ -531,6 +531,31 @@ impl Shared {
         }
     }
 
+    /// One page of the table's jobs whose status is one of `words`, newest first, searched by
+    /// part of an id: `limit` rows from `offset`, read now within [`ROW_TIMEOUT`] (never by a
+    /// scan).
+    pub async fn list_jobs(
+        &self,
+        words: &[String],
+        q: Option<&str>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<crate::core::job::JobRow>, String> {
+        let Some(store) = read(&self.store).clone() else {
+            return Err("jobwarden has not connected to the database yet".into());
+        };
+        match tokio::time::timeout(ROW_TIMEOUT, store.list_jobs(words, q, limit, offset)).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the database did not answer in time".into()),
+        }
+    }
+
+    /// The status words of each class, as configured.
+    pub fn statuses(&self) -> crate::core::vocabulary::Statuses {
+        read(&self.console).offers.statuses.clone()
+    }
+
     /// One job's files under each artifact root: the root's name and the files.
     pub fn files_of(&self, job_id: &str) -> Vec<(String, Vec<crate::core::pattern::ArtifactFile>)> {
         let now = self.clock.now();

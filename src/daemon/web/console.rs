@@ -98,6 +98,7 @@ pub fn status_page(
                     span class="badge env" { (env) }
                 }
                 nav {
+                    a href={(base) "/jobs"} { "jobs" }
                     a href={(base) "/audit"} { "audit" }
                     a href={(base) "/config"} { "config" }
                     a href={(base) "/metrics"} { "metrics" }
@@ -268,6 +269,140 @@ fn headline(view: &JobView<'_>) -> String {
         (None, Some(wrong)) => format!("{state} · {wrong}"),
         (None, None) => format!("{state} · nothing wrong as of the last scan"),
     }
+}
+
+/// Jobs on one page of `GET /jobs`.
+pub const JOBS_PAGE: usize = 100;
+
+/// `GET /jobs?class=&q=&page=`, as the form sends it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct JobsQuery {
+    /// `active` (the default: pending and running), `succeeded`, `failed` or `cancelled`
+    /// (or `pending`, `running` alone).
+    pub class: Option<String>,
+    /// Part of an id.
+    pub q: Option<String>,
+    pub page: Option<String>,
+}
+
+impl JobsQuery {
+    /// The class asked for; `None` is the active jobs (pending and running).
+    pub fn class(&self) -> Option<crate::core::vocabulary::StatusClass> {
+        let asked = self.class.as_deref().map(str::trim).unwrap_or_default();
+        crate::core::vocabulary::StatusClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == asked)
+    }
+
+    /// The page asked for, from 1.
+    pub fn page(&self) -> usize {
+        self.page
+            .as_deref()
+            .and_then(|p| p.trim().parse::<usize>().ok())
+            .filter(|&p| p >= 1)
+            .unwrap_or(1)
+            .min(1_000_000)
+    }
+
+    fn link(&self, base: &str, class: Option<&str>, page: usize) -> String {
+        let mut parts = Vec::new();
+        if let Some(c) = class {
+            parts.push(format!("class={}", crate::core::job::url_segment(c)));
+        }
+        if let Some(q) = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            parts.push(format!("q={}", crate::core::job::url_segment(q)));
+        }
+        if page > 1 {
+            parts.push(format!("page={page}"));
+        }
+        if parts.is_empty() {
+            format!("{base}/jobs")
+        } else {
+            format!("{base}/jobs?{}", parts.join("&"))
+        }
+    }
+}
+
+/// The table's jobs of one class, newest first, a page at a time (`rows` holds one more than
+/// a page when there is a next one), each linked to its page; `stuck` are the ids with a
+/// finding in the latest scan.
+pub fn jobs_page(
+    health: &Health,
+    query: &JobsQuery,
+    statuses: &crate::core::vocabulary::Statuses,
+    rows: Result<&[crate::core::job::JobRow], &str>,
+    stuck: &std::collections::HashSet<String>,
+) -> Markup {
+    use crate::core::vocabulary::StatusClass;
+    let base = health.base.as_str();
+    let current = query.class();
+    let tabs: Vec<(Option<StatusClass>, &str)> = std::iter::once((None, "active"))
+        .chain(
+            [
+                StatusClass::Succeeded,
+                StatusClass::Failed,
+                StatusClass::Cancelled,
+            ]
+            .into_iter()
+            .filter(|c| !statuses.words(*c).is_empty())
+            .map(|c| (Some(c), c.as_str())),
+        )
+        .collect();
+    let class_name = current.map(StatusClass::as_str);
+    let page_no = query.page();
+    let stamp = |s: &crate::core::job::Stamp| match s {
+        crate::core::job::Stamp::At(t) => crate::core::job::rfc3339(*t),
+        _ => "—".to_string(),
+    };
+    page(
+        base,
+        "jobs · jobwarden",
+        html! {
+            header {
+                h1 { a href={(base) "/"} { "jobwarden" } " · jobs" }
+            }
+            nav class="counts" {
+                p {
+                    @for (i, (class, name)) in tabs.iter().enumerate() {
+                        @if i > 0 { " · " }
+                        @if *class == current { strong { (name) } }
+                        @else { a href=(query.link(base, class.map(StatusClass::as_str), 1)) { (name) } }
+                    }
+                }
+            }
+            form method="get" action={(base) "/jobs"} class="filter" {
+                @if let Some(c) = class_name { input type="hidden" name="class" value=(c); }
+                label { "job id " input type="search" name="q" value=[query.q.as_deref()] placeholder="part of an id"; }
+                " " button type="submit" { "Search" }
+            }
+            @match rows {
+                Err(why) => p class="warn" { "The jobs could not be read: " (why) },
+                Ok(rows) if rows.is_empty() => p class="empty" { "No job matches." },
+                Ok(rows) => {
+                    div class="scroll" { table class="jobs" {
+                        thead { tr { th { "job" } th { "status" } th { "phase" } th { "created" } th { "last heartbeat" } th { "" } } }
+                        tbody {
+                            @for r in rows.iter().take(JOBS_PAGE) {
+                                tr {
+                                    td { a href=(crate::core::job::job_link(&format!("{base}/jobs/"), &r.id, "")) { code { (r.id) } } }
+                                    td { (r.status) }
+                                    td { (r.phase.as_deref().unwrap_or("—")) }
+                                    td { (stamp(&r.created_at)) }
+                                    td { (stamp(&r.heartbeat_at)) }
+                                    td { @if stuck.contains(&r.id) { span class="held" { "finding" } } }
+                                }
+                            }
+                        }
+                    } }
+                    nav class="pages" {
+                        @if page_no > 1 { a rel="prev" href=(query.link(base, class_name, page_no - 1)) { "← previous" } " " }
+                        "page " (page_no)
+                        @if rows.len() > JOBS_PAGE { " " a rel="next" href=(query.link(base, class_name, page_no + 1)) { "next →" } }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// The longest value shown whole; longer ones are cut, the rest folded.

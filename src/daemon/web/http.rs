@@ -48,6 +48,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let base = shared.base_path();
     let routes = Router::new()
         .route("/", get(status_page))
+        .route("/jobs", get(jobs_page))
         .route("/jobs/{id}", get(job_page))
         .route("/audit", get(audit_page))
         .route("/config", get(config_page))
@@ -279,6 +280,63 @@ async fn audit_page(
 async fn config_page(State(shared): State<Arc<Shared>>) -> Response {
     let (config, rules) = shared.config_view();
     html_page(console::config_page(&shared.health(), &config, &rules))
+}
+
+/// `GET /jobs?class=&q=&page=`: the table's jobs of one class (`active`, the default, is
+/// pending and running together; then `succeeded`, `failed`, `cancelled`), newest first,
+/// [`console::JOBS_PAGE`] a page, searched by part of an id. One bounded read per request.
+async fn jobs_page(
+    State(shared): State<Arc<Shared>>,
+    query: Result<
+        axum::extract::Query<console::JobsQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let query = query.map(|q| q.0).unwrap_or_default();
+    let statuses = shared.statuses();
+    let class = query.class();
+    let words: Vec<String> = match class {
+        None => statuses
+            .pending
+            .iter()
+            .chain(&statuses.running)
+            .cloned()
+            .collect(),
+        Some(c) => statuses.words(c).to_vec(),
+    };
+    let page = query.page();
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    // One row more than a page says whether there is a next one.
+    let rows = shared
+        .list_jobs(
+            &words,
+            q,
+            console::JOBS_PAGE + 1,
+            (page - 1) * console::JOBS_PAGE,
+        )
+        .await;
+    // Which of the page's jobs have a finding in the latest scan (a pass over the findings,
+    // nothing copied but the page's own ids).
+    let stuck: std::collections::HashSet<String> = match (&rows, shared.latest()) {
+        (Ok(rows), Some(report)) => {
+            let on_page: std::collections::HashSet<&str> =
+                rows.iter().map(|r| r.id.as_str()).collect();
+            report
+                .findings
+                .iter()
+                .filter(|f| on_page.contains(f.job_id.as_str()))
+                .map(|f| f.job_id.clone())
+                .collect()
+        }
+        _ => Default::default(),
+    };
+    html_page(console::jobs_page(
+        &shared.health(),
+        &query,
+        &statuses,
+        rows.as_deref().map_err(String::as_str),
+        &stuck,
+    ))
 }
 
 /// A job named by `?id=`, which wins over the path's id: the ids `.` and `..` cannot be a
