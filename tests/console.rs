@@ -641,6 +641,25 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
             && page.contains("asked by http 127.0.0.1:"),
         "{page}"
     );
+    // The row now: the error jobwarden wrote with the reason, its finish time, the payload.
+    let cell = |key: &str| -> String {
+        let at = page
+            .find(&format!("<code>jobs.{key}</code>"))
+            .unwrap_or_else(|| panic!("jobs.{key} on the page: {page}"));
+        let row = &page[at..];
+        row[..row.find("</tr>").unwrap_or(row.len())].to_string()
+    };
+    assert!(
+        cell("error").contains("trying the console"),
+        "{}",
+        cell("error")
+    );
+    assert!(
+        cell("finished_at").contains("20"),
+        "a time: {}",
+        cell("finished_at")
+    );
+    assert!(cell("payload").contains("phase"), "{}", cell("payload"));
     let (write, cleared) = (
         page.find("applied</span> fail"),
         page.find("finding cleared"),

@@ -25,6 +25,7 @@ progress = "metadata.steps"        # a JSON array that grows as steps finish
 phase = "metadata.phase"
 finished_at = "completed_at"
 error = "error"
+payload = "metadata"               # shown on each job's page (folded), never read by a scan
 parent_id = "main_job_id"
 pid = "pid"
 host = "hostname"

@@ -72,6 +72,7 @@ pub(super) struct RawJobs {
     pub(super) progress: Option<Text>,
     pub(super) finished_at: Option<Text>,
     pub(super) error: Option<Text>,
+    pub(super) payload: Option<Text>,
     pub(super) parent_id: Option<Text>,
     pub(super) phase: Option<Text>,
     pub(super) pid: Option<Text>,

@@ -116,7 +116,7 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "created_at": j.created_at.to_string(), "heartbeat_at": field(&j.heartbeat_at),
             "status_since": field(&j.status_since),
             "progress": field(&j.progress), "finished_at": field(&j.finished_at),
-            "error": field(&j.error), "parent_id": field(&j.parent_id), "phase": field(&j.phase),
+            "error": field(&j.error), "payload": field(&j.payload), "parent_id": field(&j.parent_id), "phase": field(&j.phase),
             "pid": field(&j.pid), "host": field(&j.host), "where": j.where_sql,
             "attempts": field(&j.attempts), "max_attempts": j.max_attempts,
             "statuses": StatusClass::ALL.iter()

@@ -751,6 +751,7 @@ pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located
         progress: ctx.opt_field(&raw.progress, "jobs.progress")?,
         finished_at: ctx.plain_field(&raw.finished_at, "jobs.finished_at")?,
         error: ctx.plain_field(&raw.error, "jobs.error")?,
+        payload: ctx.opt_field(&raw.payload, "jobs.payload")?,
         parent_id: ctx.opt_field(&raw.parent_id, "jobs.parent_id")?,
         phase: ctx.opt_field(&raw.phase, "jobs.phase")?,
         pid,

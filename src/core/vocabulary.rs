@@ -107,6 +107,9 @@ pub struct Jobs {
     pub progress: Option<Field>,
     pub finished_at: Option<Field>,
     pub error: Option<Field>,
+    /// The job's input or options (a JSON column, say), shown on its page; never read by a
+    /// scan.
+    pub payload: Option<Field>,
     pub parent_id: Option<Field>,
     pub phase: Option<Field>,
     pub pid: Option<Field>,
@@ -189,6 +192,7 @@ impl Jobs {
             progress: None,
             finished_at: None,
             error: None,
+            payload: None,
             parent_id: None,
             phase: None,
             pid: None,

@@ -5,6 +5,14 @@
 use super::{job_from_row, Queries, Store, StoreError};
 use crate::core::job::JobRow;
 
+/// What a job's page shows of its row beyond what a scan reads, as text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Detail {
+    pub error: Option<String>,
+    pub finished_at: Option<String>,
+    pub payload: Option<String>,
+}
+
 impl Queries {
     /// One page of the rows whose status is one of `words` (within `[jobs] where`), newest
     /// first by `created_at`, the id containing `q` when given: `limit` rows from `offset`.
@@ -49,7 +57,47 @@ impl Queries {
     }
 }
 
+impl Queries {
+    /// [`Queries::one`] with, after the scan's columns, the row's `error`, `finished_at` and
+    /// `payload` as text (NULL where not configured), for the job's page.
+    pub fn one_detail(&self, id: &str) -> String {
+        let d = self.dialect;
+        let j = &self.jobs;
+        let extra: Vec<String> = [&j.error, &j.finished_at, &j.payload]
+            .into_iter()
+            .map(|f| match f {
+                Some(f) => d.value_text(f),
+                None => d.null_text().to_string(),
+            })
+            .collect();
+        self.one_with(id, &extra)
+    }
+}
+
 impl Store {
+    /// One job's row for its page: as [`Store::job`] reads it, with its `error`,
+    /// `finished_at` and `payload` as text.
+    pub async fn job_detail(&self, id: &str) -> Result<Option<(JobRow, Detail)>, StoreError> {
+        if !self.valid_id(id) {
+            return Ok(None);
+        }
+        let readings = self.info.time.readings;
+        let extra = self.queries.scan_columns.len();
+        let rows = self
+            .fetch("reading one job", &self.queries.one_detail(id), |row| {
+                Ok((
+                    job_from_row(row, &readings)?,
+                    Detail {
+                        error: row.text(extra, "error")?,
+                        finished_at: row.text(extra + 1, "finished_at")?,
+                        payload: row.text(extra + 2, "payload")?,
+                    },
+                ))
+            })
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
     /// One page of the jobs whose status is one of `words` (see [`Queries::list`]): at most
     /// `limit` rows.
     pub async fn list_jobs(

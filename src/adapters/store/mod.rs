@@ -37,6 +37,8 @@ mod decode;
 mod list;
 mod queries;
 
+pub use list::Detail;
+
 use catalogue::fixed_zone;
 pub use catalogue::{
     check_values, time_info, DatabaseZone, Readings, TableInfo, TimeColumn, TimeInfo,
@@ -1123,6 +1125,7 @@ mod tests {
             progress: Some(f("metadata.steps")),
             finished_at: Some(f("completed_at")),
             error: Some(f("error")),
+            payload: None,
             parent_id: Some(f("main_job_id")),
             phase: None,
             pid: None,

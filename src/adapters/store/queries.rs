@@ -159,6 +159,11 @@ impl Queries {
     /// The scan's columns for one row by id, whatever its status (within `where`): the fresh
     /// read a manual action checks the row against.
     pub fn one(&self, id: &str) -> String {
+        self.one_with(id, &[])
+    }
+
+    /// [`Queries::one`] with `extra` column expressions after the scan's.
+    pub(super) fn one_with(&self, id: &str, extra: &[String]) -> String {
         let d = self.dialect;
         let j = &self.jobs;
         let mut sql = format!(
@@ -166,6 +171,7 @@ impl Queries {
             self.scan_columns
                 .iter()
                 .map(|(_, c)| c.as_str())
+                .chain(extra.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(", "),
             d.table(&j.table),
@@ -651,6 +657,7 @@ pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
         ("jobs.progress", &jobs.progress),
         ("jobs.finished_at", &jobs.finished_at),
         ("jobs.error", &jobs.error),
+        ("jobs.payload", &jobs.payload),
         ("jobs.parent_id", &jobs.parent_id),
         ("jobs.phase", &jobs.phase),
         ("jobs.pid", &jobs.pid),

@@ -104,7 +104,11 @@ pub enum What {
 /// The row of the job page, as read now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowRead {
-    Row(Box<crate::core::job::JobRow>),
+    /// The row, and what its page shows beyond a scan's columns.
+    Row(
+        Box<crate::core::job::JobRow>,
+        Box<crate::adapters::store::Detail>,
+    ),
     /// The table has no such row (within `[jobs] where`).
     Missing,
     /// Not read: why.
@@ -523,8 +527,8 @@ impl Shared {
         let Some(store) = read(&self.store).clone() else {
             return RowRead::Unread("jobwarden has not connected to the database yet".into());
         };
-        match tokio::time::timeout(ROW_TIMEOUT, store.job(job_id)).await {
-            Ok(Ok(Some(row))) => RowRead::Row(Box::new(row)),
+        match tokio::time::timeout(ROW_TIMEOUT, store.job_detail(job_id)).await {
+            Ok(Ok(Some((row, detail)))) => RowRead::Row(Box::new(row), Box::new(detail)),
             Ok(Ok(None)) => RowRead::Missing,
             Ok(Err(e)) => RowRead::Unread(e.to_string()),
             Err(_) => RowRead::Unread("the database did not answer in time".into()),

@@ -230,7 +230,7 @@ fn headline(view: &JobView<'_>) -> String {
         return "no such job: the table has no row with this id (within [jobs] where), and jobwarden has never found or written it".into();
     }
     let state = match view.row {
-        RowRead::Row(row) => row.status.clone(),
+        RowRead::Row(row, _) => row.status.clone(),
         RowRead::Missing => "not in the table".to_string(),
         RowRead::Unread(_) => "state unknown (the row could not be read)".to_string(),
     };
@@ -410,8 +410,8 @@ const VALUE_SHOWN: usize = 200;
 
 /// The row as read, configured columns only.
 fn row_table(view: &JobView<'_>) -> Markup {
-    let row = match view.row {
-        RowRead::Row(row) => row,
+    let (row, detail) = match view.row {
+        RowRead::Row(row, detail) => (row, detail),
         RowRead::Missing => {
             return html! { p class="empty" { "The table has no row with this id (within [jobs] where)." } }
         }
@@ -443,6 +443,9 @@ fn row_table(view: &JobView<'_>) -> Markup {
         ),
         ("jobs.host", row.host.clone()),
         ("jobs.attempts", row.guard.attempts.clone()),
+        ("jobs.error", detail.error.clone()),
+        ("jobs.finished_at", detail.finished_at.clone()),
+        ("jobs.payload", detail.payload.clone()),
     ];
     html! {
         div class="scroll" { table {
@@ -488,7 +491,7 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
     // times, a finding appearing, its alert, the write it called for, the finding clearing,
     // the alert resolving.
     let mut items: Vec<(f64, u8, Markup)> = Vec::new();
-    if let RowRead::Row(row) = view.row {
+    if let RowRead::Row(row, _) = view.row {
         for (stamp, what) in [
             (&row.created_at, "created".to_string()),
             (&row.status_since, format!("entered status {}", row.status)),
@@ -549,7 +552,7 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
     // Its snoozes, and the pauses while it lived (a pause before the row was created is not
     // its story).
     let born = match view.row {
-        RowRead::Row(row) => match row.created_at {
+        RowRead::Row(row, _) => match row.created_at {
             crate::core::job::Stamp::At(t) => t,
             _ => f64::NEG_INFINITY,
         },
@@ -1419,7 +1422,7 @@ mod tests {
         )];
         let view = JobView {
             job_id: "7",
-            row: &RowRead::Row(Box::new(row)),
+            row: &RowRead::Row(Box::new(row), Box::default()),
             columns: &columns,
             findings: &[&f],
             files: &files,
@@ -1501,7 +1504,7 @@ mod tests {
         };
         let view = JobView {
             job_id: "7",
-            row: &RowRead::Row(Box::new(row)),
+            row: &RowRead::Row(Box::new(row), Box::default()),
             columns: &[],
             findings: &[],
             files: &[],
