@@ -202,36 +202,90 @@ impl Queries {
         scope
     }
 
-    /// Parents (by id) and children (by parent id) of the active rows; `None` when there is
-    /// nothing to look up.
-    pub fn relatives(&self, parent_ids: &[&str], active_ids: &[&str]) -> Option<String> {
+    /// The parents of active rows, read by primary key (`id IN (...)`, the distinct parent
+    /// ids that are not active rows themselves); `None` without `parent_id` or parents.
+    pub fn parents(&self, parent_ids: &[&str]) -> Option<String> {
         let parent = self.jobs.parent_id.as_ref()?;
-        let d = self.dialect;
-        let mut ors = Vec::new();
-        if !parent_ids.is_empty() {
-            ors.push(format!(
-                "{} IN ({})",
-                d.quote(&self.jobs.id.column),
-                d.literal_list(parent_ids.iter().copied())
-            ));
-        }
-        if !active_ids.is_empty() {
-            ors.push(format!(
-                "{} IN ({})",
-                d.value(parent),
-                d.literal_list(active_ids.iter().copied())
-            ));
-        }
-        if ors.is_empty() {
+        if parent_ids.is_empty() {
             return None;
         }
+        let d = self.dialect;
         Some(format!(
-            "SELECT {}, {}, {} FROM {} WHERE {}",
+            "SELECT {}, {}, {} FROM {} WHERE {} IN ({})",
             d.value_text(&self.jobs.id),
             d.value_text(&self.jobs.status),
             d.value_text(parent),
             d.table(&self.jobs.table),
-            ors.join(" OR ")
+            d.quote(&self.jobs.id.column),
+            d.literal_list(parent_ids.iter().copied())
+        ))
+    }
+
+    /// The children of the active rows that are not active rows themselves: the rows whose
+    /// parent column holds the id of an active row, found through the parent column (`parent
+    /// IN (SELECT id ... active)`), which an index on it serves: one look-up per active row,
+    /// not a read of the table. Children are read whatever `where` says of them, as parents
+    /// are; a child outside the active rows (another status, or outside `where`) is a
+    /// relative. `None` without `parent_id`.
+    pub fn children(&self) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        let j = &self.jobs;
+        let table = d.table(&j.table);
+        let scope = Self::scope(d, j);
+        Some(format!(
+            "SELECT {}, {}, {} FROM {table} WHERE {} IN (SELECT {} FROM {table} WHERE {scope}) \
+             AND NOT COALESCE(({scope}), FALSE)",
+            d.value_text(&j.id),
+            d.value_text(&j.status),
+            d.value_text(parent),
+            d.value(parent),
+            self.id_as_parent(),
+        ))
+    }
+
+    /// The id column as the parent column's values, for `parent IN (SELECT <this> ...)`.
+    /// PostgreSQL compares only like types: an id of another type than a plain parent column
+    /// is cast to it through its text (as a literal id would be), and a JSON path's text is
+    /// compared with the id's text. The parent side stays bare, so its index serves.
+    fn id_as_parent(&self) -> String {
+        let d = self.dialect;
+        let id = d.quote(&self.jobs.id.column);
+        let Some(parent) = &self.jobs.parent_id else {
+            return id;
+        };
+        if d != Dialect::Postgres {
+            return id;
+        }
+        if !parent.is_plain() {
+            return format!("({id})::text");
+        }
+        match (
+            self.types.get(&parent.column),
+            self.types.get(&self.jobs.id.column),
+        ) {
+            (Some(p), Some(i)) if !p.eq_ignore_ascii_case(i) => format!("({id})::text::{p}"),
+            _ => id,
+        }
+    }
+
+    /// The `CREATE INDEX` an index-served children read wants: on the parent column, or on
+    /// the JSON path's expression where the dialect indexes expressions (PostgreSQL,
+    /// SQLite). `None` on MySQL/MariaDB for a JSON path: there, only a generated column can
+    /// be indexed.
+    pub fn parent_index_advice(&self) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        if !parent.is_plain() && d == Dialect::MySql {
+            return None;
+        }
+        let mut parts = vec![self.jobs.table.name.clone(), parent.column.clone()];
+        parts.extend(parent.path.iter().cloned());
+        Some(create_index(
+            d,
+            &self.jobs.table,
+            &parts.join("_"),
+            &[d.value(parent)],
         ))
     }
 
@@ -636,6 +690,86 @@ impl Queries {
             ),
         }
     }
+
+    /// The catalogue query counting indexes that can serve the children read (`parent IN
+    /// (...)`): one that starts with the parent column, or, for a JSON path, an expression
+    /// index on it (PostgreSQL, SQLite). `None` without `parent_id`, or where no index can
+    /// serve it (a JSON path on MySQL/MariaDB).
+    pub(super) fn parent_index(&self) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let column = d.literal(&parent.column);
+        // A LIKE pattern that finds the column, then `op`, then the path's keys in an
+        // index's text.
+        let path_like = |op: &str, sep: &str| {
+            let like = |k: &str| k.replace('%', "").replace('_', "\\_");
+            let keys = parent
+                .path
+                .iter()
+                .map(|k| like(k))
+                .collect::<Vec<_>>()
+                .join(sep);
+            format!("%{}%{op}%{keys}%", like(&parent.column))
+        };
+        Some(match (d, parent.is_plain()) {
+            (Dialect::Postgres, true) => format!(
+                "SELECT count(*)::bigint FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass({}) AND a.attname = {column} AND i.indpred IS NULL",
+                d.literal(&d.table(t))
+            ),
+            (Dialect::Postgres, false) => format!(
+                "SELECT count(*)::bigint FROM pg_index i WHERE i.indrelid = to_regclass({}) \
+                 AND i.indkey[0] = 0 AND i.indpred IS NULL \
+                 AND pg_get_indexdef(i.indexrelid, 1, true) LIKE {}",
+                d.literal(&d.table(t)),
+                d.literal(&path_like("#>>", ","))
+            ),
+            (Dialect::MySql, true) => format!(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
+                 AND TABLE_NAME = {} AND COLUMN_NAME = {column} AND SEQ_IN_INDEX = 1",
+                t.schema
+                    .as_deref()
+                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            (Dialect::MySql, false) => return None,
+            (Dialect::Sqlite, true) => format!(
+                "SELECT COUNT(*) FROM pragma_index_list({}, {}) il, pragma_index_info(il.name) ii \
+                 WHERE ii.seqno = 0 AND ii.name = {column} AND il.partial = 0",
+                d.literal(&t.name),
+                d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+            (Dialect::Sqlite, false) => format!(
+                "SELECT COUNT(*) FROM {}sqlite_master WHERE type = 'index' AND tbl_name = {} \
+                 AND sql NOT LIKE '% WHERE %' AND sql LIKE {} ESCAPE '\\'",
+                t.schema
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                d.literal(&t.name),
+                d.literal(&format!("%json_extract({}", path_like("", ".")))
+            ),
+        })
+    }
+}
+
+/// `CREATE INDEX "<name>_idx" ON <table> (<expressions>)`, the name cut to fit every
+/// dialect's identifier limit (63 bytes on PostgreSQL, 64 on MySQL).
+pub fn create_index(
+    d: Dialect,
+    table: &crate::core::sql::TableName,
+    name: &str,
+    expressions: &[String],
+) -> String {
+    let mut name: String = name.chars().take(59).collect();
+    name.push_str("_idx");
+    format!(
+        "CREATE INDEX {} ON {} ({})",
+        d.quote(&name),
+        d.table(table),
+        expressions.join(", ")
+    )
 }
 
 /// Every configured column with the key that names it.
