@@ -242,3 +242,75 @@ async fn json_parent(backend: Backend) {
 }
 
 per_backend!(a_json_parent_is_indexed_by_its_expression, json_parent);
+
+/// `validate --connect` prints the index the candidate read wants, `(status, <heartbeat>)`,
+/// ready to run, for a plain column and (PostgreSQL, SQLite) a JSON path's expression; once
+/// it exists, no advice. MariaDB indexes no JSON expression, and says so.
+async fn candidate_index_advice(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts}, meta {json} NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        json = db.ty("json")
+    ))
+    .await;
+    db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, created_at, updated_at) VALUES (1, 'running', {}, {})",
+        db.ago(47.0),
+        db.ago(1.3)
+    ))
+    .await;
+    let plain = TestConfig::new(db.jobwarden_url())
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .write(db.dir().join("plain.toml"));
+    let (code, out) = run(&db, &["validate", "--connect"], &plain);
+    assert_eq!(code, 0, "a missing index is a warning: {out}");
+    let create = advice(&out, "jobs(status, updated_at)")
+        .unwrap_or_else(|| panic!("no advice for the candidate read: {out}"));
+    assert!(
+        create.ends_with(&format!(
+            "ON {q}jobs{q} ({q}status{q}, {q}updated_at{q})",
+            q = if backend == Backend::MySql { "`" } else { "\"" }
+        )),
+        "{create}"
+    );
+    db.exec(&create).await;
+    let (code, out) = run(&db, &["validate", "--connect"], &plain);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(advice(&out, "jobs(status, updated_at)"), None, "{out}");
+
+    let json = db.dir().join("json.toml");
+    std::fs::write(
+        &json,
+        TestConfig::new(db.jobwarden_url())
+            .heartbeat_rule("hb", "20m", "action = \"fail\"")
+            .text()
+            .replace(
+                "heartbeat_at = \"updated_at\"",
+                "heartbeat_at = \"meta.beat\"",
+            ),
+    )
+    .unwrap();
+    let (code, out) = run(&db, &["validate", "--connect"], &json);
+    assert_eq!(code, 0, "{out}");
+    if backend == Backend::MySql {
+        assert!(
+            out.contains("cannot index the JSON path `meta.beat`"),
+            "{out}"
+        );
+        return;
+    }
+    let create = advice(&out, "jobs(status, meta.beat)")
+        .unwrap_or_else(|| panic!("no advice for a JSON heartbeat: {out}"));
+    db.exec(&create).await;
+    let (code, out) = run(&db, &["validate", "--connect"], &json);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(advice(&out, "jobs(status, meta.beat)"), None, "{out}");
+}
+
+per_backend!(
+    the_candidate_index_is_advised_ready_to_run,
+    candidate_index_advice
+);

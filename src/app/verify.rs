@@ -203,6 +203,23 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             )
         ));
     }
+    if let (Some((key, field)), false) =
+        (store.queries().candidate_column(), info.candidate_indexed)
+    {
+        let status = &jobs.status.column;
+        match store.queries().candidate_index_advice() {
+            Some(advice) => out.warnings.push(format!(
+                "no index on {}({status}, {field}): the jobs whose {} is old enough to be stuck cannot be found without reading every active row. Create one: {advice}",
+                jobs.table,
+                places.name(key),
+            )),
+            None => out.warnings.push(format!(
+                "{}: MySQL/MariaDB cannot index the JSON path `{field}`: the jobs whose {key} is old enough to be stuck cannot be found without reading every active row. \
+                 A plain (or generated) column with an index on ({status}, <column>) can",
+                places.name(key),
+            )),
+        }
+    }
     if let (Some(parent), false) = (&jobs.parent_id, info.parent_indexed) {
         let every = config
             .terminal_counts_every

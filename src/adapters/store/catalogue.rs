@@ -18,6 +18,9 @@ pub struct TableInfo {
     /// parent column, or on its JSON path's expression). Without one, a scan reads children
     /// only on the terminal-counts schedule.
     pub parent_indexed: bool,
+    /// Whether an index serves the candidate read: `(status, <heartbeat>)` (see
+    /// `Queries::candidate_index`).
+    pub candidate_indexed: bool,
     /// How the timestamps are read.
     pub time: TimeInfo,
 }

@@ -678,23 +678,28 @@ impl Store {
             )
             .await?;
         let indexed = index_rows.first().copied().flatten().unwrap_or(0);
-        let parent_indexed = match self.queries.parent_index() {
-            Some(sql) => {
-                let rows = self
-                    .fetch("reading the table's indexes", &sql, |row| {
-                        row.int(0, "index count")
-                    })
-                    .await?;
-                rows.first().copied().flatten().unwrap_or(0) > 0
-            }
-            None => false,
-        };
+        let parent_indexed = self.has_index(self.queries.parent_index()).await?;
+        let candidate_indexed = self.has_index(self.queries.candidate_index()).await?;
         Ok(TableInfo {
             columns,
             status_indexed: indexed > 0,
             parent_indexed,
+            candidate_indexed,
             time: TimeInfo::default(),
         })
+    }
+
+    /// Whether a catalogue query counting indexes finds one (`None`: no index can serve).
+    async fn has_index(&self, sql: Option<String>) -> Result<bool, StoreError> {
+        let Some(sql) = sql else {
+            return Ok(false);
+        };
+        let rows = self
+            .fetch("reading the table's indexes", &sql, |row| {
+                row.int(0, "index count")
+            })
+            .await?;
+        Ok(rows.first().copied().flatten().unwrap_or(0) > 0)
     }
 
     /// Reads the database clock, then every active row, then (with `parent_id`) their

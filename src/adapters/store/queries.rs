@@ -752,6 +752,116 @@ impl Queries {
             ),
         })
     }
+
+    /// The time column the read of stuck-job candidates filters on: the heartbeat, else
+    /// `status_since`; with its config key. `None`: neither is configured (time in status is
+    /// then jobwarden's own memory, which no index holds).
+    pub fn candidate_column(&self) -> Option<(&'static str, &Field)> {
+        match (&self.jobs.heartbeat_at, &self.jobs.status_since) {
+            (Some(hb), _) => Some(("jobs.heartbeat_at", hb)),
+            (None, Some(since)) => Some(("jobs.status_since", since)),
+            (None, None) => None,
+        }
+    }
+
+    /// The `CREATE INDEX` the candidate read wants: `(status, <heartbeat>)`, so that
+    /// `status = <word> AND <heartbeat> < <bound>` is a range of one index; for a JSON path
+    /// the expression form (PostgreSQL, SQLite). `None` without a time column, or for a JSON
+    /// path on MySQL/MariaDB (which indexes no expression).
+    pub fn candidate_index_advice(&self) -> Option<String> {
+        let (_, field) = self.candidate_column()?;
+        let d = self.dialect;
+        if !field.is_plain() && d == Dialect::MySql {
+            return None;
+        }
+        let mut parts = vec![
+            self.jobs.table.name.clone(),
+            self.jobs.status.column.clone(),
+            field.column.clone(),
+        ];
+        parts.extend(field.path.iter().cloned());
+        Some(create_index(
+            d,
+            &self.jobs.table,
+            &parts.join("_"),
+            &[d.quote(&self.jobs.status.column), d.value(field)],
+        ))
+    }
+
+    /// The catalogue query counting indexes that serve the candidate read: the status column
+    /// then the time column (or its JSON path's expression), or, on PostgreSQL, an index on
+    /// the time column alone whose predicate names the status column (a partial index on
+    /// the active words). `None` where no index can serve it.
+    pub(super) fn candidate_index(&self) -> Option<String> {
+        let (_, field) = self.candidate_column()?;
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let status = d.literal(&self.jobs.status.column);
+        let column = d.literal(&field.column);
+        let like = |k: &str| k.replace('%', "").replace('_', "\\_");
+        let keys = |sep: &str| {
+            field
+                .path
+                .iter()
+                .map(|k| like(k))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        let regclass = d.literal(&d.table(t));
+        Some(match (d, field.is_plain()) {
+            (Dialect::Postgres, true) => format!(
+                "SELECT count(*)::bigint FROM pg_index i \
+                 JOIN pg_attribute s ON s.attrelid = i.indrelid AND s.attname = {status} \
+                 JOIN pg_attribute h ON h.attrelid = i.indrelid AND h.attname = {column} \
+                 WHERE i.indrelid = to_regclass({regclass}) AND ((i.indkey[0] = s.attnum \
+                 AND i.indkey[1] = h.attnum AND i.indpred IS NULL) OR (i.indkey[0] = h.attnum \
+                 AND coalesce(pg_get_expr(i.indpred, i.indrelid), '') LIKE {}))",
+                d.literal(&format!("%{}%", like(&self.jobs.status.column)))
+            ),
+            (Dialect::Postgres, false) => format!(
+                "SELECT count(*)::bigint FROM pg_index i \
+                 JOIN pg_attribute s ON s.attrelid = i.indrelid AND s.attname = {status} \
+                 WHERE i.indrelid = to_regclass({regclass}) AND i.indkey[0] = s.attnum \
+                 AND i.indkey[1] = 0 AND i.indpred IS NULL \
+                 AND pg_get_indexdef(i.indexrelid, 2, true) LIKE {}",
+                d.literal(&format!("%{}%#>>%{}%", like(&field.column), keys(",")))
+            ),
+            (Dialect::MySql, true) => format!(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS a \
+                 JOIN information_schema.STATISTICS b ON b.TABLE_SCHEMA = a.TABLE_SCHEMA \
+                 AND b.TABLE_NAME = a.TABLE_NAME AND b.INDEX_NAME = a.INDEX_NAME \
+                 WHERE a.TABLE_SCHEMA = {} AND a.TABLE_NAME = {} AND a.COLUMN_NAME = {status} \
+                 AND a.SEQ_IN_INDEX = 1 AND b.COLUMN_NAME = {column} AND b.SEQ_IN_INDEX = 2",
+                t.schema
+                    .as_deref()
+                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            (Dialect::MySql, false) => return None,
+            (Dialect::Sqlite, true) => format!(
+                "SELECT COUNT(*) FROM pragma_index_list({name}, {schema}) il, \
+                 pragma_index_info(il.name) a, pragma_index_info(il.name) b \
+                 WHERE il.partial = 0 AND a.seqno = 0 AND a.name = {status} \
+                 AND b.seqno = 1 AND b.name = {column}",
+                name = d.literal(&t.name),
+                schema = d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+            (Dialect::Sqlite, false) => format!(
+                "SELECT COUNT(*) FROM {}sqlite_master WHERE type = 'index' AND tbl_name = {} \
+                 AND sql NOT LIKE '% WHERE %' AND sql LIKE {} ESCAPE '\\'",
+                t.schema
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                d.literal(&t.name),
+                d.literal(&format!(
+                    "%(%{}%,%json_extract(%{}%{}%",
+                    like(&self.jobs.status.column),
+                    like(&field.column),
+                    keys(".")
+                ))
+            ),
+        })
+    }
 }
 
 /// `CREATE INDEX "<name>_idx" ON <table> (<expressions>)`, the name cut to fit every
