@@ -314,3 +314,170 @@ per_backend!(
     the_candidate_index_is_advised_ready_to_run,
     candidate_index_advice
 );
+
+/// How `updated_at` is stored in [`candidate_table`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Beat {
+    /// A timestamp with a zone (PostgreSQL `timestamptz`, MariaDB `DATETIME` in UTC).
+    Zoned,
+    /// A naive timestamp written in another zone than UTC (`[database] timezone`).
+    Naive,
+    /// Unix seconds, and some rows in milliseconds.
+    Epoch,
+}
+
+/// A jobs table whose heartbeats are minutes old on both sides of every bound (never a
+/// whole or half hour), missing, and ahead of the clock; running and queued, two phases.
+async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
+    let (ty, zone) = match (db.backend, beat) {
+        (Backend::Postgres, Beat::Naive) => ("timestamp(3)", Some("America/New_York")),
+        (Backend::MySql, Beat::Naive) => ("DATETIME(6)", Some("+05:30")),
+        (_, Beat::Epoch) => (db.ty("bigint"), None),
+        _ => (db.ty("ts"), None),
+    };
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, phase {t} NULL, created_at {ts}, updated_at {ty} NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+    ))
+    .await;
+    // The heartbeat `minutes` ago (negative: ahead of the clock), as stored.
+    let beat_sql = |minutes: f64, millis: bool| -> String {
+        let s = (minutes * 60.0) as i64;
+        match (db.backend, beat) {
+            (_, Beat::Epoch) if millis => format!("({} * 1000)", db.epoch_ago(minutes)),
+            (_, Beat::Epoch) => db.epoch_ago(minutes),
+            (Backend::Postgres, Beat::Naive) => {
+                format!("(now() AT TIME ZONE 'America/New_York') - interval '{s} seconds'")
+            }
+            (Backend::MySql, Beat::Naive) => {
+                format!("UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL {s} SECOND")
+            }
+            _ => db.ago(minutes),
+        }
+    };
+    let ages: &[f64] = &[
+        0.4, 5.3, 6.6, 7.4, 13.2, 19.4, 20.7, 23.1, 47.3, 95.2, 401.7, 1501.3, -4.1, -187.3,
+    ];
+    let mut id = 0;
+    for status in ["running", "queued"] {
+        for phase in ["training", "eval"] {
+            for (i, age) in ages.iter().enumerate() {
+                id += 1;
+                let millis = beat == Beat::Epoch && i % 3 == 0;
+                db.exec(&format!(
+                    "INSERT INTO jobs VALUES ({id}, '{status}', '{phase}', {}, {})",
+                    db.ago(2000.3),
+                    beat_sql(*age, millis)
+                ))
+                .await;
+            }
+            // No heartbeat yet: judged by created_at.
+            id += 1;
+            db.exec(&format!(
+                "INSERT INTO jobs VALUES ({id}, '{status}', '{phase}', {}, NULL)",
+                db.ago(33.3)
+            ))
+            .await;
+        }
+    }
+    let mut config = TestConfig::new(db.jobwarden_url())
+        .jobs("phase = \"phase\"")
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .section(
+            "[[rules]]\nname = \"training\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
+             after = \"7m\"\nphases = [\"training\"]\naction = \"alert\"",
+        );
+    if let Some(zone) = zone {
+        config = config.database(&format!("timezone = \"{zone}\""));
+    }
+    (config.write(db.dir().join("jw.toml")), id)
+}
+
+/// The candidate read against the reference read: every job the full read finds (or warns
+/// about) is a heartbeat candidate, with and without `--older-than`, and the young rows are
+/// not read whole.
+async fn candidates_cover_the_reference(backend: Backend, beat: Beat) {
+    use jobwarden::core::detect::{Liveness, OlderThan, Policy};
+    let db = TestDb::new(backend).await;
+    let (path, rows) = candidate_table(&db, beat).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+    let store = Store::connect(&config).await.expect("connect");
+    for older_than in [None, Some(11), Some(90)] {
+        let older_than = older_than.map(|m| OlderThan {
+            after: std::time::Duration::from_secs(m * 60),
+            force: false,
+        });
+        let mut scanner = Scanner::new(store.clone());
+        let report = scanner.scan(&config, older_than).await.expect("scan");
+        let policy = Policy {
+            rules: &config.rules,
+            statuses: &config.jobs.statuses,
+            older_than,
+            liveness: Liveness {
+                heartbeat: true,
+                progress: false,
+            },
+        };
+        let bounds = jobwarden::core::candidates::heartbeat_bounds(&policy);
+        let candidates = store
+            .heartbeat_candidates(&bounds, report.checked_at)
+            .await
+            .expect("candidate read");
+        let Some(candidates) = candidates else {
+            assert_eq!(
+                backend,
+                Backend::Sqlite,
+                "only SQLite cannot bound a heartbeat"
+            );
+            continue;
+        };
+        let mut expected: Vec<&str> = report.findings.iter().map(|f| f.job_id.as_str()).collect();
+        expected.extend(report.warnings.iter().filter_map(|w| w.job_id.as_deref()));
+        assert!(!expected.is_empty(), "the fixture finds something");
+        for id in &expected {
+            assert!(
+                candidates.contains(*id),
+                "{backend:?} {beat:?} --older-than {older_than:?}: job {id} has a finding or \
+                 a warning but is no candidate; candidates {candidates:?}; report {:?} {:?}",
+                report.findings,
+                report.warnings
+            );
+        }
+        assert!(
+            candidates.len() < rows,
+            "{backend:?} {beat:?}: the young rows are not candidates ({} of {rows})",
+            candidates.len()
+        );
+        // The youngest running row, beating 24 seconds ago, is never read whole.
+        assert!(!candidates.contains("1"), "{candidates:?}");
+    }
+    store.close().await;
+}
+
+async fn candidates_zoned(backend: Backend) {
+    candidates_cover_the_reference(backend, Beat::Zoned).await
+}
+async fn candidates_naive(backend: Backend) {
+    candidates_cover_the_reference(backend, Beat::Naive).await
+}
+async fn candidates_epoch(backend: Backend) {
+    candidates_cover_the_reference(backend, Beat::Epoch).await
+}
+
+per_backend!(
+    heartbeat_candidates_cover_the_reference_read,
+    candidates_zoned
+);
+per_backend!(
+    naive_heartbeat_candidates_cover_the_reference_read,
+    candidates_naive,
+    postgres => Postgres,
+    mysql => MySql
+);
+per_backend!(
+    epoch_heartbeat_candidates_cover_the_reference_read,
+    candidates_epoch
+);

@@ -764,6 +764,89 @@ impl Queries {
         }
     }
 
+    /// The ids of the heartbeat candidates (`core::candidates`): a `UNION ALL` of branches,
+    /// each `status = <word> AND <heartbeat> <range>`, a range of an index on `(status,
+    /// heartbeat)` (never an `OR`, which no index serves). Per word with a bound: heartbeats
+    /// at least that old (on the naive reading scale, widened by the zone's largest offset;
+    /// numbers as seconds and as milliseconds, as jobwarden reads them), and no heartbeat;
+    /// per word: heartbeats ahead of the clock. `now` is the scan's database clock, written
+    /// as a literal, so the bounds are those the reference read judges by. `None` where the
+    /// database cannot bound the column (text, a JSON path, SQLite): every active row is then
+    /// a candidate. Not used by the scan yet.
+    pub fn heartbeat_candidates(
+        &self,
+        bounds: &[(String, Option<Duration>)],
+        now: f64,
+        zone: Option<crate::core::zone::Zone>,
+    ) -> Option<String> {
+        use crate::core::candidates::{reading_at_least, reading_at_most};
+        let d = self.dialect;
+        let j = &self.jobs;
+        let hb = j.heartbeat_at.as_ref().filter(|f| f.is_plain())?;
+        let kind = self.time_kind(hb);
+        let naive = self.types.get(&hb.column).is_some_and(|t| d.is_naive(t));
+        let col = d.quote(&hb.column);
+        let at = |secs: f64| -> String {
+            let secs = secs.max(0.0);
+            match (d, naive) {
+                (Dialect::Postgres, true) => {
+                    format!("(to_timestamp({secs:.6}) AT TIME ZONE 'UTC')")
+                }
+                (Dialect::Postgres, false) => format!("to_timestamp({secs:.6})"),
+                _ => format!("FROM_UNIXTIME({secs:.6})"),
+            }
+        };
+        let millis = crate::core::job::MILLIS_THRESHOLD;
+        let zone = zone.unwrap_or_default();
+        let ahead_at = now + crate::core::detect::FUTURE_TOLERANCE;
+        let ahead = reading_at_least(zone, ahead_at) - 1.0;
+        let mut branches = Vec::new();
+        let mut base = |word: &str, range: String| {
+            let mut sql = format!(
+                "SELECT {} FROM {} WHERE {} = {} AND {range}",
+                d.value_text(&j.id),
+                d.table(&j.table),
+                d.quote(&j.status.column),
+                d.literal(word)
+            );
+            if let Some(w) = &j.where_sql {
+                sql.push_str(&format!(" AND ({w})"));
+            }
+            branches.push(sql);
+        };
+        for (word, bound) in bounds {
+            match (d, kind) {
+                (Dialect::Sqlite, _) | (_, TimeKind::Text) => return None,
+                (_, TimeKind::Native) => {
+                    if let Some(after) = bound {
+                        let stuck = reading_at_most(zone, now - after.as_secs_f64()) + 1.0;
+                        base(word, format!("{col} <= {}", at(stuck)));
+                        base(word, format!("{col} IS NULL"));
+                    }
+                    base(word, format!("{col} > {}", at(ahead)));
+                }
+                (_, TimeKind::Number) => {
+                    if let Some(after) = bound {
+                        let stuck = now - after.as_secs_f64() + 1.0;
+                        base(word, format!("{col} <= {stuck:.6}"));
+                        base(
+                            word,
+                            format!("{col} >= {millis:.1} AND {col} <= {:.3}", stuck * 1000.0),
+                        );
+                        base(word, format!("{col} IS NULL"));
+                    }
+                    let ahead = ahead_at - 1.0;
+                    base(word, format!("{col} > {ahead:.6} AND {col} < {millis:.1}"));
+                    base(word, format!("{col} > {:.3}", ahead * 1000.0));
+                }
+            }
+        }
+        if branches.is_empty() {
+            return None;
+        }
+        Some(branches.join(" UNION ALL "))
+    }
+
     /// The `CREATE INDEX` the candidate read wants: `(status, <heartbeat>)`, so that
     /// `status = <word> AND <heartbeat> < <bound>` is a range of one index; for a JSON path
     /// the expression form (PostgreSQL, SQLite). `None` without a time column, or for a JSON
