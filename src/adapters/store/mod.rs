@@ -828,7 +828,7 @@ impl Store {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(sql) = self.queries.children() else {
+        let Some(sql) = self.queries.children(self.info.parent_indexed) else {
             return Ok(Vec::new());
         };
         let active: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
@@ -1327,7 +1327,7 @@ mod tests {
         assert_eq!(q.parents(&[]), None);
         let scope = "\"status\" IN ('pending', 'running') AND (archived = false)";
         assert_eq!(
-            q.children().unwrap(),
+            q.children(false).unwrap(),
             format!(
                 "SELECT (\"id\")::text, (\"status\")::text, (\"main_job_id\")::text \
                  FROM \"public\".\"research_jobs\" WHERE \"main_job_id\" IN \
@@ -1336,12 +1336,20 @@ mod tests {
             )
         );
         // Never an OR of the two look-ups: no index serves one.
-        assert!(!q.children().unwrap().contains(" OR "));
+        assert!(!q.children(false).unwrap().contains(" OR "));
+        // With the index, PostgreSQL looks each active id up in it.
+        assert!(
+            q.children(true)
+                .unwrap()
+                .contains("WHERE \"main_job_id\" = ANY (ARRAY(SELECT \"id\" FROM"),
+            "{}",
+            q.children(true).unwrap()
+        );
         // A parent column of another type than the id: the id is cast to it.
         let mut t = types();
         t.insert("main_job_id".into(), "text".into());
         let sql = Queries::new(Dialect::Postgres, &jobs(), &t)
-            .children()
+            .children(false)
             .unwrap();
         assert!(
             sql.contains("\"main_job_id\" IN (SELECT (\"id\")::text::text FROM"),
@@ -1351,7 +1359,7 @@ mod tests {
         let mut j = jobs();
         j.parent_id = Some(parse_field("metadata.parent").unwrap());
         let sql = Queries::new(Dialect::Postgres, &j, &types())
-            .children()
+            .children(false)
             .unwrap();
         assert!(
             sql.contains(
@@ -1362,7 +1370,7 @@ mod tests {
         let mut j = jobs();
         j.parent_id = None;
         assert_eq!(
-            Queries::new(Dialect::Postgres, &j, &types()).children(),
+            Queries::new(Dialect::Postgres, &j, &types()).children(true),
             None
         );
     }

@@ -227,20 +227,29 @@ impl Queries {
     /// not a read of the table. Children are read whatever `where` says of them, as parents
     /// are; a child outside the active rows (another status, or outside `where`) is a
     /// relative. `None` without `parent_id`.
-    pub fn children(&self) -> Option<String> {
+    ///
+    /// With the index on PostgreSQL the active ids are gathered first (`= ANY (ARRAY(SELECT
+    /// ...))`): the planner then looks each up in the index, where for `IN (SELECT ...)` it
+    /// may merge-join the whole index (a fourfold cost at 300k rows, BENCHMARKS.md). Without
+    /// the index, `IN (SELECT ...)` is a hash join over one pass of the table, where `= ANY`
+    /// would test the array on every row.
+    pub fn children(&self, indexed: bool) -> Option<String> {
         let parent = self.jobs.parent_id.as_ref()?;
         let d = self.dialect;
         let j = &self.jobs;
         let table = d.table(&j.table);
         let scope = Self::scope(d, j);
+        let active = format!("SELECT {} FROM {table} WHERE {scope}", self.id_as_parent());
+        let among = match d {
+            Dialect::Postgres if indexed => format!("= ANY (ARRAY({active}))"),
+            _ => format!("IN ({active})"),
+        };
         Some(format!(
-            "SELECT {}, {}, {} FROM {table} WHERE {} IN (SELECT {} FROM {table} WHERE {scope}) \
-             AND NOT COALESCE(({scope}), FALSE)",
+            "SELECT {}, {}, {} FROM {table} WHERE {} {among} AND NOT COALESCE(({scope}), FALSE)",
             d.value_text(&j.id),
             d.value_text(&j.status),
             d.value_text(parent),
             d.value(parent),
-            self.id_as_parent(),
         ))
     }
 
