@@ -379,6 +379,14 @@ async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
                 db.ago(33.3)
             ))
             .await;
+            // Beating, but created ahead of the clock: warned about, not judged.
+            id += 1;
+            db.exec(&format!(
+                "INSERT INTO jobs VALUES ({id}, '{status}', '{phase}', {}, {})",
+                db.ago(-93.7),
+                beat_sql(0.9, false)
+            ))
+            .await;
         }
     }
     let mut config = TestConfig::new(db.jobwarden_url())

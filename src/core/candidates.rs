@@ -2,20 +2,22 @@
 //! bound on one time column per status word that the database can apply through an index on
 //! `(status, <heartbeat>)`. Not used by the scan yet: the scan still reads every active row
 //! (the reference read). What is here is the part proven against it: a row outside the
-//! bounds can have no heartbeat finding and no warning of its heartbeat (tests/scan_cost.rs
-//! compares the candidate ids with the reference read's findings on every database).
+//! bounds can have no heartbeat finding and no warning (tests/scan_cost.rs compares the
+//! candidate ids with the reference read's findings and warnings on PostgreSQL and MariaDB;
+//! SQLite's values may be text, which only jobwarden parses, so there every row stays a
+//! candidate).
 //!
 //! A row is a heartbeat candidate when, in a status word some heartbeat rule (or
 //! `--older-than`, where the table has a heartbeat) watches, its heartbeat is at least the
 //! smallest such `after` old (any phase: the phase is not known before the row is read), or
 //! it has no heartbeat (it is then judged by `created_at`, or warned about); and, in every
-//! active word, when its heartbeat is ahead of the clock (warned about, not judged). The
+//! active word, when its heartbeat, `created_at` or `status_since` is ahead of the clock
+//! (warned about, not judged). The
 //! memory's first sight only makes a row younger (`Judge::since` takes the later of the two),
 //! so the row's own heartbeat bounds it.
 //!
-//! Still to do before the scan can use it (see the report of issue 23): the rows whose
-//! `created_at` or `status_since` is ahead of the clock, progress and time-in-status
-//! candidates from the memory, rows new to the memory, pids on this host, relatives and
+//! Still to do before the scan can use it (see the report of issue 23): progress and
+//! time-in-status candidates from the memory, rows new to the memory, pids on this host, relatives and
 //! artifact ties, and the scan-wide figures the reference read takes from every row
 //! (`newest_signal_age`, the oldest heartbeat, the number judged).
 

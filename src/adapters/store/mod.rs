@@ -874,8 +874,13 @@ impl Store {
         bounds: &[(String, Option<Duration>)],
         now: f64,
     ) -> Result<Option<std::collections::HashSet<String>>, StoreError> {
-        let zone = self.info.time.readings.heartbeat.native_zone;
-        let Some(sql) = self.queries.heartbeat_candidates(bounds, now, zone) else {
+        let r = &self.info.time.readings;
+        let zones = queries::Zones {
+            heartbeat: r.heartbeat.native_zone,
+            created: r.created.native_zone,
+            status_since: r.status_since.native_zone,
+        };
+        let Some(sql) = self.queries.heartbeat_candidates(bounds, now, &zones) else {
             return Ok(None);
         };
         let ids = self
@@ -1384,7 +1389,9 @@ mod tests {
         ];
         let now = 1_796_083_200.0;
         let q = Queries::new(Dialect::Postgres, &jobs(), &types());
-        let sql = q.heartbeat_candidates(&bounds, now, None).unwrap();
+        let sql = q
+            .heartbeat_candidates(&bounds, now, &queries::Zones::default())
+            .unwrap();
         let branches: Vec<&str> = sql.split(" UNION ALL ").collect();
         let base = "SELECT (\"id\")::text FROM \"public\".\"research_jobs\" WHERE \"status\" =";
         // `updated_at` is naive: its bounds are naive readings, in UTC here.
@@ -1392,16 +1399,18 @@ mod tests {
             branches,
             vec![
                 format!("{base} 'pending' AND \"updated_at\" > (to_timestamp(1796083259.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
+                format!("{base} 'pending' AND \"created_at\" > to_timestamp(1796083259.000000) AND (archived = false)"),
                 format!("{base} 'running' AND \"updated_at\" <= (to_timestamp(1796082001.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
                 format!("{base} 'running' AND \"updated_at\" IS NULL AND (archived = false)"),
                 format!("{base} 'running' AND \"updated_at\" > (to_timestamp(1796083259.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
+                format!("{base} 'running' AND \"created_at\" > to_timestamp(1796083259.000000) AND (archived = false)"),
             ]
         );
         assert!(!sql.contains(" OR "), "no index serves an OR: {sql}");
         let mut t = types();
         t.insert("updated_at".into(), "bigint".into());
         let sql = Queries::new(Dialect::MySql, &jobs(), &t)
-            .heartbeat_candidates(&bounds, now, None)
+            .heartbeat_candidates(&bounds, now, &queries::Zones::default())
             .unwrap();
         assert!(
             sql.contains("`updated_at` >= 100000000000.0 AND `updated_at` <= 1796082001000.000"),
@@ -1411,12 +1420,19 @@ mod tests {
         let mut t = types();
         t.insert("updated_at".into(), "text".into());
         assert_eq!(
-            Queries::new(Dialect::Postgres, &jobs(), &t).heartbeat_candidates(&bounds, now, None),
+            Queries::new(Dialect::Postgres, &jobs(), &t).heartbeat_candidates(
+                &bounds,
+                now,
+                &queries::Zones::default()
+            ),
             None
         );
         assert_eq!(
-            Queries::new(Dialect::Sqlite, &jobs(), &types())
-                .heartbeat_candidates(&bounds, now, None),
+            Queries::new(Dialect::Sqlite, &jobs(), &types()).heartbeat_candidates(
+                &bounds,
+                now,
+                &queries::Zones::default()
+            ),
             None
         );
     }

@@ -774,80 +774,108 @@ impl Queries {
     }
 
     /// The ids of the heartbeat candidates (`core::candidates`): a `UNION ALL` of branches,
-    /// each `status = <word> AND <heartbeat> <range>`, a range of an index on `(status,
-    /// heartbeat)` (never an `OR`, which no index serves). Per word with a bound: heartbeats
-    /// at least that old (on the naive reading scale, widened by the zone's largest offset;
-    /// numbers as seconds and as milliseconds, as jobwarden reads them), and no heartbeat;
-    /// per word: heartbeats ahead of the clock. `now` is the scan's database clock, written
-    /// as a literal, so the bounds are those the reference read judges by. `None` where the
-    /// database cannot bound the column (text, a JSON path, SQLite): every active row is then
-    /// a candidate. Not used by the scan yet.
+    /// each `status = <word> AND <column> <range>`, a range of an index on `(status,
+    /// <column>)` (never an `OR`, which no index serves). Per word with a bound: heartbeats
+    /// at least that old (on the naive reading scale, widened by the zone's offsets; numbers
+    /// as seconds and as milliseconds, as jobwarden reads them), and no heartbeat; per word:
+    /// a heartbeat, `created_at` or `status_since` ahead of the clock (such a row is warned
+    /// about, not judged). `now` is the scan's database clock, written as a literal, so the
+    /// bounds are those the reference read judges by. `None` where the database cannot bound
+    /// a column (text, a JSON path, SQLite): every active row is then a candidate. Not used
+    /// by the scan yet.
     pub fn heartbeat_candidates(
         &self,
         bounds: &[(String, Option<Duration>)],
         now: f64,
-        zone: Option<crate::core::zone::Zone>,
+        zones: &Zones,
     ) -> Option<String> {
         use crate::core::candidates::{reading_at_least, reading_at_most};
         let d = self.dialect;
         let j = &self.jobs;
-        let hb = j.heartbeat_at.as_ref().filter(|f| f.is_plain())?;
-        let kind = self.time_kind(hb);
-        let naive = self.types.get(&hb.column).is_some_and(|t| d.is_naive(t));
-        let col = d.quote(&hb.column);
-        let at = |secs: f64| -> String {
-            let secs = secs.max(0.0);
-            match (d, naive) {
-                (Dialect::Postgres, true) => {
-                    format!("(to_timestamp({secs:.6}) AT TIME ZONE 'UTC')")
-                }
-                (Dialect::Postgres, false) => format!("to_timestamp({secs:.6})"),
-                _ => format!("FROM_UNIXTIME({secs:.6})"),
-            }
-        };
+        if d == Dialect::Sqlite {
+            return None;
+        }
         let millis = crate::core::job::MILLIS_THRESHOLD;
-        let zone = zone.unwrap_or_default();
         let ahead_at = now + crate::core::detect::FUTURE_TOLERANCE;
-        let ahead = reading_at_least(zone, ahead_at) - 1.0;
-        let mut branches = Vec::new();
-        let mut base = |word: &str, range: String| {
-            let mut sql = format!(
-                "SELECT {} FROM {} WHERE {} = {} AND {range}",
-                d.value_text(&j.id),
-                d.table(&j.table),
-                d.quote(&j.status.column),
-                d.literal(word)
-            );
-            if let Some(w) = &j.where_sql {
-                sql.push_str(&format!(" AND ({w})"));
+        // A column's ranges: (at least this old, ahead of the clock), as SQL on the column.
+        struct Ranges {
+            stuck: Box<dyn Fn(f64) -> Vec<String>>,
+            ahead: Vec<String>,
+        }
+        let ranges = |field: &Field, zone: Option<crate::core::zone::Zone>| -> Option<Ranges> {
+            if !field.is_plain() {
+                return None;
             }
-            branches.push(sql);
-        };
-        for (word, bound) in bounds {
-            match (d, kind) {
-                (Dialect::Sqlite, _) | (_, TimeKind::Text) => return None,
-                (_, TimeKind::Native) => {
-                    if let Some(after) = bound {
-                        let stuck = reading_at_most(zone, now - after.as_secs_f64()) + 1.0;
-                        base(word, format!("{col} <= {}", at(stuck)));
-                        base(word, format!("{col} IS NULL"));
+            let col = d.quote(&field.column);
+            let naive = self.types.get(&field.column).is_some_and(|t| d.is_naive(t));
+            let zone = zone.unwrap_or_default();
+            let at = move |secs: f64| -> String {
+                let secs = secs.max(0.0);
+                match (d, naive) {
+                    (Dialect::Postgres, true) => {
+                        format!("(to_timestamp({secs:.6}) AT TIME ZONE 'UTC')")
                     }
-                    base(word, format!("{col} > {}", at(ahead)));
+                    (Dialect::Postgres, false) => format!("to_timestamp({secs:.6})"),
+                    _ => format!("FROM_UNIXTIME({secs:.6})"),
                 }
-                (_, TimeKind::Number) => {
-                    if let Some(after) = bound {
-                        let stuck = now - after.as_secs_f64() + 1.0;
-                        base(word, format!("{col} <= {stuck:.6}"));
-                        base(
-                            word,
-                            format!("{col} >= {millis:.1} AND {col} <= {:.3}", stuck * 1000.0),
-                        );
-                        base(word, format!("{col} IS NULL"));
-                    }
+            };
+            match self.time_kind(field) {
+                TimeKind::Text => None,
+                TimeKind::Native => {
+                    let ahead = reading_at_least(zone, ahead_at) - 1.0;
+                    let c = col.clone();
+                    Some(Ranges {
+                        stuck: Box::new(move |t| {
+                            let stuck = reading_at_most(zone, t) + 1.0;
+                            vec![format!("{c} <= {}", at(stuck)), format!("{c} IS NULL")]
+                        }),
+                        ahead: vec![format!("{col} > {}", at(ahead))],
+                    })
+                }
+                TimeKind::Number => {
                     let ahead = ahead_at - 1.0;
-                    base(word, format!("{col} > {ahead:.6} AND {col} < {millis:.1}"));
-                    base(word, format!("{col} > {:.3}", ahead * 1000.0));
+                    let c = col.clone();
+                    Some(Ranges {
+                        stuck: Box::new(move |t| {
+                            let stuck = t + 1.0;
+                            vec![
+                                format!("{c} <= {stuck:.6}"),
+                                format!("{c} >= {millis:.1} AND {c} <= {:.3}", stuck * 1000.0),
+                                format!("{c} IS NULL"),
+                            ]
+                        }),
+                        ahead: vec![
+                            format!("{col} > {ahead:.6} AND {col} < {millis:.1}"),
+                            format!("{col} > {:.3}", ahead * 1000.0),
+                        ],
+                    })
                 }
+            }
+        };
+        let hb = ranges(j.heartbeat_at.as_ref()?, zones.heartbeat)?;
+        let mut ahead = hb.ahead.clone();
+        ahead.extend(ranges(&j.created_at, zones.created)?.ahead);
+        if let Some(since) = &j.status_since {
+            ahead.extend(ranges(since, zones.status_since)?.ahead);
+        }
+        let mut branches = Vec::new();
+        for (word, bound) in bounds {
+            let mut wanted: Vec<String> = bound
+                .map(|after| (hb.stuck)(now - after.as_secs_f64()))
+                .unwrap_or_default();
+            wanted.extend(ahead.iter().cloned());
+            for range in wanted {
+                let mut sql = format!(
+                    "SELECT {} FROM {} WHERE {} = {} AND {range}",
+                    d.value_text(&j.id),
+                    d.table(&j.table),
+                    d.quote(&j.status.column),
+                    d.literal(word)
+                );
+                if let Some(w) = &j.where_sql {
+                    sql.push_str(&format!(" AND ({w})"));
+                }
+                branches.push(sql);
             }
         }
         if branches.is_empty() {
@@ -972,6 +1000,15 @@ pub fn create_index(
         d.table(table),
         expressions.join(", ")
     )
+}
+
+/// The zones naive readings of the heartbeat, `created_at` and `status_since` are in
+/// (`None`: the column is not naive).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Zones {
+    pub heartbeat: Option<crate::core::zone::Zone>,
+    pub created: Option<crate::core::zone::Zone>,
+    pub status_since: Option<crate::core::zone::Zone>,
 }
 
 /// Every configured column with the key that names it.
