@@ -68,6 +68,9 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             rejected(&mut out, e)?;
         }
     }
+    if let Err(e) = store.probe_children().await {
+        rejected(&mut out, e)?;
+    }
     match store.probe(PROBE_ROWS).await {
         Ok(snapshot) => {
             let mut scanner = Scanner::new(store.clone());

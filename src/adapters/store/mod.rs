@@ -801,9 +801,28 @@ impl Store {
 
     /// What a scan reads (the clock, the scan's own `SELECT` limited to `limit` rows, the
     /// relatives), for `validate --connect`.
+    /// The children are read only where an index on the parent column serves the read: a
+    /// probe (a reload's, say) never reads the whole table; `probe_children` proves the
+    /// statement.
     pub async fn probe(&self, limit: usize) -> Result<Snapshot, StoreError> {
-        self.snapshot_with(&self.queries.scan_limited(limit), Children::Read)
+        let children = if self.info.parent_indexed {
+            Children::Read
+        } else {
+            Children::Skip
+        };
+        self.snapshot_with(&self.queries.scan_limited(limit), children)
             .await
+    }
+
+    /// Runs the children read once, for at most one row (`validate --connect`): the database
+    /// accepts the statement (types, casts, the JSON path). Nothing without `parent_id`.
+    pub async fn probe_children(&self) -> Result<(), StoreError> {
+        let Some(sql) = self.queries.children(self.info.parent_indexed) else {
+            return Ok(());
+        };
+        self.fetch("reading child jobs", &format!("{sql} LIMIT 1"), |_| Ok(()))
+            .await
+            .map(|_| ())
     }
 
     /// The parents of the active rows that are not active themselves, by primary key.
