@@ -47,7 +47,7 @@ use std::time::Duration;
 mod common;
 
 use common::{append_summary, env_number as number, median, p90, summary_line, thousands};
-use jobwarden::adapters::store::Store;
+use jobwarden::adapters::store::{Children, Store};
 use jobwarden::app::scan::Scanner;
 use jobwarden::config;
 use jobwarden::core::sql::Dialect;
@@ -360,7 +360,10 @@ async fn run(s: Settings) {
         assert_eq!(n as u64, s.active, "(a) returns every active row");
 
         let t = Instant::now();
-        let snapshot = store.snapshot().await.expect("(b) store.snapshot()");
+        let snapshot = store
+            .snapshot(Children::Read)
+            .await
+            .expect("(b) store.snapshot()");
         b.record(timed, t);
         assert_eq!(
             snapshot.jobs.len() as u64,

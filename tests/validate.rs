@@ -231,6 +231,20 @@ async fn index_advice_for_a_quoted_table_runs_as_printed() {
         "CREATE INDEX \"JobRun_status_idx\" ON \"JobRun\" (\"status\")"
     );
     db.exec(&advice).await;
+    // The candidate read's index, (status, heartbeat), is advised on its own line.
+    let (code, out) = run(&db, &["validate", "--connect"], &config);
+    assert_eq!(code, 0, "{out}");
+    let advice = out
+        .lines()
+        .filter(|l| l.contains("no index on JobRun(status, updated_at)"))
+        .find_map(|l| l.split("Create one: ").nth(1))
+        .unwrap_or_else(|| panic!("no candidate index advice: {out}"))
+        .to_string();
+    assert_eq!(
+        advice,
+        "CREATE INDEX \"JobRun_status_updated_at_idx\" ON \"JobRun\" (\"status\", \"updated_at\")"
+    );
+    db.exec(&advice).await;
     let (code, out) = run(&db, &["validate", "--connect"], &config);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("no index on"), "{out}");

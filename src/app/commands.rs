@@ -406,6 +406,8 @@ pub async fn validate(
             "name": config.jobs.table.to_string(),
             "columns": columns.into_iter().map(|(c, t)| serde_json::json!({"name": c, "type": t})).collect::<Vec<_>>(),
             "status_indexed": info.status_indexed,
+            "parent_indexed": config.jobs.parent_id.as_ref().map(|_| info.parent_indexed),
+            "candidate_indexed": info.candidate_indexed,
             "privileges": notes,
             "timestamps": {
                 "database_zone": time.database_zone.described,

@@ -13,12 +13,16 @@ use crate::adapters::artifacts::{self, Mode};
 use crate::adapters::clock::Clock;
 use crate::adapters::process;
 use crate::adapters::state as memory;
-use crate::adapters::store::Snapshot;
-use crate::adapters::store::{Store, StoreError};
+use crate::adapters::store::{Children, Snapshot, Store, StoreError};
 use crate::config::{Config, StatusClass};
 use crate::core::detect::ArtifactView;
 use crate::core::detect::{self, Finding, Liveness, Observation, OlderThan, Policy, Warning};
+use crate::core::job::Relative;
 use crate::core::memory::Memory;
+
+/// How often the children of the active rows are read when no index on the parent column
+/// serves the read and `terminal_counts_every` is off: the terminal counts' default period.
+pub const CHILDREN_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The result of one scan: the `check --json` object.
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +81,10 @@ pub struct Scanner {
     bad_ids: HashSet<String>,
     /// File ages are measured on it (the same clock as the files' mtimes).
     clock: Clock,
+    /// The last children read (non-active rows under active parents) and when: without an
+    /// index on the parent column they are read only every `terminal_counts_every`, and
+    /// the scans in between judge parents by this read.
+    children: Option<(tokio::time::Instant, Vec<Relative>)>,
 }
 
 impl Scanner {
@@ -104,6 +112,7 @@ impl Scanner {
             known: HashMap::new(),
             bad_ids: HashSet::new(),
             clock: Clock::System,
+            children: None,
         }
     }
 
@@ -308,9 +317,24 @@ impl Scanner {
         older_than: Option<OlderThan>,
     ) -> Result<Report, StoreError> {
         let read_at = tokio::time::Instant::now();
-        let snapshot = self.store.snapshot().await?;
+        let snapshot = self.store.snapshot(self.children_due(config)).await?;
         self.snapshot_at = Some((snapshot.now, read_at));
         self.judge_with(config, snapshot, older_than).await
+    }
+
+    /// Whether this scan reads the children of the active rows: always when an index on the
+    /// parent column serves the read (or there is nothing to read); otherwise, since the read
+    /// is then a pass over the table, only when the last one is `terminal_counts_every` old
+    /// ([`CHILDREN_EVERY`] when that is off), as the terminal counts are.
+    fn children_due(&self, config: &Config) -> Children {
+        if config.jobs.parent_id.is_none() || self.store.info().parent_indexed {
+            return Children::Read;
+        }
+        let every = config.terminal_counts_every.unwrap_or(CHILDREN_EVERY);
+        match &self.children {
+            Some((at, _)) if at.elapsed() < every => Children::Skip,
+            _ => Children::Read,
+        }
     }
 
     /// Judges rows already read (`validate --connect` reads a limited sample).
@@ -328,6 +352,27 @@ impl Scanner {
         snapshot: Snapshot,
         older_than: Option<OlderThan>,
     ) -> Result<Report, StoreError> {
+        let mut snapshot = snapshot;
+        let mut relatives = std::mem::take(&mut snapshot.relatives);
+        match snapshot.children.take() {
+            Some(children) => {
+                relatives.extend(children.iter().cloned());
+                self.children = Some((tokio::time::Instant::now(), children));
+            }
+            // Not read this scan: the last read's, but the rows active now (judged as jobs).
+            None => {
+                if let Some((_, children)) = &self.children {
+                    let active: HashSet<&str> =
+                        snapshot.jobs.iter().map(|j| j.id.as_str()).collect();
+                    relatives.extend(
+                        children
+                            .iter()
+                            .filter(|c| !active.contains(c.id.as_str()))
+                            .cloned(),
+                    );
+                }
+            }
+        }
         let dead = process::dead_pids(snapshot.jobs.iter().filter_map(|j| j.pid));
         let artifact_started = tokio::time::Instant::now();
         let (views, root_warnings) = self.artifact_views(config, &snapshot).await?;
@@ -336,7 +381,7 @@ impl Scanner {
         let obs = Observation {
             now: snapshot.now,
             jobs: &snapshot.jobs,
-            relatives: &snapshot.relatives,
+            relatives: &relatives,
             local_host: &self.host,
             dead_pids: &dead,
             artifacts: &views,

@@ -7,7 +7,7 @@
 //! privileges are proven before the first write. Every problem is one line naming the config
 //! key and its line.
 
-use crate::adapters::store::{Store, StoreError};
+use crate::adapters::store::{create_index, Store, StoreError};
 use crate::app::scan::Scanner;
 use crate::config::{Action, Config, StatusClass};
 use crate::core::detect::zone_advice;
@@ -67,6 +67,9 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         if let Err(e) = store.recent_succeeded(within, 0.0).await {
             rejected(&mut out, e)?;
         }
+    }
+    if let Err(e) = store.probe_children().await {
+        rejected(&mut out, e)?;
     }
     match store.probe(PROBE_ROWS).await {
         Ok(snapshot) => {
@@ -193,12 +196,54 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
     if !info.status_indexed {
         let status = &jobs.status.column;
         out.warnings.push(format!(
-            "no index on {}({status}): every scan reads the whole table. Create one: CREATE INDEX {} ON {} ({})",
+            "no index on {}({status}): every scan reads the whole table. Create one: {}",
             jobs.table,
-            d.quote(&format!("{}_{status}_idx", jobs.table.name)),
-            d.table(&jobs.table),
-            d.quote(status)
+            create_index(
+                d,
+                &jobs.table,
+                &format!("{}_{status}", jobs.table.name),
+                &[d.quote(status)]
+            )
         ));
+    }
+    if let (Some((key, field)), false) =
+        (store.queries().candidate_column(), info.candidate_indexed)
+    {
+        let status = &jobs.status.column;
+        match store.queries().candidate_index_advice() {
+            Some(advice) => out.warnings.push(format!(
+                "no index on {}({status}, {field}): the jobs whose {} is old enough to be stuck cannot be found without reading every active row. Create one: {advice}",
+                jobs.table,
+                places.name(key),
+            )),
+            None => out.warnings.push(format!(
+                "{}: MySQL/MariaDB cannot index the JSON path `{field}`: the jobs whose {key} is old enough to be stuck cannot be found without reading every active row. \
+                 A plain (or generated) column with an index on ({status}, <column>) can",
+                places.name(key),
+            )),
+        }
+    }
+    if let (Some(parent), false) = (&jobs.parent_id, info.parent_indexed) {
+        let every = config
+            .terminal_counts_every
+            .unwrap_or(crate::app::scan::CHILDREN_EVERY);
+        let slower = format!(
+            "so the children of active jobs (for `orphaned_child`) are read only every {} \
+             (terminal_counts_every), not every scan",
+            humantime::format_duration(every)
+        );
+        match store.queries().parent_index_advice() {
+            Some(advice) => out.warnings.push(format!(
+                "no index on {}({parent}) ({}): finding a job's children reads the whole table, {slower}. Create one: {advice}",
+                jobs.table,
+                places.name("jobs.parent_id"),
+            )),
+            None => out.warnings.push(format!(
+                "{}: MySQL/MariaDB cannot index the JSON path `{parent}`: finding a job's children reads the whole table, {slower}. \
+                 A plain (or generated) column with an index on it makes it one look-up per job",
+                places.name("jobs.parent_id"),
+            )),
+        }
     }
     Ok(out)
 }

@@ -101,7 +101,7 @@ impl JobRow {
 }
 
 /// Above this a number is taken as milliseconds, not seconds (1e11 s is the year 5138).
-const MILLIS_THRESHOLD: f64 = 1e11;
+pub const MILLIS_THRESHOLD: f64 = 1e11;
 
 /// How the values of one timestamp column are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,13 @@ pub struct TableInfo {
     pub columns: HashMap<String, String>,
     /// Whether an index starts with the status column (or a partial index names it).
     pub status_indexed: bool,
+    /// With `parent_id`: whether an index can serve the children read (one starting with the
+    /// parent column, or on its JSON path's expression). Without one, a scan reads children
+    /// only on the terminal-counts schedule.
+    pub parent_indexed: bool,
+    /// Whether an index serves the candidate read: `(status, <heartbeat>)` (see
+    /// `Queries::candidate_index`).
+    pub candidate_indexed: bool,
     /// How the timestamps are read.
     pub time: TimeInfo,
 }

@@ -13,8 +13,10 @@
 //!   fail; text is parsed by jobwarden, so a malformed value is a warning, not a failed scan)
 //!   and how "now" is written into `finished_at`.
 //! - A scan is two queries whatever the table size: the database clock, then the active rows
-//!   (`WHERE status IN (...)`, served by an index on the status column). With `parent_id`, a
-//!   third query fetches the parents and children of those rows by id, in one statement.
+//!   (`WHERE status IN (...)`, served by an index on the status column). With `parent_id`,
+//!   the parents are read by primary key, and the children through the parent column
+//!   (`parent IN (SELECT id ... active)`), which an index on it serves; never one statement
+//!   `id IN (...) OR parent IN (...)`, which no index serves (the planner reads the table).
 //! - Ages are measured on the database clock (`now()`), read *before* the rows, so a skewed
 //!   host clock cannot fail a live job and a slow read can only make jobs look younger.
 //! - The only write is the guarded UPDATE: one row, and only while its status, heartbeat and
@@ -45,7 +47,7 @@ pub use catalogue::{
 };
 use decode::{job_from_row, Cells};
 use queries::IdKind;
-pub use queries::{configured_columns, Queries};
+pub use queries::{configured_columns, create_index, Queries};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +160,19 @@ pub struct Snapshot {
     /// The database clock, Unix seconds.
     pub now: f64,
     pub jobs: Vec<JobRow>,
+    /// The parents of active rows that are not active themselves.
     pub relatives: Vec<Relative>,
+    /// The children of active rows that are not active themselves, when they were read.
+    pub children: Option<Vec<Relative>>,
+}
+
+/// Whether a snapshot reads the active rows' children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Children {
+    Read,
+    /// Not this scan: without an index on the parent column the read costs a pass over the
+    /// table, so it runs on the terminal-counts schedule (see `app::scan`).
+    Skip,
 }
 
 /// A pool of the database's own sqlx driver.
@@ -667,30 +681,52 @@ impl Store {
             )
             .await?;
         let indexed = index_rows.first().copied().flatten().unwrap_or(0);
+        let parent_indexed = self.has_index(self.queries.parent_index()).await?;
+        let candidate_indexed = self.has_index(self.queries.candidate_index()).await?;
         Ok(TableInfo {
             columns,
             status_indexed: indexed > 0,
+            parent_indexed,
+            candidate_indexed,
             time: TimeInfo::default(),
         })
     }
 
-    /// Reads the database clock, then every active row, then (with `parent_id`) their
-    /// parents and children.
-    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        self.snapshot_with(&self.queries.scan).await
+    /// Whether a catalogue query counting indexes finds one (`None`: no index can serve).
+    async fn has_index(&self, sql: Option<String>) -> Result<bool, StoreError> {
+        let Some(sql) = sql else {
+            return Ok(false);
+        };
+        let rows = self
+            .fetch("reading the table's indexes", &sql, |row| {
+                row.int(0, "index count")
+            })
+            .await?;
+        Ok(rows.first().copied().flatten().unwrap_or(0) > 0)
     }
 
-    async fn snapshot_with(&self, scan: &str) -> Result<Snapshot, StoreError> {
+    /// Reads the database clock, then every active row, then (with `parent_id`) their
+    /// parents by primary key and, when `children` says so, their children.
+    pub async fn snapshot(&self, children: Children) -> Result<Snapshot, StoreError> {
+        self.snapshot_with(&self.queries.scan, children).await
+    }
+
+    async fn snapshot_with(&self, scan: &str, children: Children) -> Result<Snapshot, StoreError> {
         let now = self.clock().await?;
         let jobs = match self.active_rows(scan).await {
             Err(StoreError::Rejected { message, .. }) => return Err(self.diagnose(message).await),
             other => other?,
         };
-        let relatives = self.relatives(&jobs).await?;
+        let relatives = self.parents(&jobs).await?;
+        let children = match children {
+            Children::Read => Some(self.children(&jobs).await?),
+            Children::Skip => None,
+        };
         Ok(Snapshot {
             now,
             jobs,
             relatives,
+            children,
         })
     }
 
@@ -768,25 +804,68 @@ impl Store {
 
     /// What a scan reads (the clock, the scan's own `SELECT` limited to `limit` rows, the
     /// relatives), for `validate --connect`.
+    /// The children are read only where an index on the parent column serves the read: a
+    /// probe (a reload's, say) never reads the whole table; `probe_children` proves the
+    /// statement.
     pub async fn probe(&self, limit: usize) -> Result<Snapshot, StoreError> {
-        self.snapshot_with(&self.queries.scan_limited(limit)).await
+        let children = if self.info.parent_indexed {
+            Children::Read
+        } else {
+            Children::Skip
+        };
+        self.snapshot_with(&self.queries.scan_limited(limit), children)
+            .await
     }
 
-    async fn relatives(&self, jobs: &[JobRow]) -> Result<Vec<Relative>, StoreError> {
+    /// Runs the children read once, for at most one row (`validate --connect`): the database
+    /// accepts the statement (types, casts, the JSON path). Nothing without `parent_id`.
+    pub async fn probe_children(&self) -> Result<(), StoreError> {
+        let Some(sql) = self.queries.children(self.info.parent_indexed) else {
+            return Ok(());
+        };
+        self.fetch("reading child jobs", &format!("{sql} LIMIT 1"), |_| Ok(()))
+            .await
+            .map(|_| ())
+    }
+
+    /// The parents of the active rows that are not active themselves, by primary key.
+    async fn parents(&self, jobs: &[JobRow]) -> Result<Vec<Relative>, StoreError> {
         let active: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         let mut parent_ids: Vec<&str> = jobs
             .iter()
             .filter_map(|j| j.parent_id.as_deref())
-            .filter(|p| !active.contains(p))
+            .filter(|p| !active.contains(p) && self.valid_id(p))
             .collect();
         parent_ids.sort_unstable();
         parent_ids.dedup();
-        let active_ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-        let Some(sql) = self.queries.relatives(&parent_ids, &active_ids) else {
+        let Some(sql) = self.queries.parents(&parent_ids) else {
             return Ok(Vec::new());
         };
+        self.relatives("reading parent jobs", &sql, &active).await
+    }
+
+    /// The children of the active rows that are not active themselves, through the parent
+    /// column (its index, when it has one). Empty without `parent_id` or active rows.
+    async fn children(&self, jobs: &[JobRow]) -> Result<Vec<Relative>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(sql) = self.queries.children(self.info.parent_indexed) else {
+            return Ok(Vec::new());
+        };
+        let active: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        self.relatives("reading child jobs", &sql, &active).await
+    }
+
+    /// The (id, status, parent id) rows of a relatives statement, but the active rows.
+    async fn relatives(
+        &self,
+        what: &'static str,
+        sql: &str,
+        active: &std::collections::HashSet<&str>,
+    ) -> Result<Vec<Relative>, StoreError> {
         let rows = self
-            .fetch("reading parent and child jobs", &sql, |row| {
+            .fetch(what, sql, |row| {
                 Ok((
                     row.text(0, "id")?,
                     row.text(1, "status")?,
@@ -807,6 +886,31 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The ids of the heartbeat candidates at the database time `now` (see
+    /// `core::candidates`); `None` where the database cannot bound the heartbeat. Not used
+    /// by the scan yet: tests prove it against the reference read.
+    pub async fn heartbeat_candidates(
+        &self,
+        bounds: &[(String, Option<Duration>)],
+        now: f64,
+    ) -> Result<Option<std::collections::HashSet<String>>, StoreError> {
+        let r = &self.info.time.readings;
+        let zones = queries::Zones {
+            heartbeat: r.heartbeat.native_zone,
+            created: r.created.native_zone,
+            status_since: r.status_since.native_zone,
+        };
+        let Some(sql) = self.queries.heartbeat_candidates(bounds, now, &zones) else {
+            return Ok(None);
+        };
+        let ids = self
+            .fetch("reading the heartbeat candidates", &sql, |row| {
+                row.text(0, "id")
+            })
+            .await?;
+        Ok(Some(ids.into_iter().flatten().collect()))
     }
 
     /// The statuses of these ids, for those the table has; one query.
@@ -1244,14 +1348,145 @@ mod tests {
     }
 
     #[test]
-    fn relatives_query_uses_one_statement() {
+    fn parents_by_key_and_children_through_the_parent_column() {
         let q = Queries::new(Dialect::Postgres, &jobs(), &types());
-        let sql = q.relatives(&["7"], &["1", "2"]).unwrap();
+        let sql = q.parents(&["7"]).unwrap();
+        assert!(sql.ends_with("WHERE \"id\" IN ('7')"), "{sql}");
+        assert_eq!(q.parents(&[]), None);
+        let scope = "\"status\" IN ('pending', 'running') AND (archived = false)";
+        assert_eq!(
+            q.children(false).unwrap(),
+            format!(
+                "SELECT (\"id\")::text, (\"status\")::text, (\"main_job_id\")::text \
+                 FROM \"public\".\"research_jobs\" WHERE \"main_job_id\" IN \
+                 (SELECT \"id\" FROM \"public\".\"research_jobs\" WHERE {scope}) \
+                 AND NOT COALESCE(({scope}), FALSE)"
+            )
+        );
+        // Never an OR of the two look-ups: no index serves one.
+        assert!(!q.children(false).unwrap().contains(" OR "));
+        // With the index, PostgreSQL looks each active id up in it.
         assert!(
-            sql.ends_with("WHERE \"id\" IN ('7') OR \"main_job_id\" IN ('1', '2')"),
+            q.children(true)
+                .unwrap()
+                .contains("WHERE \"main_job_id\" = ANY (ARRAY(SELECT \"id\" FROM"),
+            "{}",
+            q.children(true).unwrap()
+        );
+        // A parent column of another type than the id: the id is cast to it.
+        let mut t = types();
+        t.insert("main_job_id".into(), "text".into());
+        let sql = Queries::new(Dialect::Postgres, &jobs(), &t)
+            .children(false)
+            .unwrap();
+        assert!(
+            sql.contains("\"main_job_id\" IN (SELECT (\"id\")::text::text FROM"),
             "{sql}"
         );
-        assert_eq!(q.relatives(&[], &[]), None);
+        // A JSON path: its text against the id's.
+        let mut j = jobs();
+        j.parent_id = Some(parse_field("metadata.parent").unwrap());
+        let sql = Queries::new(Dialect::Postgres, &j, &types())
+            .children(false)
+            .unwrap();
+        assert!(
+            sql.contains(
+                "WHERE ((\"metadata\")::jsonb #>> '{parent}') IN (SELECT (\"id\")::text FROM"
+            ),
+            "{sql}"
+        );
+        let mut j = jobs();
+        j.parent_id = None;
+        assert_eq!(
+            Queries::new(Dialect::Postgres, &j, &types()).children(true),
+            None
+        );
+    }
+
+    #[test]
+    fn heartbeat_candidates_are_index_ranges_per_word() {
+        let min = |m: u64| Some(Duration::from_secs(m * 60));
+        let bounds = vec![
+            ("pending".to_string(), None),
+            ("running".to_string(), min(20)),
+        ];
+        let now = 1_796_083_200.0;
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
+        let sql = q
+            .heartbeat_candidates(&bounds, now, &queries::Zones::default())
+            .unwrap();
+        let branches: Vec<&str> = sql.split(" UNION ALL ").collect();
+        let base = "SELECT (\"id\")::text FROM \"public\".\"research_jobs\" WHERE \"status\" =";
+        // `updated_at` is naive: its bounds are naive readings, in UTC here.
+        assert_eq!(
+            branches,
+            vec![
+                format!("{base} 'pending' AND \"updated_at\" > (to_timestamp(1796083259.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
+                format!("{base} 'pending' AND \"created_at\" > to_timestamp(1796083259.000000) AND (archived = false)"),
+                format!("{base} 'running' AND \"updated_at\" <= (to_timestamp(1796082001.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
+                format!("{base} 'running' AND \"updated_at\" IS NULL AND (archived = false)"),
+                format!("{base} 'running' AND \"updated_at\" > (to_timestamp(1796083259.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
+                format!("{base} 'running' AND \"created_at\" > to_timestamp(1796083259.000000) AND (archived = false)"),
+            ]
+        );
+        assert!(!sql.contains(" OR "), "no index serves an OR: {sql}");
+        let mut t = types();
+        t.insert("updated_at".into(), "bigint".into());
+        let sql = Queries::new(Dialect::MySql, &jobs(), &t)
+            .heartbeat_candidates(&bounds, now, &queries::Zones::default())
+            .unwrap();
+        assert!(
+            sql.contains("`updated_at` >= 100000000000.0 AND `updated_at` <= 1796082001000.000"),
+            "seconds and milliseconds, as jobwarden reads numbers: {sql}"
+        );
+        // Text is parsed by jobwarden, never compared in SQL; SQLite's values may be either.
+        let mut t = types();
+        t.insert("updated_at".into(), "text".into());
+        assert_eq!(
+            Queries::new(Dialect::Postgres, &jobs(), &t).heartbeat_candidates(
+                &bounds,
+                now,
+                &queries::Zones::default()
+            ),
+            None
+        );
+        assert_eq!(
+            Queries::new(Dialect::Sqlite, &jobs(), &types()).heartbeat_candidates(
+                &bounds,
+                now,
+                &queries::Zones::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn parent_index_advice_per_dialect() {
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
+        assert_eq!(
+            q.parent_index_advice().unwrap(),
+            "CREATE INDEX \"research_jobs_main_job_id_idx\" ON \"public\".\"research_jobs\" (\"main_job_id\")"
+        );
+        let mut j = jobs();
+        j.parent_id = Some(parse_field("metadata.parent").unwrap());
+        assert_eq!(
+            Queries::new(Dialect::Postgres, &j, &types())
+                .parent_index_advice()
+                .unwrap(),
+            "CREATE INDEX \"research_jobs_metadata_parent_idx\" ON \"public\".\"research_jobs\" \
+             (((\"metadata\")::jsonb #>> '{parent}'))"
+        );
+        assert_eq!(
+            Queries::new(Dialect::Sqlite, &j, &types())
+                .parent_index_advice()
+                .unwrap(),
+            "CREATE INDEX \"research_jobs_metadata_parent_idx\" ON \"public\".\"research_jobs\" \
+             (json_extract(\"metadata\", '$.parent'))"
+        );
+        // MariaDB indexes no JSON expression: no advice to run, and no index to look for.
+        let my = Queries::new(Dialect::MySql, &j, &types());
+        assert_eq!(my.parent_index_advice(), None);
+        assert_eq!(my.parent_index(), None);
     }
 
     #[test]

@@ -208,36 +208,99 @@ impl Queries {
         scope
     }
 
-    /// Parents (by id) and children (by parent id) of the active rows; `None` when there is
-    /// nothing to look up.
-    pub fn relatives(&self, parent_ids: &[&str], active_ids: &[&str]) -> Option<String> {
+    /// The parents of active rows, read by primary key (`id IN (...)`, the distinct parent
+    /// ids that are not active rows themselves); `None` without `parent_id` or parents.
+    pub fn parents(&self, parent_ids: &[&str]) -> Option<String> {
         let parent = self.jobs.parent_id.as_ref()?;
-        let d = self.dialect;
-        let mut ors = Vec::new();
-        if !parent_ids.is_empty() {
-            ors.push(format!(
-                "{} IN ({})",
-                d.quote(&self.jobs.id.column),
-                d.literal_list(parent_ids.iter().copied())
-            ));
-        }
-        if !active_ids.is_empty() {
-            ors.push(format!(
-                "{} IN ({})",
-                d.value(parent),
-                d.literal_list(active_ids.iter().copied())
-            ));
-        }
-        if ors.is_empty() {
+        if parent_ids.is_empty() {
             return None;
         }
+        let d = self.dialect;
         Some(format!(
-            "SELECT {}, {}, {} FROM {} WHERE {}",
+            "SELECT {}, {}, {} FROM {} WHERE {} IN ({})",
             d.value_text(&self.jobs.id),
             d.value_text(&self.jobs.status),
             d.value_text(parent),
             d.table(&self.jobs.table),
-            ors.join(" OR ")
+            d.quote(&self.jobs.id.column),
+            d.literal_list(parent_ids.iter().copied())
+        ))
+    }
+
+    /// The children of the active rows that are not active rows themselves: the rows whose
+    /// parent column holds the id of an active row, found through the parent column (`parent
+    /// IN (SELECT id ... active)`), which an index on it serves: one look-up per active row,
+    /// not a read of the table. Children are read whatever `where` says of them, as parents
+    /// are; a child outside the active rows (another status, or outside `where`) is a
+    /// relative. `None` without `parent_id`.
+    ///
+    /// With the index on PostgreSQL the active ids are gathered first (`= ANY (ARRAY(SELECT
+    /// ...))`): the planner then looks each up in the index, where for `IN (SELECT ...)` it
+    /// may merge-join the whole index (a fourfold cost at 300k rows, BENCHMARKS.md). Without
+    /// the index, `IN (SELECT ...)` is a hash join over one pass of the table, where `= ANY`
+    /// would test the array on every row.
+    pub fn children(&self, indexed: bool) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        let j = &self.jobs;
+        let table = d.table(&j.table);
+        let scope = Self::scope(d, j);
+        let active = format!("SELECT {} FROM {table} WHERE {scope}", self.id_as_parent());
+        let among = match d {
+            Dialect::Postgres if indexed => format!("= ANY (ARRAY({active}))"),
+            _ => format!("IN ({active})"),
+        };
+        Some(format!(
+            "SELECT {}, {}, {} FROM {table} WHERE {} {among} AND NOT COALESCE(({scope}), FALSE)",
+            d.value_text(&j.id),
+            d.value_text(&j.status),
+            d.value_text(parent),
+            d.value(parent),
+        ))
+    }
+
+    /// The id column as the parent column's values, for `parent IN (SELECT <this> ...)`.
+    /// PostgreSQL compares only like types: an id of another type than a plain parent column
+    /// is cast to it through its text (as a literal id would be), and a JSON path's text is
+    /// compared with the id's text. The parent side stays bare, so its index serves.
+    fn id_as_parent(&self) -> String {
+        let d = self.dialect;
+        let id = d.quote(&self.jobs.id.column);
+        let Some(parent) = &self.jobs.parent_id else {
+            return id;
+        };
+        if d != Dialect::Postgres {
+            return id;
+        }
+        if !parent.is_plain() {
+            return format!("({id})::text");
+        }
+        match (
+            self.types.get(&parent.column),
+            self.types.get(&self.jobs.id.column),
+        ) {
+            (Some(p), Some(i)) if !p.eq_ignore_ascii_case(i) => format!("({id})::text::{p}"),
+            _ => id,
+        }
+    }
+
+    /// The `CREATE INDEX` an index-served children read wants: on the parent column, or on
+    /// the JSON path's expression where the dialect indexes expressions (PostgreSQL,
+    /// SQLite). `None` on MySQL/MariaDB for a JSON path: there, only a generated column can
+    /// be indexed.
+    pub fn parent_index_advice(&self) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        if !parent.is_plain() && d == Dialect::MySql {
+            return None;
+        }
+        let mut parts = vec![self.jobs.table.name.clone(), parent.column.clone()];
+        parts.extend(parent.path.iter().cloned());
+        Some(create_index(
+            d,
+            &self.jobs.table,
+            &parts.join("_"),
+            &[d.value(parent)],
         ))
     }
 
@@ -642,6 +705,316 @@ impl Queries {
             ),
         }
     }
+
+    /// The catalogue query counting indexes that can serve the children read (`parent IN
+    /// (...)`): one that starts with the parent column, or, for a JSON path, an expression
+    /// index on it (PostgreSQL, SQLite). `None` without `parent_id`, or where no index can
+    /// serve it (a JSON path on MySQL/MariaDB).
+    pub(super) fn parent_index(&self) -> Option<String> {
+        let parent = self.jobs.parent_id.as_ref()?;
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let column = d.literal(&parent.column);
+        // A LIKE pattern that finds the column, then `op`, then the path's keys in an
+        // index's text.
+        let path_like = |op: &str, sep: &str| {
+            let like = |k: &str| k.replace('%', "").replace('_', "\\_");
+            let keys = parent
+                .path
+                .iter()
+                .map(|k| like(k))
+                .collect::<Vec<_>>()
+                .join(sep);
+            format!("%{}%{op}%{keys}%", like(&parent.column))
+        };
+        Some(match (d, parent.is_plain()) {
+            (Dialect::Postgres, true) => format!(
+                "SELECT count(*)::bigint FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass({}) AND a.attname = {column} AND i.indpred IS NULL",
+                d.literal(&d.table(t))
+            ),
+            (Dialect::Postgres, false) => format!(
+                "SELECT count(*)::bigint FROM pg_index i WHERE i.indrelid = to_regclass({}) \
+                 AND i.indkey[0] = 0 AND i.indpred IS NULL \
+                 AND pg_get_indexdef(i.indexrelid, 1, true) LIKE {}",
+                d.literal(&d.table(t)),
+                d.literal(&path_like("#>>", ","))
+            ),
+            (Dialect::MySql, true) => format!(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
+                 AND TABLE_NAME = {} AND COLUMN_NAME = {column} AND SEQ_IN_INDEX = 1",
+                t.schema
+                    .as_deref()
+                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            (Dialect::MySql, false) => return None,
+            (Dialect::Sqlite, true) => format!(
+                "SELECT COUNT(*) FROM pragma_index_list({}, {}) il, pragma_index_info(il.name) ii \
+                 WHERE ii.seqno = 0 AND ii.name = {column} AND il.partial = 0",
+                d.literal(&t.name),
+                d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+            (Dialect::Sqlite, false) => format!(
+                "SELECT COUNT(*) FROM {}sqlite_master WHERE type = 'index' AND tbl_name = {} \
+                 AND sql NOT LIKE '% WHERE %' AND sql LIKE {} ESCAPE '\\'",
+                t.schema
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                d.literal(&t.name),
+                d.literal(&format!("%json_extract({}", path_like("", ".")))
+            ),
+        })
+    }
+
+    /// The time column the read of stuck-job candidates filters on: the heartbeat, else
+    /// `status_since`; with its config key. `None`: neither is configured (time in status is
+    /// then jobwarden's own memory, which no index holds).
+    pub fn candidate_column(&self) -> Option<(&'static str, &Field)> {
+        match (&self.jobs.heartbeat_at, &self.jobs.status_since) {
+            (Some(hb), _) => Some(("jobs.heartbeat_at", hb)),
+            (None, Some(since)) => Some(("jobs.status_since", since)),
+            (None, None) => None,
+        }
+    }
+
+    /// The ids of the heartbeat candidates (`core::candidates`): a `UNION ALL` of branches,
+    /// each `status = <word> AND <column> <range>`, a range of an index on `(status,
+    /// <column>)` (never an `OR`, which no index serves). Per word with a bound: heartbeats
+    /// at least that old (on the naive reading scale, widened by the zone's offsets; numbers
+    /// as seconds and as milliseconds, as jobwarden reads them), and no heartbeat; per word:
+    /// a heartbeat, `created_at` or `status_since` ahead of the clock (such a row is warned
+    /// about, not judged). `now` is the scan's database clock, written as a literal, so the
+    /// bounds are those the reference read judges by. `None` where the database cannot bound
+    /// a column (text, a JSON path, SQLite): every active row is then a candidate. Not used
+    /// by the scan yet.
+    pub fn heartbeat_candidates(
+        &self,
+        bounds: &[(String, Option<Duration>)],
+        now: f64,
+        zones: &Zones,
+    ) -> Option<String> {
+        use crate::core::candidates::{reading_at_least, reading_at_most};
+        let d = self.dialect;
+        let j = &self.jobs;
+        if d == Dialect::Sqlite {
+            return None;
+        }
+        let millis = crate::core::job::MILLIS_THRESHOLD;
+        let ahead_at = now + crate::core::detect::FUTURE_TOLERANCE;
+        // A column's ranges: (at least this old, ahead of the clock), as SQL on the column.
+        struct Ranges {
+            stuck: Box<dyn Fn(f64) -> Vec<String>>,
+            ahead: Vec<String>,
+        }
+        let ranges = |field: &Field, zone: Option<crate::core::zone::Zone>| -> Option<Ranges> {
+            if !field.is_plain() {
+                return None;
+            }
+            let col = d.quote(&field.column);
+            let naive = self.types.get(&field.column).is_some_and(|t| d.is_naive(t));
+            let zone = zone.unwrap_or_default();
+            let at = move |secs: f64| -> String {
+                let secs = secs.max(0.0);
+                match (d, naive) {
+                    (Dialect::Postgres, true) => {
+                        format!("(to_timestamp({secs:.6}) AT TIME ZONE 'UTC')")
+                    }
+                    (Dialect::Postgres, false) => format!("to_timestamp({secs:.6})"),
+                    _ => format!("FROM_UNIXTIME({secs:.6})"),
+                }
+            };
+            match self.time_kind(field) {
+                TimeKind::Text => None,
+                TimeKind::Native => {
+                    let ahead = reading_at_least(zone, ahead_at) - 1.0;
+                    let c = col.clone();
+                    Some(Ranges {
+                        stuck: Box::new(move |t| {
+                            let stuck = reading_at_most(zone, t) + 1.0;
+                            vec![format!("{c} <= {}", at(stuck)), format!("{c} IS NULL")]
+                        }),
+                        ahead: vec![format!("{col} > {}", at(ahead))],
+                    })
+                }
+                TimeKind::Number => {
+                    let ahead = ahead_at - 1.0;
+                    let c = col.clone();
+                    Some(Ranges {
+                        stuck: Box::new(move |t| {
+                            let stuck = t + 1.0;
+                            vec![
+                                format!("{c} <= {stuck:.6}"),
+                                format!("{c} >= {millis:.1} AND {c} <= {:.3}", stuck * 1000.0),
+                                format!("{c} IS NULL"),
+                            ]
+                        }),
+                        ahead: vec![
+                            format!("{col} > {ahead:.6} AND {col} < {millis:.1}"),
+                            format!("{col} > {:.3}", ahead * 1000.0),
+                        ],
+                    })
+                }
+            }
+        };
+        let hb = ranges(j.heartbeat_at.as_ref()?, zones.heartbeat)?;
+        let mut ahead = hb.ahead.clone();
+        ahead.extend(ranges(&j.created_at, zones.created)?.ahead);
+        if let Some(since) = &j.status_since {
+            ahead.extend(ranges(since, zones.status_since)?.ahead);
+        }
+        let mut branches = Vec::new();
+        for (word, bound) in bounds {
+            let mut wanted: Vec<String> = bound
+                .map(|after| (hb.stuck)(now - after.as_secs_f64()))
+                .unwrap_or_default();
+            wanted.extend(ahead.iter().cloned());
+            for range in wanted {
+                let mut sql = format!(
+                    "SELECT {} FROM {} WHERE {} = {} AND {range}",
+                    d.value_text(&j.id),
+                    d.table(&j.table),
+                    d.quote(&j.status.column),
+                    d.literal(word)
+                );
+                if let Some(w) = &j.where_sql {
+                    sql.push_str(&format!(" AND ({w})"));
+                }
+                branches.push(sql);
+            }
+        }
+        if branches.is_empty() {
+            return None;
+        }
+        Some(branches.join(" UNION ALL "))
+    }
+
+    /// The `CREATE INDEX` the candidate read wants: `(status, <heartbeat>)`, so that
+    /// `status = <word> AND <heartbeat> < <bound>` is a range of one index; for a JSON path
+    /// the expression form (PostgreSQL, SQLite). `None` without a time column, or for a JSON
+    /// path on MySQL/MariaDB (which indexes no expression).
+    pub fn candidate_index_advice(&self) -> Option<String> {
+        let (_, field) = self.candidate_column()?;
+        let d = self.dialect;
+        if !field.is_plain() && d == Dialect::MySql {
+            return None;
+        }
+        let mut parts = vec![
+            self.jobs.table.name.clone(),
+            self.jobs.status.column.clone(),
+            field.column.clone(),
+        ];
+        parts.extend(field.path.iter().cloned());
+        Some(create_index(
+            d,
+            &self.jobs.table,
+            &parts.join("_"),
+            &[d.quote(&self.jobs.status.column), d.value(field)],
+        ))
+    }
+
+    /// The catalogue query counting indexes that serve the candidate read: the status column
+    /// then the time column (or its JSON path's expression), or, on PostgreSQL, an index on
+    /// the time column alone whose predicate names the status column (a partial index on
+    /// the active words). `None` where no index can serve it.
+    pub(super) fn candidate_index(&self) -> Option<String> {
+        let (_, field) = self.candidate_column()?;
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        let status = d.literal(&self.jobs.status.column);
+        let column = d.literal(&field.column);
+        let like = |k: &str| k.replace('%', "").replace('_', "\\_");
+        let keys = |sep: &str| {
+            field
+                .path
+                .iter()
+                .map(|k| like(k))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        let regclass = d.literal(&d.table(t));
+        Some(match (d, field.is_plain()) {
+            (Dialect::Postgres, true) => format!(
+                "SELECT count(*)::bigint FROM pg_index i \
+                 JOIN pg_attribute s ON s.attrelid = i.indrelid AND s.attname = {status} \
+                 JOIN pg_attribute h ON h.attrelid = i.indrelid AND h.attname = {column} \
+                 WHERE i.indrelid = to_regclass({regclass}) AND ((i.indkey[0] = s.attnum \
+                 AND i.indkey[1] = h.attnum AND i.indpred IS NULL) OR (i.indkey[0] = h.attnum \
+                 AND coalesce(pg_get_expr(i.indpred, i.indrelid), '') LIKE {}))",
+                d.literal(&format!("%{}%", like(&self.jobs.status.column)))
+            ),
+            (Dialect::Postgres, false) => format!(
+                "SELECT count(*)::bigint FROM pg_index i \
+                 JOIN pg_attribute s ON s.attrelid = i.indrelid AND s.attname = {status} \
+                 WHERE i.indrelid = to_regclass({regclass}) AND i.indkey[0] = s.attnum \
+                 AND i.indkey[1] = 0 AND i.indpred IS NULL \
+                 AND pg_get_indexdef(i.indexrelid, 2, true) LIKE {}",
+                d.literal(&format!("%{}%#>>%{}%", like(&field.column), keys(",")))
+            ),
+            (Dialect::MySql, true) => format!(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS a \
+                 JOIN information_schema.STATISTICS b ON b.TABLE_SCHEMA = a.TABLE_SCHEMA \
+                 AND b.TABLE_NAME = a.TABLE_NAME AND b.INDEX_NAME = a.INDEX_NAME \
+                 WHERE a.TABLE_SCHEMA = {} AND a.TABLE_NAME = {} AND a.COLUMN_NAME = {status} \
+                 AND a.SEQ_IN_INDEX = 1 AND b.COLUMN_NAME = {column} AND b.SEQ_IN_INDEX = 2",
+                t.schema
+                    .as_deref()
+                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                d.literal(&t.name)
+            ),
+            (Dialect::MySql, false) => return None,
+            (Dialect::Sqlite, true) => format!(
+                "SELECT COUNT(*) FROM pragma_index_list({name}, {schema}) il, \
+                 pragma_index_info(il.name) a, pragma_index_info(il.name) b \
+                 WHERE il.partial = 0 AND a.seqno = 0 AND a.name = {status} \
+                 AND b.seqno = 1 AND b.name = {column}",
+                name = d.literal(&t.name),
+                schema = d.literal(t.schema.as_deref().unwrap_or("main"))
+            ),
+            (Dialect::Sqlite, false) => format!(
+                "SELECT COUNT(*) FROM {}sqlite_master WHERE type = 'index' AND tbl_name = {} \
+                 AND sql NOT LIKE '% WHERE %' AND sql LIKE {} ESCAPE '\\'",
+                t.schema
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                d.literal(&t.name),
+                d.literal(&format!(
+                    "%(%{}%,%json_extract(%{}%{}%",
+                    like(&self.jobs.status.column),
+                    like(&field.column),
+                    keys(".")
+                ))
+            ),
+        })
+    }
+}
+
+/// `CREATE INDEX "<name>_idx" ON <table> (<expressions>)`, the name cut to fit every
+/// dialect's identifier limit (63 bytes on PostgreSQL, 64 on MySQL).
+pub fn create_index(
+    d: Dialect,
+    table: &crate::core::sql::TableName,
+    name: &str,
+    expressions: &[String],
+) -> String {
+    let mut name: String = name.chars().take(59).collect();
+    name.push_str("_idx");
+    format!(
+        "CREATE INDEX {} ON {} ({})",
+        d.quote(&name),
+        d.table(table),
+        expressions.join(", ")
+    )
+}
+
+/// The zones naive readings of the heartbeat, `created_at` and `status_since` are in
+/// (`None`: the column is not naive).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Zones {
+    pub heartbeat: Option<crate::core::zone::Zone>,
+    pub created: Option<crate::core::zone::Zone>,
+    pub status_since: Option<crate::core::zone::Zone>,
 }
 
 /// Every configured column with the key that names it.

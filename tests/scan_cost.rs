@@ -1,0 +1,491 @@
+//! What a scan costs the database (issue 23), and that the cheaper reads find exactly what the
+//! reference read finds: parents by primary key and children through an index on the parent
+//! column, with `validate --connect` printing the index to create, on real PostgreSQL,
+//! MariaDB and SQLite.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{findings, jobwarden, jobwarden_json, Backend, TestConfig, TestDb};
+use jobwarden::adapters::store::Store;
+use jobwarden::app::scan::Scanner;
+
+fn run(db: &TestDb, args: &[&str], config: &Path) -> (i32, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", config.to_str().unwrap()]);
+    let out = jobwarden(db.jobwarden_url(), &all);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The `CREATE INDEX` that `validate --connect` advises after "Create one: " on a line that
+/// contains `about`, if any.
+fn advice(out: &str, about: &str) -> Option<String> {
+    out.lines()
+        .filter(|l| l.contains(about))
+        .find_map(|l| l.split("Create one: ").nth(1))
+        .map(str::to_string)
+}
+
+/// A jobs table with a parent column and families in every state, all beating (nothing
+/// stalls): only the parent/child checks find anything.
+/// The parent is in `parent_id` and in `meta`'s `parent` key.
+async fn families(db: &TestDb) {
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts}, \
+         parent_id INTEGER NULL, archived INTEGER NOT NULL DEFAULT 0, meta {json} NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        json = db.ty("json")
+    ))
+    .await;
+    db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
+    // id, status, parent, archived
+    let rows: &[(u32, &str, Option<u32>, u32)] = &[
+        // A child still running under a failed parent.
+        (1, "failed", None, 0),
+        (10, "running", Some(1), 0),
+        // A running parent whose children have all finished.
+        (2, "running", None, 0),
+        (20, "completed", Some(2), 0),
+        (21, "failed", Some(2), 0),
+        // A running parent with one child still running.
+        (3, "running", None, 0),
+        (30, "completed", Some(3), 0),
+        (31, "running", Some(3), 0),
+        // A child outside `where` but running still counts as unfinished.
+        (4, "running", None, 0),
+        (40, "running", Some(4), 1),
+        (41, "completed", Some(4), 0),
+        // A child outside `where` and finished: its parent's children are all finished.
+        (5, "running", None, 0),
+        (50, "completed", Some(5), 1),
+        // A running child under a completed parent.
+        (6, "completed", None, 0),
+        (60, "running", Some(6), 0),
+        // A running parent of a running child: nothing to say.
+        (7, "running", None, 0),
+        (70, "running", Some(7), 0),
+    ];
+    for (id, status, parent, archived) in rows {
+        db.exec(&format!(
+            "INSERT INTO jobs (id, status, created_at, updated_at, parent_id, archived, meta) \
+             VALUES ({id}, '{status}', {}, {}, {}, {archived}, {})",
+            db.ago(47.0),
+            db.ago(1.3),
+            parent.map_or("NULL".to_string(), |p| p.to_string()),
+            parent.map_or("NULL".to_string(), |p| format!("'{{\"parent\": {p}}}'"))
+        ))
+        .await;
+    }
+}
+
+fn family_config(db: &TestDb, extra_top: &str) -> PathBuf {
+    family_config_with(db, extra_top, "parent_id")
+}
+
+fn family_config_with(db: &TestDb, extra_top: &str, parent: &str) -> PathBuf {
+    let mut c = TestConfig::new(db.jobwarden_url())
+        .jobs(&format!(
+            "parent_id = \"{parent}\"\nwhere = \"archived = 0\""
+        ))
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .state(&db.dir().join("state"));
+    if !extra_top.is_empty() {
+        c = c.top(extra_top);
+    }
+    c.write(db.dir().join("jw.toml"))
+}
+
+fn family_findings() -> Vec<(String, String, String)> {
+    common::expect(&[
+        ("10", "orphaned_child", "hb"),
+        ("2", "orphaned_child", "hb"),
+        ("5", "orphaned_child", "hb"),
+        ("60", "orphaned_child", "hb"),
+    ])
+}
+
+/// Without an index on the parent column `validate --connect` prints the one to create, and
+/// it runs as printed; the findings are the same with it and without it.
+async fn parent_index_advice(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    families(&db).await;
+    let config = family_config(&db, "");
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &config, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(findings(&report), family_findings(), "{report}");
+
+    let (code, out) = run(&db, &["validate", "--connect"], &config);
+    assert_eq!(code, 0, "a missing index is a warning: {out}");
+    let create = advice(&out, "jobs(parent_id)")
+        .unwrap_or_else(|| panic!("no advice for the parent column: {out}"));
+    assert!(
+        out.contains("read only every 5m"),
+        "says what its absence costs: {out}"
+    );
+    db.exec(&create).await;
+    let (code, out) = run(&db, &["validate", "--connect"], &config);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(advice(&out, "jobs(parent_id)"), None, "{out}");
+    assert!(!out.contains("read only every"), "{out}");
+
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &config, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(findings(&report), family_findings(), "{report}");
+}
+
+per_backend!(
+    the_parent_index_is_advised_and_changes_no_finding,
+    parent_index_advice
+);
+
+/// Finds the report's orphaned-child finding of one job.
+fn has_family_finding(report: &jobwarden::app::scan::Report, id: &str) -> bool {
+    report
+        .findings
+        .iter()
+        .any(|f| f.job_id == id && f.kind.as_str() == "orphaned_child")
+}
+
+/// Without the index, a daemon's scans read the children only every
+/// `terminal_counts_every`: a child that changed in between is seen at the next such read
+/// (a one-shot `check` reads them at once); with the index, at the next scan.
+async fn children_schedule(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    families(&db).await;
+    let path = family_config(&db, "terminal_counts_every = \"1h\"");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+
+    let mut scanner = Scanner::new(Store::connect(&config).await.expect("connect"));
+    let report = scanner.scan(&config, None).await.expect("scan");
+    assert!(has_family_finding(&report, "2"), "{:?}", report.findings);
+    // Child 20 of parent 2 is taken up again: parent 2's children are no longer all finished.
+    db.exec("UPDATE jobs SET status = 'paused' WHERE id = 20")
+        .await;
+    let report = scanner.scan(&config, None).await.expect("scan");
+    assert!(
+        has_family_finding(&report, "2"),
+        "without the index, the children are not read again within the hour: {:?}",
+        report.findings
+    );
+    // The parents are still read every scan: a parent that failed since is seen at once.
+    db.exec("UPDATE jobs SET status = 'failed' WHERE id = 7")
+        .await;
+    let report = scanner.scan(&config, None).await.expect("scan");
+    assert!(has_family_finding(&report, "70"), "{:?}", report.findings);
+    scanner.store().close().await;
+
+    let mut fresh = Scanner::new(Store::connect(&config).await.expect("connect"));
+    let report = fresh.scan(&config, None).await.expect("scan");
+    assert!(!has_family_finding(&report, "2"), "{:?}", report.findings);
+    fresh.store().close().await;
+
+    db.exec("CREATE INDEX jobs_parent ON jobs (parent_id)")
+        .await;
+    let mut indexed = Scanner::new(Store::connect(&config).await.expect("connect"));
+    assert!(indexed.store().info().parent_indexed);
+    let report = indexed.scan(&config, None).await.expect("scan");
+    assert!(!has_family_finding(&report, "2"), "{:?}", report.findings);
+    db.exec("UPDATE jobs SET status = 'completed' WHERE id = 20")
+        .await;
+    let report = indexed.scan(&config, None).await.expect("scan");
+    assert!(
+        has_family_finding(&report, "2"),
+        "with the index, every scan reads the children: {:?}",
+        report.findings
+    );
+    indexed.store().close().await;
+}
+
+per_backend!(
+    without_the_parent_index_children_follow_the_terminal_counts,
+    children_schedule
+);
+
+/// A parent kept in a JSON document: PostgreSQL and SQLite index its expression, which
+/// `validate --connect` prints ready to run; MariaDB cannot, and says so. The findings are
+/// those of the plain column.
+async fn json_parent(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    families(&db).await;
+    let config = family_config_with(&db, "", "meta.parent");
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &config, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(findings(&report), family_findings(), "{report}");
+    let (code, out) = run(&db, &["validate", "--connect"], &config);
+    assert_eq!(code, 0, "{out}");
+    if backend == Backend::MySql {
+        assert!(
+            out.contains("cannot index the JSON path `meta.parent`"),
+            "{out}"
+        );
+        return;
+    }
+    let create = advice(&out, "jobs(meta.parent)")
+        .unwrap_or_else(|| panic!("no advice for the JSON path: {out}"));
+    db.exec(&create).await;
+    let (code, out) = run(&db, &["validate", "--connect"], &config);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(advice(&out, "jobs(meta.parent)"), None, "{out}");
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &config, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(findings(&report), family_findings(), "{report}");
+}
+
+per_backend!(a_json_parent_is_indexed_by_its_expression, json_parent);
+
+/// `validate --connect` prints the index the candidate read wants, `(status, <heartbeat>)`,
+/// ready to run, for a plain column and (PostgreSQL, SQLite) a JSON path's expression; once
+/// it exists, no advice. MariaDB indexes no JSON expression, and says so.
+async fn candidate_index_advice(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts}, meta {json} NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        json = db.ty("json")
+    ))
+    .await;
+    db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, created_at, updated_at) VALUES (1, 'running', {}, {})",
+        db.ago(47.0),
+        db.ago(1.3)
+    ))
+    .await;
+    let plain = TestConfig::new(db.jobwarden_url())
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .write(db.dir().join("plain.toml"));
+    let (code, out) = run(&db, &["validate", "--connect"], &plain);
+    assert_eq!(code, 0, "a missing index is a warning: {out}");
+    let create = advice(&out, "jobs(status, updated_at)")
+        .unwrap_or_else(|| panic!("no advice for the candidate read: {out}"));
+    assert!(
+        create.ends_with(&format!(
+            "ON {q}jobs{q} ({q}status{q}, {q}updated_at{q})",
+            q = if backend == Backend::MySql { "`" } else { "\"" }
+        )),
+        "{create}"
+    );
+    db.exec(&create).await;
+    let (code, out) = run(&db, &["validate", "--connect"], &plain);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(advice(&out, "jobs(status, updated_at)"), None, "{out}");
+
+    let json = db.dir().join("json.toml");
+    std::fs::write(
+        &json,
+        TestConfig::new(db.jobwarden_url())
+            .heartbeat_rule("hb", "20m", "action = \"fail\"")
+            .text()
+            .replace(
+                "heartbeat_at = \"updated_at\"",
+                "heartbeat_at = \"meta.beat\"",
+            ),
+    )
+    .unwrap();
+    let (code, out) = run(&db, &["validate", "--connect"], &json);
+    assert_eq!(code, 0, "{out}");
+    if backend == Backend::MySql {
+        assert!(
+            out.contains("cannot index the JSON path `meta.beat`"),
+            "{out}"
+        );
+        return;
+    }
+    let create = advice(&out, "jobs(status, meta.beat)")
+        .unwrap_or_else(|| panic!("no advice for a JSON heartbeat: {out}"));
+    db.exec(&create).await;
+    let (code, out) = run(&db, &["validate", "--connect"], &json);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(advice(&out, "jobs(status, meta.beat)"), None, "{out}");
+}
+
+per_backend!(
+    the_candidate_index_is_advised_ready_to_run,
+    candidate_index_advice
+);
+
+/// How `updated_at` is stored in [`candidate_table`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Beat {
+    /// A timestamp with a zone (PostgreSQL `timestamptz`, MariaDB `DATETIME` in UTC).
+    Zoned,
+    /// A naive timestamp written in another zone than UTC (`[database] timezone`).
+    Naive,
+    /// Unix seconds, and some rows in milliseconds.
+    Epoch,
+}
+
+/// A jobs table whose heartbeats are minutes old on both sides of every bound (never a
+/// whole or half hour), missing, and ahead of the clock; running and queued, two phases.
+async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
+    let (ty, zone) = match (db.backend, beat) {
+        (Backend::Postgres, Beat::Naive) => ("timestamp(3)", Some("America/New_York")),
+        (Backend::MySql, Beat::Naive) => ("DATETIME(6)", Some("+05:30")),
+        (_, Beat::Epoch) => (db.ty("bigint"), None),
+        _ => (db.ty("ts"), None),
+    };
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, phase {t} NULL, created_at {ts}, updated_at {ty} NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+    ))
+    .await;
+    // The heartbeat `minutes` ago (negative: ahead of the clock), as stored.
+    let beat_sql = |minutes: f64, millis: bool| -> String {
+        let s = (minutes * 60.0) as i64;
+        match (db.backend, beat) {
+            (_, Beat::Epoch) if millis => format!("({} * 1000)", db.epoch_ago(minutes)),
+            (_, Beat::Epoch) => db.epoch_ago(minutes),
+            (Backend::Postgres, Beat::Naive) => {
+                format!("(now() AT TIME ZONE 'America/New_York') - interval '{s} seconds'")
+            }
+            (Backend::MySql, Beat::Naive) => {
+                format!("UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL {s} SECOND")
+            }
+            _ => db.ago(minutes),
+        }
+    };
+    let ages: &[f64] = &[
+        0.4, 5.3, 6.6, 7.4, 13.2, 19.4, 20.7, 23.1, 47.3, 95.2, 401.7, 1501.3, -4.1, -187.3,
+    ];
+    let mut id = 0;
+    for status in ["running", "queued"] {
+        for phase in ["training", "eval"] {
+            for (i, age) in ages.iter().enumerate() {
+                id += 1;
+                let millis = beat == Beat::Epoch && i % 3 == 0;
+                db.exec(&format!(
+                    "INSERT INTO jobs VALUES ({id}, '{status}', '{phase}', {}, {})",
+                    db.ago(2000.3),
+                    beat_sql(*age, millis)
+                ))
+                .await;
+            }
+            // No heartbeat yet: judged by created_at.
+            id += 1;
+            db.exec(&format!(
+                "INSERT INTO jobs VALUES ({id}, '{status}', '{phase}', {}, NULL)",
+                db.ago(33.3)
+            ))
+            .await;
+            // Beating, but created ahead of the clock: warned about, not judged.
+            id += 1;
+            db.exec(&format!(
+                "INSERT INTO jobs VALUES ({id}, '{status}', '{phase}', {}, {})",
+                db.ago(-93.7),
+                beat_sql(0.9, false)
+            ))
+            .await;
+        }
+    }
+    let mut config = TestConfig::new(db.jobwarden_url())
+        .jobs("phase = \"phase\"")
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .section(
+            "[[rules]]\nname = \"training\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
+             after = \"7m\"\nphases = [\"training\"]\naction = \"alert\"",
+        );
+    if let Some(zone) = zone {
+        config = config.database(&format!("timezone = \"{zone}\""));
+    }
+    (config.write(db.dir().join("jw.toml")), id)
+}
+
+/// The candidate read against the reference read: every job the full read finds (or warns
+/// about) is a heartbeat candidate, with and without `--older-than`, and the young rows are
+/// not read whole.
+async fn candidates_cover_the_reference(backend: Backend, beat: Beat) {
+    use jobwarden::core::detect::{Liveness, OlderThan, Policy};
+    let db = TestDb::new(backend).await;
+    let (path, rows) = candidate_table(&db, beat).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+    let store = Store::connect(&config).await.expect("connect");
+    for older_than in [None, Some(11), Some(90)] {
+        let older_than = older_than.map(|m| OlderThan {
+            after: std::time::Duration::from_secs(m * 60),
+            force: false,
+        });
+        let mut scanner = Scanner::new(store.clone());
+        let report = scanner.scan(&config, older_than).await.expect("scan");
+        let policy = Policy {
+            rules: &config.rules,
+            statuses: &config.jobs.statuses,
+            older_than,
+            liveness: Liveness {
+                heartbeat: true,
+                progress: false,
+            },
+        };
+        let bounds = jobwarden::core::candidates::heartbeat_bounds(&policy);
+        let candidates = store
+            .heartbeat_candidates(&bounds, report.checked_at)
+            .await
+            .expect("candidate read");
+        let Some(candidates) = candidates else {
+            assert_eq!(
+                backend,
+                Backend::Sqlite,
+                "only SQLite cannot bound a heartbeat"
+            );
+            continue;
+        };
+        let mut expected: Vec<&str> = report.findings.iter().map(|f| f.job_id.as_str()).collect();
+        expected.extend(report.warnings.iter().filter_map(|w| w.job_id.as_deref()));
+        assert!(!expected.is_empty(), "the fixture finds something");
+        for id in &expected {
+            assert!(
+                candidates.contains(*id),
+                "{backend:?} {beat:?} --older-than {older_than:?}: job {id} has a finding or \
+                 a warning but is no candidate; candidates {candidates:?}; report {:?} {:?}",
+                report.findings,
+                report.warnings
+            );
+        }
+        assert!(
+            candidates.len() < rows,
+            "{backend:?} {beat:?}: the young rows are not candidates ({} of {rows})",
+            candidates.len()
+        );
+        // The youngest running row, beating 24 seconds ago, is never read whole.
+        assert!(!candidates.contains("1"), "{candidates:?}");
+    }
+    store.close().await;
+}
+
+async fn candidates_zoned(backend: Backend) {
+    candidates_cover_the_reference(backend, Beat::Zoned).await
+}
+async fn candidates_naive(backend: Backend) {
+    candidates_cover_the_reference(backend, Beat::Naive).await
+}
+async fn candidates_epoch(backend: Backend) {
+    candidates_cover_the_reference(backend, Beat::Epoch).await
+}
+
+per_backend!(
+    heartbeat_candidates_cover_the_reference_read,
+    candidates_zoned
+);
+per_backend!(
+    naive_heartbeat_candidates_cover_the_reference_read,
+    candidates_naive,
+    postgres => Postgres,
+    mysql => MySql
+);
+per_backend!(
+    epoch_heartbeat_candidates_cover_the_reference_read,
+    candidates_epoch
+);
