@@ -18,14 +18,9 @@ use prometheus::Registry;
 #[derive(Debug, Parser)]
 #[command(name = "jobwarden", version, about)]
 struct Cli {
-    /// The config file.
-    #[arg(
-        long,
-        global = true,
-        env = "JOBWARDEN_CONFIG",
-        default_value = "jobwarden.toml"
-    )]
-    config: PathBuf,
+    /// The config file [default: jobwarden.toml].
+    #[arg(short = 'c', long, global = true, env = "JOBWARDEN_CONFIG")]
+    config: Option<PathBuf>,
     /// The environment whose thresholds apply (overrides `environment` in the file).
     #[arg(long = "env", global = true, env = "JOBWARDEN_ENV")]
     environment: Option<String>,
@@ -37,6 +32,15 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// `--config`, or the default file.
+    fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,11 +85,16 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<String>,
     },
-    /// Print the latest entries of the audit trail.
+    /// Print the latest entries of the audit trail (reads the state directory only; no
+    /// database settings needed).
     Audit {
         /// How many entries.
         #[arg(long, default_value_t = 20)]
         last: usize,
+        /// The daemon's state directory (default: the config's `[state] dir`, else the
+        /// default one; /var/lib/jobwarden under the systemd unit).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Load and check the config, and print it with secrets redacted.
     Validate {
@@ -125,12 +134,17 @@ enum Command {
     },
 }
 
-/// Where `pause` and `snooze` find the daemon.
+/// Where `pause` and `snooze` find the daemon: with `--url` and a token, no config file is
+/// read; otherwise its `[http]` table only (never the database settings).
 #[derive(Debug, clap::Args)]
 struct Target {
     /// The daemon's address (default: from `[http] listen` and `base_path`).
     #[arg(long)]
     url: Option<String>,
+    /// The daemon's bearer token (default: `[http] token`). Prefer the environment variable:
+    /// a command line is visible to every local user.
+    #[arg(long, env = "JOBWARDEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Reach an https daemon beyond loopback through the proxy set in the environment
     /// (HTTPS_PROXY, ALL_PROXY, NO_PROXY); without it, no proxy is used.
     #[arg(long)]
@@ -141,6 +155,7 @@ impl Target {
     fn to_api(&self) -> jobwarden::adapters::api::Target {
         jobwarden::adapters::api::Target {
             url: self.url.clone(),
+            token: self.token.clone(),
             proxy_from_env: self.proxy_from_env,
         }
     }
@@ -200,13 +215,51 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     if let Command::Demo = cli.command {
         return demo::demo(format, &mut stdout).await;
     }
-    let config = config::load(&cli.config, cli.environment.as_deref(), &config::env_lookup)?;
+    // The operator commands need only the daemon's address and token, or the state
+    // directory: never the database settings.
+    let explicit = cli.config.as_deref();
+    match &cli.command {
+        Command::Audit { last, state_dir } => {
+            let dir =
+                commands::operator_state_dir(explicit, state_dir.as_deref(), &config::env_lookup)?;
+            return commands::audit(&dir, *last, format, &mut stdout);
+        }
+        Command::Pause { duration, target } => {
+            let target = target.to_api();
+            let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
+            return commands::pause(&http, &target, duration, format, &mut stdout).await;
+        }
+        Command::Snooze {
+            job,
+            duration,
+            reason,
+            target,
+        } => {
+            let target = target.to_api();
+            let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
+            return commands::snooze(
+                &http,
+                &target,
+                job,
+                duration,
+                reason.as_deref(),
+                format,
+                &mut stdout,
+            )
+            .await;
+        }
+        _ => {}
+    }
+    let config = config::load(
+        &cli.config_path(),
+        cli.environment.as_deref(),
+        &config::env_lookup,
+    )?;
     match &cli.command {
         Command::Run { dry_run } => run(cli, config, *dry_run).await,
         Command::Check { strict } => {
             commands::check(&config, Strictness::from_flag(*strict), format, &mut stdout).await
         }
-        Command::Audit { last } => commands::audit(&config, *last, format, &mut stdout),
         Command::Recover {
             dry_run,
             older_than,
@@ -231,25 +284,8 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         Command::Alert {
             command: AlertCommand::Test,
         } => commands::alert_test(&config, &mut stdout).await,
-        Command::Pause { duration, target } => {
-            commands::pause(&config, &target.to_api(), duration, format, &mut stdout).await
-        }
-        Command::Snooze {
-            job,
-            duration,
-            reason,
-            target,
-        } => {
-            commands::snooze(
-                &config,
-                &target.to_api(),
-                job,
-                duration,
-                reason.as_deref(),
-                format,
-                &mut stdout,
-            )
-            .await
+        Command::Audit { .. } | Command::Pause { .. } | Command::Snooze { .. } => {
+            Err(Error::Usage("handled above".into()))
         }
         Command::Demo => Err(Error::Usage("demo takes no config".into())),
     }
@@ -273,7 +309,7 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
             _ = int.recv() => tracing::info!("SIGINT"),
         }
     };
-    let path = cli.config.clone();
+    let path = cli.config_path();
     let environment = cli.environment.clone();
     let options = daemon::Options {
         dry_run,

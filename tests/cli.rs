@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{jobwarden, jobwarden_json, Backend, TestDb};
+use common::{jobwarden, jobwarden_bare, jobwarden_json, Backend, Daemon, TestConfig, TestDb};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -643,4 +643,97 @@ async fn jobs_that_died_together_are_one_incident() {
             .is_some_and(|m| m.ends_with("; ended: 8 finished by a person or the application")),
         "{ended}"
     );
+}
+
+/// On a systemd host the database URL sits in a root-only file: `pause`, `snooze` and `audit`
+/// must work without it, from `--url` and a token alone or from the config's `[http]` and
+/// `[state]` tables.
+#[tokio::test]
+async fn operator_commands_need_no_database_settings() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    let state = db.dir().join("state");
+    let token = "operator-token-0123456789";
+    let daemon_config = TestConfig::new(&db.url)
+        .heartbeat_rule("hb", "30m", "")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\""
+        ))
+        .state(&state)
+        .write(db.dir().join("daemon.toml"));
+    let daemon = Daemon::start(&daemon_config, &[]);
+    let url = daemon.url("");
+    let shell = tempfile::tempdir().unwrap();
+    let with_token = [("JOBWARDEN_TOKEN", token)];
+
+    // No config file at all: the address and the token are enough.
+    let out = jobwarden_bare(
+        shell.path(),
+        &["pause", "--for", "30m", "--url", &url],
+        &with_token,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("writes paused until 20"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The installed config, whose database URL is a variable this shell does not have.
+    let installed = shell.path().join("jobwarden.toml");
+    std::fs::write(
+        &installed,
+        format!(
+            "[database]\nurl = \"${{DATABASE_URL}}\"\n[jobs]\ntable = \"jobs\"\n\
+             [jobs.statuses]\nrunning = [\"running\"]\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+             token = \"${{JOBWARDEN_TOKEN}}\"\n[state]\ndir = \"{}\"\n",
+            daemon.port,
+            state.display()
+        ),
+    )
+    .unwrap();
+    let out = jobwarden_bare(
+        shell.path(),
+        &["pause", "--for", "0s", "-c", "jobwarden.toml"],
+        &with_token,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "writes are not paused");
+    let out = jobwarden_bare(shell.path(), &["audit", "-c", "jobwarden.toml"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&state.display().to_string()),
+        "{}",
+        stdout(&out)
+    );
+    let out = jobwarden_bare(
+        shell.path(),
+        &["audit", "--state-dir", &state.display().to_string()],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // A command that reads the table still needs the database settings, and says which.
+    let out = jobwarden_bare(shell.path(), &["check", "-c", "jobwarden.toml"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`DATABASE_URL` is not set"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With neither a config nor an address, the error names both ways.
+    let empty = tempfile::tempdir().unwrap();
+    let out = jobwarden_bare(empty.path(), &["pause", "--for", "30m"], &with_token);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("-c PATH") && stderr(&out).contains("--url URL and --token"),
+        "{}",
+        stderr(&out)
+    );
+    // A token that is not set anywhere is named.
+    let out = jobwarden_bare(empty.path(), &["pause", "--for", "30m", "--url", &url], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("JOBWARDEN_TOKEN"), "{}", stderr(&out));
+    assert_eq!(daemon.stop().await, 0);
 }

@@ -12,7 +12,7 @@ use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
 use crate::app::report;
 use crate::app::scan::{Report, Scanner};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, Http};
 use crate::core::detect::OlderThan;
 
 /// Nothing found, or the config is valid.
@@ -305,13 +305,14 @@ fn stop_on_signals(stop: actions::Stop) -> tokio::task::JoinHandle<()> {
 }
 
 /// `audit`: the latest entries of the audit trail.
+/// Needs only the state directory, never the database.
 pub fn audit(
-    config: &Config,
+    state_dir: &std::path::Path,
     last: usize,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let entries = crate::adapters::audit::last(&config.state_dir, last)?;
+    let entries = crate::adapters::audit::last(state_dir, last)?;
     for e in &entries {
         if format == Format::Json {
             writeln!(
@@ -345,7 +346,7 @@ pub fn audit(
         writeln!(
             out,
             "no entries in {}",
-            crate::adapters::audit::path(&config.state_dir).display()
+            crate::adapters::audit::path(state_dir).display()
         )?;
     }
     Ok(EXIT_OK)
@@ -488,14 +489,14 @@ pub async fn alert_test(config: &Config, out: &mut dyn Write) -> Result<u8, Erro
 /// (`0s` ends a pause). Exit 0 only when jobwarden's own answer confirms it; 2 for a request
 /// it cannot take; 3 when it could not be reached, refused, or the answer confirms nothing.
 pub async fn pause(
-    config: &Config,
+    http: &Http,
     target: &Target,
     duration: &str,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
     let (answer, ending) = hold(
-        config,
+        http,
         target,
         "/api/v1/pause",
         duration,
@@ -515,7 +516,7 @@ pub async fn pause(
 /// write for that job for that long (`0s` ends a snooze). Exit codes as [`pause`]; a job
 /// that is not active is refused (3).
 pub async fn snooze(
-    config: &Config,
+    http: &Http,
     target: &Target,
     job_id: &str,
     duration: &str,
@@ -528,7 +529,7 @@ pub async fn snooze(
         body["reason"] = reason.into();
     }
     let path = crate::core::job::job_link("/api/v1/jobs/", job_id, "/snooze");
-    let (answer, ending) = hold(config, target, &path, duration, body).await?;
+    let (answer, ending) = hold(http, target, &path, duration, body).await?;
     let until = answer.hold_until(
         "snoozed_until",
         ending,
@@ -545,11 +546,72 @@ pub async fn snooze(
     Ok(EXIT_OK)
 }
 
+/// How `pause` and `snooze` reach the daemon: with `--url` and a token given and no
+/// `--config`, from those alone (no file is read); otherwise from the config's `[http]`
+/// table, read without the database settings (see [`config::load_operator`]). `config` is
+/// `--config` when given.
+pub fn operator_http(
+    config: Option<&std::path::Path>,
+    target: &Target,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Http, Error> {
+    if config.is_none() && target.url.is_some() && target.token.is_some() {
+        return Ok(Http::default());
+    }
+    let part = config::OperatorPart::Http {
+        token: target.token.is_none(),
+    };
+    match operator_config(
+        config,
+        part,
+        lookup,
+        "--url URL and --token (or JOBWARDEN_TOKEN)",
+    )? {
+        config::Operator::Http(http) => Ok(http),
+        config::Operator::State(_) => Err(Error::Usage("no [http] table read".into())),
+    }
+}
+
+/// Where `audit` reads the trail: `--state-dir`, else the config's `[state] dir` (read without
+/// the database settings), else the default state directory.
+pub fn operator_state_dir(
+    config: Option<&std::path::Path>,
+    state_dir: Option<&std::path::Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<std::path::PathBuf, Error> {
+    if let Some(dir) = state_dir {
+        return Ok(dir.to_path_buf());
+    }
+    let instead = "--state-dir DIR (/var/lib/jobwarden under systemd)";
+    match operator_config(config, config::OperatorPart::State, lookup, instead)? {
+        config::Operator::State(dir) => Ok(dir),
+        config::Operator::Http(_) => Err(Error::Usage("no [state] table read".into())),
+    }
+}
+
+/// The operator's part of the config file; a file that is not there (or may not be read)
+/// says which options make it unneeded.
+fn operator_config(
+    config: Option<&std::path::Path>,
+    part: config::OperatorPart,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    instead: &str,
+) -> Result<config::Operator, Error> {
+    let path = config.unwrap_or(std::path::Path::new(config::DEFAULT_PATH));
+    config::load_operator(path, part, lookup).map_err(|e| match e {
+        ConfigError::Read { path, source } => Error::Usage(format!(
+            "{path}: cannot read the config file: {source}; give it with -c PATH, or give {instead} \
+             instead (the database settings are never needed here)"
+        )),
+        e => Error::Config(e),
+    })
+}
+
 /// What `pause` and `snooze` share: `--for` checked here first (a usage error), then `body`
 /// with its `for` posted to the running daemon at `path`; the daemon's answer, and whether
 /// the request ends the hold (`--for 0s`).
 async fn hold(
-    config: &Config,
+    http: &Http,
     target: &Target,
     path: &str,
     duration: &str,
@@ -557,6 +619,6 @@ async fn hold(
 ) -> Result<(Answer, bool), Error> {
     let span = config::parse_hold(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
     body["for"] = duration.into();
-    let answer = crate::adapters::api::post(config, target, path, &body).await?;
+    let answer = crate::adapters::api::post(http, target, path, &body).await?;
     Ok((answer, span.is_zero()))
 }

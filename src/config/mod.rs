@@ -33,6 +33,8 @@ pub use crate::core::vocabulary::{
     Action, Jobs, Rule, Safety, Severity, Signal, StatusClass, Statuses,
 };
 
+/// The config file when neither `--config` nor `JOBWARDEN_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "jobwarden.toml";
 /// Default scan period of `run`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Default period of the whole-table count of terminal statuses.
@@ -225,6 +227,21 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl Default for Http {
+    /// No `[http]` table: loopback on the default port, no token, no TLS, no base path.
+    fn default() -> Http {
+        Http {
+            listen: default_listen(),
+            token: None,
+            allowed_hosts: Vec::new(),
+            tls: None,
+            base_path: String::new(),
+            job_url: None,
+            external_url: None,
+        }
+    }
+}
+
 impl Http {
     /// Whether a request's `Host` header is one this listener answers: the listen address,
     /// `localhost` (with or without the port), or an entry of `allowed_hosts`. Anything else
@@ -358,6 +375,80 @@ pub fn load(
 ) -> Result<Config, ConfigError> {
     let text = read_config_file(path)?;
     parse(&text, path, env_override, lookup)
+}
+
+/// What an operator command (`pause`, `snooze`, `audit`) reads of the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorPart {
+    /// `[http]`: how to reach the daemon; `token: false` leaves `[http] token` unread (the
+    /// command was given one, and the file's may name a variable this shell lacks).
+    Http { token: bool },
+    /// `[state] dir`.
+    State,
+}
+
+/// What an operator command needs of the config: the part it asked for, nothing about the
+/// database.
+#[derive(Debug, Clone)]
+pub enum Operator {
+    Http(Http),
+    State(PathBuf),
+}
+
+/// Reads only one part of a config file (`[http]` or `[state]`), for the operator commands:
+/// the database settings (often a `${DATABASE_URL}` kept in a root-only file) and the other
+/// tables are not read, so an unset variable there is no error.
+pub fn load_operator(
+    path: &Path,
+    part: OperatorPart,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Operator, ConfigError> {
+    let text = read_config_file(path)?;
+    parse_operator(&text, path, part, lookup)
+}
+
+/// [`load_operator`] on text read from `path`.
+pub fn parse_operator(
+    text: &str,
+    path: &Path,
+    part: OperatorPart,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Operator, ConfigError> {
+    let ctx = Ctx {
+        text,
+        path: path.display().to_string(),
+        lookup,
+        places: Default::default(),
+    };
+    let raw: RawOperator = toml::from_str(text)
+        .map_err(|e| ctx.error(e.span(), None, e.message().trim_end().replace('\n', "; ")))?;
+    let base = config_folder(path);
+    match part {
+        OperatorPart::Http { token } => Ok(Operator::Http(match raw.http {
+            Some(mut h) => {
+                if !token {
+                    h.token = None;
+                }
+                resolve_http(&ctx, &h, &base).map_err(ConfigError::Invalid)?
+            }
+            None => Http::default(),
+        })),
+        OperatorPart::State => Ok(Operator::State(
+            resolve_state_dir(&ctx, raw.state.as_ref(), &base).map_err(ConfigError::Invalid)?,
+        )),
+    }
+}
+
+/// The folder relative paths in a config file are resolved against: the file's own folder,
+/// made absolute (so an error names the path as it is read, whatever the working directory).
+pub fn config_folder(path: &Path) -> PathBuf {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
 }
 
 /// The largest config file read, and the largest TLS certificate or key.

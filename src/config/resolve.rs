@@ -181,7 +181,8 @@ pub(super) fn resolve(
             ));
         }
     }
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = config_folder(path);
+    let base = base.as_path();
     let artifacts = raw
         .artifacts
         .iter()
@@ -190,15 +191,7 @@ pub(super) fn resolve(
         .collect::<Result<Vec<_>, _>>()?;
     let http = match &raw.http {
         Some(h) => resolve_http(ctx, h, base)?,
-        None => Http {
-            listen: default_listen(),
-            token: None,
-            allowed_hosts: Vec::new(),
-            tls: None,
-            base_path: String::new(),
-            job_url: None,
-            external_url: None,
-        },
+        None => Http::default(),
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
     let safety = resolve_safety(ctx, raw.safety.as_ref(), interval)?;
@@ -227,17 +220,7 @@ pub(super) fn resolve(
         }
         None => DEFAULT_AUDIT_MAX_SIZE,
     };
-    let state_dir = match raw.state.as_ref().and_then(|s| s.dir.as_ref()) {
-        Some(dir) => {
-            let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
-            if dir.is_absolute() {
-                dir
-            } else {
-                base.join(dir)
-            }
-        }
-        None => default_state_dir(ctx.lookup, base),
-    };
+    let state_dir = resolve_state_dir(ctx, raw.state.as_ref(), base)?;
     Ok(Config {
         path: path.to_path_buf(),
         environment,
@@ -484,6 +467,25 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
         base_path,
         job_url,
         external_url,
+    })
+}
+
+/// `[state] dir` (relative to the config file's folder), or [`default_state_dir`].
+pub(super) fn resolve_state_dir(
+    ctx: &Ctx<'_>,
+    raw: Option<&RawState>,
+    base: &Path,
+) -> Result<PathBuf, Located> {
+    Ok(match raw.and_then(|s| s.dir.as_ref()) {
+        Some(dir) => {
+            let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
+            if dir.is_absolute() {
+                dir
+            } else {
+                base.join(dir)
+            }
+        }
+        None => default_state_dir(ctx.lookup, base),
     })
 }
 
