@@ -96,11 +96,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
-    /// Load and check the config, and print it with secrets redacted.
+    /// Load and check the config: its verdict first, then each problem.
     Validate {
         /// Also connect and check the table, its columns and its status index.
         #[arg(long)]
         connect: bool,
+        /// Also print the resolved config, with secrets redacted.
+        #[arg(long)]
+        print: bool,
     },
     /// Make a throwaway SQLite jobs table and run `check` on it.
     Demo,
@@ -278,8 +281,13 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
             };
             commands::recover(&config, options, format, &mut stdout).await
         }
-        Command::Validate { connect } => {
-            commands::validate(&config, *connect, format, &mut stdout).await
+        Command::Validate { connect, print } => {
+            let print = if *print {
+                commands::Print::Config
+            } else {
+                commands::Print::VerdictOnly
+            };
+            commands::validate(&config, *connect, print, format, &mut stdout).await
         }
         Command::Alert {
             command: AlertCommand::Test,

@@ -201,10 +201,14 @@ fn validate_redacts_secrets() {
     let config = write_config(dir.path(), &text);
     let out = jobwarden(
         "postgres://app:hunter2secret@db.internal:5432/app",
-        &["validate", "--config", &config],
+        &["validate", "--print", "--config", &config],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let printed = stdout(&out);
+    assert!(
+        printed.starts_with(&format!("{config}: valid\n")),
+        "the verdict comes first: {printed}"
+    );
     assert!(
         printed.contains("postgres://app:***@db.internal:5432/app"),
         "{printed}"
@@ -426,7 +430,7 @@ fn secrets_may_come_from_systemd_credentials() {
         &SMALL.replace("${DATABASE_URL}", "${JW_CRED_URL}"),
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
-        .args(["validate", "--json", "--config", &config])
+        .args(["validate", "--print", "--json", "--config", &config])
         .env("CREDENTIALS_DIRECTORY", &creds)
         .env_remove("JW_CRED_URL")
         .output()
@@ -736,4 +740,138 @@ async fn operator_commands_need_no_database_settings() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("JOBWARDEN_TOKEN"), "{}", stderr(&out));
     assert_eq!(daemon.stop().await, 0);
+}
+
+/// A database that cannot be reached says why, at once, with what to check: a port nothing
+/// listens on is "refused" (not a 5-second "pool timed out"), a host name that does not
+/// resolve is named, a port where no database answers says so.
+#[test]
+fn unreachable_database_says_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), SMALL);
+    let closed = common::free_port();
+    let started = tokio::time::Instant::now();
+    let out = jobwarden(
+        &format!("postgres://app:pw@127.0.0.1:{closed}/app"),
+        &["check", "--config", &config],
+    );
+    let took = started.elapsed();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("connection refused by 127.0.0.1:{closed}"))
+            && stderr(&out).contains("check the port in `database.url`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "a refused port answers at once, not after the 5s query timeout: {took:?}"
+    );
+
+    let out = jobwarden(
+        "mysql://app:pw@no-such-host.invalid:3306/app",
+        &["check", "--config", &config],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`no-such-host.invalid` was not found")
+            && stderr(&out).contains("check the host in `database.url`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Something listens, but never speaks the database's protocol.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let quick = write_config(
+        dir.path(),
+        &SMALL.replace("[jobs]\n", "query_timeout = \"1s\"\n\n[jobs]\n"),
+    );
+    let out = jobwarden(
+        &format!("postgres://app:pw@127.0.0.1:{port}/app"),
+        &["check", "--config", &quick],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("accepted a connection, but no database answered within 1s")
+            && stderr(&out).contains(&format!("check that port {port} is the database's")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Config mistakes name their place and the fix: a `#` in an unencoded password, a
+/// mistyped key or value ("did you mean"), a relative artifact root (named as resolved).
+#[test]
+fn config_mistakes_say_how_to_fix_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), SMALL);
+    let out = jobwarden(
+        "postgres://app:se#cret@127.0.0.1:5432/app",
+        &["validate", "--config", &config],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{config}:3:7: `database.url`"))
+            && stderr(&out).contains("percent-encode `#` as `%23`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("se#cret"), "{}", stderr(&out));
+
+    for (edit, place, says) in [
+        (
+            SMALL.replace("table = \"jobs\"", "tabel = \"jobs\""),
+            ":6:1:",
+            "unknown field `tabel`",
+        ),
+        (
+            SMALL.replace("signal = \"heartbeat\"", "signal = \"hearbeat\""),
+            ":16:10:",
+            "unknown variant `hearbeat`",
+        ),
+    ] {
+        let config = write_config(dir.path(), &edit);
+        let out = jobwarden("sqlite://x.db", &["validate", "--config", &config]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        let err = stderr(&out);
+        let wanted = if says.contains("tabel") {
+            "did you mean `table`?"
+        } else {
+            "did you mean `heartbeat`?"
+        };
+        assert!(
+            err.contains(&format!("{config}{place}")) && err.contains(says) && err.contains(wanted),
+            "{err}"
+        );
+    }
+
+    // A relative artifact root: valid, with a warning that names it resolved.
+    let text = format!(
+        "{SMALL}\n[[artifacts]]\nname = \"reports\"\nroot = \"volumes/logs\"\npattern = \"{{job_id}}/**\"\n"
+    );
+    write_config(dir.path(), &text);
+    let folder = std::fs::canonicalize(dir.path()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .current_dir(&folder)
+        .args(["validate", "--config", "jobwarden.toml"])
+        .env("DATABASE_URL", "sqlite://x.db")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.starts_with("jobwarden.toml: valid\n"),
+        "the verdict first: {printed}"
+    );
+    assert!(
+        printed.contains("`artifacts[0].root` (line 22) \"volumes/logs\" is relative to the config file's folder")
+            && printed.contains(&format!("it is read as {}", folder.join("volumes/logs").display()))
+            && printed.contains("give an absolute path"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("\"pattern\""),
+        "the resolved config only with --print: {printed}"
+    );
 }

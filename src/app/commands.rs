@@ -352,16 +352,51 @@ pub fn audit(
     Ok(EXIT_OK)
 }
 
-/// `validate`: prints the resolved config (secrets redacted); with `connect`, also checks the
-/// table, its columns, the index a scan needs and how its timestamps are read, and runs one
-/// read-only scan. Exits 2 when the timestamps cannot be read with certainty.
+/// Whether `validate` prints the resolved config (`--print`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Print {
+    VerdictOnly,
+    Config,
+}
+
+/// What `validate` says about the file itself, before any database: each artifact root
+/// given as a relative path (resolved against the config file's folder, so it moves with the
+/// file) named as resolved, and whether it exists.
+pub fn config_warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, a) in config.artifacts.iter().enumerate() {
+        let key = config.places.name(&format!("artifacts[{i}].root"));
+        if let Some(given) = &a.root_relative {
+            out.push(format!(
+                "{key} \"{given}\" is relative to the config file's folder: it is read as {}; \
+                 give an absolute path, so the root does not change when the file is copied \
+                 elsewhere (and matches ReadOnlyPaths= in the systemd unit)",
+                a.root.display()
+            ));
+        }
+        if !a.root.exists() {
+            out.push(format!(
+                "{key}: the folder {} does not exist (yet); `check --strict` exits 3 on it",
+                a.root.display()
+            ));
+        }
+    }
+    out
+}
+
+/// `validate`: prints its verdict first (valid or not, then each error and warning); with
+/// `connect`, also checks the table, its columns, the index a scan needs and how its
+/// timestamps are read, and runs one read-only scan; with [`Print::Config`], prints the
+/// resolved config (secrets redacted) last. Exits 2 when the timestamps cannot be read with
+/// certainty.
 pub async fn validate(
     config: &Config,
     connect: bool,
+    print: Print,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let mut warnings = Vec::new();
+    let mut warnings = config_warnings(config);
     let mut errors = Vec::new();
     let mut table = serde_json::Value::Null;
     let mut time_lines = Vec::new();
@@ -426,16 +461,34 @@ pub async fn validate(
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let resolved = config::redacted_json(config);
+    let resolved = (print == Print::Config).then(|| config::redacted_json(config));
     let valid = errors.is_empty();
     if format == Format::Json {
-        let object = serde_json::json!({
-            "valid": valid, "config": resolved, "table": table, "warnings": warnings, "errors": errors,
+        let mut object = serde_json::json!({
+            "valid": valid, "table": table, "warnings": warnings, "errors": errors,
         });
+        if let Some(resolved) = resolved {
+            object["config"] = resolved;
+        }
         writeln!(out, "{object}")?;
     } else {
-        let pretty = serde_json::to_string_pretty(&resolved).map_err(std::io::Error::other)?;
-        writeln!(out, "{pretty}")?;
+        if valid {
+            writeln!(out, "{}: valid", config.path.display())?;
+        } else {
+            writeln!(
+                out,
+                "{}: not valid on this database ({} problem{})",
+                config.path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            )?;
+        }
+        for e in &errors {
+            writeln!(out, "error: {e}")?;
+        }
+        for w in &warnings {
+            writeln!(out, "warning: {w}")?;
+        }
         if connect {
             writeln!(out)?;
             writeln!(
@@ -453,22 +506,9 @@ pub async fn validate(
                 writeln!(out, "  {line}")?;
             }
         }
-        for w in &warnings {
-            writeln!(out, "warning: {w}")?;
-        }
-        for e in &errors {
-            writeln!(out, "error: {e}")?;
-        }
-        if valid {
-            writeln!(out, "\n{}: valid", config.path.display())?;
-        } else {
-            writeln!(
-                out,
-                "\n{}: not valid on this database ({} problem{})",
-                config.path.display(),
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            )?;
+        if let Some(resolved) = resolved {
+            let pretty = serde_json::to_string_pretty(&resolved).map_err(std::io::Error::other)?;
+            writeln!(out, "\nthe resolved config (secrets redacted):\n{pretty}")?;
         }
     }
     Ok(if valid { EXIT_OK } else { EXIT_USAGE })

@@ -21,6 +21,7 @@ mod expand;
 mod raw;
 mod redact;
 mod resolve;
+mod suggest;
 
 pub use expand::{expand, format_size, parse_duration, parse_hold, parse_size, MAX_HOLD};
 use raw::*;
@@ -162,6 +163,9 @@ pub struct Artifacts {
     pub name: String,
     /// Absolute, resolved against the config file's folder.
     pub root: PathBuf,
+    /// `root` as the file wrote it, when that was a relative path (`validate` warns: the
+    /// root then depends on where the file lies).
+    pub root_relative: Option<String>,
     pub pattern: String,
     pub partial: Vec<String>,
     pub settle: Duration,
@@ -420,8 +424,7 @@ pub fn parse_operator(
         lookup,
         places: Default::default(),
     };
-    let raw: RawOperator = toml::from_str(text)
-        .map_err(|e| ctx.error(e.span(), None, e.message().trim_end().replace('\n', "; ")))?;
+    let raw: RawOperator = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
     let base = config_folder(path);
     match part {
         OperatorPart::Http { token } => Ok(Operator::Http(match raw.http {
@@ -437,6 +440,12 @@ pub fn parse_operator(
             resolve_state_dir(&ctx, raw.state.as_ref(), &base).map_err(ConfigError::Invalid)?,
         )),
     }
+}
+
+/// A TOML or serde error at its place, with "did you mean" for a mistyped key or value.
+fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end().replace('\n', "; ");
+    ctx.error(e.span(), None, suggest::did_you_mean(&message))
 }
 
 /// The folder relative paths in a config file are resolved against: the file's own folder,
@@ -544,8 +553,7 @@ pub fn parse(
         lookup,
         places: Default::default(),
     };
-    let raw: RawConfig = toml::from_str(text)
-        .map_err(|e| ctx.error(e.span(), None, e.message().trim_end().replace('\n', "; ")))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
     resolve(&ctx, raw, path, env_override).map_err(ConfigError::Invalid)
 }
 
@@ -1054,6 +1062,33 @@ failed = ["failed"]
         )
         .unwrap_err();
         assert!(err.contains("{job_id}"), "{err}");
+    }
+
+    #[test]
+    fn a_reserved_character_in_the_password_is_named_with_its_encoding() {
+        for (url, c) in [
+            ("postgres://app:pa#ss@127.0.0.1:5432/app", Some('#')),
+            ("postgres://app:pa?ss@db/app", Some('?')),
+            ("mysql://app:pa/ss@db/app", Some('/')),
+            ("postgres://app:p@ss@db/app", Some('@')),
+            ("postgres://app:p%23ss@db/app", None),
+            ("postgres://db:5432/app?options=a@b", None),
+            ("postgres://app:pw@db/app?sslmode=require", None),
+            ("sqlite://jobs.db", None),
+            ("postgres://app@%2Frun%2Fpostgresql/app", None),
+        ] {
+            assert_eq!(resolve::reserved_in_userinfo(url), c, "{url}");
+        }
+        let err = load_str(
+            &MINIMAL.replace("sqlite://jobs.db", "postgres://app:pa#ss@db/app"),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(":3:7:") && err.contains("percent-encode `#` as `%23`"),
+            "{err}"
+        );
+        assert!(!err.contains("pa#ss"), "the password is not shown: {err}");
     }
 
     #[test]

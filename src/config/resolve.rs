@@ -612,6 +612,19 @@ pub(super) fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Datab
             ),
         )
     })?;
+    if let Some(c) = reserved_in_userinfo(&url) {
+        return Err(ctx.at(
+            &raw.url,
+            "database.url",
+            format!(
+                "the user or password in `{}` holds a `{c}`, which ends that part of a URL \
+                 early: percent-encode `{c}` as `{}` (and `@` as `%40`, `/` as `%2F`, `:` in \
+                 a user name as `%3A`)",
+                redact_url(&url),
+                percent(c)
+            ),
+        ));
+    }
     // sqlx knows MariaDB by the mysql:// scheme.
     let url = match url.strip_prefix("mariadb:") {
         Some(rest) => format!("mysql:{rest}"),
@@ -656,6 +669,35 @@ pub(super) fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Datab
         query_timeout,
         timezone,
     })
+}
+
+/// A character of a server URL's user or password that must be percent-encoded and was not:
+/// a `#`, `?` or `/` that cuts the user part short (the text before it has no `@`, but an `@`
+/// follows, with no `=` of a query parameter in between), or a second `@`.
+pub(super) fn reserved_in_userinfo(url: &str) -> Option<char> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.matches('@').count() > 1 {
+        return Some('@');
+    }
+    if authority.contains('@') || end == rest.len() {
+        return None;
+    }
+    let after = &rest[end..];
+    let at = after.find('@')?;
+    (!after[..at].contains('='))
+        .then(|| after.chars().next())
+        .flatten()
+}
+
+/// `c` percent-encoded (`#` as `%23`).
+fn percent(c: char) -> String {
+    let mut buf = [0u8; 4];
+    c.encode_utf8(&mut buf)
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect()
 }
 
 pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
@@ -961,8 +1003,10 @@ pub(super) fn resolve_artifacts(
         ),
         ));
     }
-    let root = PathBuf::from(ctx.text(&raw.root, &key("root"))?);
+    let root_text = ctx.text(&raw.root, &key("root"))?;
+    let root = PathBuf::from(&root_text);
     Ok(Artifacts {
+        root_relative: (!root.is_absolute()).then_some(root_text),
         name: ctx.text(&raw.name, &key("name"))?,
         root: if root.is_absolute() {
             root
