@@ -3,20 +3,29 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use jobwarden::adapters::notify::Notifier;
 use jobwarden::app::commands::{self, Error, RecoverOptions, Strictness};
+use jobwarden::app::logging;
 use jobwarden::{app::demo, config, daemon};
 use prometheus::Registry;
 
+/// `--version`: the crate's version and the git revision it was built from (`unknown` outside
+/// a checkout; build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("JOBWARDEN_REVISION"),
+    ")"
+);
+
 /// A watchdog for jobs tables: finds jobs stuck `running` after their process died.
 #[derive(Debug, Parser)]
-#[command(name = "jobwarden", version, about)]
+#[command(name = "jobwarden", version = VERSION, about)]
 struct Cli {
     /// The config file [default: jobwarden.toml].
     #[arg(short = 'c', long, global = true, env = "JOBWARDEN_CONFIG")]
@@ -135,6 +144,18 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Print shell completions: `jobwarden completions bash > /etc/bash_completion.d/jobwarden`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with `--dir` write one page per command there
+    /// (`jobwarden.1`, `jobwarden-check.1`, ...).
+    Man {
+        /// Write the pages into this folder instead of printing the main one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where `pause` and `snooze` find the daemon: with `--url` and a token, no config file is
@@ -177,7 +198,13 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.log_format, default_level);
+    logging::init(
+        match cli.log_format {
+            LogFormat::Text => logging::LogFormat::Text,
+            LogFormat::Json => logging::LogFormat::Json,
+        },
+        default_level,
+    );
     // The daemon gets a second worker so HTTP answers while a scan decodes and judges rows;
     // one-shot commands need only one.
     let runtime = if matches!(cli.command, Command::Run { .. }) {
@@ -215,8 +242,16 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     } else {
         commands::Format::Human
     };
-    if let Command::Demo = cli.command {
-        return demo::demo(format, &mut stdout).await;
+    match &cli.command {
+        Command::Demo => return demo::demo(format, &mut stdout).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "jobwarden", &mut stdout);
+            return Ok(commands::EXIT_OK);
+        }
+        Command::Man { dir } => {
+            return commands::man_pages(Cli::command(), dir.as_deref(), &mut stdout)
+        }
+        _ => {}
     }
     // The operator commands need only the daemon's address and token, or the state
     // directory: never the database settings.
@@ -292,10 +327,12 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         Command::Alert {
             command: AlertCommand::Test,
         } => commands::alert_test(&config, &mut stdout).await,
-        Command::Audit { .. } | Command::Pause { .. } | Command::Snooze { .. } => {
-            Err(Error::Usage("handled above".into()))
-        }
-        Command::Demo => Err(Error::Usage("demo takes no config".into())),
+        Command::Audit { .. }
+        | Command::Pause { .. }
+        | Command::Snooze { .. }
+        | Command::Demo
+        | Command::Completions { .. }
+        | Command::Man { .. } => Err(Error::Usage("handled above".into())),
     }
 }
 
@@ -347,72 +384,5 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
             eprintln!("jobwarden: error: {e}");
             Ok(e.exit_code())
         }
-    }
-}
-
-/// Logs go to stderr. One-shot commands log warnings and errors only (their results are on
-/// stdout); `JOBWARDEN_LOG` (an `EnvFilter` string) overrides. Under systemd (`JOURNAL_STREAM`
-/// set) lines carry no colour and no timestamp of their own: journald adds both.
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JOBWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let ansi = !journald && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(Escaped { ansi })
-        .with_ansi(ansi);
-    match (format, journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().init(),
-        (LogFormat::Text, false) => builder.init(),
-    }
-}
-
-/// Standard error, with the control characters of each log line escaped (a newline in a job
-/// id, a path or a database message would otherwise start a forged line). The line's own final
-/// newline is kept, and so are colour codes when the terminal shows them.
-#[derive(Clone, Copy)]
-struct Escaped {
-    ansi: bool,
-}
-
-struct EscapedWriter {
-    ansi: bool,
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Escaped {
-    type Writer = EscapedWriter;
-
-    fn make_writer(&'a self) -> EscapedWriter {
-        EscapedWriter { ansi: self.ansi }
-    }
-}
-
-impl std::io::Write for EscapedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        let (body, end) = match text.strip_suffix('\n') {
-            Some(body) => (body, "\n"),
-            None => (text.as_ref(), ""),
-        };
-        let mut line = String::with_capacity(buf.len());
-        for c in body.chars() {
-            match c {
-                '\n' => line.push_str("\\n"),
-                '\r' => line.push_str("\\r"),
-                '\t' => line.push('\t'),
-                '\u{1b}' if self.ansi => line.push(c),
-                c if c.is_control() => line.push_str(&c.escape_unicode().to_string()),
-                c => line.push(c),
-            }
-        }
-        line.push_str(end);
-        std::io::stderr().write_all(line.as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
     }
 }

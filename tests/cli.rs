@@ -875,3 +875,110 @@ fn config_mistakes_say_how_to_fix_them() {
         "the resolved config only with --print: {printed}"
     );
 }
+
+/// Runs `jobwarden ARGS` under a pseudo-terminal (util-linux `script`), as a person at a
+/// terminal would: what it printed, both streams together.
+fn at_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_jobwarden"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run script (util-linux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Log lines are coloured only at a terminal, and never under `NO_COLOR`.
+#[test]
+fn no_color_and_a_pipe_get_plain_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // A relative artifact root: `validate` logs a warning line.
+    let text = format!(
+        "{SMALL}\n[[artifacts]]\nname = \"reports\"\nroot = \"volumes/logs\"\npattern = \"{{job_id}}/**\"\n"
+    );
+    let config = write_config(dir.path(), &text);
+    let env = [("DATABASE_URL", "sqlite://x.db")];
+    let args = ["validate", "-c", config.as_str()];
+    let coloured = at_a_terminal(&args, &env);
+    assert!(
+        coloured.contains("WARN") && coloured.contains('\u{1b}'),
+        "a terminal gets colour: {coloured:?}"
+    );
+    let plain = at_a_terminal(&args, &[env[0], ("NO_COLOR", "1")]);
+    assert!(
+        plain.contains("WARN") && !plain.contains('\u{1b}'),
+        "NO_COLOR: {plain:?}"
+    );
+    let piped = jobwarden("sqlite://x.db", &args);
+    assert!(
+        stderr(&piped).contains("WARN") && !stderr(&piped).contains('\u{1b}'),
+        "a pipe: {:?}",
+        stderr(&piped)
+    );
+}
+
+/// Completions and man pages come from the CLI definition; `--version` names the revision.
+#[test]
+fn completions_man_pages_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = jobwarden("", &["completions", shell]);
+        assert_eq!(code(&out), 0, "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        for word in ["snooze", "older-than", "state-dir", "config"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = jobwarden("", &["completions", "tcsh"]);
+    assert_eq!(code(&out), 2, "an unknown shell is a usage error");
+
+    let secret = "a-token-that-must-not-show-1";
+    let out = common::jobwarden_with_env("", &["man"], &[("JOBWARDEN_TOKEN", secret)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH jobwarden 1"), "{page}");
+    for word in ["recover", "snooze", "completions"] {
+        assert!(page.contains(word), "the main page lists {word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::jobwarden_with_env(
+        "",
+        &["man", "--dir", dir.path().to_str().unwrap()],
+        &[("JOBWARDEN_TOKEN", secret)],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recover = std::fs::read_to_string(dir.path().join("jobwarden-recover.1")).unwrap();
+    assert!(recover.contains("older\\-than"), "{recover}");
+    let pause = std::fs::read_to_string(dir.path().join("jobwarden-pause.1")).unwrap();
+    assert!(
+        pause.contains("\\-\\-token") && pause.contains(env!("CARGO_PKG_VERSION")),
+        "{pause}"
+    );
+    assert!(
+        !pause.contains(secret),
+        "the token in the environment never shows: {pause}"
+    );
+
+    let out = jobwarden("", &["--version"]);
+    assert_eq!(code(&out), 0);
+    let version = stdout(&out);
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(common::root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let expected = format!(
+        "jobwarden {} ({})\n",
+        env!("CARGO_PKG_VERSION"),
+        revision.as_deref().unwrap_or("unknown")
+    );
+    assert_eq!(version, expected);
+}

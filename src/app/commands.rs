@@ -514,6 +514,38 @@ pub async fn validate(
     Ok(if valid { EXIT_OK } else { EXIT_USAGE })
 }
 
+/// `jobwarden man`: the man page of `command` (roff) on `out`; with `dir`, one page per
+/// command written there (`jobwarden.1`, `jobwarden-check.1`, `jobwarden-alert-test.1`, ...),
+/// each file named on `out`.
+pub fn man_pages(
+    command: clap::Command,
+    dir: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(command).render(out)?;
+        return Ok(EXIT_OK);
+    };
+    std::fs::create_dir_all(dir)?;
+    let version = command.get_version().unwrap_or_default().to_string();
+    let mut pending = vec![(command.get_name().to_string(), command)];
+    while let Some((name, mut command)) = pending.pop() {
+        command.build();
+        for sub in command.get_subcommands() {
+            if sub.get_name() != "help" {
+                let sub = sub.clone().version(version.clone());
+                pending.push((format!("{name}-{}", sub.get_name()), sub));
+            }
+        }
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.name(name.clone())).render(&mut page)?;
+        std::fs::write(&path, page)?;
+        writeln!(out, "{}", path.display())?;
+    }
+    Ok(EXIT_OK)
+}
+
 /// `jobwarden alert test`: exit 0 when every receiver accepted both samples, 2 with no sinks
 /// configured, else 3.
 pub async fn alert_test(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
