@@ -899,13 +899,13 @@ fn at_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
 #[test]
 fn no_color_and_a_pipe_get_plain_log_lines() {
     let dir = tempfile::tempdir().unwrap();
-    // A relative artifact root: `validate` logs a warning line.
+    // A relative artifact root: `validate --json` logs a warning line beside its JSON.
     let text = format!(
         "{SMALL}\n[[artifacts]]\nname = \"reports\"\nroot = \"volumes/logs\"\npattern = \"{{job_id}}/**\"\n"
     );
     let config = write_config(dir.path(), &text);
     let env = [("DATABASE_URL", "sqlite://x.db")];
-    let args = ["validate", "-c", config.as_str()];
+    let args = ["validate", "--json", "-c", config.as_str()];
     let coloured = at_a_terminal(&args, &env);
     assert!(
         coloured.contains("WARN") && coloured.contains('\u{1b}'),

@@ -458,8 +458,11 @@ pub async fn validate(
             errors.push(e.to_string());
         }
     }
-    for w in &warnings {
-        tracing::warn!("{w}");
+    if format == Format::Json {
+        // The human output prints them; beside JSON a person still sees them on stderr.
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
     }
     let resolved = (print == Print::Config).then(|| config::redacted_json(config));
     let valid = errors.is_empty();

@@ -1091,6 +1091,91 @@ failed = ["failed"]
         assert!(!err.contains("pa#ss"), "the password is not shown: {err}");
     }
 
+    /// Every key the config reads, table by table, as serde itself lists them: a key that is
+    /// not a field makes the error name every field the table has.
+    fn keys_of(table: &str) -> Vec<String> {
+        let probe = "zz_not_a_key = 1";
+        let text = match table {
+            "" => format!("{probe}\n{MINIMAL}"),
+            "jobs" => MINIMAL.replace("[jobs]\n", &format!("[jobs]\n{probe}\n")),
+            "jobs.statuses" => {
+                MINIMAL.replace("[jobs.statuses]\n", &format!("[jobs.statuses]\n{probe}\n"))
+            }
+            "database" => MINIMAL.replace("[database]\n", &format!("[database]\n{probe}\n")),
+            "rules" | "artifacts" | "alerts" => format!("{MINIMAL}\n[[{table}]]\n{probe}\n"),
+            _ => format!("{MINIMAL}\n[{table}]\n{probe}\n"),
+        };
+        let err = load_str(&text, None).unwrap_err();
+        let expected = err
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("[{table}]: {err}"))
+            .1;
+        let expected = expected.split("; did you mean").next().unwrap_or(expected);
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_example_config_lists_every_key() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/jobwarden.example.toml");
+        let example = std::fs::read_to_string(&path).unwrap();
+        // Keys set or shown commented out (`# key = ...`), under their table's header.
+        let mut listed: std::collections::BTreeSet<(String, String)> = Default::default();
+        let mut table = String::new();
+        for line in example.lines() {
+            let line = line.trim();
+            if let Some(header) = line.strip_prefix('[') {
+                table = header.trim_matches(['[', ']']).to_string();
+                continue;
+            }
+            let body = line.trim_start_matches('#').trim_start();
+            if let Some((key, _)) = body.split_once('=') {
+                let key = key.trim();
+                if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    listed.insert((table.clone(), key.to_string()));
+                }
+            }
+        }
+        let tables = keys_of("");
+        let mut missing = Vec::new();
+        for top in &tables {
+            // A table is what the example has a header for; any other name is a top-level key
+            // (or a table the example lacks altogether: reported by its name).
+            let is_table = listed.iter().any(|(t, _)| t == top);
+            if is_table {
+                let mut keys = keys_of(top);
+                if top == "jobs" {
+                    keys.retain(|k| k != "statuses");
+                    for k in keys_of("jobs.statuses") {
+                        if !listed.contains(&("jobs.statuses".into(), k.clone())) {
+                            missing.push(format!("[jobs.statuses] {k}"));
+                        }
+                    }
+                }
+                for k in keys {
+                    if !listed.contains(&(top.clone(), k.clone())) {
+                        missing.push(format!("[{top}] {k}"));
+                    }
+                }
+            } else if !listed.contains(&(String::new(), top.clone())) {
+                missing.push(top.clone());
+            }
+        }
+        assert!(
+            tables.len() >= 10 && listed.len() > 60,
+            "the probe found the keys: {tables:?}"
+        );
+        assert!(
+            missing.is_empty(),
+            "{} does not list {missing:?}: add each with what it does and its default",
+            path.display()
+        );
+    }
+
     #[test]
     fn expand_handles_dollars() {
         assert_eq!(expand("a$$b", &env).unwrap(), "a$b");
