@@ -874,6 +874,21 @@ fn config_mistakes_say_how_to_fix_them() {
         !printed.contains("\"pattern\""),
         "the resolved config only with --print: {printed}"
     );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .current_dir(&folder)
+        .args(["check", "--strict", "--config", "jobwarden.toml"])
+        .env("DATABASE_URL", "sqlite://x.db")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "artifact root {} (reports, given as \"volumes/logs\", relative to the config file's folder) does not exist",
+            folder.join("volumes/logs").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Runs `jobwarden ARGS` under a pseudo-terminal (util-linux `script`), as a person at a

@@ -100,8 +100,13 @@ pub fn artifact_indexes(
         let mut index = artifacts::Index::new(spec);
         index.reconcile();
         if strictness == Strictness::Strict && !index.root_present {
+            let given = spec
+                .root_relative
+                .as_ref()
+                .map(|r| format!(", given as \"{r}\", relative to the config file's folder"))
+                .unwrap_or_default();
             return Err(Error::Artifacts(format!(
-                "artifact root {} ({}) does not exist",
+                "artifact root {} ({}{given}) does not exist",
                 spec.root.display(),
                 spec.name
             )));
