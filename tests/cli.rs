@@ -830,6 +830,11 @@ fn config_mistakes_say_how_to_fix_them() {
             ":16:10:",
             "unknown variant `hearbeat`",
         ),
+        (
+            SMALL.replace("statuses = [\"running\"]", "statuses = [\"Runing\"]"),
+            ":15:13:",
+            "watches `Runing`, which [jobs.statuses] does not list",
+        ),
     ] {
         let config = write_config(dir.path(), &edit);
         let out = jobwarden("sqlite://x.db", &["validate", "--config", &config]);
@@ -837,6 +842,8 @@ fn config_mistakes_say_how_to_fix_them() {
         let err = stderr(&out);
         let wanted = if says.contains("tabel") {
             "did you mean `table`?"
+        } else if says.contains("Runing") {
+            "did you mean `running`?"
         } else {
             "did you mean `heartbeat`?"
         };

@@ -858,7 +858,10 @@ pub(super) fn resolve_rule(
                     c.as_str()
                 ))),
                 None => Err(ctx.at(s, &key("statuses"), format!(
-                    "rule `{name}` watches `{word}`, which [jobs.statuses] does not list as pending or running"
+                    "rule `{name}` watches `{word}`, which [jobs.statuses] does not list as pending or running{}",
+                    super::suggest::closest(&word, jobs.statuses.active())
+                        .map(|w| format!("; did you mean `{w}`?"))
+                        .unwrap_or_default()
                 ))),
             }
         })

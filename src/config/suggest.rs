@@ -17,6 +17,12 @@ fn suggestion(message: &str) -> Option<String> {
     let (given, expected) = rest.split_once('`')?;
     let expected = expected.split_once("expected")?.1;
     let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    closest(given, names)
+}
+
+/// The name of `names` closest to `given` (case aside), if one is close enough: at most a
+/// third of the shorter one's letters apart (one for short names).
+pub(super) fn closest<'a>(given: &str, names: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let given_lower = given.to_ascii_lowercase();
     names
         .into_iter()
@@ -86,6 +92,10 @@ mod tests {
             None,
         );
         check("invalid type: integer, expected a string", None);
+        assert_eq!(
+            closest("runing", ["pending", "running"]).as_deref(),
+            Some("running")
+        );
         assert_eq!(
             did_you_mean("unknown field `tabel`, expected `table`"),
             "unknown field `tabel`, expected `table`; did you mean `table`?"
