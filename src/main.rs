@@ -28,7 +28,13 @@ const VERSION: &str = concat!(
 #[command(name = "jobwarden", version = VERSION, about)]
 struct Cli {
     /// The config file [default: jobwarden.toml].
-    #[arg(short = 'c', long, global = true, env = "JOBWARDEN_CONFIG")]
+    #[arg(
+        short = 'c',
+        long,
+        global = true,
+        env = "JOBWARDEN_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
     /// The environment whose thresholds apply (overrides `environment` in the file).
     #[arg(long = "env", global = true, env = "JOBWARDEN_ENV")]
@@ -242,30 +248,33 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     } else {
         commands::Format::Human
     };
-    match &cli.command {
-        Command::Demo => return demo::demo(format, &mut stdout).await,
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "jobwarden", &mut stdout);
-            return Ok(commands::EXIT_OK);
-        }
-        Command::Man { dir } => {
-            return commands::man_pages(Cli::command(), dir.as_deref(), &mut stdout)
-        }
-        _ => {}
-    }
-    // The operator commands need only the daemon's address and token, or the state
-    // directory: never the database settings.
+    // The whole config, for the commands that read the table; the operator commands (`audit`,
+    // `pause`, `snooze`) need only the daemon's address and token, or the state directory,
+    // never the database settings; `demo`, `completions` and `man` need no config.
+    let load = || {
+        config::load(
+            &cli.config_path(),
+            cli.environment.as_deref(),
+            &config::env_lookup,
+        )
+    };
     let explicit = cli.config.as_deref();
     match &cli.command {
+        Command::Demo => demo::demo(format, &mut stdout).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "jobwarden", &mut stdout);
+            Ok(commands::EXIT_OK)
+        }
+        Command::Man { dir } => commands::man_pages(Cli::command(), dir.as_deref(), &mut stdout),
         Command::Audit { last, state_dir } => {
             let dir =
                 commands::operator_state_dir(explicit, state_dir.as_deref(), &config::env_lookup)?;
-            return commands::audit(&dir, *last, format, &mut stdout);
+            commands::audit(&dir, *last, format, &mut stdout)
         }
         Command::Pause { duration, target } => {
             let target = target.to_api();
             let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
-            return commands::pause(&http, &target, duration, format, &mut stdout).await;
+            commands::pause(&http, &target, duration, format, &mut stdout).await
         }
         Command::Snooze {
             job,
@@ -275,7 +284,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
         } => {
             let target = target.to_api();
             let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
-            return commands::snooze(
+            commands::snooze(
                 &http,
                 &target,
                 job,
@@ -284,19 +293,12 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
                 format,
                 &mut stdout,
             )
-            .await;
+            .await
         }
-        _ => {}
-    }
-    let config = config::load(
-        &cli.config_path(),
-        cli.environment.as_deref(),
-        &config::env_lookup,
-    )?;
-    match &cli.command {
-        Command::Run { dry_run } => run(cli, config, *dry_run).await,
+        Command::Run { dry_run } => run(cli, load()?, *dry_run).await,
         Command::Check { strict } => {
-            commands::check(&config, Strictness::from_flag(*strict), format, &mut stdout).await
+            let strictness = Strictness::from_flag(*strict);
+            commands::check(&load()?, strictness, format, &mut stdout).await
         }
         Command::Recover {
             dry_run,
@@ -314,7 +316,7 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
                 exclude: exclude.clone(),
                 incident: incident.clone(),
             };
-            commands::recover(&config, options, format, &mut stdout).await
+            commands::recover(&load()?, options, format, &mut stdout).await
         }
         Command::Validate { connect, print } => {
             let print = if *print {
@@ -322,17 +324,11 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
             } else {
                 commands::Print::VerdictOnly
             };
-            commands::validate(&config, *connect, print, format, &mut stdout).await
+            commands::validate(&load()?, *connect, print, format, &mut stdout).await
         }
         Command::Alert {
             command: AlertCommand::Test,
-        } => commands::alert_test(&config, &mut stdout).await,
-        Command::Audit { .. }
-        | Command::Pause { .. }
-        | Command::Snooze { .. }
-        | Command::Demo
-        | Command::Completions { .. }
-        | Command::Man { .. } => Err(Error::Usage("handled above".into())),
+        } => commands::alert_test(&load()?, &mut stdout).await,
     }
 }
 
