@@ -36,6 +36,11 @@ pub(super) fn tcp_address(db: &Database) -> Option<(String, u16)> {
         }
         Dialect::Sqlite => return None,
     };
+    // An IPv6 literal comes bracketed from the URL (`[::1]`); the lookup takes it bare.
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     (!socket && !host.starts_with('/') && !host.is_empty()).then_some((host, port))
 }
 
@@ -52,25 +57,35 @@ pub(super) enum Unreachable {
     Other(String),
 }
 
+/// `host:port`, an IPv6 literal in brackets.
+fn shown(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The sentence for `reason`, naming `host:port`, the key to fix and the usual cause.
 pub(super) fn describe(reason: &Unreachable, host: &str, port: u16, timeout: Duration) -> String {
+    let at = shown(host, port);
     match reason {
         Unreachable::NoSuchHost(why) => format!(
             "the host name `{host}` was not found ({why}): check the host in `database.url`"
         ),
         Unreachable::Refused => format!(
-            "connection refused by {host}:{port}: nothing listens on port {port} there; check \
+            "connection refused by {at}: nothing listens on port {port} there; check \
              the port in `database.url` (PostgreSQL's default is 5432, MySQL's 3306) and that \
              the server is running"
         ),
         Unreachable::TimedOut => format!(
-            "no answer from {host}:{port} within {} (`database.query_timeout`): the host is \
+            "no answer from {at} within {} (`database.query_timeout`): the host is \
              down, or a firewall drops the connection; check the host and port in \
              `database.url`",
             humantime::format_duration(timeout)
         ),
         Unreachable::Other(why) => format!(
-            "cannot open a connection to {host}:{port}: {why}; check the host and port in \
+            "cannot open a connection to {at}: {why}; check the host and port in \
              `database.url`"
         ),
     }
@@ -106,9 +121,10 @@ pub(super) async fn probe(host: &str, port: u16, timeout: Duration) -> Result<()
 /// does not speak the database's protocol, or the server is too slow to greet.
 pub(super) fn no_greeting(host: &str, port: u16, timeout: Duration) -> String {
     format!(
-        "{host}:{port} accepted a connection, but no database answered within {} \
+        "{} accepted a connection, but no database answered within {} \
          (`database.query_timeout`): check that port {port} is the database's in \
          `database.url`, or raise `database.query_timeout` for a slow server",
+        shown(host, port),
         humantime::format_duration(timeout)
     )
 }
@@ -140,6 +156,34 @@ mod tests {
     }
 
     #[test]
+    fn the_address_comes_from_the_url_and_sockets_are_left_alone() {
+        let db = |url: &str| {
+            crate::config::parse(
+                &format!(
+                    "[database]\nurl = \"{url}\"\n[jobs]\ntable = \"jobs\"\n\
+                     [jobs.statuses]\nrunning = [\"running\"]\n"
+                ),
+                std::path::Path::new("/etc/jw.toml"),
+                None,
+                &|_| None,
+            )
+            .expect("config")
+            .database
+        };
+        let address = |url: &str| tcp_address(&db(url));
+        assert_eq!(
+            address("postgres://u@[::1]:5433/app"),
+            Some(("::1".into(), 5433))
+        );
+        assert_eq!(
+            address("mysql://u@db.internal/app"),
+            Some(("db.internal".into(), 3306))
+        );
+        assert_eq!(address("postgres://u@%2Frun%2Fpostgresql/app"), None);
+        assert_eq!(address("sqlite://jobs.db"), None);
+    }
+
+    #[test]
     fn each_reason_says_what_to_check() {
         let t = Duration::from_secs(5);
         let said = |r: Unreachable| describe(&r, "db", 5433, t);
@@ -147,5 +191,6 @@ mod tests {
         assert!(said(Unreachable::Refused).contains("check the port"));
         assert!(said(Unreachable::TimedOut).contains("no answer from db:5433 within 5s"));
         assert!(said(Unreachable::NoSuchHost("x".into())).contains("`db` was not found"));
+        assert!(describe(&Unreachable::Refused, "::1", 5432, t).contains("by [::1]:5432:"));
     }
 }
