@@ -128,6 +128,9 @@ enum Command {
         /// How long, such as "30m".
         #[arg(long = "for")]
         duration: String,
+        /// Why, kept with the pause in the audit trail and shown on the console.
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -271,10 +274,15 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
                 commands::operator_state_dir(explicit, state_dir.as_deref(), &config::env_lookup)?;
             commands::audit(&dir, *last, format, &mut stdout)
         }
-        Command::Pause { duration, target } => {
+        Command::Pause {
+            duration,
+            reason,
+            target,
+        } => {
             let target = target.to_api();
             let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
-            commands::pause(&http, &target, duration, format, &mut stdout).await
+            let reason = reason.as_deref();
+            commands::pause(&http, &target, duration, reason, format, &mut stdout).await
         }
         Command::Snooze {
             job,

@@ -220,15 +220,16 @@ async fn click(browser: &fantoccini::Client, css: &str) {
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
-/// The text of the element `css` finds, if there is one.
+/// The text of the element `css` finds, if there is one, shown or folded away (the
+/// preview's exact statement sits in a closed `<details>`; [`shown`] says what is seen).
 async fn text(browser: &fantoccini::Client, css: &str) -> Option<String> {
+    let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
     browser
-        .find(fantoccini::Locator::Css(css))
+        .execute(script, vec![serde_json::Value::String(css.to_string())])
         .await
         .ok()?
-        .text()
-        .await
-        .ok()
+        .as_str()
+        .map(|t| t.trim().to_string())
 }
 
 /// Whether the element `css` finds is shown.
@@ -246,11 +247,22 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     for (id, beat) in [("stuck-1", 95.0), ("stuck-2", 62.0), ("live-3", 0.1)] {
         db.running(id, 130.0, beat).await;
     }
+    // Queued for over two hours: it can be failed or snoozed, not re-queued.
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES ('queued-4', 'queued', {}, {})",
+        db.ago(130.0),
+        db.ago(130.0)
+    ))
+    .await;
     // Alert-only, so the one write is the person's.
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"")
         .jobs("status_since = \"created_at\"")
+        .statuses(
+            "pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]",
+        )
         .heartbeat_rule("hb", "30m", "action = \"alert\"\nseverity = \"critical\"")
+        .section("[[rules]]\nname = \"queue\"\nstatuses = [\"queued\"]\nsignal = \"created\"\nafter = \"1h\"\naction = \"alert\"")
         .section("[safety]\nstartup_grace = \"0s\"")
         // Behind a reverse proxy's prefix: the script's requests honour it too.
         .section(
@@ -288,7 +300,23 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     assert!(!shown(&browser, fail_1).await, "no button before the token");
     assert!(!shown(&browser, "button[data-act]").await);
 
-    // The token, once; then the buttons.
+    // A wrong token is refused when it is entered: nothing unlocks.
+    let input = browser
+        .find(fantoccini::Locator::Css("#token"))
+        .await
+        .expect("token input");
+    input.send_keys("NOT-THE-TOKEN-0123").await.expect("type");
+    click(&browser, "#unlock-form button[type=submit]").await;
+    wait_for("the refusal", Duration::from_secs(10), || async {
+        text(&browser, "#unlock-result")
+            .await
+            .filter(|t| t.contains("That token is wrong"))
+    })
+    .await;
+    assert!(!shown(&browser, "button[data-act]").await, "still locked");
+    assert!(shown(&browser, "#unlock").await);
+
+    // The right token, once; then the buttons.
     let input = browser
         .find(fantoccini::Locator::Css("#token"))
         .await
@@ -299,8 +327,26 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         shown(&browser, fail_1).await.then_some(())
     })
     .await;
+    assert!(
+        text(&browser, "#locked-as")
+            .await
+            .is_some_and(|t| t.contains("http 127.0.0.1:")),
+        "who the daemon takes the person for"
+    );
+    // Only the buttons that can work: a queued job is not offered a re-queue.
+    let queued = "div.actions[data-job=\"queued-4\"]";
+    assert!(shown(&browser, &format!("{queued} button[data-act=\"fail\"]")).await);
+    assert!(!shown(&browser, &format!("{queued} button[data-act=\"requeue\"]")).await);
+    assert!(
+        shown(
+            &browser,
+            "div.actions[data-job=\"stuck-1\"] button[data-act=\"requeue\"]"
+        )
+        .await
+    );
 
-    // "Mark as failed": a dry run first, with the exact statement; nothing written yet.
+    // "Mark as failed": a dry run first, in words, the exact statement folded beneath;
+    // nothing written yet.
     click(&browser, fail_1).await;
     let statement = wait_for("the preview", Duration::from_secs(10), || async {
         text(&browser, "#preview-statement")
@@ -312,6 +358,22 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         statement.contains("'stuck-1'") && statement.contains("'failed'"),
         "{statement}"
     );
+    assert!(!shown(&browser, "#preview-statement").await, "folded");
+    assert_eq!(
+        text(&browser, "#preview-words").await.as_deref(),
+        Some("running → failed, no reason given")
+    );
+    browser
+        .find(fantoccini::Locator::Css("#preview-reason"))
+        .await
+        .expect("reason")
+        .send_keys("worker died")
+        .await
+        .expect("type");
+    assert_eq!(
+        text(&browser, "#preview-words").await.as_deref(),
+        Some("running → failed, reason: worker died")
+    );
     assert_eq!(
         status("stuck-1").await,
         "running",
@@ -320,7 +382,8 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     let png = browser.screenshot().await.expect("screenshot");
     std::fs::write(target_dir().join("console-preview.png"), &png).expect("save");
 
-    // Confirm: exactly that row.
+    // Confirm: exactly that row, and the result stays until it is dismissed (no reload is
+    // scheduled meanwhile).
     click(&browser, "#confirm").await;
     wait_for("stuck-1 failed", Duration::from_secs(10), || async {
         (status("stuck-1").await == "failed").then_some(())
@@ -328,6 +391,26 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     .await;
     assert_eq!(status("stuck-2").await, "running");
     assert_eq!(status("live-3").await, "running");
+    let result = wait_for("the result", Duration::from_secs(10), || async {
+        text(&browser, "#preview-result")
+            .await
+            .filter(|t| t.starts_with("Done"))
+    })
+    .await;
+    assert_eq!(
+        result,
+        "Done (applied): running → failed, reason: worker died"
+    );
+    assert!(shown(&browser, "#preview-result").await);
+    let refresh = browser
+        .execute("return document.documentElement.dataset.refresh", vec![])
+        .await
+        .expect("refresh");
+    assert_eq!(refresh, "paused", "no reload under the result");
+    assert_eq!(text(&browser, "#cancel").await.as_deref(), Some("Dismiss"));
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(target_dir().join("console-result.png"), &png).expect("save");
+    click(&browser, "#cancel").await;
 
     // The page refreshes itself: stuck-1 is gone, and stuck-2 goes once its row is fixed.
     let gone = |id: &'static str| {
@@ -358,6 +441,13 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     })
     .await;
     click(&browser, "#confirm").await;
+    wait_for("the snooze's result", Duration::from_secs(10), || async {
+        text(&browser, "#preview-result")
+            .await
+            .filter(|t| t.starts_with("Done"))
+    })
+    .await;
+    click(&browser, "#cancel").await;
     wait_for(
         "stuck-2 listed as snoozed",
         Duration::from_secs(10),
@@ -391,6 +481,13 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
     })
     .await;
     click(&browser, "#confirm").await;
+    wait_for("the end's result", Duration::from_secs(10), || async {
+        text(&browser, "#preview-result")
+            .await
+            .filter(|t| t.starts_with("Done"))
+    })
+    .await;
+    click(&browser, "#cancel").await;
     wait_for("no snooze listed", Duration::from_secs(10), || async {
         let page = browser.source().await.ok()?;
         (page.contains("Findings") && !page.contains("class=\"snoozes\"")).then_some(())
@@ -401,11 +498,50 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         "running",
         "a snooze writes nothing"
     );
+
+    // The pause button: every write paused for an hour, with a reason, said on the page;
+    // then resumed.
+    wait_for("the pause form", Duration::from_secs(10), || async {
+        shown(&browser, "#pause-form").await.then_some(())
+    })
+    .await;
+    browser
+        .find(fantoccini::Locator::Css("#pause-reason"))
+        .await
+        .expect("the pause's reason")
+        .send_keys("deploy window")
+        .await
+        .expect("type");
+    click(&browser, "#pause-form button[type=submit]").await;
+    wait_for("the pause on the page", Duration::from_secs(15), || async {
+        text(&browser, "ul.health")
+            .await
+            .filter(|t| t.contains("writes paused until") && t.contains("deploy window"))
+    })
+    .await;
+    let holds = std::fs::read_to_string(db.dir().join("state").join("holds.json")).expect("holds");
+    assert!(holds.contains("deploy window"), "{holds}");
+    wait_for("the resume button", Duration::from_secs(10), || async {
+        shown(&browser, "#resume").await.then_some(())
+    })
+    .await;
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(target_dir().join("console-paused.png"), &png).expect("save");
+    click(&browser, "#resume").await;
+    wait_for("writes resumed", Duration::from_secs(15), || async {
+        text(&browser, "ul.health")
+            .await
+            .filter(|t| t.contains("writes not paused"))
+    })
+    .await;
+
     db.exec(&format!(
         "UPDATE jobs SET updated_at = {} WHERE id = 'stuck-2'",
         db.ago(0.0)
     ))
     .await;
+    db.exec("UPDATE jobs SET status = 'completed' WHERE id = 'queued-4'")
+        .await;
     let page = wait_for("stuck-2 off the page", Duration::from_secs(20), || {
         gone("stuck-2")
     })

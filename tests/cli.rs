@@ -670,17 +670,37 @@ async fn operator_commands_need_no_database_settings() {
     let shell = tempfile::tempdir().unwrap();
     let with_token = [("JOBWARDEN_TOKEN", token)];
 
-    // No config file at all: the address and the token are enough.
+    // No config file at all: the address and the token are enough. The pause is kept in the
+    // trail with its reason and the person at the command line (`cli:$USER@host`).
     let out = jobwarden_bare(
         shell.path(),
-        &["pause", "--for", "30m", "--url", &url],
-        &with_token,
+        &[
+            "pause",
+            "--for",
+            "30m",
+            "--reason",
+            "deploy window",
+            "--url",
+            &url,
+        ],
+        &[with_token[0], ("USER", "alice")],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("writes paused until 20"),
         "{}",
         stdout(&out)
+    );
+    let trail = std::fs::read_to_string(state.join("audit.jsonl")).unwrap_or_default();
+    let pause: serde_json::Value = trail
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["hold"] == "pause")
+        .unwrap_or_else(|| panic!("no pause in the trail: {trail}"));
+    assert_eq!(pause["reason"], "deploy window", "{pause}");
+    assert!(
+        pause["by"].as_str().unwrap_or("").starts_with("cli:alice@"),
+        "{pause}"
     );
 
     // The installed config, whose database URL is a variable this shell does not have.

@@ -99,10 +99,18 @@ async fn the_status_page_and_a_job_page_show_what_is_stuck() {
     assert!(gone.contains("The table has no row with this id"), "{gone}");
     let (status, _, unknown) = get("/jobwarden/jobs/nobody").await;
     assert_eq!(
-        status, 200,
-        "a job jobwarden knows nothing of still has a page"
+        status, 404,
+        "a job neither the table nor jobwarden knows is not found"
     );
-    assert!(unknown.contains("jobwarden has written nothing about this job"));
+    assert!(
+        unknown.contains("no such job: the table has no row with this id"),
+        "and its page says so: {unknown}"
+    );
+    // A job's page opens with its story: its state, then what is wrong with it.
+    assert!(
+        job.contains("<p class=\"headline\">running · stalled: no heartbeat for"),
+        "{job}"
+    );
 
     // The audit trail, filtered by job and by outcome.
     let (status, _, audit) = get("/jobwarden/audit?job=7").await;
@@ -595,6 +603,15 @@ async fn a_newcomer_acts_on_a_demo_job_and_sees_its_timeline() {
         (code == 200).then_some(report)
     })
     .await;
+    // The demo's daemon writes nothing itself for its first hour: every stuck job is left
+    // for the newcomer to click, its write held back.
+    let findings = report["findings"].as_array().cloned().unwrap_or_default();
+    let fails: Vec<_> = findings.iter().filter(|f| f["action"] == "fail").collect();
+    assert!(!fails.is_empty(), "{report}");
+    assert!(
+        fails.iter().all(|f| f["outcome"] == "limited"),
+        "held back, not written: {report}"
+    );
     // An alert-only finding: the daemon leaves it to a person.
     let job = report["findings"]
         .as_array()
@@ -723,7 +740,10 @@ async fn a_person_fails_one_job(backend: Backend) {
         let (code, page) = common::get(&daemon.url(&format!("/jobs/{id}")))
             .await
             .expect("page");
-        assert_eq!(code, 200, "{id}: {page}");
+        assert_eq!(
+            code, 404,
+            "{id}: no such job, and a page that says so: {page}"
+        );
         assert!(
             page.contains("The table has no row with this id"),
             "{id}: {page}"
@@ -1340,5 +1360,104 @@ async fn a_thousand_stuck_jobs_are_one_incident_and_pages_of_a_hundred() {
     for r in readers {
         assert_eq!(r.await.expect("reader"), Some(200));
     }
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// `[http] user_header` names the person in the audit and the holds, believed only from the
+/// trusted proxies; the CLI's own header names its user otherwise; `GET /api/v1/whoami`
+/// says whom the daemon takes the caller for, and refuses a wrong token.
+#[tokio::test]
+async fn the_person_behind_a_trusted_proxy_is_named() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    db.running(1, 120.0, 0.1).await;
+    let token = "WHO-T0KEN-0123456789";
+    let daemon_trusting = |proxies: &str| {
+        let config = TestConfig::new(&db.url)
+            .top("interval = \"200ms\"")
+            .jobs("status_since = \"created_at\"")
+            .heartbeat_rule("hb", "30m", "action = \"alert\"")
+            .section(&format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\nuser_header = \"X-Forwarded-User\"\ntrusted_proxies = [{proxies}]"
+            ))
+            .state(&db.dir().join("state"))
+            .write(db.dir().join("jw.toml"));
+        Daemon::start(&config, &[])
+    };
+    let whoami = |daemon: &Daemon, headers: &[(&str, &str)], bearer: &str| {
+        let mut r = reqwest::Client::new()
+            .get(daemon.url("/api/v1/whoami"))
+            .bearer_auth(bearer);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        async move {
+            let r = r.send().await.expect("get");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    let daemon = daemon_trusting("\"127.0.0.1\"");
+    wait_for("the listener", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/healthz")).await
+    })
+    .await;
+    let (status, _) = whoami(&daemon, &[], "WRONG-T0KEN-0123456789").await;
+    assert_eq!(status, 401, "a wrong token is refused");
+    let (status, who) = whoami(&daemon, &[("X-Forwarded-User", "alice")], token).await;
+    assert_eq!(status, 200);
+    let by = who["by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("alice (http 127.0.0.1:"), "{who}");
+    // A snooze by alice keeps her name in the holds.
+    let r = reqwest::Client::new()
+        .post(daemon.url("/api/v1/jobs/1/snooze"))
+        .bearer_auth(token)
+        .header("X-Forwarded-User", "alice")
+        .header("content-type", "application/json")
+        .body(r#"{"for": "1h", "reason": "looking into it"}"#)
+        .send()
+        .await
+        .expect("snooze");
+    assert_eq!(r.status().as_u16(), 200);
+    let holds = std::fs::read_to_string(db.dir().join("state").join("holds.json")).expect("holds");
+    assert!(holds.contains("alice (http 127.0.0.1:"), "{holds}");
+    // The snooze is in the job's timeline and on /audit, with its reason and who asked.
+    let (_, page) = common::get(&daemon.url("/jobs/1")).await.expect("job page");
+    assert!(
+        page.contains("snoozed</span> until ")
+            && page.contains(": looking into it, asked by alice (http 127.0.0.1:"),
+        "{page}"
+    );
+    let (_, audit) = common::get(&daemon.url("/audit")).await.expect("audit");
+    assert!(
+        audit.contains("Pauses and snoozes") && audit.contains("looking into it"),
+        "{audit}"
+    );
+    // Without the proxy's header, the CLI's names its user.
+    let (_, who) = whoami(&daemon, &[("X-Jobwarden-By", "cli:bob@ops-1")], token).await;
+    assert!(
+        who["by"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("cli:bob@ops-1 (http 127.0.0.1:")),
+        "{who}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+
+    // From a client the config does not trust, the header is anyone's word: not believed.
+    let daemon = daemon_trusting("\"10.0.0.0/8\"");
+    wait_for("the listener", Duration::from_secs(10), || async {
+        common::get(&daemon.url("/healthz")).await
+    })
+    .await;
+    let (_, who) = whoami(&daemon, &[("X-Forwarded-User", "mallory")], token).await;
+    let by = who["by"].as_str().unwrap_or_default();
+    assert!(
+        by.starts_with("http 127.0.0.1:") && !by.contains("mallory"),
+        "{who}"
+    );
     assert_eq!(daemon.stop().await, 0);
 }

@@ -197,10 +197,81 @@ pub fn append_outcome(state_dir: &Path, max_size: u64, entry: &Entry) -> std::io
     append_with(state_dir, max_size, std::slice::from_ref(entry), false)
 }
 
-fn append_with(
+/// A person's pause or snooze, kept in the audit trail beside the writes (a line with a
+/// `hold` key, which the readers of writes skip), for `/audit` and the job pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    pub hold: HoldKind,
+    /// RFC 3339, the host's clock.
+    pub time: String,
+    /// The snoozed job; none for a pause (every write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// When it ends (RFC 3339); none when it was ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    /// Who asked: `http` and their address, or the person.
+    #[serde(default)]
+    pub by: String,
+}
+
+/// What a [`Hold`] record says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldKind {
+    Pause,
+    Resume,
+    Snooze,
+    Unsnooze,
+}
+
+impl HoldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Pause => "pause",
+            HoldKind::Resume => "resume",
+            HoldKind::Snooze => "snooze",
+            HoldKind::Unsnooze => "unsnooze",
+        }
+    }
+}
+
+/// Appends pauses and snoozes (handed to the system, not waited on: `holds.json` is what
+/// keeps them in force; these lines are their history).
+pub fn append_holds(state_dir: &Path, max_size: u64, holds: &[Hold]) -> std::io::Result<()> {
+    append_with(state_dir, max_size, holds, false)
+}
+
+/// The last `n` pauses and snoozes, oldest first: every pause, and the snoozes of `job` (all
+/// jobs' when `None`).
+pub fn last_holds(state_dir: &Path, n: usize, job: Option<&str>) -> std::io::Result<Vec<Hold>> {
+    let mut out = Vec::new();
+    lines_from_end(state_dir, |line| {
+        if !line.contains("\"hold\"") {
+            return true;
+        }
+        let Ok(h) = serde_json::from_str::<Hold>(line) else {
+            return true;
+        };
+        let wanted = match (&h.job_id, job) {
+            (None, _) | (_, None) => true,
+            (Some(id), Some(job)) => id == job,
+        };
+        if wanted {
+            out.push(h);
+        }
+        out.len() < n
+    })?;
+    out.reverse();
+    Ok(out)
+}
+
+fn append_with<T: Serialize>(
     state_dir: &Path,
     max_size: u64,
-    entries: &[Entry],
+    entries: &[T],
     durable: bool,
 ) -> std::io::Result<()> {
     if entries.is_empty() {
@@ -391,6 +462,9 @@ fn lines_from_end_of(at: &Path, keep: &mut impl FnMut(&str) -> bool) -> std::io:
 pub struct Filter {
     pub job: Option<String>,
     pub outcome: Option<String>,
+    /// Leave out a person's previews (their dry runs: not writes), unless `outcome` asks
+    /// for dry runs. The dry runs of a daemon in dry-run mode stay: what it would have done.
+    pub hide_previews: bool,
 }
 
 /// The last `n` writes, oldest first: each intent joined with its outcome (an intent without
@@ -436,11 +510,11 @@ pub fn last_matching(state_dir: &Path, n: usize, filter: &Filter) -> std::io::Re
             }),
             Stage::Intent => None,
         };
-        if let Some(e) = shown.filter(|e| {
-            filter
-                .outcome
-                .as_ref()
-                .is_none_or(|o| e.outcome.as_str() == o)
+        if let Some(e) = shown.filter(|e| match &filter.outcome {
+            Some(o) => e.outcome.as_str() == o,
+            None => {
+                !(filter.hide_previews && e.outcome == Recorded::DryRun && e.requested_by.is_some())
+            }
         }) {
             out.push(e);
         }
@@ -552,6 +626,75 @@ mod tests {
             .collect();
         assert_eq!(pending, ["b"]);
         assert_eq!(last(dir.path(), 1).unwrap()[0].id, "d");
+        // The console's trail leaves a person's preview out, unless it asks for dry runs;
+        // the daemon's own dry run stays.
+        let mut preview = e("p", Stage::Outcome, Recorded::DryRun);
+        preview.requested_by = Some("http 127.0.0.1:1".into());
+        append(dir.path(), NO_ROTATION, &[preview]).unwrap();
+        let shown = |filter: Filter| -> Vec<String> {
+            last_matching(dir.path(), 10, &filter)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        let writes = Filter {
+            hide_previews: true,
+            ..Filter::default()
+        };
+        assert_eq!(shown(writes), ["a", "b", "d"]);
+        let asked = Filter {
+            outcome: Some("dry_run".into()),
+            hide_previews: true,
+            ..Filter::default()
+        };
+        assert_eq!(shown(asked), ["d", "p"]);
+    }
+
+    #[test]
+    fn pauses_and_snoozes_are_kept_beside_the_writes_and_read_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = |kind: HoldKind, job: Option<&str>, reason: &str| Hold {
+            hold: kind,
+            time: "2026-01-01T00:00:00Z".into(),
+            job_id: job.map(str::to_string),
+            until: Some("2026-01-01T01:00:00Z".into()),
+            reason: reason.into(),
+            by: "alice (http 127.0.0.1:1)".into(),
+        };
+        append(
+            dir.path(),
+            NO_ROTATION,
+            &[e("a", Stage::Outcome, Recorded::Applied)],
+        )
+        .unwrap();
+        append_holds(
+            dir.path(),
+            NO_ROTATION,
+            &[
+                hold(HoldKind::Pause, None, "deploy"),
+                hold(HoldKind::Snooze, Some("7"), "looking"),
+                hold(HoldKind::Snooze, Some("8"), "other"),
+            ],
+        )
+        .unwrap();
+        // The readers of writes skip them.
+        let writes: Vec<String> = last(dir.path(), 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(writes, ["a"]);
+        // One job's: its snoozes and every pause, oldest first.
+        let reasons = |job: Option<&str>| -> Vec<String> {
+            last_holds(dir.path(), 10, job)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.reason)
+                .collect()
+        };
+        assert_eq!(reasons(Some("7")), ["deploy", "looking"]);
+        assert_eq!(reasons(None), ["deploy", "looking", "other"]);
     }
 
     #[test]
@@ -599,7 +742,7 @@ mod tests {
             10,
             &Filter {
                 job: Some(old.clone()),
-                outcome: None,
+                ..Filter::default()
             },
         )
         .unwrap();
@@ -609,8 +752,8 @@ mod tests {
             dir.path(),
             10_000,
             &Filter {
-                job: None,
                 outcome: Some("applied".into()),
+                ..Filter::default()
             },
         )
         .unwrap();

@@ -572,17 +572,15 @@ pub async fn pause(
     http: &Http,
     target: &Target,
     duration: &str,
+    reason: Option<&str>,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let (answer, ending) = hold(
-        http,
-        target,
-        "/api/v1/pause",
-        duration,
-        serde_json::json!({}),
-    )
-    .await?;
+    let mut body = serde_json::json!({});
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+    }
+    let (answer, ending) = hold(http, target, "/api/v1/pause", duration, body).await?;
     let until = answer.hold_until("paused_until", ending, &[])?;
     match (format, until) {
         (Format::Json, _) => writeln!(out, "{}", serde_json::Value::Object(answer.json))?,
@@ -647,7 +645,7 @@ pub fn operator_http(
         lookup,
         "--url URL and --token (or JOBWARDEN_TOKEN)",
     )? {
-        config::Operator::Http(http) => Ok(http),
+        config::Operator::Http(http) => Ok(*http),
         config::Operator::State(_) => Err(Error::Usage("no [http] table read".into())),
     }
 }

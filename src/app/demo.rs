@@ -67,6 +67,12 @@ partial = ["*.part"]
 settle = "2m"
 required = ["report.pdf"]
 
+# The daemon on this config fails nothing by itself for its first hour (its startup grace), so
+# the stuck jobs wait for you on the console. To let it fail them itself, as it would in
+# production, set startup_grace = "0s" (or remove these two lines) and restart it.
+[safety]
+startup_grace = "1h"
+
 # jobwarden's own files (the audit trail, what it remembers of each job) stay in the demo folder.
 [state]
 dir = "state"

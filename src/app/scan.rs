@@ -399,9 +399,9 @@ impl Scanner {
     }
 
     /// Records that jobwarden wrote this job outside a scan (a person's action): it leaves its
-    /// incident as written.
-    pub fn written(&mut self, id: &str) {
-        self.memory.written(id);
+    /// incident as failed (or re-queued) by a person.
+    pub fn written(&mut self, id: &str, action: crate::config::Action) {
+        self.memory.written(id, action);
     }
 
     /// Groups the report's findings into incidents (after the writes, so the mass stall the

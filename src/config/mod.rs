@@ -222,6 +222,78 @@ pub struct Http {
     /// `external_url`: where people reach the daemon (base path included, no trailing `/`),
     /// for the links in alerts; default none (Alertmanager's links then use `listen`).
     pub external_url: Option<String>,
+    /// `user_header` (`X-Forwarded-User`): names the person behind a request in the audit,
+    /// believed only from `trusted_proxies` (addresses or CIDR ranges).
+    pub user_header: Option<String>,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address range of `trusted_proxies`: `10.0.0.0/8`, or one address (`127.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub net: std::net::IpAddr,
+    pub bits: u8,
+}
+
+impl Cidr {
+    /// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or one with `/n`.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (ip, bits) = match text.trim().split_once('/') {
+            Some((ip, bits)) => (ip, Some(bits.parse::<u8>().ok()?)),
+            None => (text.trim(), None),
+        };
+        let net: std::net::IpAddr = ip.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    /// Whether `ip` lies in the range (an IPv4-mapped IPv6 address as its IPv4 one).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let keep = |len: u32| -> u128 {
+            if self.bits == 0 {
+                0
+            } else {
+                u128::MAX << (len - u32::from(self.bits))
+            }
+        };
+        match (self.net, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
+                let mask = keep(32) as u32;
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
+                let mask = keep(128);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::Cidr;
+
+    #[test]
+    fn ranges_and_single_addresses() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let lan = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(lan.contains(ip("10.20.30.40")) && !lan.contains(ip("11.0.0.1")));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        assert!(one.contains(ip("::ffff:127.0.0.1")), "IPv4-mapped");
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "proxy.internal", "10.0.0/8", "::1/129", ""] {
+            assert_eq!(Cidr::parse(bad), None, "{bad}");
+        }
+    }
 }
 
 /// The PEM files of the HTTPS listener, resolved against the config file's folder.
@@ -242,6 +314,8 @@ impl Default for Http {
             base_path: String::new(),
             job_url: None,
             external_url: None,
+            user_header: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -395,7 +469,7 @@ pub enum OperatorPart {
 /// database.
 #[derive(Debug, Clone)]
 pub enum Operator {
-    Http(Http),
+    Http(Box<Http>),
     State(PathBuf),
 }
 
@@ -427,7 +501,7 @@ pub fn parse_operator(
     let raw: RawOperator = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
     let base = config_folder(path);
     match part {
-        OperatorPart::Http { token } => Ok(Operator::Http(match raw.http {
+        OperatorPart::Http { token } => Ok(Operator::Http(Box::new(match raw.http {
             Some(mut h) => {
                 if !token {
                     h.token = None;
@@ -435,7 +509,7 @@ pub fn parse_operator(
                 resolve_http(&ctx, &h, &base).map_err(ConfigError::Invalid)?
             }
             None => Http::default(),
-        })),
+        }))),
         OperatorPart::State => Ok(Operator::State(
             resolve_state_dir(&ctx, raw.state.as_ref(), &base).map_err(ConfigError::Invalid)?,
         )),
@@ -594,6 +668,8 @@ failed = ["failed"]
             base_path: String::new(),
             job_url: None,
             external_url: None,
+            user_header: None,
+            trusted_proxies: Vec::new(),
         };
         let local = http("127.0.0.1:9847", &["jobs.internal"]);
         for ok in [
@@ -795,6 +871,35 @@ failed = ["failed"]
         for fine in ["/jobwarden", "/jw/v1.2", "/.well", "/a..b/", ""] {
             assert!(with(fine).is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn user_header_is_believed_only_from_trusted_proxies() {
+        let config = load_str(
+            &format!("{MINIMAL}\n[http]\nuser_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n"),
+            None,
+        )
+        .expect("loads");
+        assert_eq!(config.http.user_header.as_deref(), Some("x-forwarded-user"));
+        assert_eq!(config.http.trusted_proxies.len(), 2);
+        let alone = load_str(
+            &format!("{MINIMAL}\n[http]\nuser_header = \"X-Forwarded-User\"\n"),
+            None,
+        )
+        .expect_err("without trusted_proxies");
+        assert!(
+            alone.contains("`http.user_header`") && alone.contains("needs http.trusted_proxies"),
+            "{alone}"
+        );
+        let bad = load_str(
+            &format!("{MINIMAL}\n[http]\ntrusted_proxies = [\"proxy.internal\"]\n"),
+            None,
+        )
+        .expect_err("a name");
+        assert!(
+            bad.contains("`http.trusted_proxies`") && bad.contains("10.0.0.0/8"),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub(super) struct RawHttp {
     pub(super) base_path: Option<Text>,
     pub(super) job_url: Option<Text>,
     pub(super) external_url: Option<Text>,
+    pub(super) user_header: Option<Text>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<Text>,
 }
 
 #[derive(Deserialize)]

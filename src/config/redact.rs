@@ -130,7 +130,9 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "tls_cert": config.http.tls.as_ref().map(|t| t.cert.display().to_string()),
             "tls_key": config.http.tls.as_ref().map(|t| t.key.display().to_string()),
             "base_path": config.http.base_path, "job_url": config.http.job_url,
-            "external_url": config.http.external_url},
+            "external_url": config.http.external_url, "user_header": config.http.user_header,
+            "trusted_proxies": config.http.trusted_proxies.iter()
+                .map(|c| format!("{}/{}", c.net, c.bits)).collect::<Vec<_>>()},
         "alerts": alerts,
         "state": {"dir": config.state_dir},
         "audit": {"table": config.audit_table.as_ref().map(|t| t.to_string()),

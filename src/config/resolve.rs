@@ -459,6 +459,46 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
             Some(url)
         }
     };
+    let mut trusted_proxies = Vec::new();
+    for t in &h.trusted_proxies {
+        let text = ctx.text(t, "http.trusted_proxies")?;
+        match crate::config::Cidr::parse(&text) {
+            Some(c) => trusted_proxies.push(c),
+            None => {
+                return Err(ctx.at(
+                    t,
+                    "http.trusted_proxies",
+                    format!("`{text}` is not an address or an address range, such as \"127.0.0.1\" or \"10.0.0.0/8\""),
+                ))
+            }
+        }
+    }
+    let user_header = match &h.user_header {
+        None => None,
+        Some(v) => {
+            let text = ctx.text(v, "http.user_header")?;
+            let name = text.trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ctx.at(
+                    v,
+                    "http.user_header",
+                    format!("`{text}` is not a header name, such as \"X-Forwarded-User\""),
+                ));
+            }
+            if trusted_proxies.is_empty() {
+                return Err(ctx.at(
+                    v,
+                    "http.user_header",
+                    "needs http.trusted_proxies: the header is believed only from the proxies that set it (anyone else could send it), such as trusted_proxies = [\"127.0.0.1\"]".into(),
+                ));
+            }
+            Some(name.to_ascii_lowercase())
+        }
+    };
     Ok(Http {
         listen,
         token,
@@ -467,6 +507,8 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
         base_path,
         job_url,
         external_url,
+        user_header,
+        trusted_proxies,
     })
 }
 

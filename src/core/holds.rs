@@ -16,6 +16,9 @@ pub struct Holds {
     /// No write until this Unix time (alerts go on).
     #[serde(default)]
     pub paused_until: Option<f64>,
+    /// Why and by whom, while paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseNote>,
     /// Snoozed jobs, by job id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snoozed: BTreeMap<String, Snooze>,
@@ -24,6 +27,15 @@ pub struct Holds {
     /// Saved, so a restart holds too; it never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<String>,
+}
+
+/// Why writes were paused, and who asked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PauseNote {
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub by: String,
 }
 
 /// One job's snooze.
@@ -74,6 +86,7 @@ impl Holds {
         let before = self.clone();
         if self.paused(now).is_none() {
             self.paused_until = None;
+            self.pause = None;
         }
         self.snoozed.retain(|_, s| s.until > now);
         before != *self

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::core::detect::{format_age, Finding, Kind};
+use crate::core::vocabulary::Action;
 
 /// Jobs of one host whose processes died that make an incident.
 pub const HOST_MIN: usize = 2;
@@ -47,8 +48,14 @@ pub enum Cause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Left {
-    /// jobwarden wrote it (failed or re-queued).
+    /// jobwarden wrote it (failed or re-queued) in a scan: the daemon's own action, or a
+    /// `recover`.
     Written,
+    /// A person failed it through the daemon (a job's or a bulk action on the console or
+    /// the API).
+    FailedByPerson,
+    /// A person re-queued it through the daemon.
+    RequeuedByPerson,
     /// It is no longer active, and jobwarden did not write it: a person or the application.
     Finished,
     /// Still active, its finding cleared: it came back to life.
@@ -59,6 +66,8 @@ impl Left {
     fn words(self) -> &'static str {
         match self {
             Left::Written => "written by jobwarden",
+            Left::FailedByPerson => "failed by a person",
+            Left::RequeuedByPerson => "re-queued by a person",
             Left::Finished => "finished by a person or the application",
             Left::CameBack => "came back",
         }
@@ -234,9 +243,12 @@ impl Incidents {
                 } else {
                     Left::Finished
                 };
-                // A write made by an earlier scan's pass shows here as the job gone.
+                // A write made by an earlier scan's pass, or by a person between scans,
+                // shows here as the job gone.
                 let how = match left.get(job) {
-                    Some(Left::Written) => Left::Written,
+                    Some(by @ (Left::Written | Left::FailedByPerson | Left::RequeuedByPerson)) => {
+                        *by
+                    }
                     _ => how,
                 };
                 left.insert(job.clone(), how);
@@ -409,13 +421,18 @@ impl Incidents {
         changes
     }
 
-    /// Records that jobwarden wrote these jobs outside a scan (a person's action through the
-    /// daemon): when they leave their incident, they left as written.
-    pub fn written(&mut self, ids: &[&str]) {
+    /// Records that a person had jobwarden write these jobs outside a scan (a job's or a bulk
+    /// action through the daemon): when they leave their incident, they left failed (or
+    /// re-queued) by a person, which is how its closing message says it ended.
+    pub fn written(&mut self, ids: &[&str], action: Action) {
+        let how = match action {
+            Action::Requeue => Left::RequeuedByPerson,
+            _ => Left::FailedByPerson,
+        };
         for inc in self.list.iter_mut().filter(|i| i.ended_at.is_none()) {
             for id in ids {
                 if inc.open.contains(*id) {
-                    inc.left.insert((*id).to_string(), Left::Written);
+                    inc.left.insert((*id).to_string(), how);
                 }
             }
         }
@@ -719,6 +736,29 @@ mod tests {
         assert_eq!(inc.list[0].jobs(), 6, "counted once while still in it");
         World::new([]).observe(&mut inc, &mut [], NOW + 15.0);
         assert_eq!(inc.list[0].ending(), "6 written by jobwarden");
+    }
+
+    #[test]
+    fn jobs_a_person_wrote_between_scans_end_their_incident_as_the_persons() {
+        let mut inc = Incidents::default();
+        let world = World::new(1..=302);
+        let mut findings = stalled(1..=300, NOW - 1900.0);
+        findings.push(mass());
+        world.observe(&mut inc, &mut findings, NOW);
+        // A bulk fail of 290 and a re-queue of 5 through the daemon; 5 came back alone.
+        let ids: Vec<String> = (1..=295).map(|i| i.to_string()).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        inc.written(&ids[..290], Action::Fail);
+        inc.written(&ids[290..], Action::Requeue);
+        // The next scan: the failed ones are no longer active, the re-queued ones are (queued
+        // again), and none has a finding.
+        let world = World::new(291..=302);
+        let changes = world.observe(&mut inc, &mut [], NOW + 30.0);
+        assert_eq!(changes.ended, ["inc-1"]);
+        assert_eq!(
+            inc.list[0].ending(),
+            "290 failed by a person, 5 re-queued by a person, 5 came back"
+        );
     }
 
     #[test]

@@ -177,9 +177,10 @@ impl Memory {
         changes
     }
 
-    /// jobwarden wrote this job outside a scan: it leaves its incident as written.
-    pub fn written(&mut self, id: &str) {
-        self.incidents.written(&[id]);
+    /// A person had jobwarden write this job outside a scan: it leaves its incident as
+    /// failed (or re-queued) by a person.
+    pub fn written(&mut self, id: &str, action: crate::core::vocabulary::Action) {
+        self.incidents.written(&[id], action);
         self.dirty = true;
     }
 

@@ -193,6 +193,34 @@ pub fn active_class(
         })
 }
 
+/// What the console may offer a person on a finding's job, from the latest scan alone: the
+/// checks of [`manual`] that a finding can answer (a job id, an active status, no younger
+/// than `min_age`, a status to write to, not already pending for a re-queue). A button
+/// only where the action can work; the write itself is still planned by [`manual`] from the
+/// row read afresh.
+#[derive(Debug, Clone, Default)]
+pub struct Offers {
+    pub statuses: crate::core::vocabulary::Statuses,
+    /// `[safety] min_age`, in seconds.
+    pub min_age: u64,
+}
+
+impl Offers {
+    /// Whether `action` (fail or re-queue) could work on the job of `f`.
+    pub fn allows(&self, f: &Finding, action: Action) -> bool {
+        if f.job_id.is_empty() || f.kind == Kind::MassStall || f.age_seconds < self.min_age {
+            return false;
+        }
+        let Some(class) = self.statuses.class_of(&f.status).filter(|c| c.is_active()) else {
+            return false;
+        };
+        match action {
+            Action::Requeue => class != StatusClass::Pending && !self.statuses.pending.is_empty(),
+            _ => !self.statuses.failed.is_empty(),
+        }
+    }
+}
+
 /// Plans a person's `fail` or `requeue` of one job from its row read now: refused unless the
 /// row is active, has a finding among the latest scan's `findings` (the first of the job's,
 /// whose kind and rule the audit records) at least `min_age` seconds old (`min_age` has no
@@ -316,6 +344,43 @@ mod tests {
             failed: vec!["failed".into(), "error".into()],
             ..Statuses::default()
         })
+    }
+
+    #[test]
+    fn the_console_offers_only_what_can_work() {
+        let offers = Offers {
+            statuses: statuses().statuses,
+            min_age: 60,
+        };
+        let can = |f: &Finding| {
+            (
+                offers.allows(f, Action::Fail),
+                offers.allows(f, Action::Requeue),
+            )
+        };
+        let running = finding("1", "running", Action::Alert, "hb");
+        assert_eq!(can(&running), (true, true));
+        // Already pending: failing can work, a re-queue would change nothing.
+        assert_eq!(
+            can(&finding("2", "queued", Action::Alert, "hb")),
+            (true, false)
+        );
+        // A finished job (a succeeded job's missing report) and a job the table lacks.
+        assert_eq!(
+            can(&finding("3", "done", Action::Alert, "hb")),
+            (false, false)
+        );
+        assert_eq!(can(&finding("4", "", Action::Alert, "hb")), (false, false));
+        // Younger than min_age, and the mass stall (no job).
+        let mut young = running.clone();
+        young.age_seconds = 59;
+        assert_eq!(can(&young), (false, false));
+        let mut mass = running.clone();
+        mass.kind = Kind::MassStall;
+        assert_eq!(can(&mass), (false, false));
+        // No status to write to.
+        let none = Offers::default();
+        assert!(!none.allows(&running, Action::Fail) && !none.allows(&running, Action::Requeue));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! unless a sink already heard of one before it joined the incident: that sink then hears
 //! its resolution too.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -458,12 +458,16 @@ impl Book {
         });
     }
 
-    /// Records that jobwarden wrote to a job between scans (a person's action): its open
-    /// alerts resolve saying so.
-    pub fn acted(&mut self, job_id: &str, what: &str) {
+    /// Records that jobwarden wrote to jobs between scans (a person's action; each job id
+    /// with what was done): their open alerts resolve saying so. One pass over the book,
+    /// whatever the number of jobs (a bulk action writes thousands).
+    pub fn acted(&mut self, done: &HashMap<&str, &str>) {
         for e in self.entries.values_mut() {
-            if e.job_id == job_id && e.resolved.is_none() {
-                e.acted = Some(what.to_string());
+            if e.resolved.is_some() {
+                continue;
+            }
+            if let Some(what) = done.get(e.job_id.as_str()) {
+                e.acted = Some((*what).to_string());
             }
         }
     }

@@ -207,12 +207,9 @@ impl Alerter {
     /// Records writes made between scans (see [`Book::acted`]): each job id with what was
     /// done to it, then saves the book once (a bulk action writes thousands of jobs).
     pub fn acted<'a>(&mut self, done: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let mut any = false;
-        for (job_id, what) in done {
-            self.book.acted(job_id, what);
-            any = true;
-        }
-        if any {
+        let done: HashMap<&str, &str> = done.into_iter().collect();
+        if !done.is_empty() {
+            self.book.acted(&done);
             self.save();
         }
     }

@@ -224,7 +224,7 @@ impl Loop {
         }));
         if let Some(scanner) = &mut self.scanner {
             for done in written {
-                scanner.written(&done.write.job_id);
+                scanner.written(&done.write.job_id, done.write.action);
             }
         }
         executed

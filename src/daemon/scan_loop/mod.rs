@@ -31,7 +31,7 @@ use crate::app::actions;
 use crate::app::scan::{Report, Scanner};
 use crate::config::{Config, ConfigError, StatusClass};
 use crate::core::backoff::Backoff;
-use crate::core::detect::{Finding, FindingKey, Kind, OlderThan};
+use crate::core::detect::{FindingKey, Kind, OlderThan};
 use crate::core::memory::Memory;
 use crate::daemon::state::{Change, Inbox, RecoverRequest, Shared, What};
 
@@ -84,7 +84,7 @@ impl Loop {
             notifier: options.notifier,
             reload: options.reload,
             backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
-            seen: BTreeSet::new(),
+            seen: BTreeMap::new(),
             terminal: None,
             memory_saved: None,
             suspicion: None,
@@ -200,8 +200,10 @@ pub struct Loop {
     /// Reads the config again (SIGHUP).
     reload: Reloader,
     backoff: Backoff,
-    /// Finding keys of the last scan, to log appearances and clearances once.
-    seen: BTreeSet<FindingKey>,
+    /// Finding keys of the last scan, to log appearances and clearances once; `true` for a
+    /// finding in an incident, whose own lines (opened, grew, ended) say it instead: a
+    /// restart that kills 5,000 jobs is one line, not 5,000.
+    seen: BTreeMap<FindingKey, bool>,
     /// The periodic terminal-status count, running beside the loop.
     terminal: Option<tokio::task::JoinHandle<()>>,
     /// When the job memory was last saved.
@@ -709,15 +711,21 @@ impl Loop {
     }
 
     fn log_changes(&mut self, report: &Report) {
-        let now: BTreeSet<FindingKey> = report.findings.iter().map(Finding::key).collect();
+        let now: BTreeMap<FindingKey, bool> = report
+            .findings
+            .iter()
+            .map(|f| (f.key(), f.incident.is_some()))
+            .collect();
         let at = self.clock.now();
         let mut changes = Vec::new();
         for f in &report.findings {
-            if !self.seen.contains(&f.key()) {
-                tracing::warn!(
-                    job_id = f.job_id.as_str(), kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
-                    action = f.action.as_str(), outcome = f.outcome.as_str(), "finding: {}", f.message
-                );
+            if !self.seen.contains_key(&f.key()) {
+                if f.incident.is_none() {
+                    tracing::warn!(
+                        job_id = f.job_id.as_str(), kind = f.kind.as_str(), rule = %f.rule, age_seconds = f.age_seconds,
+                        action = f.action.as_str(), outcome = f.outcome.as_str(), "finding: {}", f.message
+                    );
+                }
                 changes.push(Change {
                     at,
                     key: f.key(),
@@ -725,8 +733,13 @@ impl Loop {
                 });
             }
         }
-        for gone in self.seen.difference(&now) {
-            tracing::info!(job_id = gone.job_id.as_str(), kind = gone.kind.as_str(), rule = %gone.rule, "finding cleared");
+        for (gone, in_incident) in &self.seen {
+            if now.contains_key(gone) {
+                continue;
+            }
+            if !in_incident {
+                tracing::info!(job_id = gone.job_id.as_str(), kind = gone.kind.as_str(), rule = %gone.rule, "finding cleared");
+            }
             changes.push(Change {
                 at,
                 key: gone.clone(),

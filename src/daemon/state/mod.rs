@@ -118,6 +118,8 @@ pub struct ConsoleInfo {
     pub dry_run: bool,
     pub sinks: Vec<String>,
     pub state_dir: std::path::PathBuf,
+    /// `[audit] max_size`, for the pauses and snoozes kept in the trail.
+    pub audit_max_size: u64,
     pub job_url: Option<String>,
     /// The resolved config with its secrets redacted (`validate`'s JSON).
     pub config: serde_json::Value,
@@ -125,6 +127,8 @@ pub struct ConsoleInfo {
     pub rules: Vec<crate::config::Rule>,
     /// The configured columns: config key and column name.
     pub columns: Vec<(String, String)>,
+    /// What a person's buttons can do.
+    pub offers: crate::core::plan::Offers,
 }
 
 impl ConsoleInfo {
@@ -134,6 +138,7 @@ impl ConsoleInfo {
             dry_run: dry_run || config.dry_run,
             sinks: config.alerts.iter().map(|a| a.name.clone()).collect(),
             state_dir: config.state_dir.clone(),
+            audit_max_size: config.audit_max_size,
             job_url: config.http.job_url.clone(),
             config: crate::config::redacted_json(config),
             rules: config.rules.clone(),
@@ -141,6 +146,10 @@ impl ConsoleInfo {
                 .into_iter()
                 .map(|(key, field)| (key.to_string(), field.to_string()))
                 .collect(),
+            offers: crate::core::plan::Offers {
+                statuses: config.jobs.statuses.clone(),
+                min_age: config.safety.min_age.as_secs(),
+            },
         }
     }
 }
@@ -200,6 +209,14 @@ impl Shared {
         read(&self.leader_holder).clone()
     }
 
+    /// `[http] user_header` (lower case) and the proxies it is believed from, when set.
+    pub fn user_header(&self) -> Option<(String, Vec<crate::config::Cidr>)> {
+        let http = read(&self.http);
+        http.user_header
+            .clone()
+            .map(|h| (h, http.trusted_proxies.clone()))
+    }
+
     /// Whether a request's `Host` is one this listener answers.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
         read(&self.http).host_allowed(host)
@@ -234,10 +251,12 @@ impl Shared {
                 .collect(),
             job_url: info.job_url,
             paused_until: self.paused_until(),
+            pause: self.pause_note(),
             holds_lost: self.holds_lost(),
             state_errors: self.state_errors(),
             snoozes: self.snoozes(),
             actions: self.token().is_some(),
+            offers: info.offers,
         }
     }
 
@@ -260,6 +279,12 @@ impl Shared {
     /// Until when every write is paused, if it is now.
     pub fn paused_until(&self) -> Option<f64> {
         read(&self.holds).paused(self.clock.now())
+    }
+
+    /// Why writes are paused and who asked, while they are.
+    pub fn pause_note(&self) -> Option<crate::core::holds::PauseNote> {
+        let holds = read(&self.holds);
+        holds.paused(self.clock.now()).and(holds.pause.clone())
     }
 
     /// Each state file whose last save failed, in words (scans go on; `/readyz` stays 200).
@@ -317,13 +342,23 @@ impl Shared {
         Ok((now, next))
     }
 
-    /// Pauses every write for `span` from now (zero: ends the pause). Returns when writes
-    /// resume. Any pause also ends the hold of lost holds: the operator has said what holds.
-    pub async fn pause(&self, span: Duration) -> std::io::Result<Option<f64>> {
+    /// Pauses every write for `span` from now (zero: ends the pause), for `reason`, asked by
+    /// `by`. Returns when writes resume. Any pause also ends the hold of lost holds: the
+    /// operator has said what holds.
+    pub async fn pause(
+        &self,
+        span: Duration,
+        reason: &str,
+        by: &str,
+    ) -> std::io::Result<Option<f64>> {
         let mut ended = None;
         let (now, holds) = self
             .change_holds(|h, now| {
                 h.paused_until = (!span.is_zero()).then_some(now + span.as_secs_f64());
+                h.pause = (!span.is_zero()).then(|| crate::core::holds::PauseNote {
+                    reason: reason.to_string(),
+                    by: by.to_string(),
+                });
                 ended = h.lost.take();
             })
             .await?;
@@ -331,12 +366,27 @@ impl Shared {
             tracing::warn!("the hold of lost holds ({why}) was ended by an operator's pause");
         }
         let until = holds.paused(now);
+        self.keep_history(vec![crate::adapters::audit::Hold {
+            hold: if until.is_some() {
+                crate::adapters::audit::HoldKind::Pause
+            } else {
+                crate::adapters::audit::HoldKind::Resume
+            },
+            time: crate::core::job::rfc3339(now),
+            job_id: None,
+            until: until.map(crate::core::job::rfc3339),
+            reason: reason.to_string(),
+            by: by.to_string(),
+        }])
+        .await;
         match until {
             Some(until) => tracing::warn!(
+                by,
+                reason,
                 "writes paused until {} (POST /api/v1/pause); alerts go on",
                 crate::core::job::rfc3339(until)
             ),
-            None => tracing::info!("writes resumed (POST /api/v1/pause)"),
+            None => tracing::info!(by, "writes resumed (POST /api/v1/pause)"),
         }
         Ok(until)
     }
@@ -383,6 +433,26 @@ impl Shared {
             .first()
             .and_then(|id| holds.snooze(id, now))
             .map(|s| s.until);
+        let (time, end) = (
+            crate::core::job::rfc3339(now),
+            until.map(crate::core::job::rfc3339),
+        );
+        let history = job_ids
+            .iter()
+            .map(|id| crate::adapters::audit::Hold {
+                hold: if until.is_some() {
+                    crate::adapters::audit::HoldKind::Snooze
+                } else {
+                    crate::adapters::audit::HoldKind::Unsnooze
+                },
+                time: time.clone(),
+                job_id: Some(id.to_string()),
+                until: end.clone(),
+                reason: reason.to_string(),
+                by: by.to_string(),
+            })
+            .collect();
+        self.keep_history(history).await;
         match (job_ids, until) {
             ([job_id], Some(until)) => tracing::warn!(
                 job_id,
@@ -408,6 +478,44 @@ impl Shared {
             ),
         }
         Ok(until)
+    }
+
+    /// Keeps pauses and snoozes in the audit trail, for `/audit` and the job pages. They are
+    /// in force already (saved in the holds): a trail that cannot take them loses their
+    /// history only, and says so.
+    async fn keep_history(&self, holds: Vec<crate::adapters::audit::Hold>) {
+        let (dir, max) = {
+            let info = read(&self.console);
+            (info.state_dir.clone(), info.audit_max_size)
+        };
+        let kept = tokio::task::spawn_blocking(move || {
+            crate::adapters::audit::append_holds(&dir, max, &holds)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|kept| kept);
+        if let Err(e) = kept {
+            tracing::warn!(
+                "a pause or snooze is in force but the audit trail could not keep it: {e}"
+            );
+        }
+    }
+
+    /// Pauses and snoozes kept in the audit trail: every pause, and `job`'s snoozes (every
+    /// job's when `None`), the last `n`, oldest first (read off the runtime).
+    pub async fn holds_history(
+        &self,
+        n: usize,
+        job: Option<&str>,
+    ) -> Vec<crate::adapters::audit::Hold> {
+        let (dir, job) = (self.state_dir(), job.map(str::to_string));
+        tokio::task::spawn_blocking(move || {
+            crate::adapters::audit::last_holds(&dir, n, job.as_deref())
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
     }
 
     /// One job's row, read now (for its page), within [`ROW_TIMEOUT`].
@@ -502,8 +610,9 @@ pub struct Health {
     pub sinks: Vec<(String, i64, u64)>,
     /// `[http] job_url`, with `{job_id}`.
     pub job_url: Option<String>,
-    /// An operator's pause of every write: until when.
+    /// An operator's pause of every write: until when, why and who asked.
     pub paused_until: Option<f64>,
+    pub pause: Option<crate::core::holds::PauseNote>,
     /// The operator's holds were lost (why): every write is held until a pause ends it.
     pub holds_lost: Option<String>,
     /// Each state file whose last save failed, in words.
@@ -512,6 +621,8 @@ pub struct Health {
     pub snoozes: std::collections::BTreeMap<String, crate::core::holds::Snooze>,
     /// A token is configured: the pages carry the (hidden) action buttons.
     pub actions: bool,
+    /// Which of them can work on a finding's job.
+    pub offers: crate::core::plan::Offers,
 }
 
 /// A published scan: its report, shared by every reader, and what the pages need of it,

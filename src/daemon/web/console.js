@@ -1,7 +1,9 @@
 // jobwarden's console: reloads the page every 5 s while the tab is visible, and, when the
-// page carries actions ([http] token is set), asks for the token once, keeps it in this tab's
-// session storage, and runs each action as a dry run first: the exact statement is shown,
-// and only "Confirm" writes. An open incident's "Fail all", "Re-queue all" and "Snooze all"
+// page carries actions ([http] token is set), asks for the token once, checks it with the
+// daemon (GET /api/v1/whoami) before keeping it in this tab's session storage, and runs each
+// action as a dry run first: what would change in words ("running → failed, reason: ..."),
+// the exact statement folded beneath, and only "Confirm" writes. Its result stays until the
+// operator dismisses it. The pause form pauses every write, with a reason. An open incident's "Fail all", "Re-queue all" and "Snooze all"
 // call the bulk endpoint the same way: a dry run shows the count, a sample of ids and the
 // statement, and the write repeats that count ("expect") with the person's reason. The
 // preview opens beside the button that asked, inside the window. The page works without
@@ -88,6 +90,23 @@
     return { ok: r.ok, answer: answer };
   }
 
+  async function call(method, path, body) {
+    const init = {
+      method: method,
+      headers: { "Authorization": "Bearer " + token() },
+      cache: "no-store",
+      credentials: "omit",
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(base + path, init);
+    let answer = {};
+    try { answer = await r.json(); } catch (e) { answer = { error: "HTTP " + r.status }; }
+    return { status: r.status, ok: r.ok, answer: answer };
+  }
+
   function say(text, cls) {
     const out = $("preview-result");
     out.textContent = text;
@@ -108,16 +127,37 @@
     return "the snooze of job " + answer.job_id + " ends now";
   }
 
+  // What would change, in words: "running → failed, reason: the deploy killed it".
+  function words(answer) {
+    const reason = $("preview-reason").value.trim();
+    let said = "";
+    if (answer.status_before !== undefined && answer.status_after !== undefined) {
+      said = answer.status_before + " → " + answer.status_after;
+    } else if (typeof answer.count === "number" && pending.incident) {
+      const to = { fail: "failed", requeue: "re-queued", snooze: "snoozed" }[pending.act];
+      said = answer.count + " job" + (answer.count === 1 ? "" : "s") + " → " + to;
+    } else if (answer.snoozed_until) {
+      said = "no alerts and no writes until " + answer.snoozed_until;
+    } else {
+      said = "the snooze ends now";
+    }
+    return said + (reason ? ", reason: " + reason : ", no reason given");
+  }
+
   async function preview() {
     $("confirm").disabled = true;
     $("preview-statement").textContent = "…";
+    $("preview-words").textContent = "…";
     say("");
     const { ok, answer } = await send(pending, true);
     if (!ok) {
       $("preview-statement").textContent = "";
+      $("preview-words").textContent = "";
       say(answer.error || "refused", "bad");
       return;
     }
+    pending.answer = answer;
+    $("preview-words").textContent = words(answer);
     $("preview-statement").textContent = describe(answer);
     if (pending.incident) {
       pending.count = answer.count;
@@ -148,6 +188,8 @@
     busy = true;
     schedule();
     $("preview").hidden = false;
+    $("confirm").hidden = false;
+    $("cancel").textContent = "Cancel";
     $("preview-title").textContent = p.incident ? bulkTitles[p.act](p.incident) : titles[p.act](p.job);
     $("preview-for-label").hidden = p.act !== "snooze";
     $("preview-reason").value = "";
@@ -157,9 +199,12 @@
   }
 
   function close() {
+    const acted = pending !== null && pending.done;
     pending = null;
     busy = false;
     $("preview").hidden = true;
+    // After a write: the page as the next scan sees it.
+    if (acted) { window.location.reload(); return; }
     schedule();
   }
 
@@ -183,10 +228,37 @@
       }).join(", ");
       say("Done: " + answer.count + " jobs (" + outcomes + "), batch " + answer.batch, "good");
     } else {
-      say("Done (" + answer.outcome + "): " + describe(answer), "good");
+      say("Done (" + answer.outcome + "): " + words(answer), "good");
     }
-    // The next scan shows the job as it is now.
-    setTimeout(function () { window.location.reload(); }, 1500);
+    // The result stays until the operator dismisses it; then the page reloads.
+    pending.done = true;
+    $("confirm").hidden = true;
+    $("cancel").textContent = "Dismiss";
+  }
+
+  async function unlock(value) {
+    sessionStorage.setItem(key, value);
+    const { status, answer } = await call("GET", "/api/v1/whoami");
+    if (status === 200) {
+      $("unlock-result").textContent = "";
+      if ($("locked-as")) { $("locked-as").textContent = answer.by ? " as " + answer.by : ""; }
+    } else {
+      sessionStorage.removeItem(key);
+      $("unlock-result").textContent = status === 401 ?
+        "That token is wrong: nothing is unlocked." : (answer.error || "refused");
+      $("unlock-result").className = "bad";
+    }
+    showActions();
+  }
+
+  async function pause(span, reason) {
+    const { ok, answer } = await call("POST", "/api/v1/pause", { for: span, reason: reason });
+    const out = $("pause-result");
+    out.textContent = ok ?
+      (answer.paused_until ? " Writes paused until " + answer.paused_until + "." : " Writes resume now.") :
+      " " + (answer.error || "refused");
+    out.className = ok ? "good" : "bad";
+    if (ok) { setTimeout(function () { window.location.reload(); }, 1500); }
   }
 
   if (actions.length > 0) {
@@ -206,10 +278,19 @@
     $("unlock-form").addEventListener("submit", function (event) {
       event.preventDefault();
       const value = $("token").value;
-      if (value) { sessionStorage.setItem(key, value); }
       $("token").value = "";
-      showActions();
+      if (value) { unlock(value); }
     });
+    if ($("pause-form")) {
+      $("pause-form").addEventListener("submit", function (event) {
+        event.preventDefault();
+        pause($("pause-for").value, $("pause-reason").value.trim());
+      });
+      $("pause-reason").addEventListener("focus", function () { busy = true; schedule(); });
+    }
+    if ($("resume")) {
+      $("resume").addEventListener("click", function () { pause("0s", ""); });
+    }
     $("token").addEventListener("focus", function () { busy = true; schedule(); });
     $("token").addEventListener("blur", function () { busy = pending !== null; schedule(); });
     $("lock").addEventListener("click", function () {
@@ -220,9 +301,14 @@
     $("confirm").addEventListener("click", confirmAction);
     $("cancel").addEventListener("click", close);
     $("preview-for").addEventListener("change", preview);
+    $("preview-reason").addEventListener("input", function () {
+      if (pending && pending.answer && !pending.done) { $("preview-words").textContent = words(pending.answer); }
+    });
     window.addEventListener("resize", place);
     window.addEventListener("scroll", place, { passive: true });
     showActions();
+    // A token kept from before: still right (it may have changed), and whose.
+    if (token() !== null) { unlock(token()); }
   }
   document.addEventListener("visibilitychange", schedule);
   schedule();

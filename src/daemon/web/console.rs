@@ -30,7 +30,7 @@ use crate::core::detect::{format_age, Finding, Kind};
 use crate::core::holds::Snooze;
 use crate::core::incident::View;
 use crate::core::pattern::ArtifactFile;
-use crate::core::vocabulary::Severity;
+use crate::core::vocabulary::{Action, Severity};
 use crate::daemon::state::{Change, Health, Published, RowRead, What};
 
 /// The policy every page is served with: nothing but this listener's own assets.
@@ -133,6 +133,8 @@ pub struct JobView<'a> {
     pub history: &'a [Change],
     /// Every audit entry about it.
     pub trail: &'a [audit::Entry],
+    /// Its snoozes, and the pauses of every write, as the audit trail kept them.
+    pub holds: &'a [audit::Hold],
 }
 
 /// One job's page: its findings, its row as read now, its files, and a timeline of what
@@ -151,6 +153,7 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
                     nav { a href=(url.replace("{job_id}", &crate::core::job::url_segment(job_id))) { "open in the application" } }
                 }
             }
+            p class="headline" { (headline(view)) }
             (action_panels(health))
             @if let Some(s) = health.snoozes.get(job_id) {
                 p class="warn" {
@@ -161,7 +164,7 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
             section {
                 h2 { "Findings" }
                 @if view.findings.is_empty() {
-                    p class="empty" { "Nothing is wrong with this job as of the last scan (or it is no longer active)." }
+                    p class="empty" { "No finding in the last scan." }
                 } @else {
                     (findings_table(health, view.findings, &[]))
                 }
@@ -204,6 +207,67 @@ pub fn job_page(health: &Health, view: &JobView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// Whether jobwarden knows nothing of the job: the table has no such row and no finding,
+/// change or audit entry names it (the page answers 404).
+pub fn unknown_job(view: &JobView<'_>) -> bool {
+    matches!(view.row, RowRead::Missing)
+        && view.findings.is_empty()
+        && view.history.is_empty()
+        && view.trail.is_empty()
+        && view.alerts.is_empty()
+        && !view.holds.iter().any(|h| h.job_id.is_some())
+}
+
+/// The job's story in one line: its state now, then the last write jobwarden made to it
+/// (when, by which rule, who asked) or what is wrong with it as of the last scan.
+/// "failed · failed by jobwarden at 2026-12-03T15:34:00Z, rule stalled-heartbeat, asked by
+/// alice (http 10.0.0.5:51234)".
+fn headline(view: &JobView<'_>) -> String {
+    if unknown_job(view) {
+        return "no such job: the table has no row with this id (within [jobs] where), and jobwarden has never found or written it".into();
+    }
+    let state = match view.row {
+        RowRead::Row(row) => row.status.clone(),
+        RowRead::Missing => "not in the table".to_string(),
+        RowRead::Unread(_) => "state unknown (the row could not be read)".to_string(),
+    };
+    let last_write = view
+        .trail
+        .iter()
+        .rev()
+        .find(|e| e.outcome == audit::Recorded::Applied);
+    let story = if let Some(e) = last_write {
+        let verb = match e.action {
+            Action::Requeue => "re-queued",
+            _ => "failed",
+        };
+        let mut s = format!(
+            "{verb} by jobwarden at {} ({} → {}), rule {}",
+            e.time, e.status_before, e.status_after, e.rule
+        );
+        match &e.requested_by {
+            Some(by) => s.push_str(&format!(", asked by {by}")),
+            None => s.push_str(", on its own"),
+        }
+        if let Some(b) = &e.batch {
+            s.push_str(&format!(" (bulk {b})"));
+        }
+        Some(s)
+    } else {
+        None
+    };
+    let wrong = view
+        .findings
+        .first()
+        .map(|f| format!("{}: {}", f.kind.as_str(), f.message));
+    match (story, wrong) {
+        (Some(story), Some(wrong)) => format!("{state} · {story}; now {wrong}"),
+        (Some(story), None) => format!("{state} · {story}"),
+        (None, Some(wrong)) => format!("{state} · {wrong}"),
+        (None, None) => format!("{state} · nothing wrong as of the last scan"),
+    }
 }
 
 /// The longest value shown whole; longer ones are cut, the rest folded.
@@ -347,6 +411,39 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
             },
         ));
     }
+    // Its snoozes, and the pauses while it lived (a pause before the row was created is not
+    // its story).
+    let born = match view.row {
+        RowRead::Row(row) => match row.created_at {
+            crate::core::job::Stamp::At(t) => t,
+            _ => f64::NEG_INFINITY,
+        },
+        _ => f64::NEG_INFINITY,
+    };
+    for h in view.holds {
+        let at = chrono::DateTime::parse_from_rfc3339(&h.time)
+            .map(|t| t.timestamp() as f64)
+            .unwrap_or(0.0);
+        if h.job_id.is_none() && at < born {
+            continue;
+        }
+        let what = match h.hold {
+            audit::HoldKind::Pause => "every write paused",
+            audit::HoldKind::Resume => "writes resumed",
+            audit::HoldKind::Snooze => "snoozed",
+            audit::HoldKind::Unsnooze => "snooze ended",
+        };
+        items.push((
+            at,
+            3,
+            html! {
+                span class="held" { (what) }
+                @if let Some(until) = &h.until { " until " (until) }
+                @if !h.reason.is_empty() { ": " (h.reason) }
+                @if !h.by.is_empty() { ", asked by " (h.by) }
+            },
+        ));
+    }
     // By the second (the audit trail's precision), then by that place; stable, so an audit
     // intent stays before its outcome.
     items.sort_by(|a, b| a.0.floor().total_cmp(&b.0.floor()).then(a.1.cmp(&b.1)));
@@ -358,7 +455,9 @@ pub fn audit_page(
     health: &Health,
     job: Option<&str>,
     outcome: Option<&str>,
+    dry_runs: bool,
     entries: &[audit::Entry],
+    holds: &[audit::Hold],
 ) -> Markup {
     let base = health.base.as_str();
     page(
@@ -371,6 +470,7 @@ pub fn audit_page(
             form method="get" action={(base) "/audit"} class="filter" {
                 label { "job " input type="text" name="job" value=[job]; }
                 label { "outcome " input type="text" name="outcome" value=[outcome]; }
+                label { input type="checkbox" name="dry_runs" value="1" checked[dry_runs]; " previews too" }
                 button type="submit" { "filter" }
             }
             @if entries.is_empty() {
@@ -387,6 +487,28 @@ pub fn audit_page(
                                 td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
                                 td { (e.replica) @if let Some(who) = &e.requested_by { br; "asked by " (who) } }
+                            }
+                        }
+                    }
+                } }
+            }
+            @if !holds.is_empty() {
+                h2 { "Pauses and snoozes" }
+                div class="scroll" { table class="holds" {
+                    thead { tr { th { "time" } th { "what" } th { "until" } th { "reason" } th { "by" } } }
+                    tbody {
+                        @for h in holds.iter().rev() {
+                            tr {
+                                td { (h.time) }
+                                td {
+                                    (h.hold.as_str())
+                                    @if let Some(id) = &h.job_id {
+                                        " " a href=(crate::core::job::job_link(&format!("{}/jobs/", base), id, "")) { code { (id) } }
+                                    } @else { " (every write)" }
+                                }
+                                td { (h.until.as_deref().unwrap_or("—")) }
+                                td { (h.reason) }
+                                td { (h.by) }
                             }
                         }
                     }
@@ -474,7 +596,13 @@ fn health_strip(h: &Health) -> Markup {
                 li class="bad" { (crate::core::safety::HeldBack::HoldsLost(why.clone())) }
             }
             @match h.paused_until {
-                Some(until) => li class="warn" { "writes paused until " (crate::core::job::rfc3339(until)) },
+                Some(until) => li class="warn" {
+                    "writes paused until " (crate::core::job::rfc3339(until))
+                    @if let Some(note) = &h.pause {
+                        @if !note.reason.is_empty() { ": " (note.reason) }
+                        @if !note.by.is_empty() { " (" (note.by) ")" }
+                    }
+                },
                 None => li { "writes not paused" },
             }
             @for (name, depth, failures) in &h.sinks {
@@ -848,9 +976,14 @@ fn findings_table(h: &Health, findings: &[&Finding], incidents: &[View]) -> Mark
                             }
                             @if h.actions {
                                 td { @if !f.job_id.is_empty() && f.kind != Kind::MassStall {
-                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) {
-                                        button type="button" data-act="fail" { "Mark as failed" }
-                                        button type="button" data-act="requeue" { "Re-queue" }
+                                    // Only the buttons that can work on this job.
+                                    div class="actions" hidden data-job=(f.job_id) data-seen=(seen_json(f)) data-status=(f.status) {
+                                        @if h.offers.allows(f, Action::Fail) {
+                                            button type="button" data-act="fail" { "Mark as failed" }
+                                        }
+                                        @if h.offers.allows(f, Action::Requeue) {
+                                            button type="button" data-act="requeue" { "Re-queue" }
+                                        }
                                         button type="button" data-act="snooze" { "Snooze" }
                                     }
                                 } }
@@ -891,12 +1024,36 @@ fn action_panels(h: &Health) -> Markup {
                     label { "Token to act on jobs " input type="password" id="token" autocomplete="off" required; }
                     " " button type="submit" { "Unlock actions" }
                 }
-                p class="empty" { "Kept in this tab only (session storage) and sent as a bearer header." }
+                p class="empty" { "Checked with the daemon, then kept in this tab only (session storage) and sent as a bearer header." }
+                p id="unlock-result" {}
             }
-            p id="locked" hidden { "Actions unlocked in this tab. " button type="button" id="lock" { "Lock" } }
+            p id="locked" hidden { "Actions unlocked in this tab" span id="locked-as" {} ". " button type="button" id="lock" { "Lock" } }
+            // The pause of every write (alerts go on): a reason and an end, or its end now.
+            div class="actions pause" hidden {
+                @if h.paused_until.is_some() {
+                    button type="button" id="resume" { "Resume writes now" }
+                } @else {
+                    form id="pause-form" {
+                        "Pause every write for "
+                        select id="pause-for" {
+                            option value="30m" { "30 minutes" }
+                            option value="1h" selected { "1 hour" }
+                            option value="2h" { "2 hours" }
+                            option value="8h" { "8 hours" }
+                        }
+                        " " label { "reason " input type="text" id="pause-reason" maxlength="500" required; }
+                        " " button type="submit" { "Pause writes" }
+                    }
+                }
+                span id="pause-result" {}
+            }
             div id="preview" class="panel" hidden {
                 p id="preview-title" {}
-                pre id="preview-statement" {}
+                p id="preview-words" {}
+                details {
+                    summary { "the exact statement" }
+                    pre id="preview-statement" {}
+                }
                 label id="preview-for-label" hidden {
                     "for "
                     select id="preview-for" {
@@ -952,6 +1109,19 @@ mod tests {
     use super::*;
     use crate::core::detect::{Kind, Outcome, Warning};
     use crate::core::vocabulary::{Action, Severity, StatusClass};
+
+    /// What a table with `queued` and `running` jobs lets a person do.
+    fn offers() -> crate::core::plan::Offers {
+        crate::core::plan::Offers {
+            statuses: crate::core::vocabulary::Statuses {
+                pending: vec!["queued".into()],
+                running: vec!["running".into()],
+                failed: vec!["failed".into()],
+                ..Default::default()
+            },
+            min_age: 60,
+        }
+    }
 
     fn finding(job_id: &str, message: &str) -> Finding {
         Finding {
@@ -1121,6 +1291,7 @@ mod tests {
             alerts: &[],
             history: &history,
             trail: &[],
+            holds: &[],
         };
         let html = job_page(&Health::default(), &view).into_string();
         assert!(
@@ -1158,6 +1329,68 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_jobs_page_opens_with_who_failed_it() {
+        let row = crate::core::job::JobRow {
+            id: "7".into(),
+            status: "failed".into(),
+            created_at: crate::core::job::Stamp::At(1_000.0),
+            heartbeat_at: crate::core::job::Stamp::At(1_500.0),
+            status_since: crate::core::job::Stamp::Missing,
+            progress: None,
+            phase: None,
+            parent_id: None,
+            pid: None,
+            bad_pid: None,
+            host: None,
+            guard: Default::default(),
+        };
+        let write = audit::Entry {
+            id: "w1".into(),
+            stage: audit::Stage::Outcome,
+            time: "2026-12-03T15:34:00Z".into(),
+            environment: None,
+            job_id: "7".into(),
+            status_before: "running".into(),
+            status_after: "failed".into(),
+            action: Action::Fail,
+            kind: Kind::Stalled,
+            rule: "stalled-heartbeat".into(),
+            age_seconds: 4000,
+            threshold_seconds: 3600,
+            outcome: audit::Recorded::Applied,
+            replica: "host-1".into(),
+            forced: false,
+            recovered: false,
+            requested_by: Some("alice (http 10.0.0.5:51234)".into()),
+            batch: None,
+        };
+        let view = JobView {
+            job_id: "7",
+            row: &RowRead::Row(Box::new(row)),
+            columns: &[],
+            findings: &[],
+            files: &[],
+            alerts: &[],
+            history: &[],
+            trail: &[write],
+            holds: &[],
+        };
+        assert!(!unknown_job(&view));
+        let html = job_page(&Health::default(), &view).into_string();
+        assert!(
+            html.contains("<p class=\"headline\">failed · failed by jobwarden at 2026-12-03T15:34:00Z (running → failed), rule stalled-heartbeat, asked by alice (http 10.0.0.5:51234)</p>"),
+            "{html}"
+        );
+        assert!(!html.contains("Nothing is wrong"), "{html}");
+        let nobody = JobView {
+            row: &RowRead::Missing,
+            trail: &[],
+            ..view
+        };
+        assert!(unknown_job(&nobody));
+    }
+
+    #[test]
     fn buttons_only_with_a_token_hidden_and_carrying_the_row() {
         let mut f = finding("7", "m");
         f.guard.heartbeat = Some("2026-01-01 00:00:00".into());
@@ -1171,6 +1404,7 @@ mod tests {
         assert!(!without.contains("data-act") && !without.contains("id=\"unlock\""));
         let mut health = Health {
             actions: true,
+            offers: offers(),
             ..Health::default()
         };
         health.snoozes.insert(
@@ -1197,6 +1431,42 @@ mod tests {
             "a snooze's reason is text"
         );
         assert!(!with.contains("fail all") && with.matches("data-act=\"fail\"").count() == 1);
+    }
+
+    #[test]
+    fn only_the_buttons_that_can_work() {
+        let mut pending = finding("queued-1", "m");
+        pending.status = "queued".into();
+        let mut finished = finding("done-1", "m");
+        finished.status = "succeeded".into();
+        finished.kind = Kind::MissingArtifact;
+        let mut young = finding("young-1", "m");
+        young.age_seconds = 30;
+        let r = report(vec![finding("running-1", "m"), pending, finished, young]);
+        let health = Health {
+            actions: true,
+            offers: offers(),
+            ..Health::default()
+        };
+        let html =
+            status_page(&health, Some(&Published::new(r)), &Selection::default()).into_string();
+        let buttons = |job: &str| -> Vec<String> {
+            let at = html
+                .find(&format!("data-job=\"{job}\""))
+                .unwrap_or_else(|| panic!("{job}'s actions: {html}"));
+            let end = at + html[at..].find("</div>").expect("end of the actions");
+            html[at..end]
+                .match_indices("data-act=\"")
+                .map(|(i, m)| {
+                    let v = &html[at + i + m.len()..end];
+                    v[..v.find('"').expect("quote")].to_string()
+                })
+                .collect()
+        };
+        assert_eq!(buttons("running-1"), ["fail", "requeue", "snooze"]);
+        assert_eq!(buttons("queued-1"), ["fail", "snooze"], "already pending");
+        assert_eq!(buttons("done-1"), ["snooze"], "a finished job");
+        assert_eq!(buttons("young-1"), ["snooze"], "younger than min_age");
     }
 
     /// A mass stall of `n` jobs (critical, ages spread) held back by the guard, its
@@ -1257,6 +1527,7 @@ mod tests {
         }
         let health = Health {
             actions: true,
+            offers: offers(),
             ..Health::default()
         };
         status_page(&health, Some(&Published::new(report.clone())), &sel).into_string()

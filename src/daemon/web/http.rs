@@ -68,6 +68,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/recover", post(recover))
         .route("/api/v1/pause", post(pause))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/jobs/{action}", post(bulk_action))
         .route("/api/v1/jobs/{id}/{action}", post(job_action));
     // `[http] base_path` prefixes every route.
@@ -205,11 +206,13 @@ const JOB_TRAIL_ENTRIES: usize = 10_000;
 /// The audit entries `GET /audit` shows, at most.
 const AUDIT_PAGE_ENTRIES: usize = 500;
 
-/// `GET /audit?job=..&outcome=..`.
+/// `GET /audit?job=..&outcome=..&dry_runs=1`.
 #[derive(Debug, Default, Deserialize)]
 struct AuditFilter {
     job: Option<String>,
     outcome: Option<String>,
+    /// Show a person's previews (dry runs) too: left out unless asked for.
+    dry_runs: Option<String>,
 }
 
 /// The last `n` audit entries that `filter` wants, from the whole trail (its rotated files
@@ -244,19 +247,32 @@ async fn audit_page(
 ) -> Response {
     let job = filter.job.filter(|j| !j.is_empty());
     let outcome = filter.outcome.filter(|o| !o.is_empty());
+    let dry_runs = filter.dry_runs.is_some_and(|v| !v.is_empty() && v != "0");
     let filter = crate::adapters::audit::Filter {
         job: job.clone(),
         outcome: outcome.clone(),
+        hide_previews: !dry_runs,
     };
     let entries = match trail(&shared, AUDIT_PAGE_ENTRIES, filter).await {
         Ok(entries) => entries,
         Err(r) => return r,
     };
+    // Pauses and snoozes have no outcome: shown unless one is asked for.
+    let holds = match outcome {
+        Some(_) => Vec::new(),
+        None => {
+            shared
+                .holds_history(AUDIT_PAGE_ENTRIES, job.as_deref())
+                .await
+        }
+    };
     html_page(console::audit_page(
         &shared.health(),
         job.as_deref(),
         outcome.as_deref(),
+        dry_runs,
         &entries,
+        &holds,
     ))
 }
 
@@ -284,9 +300,11 @@ async fn job_page(
         .flat_map(|r| r.findings.iter())
         .filter(|f| f.job_id == id)
         .collect();
+    // A person's preview is not a write: the job's page shows what was done.
     let filter = crate::adapters::audit::Filter {
         job: Some(id.clone()),
         outcome: None,
+        hide_previews: true,
     };
     let trail = match trail(&shared, JOB_TRAIL_ENTRIES, filter).await {
         Ok(t) => t,
@@ -302,8 +320,14 @@ async fn job_page(
         alerts: &shared.alerts_of(&id).await,
         history: &shared.history_of(&id),
         trail: &trail,
+        holds: &shared.holds_history(JOB_TRAIL_ENTRIES, Some(&id)).await,
     };
-    html_page(console::job_page(&shared.health(), &view))
+    let page = html_page(console::job_page(&shared.health(), &view));
+    if console::unknown_job(&view) {
+        // The page still says so, for a person who followed a stale link.
+        return (StatusCode::NOT_FOUND, page).into_response();
+    }
+    page
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -537,28 +561,33 @@ async fn to_loop_within<R, T>(
     }
 }
 
-/// The body of `POST /api/v1/pause`: `{"for": "30m"}`; `"0s"` ends a pause.
+/// The body of `POST /api/v1/pause`: `{"for": "30m", "reason": "..."}`; `"0s"` ends a pause.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PauseBody {
     #[serde(rename = "for")]
     duration: Option<String>,
+    /// Why, in the person's words: kept with the pause and logged.
+    reason: Option<String>,
 }
 
-async fn pause(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let body: PauseBody = match write_request(&shared, &headers, body, "{\"for\": \"30m\"}").await {
+async fn pause(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let by = requester(&shared, &request);
+    let (parts, body) = request.into_parts();
+    let example = "{\"for\": \"30m\", \"reason\": \"...\"}";
+    let body: PauseBody = match write_request(&shared, &parts.headers, body, example).await {
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Some(r) = reason_too_long(body.reason.as_deref()) {
+        return r;
+    }
     let span = match span_for(body.duration.as_deref(), "30m", "a pause") {
         Ok(d) => d,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match shared.pause(span).await {
+    let reason = body.reason.unwrap_or_default();
+    match shared.pause(span, reason.trim(), &by).await {
         Ok(until) => Json(serde_json::json!({
             "paused_until": until.map(crate::core::job::rfc3339),
         }))
@@ -585,6 +614,51 @@ struct JobBody {
     seen: Option<crate::core::plan::Seen>,
 }
 
+/// `GET /api/v1/whoami`: whether the bearer token is right (the console checks it when it
+/// is entered, before any button is offered), and who the daemon takes the caller for.
+async fn whoami(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    if let Some(refused) = unauthorized(&shared, request.headers()) {
+        return refused;
+    }
+    Json(serde_json::json!({ "by": requester(&shared, &request) })).into_response()
+}
+
+/// The header the CLI names its user in (`cli:alice@host`), taken from a token holder when
+/// no trusted proxy named the person.
+const CLIENT_HEADER: &str = "x-jobwarden-by";
+/// The longest name of a person kept.
+const MAX_NAME: usize = 100;
+
+/// Who asks, for the audit and the logs: the person, when `[http] user_header` came from a
+/// trusted proxy (or the CLI named its user), and always `http` and the client's address:
+/// `alice (http 10.0.0.5:51234)`, or `http 127.0.0.1:53580`.
+fn requester(shared: &Shared, request: &axum::extract::Request) -> String {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let from = peer.map_or_else(|| "http".to_string(), |p| format!("http {p}"));
+    let header = |name: &str| -> Option<String> {
+        let value = request.headers().get(name)?.to_str().ok()?.trim();
+        let clean = !value.is_empty()
+            && value.chars().count() <= MAX_NAME
+            && !value.chars().any(char::is_control);
+        clean.then(|| value.to_string())
+    };
+    let proxied = shared.user_header().and_then(|(name, proxies)| {
+        let peer = peer?;
+        proxies
+            .iter()
+            .any(|c| c.contains(peer.ip()))
+            .then(|| header(&name))
+            .flatten()
+    });
+    match proxied.or_else(|| header(CLIENT_HEADER)) {
+        Some(person) => format!("{person} ({from})"),
+        None => from,
+    }
+}
+
 /// The longest `reason` taken.
 const MAX_REASON: usize = 500;
 
@@ -595,10 +669,7 @@ async fn job_action(
     request: axum::extract::Request,
 ) -> Response {
     let id = query.id.unwrap_or(id);
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let by = requester(&shared, &request);
     let (example, verb) = match action.as_str() {
         "fail" => ("{\"dry_run\": true}", Ask::Fail),
         "requeue" => ("{\"dry_run\": true}", Ask::Requeue),
@@ -632,7 +703,7 @@ async fn job_action(
         dry_run: body.dry_run,
         seen: body.seen,
         reason: body.reason,
-        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        by,
         reply,
     };
     match to_loop(&shared.jobs, request, answer).await {
@@ -686,10 +757,7 @@ async fn bulk_action(
     axum::extract::Path(action): axum::extract::Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+    let by = requester(&shared, &request);
     let verb = match action.as_str() {
         "fail" => Ask::Fail,
         "requeue" => Ask::Requeue,
@@ -740,7 +808,7 @@ async fn bulk_action(
         dry_run: body.dry_run,
         expect: body.expect,
         reason: body.reason,
-        by: peer.map_or_else(|| "http".to_string(), |p| format!("http {p}")),
+        by,
         reply,
     };
     match to_loop_within(&shared.bulk, request, answer, BULK_TIMEOUT).await {
