@@ -723,19 +723,52 @@ async fn operator_commands_need_no_database_settings() {
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "writes are not paused");
+    // `audit` reads the trail from the config's [state] dir, or --state-dir: the pause and
+    // its end, with who and why.
     let out = jobwarden_bare(shell.path(), &["audit", "-c", "jobwarden.toml"], &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        stdout(&out).contains(&state.display().to_string()),
-        "{}",
-        stdout(&out)
+        lines[0].contains("  pause every write until 20")
+            && lines[0].contains(" by cli:alice@")
+            && lines[0].ends_with(": deploy window"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("  resume every write by cli:"),
+        "{lines:?}"
     );
     let out = jobwarden_bare(
         shell.path(),
-        &["audit", "--state-dir", &state.display().to_string()],
+        &[
+            "audit",
+            "--json",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
         &[],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let holds: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(holds[0]["hold"], "pause", "{holds:?}");
+    assert_eq!(holds[1]["hold"], "resume", "{holds:?}");
+    let empty_state = shell.path().join("no-state");
+    let out = jobwarden_bare(
+        shell.path(),
+        &["audit", "--state-dir", &empty_state.display().to_string()],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("no entries in ")
+            && stdout(&out).contains(&empty_state.display().to_string()),
+        "{}",
+        stdout(&out)
+    );
 
     // A command that reads the table still needs the database settings, and says which.
     let out = jobwarden_bare(shell.path(), &["check", "-c", "jobwarden.toml"], &[]);

@@ -317,18 +317,31 @@ pub fn audit(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let entries = crate::adapters::audit::last(state_dir, last)?;
-    for e in &entries {
-        if format == Format::Json {
-            writeln!(
+    use crate::adapters::audit::{self, Entry, Hold, HoldKind};
+    enum Line {
+        Write(Entry),
+        Hold(Hold),
+    }
+    // One timeline of writes and of people's pauses and snoozes, the latest `last`, oldest
+    // first.
+    let mut lines: Vec<(String, Line)> = audit::last(state_dir, last)?
+        .into_iter()
+        .map(|e| (e.time.clone(), Line::Write(e)))
+        .chain(
+            audit::last_holds(state_dir, last, None)?
+                .into_iter()
+                .map(|h| (h.time.clone(), Line::Hold(h))),
+        )
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    let skip = lines.len().saturating_sub(last);
+    for (_, line) in lines.iter().skip(skip) {
+        match (format, line) {
+            (Format::Json, Line::Write(e)) => writeln!(out, "{}", json_line(e)?)?,
+            (Format::Json, Line::Hold(h)) => writeln!(out, "{}", json_line(h)?)?,
+            (Format::Human, Line::Write(e)) => writeln!(
                 out,
-                "{}",
-                serde_json::to_string(e).map_err(std::io::Error::other)?
-            )?;
-        } else {
-            writeln!(
-                out,
-                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}",
+                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}{}",
                 e.time,
                 e.replica,
                 e.job_id,
@@ -343,18 +356,47 @@ pub fn audit(
                 e.batch
                     .as_deref()
                     .map(|b| format!(" batch {b}"))
+                    .unwrap_or_default(),
+                e.requested_by
+                    .as_deref()
+                    .map(|by| format!(" asked by {by}"))
                     .unwrap_or_default()
-            )?;
+            )?,
+            (Format::Human, Line::Hold(h)) => {
+                let what = match (h.hold, &h.job_id) {
+                    (HoldKind::Pause | HoldKind::Resume, _) => "every write".to_string(),
+                    (_, Some(job)) => format!("job {job}"),
+                    (_, None) => "a job".to_string(),
+                };
+                writeln!(
+                    out,
+                    "{}  {} {}{} by {}{}",
+                    h.time,
+                    h.hold.as_str(),
+                    what,
+                    h.until
+                        .as_deref()
+                        .map(|u| format!(" until {u}"))
+                        .unwrap_or_default(),
+                    if h.by.is_empty() { "?" } else { &h.by },
+                    if h.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", h.reason)
+                    }
+                )?
+            }
         }
     }
-    if entries.is_empty() && format == Format::Human {
-        writeln!(
-            out,
-            "no entries in {}",
-            crate::adapters::audit::path(state_dir).display()
-        )?;
+    if lines.is_empty() && format == Format::Human {
+        writeln!(out, "no entries in {}", audit::path(state_dir).display())?;
     }
     Ok(EXIT_OK)
+}
+
+/// One JSON line of the audit trail, as `audit --json` prints it.
+fn json_line<T: serde::Serialize>(value: &T) -> std::io::Result<String> {
+    serde_json::to_string(value).map_err(std::io::Error::other)
 }
 
 /// Whether `validate` prints the resolved config (`--print`).
