@@ -3,29 +3,39 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use jobwarden::adapters::notify::Notifier;
 use jobwarden::app::commands::{self, Error, RecoverOptions, Strictness};
+use jobwarden::app::logging;
 use jobwarden::{app::demo, config, daemon};
 use prometheus::Registry;
 
+/// `--version`: the crate's version and the git revision it was built from (`unknown` outside
+/// a checkout; build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("JOBWARDEN_REVISION"),
+    ")"
+);
+
 /// A watchdog for jobs tables: finds jobs stuck `running` after their process died.
 #[derive(Debug, Parser)]
-#[command(name = "jobwarden", version, about)]
+#[command(name = "jobwarden", version = VERSION, about)]
 struct Cli {
-    /// The config file.
+    /// The config file [default: jobwarden.toml].
     #[arg(
+        short = 'c',
         long,
         global = true,
         env = "JOBWARDEN_CONFIG",
-        default_value = "jobwarden.toml"
+        value_name = "PATH"
     )]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// The environment whose thresholds apply (overrides `environment` in the file).
     #[arg(long = "env", global = true, env = "JOBWARDEN_ENV")]
     environment: Option<String>,
@@ -37,6 +47,15 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// `--config`, or the default file.
+    fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,17 +100,25 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<String>,
     },
-    /// Print the latest entries of the audit trail.
+    /// Print the latest entries of the audit trail (reads the state directory only; no
+    /// database settings needed).
     Audit {
         /// How many entries.
         #[arg(long, default_value_t = 20)]
         last: usize,
+        /// The daemon's state directory (default: the config's `[state] dir`, else the
+        /// default one; /var/lib/jobwarden under the systemd unit).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
-    /// Load and check the config, and print it with secrets redacted.
+    /// Load and check the config: its verdict first, then each problem.
     Validate {
         /// Also connect and check the table, its columns and its status index.
         #[arg(long)]
         connect: bool,
+        /// Also print the resolved config, with secrets redacted.
+        #[arg(long)]
+        print: bool,
     },
     /// Make a throwaway SQLite jobs table and run `check` on it.
     Demo,
@@ -101,6 +128,9 @@ enum Command {
         /// How long, such as "30m".
         #[arg(long = "for")]
         duration: String,
+        /// Why, kept with the pause in the audit trail and shown on the console.
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -123,14 +153,31 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Print shell completions: `jobwarden completions bash > /etc/bash_completion.d/jobwarden`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with `--dir` write one page per command there
+    /// (`jobwarden.1`, `jobwarden-check.1`, ...).
+    Man {
+        /// Write the pages into this folder instead of printing the main one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
-/// Where `pause` and `snooze` find the daemon.
+/// Where `pause` and `snooze` find the daemon: with `--url` and a token, no config file is
+/// read; otherwise its `[http]` table only (never the database settings).
 #[derive(Debug, clap::Args)]
 struct Target {
     /// The daemon's address (default: from `[http] listen` and `base_path`).
     #[arg(long)]
     url: Option<String>,
+    /// The daemon's bearer token (default: `[http] token`). Prefer the environment variable:
+    /// a command line is visible to every local user.
+    #[arg(long, env = "JOBWARDEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Reach an https daemon beyond loopback through the proxy set in the environment
     /// (HTTPS_PROXY, ALL_PROXY, NO_PROXY); without it, no proxy is used.
     #[arg(long)]
@@ -141,6 +188,7 @@ impl Target {
     fn to_api(&self) -> jobwarden::adapters::api::Target {
         jobwarden::adapters::api::Target {
             url: self.url.clone(),
+            token: self.token.clone(),
             proxy_from_env: self.proxy_from_env,
         }
     }
@@ -159,7 +207,13 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.log_format, default_level);
+    logging::init(
+        match cli.log_format {
+            LogFormat::Text => logging::LogFormat::Text,
+            LogFormat::Json => logging::LogFormat::Json,
+        },
+        default_level,
+    );
     // The daemon gets a second worker so HTTP answers while a scan decodes and judges rows;
     // one-shot commands need only one.
     let runtime = if matches!(cli.command, Command::Run { .. }) {
@@ -197,16 +251,63 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
     } else {
         commands::Format::Human
     };
-    if let Command::Demo = cli.command {
-        return demo::demo(format, &mut stdout).await;
-    }
-    let config = config::load(&cli.config, cli.environment.as_deref(), &config::env_lookup)?;
+    // The whole config, for the commands that read the table; the operator commands (`audit`,
+    // `pause`, `snooze`) need only the daemon's address and token, or the state directory,
+    // never the database settings; `demo`, `completions` and `man` need no config.
+    let load = || {
+        config::load(
+            &cli.config_path(),
+            cli.environment.as_deref(),
+            &config::env_lookup,
+        )
+    };
+    let explicit = cli.config.as_deref();
     match &cli.command {
-        Command::Run { dry_run } => run(cli, config, *dry_run).await,
-        Command::Check { strict } => {
-            commands::check(&config, Strictness::from_flag(*strict), format, &mut stdout).await
+        Command::Demo => demo::demo(format, &mut stdout).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "jobwarden", &mut stdout);
+            Ok(commands::EXIT_OK)
         }
-        Command::Audit { last } => commands::audit(&config, *last, format, &mut stdout),
+        Command::Man { dir } => commands::man_pages(Cli::command(), dir.as_deref(), &mut stdout),
+        Command::Audit { last, state_dir } => {
+            let dir =
+                commands::operator_state_dir(explicit, state_dir.as_deref(), &config::env_lookup)?;
+            commands::audit(&dir, *last, format, &mut stdout)
+        }
+        Command::Pause {
+            duration,
+            reason,
+            target,
+        } => {
+            let target = target.to_api();
+            let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
+            let reason = reason.as_deref();
+            commands::pause(&http, &target, duration, reason, format, &mut stdout).await
+        }
+        Command::Snooze {
+            job,
+            duration,
+            reason,
+            target,
+        } => {
+            let target = target.to_api();
+            let http = commands::operator_http(explicit, &target, &config::env_lookup)?;
+            commands::snooze(
+                &http,
+                &target,
+                job,
+                duration,
+                reason.as_deref(),
+                format,
+                &mut stdout,
+            )
+            .await
+        }
+        Command::Run { dry_run } => run(cli, load()?, *dry_run).await,
+        Command::Check { strict } => {
+            let strictness = Strictness::from_flag(*strict);
+            commands::check(&load()?, strictness, format, &mut stdout).await
+        }
         Command::Recover {
             dry_run,
             older_than,
@@ -223,35 +324,19 @@ async fn execute(cli: &Cli) -> Result<u8, Error> {
                 exclude: exclude.clone(),
                 incident: incident.clone(),
             };
-            commands::recover(&config, options, format, &mut stdout).await
+            commands::recover(&load()?, options, format, &mut stdout).await
         }
-        Command::Validate { connect } => {
-            commands::validate(&config, *connect, format, &mut stdout).await
+        Command::Validate { connect, print } => {
+            let print = if *print {
+                commands::Print::Config
+            } else {
+                commands::Print::VerdictOnly
+            };
+            commands::validate(&load()?, *connect, print, format, &mut stdout).await
         }
         Command::Alert {
             command: AlertCommand::Test,
-        } => commands::alert_test(&config, &mut stdout).await,
-        Command::Pause { duration, target } => {
-            commands::pause(&config, &target.to_api(), duration, format, &mut stdout).await
-        }
-        Command::Snooze {
-            job,
-            duration,
-            reason,
-            target,
-        } => {
-            commands::snooze(
-                &config,
-                &target.to_api(),
-                job,
-                duration,
-                reason.as_deref(),
-                format,
-                &mut stdout,
-            )
-            .await
-        }
-        Command::Demo => Err(Error::Usage("demo takes no config".into())),
+        } => commands::alert_test(&load()?, &mut stdout).await,
     }
 }
 
@@ -273,7 +358,7 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
             _ = int.recv() => tracing::info!("SIGINT"),
         }
     };
-    let path = cli.config.clone();
+    let path = cli.config_path();
     let environment = cli.environment.clone();
     let options = daemon::Options {
         dry_run,
@@ -303,72 +388,5 @@ async fn run(cli: &Cli, config: config::Config, dry_run: bool) -> Result<u8, Err
             eprintln!("jobwarden: error: {e}");
             Ok(e.exit_code())
         }
-    }
-}
-
-/// Logs go to stderr. One-shot commands log warnings and errors only (their results are on
-/// stdout); `JOBWARDEN_LOG` (an `EnvFilter` string) overrides. Under systemd (`JOURNAL_STREAM`
-/// set) lines carry no colour and no timestamp of their own: journald adds both.
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JOBWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let ansi = !journald && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(Escaped { ansi })
-        .with_ansi(ansi);
-    match (format, journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().init(),
-        (LogFormat::Text, false) => builder.init(),
-    }
-}
-
-/// Standard error, with the control characters of each log line escaped (a newline in a job
-/// id, a path or a database message would otherwise start a forged line). The line's own final
-/// newline is kept, and so are colour codes when the terminal shows them.
-#[derive(Clone, Copy)]
-struct Escaped {
-    ansi: bool,
-}
-
-struct EscapedWriter {
-    ansi: bool,
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Escaped {
-    type Writer = EscapedWriter;
-
-    fn make_writer(&'a self) -> EscapedWriter {
-        EscapedWriter { ansi: self.ansi }
-    }
-}
-
-impl std::io::Write for EscapedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        let (body, end) = match text.strip_suffix('\n') {
-            Some(body) => (body, "\n"),
-            None => (text.as_ref(), ""),
-        };
-        let mut line = String::with_capacity(buf.len());
-        for c in body.chars() {
-            match c {
-                '\n' => line.push_str("\\n"),
-                '\r' => line.push_str("\\r"),
-                '\t' => line.push('\t'),
-                '\u{1b}' if self.ansi => line.push(c),
-                c if c.is_control() => line.push_str(&c.escape_unicode().to_string()),
-                c => line.push(c),
-            }
-        }
-        line.push_str(end);
-        std::io::stderr().write_all(line.as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
     }
 }

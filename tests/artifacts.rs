@@ -352,7 +352,14 @@ async fn a_missing_root_warns_and_strict_makes_it_an_error() {
         &["check", "--strict", "--config", config.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("volumes/logs (reports) does not exist"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} (reports, given as \"volumes/logs\", relative to the config file's folder) does not exist",
+            db.dir().join("volumes/logs").display()
+        )),
+        "{err}"
+    );
 }
 
 /// Links in the root to a folder outside it and to `/etc` are never followed, in events mode:

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{jobwarden, jobwarden_json, Backend, TestDb};
+use common::{jobwarden, jobwarden_bare, jobwarden_json, Backend, Daemon, TestConfig, TestDb};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -204,10 +204,14 @@ fn validate_redacts_secrets() {
     let config = write_config(dir.path(), &text);
     let out = jobwarden(
         "postgres://app:hunter2secret@db.internal:5432/app",
-        &["validate", "--config", &config],
+        &["validate", "--print", "--config", &config],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let printed = stdout(&out);
+    assert!(
+        printed.starts_with(&format!("{config}: valid\n")),
+        "the verdict comes first: {printed}"
+    );
     assert!(
         printed.contains("postgres://app:***@db.internal:5432/app"),
         "{printed}"
@@ -429,7 +433,7 @@ fn secrets_may_come_from_systemd_credentials() {
         &SMALL.replace("${DATABASE_URL}", "${JW_CRED_URL}"),
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
-        .args(["validate", "--json", "--config", &config])
+        .args(["validate", "--print", "--json", "--config", &config])
         .env("CREDENTIALS_DIRECTORY", &creds)
         .env_remove("JW_CRED_URL")
         .output()
@@ -646,4 +650,413 @@ async fn jobs_that_died_together_are_one_incident() {
             .is_some_and(|m| m.ends_with("; ended: 8 finished by a person or the application")),
         "{ended}"
     );
+}
+
+/// On a systemd host the database URL sits in a root-only file: `pause`, `snooze` and `audit`
+/// must work without it, from `--url` and a token alone or from the config's `[http]` and
+/// `[state]` tables.
+#[tokio::test]
+async fn operator_commands_need_no_database_settings() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.small_jobs_table().await;
+    let state = db.dir().join("state");
+    let token = "operator-token-0123456789";
+    let daemon_config = TestConfig::new(&db.url)
+        .heartbeat_rule("hb", "30m", "")
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\""
+        ))
+        .state(&state)
+        .write(db.dir().join("daemon.toml"));
+    let daemon = Daemon::start(&daemon_config, &[]);
+    let url = daemon.url("");
+    let shell = tempfile::tempdir().unwrap();
+    let with_token = [("JOBWARDEN_TOKEN", token)];
+
+    // No config file at all: the address and the token are enough. The pause is kept in the
+    // trail with its reason and the person at the command line (`cli:$USER@host`).
+    let out = jobwarden_bare(
+        shell.path(),
+        &[
+            "pause",
+            "--for",
+            "30m",
+            "--reason",
+            "deploy window",
+            "--url",
+            &url,
+        ],
+        &[with_token[0], ("USER", "alice")],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("writes paused until 20"),
+        "{}",
+        stdout(&out)
+    );
+    let trail = std::fs::read_to_string(state.join("audit.jsonl")).unwrap_or_default();
+    let pause: serde_json::Value = trail
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["hold"] == "pause")
+        .unwrap_or_else(|| panic!("no pause in the trail: {trail}"));
+    assert_eq!(pause["reason"], "deploy window", "{pause}");
+    assert!(
+        pause["by"].as_str().unwrap_or("").starts_with("cli:alice@"),
+        "{pause}"
+    );
+
+    // The installed config, whose database URL is a variable this shell does not have.
+    let installed = shell.path().join("jobwarden.toml");
+    std::fs::write(
+        &installed,
+        format!(
+            "[database]\nurl = \"${{DATABASE_URL}}\"\n[jobs]\ntable = \"jobs\"\n\
+             [jobs.statuses]\nrunning = [\"running\"]\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+             token = \"${{JOBWARDEN_TOKEN}}\"\n[state]\ndir = \"{}\"\n",
+            daemon.port,
+            state.display()
+        ),
+    )
+    .unwrap();
+    let out = jobwarden_bare(
+        shell.path(),
+        &["pause", "--for", "0s", "-c", "jobwarden.toml"],
+        &with_token,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "writes are not paused");
+    // `audit` reads the trail from the config's [state] dir, or --state-dir: the pause and
+    // its end, with who and why.
+    let out = jobwarden_bare(shell.path(), &["audit", "-c", "jobwarden.toml"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("  pause every write until 20")
+            && lines[0].contains(" by cli:alice@")
+            && lines[0].ends_with(": deploy window"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("  resume every write by cli:"),
+        "{lines:?}"
+    );
+    let out = jobwarden_bare(
+        shell.path(),
+        &[
+            "audit",
+            "--json",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let holds: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(holds[0]["hold"], "pause", "{holds:?}");
+    assert_eq!(holds[1]["hold"], "resume", "{holds:?}");
+    let empty_state = shell.path().join("no-state");
+    let out = jobwarden_bare(
+        shell.path(),
+        &["audit", "--state-dir", &empty_state.display().to_string()],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("no entries in ")
+            && stdout(&out).contains(&empty_state.display().to_string()),
+        "{}",
+        stdout(&out)
+    );
+
+    // A command that reads the table still needs the database settings, and says which.
+    let out = jobwarden_bare(shell.path(), &["check", "-c", "jobwarden.toml"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`DATABASE_URL` is not set"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With neither a config nor an address, the error names both ways.
+    let empty = tempfile::tempdir().unwrap();
+    let out = jobwarden_bare(empty.path(), &["pause", "--for", "30m"], &with_token);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("-c PATH") && stderr(&out).contains("--url URL and --token"),
+        "{}",
+        stderr(&out)
+    );
+    // A token that is not set anywhere is named.
+    let out = jobwarden_bare(empty.path(), &["pause", "--for", "30m", "--url", &url], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("JOBWARDEN_TOKEN"), "{}", stderr(&out));
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// A database that cannot be reached says why, at once, with what to check: a port nothing
+/// listens on is "refused" (not a 5-second "pool timed out"), a host name that does not
+/// resolve is named, a port where no database answers says so.
+#[test]
+fn unreachable_database_says_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), SMALL);
+    let closed = common::free_port();
+    let started = tokio::time::Instant::now();
+    let out = jobwarden(
+        &format!("postgres://app:pw@127.0.0.1:{closed}/app"),
+        &["check", "--config", &config],
+    );
+    let took = started.elapsed();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("connection refused by 127.0.0.1:{closed}"))
+            && stderr(&out).contains("check the port in `database.url`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "a refused port answers at once, not after the 5s query timeout: {took:?}"
+    );
+
+    let out = jobwarden(
+        "mysql://app:pw@no-such-host.invalid:3306/app",
+        &["check", "--config", &config],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`no-such-host.invalid` was not found")
+            && stderr(&out).contains("check the host in `database.url`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Something listens, but never speaks the database's protocol.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let quick = write_config(
+        dir.path(),
+        &SMALL.replace("[jobs]\n", "query_timeout = \"1s\"\n\n[jobs]\n"),
+    );
+    let out = jobwarden(
+        &format!("postgres://app:pw@127.0.0.1:{port}/app"),
+        &["check", "--config", &quick],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("accepted a connection, but no database answered within 1s")
+            && stderr(&out).contains(&format!("check that port {port} is the database's")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Config mistakes name their place and the fix: a `#` in an unencoded password, a
+/// mistyped key or value ("did you mean"), a relative artifact root (named as resolved).
+#[test]
+fn config_mistakes_say_how_to_fix_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), SMALL);
+    let out = jobwarden(
+        "postgres://app:se#cret@127.0.0.1:5432/app",
+        &["validate", "--config", &config],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{config}:3:7: `database.url`"))
+            && stderr(&out).contains("percent-encode `#` as `%23`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("se#cret"), "{}", stderr(&out));
+
+    for (edit, place, says) in [
+        (
+            SMALL.replace("table = \"jobs\"", "tabel = \"jobs\""),
+            ":6:1:",
+            "unknown field `tabel`",
+        ),
+        (
+            SMALL.replace("signal = \"heartbeat\"", "signal = \"hearbeat\""),
+            ":16:10:",
+            "unknown variant `hearbeat`",
+        ),
+        (
+            SMALL.replace("statuses = [\"running\"]", "statuses = [\"Runing\"]"),
+            ":15:13:",
+            "watches `Runing`, which [jobs.statuses] does not list",
+        ),
+    ] {
+        let config = write_config(dir.path(), &edit);
+        let out = jobwarden("sqlite://x.db", &["validate", "--config", &config]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        let err = stderr(&out);
+        let wanted = if says.contains("tabel") {
+            "did you mean `table`?"
+        } else if says.contains("Runing") {
+            "did you mean `running`?"
+        } else {
+            "did you mean `heartbeat`?"
+        };
+        assert!(
+            err.contains(&format!("{config}{place}")) && err.contains(says) && err.contains(wanted),
+            "{err}"
+        );
+    }
+
+    // A relative artifact root: valid, with a warning that names it resolved.
+    let text = format!(
+        "{SMALL}\n[[artifacts]]\nname = \"reports\"\nroot = \"volumes/logs\"\npattern = \"{{job_id}}/**\"\n"
+    );
+    write_config(dir.path(), &text);
+    let folder = std::fs::canonicalize(dir.path()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .current_dir(&folder)
+        .args(["validate", "--config", "jobwarden.toml"])
+        .env("DATABASE_URL", "sqlite://x.db")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.starts_with("jobwarden.toml: valid\n"),
+        "the verdict first: {printed}"
+    );
+    assert!(
+        printed.contains("`artifacts[0].root` (line 22) \"volumes/logs\" is relative to the config file's folder")
+            && printed.contains(&format!("it is read as {}", folder.join("volumes/logs").display()))
+            && printed.contains("give an absolute path"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("\"pattern\""),
+        "the resolved config only with --print: {printed}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .current_dir(&folder)
+        .args(["check", "--strict", "--config", "jobwarden.toml"])
+        .env("DATABASE_URL", "sqlite://x.db")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "artifact root {} (reports, given as \"volumes/logs\", relative to the config file's folder) does not exist",
+            folder.join("volumes/logs").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Runs `jobwarden ARGS` under a pseudo-terminal (util-linux `script`), as a person at a
+/// terminal would: what it printed, both streams together.
+fn at_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_jobwarden"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run script (util-linux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Log lines are coloured only at a terminal, and never under `NO_COLOR`.
+#[test]
+fn no_color_and_a_pipe_get_plain_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // A relative artifact root: `validate --json` logs a warning line beside its JSON.
+    let text = format!(
+        "{SMALL}\n[[artifacts]]\nname = \"reports\"\nroot = \"volumes/logs\"\npattern = \"{{job_id}}/**\"\n"
+    );
+    let config = write_config(dir.path(), &text);
+    let env = [("DATABASE_URL", "sqlite://x.db")];
+    let args = ["validate", "--json", "-c", config.as_str()];
+    let coloured = at_a_terminal(&args, &env);
+    assert!(
+        coloured.contains("WARN") && coloured.contains('\u{1b}'),
+        "a terminal gets colour: {coloured:?}"
+    );
+    let plain = at_a_terminal(&args, &[env[0], ("NO_COLOR", "1")]);
+    assert!(
+        plain.contains("WARN") && !plain.contains('\u{1b}'),
+        "NO_COLOR: {plain:?}"
+    );
+    let piped = jobwarden("sqlite://x.db", &args);
+    assert!(
+        stderr(&piped).contains("WARN") && !stderr(&piped).contains('\u{1b}'),
+        "a pipe: {:?}",
+        stderr(&piped)
+    );
+}
+
+/// Completions and man pages come from the CLI definition; `--version` names the revision.
+#[test]
+fn completions_man_pages_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = jobwarden("", &["completions", shell]);
+        assert_eq!(code(&out), 0, "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        for word in ["snooze", "older-than", "state-dir", "config"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = jobwarden("", &["completions", "tcsh"]);
+    assert_eq!(code(&out), 2, "an unknown shell is a usage error");
+
+    let secret = "a-token-that-must-not-show-1";
+    let out = common::jobwarden_with_env("", &["man"], &[("JOBWARDEN_TOKEN", secret)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH jobwarden 1"), "{page}");
+    for word in ["recover", "snooze", "completions"] {
+        assert!(page.contains(word), "the main page lists {word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::jobwarden_with_env(
+        "",
+        &["man", "--dir", dir.path().to_str().unwrap()],
+        &[("JOBWARDEN_TOKEN", secret)],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recover = std::fs::read_to_string(dir.path().join("jobwarden-recover.1")).unwrap();
+    assert!(recover.contains("older\\-than"), "{recover}");
+    let pause = std::fs::read_to_string(dir.path().join("jobwarden-pause.1")).unwrap();
+    assert!(
+        pause.contains("\\-\\-token") && pause.contains(env!("CARGO_PKG_VERSION")),
+        "{pause}"
+    );
+    assert!(
+        !pause.contains(secret),
+        "the token in the environment never shows: {pause}"
+    );
+
+    let out = jobwarden("", &["--version"]);
+    assert_eq!(code(&out), 0);
+    let version = stdout(&out);
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(common::root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let expected = format!(
+        "jobwarden {} ({})\n",
+        env!("CARGO_PKG_VERSION"),
+        revision.as_deref().unwrap_or("unknown")
+    );
+    assert_eq!(version, expected);
 }

@@ -1,6 +1,7 @@
 //! A client of a running daemon's HTTP API, for the commands that ask it to do something
-//! (`jobwarden pause`, `jobwarden snooze`): the address and the token come from the same
-//! config the daemon reads, or `--url` names the daemon.
+//! (`jobwarden pause`, `jobwarden snooze`): the address and the token come from the `[http]`
+//! table of the config the daemon reads, or `--url` and `--token` (`JOBWARDEN_TOKEN`) give
+//! them. Nothing here needs the database settings.
 //!
 //! The answer must be jobwarden's own: `pause --for 30m && deploy` relies on exit 0 meaning
 //! the hold is in force, so a 2xx from anything else (a proxy's page, another service on the
@@ -10,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::Http;
 
 /// How long a request to the daemon may take (a job action waits for a scan in flight).
 const TIMEOUT: Duration = Duration::from_secs(70);
@@ -36,11 +37,38 @@ pub enum ApiError {
     },
 }
 
+/// The header that names the person at the command line for the daemon's audit and holds
+/// (`cli:alice@build-01`); the daemon takes it from a token holder when no trusted proxy named
+/// the person.
+const BY_HEADER: &str = "X-Jobwarden-By";
+
+/// `cli:$USER@host`: who runs this command, as the audit names them.
+fn operator() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| format!("uid{}", unsafe_free_uid()));
+    let name = format!("cli:{user}@{}", crate::adapters::process::hostname());
+    // A header value is visible ASCII; anything else would fail the request.
+    name.chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(100)
+        .collect()
+}
+
+/// The real user id, for a shell without `USER`.
+fn unsafe_free_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// Which daemon to ask, and how to reach it.
 #[derive(Debug, Clone, Default)]
 pub struct Target {
     /// `--url`: the daemon's base URL (default: from `[http] listen` and `base_path`).
     pub url: Option<String>,
+    /// `--token` or `JOBWARDEN_TOKEN`: the bearer token (default: `[http] token`).
+    pub token: Option<String>,
     /// `--proxy-from-env`: reach an `https` daemon beyond loopback through the proxy the
     /// environment names (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`). Without it no proxy is used.
     pub proxy_from_env: bool,
@@ -104,11 +132,11 @@ impl ApiError {
 
 /// The daemon's base URL: `--url` if given, else `[http] listen` (a wildcard address reached
 /// on loopback; `https` with `tls_cert`) and `base_path`.
-pub fn base_url(config: &Config, url: Option<&str>) -> Result<String, ApiError> {
+pub fn base_url(http: &Http, url: Option<&str>) -> Result<String, ApiError> {
     if let Some(url) = url {
         return Ok(url.trim_end_matches('/').to_string());
     }
-    let listen = config.http.listen;
+    let listen = http.listen;
     if listen.port() == 0 {
         return Err(ApiError::Setup(
             "[http] listen has port 0, so the daemon's port is not known: give its address with --url"
@@ -120,13 +148,9 @@ pub fn base_url(config: &Config, url: Option<&str>) -> Result<String, ApiError> 
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    let scheme = if config.http.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if http.tls.is_some() { "https" } else { "http" };
     let addr = std::net::SocketAddr::new(ip, listen.port());
-    Ok(format!("{scheme}://{addr}{}", config.http.base_path))
+    Ok(format!("{scheme}://{addr}{}", http.base_path))
 }
 
 /// Whether a request to `url` goes through the environment's proxy: never for a loopback
@@ -157,20 +181,23 @@ fn through_proxy(url: &reqwest::Url, asked: bool) -> Result<bool, ApiError> {
     Ok(true)
 }
 
-/// `POST {daemon}{path}` with the config's bearer token and a JSON body: the daemon's answer,
-/// a JSON object (any other success answer is [`ApiError::NotConfirmed`]).
+/// `POST {daemon}{path}` with the bearer token (`--token`, else `[http] token`) and a JSON
+/// body: the daemon's answer, a JSON object (any other success answer is
+/// [`ApiError::NotConfirmed`]).
 pub async fn post(
-    config: &Config,
+    http: &Http,
     target: &Target,
     path: &str,
     body: &serde_json::Value,
 ) -> Result<Answer, ApiError> {
-    let Some(token) = &config.http.token else {
+    let Some(token) = target.token.as_ref().or(http.token.as_ref()) else {
         return Err(ApiError::Setup(
-            "[http] token is not set, so the daemon takes no requests to write".into(),
+            "no token: give the daemon's token with --token or JOBWARDEN_TOKEN (or read it \
+             from the config's [http] token); without one the daemon takes no requests to write"
+                .into(),
         ));
     };
-    let url = format!("{}{path}", base_url(config, target.url.as_deref())?);
+    let url = format!("{}{path}", base_url(http, target.url.as_deref())?);
     let parsed = reqwest::Url::parse(&url).map_err(|e| {
         ApiError::Setup(format!(
             "the daemon's URL {} is not a URL: {e}",
@@ -181,7 +208,7 @@ pub async fn post(
     if !through_proxy(&parsed, target.proxy_from_env)? {
         client = client.no_proxy();
     }
-    if let Some(tls) = &config.http.tls {
+    if let Some(tls) = &http.tls {
         // The daemon's own certificate is trusted, self-signed or not.
         let pem = std::fs::read(&tls.cert).map_err(|e| {
             ApiError::Setup(format!(
@@ -200,6 +227,7 @@ pub async fn post(
     let answer = client
         .post(parsed)
         .bearer_auth(token)
+        .header(BY_HEADER, operator())
         .json(body)
         .send()
         .await
@@ -235,6 +263,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_operator_is_named_as_cli_user_at_host() {
+        let name = operator();
+        assert!(name.starts_with("cli:") && name.contains('@'), "{name}");
+        assert!(name.chars().all(|c| c.is_ascii_graphic()), "{name}");
+    }
+
+    #[test]
     fn a_wildcard_listener_is_reached_on_loopback() {
         let text = "[database]\nurl = \"sqlite::memory:\"\n[jobs]\ntable = \"jobs\"\n\
                     [jobs.statuses]\nrunning = [\"running\"]\nfailed = [\"failed\"]\n\
@@ -242,11 +277,11 @@ mod tests {
         let config = crate::config::parse(text, std::path::Path::new("jw.toml"), None, &|_| None)
             .expect("config");
         assert_eq!(
-            base_url(&config, None).unwrap(),
+            base_url(&config.http, None).unwrap(),
             "http://127.0.0.1:9847/jobwarden"
         );
         assert_eq!(
-            base_url(&config, Some("http://10.0.0.5:9000/")).unwrap(),
+            base_url(&config.http, Some("http://10.0.0.5:9000/")).unwrap(),
             "http://10.0.0.5:9000"
         );
     }

@@ -596,6 +596,7 @@ mod tests {
 
     fn spec(root: &Path) -> Artifacts {
         Artifacts {
+            root_relative: None,
             name: "reports".into(),
             root: root.to_path_buf(),
             pattern: "{job_id}/**".into(),

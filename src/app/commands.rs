@@ -12,7 +12,7 @@ use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
 use crate::app::report;
 use crate::app::scan::{Report, Scanner};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, Http};
 use crate::core::detect::OlderThan;
 
 /// Nothing found, or the config is valid.
@@ -100,8 +100,13 @@ pub fn artifact_indexes(
         let mut index = artifacts::Index::new(spec);
         index.reconcile();
         if strictness == Strictness::Strict && !index.root_present {
+            let given = spec
+                .root_relative
+                .as_ref()
+                .map(|r| format!(", given as \"{r}\", relative to the config file's folder"))
+                .unwrap_or_default();
             return Err(Error::Artifacts(format!(
-                "artifact root {} ({}) does not exist",
+                "artifact root {} ({}{given}) does not exist",
                 spec.root.display(),
                 spec.name
             )));
@@ -305,24 +310,38 @@ fn stop_on_signals(stop: actions::Stop) -> tokio::task::JoinHandle<()> {
 }
 
 /// `audit`: the latest entries of the audit trail.
+/// Needs only the state directory, never the database.
 pub fn audit(
-    config: &Config,
+    state_dir: &std::path::Path,
     last: usize,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let entries = crate::adapters::audit::last(&config.state_dir, last)?;
-    for e in &entries {
-        if format == Format::Json {
-            writeln!(
+    use crate::adapters::audit::{self, Entry, Hold, HoldKind};
+    enum Line {
+        Write(Entry),
+        Hold(Hold),
+    }
+    // One timeline of writes and of people's pauses and snoozes, the latest `last`, oldest
+    // first.
+    let mut lines: Vec<(String, Line)> = audit::last(state_dir, last)?
+        .into_iter()
+        .map(|e| (e.time.clone(), Line::Write(e)))
+        .chain(
+            audit::last_holds(state_dir, last, None)?
+                .into_iter()
+                .map(|h| (h.time.clone(), Line::Hold(h))),
+        )
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    let skip = lines.len().saturating_sub(last);
+    for (_, line) in lines.iter().skip(skip) {
+        match (format, line) {
+            (Format::Json, Line::Write(e)) => writeln!(out, "{}", json_line(e)?)?,
+            (Format::Json, Line::Hold(h)) => writeln!(out, "{}", json_line(h)?)?,
+            (Format::Human, Line::Write(e)) => writeln!(
                 out,
-                "{}",
-                serde_json::to_string(e).map_err(std::io::Error::other)?
-            )?;
-        } else {
-            writeln!(
-                out,
-                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}",
+                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}{}",
                 e.time,
                 e.replica,
                 e.job_id,
@@ -337,30 +356,94 @@ pub fn audit(
                 e.batch
                     .as_deref()
                     .map(|b| format!(" batch {b}"))
+                    .unwrap_or_default(),
+                e.requested_by
+                    .as_deref()
+                    .map(|by| format!(" asked by {by}"))
                     .unwrap_or_default()
-            )?;
+            )?,
+            (Format::Human, Line::Hold(h)) => {
+                let what = match (h.hold, &h.job_id) {
+                    (HoldKind::Pause | HoldKind::Resume, _) => "every write".to_string(),
+                    (_, Some(job)) => format!("job {job}"),
+                    (_, None) => "a job".to_string(),
+                };
+                writeln!(
+                    out,
+                    "{}  {} {}{} by {}{}",
+                    h.time,
+                    h.hold.as_str(),
+                    what,
+                    h.until
+                        .as_deref()
+                        .map(|u| format!(" until {u}"))
+                        .unwrap_or_default(),
+                    if h.by.is_empty() { "?" } else { &h.by },
+                    if h.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", h.reason)
+                    }
+                )?
+            }
         }
     }
-    if entries.is_empty() && format == Format::Human {
-        writeln!(
-            out,
-            "no entries in {}",
-            crate::adapters::audit::path(&config.state_dir).display()
-        )?;
+    if lines.is_empty() && format == Format::Human {
+        writeln!(out, "no entries in {}", audit::path(state_dir).display())?;
     }
     Ok(EXIT_OK)
 }
 
-/// `validate`: prints the resolved config (secrets redacted); with `connect`, also checks the
-/// table, its columns, the index a scan needs and how its timestamps are read, and runs one
-/// read-only scan. Exits 2 when the timestamps cannot be read with certainty.
+/// One JSON line of the audit trail, as `audit --json` prints it.
+fn json_line<T: serde::Serialize>(value: &T) -> std::io::Result<String> {
+    serde_json::to_string(value).map_err(std::io::Error::other)
+}
+
+/// Whether `validate` prints the resolved config (`--print`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Print {
+    VerdictOnly,
+    Config,
+}
+
+/// What `validate` says about the file itself, before any database: each artifact root
+/// given as a relative path (resolved against the config file's folder, so it moves with the
+/// file) named as resolved, and whether it exists.
+pub fn config_warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, a) in config.artifacts.iter().enumerate() {
+        let key = config.places.name(&format!("artifacts[{i}].root"));
+        if let Some(given) = &a.root_relative {
+            out.push(format!(
+                "{key} \"{given}\" is relative to the config file's folder: it is read as {}; \
+                 give an absolute path, so the root does not change when the file is copied \
+                 elsewhere (and matches ReadOnlyPaths= in the systemd unit)",
+                a.root.display()
+            ));
+        }
+        if !a.root.exists() {
+            out.push(format!(
+                "{key}: the folder {} does not exist (yet); `check --strict` exits 3 on it",
+                a.root.display()
+            ));
+        }
+    }
+    out
+}
+
+/// `validate`: prints its verdict first (valid or not, then each error and warning); with
+/// `connect`, also checks the table, its columns, the index a scan needs and how its
+/// timestamps are read, and runs one read-only scan; with [`Print::Config`], prints the
+/// resolved config (secrets redacted) last. Exits 2 when the timestamps cannot be read with
+/// certainty.
 pub async fn validate(
     config: &Config,
     connect: bool,
+    print: Print,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let mut warnings = Vec::new();
+    let mut warnings = config_warnings(config);
     let mut errors = Vec::new();
     let mut table = serde_json::Value::Null;
     let mut time_lines = Vec::new();
@@ -424,19 +507,40 @@ pub async fn validate(
             errors.push(e.to_string());
         }
     }
-    for w in &warnings {
-        tracing::warn!("{w}");
+    if format == Format::Json {
+        // The human output prints them; beside JSON a person still sees them on stderr.
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
     }
-    let resolved = config::redacted_json(config);
+    let resolved = (print == Print::Config).then(|| config::redacted_json(config));
     let valid = errors.is_empty();
     if format == Format::Json {
-        let object = serde_json::json!({
-            "valid": valid, "config": resolved, "table": table, "warnings": warnings, "errors": errors,
+        let mut object = serde_json::json!({
+            "valid": valid, "table": table, "warnings": warnings, "errors": errors,
         });
+        if let Some(resolved) = resolved {
+            object["config"] = resolved;
+        }
         writeln!(out, "{object}")?;
     } else {
-        let pretty = serde_json::to_string_pretty(&resolved).map_err(std::io::Error::other)?;
-        writeln!(out, "{pretty}")?;
+        if valid {
+            writeln!(out, "{}: valid", config.path.display())?;
+        } else {
+            writeln!(
+                out,
+                "{}: not valid on this database ({} problem{})",
+                config.path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            )?;
+        }
+        for e in &errors {
+            writeln!(out, "error: {e}")?;
+        }
+        for w in &warnings {
+            writeln!(out, "warning: {w}")?;
+        }
         if connect {
             writeln!(out)?;
             writeln!(
@@ -454,25 +558,44 @@ pub async fn validate(
                 writeln!(out, "  {line}")?;
             }
         }
-        for w in &warnings {
-            writeln!(out, "warning: {w}")?;
-        }
-        for e in &errors {
-            writeln!(out, "error: {e}")?;
-        }
-        if valid {
-            writeln!(out, "\n{}: valid", config.path.display())?;
-        } else {
-            writeln!(
-                out,
-                "\n{}: not valid on this database ({} problem{})",
-                config.path.display(),
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            )?;
+        if let Some(resolved) = resolved {
+            let pretty = serde_json::to_string_pretty(&resolved).map_err(std::io::Error::other)?;
+            writeln!(out, "\nthe resolved config (secrets redacted):\n{pretty}")?;
         }
     }
     Ok(if valid { EXIT_OK } else { EXIT_USAGE })
+}
+
+/// `jobwarden man`: the man page of `command` (roff) on `out`; with `dir`, one page per
+/// command written there (`jobwarden.1`, `jobwarden-check.1`, `jobwarden-alert-test.1`, ...),
+/// each file named on `out`.
+pub fn man_pages(
+    command: clap::Command,
+    dir: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(command).render(out)?;
+        return Ok(EXIT_OK);
+    };
+    std::fs::create_dir_all(dir)?;
+    let version = command.get_version().unwrap_or_default().to_string();
+    let mut pending = vec![(command.get_name().to_string(), command)];
+    while let Some((name, mut command)) = pending.pop() {
+        command.build();
+        for sub in command.get_subcommands() {
+            if sub.get_name() != "help" {
+                let sub = sub.clone().version(version.clone());
+                pending.push((format!("{name}-{}", sub.get_name()), sub));
+            }
+        }
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.name(name.clone())).render(&mut page)?;
+        std::fs::write(&path, page)?;
+        writeln!(out, "{}", path.display())?;
+    }
+    Ok(EXIT_OK)
 }
 
 /// `jobwarden alert test`: exit 0 when every receiver accepted both samples, 2 with no sinks
@@ -490,20 +613,18 @@ pub async fn alert_test(config: &Config, out: &mut dyn Write) -> Result<u8, Erro
 /// (`0s` ends a pause). Exit 0 only when jobwarden's own answer confirms it; 2 for a request
 /// it cannot take; 3 when it could not be reached, refused, or the answer confirms nothing.
 pub async fn pause(
-    config: &Config,
+    http: &Http,
     target: &Target,
     duration: &str,
+    reason: Option<&str>,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    let (answer, ending) = hold(
-        config,
-        target,
-        "/api/v1/pause",
-        duration,
-        serde_json::json!({}),
-    )
-    .await?;
+    let mut body = serde_json::json!({});
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+    }
+    let (answer, ending) = hold(http, target, "/api/v1/pause", duration, body).await?;
     let until = answer.hold_until("paused_until", ending, &[])?;
     match (format, until) {
         (Format::Json, _) => writeln!(out, "{}", serde_json::Value::Object(answer.json))?,
@@ -517,7 +638,7 @@ pub async fn pause(
 /// write for that job for that long (`0s` ends a snooze). Exit codes as [`pause`]; a job
 /// that is not active is refused (3).
 pub async fn snooze(
-    config: &Config,
+    http: &Http,
     target: &Target,
     job_id: &str,
     duration: &str,
@@ -530,7 +651,7 @@ pub async fn snooze(
         body["reason"] = reason.into();
     }
     let path = crate::core::job::job_link("/api/v1/jobs/", job_id, "/snooze");
-    let (answer, ending) = hold(config, target, &path, duration, body).await?;
+    let (answer, ending) = hold(http, target, &path, duration, body).await?;
     let until = answer.hold_until(
         "snoozed_until",
         ending,
@@ -547,11 +668,72 @@ pub async fn snooze(
     Ok(EXIT_OK)
 }
 
+/// How `pause` and `snooze` reach the daemon: with `--url` and a token given and no
+/// `--config`, from those alone (no file is read); otherwise from the config's `[http]`
+/// table, read without the database settings (see [`config::load_operator`]). `config` is
+/// `--config` when given.
+pub fn operator_http(
+    config: Option<&std::path::Path>,
+    target: &Target,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Http, Error> {
+    if config.is_none() && target.url.is_some() && target.token.is_some() {
+        return Ok(Http::default());
+    }
+    let part = config::OperatorPart::Http {
+        token: target.token.is_none(),
+    };
+    match operator_config(
+        config,
+        part,
+        lookup,
+        "--url URL and --token (or JOBWARDEN_TOKEN)",
+    )? {
+        config::Operator::Http(http) => Ok(*http),
+        config::Operator::State(_) => Err(Error::Usage("no [http] table read".into())),
+    }
+}
+
+/// Where `audit` reads the trail: `--state-dir`, else the config's `[state] dir` (read without
+/// the database settings), else the default state directory.
+pub fn operator_state_dir(
+    config: Option<&std::path::Path>,
+    state_dir: Option<&std::path::Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<std::path::PathBuf, Error> {
+    if let Some(dir) = state_dir {
+        return Ok(dir.to_path_buf());
+    }
+    let instead = "--state-dir DIR (/var/lib/jobwarden under systemd)";
+    match operator_config(config, config::OperatorPart::State, lookup, instead)? {
+        config::Operator::State(dir) => Ok(dir),
+        config::Operator::Http(_) => Err(Error::Usage("no [state] table read".into())),
+    }
+}
+
+/// The operator's part of the config file; a file that is not there (or may not be read)
+/// says which options make it unneeded.
+fn operator_config(
+    config: Option<&std::path::Path>,
+    part: config::OperatorPart,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    instead: &str,
+) -> Result<config::Operator, Error> {
+    let path = config.unwrap_or(std::path::Path::new(config::DEFAULT_PATH));
+    config::load_operator(path, part, lookup).map_err(|e| match e {
+        ConfigError::Read { path, source } => Error::Usage(format!(
+            "{path}: cannot read the config file: {source}; give it with -c PATH, or give {instead} \
+             instead (the database settings are never needed here)"
+        )),
+        e => Error::Config(e),
+    })
+}
+
 /// What `pause` and `snooze` share: `--for` checked here first (a usage error), then `body`
 /// with its `for` posted to the running daemon at `path`; the daemon's answer, and whether
 /// the request ends the hold (`--for 0s`).
 async fn hold(
-    config: &Config,
+    http: &Http,
     target: &Target,
     path: &str,
     duration: &str,
@@ -559,6 +741,6 @@ async fn hold(
 ) -> Result<(Answer, bool), Error> {
     let span = config::parse_hold(duration).map_err(|e| Error::Usage(format!("--for: {e}")))?;
     body["for"] = duration.into();
-    let answer = crate::adapters::api::post(config, target, path, &body).await?;
+    let answer = crate::adapters::api::post(http, target, path, &body).await?;
     Ok((answer, span.is_zero()))
 }

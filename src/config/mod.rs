@@ -21,6 +21,7 @@ mod expand;
 mod raw;
 mod redact;
 mod resolve;
+mod suggest;
 
 pub use expand::{expand, format_size, parse_duration, parse_hold, parse_size, MAX_HOLD};
 use raw::*;
@@ -33,6 +34,8 @@ pub use crate::core::vocabulary::{
     Action, Jobs, Rule, Safety, Severity, Signal, StatusClass, Statuses,
 };
 
+/// The config file when neither `--config` nor `JOBWARDEN_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "jobwarden.toml";
 /// Default scan period of `run`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Default period of the whole-table count of terminal statuses.
@@ -160,6 +163,9 @@ pub struct Artifacts {
     pub name: String,
     /// Absolute, resolved against the config file's folder.
     pub root: PathBuf,
+    /// `root` as the file wrote it, when that was a relative path (`validate` warns: the
+    /// root then depends on where the file lies).
+    pub root_relative: Option<String>,
     pub pattern: String,
     pub partial: Vec<String>,
     pub settle: Duration,
@@ -297,6 +303,23 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl Default for Http {
+    /// No `[http]` table: loopback on the default port, no token, no TLS, no base path.
+    fn default() -> Http {
+        Http {
+            listen: default_listen(),
+            token: None,
+            allowed_hosts: Vec::new(),
+            tls: None,
+            base_path: String::new(),
+            job_url: None,
+            external_url: None,
+            user_header: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
 impl Http {
     /// Whether a request's `Host` header is one this listener answers: the listen address,
     /// `localhost` (with or without the port), or an entry of `allowed_hosts`. Anything else
@@ -432,6 +455,85 @@ pub fn load(
     parse(&text, path, env_override, lookup)
 }
 
+/// What an operator command (`pause`, `snooze`, `audit`) reads of the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorPart {
+    /// `[http]`: how to reach the daemon; `token: false` leaves `[http] token` unread (the
+    /// command was given one, and the file's may name a variable this shell lacks).
+    Http { token: bool },
+    /// `[state] dir`.
+    State,
+}
+
+/// What an operator command needs of the config: the part it asked for, nothing about the
+/// database.
+#[derive(Debug, Clone)]
+pub enum Operator {
+    Http(Box<Http>),
+    State(PathBuf),
+}
+
+/// Reads only one part of a config file (`[http]` or `[state]`), for the operator commands:
+/// the database settings (often a `${DATABASE_URL}` kept in a root-only file) and the other
+/// tables are not read, so an unset variable there is no error.
+pub fn load_operator(
+    path: &Path,
+    part: OperatorPart,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Operator, ConfigError> {
+    let text = read_config_file(path)?;
+    parse_operator(&text, path, part, lookup)
+}
+
+/// [`load_operator`] on text read from `path`.
+pub fn parse_operator(
+    text: &str,
+    path: &Path,
+    part: OperatorPart,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Operator, ConfigError> {
+    let ctx = Ctx {
+        text,
+        path: path.display().to_string(),
+        lookup,
+        places: Default::default(),
+    };
+    let raw: RawOperator = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
+    let base = config_folder(path);
+    match part {
+        OperatorPart::Http { token } => Ok(Operator::Http(Box::new(match raw.http {
+            Some(mut h) => {
+                if !token {
+                    h.token = None;
+                }
+                resolve_http(&ctx, &h, &base).map_err(ConfigError::Invalid)?
+            }
+            None => Http::default(),
+        }))),
+        OperatorPart::State => Ok(Operator::State(
+            resolve_state_dir(&ctx, raw.state.as_ref(), &base).map_err(ConfigError::Invalid)?,
+        )),
+    }
+}
+
+/// A TOML or serde error at its place, with "did you mean" for a mistyped key or value.
+fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end().replace('\n', "; ");
+    ctx.error(e.span(), None, suggest::did_you_mean(&message))
+}
+
+/// The folder relative paths in a config file are resolved against: the file's own folder,
+/// made absolute (so an error names the path as it is read, whatever the working directory).
+pub fn config_folder(path: &Path) -> PathBuf {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
+}
+
 /// The largest config file read, and the largest TLS certificate or key.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// How long reading the config file (or a TLS file) may take (a file on a hung network
@@ -525,8 +627,7 @@ pub fn parse(
         lookup,
         places: Default::default(),
     };
-    let raw: RawConfig = toml::from_str(text)
-        .map_err(|e| ctx.error(e.span(), None, e.message().trim_end().replace('\n', "; ")))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
     resolve(&ctx, raw, path, env_override).map_err(ConfigError::Invalid)
 }
 
@@ -1066,6 +1167,118 @@ failed = ["failed"]
         )
         .unwrap_err();
         assert!(err.contains("{job_id}"), "{err}");
+    }
+
+    #[test]
+    fn a_reserved_character_in_the_password_is_named_with_its_encoding() {
+        for (url, c) in [
+            ("postgres://app:pa#ss@127.0.0.1:5432/app", Some('#')),
+            ("postgres://app:pa?ss@db/app", Some('?')),
+            ("mysql://app:pa/ss@db/app", Some('/')),
+            ("postgres://app:p@ss@db/app", Some('@')),
+            ("postgres://app:p%23ss@db/app", None),
+            ("postgres://db:5432/app?options=a@b", None),
+            ("postgres://app:pw@db/app?sslmode=require", None),
+            ("sqlite://jobs.db", None),
+            ("postgres://app@%2Frun%2Fpostgresql/app", None),
+        ] {
+            assert_eq!(resolve::reserved_in_userinfo(url), c, "{url}");
+        }
+        let err = load_str(
+            &MINIMAL.replace("sqlite://jobs.db", "postgres://app:pa#ss@db/app"),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(":3:7:") && err.contains("percent-encode `#` as `%23`"),
+            "{err}"
+        );
+        assert!(!err.contains("pa#ss"), "the password is not shown: {err}");
+    }
+
+    /// Every key the config reads, table by table, as serde itself lists them: a key that is
+    /// not a field makes the error name every field the table has.
+    fn keys_of(table: &str) -> Vec<String> {
+        let probe = "zz_not_a_key = 1";
+        let text = match table {
+            "" => format!("{probe}\n{MINIMAL}"),
+            "jobs" => MINIMAL.replace("[jobs]\n", &format!("[jobs]\n{probe}\n")),
+            "jobs.statuses" => {
+                MINIMAL.replace("[jobs.statuses]\n", &format!("[jobs.statuses]\n{probe}\n"))
+            }
+            "database" => MINIMAL.replace("[database]\n", &format!("[database]\n{probe}\n")),
+            "rules" | "artifacts" | "alerts" => format!("{MINIMAL}\n[[{table}]]\n{probe}\n"),
+            _ => format!("{MINIMAL}\n[{table}]\n{probe}\n"),
+        };
+        let err = load_str(&text, None).unwrap_err();
+        let expected = err
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("[{table}]: {err}"))
+            .1;
+        let expected = expected.split("; did you mean").next().unwrap_or(expected);
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_example_config_lists_every_key() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/jobwarden.example.toml");
+        let example = std::fs::read_to_string(&path).unwrap();
+        // Keys set or shown commented out (`# key = ...`), under their table's header.
+        let mut listed: std::collections::BTreeSet<(String, String)> = Default::default();
+        let mut table = String::new();
+        for line in example.lines() {
+            let line = line.trim();
+            if let Some(header) = line.strip_prefix('[') {
+                table = header.trim_matches(['[', ']']).to_string();
+                continue;
+            }
+            let body = line.trim_start_matches('#').trim_start();
+            if let Some((key, _)) = body.split_once('=') {
+                let key = key.trim();
+                if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    listed.insert((table.clone(), key.to_string()));
+                }
+            }
+        }
+        let tables = keys_of("");
+        let mut missing = Vec::new();
+        for top in &tables {
+            // A table is what the example has a header for; any other name is a top-level key
+            // (or a table the example lacks altogether: reported by its name).
+            let is_table = listed.iter().any(|(t, _)| t == top);
+            if is_table {
+                let mut keys = keys_of(top);
+                if top == "jobs" {
+                    keys.retain(|k| k != "statuses");
+                    for k in keys_of("jobs.statuses") {
+                        if !listed.contains(&("jobs.statuses".into(), k.clone())) {
+                            missing.push(format!("[jobs.statuses] {k}"));
+                        }
+                    }
+                }
+                for k in keys {
+                    if !listed.contains(&(top.clone(), k.clone())) {
+                        missing.push(format!("[{top}] {k}"));
+                    }
+                }
+            } else if !listed.contains(&(String::new(), top.clone())) {
+                missing.push(top.clone());
+            }
+        }
+        assert!(
+            tables.len() >= 10 && listed.len() > 60,
+            "the probe found the keys: {tables:?}"
+        );
+        assert!(
+            missing.is_empty(),
+            "{} does not list {missing:?}: add each with what it does and its default",
+            path.display()
+        );
     }
 
     #[test]

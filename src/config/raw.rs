@@ -26,6 +26,15 @@ pub(super) struct RawConfig {
     pub(super) audit: Option<RawAudit>,
 }
 
+/// What the operator commands (`pause`, `snooze`, `audit`) read: `[http]` or `[state]`
+/// only. The other tables are the daemon's, so they are neither read nor checked here (a
+/// `${DATABASE_URL}` kept in a root-only file is never expanded).
+#[derive(Deserialize)]
+pub(super) struct RawOperator {
+    pub(super) http: Option<RawHttp>,
+    pub(super) state: Option<RawState>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAudit {

@@ -181,7 +181,8 @@ pub(super) fn resolve(
             ));
         }
     }
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = config_folder(path);
+    let base = base.as_path();
     let artifacts = raw
         .artifacts
         .iter()
@@ -190,17 +191,7 @@ pub(super) fn resolve(
         .collect::<Result<Vec<_>, _>>()?;
     let http = match &raw.http {
         Some(h) => resolve_http(ctx, h, base)?,
-        None => Http {
-            listen: default_listen(),
-            token: None,
-            allowed_hosts: Vec::new(),
-            tls: None,
-            base_path: String::new(),
-            job_url: None,
-            external_url: None,
-            user_header: None,
-            trusted_proxies: Vec::new(),
-        },
+        None => Http::default(),
     };
     let alerts = resolve_alerts(ctx, &raw.alerts)?;
     let safety = resolve_safety(ctx, raw.safety.as_ref(), interval)?;
@@ -229,17 +220,7 @@ pub(super) fn resolve(
         }
         None => DEFAULT_AUDIT_MAX_SIZE,
     };
-    let state_dir = match raw.state.as_ref().and_then(|s| s.dir.as_ref()) {
-        Some(dir) => {
-            let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
-            if dir.is_absolute() {
-                dir
-            } else {
-                base.join(dir)
-            }
-        }
-        None => default_state_dir(ctx.lookup, base),
-    };
+    let state_dir = resolve_state_dir(ctx, raw.state.as_ref(), base)?;
     Ok(Config {
         path: path.to_path_buf(),
         environment,
@@ -531,6 +512,25 @@ pub(super) fn resolve_http(ctx: &Ctx, h: &RawHttp, base: &Path) -> Result<Http, 
     })
 }
 
+/// `[state] dir` (relative to the config file's folder), or [`default_state_dir`].
+pub(super) fn resolve_state_dir(
+    ctx: &Ctx<'_>,
+    raw: Option<&RawState>,
+    base: &Path,
+) -> Result<PathBuf, Located> {
+    Ok(match raw.and_then(|s| s.dir.as_ref()) {
+        Some(dir) => {
+            let dir = PathBuf::from(ctx.text(dir, "state.dir")?);
+            if dir.is_absolute() {
+                dir
+            } else {
+                base.join(dir)
+            }
+        }
+        None => default_state_dir(ctx.lookup, base),
+    })
+}
+
 /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/jobwarden`, else
 /// `$HOME/.local/state/jobwarden`, else `.jobwarden-state` beside the config file.
 pub(super) fn default_state_dir(lookup: &dyn Fn(&str) -> Option<String>, base: &Path) -> PathBuf {
@@ -654,6 +654,19 @@ pub(super) fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Datab
             ),
         )
     })?;
+    if let Some(c) = reserved_in_userinfo(&url) {
+        return Err(ctx.at(
+            &raw.url,
+            "database.url",
+            format!(
+                "the user or password in `{}` holds a `{c}`, which ends that part of a URL \
+                 early: percent-encode `{c}` as `{}` (and `@` as `%40`, `/` as `%2F`, `:` in \
+                 a user name as `%3A`)",
+                redact_url(&url),
+                percent(c)
+            ),
+        ));
+    }
     // sqlx knows MariaDB by the mysql:// scheme.
     let url = match url.strip_prefix("mariadb:") {
         Some(rest) => format!("mysql:{rest}"),
@@ -698,6 +711,35 @@ pub(super) fn resolve_database(ctx: &Ctx<'_>, raw: &RawDatabase) -> Result<Datab
         query_timeout,
         timezone,
     })
+}
+
+/// A character of a server URL's user or password that must be percent-encoded and was not:
+/// a `#`, `?` or `/` that cuts the user part short (the text before it has no `@`, but an `@`
+/// follows, with no `=` of a query parameter in between), or a second `@`.
+pub(super) fn reserved_in_userinfo(url: &str) -> Option<char> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.matches('@').count() > 1 {
+        return Some('@');
+    }
+    if authority.contains('@') || end == rest.len() {
+        return None;
+    }
+    let after = &rest[end..];
+    let at = after.find('@')?;
+    (!after[..at].contains('='))
+        .then(|| after.chars().next())
+        .flatten()
+}
+
+/// `c` percent-encoded (`#` as `%23`).
+fn percent(c: char) -> String {
+    let mut buf = [0u8; 4];
+    c.encode_utf8(&mut buf)
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect()
 }
 
 pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located> {
@@ -859,7 +901,10 @@ pub(super) fn resolve_rule(
                     c.as_str()
                 ))),
                 None => Err(ctx.at(s, &key("statuses"), format!(
-                    "rule `{name}` watches `{word}`, which [jobs.statuses] does not list as pending or running"
+                    "rule `{name}` watches `{word}`, which [jobs.statuses] does not list as pending or running{}",
+                    super::suggest::closest(&word, jobs.statuses.active())
+                        .map(|w| format!("; did you mean `{w}`?"))
+                        .unwrap_or_default()
                 ))),
             }
         })
@@ -1004,8 +1049,10 @@ pub(super) fn resolve_artifacts(
         ),
         ));
     }
-    let root = PathBuf::from(ctx.text(&raw.root, &key("root"))?);
+    let root_text = ctx.text(&raw.root, &key("root"))?;
+    let root = PathBuf::from(&root_text);
     Ok(Artifacts {
+        root_relative: (!root.is_absolute()).then_some(root_text),
         name: ctx.text(&raw.name, &key("name"))?,
         root: if root.is_absolute() {
             root

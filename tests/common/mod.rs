@@ -380,6 +380,25 @@ pub fn jobwarden_with_env(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> 
         .expect("run jobwarden")
 }
 
+/// Runs the real binary in `cwd` as an operator's shell would: no `DATABASE_URL`, no
+/// `JOBWARDEN_*` variables, only `env`.
+pub fn jobwarden_bare(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("JOBWARDEN_CONFIG")
+        .env_remove("JOBWARDEN_ENV")
+        .env_remove("JOBWARDEN_LOG")
+        .env_remove("JOBWARDEN_TOKEN")
+        .env_remove("NO_COLOR")
+        .env("XDG_STATE_HOME", cwd.join("xdg-state"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run jobwarden")
+}
+
 /// Runs `jobwarden ARGS --json --config CONFIG` and parses stdout.
 pub fn jobwarden_json(db_url: &str, config: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     let mut all = vec!["--json", "--config", config.to_str().expect("utf-8 path")];

@@ -38,6 +38,7 @@ mod catalogue;
 mod decode;
 mod list;
 mod queries;
+mod reach;
 
 pub use list::Detail;
 
@@ -350,11 +351,25 @@ impl Store {
         let url = config.redacted_url();
         let timeout = config.database.query_timeout;
         let db = &config.database;
+        let address = reach::tcp_address(db);
+        if let Some((host, port)) = &address {
+            if let Err(why) = reach::probe(host, *port, timeout).await {
+                return Err(StoreError::Connect {
+                    url,
+                    message: reach::describe(&why, host, *port, timeout),
+                });
+            }
+        }
         let pool = open_reader(db, timeout)
             .await
             .map_err(|e| StoreError::Connect {
                 url: url.clone(),
-                message: scrub(&e.to_string(), &secrets),
+                message: match (&e, &address) {
+                    (sqlx::Error::PoolTimedOut, Some((host, port))) => {
+                        reach::no_greeting(host, *port, timeout)
+                    }
+                    _ => scrub(&e.to_string(), &secrets),
+                },
             })?;
         let mut store = Store {
             pool,
