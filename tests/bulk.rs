@@ -57,12 +57,23 @@ async fn restart_killed_most_jobs(db: &TestDb) {
     }
 }
 
-/// The audit trail's lines.
+/// The audit trail's writes (its lines with a `hold` key are pauses and snoozes).
 fn audit(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("audit.jsonl"))
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit line"))
+        .filter(|v| v.get("hold").is_none())
+        .collect()
+}
+
+/// The audit trail's pauses and snoozes.
+fn kept_holds(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit line"))
+        .filter(|v| v.get("hold").is_some())
         .collect()
 }
 
@@ -411,6 +422,12 @@ async fn bulk_snooze_by_selection_and_requeue_by_ids() {
     let batch = done["batch"].as_str().expect("batch");
     let lines = audit(&state);
     assert_eq!(lines.len(), 4, "{lines:?}");
+    // The pause and its end are kept beside the writes.
+    let kept: Vec<String> = kept_holds(&state)
+        .iter()
+        .filter_map(|h| h["hold"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(kept, ["pause", "resume"]);
     assert!(
         lines
             .iter()
@@ -454,6 +471,13 @@ async fn bulk_snooze_by_selection_and_requeue_by_ids() {
     for id in 3..=6 {
         assert!(holds.contains(&format!("\"{id}\"")), "{holds}");
     }
+    // Each snooze kept in the trail, with its reason.
+    let snoozed: Vec<String> = kept_holds(&state)
+        .iter()
+        .filter(|h| h["hold"] == "snooze" && h["reason"] == "looking")
+        .filter_map(|h| h["job_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(snoozed.len(), 4, "{snoozed:?}");
     // One line for the four snoozes, none per job.
     let log = daemon.log();
     assert_eq!(log.matches("4 jobs snoozed until").count(), 1, "{log}");

@@ -477,12 +477,36 @@ pub fn last(state_dir: &Path, n: usize) -> std::io::Result<Vec<Entry>> {
 /// whole trail (the rotated files too) until `n` are found: a job's writes are found however
 /// long ago they were made, while their file is kept.
 pub fn last_matching(state_dir: &Path, n: usize, filter: &Filter) -> std::io::Result<Vec<Entry>> {
+    Ok(tail(state_dir, n, filter, false)?
+        .into_iter()
+        .filter_map(|line| match line {
+            Line::Write(e) => Some(e),
+            Line::Hold(_) => None,
+        })
+        .collect())
+}
+
+/// A line of the trail as its readers show it: a write, or a person's pause or snooze.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    Write(Entry),
+    Hold(Hold),
+}
+
+/// The last `n` lines of the trail, writes (as [`last`] shows them) and pauses and snoozes
+/// together, in the order they were kept, oldest first.
+pub fn last_lines(state_dir: &Path, n: usize) -> std::io::Result<Vec<Line>> {
+    tail(state_dir, n, &Filter::default(), true)
+}
+
+/// The last `n` lines `filter` wants, holds among them when `holds`, oldest first.
+fn tail(state_dir: &Path, n: usize, filter: &Filter, holds: bool) -> std::io::Result<Vec<Line>> {
     // A line that does not hold the job's id as JSON spells it is not that job's: not parsed.
     let needle = filter
         .job
         .as_ref()
         .and_then(|job| serde_json::to_string(job).ok());
-    let mut out: Vec<Entry> = Vec::new();
+    let mut out: Vec<Line> = Vec::new();
     let mut outcomes: std::collections::HashSet<String> = Default::default();
     lines_from_end(state_dir, |line| {
         if needle
@@ -490,6 +514,12 @@ pub fn last_matching(state_dir: &Path, n: usize, filter: &Filter) -> std::io::Re
             .is_some_and(|id| !line.contains(id.as_str()))
         {
             return true;
+        }
+        if holds && line.contains("\"hold\"") {
+            if let Ok(h) = serde_json::from_str::<Hold>(line) {
+                out.push(Line::Hold(h));
+                return out.len() < n;
+            }
         }
         let Ok(e) = serde_json::from_str::<Entry>(line) else {
             return true;
@@ -516,7 +546,7 @@ pub fn last_matching(state_dir: &Path, n: usize, filter: &Filter) -> std::io::Re
                 !(filter.hide_previews && e.outcome == Recorded::DryRun && e.requested_by.is_some())
             }
         }) {
-            out.push(e);
+            out.push(Line::Write(e));
         }
         out.len() < n
     })?;

@@ -317,25 +317,11 @@ pub fn audit(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, Error> {
-    use crate::adapters::audit::{self, Entry, Hold, HoldKind};
-    enum Line {
-        Write(Entry),
-        Hold(Hold),
-    }
+    use crate::adapters::audit::{self, HoldKind, Line};
     // One timeline of writes and of people's pauses and snoozes, the latest `last`, oldest
-    // first.
-    let mut lines: Vec<(String, Line)> = audit::last(state_dir, last)?
-        .into_iter()
-        .map(|e| (e.time.clone(), Line::Write(e)))
-        .chain(
-            audit::last_holds(state_dir, last, None)?
-                .into_iter()
-                .map(|h| (h.time.clone(), Line::Hold(h))),
-        )
-        .collect();
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
-    let skip = lines.len().saturating_sub(last);
-    for (_, line) in lines.iter().skip(skip) {
+    // first, in the order the trail kept them.
+    let lines = audit::last_lines(state_dir, last)?;
+    for line in &lines {
         match (format, line) {
             (Format::Json, Line::Write(e)) => writeln!(out, "{}", json_line(e)?)?,
             (Format::Json, Line::Hold(h)) => writeln!(out, "{}", json_line(h)?)?,
