@@ -190,8 +190,27 @@ async fn status_page(
     .await
 }
 
-/// Runs a heavy render on the blocking pool, so no request waits on another's page.
+/// How many heavy renders run at once: one core fewer than the machine has (at least one),
+/// so page readers queue for a render instead of taking every core from the async workers
+/// that answer `/healthz` and run the scan loop (20 readers of a 100,000-finding page pushed
+/// `/healthz`'s p99 to a quarter of a second on 2 cores; see BENCHMARKS.md).
+fn renders() -> &'static tokio::sync::Semaphore {
+    static RENDERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    RENDERS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// Runs a heavy render on the blocking pool, so no request waits on another's page, and no
+/// more of them at once than [`renders`] allows.
 async fn off_the_workers(render: impl FnOnce() -> Response + Send + 'static) -> Response {
+    let Ok(_turn) = renders().acquire().await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the page could not be rendered",
+        );
+    };
     tokio::task::spawn_blocking(render)
         .await
         .unwrap_or_else(|_| {
