@@ -562,8 +562,17 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         .expect("text");
     assert!(
         timeline.contains("applied fail running → failed")
-            && timeline.contains("asked by http 127.0.0.1:"),
-        "{timeline}"
+            && timeline.contains("asked by http 127.0.0.1:")
+            && timeline.contains(": worker died"),
+        "the write, who asked and why: {timeline}"
+    );
+    // The failed job's page opens with its story.
+    let headline = text(&browser, "p.headline").await.unwrap_or_default();
+    assert!(
+        headline.starts_with("failed · failed by jobwarden at ")
+            && headline.contains("(running → failed), rule hb, asked by http 127.0.0.1:")
+            && headline.ends_with(": worker died"),
+        "{headline}"
     );
 
     // The job list: the failed class holds stuck-1; a search of the active ones by part of

@@ -67,6 +67,7 @@ async fn race(db: &TestDb, config: &Config, id: &str, change: Option<String>) ->
         forced: false,
         requested_by: None,
         batch: None,
+        reason: None,
     };
     let state = tempfile::tempdir().expect("state dir");
     actions::apply(

@@ -125,6 +125,9 @@ pub struct Entry {
     /// The bulk action by a person this write was one of (every row of it shares the id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
+    /// Why, in the person's words, for a person's write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The audit file under a state directory.
@@ -152,6 +155,8 @@ pub struct Context {
     pub requested_by: Option<String>,
     /// The bulk action this write is one of.
     pub batch: Option<String>,
+    /// The person's words, for a manual action.
+    pub reason: Option<String>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -178,6 +183,7 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
         forced: ctx.forced,
         recovered: false,
         requested_by: ctx.requested_by.clone(),
+        reason: ctx.reason.clone(),
         batch: ctx.batch.clone(),
     }
 }
@@ -603,6 +609,7 @@ mod tests {
             recovered: false,
             requested_by: None,
             batch: None,
+            reason: None,
         }
     }
 

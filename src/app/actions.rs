@@ -439,6 +439,7 @@ pub async fn execute(
         forced: options.force,
         requested_by: None,
         batch: None,
+        reason: None,
     };
     let applying = apply(
         store,

@@ -327,7 +327,7 @@ pub fn audit(
             (Format::Json, Line::Hold(h)) => writeln!(out, "{}", json_line(h)?)?,
             (Format::Human, Line::Write(e)) => writeln!(
                 out,
-                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}{}",
+                "{}  {}  job {}: {} -> {} ({} {}, rule {}, age {}s, {}){}{}{}{}",
                 e.time,
                 e.replica,
                 e.job_id,
@@ -346,6 +346,10 @@ pub fn audit(
                 e.requested_by
                     .as_deref()
                     .map(|by| format!(" asked by {by}"))
+                    .unwrap_or_default(),
+                e.reason
+                    .as_deref()
+                    .map(|why| format!(": {why}"))
                     .unwrap_or_default()
             )?,
             (Format::Human, Line::Hold(h)) => {

@@ -238,6 +238,7 @@ impl Loop {
                 forced: true,
                 requested_by: Some(r.by.clone()),
                 batch: Some(batch.clone()),
+                reason: r.reason.clone().filter(|why| !why.trim().is_empty()),
             },
             actions::Trail {
                 state_dir: &config.state_dir,

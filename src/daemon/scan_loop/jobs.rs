@@ -153,6 +153,7 @@ impl Loop {
                 forced: false,
                 requested_by: Some(r.by.clone()),
                 batch: None,
+                reason: r.reason.clone().filter(|why| !why.trim().is_empty()),
             },
             actions::Trail {
                 state_dir: &config.state_dir,

@@ -252,6 +252,9 @@ fn headline(view: &JobView<'_>) -> String {
             Some(by) => s.push_str(&format!(", asked by {by}")),
             None => s.push_str(", on its own"),
         }
+        if let Some(why) = &e.reason {
+            s.push_str(&format!(": {why}"));
+        }
         if let Some(b) = &e.batch {
             s.push_str(&format!(" (bulk {b})"));
         }
@@ -546,6 +549,7 @@ fn timeline(view: &JobView<'_>) -> Vec<(f64, Markup)> {
                 @if e.forced { " forced" }
                 " by " (e.replica)
                 @if let Some(who) = &e.requested_by { ", asked by " (who) }
+                @if let Some(why) = &e.reason { ": " (why) }
             },
         ));
     }
@@ -624,7 +628,11 @@ pub fn audit_page(
                                 td { (e.action.as_str()) " " (e.status_before) " → " (e.status_after) @if e.forced { " (forced)" } }
                                 td { (e.kind.as_str()) ", " (e.rule) ", " (format_age(e.age_seconds as f64)) }
                                 td { span class={"outcome " (e.outcome.as_str())} { (e.outcome.as_str()) } }
-                                td { (e.replica) @if let Some(who) = &e.requested_by { br; "asked by " (who) } }
+                                td {
+                                    (e.replica)
+                                    @if let Some(who) = &e.requested_by { br; "asked by " (who) }
+                                    @if let Some(why) = &e.reason { br; "why: " (why) }
+                                }
                             }
                         }
                     }
@@ -1501,6 +1509,7 @@ mod tests {
             recovered: false,
             requested_by: Some("alice (http 10.0.0.5:51234)".into()),
             batch: None,
+            reason: None,
         };
         let view = JobView {
             job_id: "7",
