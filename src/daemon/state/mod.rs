@@ -524,14 +524,28 @@ impl Shared {
 
     /// One job's row, read now (for its page), within [`ROW_TIMEOUT`].
     pub async fn read_row(&self, job_id: &str) -> RowRead {
+        match self
+            .with_store(|store| async move { store.job_detail(job_id).await })
+            .await
+        {
+            Ok(Some((row, detail))) => RowRead::Row(Box::new(row), Box::new(detail)),
+            Ok(None) => RowRead::Missing,
+            Err(why) => RowRead::Unread(why),
+        }
+    }
+
+    /// A read of the scanner's store for a page, within [`ROW_TIMEOUT`]; why not, in words.
+    async fn with_store<T, F>(&self, reading: impl FnOnce(Store) -> F) -> Result<T, String>
+    where
+        F: std::future::Future<Output = Result<T, crate::adapters::store::StoreError>>,
+    {
         let Some(store) = read(&self.store).clone() else {
-            return RowRead::Unread("jobwarden has not connected to the database yet".into());
+            return Err("jobwarden has not connected to the database yet".into());
         };
-        match tokio::time::timeout(ROW_TIMEOUT, store.job_detail(job_id)).await {
-            Ok(Ok(Some((row, detail)))) => RowRead::Row(Box::new(row), Box::new(detail)),
-            Ok(Ok(None)) => RowRead::Missing,
-            Ok(Err(e)) => RowRead::Unread(e.to_string()),
-            Err(_) => RowRead::Unread("the database did not answer in time".into()),
+        match tokio::time::timeout(ROW_TIMEOUT, reading(store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the database did not answer in time".into()),
         }
     }
 
@@ -545,14 +559,8 @@ impl Shared {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<crate::core::job::JobRow>, String> {
-        let Some(store) = read(&self.store).clone() else {
-            return Err("jobwarden has not connected to the database yet".into());
-        };
-        match tokio::time::timeout(ROW_TIMEOUT, store.list_jobs(words, q, limit, offset)).await {
-            Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the database did not answer in time".into()),
-        }
+        self.with_store(|store| async move { store.list_jobs(words, q, limit, offset).await })
+            .await
     }
 
     /// The status words of each class, as configured.
