@@ -3,11 +3,12 @@
 // daemon (GET /api/v1/whoami) before keeping it in this tab's session storage, and runs each
 // action as a dry run first: what would change in words ("running → failed, reason: ..."),
 // the exact statement folded beneath, and only "Confirm" writes. Its result stays until the
-// operator dismisses it. The pause form pauses every write, with a reason. An open incident's "Fail all", "Re-queue all" and "Snooze all"
-// call the bulk endpoint the same way: a dry run shows the count, a sample of ids and the
-// statement, and the write repeats that count ("expect") with the person's reason. The
-// preview opens beside the button that asked, inside the window. The page works without
-// this script, minus the refresh and the actions.
+// operator dismisses it. The pause form pauses every write, with a reason. An open
+// incident's "Fail all", "Re-queue all" and "Snooze all" call the bulk endpoint the same
+// way: a dry run shows the count, a sample of ids and the statement, and the write repeats
+// that count ("expect") with the person's reason. The preview opens beside the button that
+// asked, inside the window. The page works without this script, minus the refresh and the
+// actions.
 "use strict";
 (function () {
   const every = 5000;
