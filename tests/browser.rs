@@ -254,10 +254,14 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
         db.ago(130.0)
     ))
     .await;
+    // Where a fail writes its reason and its time, for the failed job's page.
+    db.exec("ALTER TABLE jobs ADD COLUMN error TEXT").await;
+    db.exec("ALTER TABLE jobs ADD COLUMN finished_at TEXT")
+        .await;
     // Alert-only, so the one write is the person's.
     let config = TestConfig::new(&db.url)
         .top("interval = \"300ms\"")
-        .jobs("status_since = \"created_at\"")
+        .jobs("status_since = \"created_at\"\nerror = \"error\"\nfinished_at = \"finished_at\"")
         .statuses(
             "pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]",
         )
@@ -566,7 +570,29 @@ async fn a_person_marks_one_job_failed_in_the_browser() {
             && timeline.contains(": worker died"),
         "the write, who asked and why: {timeline}"
     );
-    // The failed job's page opens with its story.
+    // The failed job's page opens with its story, and its row holds the error jobwarden
+    // wrote (with the reason) and the time it finished.
+    let row_cell = |key: &'static str| {
+        let browser = &browser;
+        async move {
+            let script = "const c = [...document.querySelectorAll('td code')].find(e => e.textContent === arguments[0]); return c ? c.closest('tr').lastElementChild.textContent : null;";
+            browser
+                .execute(script, vec![serde_json::Value::String(key.into())])
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        }
+    };
+    let error = row_cell("jobs.error").await;
+    assert!(
+        error.contains("marked failed by http 127.0.0.1:") && error.ends_with("worker died"),
+        "{error}"
+    );
+    let finished = row_cell("jobs.finished_at").await;
+    assert!(finished.starts_with("20"), "a time: {finished:?}");
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(target_dir().join("console-failed-job.png"), &png).expect("save");
     let headline = text(&browser, "p.headline").await.unwrap_or_default();
     assert!(
         headline.starts_with("failed · failed by jobwarden at ")
