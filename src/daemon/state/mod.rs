@@ -663,47 +663,67 @@ pub struct Health {
 }
 
 /// A published scan: its report, shared by every reader, and what the pages need of it,
-/// worked out once per scan rather than once per request (at 100,000 findings a sort and
-/// four counts per request cost the page tens of milliseconds; see BENCHMARKS.md).
+/// worked out once per scan by the first reader that needs it rather than once per request
+/// (at 100,000 findings a sort and four counts per request cost the page tens of
+/// milliseconds; see BENCHMARKS.md), and never by the scan loop, which only publishes.
 #[derive(Debug)]
 pub struct Published {
     pub report: Arc<Report>,
-    /// The findings' indexes, most urgent first ([`crate::core::detect::by_urgency`]).
-    pub urgency: Vec<usize>,
-    /// How many findings have each kind, rule, status and phase, most first.
-    pub kinds: Vec<(String, usize)>,
-    pub rules: Vec<(String, usize)>,
-    pub statuses: Vec<(String, usize)>,
-    pub phases: Vec<(String, usize)>,
+    /// The order and counts of the findings, by the first page that asks.
+    index: std::sync::OnceLock<Index>,
     /// The report as `GET /api/v1/findings` answers it, serialized by its first reader and
     /// kept until the next scan (megabytes at 10,000 findings: once, not per request).
     json: std::sync::OnceLock<Result<axum::body::Bytes, String>>,
 }
 
+/// The order and counts of a report's findings, for the status page.
+#[derive(Debug)]
+pub struct Index {
+    /// The findings' indexes, most urgent first ([`crate::core::detect::by_urgency`]).
+    urgency: Vec<usize>,
+    /// How many findings have each kind, rule, status and phase, most first.
+    pub kinds: Vec<(String, usize)>,
+    pub rules: Vec<(String, usize)>,
+    pub statuses: Vec<(String, usize)>,
+    pub phases: Vec<(String, usize)>,
+}
+
 impl Published {
     pub fn new(report: Report) -> Published {
-        let findings = &report.findings;
-        let mut urgency: Vec<usize> = (0..findings.len()).collect();
-        urgency.sort_by(|&a, &b| crate::core::detect::by_urgency(&findings[a], &findings[b]));
         Published {
-            kinds: counted(findings.iter().map(|f| f.kind.as_str())),
-            rules: counted(findings.iter().map(|f| f.rule.as_str())),
-            statuses: counted(
-                findings
-                    .iter()
-                    .map(|f| f.status.as_str())
-                    .filter(|s| !s.is_empty()),
-            ),
-            phases: counted(findings.iter().filter_map(|f| f.phase.as_deref())),
-            urgency,
             report: Arc::new(report),
+            index: std::sync::OnceLock::new(),
             json: std::sync::OnceLock::new(),
         }
     }
 
+    /// The findings' order and counts (worked out once).
+    pub fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let findings = &self.report.findings;
+            let mut urgency: Vec<usize> = (0..findings.len()).collect();
+            urgency.sort_by(|&a, &b| crate::core::detect::by_urgency(&findings[a], &findings[b]));
+            Index {
+                kinds: counted(findings.iter().map(|f| f.kind.as_str())),
+                rules: counted(findings.iter().map(|f| f.rule.as_str())),
+                statuses: counted(
+                    findings
+                        .iter()
+                        .map(|f| f.status.as_str())
+                        .filter(|s| !s.is_empty()),
+                ),
+                phases: counted(findings.iter().filter_map(|f| f.phase.as_deref())),
+                urgency,
+            }
+        })
+    }
+
     /// The findings, most urgent first.
     pub fn by_urgency(&self) -> impl Iterator<Item = &crate::core::detect::Finding> + Clone {
-        self.urgency.iter().map(|&i| &self.report.findings[i])
+        self.index()
+            .urgency
+            .iter()
+            .map(|&i| &self.report.findings[i])
     }
 
     /// The report as JSON (serialized once).

@@ -883,8 +883,9 @@ fn findings_section(h: &Health, published: &Published, sel: &Selection) -> Marku
     let page = sel.page().min(pages);
     let first = (page - 1) * PAGE_ROWS;
     let rows: Vec<&Finding> = shown.skip(first).take(PAGE_ROWS).collect();
-    let (kinds, rules) = (&published.kinds, &published.rules);
-    let (statuses, phases) = (&published.statuses, &published.phases);
+    let index = published.index();
+    let (kinds, rules) = (&index.kinds, &index.rules);
+    let (statuses, phases) = (&index.statuses, &index.phases);
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     html! {
         (incidents_section(h, report))
