@@ -274,6 +274,31 @@ fn headline(view: &JobView<'_>) -> String {
     }
 }
 
+/// A `?page=` as the form sends it: a number from 1 (at most a million), else 1.
+fn page_number(text: Option<&str>) -> usize {
+    text.and_then(|p| p.trim().parse::<usize>().ok())
+        .filter(|&p| p >= 1)
+        .unwrap_or(1)
+        .min(1_000_000)
+}
+
+/// A page's link: `path` with each (name, value) percent-encoded, and `page` when past the
+/// first.
+fn page_link(path: &str, pairs: &[(&str, &str)], page: usize) -> String {
+    let mut query: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| format!("{n}={}", crate::core::job::url_segment(v)))
+        .collect();
+    if page > 1 {
+        query.push(format!("page={page}"));
+    }
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
 /// Jobs on one page of `GET /jobs`.
 pub const JOBS_PAGE: usize = 100;
 
@@ -299,30 +324,16 @@ impl JobsQuery {
 
     /// The page asked for, from 1.
     pub fn page(&self) -> usize {
-        self.page
-            .as_deref()
-            .and_then(|p| p.trim().parse::<usize>().ok())
-            .filter(|&p| p >= 1)
-            .unwrap_or(1)
-            .min(1_000_000)
+        page_number(self.page.as_deref())
     }
 
     fn link(&self, base: &str, class: Option<&str>, page: usize) -> String {
-        let mut parts = Vec::new();
-        if let Some(c) = class {
-            parts.push(format!("class={}", crate::core::job::url_segment(c)));
-        }
-        if let Some(q) = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            parts.push(format!("q={}", crate::core::job::url_segment(q)));
-        }
-        if page > 1 {
-            parts.push(format!("page={page}"));
-        }
-        if parts.is_empty() {
-            format!("{base}/jobs")
-        } else {
-            format!("{base}/jobs?{}", parts.join("&"))
-        }
+        let q = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        let pairs: Vec<(&str, &str)> = [("class", class), ("q", q)]
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| (name, v)))
+            .collect();
+        page_link(&format!("{base}/jobs"), &pairs, page)
     }
 }
 
@@ -808,11 +819,7 @@ impl Selection {
     }
 
     fn page(&self) -> usize {
-        self.page
-            .as_deref()
-            .and_then(|p| p.trim().parse::<usize>().ok())
-            .filter(|p| *p >= 1)
-            .unwrap_or(1)
+        page_number(self.page.as_deref())
     }
 
     fn wants(&self, f: &Finding) -> bool {
@@ -837,18 +844,7 @@ impl Selection {
         if let Some((name, value)) = set.filter(|(_, v)| !v.is_empty()) {
             pairs.push((name, value));
         }
-        let mut query: Vec<String> = pairs
-            .iter()
-            .map(|(n, v)| format!("{n}={}", crate::core::job::url_segment(v)))
-            .collect();
-        if page > 1 {
-            query.push(format!("page={page}"));
-        }
-        if query.is_empty() {
-            format!("{base}/")
-        } else {
-            format!("{base}/?{}", query.join("&"))
-        }
+        page_link(&format!("{base}/"), &pairs, page)
     }
 }
 
