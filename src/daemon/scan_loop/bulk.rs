@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use super::Loop;
 use crate::adapters::store::StoreError;
-use crate::app::actions;
 use crate::core::detect::{Finding, Kind, Outcome};
 use crate::daemon::state::{Ask, BulkRequest, JobRefusal, Targets};
 
@@ -226,29 +225,14 @@ impl Loop {
             }
         }
         let dry_run = config.dry_run || self.dry_run;
-        let applying = actions::apply(
-            &store,
-            &mut findings,
-            planned,
-            dry_run,
-            &crate::adapters::audit::Context {
-                environment: config.environment.clone(),
-                now,
-                // The guard and the cap were lifted by a person's confirmed count.
-                forced: true,
-                requested_by: Some(r.by.clone()),
-                batch: Some(batch.clone()),
-                reason: r.reason.clone().filter(|why| !why.trim().is_empty()),
-            },
-            actions::Trail {
-                state_dir: &config.state_dir,
-                audit_max_size: config.audit_max_size,
-                stop: Some(&self.stop),
-                dry_seen: None,
-            },
-        )
-        .await;
-        let executed = self.settle(applying);
+        let asked = super::jobs::Asked {
+            by: &r.by,
+            reason: r.reason.as_deref(),
+            batch: Some(batch.clone()),
+        };
+        let executed = self
+            .apply_for_person(&store, &mut findings, planned, dry_run, now, asked)
+            .await;
         let mut outcomes = serde_json::Map::new();
         for o in [
             Outcome::Applied,

@@ -10,6 +10,14 @@ use crate::adapters::store::{Store, StoreError};
 use crate::app::actions;
 use crate::daemon::state::{Ask, JobRefusal, JobRequest};
 
+/// Who asked for a person's writes, and why.
+pub(super) struct Asked<'a> {
+    pub by: &'a str,
+    pub reason: Option<&'a str>,
+    /// The bulk action they are part of.
+    pub batch: Option<String>,
+}
+
 impl Loop {
     /// Why a person's write (one job or many) cannot be made now: a pause, lost holds, or a
     /// table whose timestamps' zone cannot be known.
@@ -142,28 +150,14 @@ impl Loop {
         }
         let now = store.clock().await.map_err(unavailable)?;
         let statement = store.queries().write_inline(&planned.write, now);
-        let applying = actions::apply(
-            &store,
-            &mut findings,
-            vec![planned],
-            dry_run,
-            &crate::adapters::audit::Context {
-                environment: config.environment.clone(),
-                now,
-                forced: false,
-                requested_by: Some(r.by.clone()),
-                batch: None,
-                reason: r.reason.clone().filter(|why| !why.trim().is_empty()),
-            },
-            actions::Trail {
-                state_dir: &config.state_dir,
-                audit_max_size: config.audit_max_size,
-                stop: Some(&self.stop),
-                dry_seen: None,
-            },
-        )
-        .await;
-        let executed = self.settle(applying);
+        let asked = Asked {
+            by: &r.by,
+            reason: r.reason.as_deref(),
+            batch: None,
+        };
+        let executed = self
+            .apply_for_person(&store, &mut findings, vec![planned], dry_run, now, asked)
+            .await;
         if let Some((_, why)) = executed.limited.first() {
             return Err(JobRefusal::Unavailable(format!("not written: {why}")));
         }
@@ -198,7 +192,47 @@ impl Loop {
     /// Takes in what a person's writes came to (one job's or a bulk action's): counted,
     /// remembered, the audit trail's health, and each written job told to the alerts and to
     /// its incident.
-    pub(super) fn settle(&mut self, applying: actions::Applying) -> actions::Executed {
+    /// Makes a person's planned writes, each row its own guarded write with its audit intent
+    /// and outcome naming who asked and why, and takes in what came of them.
+    pub(super) async fn apply_for_person(
+        &mut self,
+        store: &Store,
+        findings: &mut [crate::core::detect::Finding],
+        planned: Vec<crate::core::plan::Planned>,
+        dry_run: bool,
+        now: f64,
+        asked: Asked<'_>,
+    ) -> actions::Executed {
+        let config = self.config.clone();
+        let applying = actions::apply(
+            store,
+            findings,
+            planned,
+            dry_run,
+            &crate::adapters::audit::Context {
+                environment: config.environment.clone(),
+                now,
+                // A bulk action's confirmed count lifted the guard and the per-scan cap.
+                forced: asked.batch.is_some(),
+                requested_by: Some(asked.by.to_string()),
+                reason: asked
+                    .reason
+                    .filter(|why| !why.trim().is_empty())
+                    .map(str::to_string),
+                batch: asked.batch,
+            },
+            actions::Trail {
+                state_dir: &config.state_dir,
+                audit_max_size: config.audit_max_size,
+                stop: Some(&self.stop),
+                dry_seen: None,
+            },
+        )
+        .await;
+        self.settle(applying)
+    }
+
+    fn settle(&mut self, applying: actions::Applying) -> actions::Executed {
         let executed = actions::Executed {
             applied: applying.applied,
             limited: applying
