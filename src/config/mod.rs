@@ -492,12 +492,7 @@ pub fn parse_operator(
     part: OperatorPart,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Operator, ConfigError> {
-    let ctx = Ctx {
-        text,
-        path: path.display().to_string(),
-        lookup,
-        places: Default::default(),
-    };
+    let ctx = Ctx::new(text, path, lookup);
     let raw: RawOperator = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
     let base = config_folder(path);
     match part {
@@ -621,12 +616,7 @@ pub fn parse(
     env_override: Option<&str>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let ctx = Ctx {
-        text,
-        path: path.display().to_string(),
-        lookup,
-        places: Default::default(),
-    };
+    let ctx = Ctx::new(text, path, lookup);
     let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
     resolve(&ctx, raw, path, env_override).map_err(ConfigError::Invalid)
 }

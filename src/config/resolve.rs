@@ -12,6 +12,22 @@ pub(super) struct Ctx<'a> {
     pub(super) places: std::cell::RefCell<BTreeMap<String, usize>>,
 }
 
+impl<'a> Ctx<'a> {
+    /// The context of the file at `path` holding `text`, its `${VAR}`s looked up by `lookup`.
+    pub(super) fn new(
+        text: &'a str,
+        path: &std::path::Path,
+        lookup: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Ctx<'a> {
+        Ctx {
+            text,
+            path: path.display().to_string(),
+            lookup,
+            places: Default::default(),
+        }
+    }
+}
+
 impl Ctx<'_> {
     pub(super) fn error(
         &self,

@@ -615,7 +615,7 @@ impl Queries {
             Dialect::MySql => format!(
                 "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-                t.schema.as_deref().map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                mysql_schema(d, t),
                 d.literal(&t.name)
             ),
             Dialect::Sqlite => format!(
@@ -633,10 +633,7 @@ impl Queries {
         let d = self.dialect;
         let t = &self.jobs.table;
         let status = d.literal(&self.jobs.status.column);
-        let schema = t
-            .schema
-            .as_deref()
-            .map_or("DATABASE()".to_string(), |s| d.literal(s));
+        let schema = mysql_schema(d, t);
         match d {
             Dialect::Postgres => vec![
                 format!(
@@ -692,9 +689,7 @@ impl Queries {
             Dialect::MySql => format!(
                 "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
                  AND TABLE_NAME = {} AND COLUMN_NAME = {status} AND SEQ_IN_INDEX = 1",
-                t.schema
-                    .as_deref()
-                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                mysql_schema(d, t),
                 d.literal(&t.name)
             ),
             Dialect::Sqlite => format!(
@@ -744,9 +739,7 @@ impl Queries {
             (Dialect::MySql, true) => format!(
                 "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
                  AND TABLE_NAME = {} AND COLUMN_NAME = {column} AND SEQ_IN_INDEX = 1",
-                t.schema
-                    .as_deref()
-                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                mysql_schema(d, t),
                 d.literal(&t.name)
             ),
             (Dialect::MySql, false) => return None,
@@ -958,9 +951,7 @@ impl Queries {
                  AND b.TABLE_NAME = a.TABLE_NAME AND b.INDEX_NAME = a.INDEX_NAME \
                  WHERE a.TABLE_SCHEMA = {} AND a.TABLE_NAME = {} AND a.COLUMN_NAME = {status} \
                  AND a.SEQ_IN_INDEX = 1 AND b.COLUMN_NAME = {column} AND b.SEQ_IN_INDEX = 2",
-                t.schema
-                    .as_deref()
-                    .map_or("DATABASE()".to_string(), |s| d.literal(s)),
+                mysql_schema(d, t),
                 d.literal(&t.name)
             ),
             (Dialect::MySql, false) => return None,
@@ -1015,6 +1006,14 @@ pub struct Zones {
     pub heartbeat: Option<crate::core::zone::Zone>,
     pub created: Option<crate::core::zone::Zone>,
     pub status_since: Option<crate::core::zone::Zone>,
+}
+
+/// The schema of `t` as MySQL's catalogue names it: the configured one, else the session's
+/// own database.
+fn mysql_schema(d: Dialect, t: &crate::core::sql::TableName) -> String {
+    t.schema
+        .as_deref()
+        .map_or("DATABASE()".to_string(), |s| d.literal(s))
 }
 
 /// Every configured column with the key that names it.
