@@ -19,20 +19,12 @@ impl Queries {
     pub fn list(&self, words: &[String], q: Option<&str>, limit: usize, offset: usize) -> String {
         let d = self.dialect;
         let j = &self.jobs;
-        let mut sql = format!(
-            "SELECT {} FROM {} WHERE {} IN ({})",
-            self.scan_columns
-                .iter()
-                .map(|(_, c)| c.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            d.table(&j.table),
+        let in_class = format!(
+            "{} IN ({})",
             d.quote(&j.status.column),
             d.literal_list(words.iter().map(String::as_str)),
         );
-        if let Some(w) = &j.where_sql {
-            sql.push_str(&format!(" AND ({w})"));
-        }
+        let mut sql = self.rows_where(&[], &in_class);
         if let Some(q) = q.filter(|q| !q.is_empty()) {
             // `%`, `_` and the escape itself are literal in a search.
             let escaped: String = q

@@ -165,18 +165,23 @@ impl Queries {
     /// [`Queries::one`] with `extra` column expressions after the scan's.
     pub(super) fn one_with(&self, id: &str, extra: &[String]) -> String {
         let d = self.dialect;
+        let condition = format!("{} = {}", d.quote(&self.jobs.id.column), d.literal(id));
+        self.rows_where(extra, &condition)
+    }
+
+    /// `SELECT` of the scan's columns (and `extra` after them) of the rows that meet
+    /// `condition` within `[jobs] where`: the pages' reads, decoded as the scan's rows are.
+    pub(super) fn rows_where(&self, extra: &[String], condition: &str) -> String {
         let j = &self.jobs;
         let mut sql = format!(
-            "SELECT {} FROM {} WHERE {} = {}",
+            "SELECT {} FROM {} WHERE {condition}",
             self.scan_columns
                 .iter()
                 .map(|(_, c)| c.as_str())
                 .chain(extra.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(", "),
-            d.table(&j.table),
-            d.quote(&j.id.column),
-            d.literal(id)
+            self.dialect.table(&j.table),
         );
         if let Some(w) = &j.where_sql {
             sql.push_str(&format!(" AND ({w})"));
@@ -621,7 +626,7 @@ impl Queries {
             Dialect::Sqlite => format!(
                 "SELECT name, type FROM pragma_table_info({}, {})",
                 d.literal(&t.name),
-                d.literal(t.schema.as_deref().unwrap_or("main"))
+                sqlite_schema(d, t)
             ),
         }
     }
@@ -664,9 +669,7 @@ impl Queries {
             ],
             Dialect::Sqlite => vec![format!(
                 "SELECT 'CHECK constraint', sql FROM {}sqlite_master WHERE type = 'table' AND name = {}",
-                t.schema
-                    .as_deref()
-                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                sqlite_prefix(d, t),
                 d.literal(&t.name)
             )],
         }
@@ -696,7 +699,7 @@ impl Queries {
                 "SELECT COUNT(*) FROM pragma_index_list({}, {}) il, pragma_index_info(il.name) ii \
                  WHERE ii.seqno = 0 AND ii.name = {status}",
                 d.literal(&t.name),
-                d.literal(t.schema.as_deref().unwrap_or("main"))
+                sqlite_schema(d, t)
             ),
         }
     }
@@ -747,14 +750,12 @@ impl Queries {
                 "SELECT COUNT(*) FROM pragma_index_list({}, {}) il, pragma_index_info(il.name) ii \
                  WHERE ii.seqno = 0 AND ii.name = {column} AND il.partial = 0",
                 d.literal(&t.name),
-                d.literal(t.schema.as_deref().unwrap_or("main"))
+                sqlite_schema(d, t)
             ),
             (Dialect::Sqlite, false) => format!(
                 "SELECT COUNT(*) FROM {}sqlite_master WHERE type = 'index' AND tbl_name = {} \
                  AND sql NOT LIKE '% WHERE %' AND sql LIKE {} ESCAPE '\\'",
-                t.schema
-                    .as_deref()
-                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                sqlite_prefix(d, t),
                 d.literal(&t.name),
                 d.literal(&format!("%json_extract({}", path_like("", ".")))
             ),
@@ -961,14 +962,12 @@ impl Queries {
                  WHERE il.partial = 0 AND a.seqno = 0 AND a.name = {status} \
                  AND b.seqno = 1 AND b.name = {column}",
                 name = d.literal(&t.name),
-                schema = d.literal(t.schema.as_deref().unwrap_or("main"))
+                schema = sqlite_schema(d, t)
             ),
             (Dialect::Sqlite, false) => format!(
                 "SELECT COUNT(*) FROM {}sqlite_master WHERE type = 'index' AND tbl_name = {} \
                  AND sql NOT LIKE '% WHERE %' AND sql LIKE {} ESCAPE '\\'",
-                t.schema
-                    .as_deref()
-                    .map_or(String::new(), |s| format!("{}.", d.quote(s))),
+                sqlite_prefix(d, t),
                 d.literal(&t.name),
                 d.literal(&format!(
                     "%(%{}%,%json_extract(%{}%{}%",
@@ -1006,6 +1005,19 @@ pub struct Zones {
     pub heartbeat: Option<crate::core::zone::Zone>,
     pub created: Option<crate::core::zone::Zone>,
     pub status_since: Option<crate::core::zone::Zone>,
+}
+
+/// The schema of `t` as SQLite's pragmas name it (`main` unless one is configured), as a
+/// literal.
+fn sqlite_schema(d: Dialect, t: &crate::core::sql::TableName) -> String {
+    d.literal(t.schema.as_deref().unwrap_or("main"))
+}
+
+/// The prefix that puts a SQLite catalogue table in `t`'s schema: `"aux".`, or nothing.
+fn sqlite_prefix(d: Dialect, t: &crate::core::sql::TableName) -> String {
+    t.schema
+        .as_deref()
+        .map_or(String::new(), |s| format!("{}.", d.quote(s)))
 }
 
 /// The schema of `t` as MySQL's catalogue names it: the configured one, else the session's
