@@ -122,10 +122,18 @@ impl Loop {
             Ask::Fail => crate::config::Action::Fail,
             Ask::Requeue => crate::config::Action::Requeue,
         };
-        let mut findings = self
+        // The job's own findings of the latest scan: all that its plan and write look at
+        // (not a copy of every finding, which is thousands after a restart).
+        let mut findings: Vec<_> = self
             .shared
             .latest()
-            .map(|r| r.findings.clone())
+            .map(|r| {
+                r.findings
+                    .iter()
+                    .filter(|f| f.job_id == job_id)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let verb = match action {
             crate::config::Action::Requeue => "re-queued",
