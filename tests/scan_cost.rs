@@ -489,3 +489,357 @@ per_backend!(
     epoch_heartbeat_candidates_cover_the_reference_read,
     candidates_epoch
 );
+
+/// What the reference and the two-tier reads must agree on. The two scans read the database
+/// clock a few milliseconds apart, so digits (ages, times) are left out of the messages;
+/// ages are compared within two seconds.
+fn gist(r: &jobwarden::app::scan::Report) -> String {
+    let shape = |m: &str| m.replace(|c: char| c.is_ascii_digit(), "#");
+    let mut findings: Vec<String> = r
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {} {:?} {:?} {:?} {} evidence={} progress={:?} guard={:?}",
+                f.job_id,
+                f.kind.as_str(),
+                f.rule,
+                f.status,
+                f.phase,
+                f.action,
+                f.severity,
+                shape(&f.message),
+                f.evidence.is_some(),
+                f.progress,
+                f.guard
+            )
+        })
+        .collect();
+    findings.sort();
+    let mut warnings: Vec<String> = r
+        .warnings
+        .iter()
+        .map(|w| format!("{:?} {}", w.job_id, shape(&w.message)))
+        .collect();
+    warnings.sort();
+    let mut late = r.late.clone();
+    late.sort();
+    format!(
+        "findings {findings:#?}\nwarnings {warnings:#?}\nlate {late:?}\nsuspicion {:?} holds {}\njobs {:?} {:?}\nsignal {} heartbeat {}",
+        r.suspicion.as_deref().map(shape),
+        r.suspicion_holds,
+        r.jobs,
+        r.by_status,
+        r.newest_signal_age.is_some(),
+        r.oldest_heartbeat_age.is_some(),
+    )
+}
+
+/// Scans the table by the reference read and by the two-tier read, each scanner with its
+/// own memory, after each step's statements, and asserts that every scan's reports agree.
+/// Returns, per step, how many rows the two-tier read read in full and how many are active.
+async fn agree(
+    db: &TestDb,
+    path: &Path,
+    older_than: Option<u64>,
+    steps: &[Vec<String>],
+) -> Vec<(usize, usize)> {
+    use jobwarden::app::scan::Read;
+    use jobwarden::core::detect::OlderThan;
+    let text = std::fs::read_to_string(path).unwrap();
+    let config = jobwarden::config::parse(&text, path, None, &|_| None).expect("config");
+    let store = Store::connect(&config).await.expect("connect");
+    let older_than = older_than.map(|m| OlderThan {
+        after: std::time::Duration::from_secs(m * 60),
+        force: false,
+    });
+    let mut reference = Scanner::new(store.clone());
+    let mut two_tier = Scanner::new(store.clone());
+    let mut out = Vec::new();
+    for (n, step) in steps.iter().enumerate() {
+        for sql in step {
+            db.exec(sql).await;
+        }
+        let a = reference
+            .scan_by(&config, older_than, Read::Reference)
+            .await
+            .expect("reference scan");
+        let b = two_tier
+            .scan_by(&config, older_than, Read::TwoTier)
+            .await
+            .expect("two-tier scan");
+        assert_eq!(
+            gist(&a),
+            gist(&b),
+            "{:?} --older-than {older_than:?}, scan {n}: the two-tier read differs from the reference",
+            db.backend
+        );
+        let mut ages_a: Vec<(String, u64)> = a
+            .findings
+            .iter()
+            .map(|f| (f.job_id.clone(), f.age_seconds))
+            .collect();
+        let mut ages_b: Vec<(String, u64)> = b
+            .findings
+            .iter()
+            .map(|f| (f.job_id.clone(), f.age_seconds))
+            .collect();
+        ages_a.sort();
+        ages_b.sort();
+        for ((id, x), (_, y)) in ages_a.iter().zip(&ages_b) {
+            assert!(
+                x.abs_diff(*y) <= 2,
+                "job {id}: age {x} s by the reference, {y} s by the two-tier read"
+            );
+        }
+        assert!(!a.findings.is_empty(), "the fixture finds something");
+        assert_eq!(a.read_in_full, a.jobs.values().sum::<u64>() as usize);
+        out.push((b.read_in_full, a.read_in_full));
+    }
+    store.close().await;
+    out
+}
+
+/// What happens to the table between scans: a re-queue, progress that moves, a job that
+/// comes into view with an old heartbeat, one that leaves, one that beats again.
+/// `fresh` is a heartbeat of a few seconds ago, as the table stores it.
+fn table_life(fresh: &str) -> Vec<Vec<String>> {
+    vec![
+        vec![],
+        vec![
+            "UPDATE jobs SET status = 'queued' WHERE id = 3".into(),
+            "UPDATE jobs SET status = 'running' WHERE id = 20".into(),
+            "DELETE FROM jobs WHERE id = 7".into(),
+            format!("UPDATE jobs SET updated_at = {fresh} WHERE id = 9"),
+        ],
+        vec![
+            "UPDATE jobs SET status = 'running' WHERE id = 3".into(),
+            "UPDATE jobs SET status = 'failed' WHERE id = 2".into(),
+        ],
+    ]
+}
+
+/// The two-tier read finds what the reference read finds on heartbeats in every shape
+/// (with a zone, naive in another zone, Unix seconds and milliseconds), with phases and
+/// `--older-than`, across scans whose memory dates re-queued and newly seen jobs; and the
+/// rows it reads in full are fewer than the active rows.
+async fn two_tier_heartbeats(backend: Backend, beat: Beat) {
+    let db = TestDb::new(backend).await;
+    let (path, _) = candidate_table(&db, beat).await;
+    let fresh = match (db.backend, beat) {
+        (_, Beat::Epoch) => db.epoch_ago(0.2),
+        (Backend::Postgres, Beat::Naive) => {
+            "(now() AT TIME ZONE 'America/New_York') - interval '12 seconds'".into()
+        }
+        (Backend::MySql, Beat::Naive) => {
+            "UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL 12 SECOND".into()
+        }
+        _ => db.ago(0.2),
+    };
+    for older_than in [None, Some(11), Some(90)] {
+        let reads = agree(&db, &path, older_than, &table_life(&fresh)).await;
+        // Most of the fixture's rows are old; the young ones are never read in full.
+        let (full, active) = reads[reads.len() - 1];
+        assert!(
+            full > 0 && full < active,
+            "{backend:?} {beat:?}: read {full} of {active} rows in full: {reads:?}"
+        );
+    }
+}
+
+async fn two_tier_zoned(backend: Backend) {
+    two_tier_heartbeats(backend, Beat::Zoned).await
+}
+async fn two_tier_naive(backend: Backend) {
+    two_tier_heartbeats(backend, Beat::Naive).await
+}
+async fn two_tier_epoch(backend: Backend) {
+    two_tier_heartbeats(backend, Beat::Epoch).await
+}
+
+per_backend!(two_tier_read_agrees_on_zoned_heartbeats, two_tier_zoned);
+per_backend!(
+    two_tier_read_agrees_on_naive_heartbeats,
+    two_tier_naive,
+    postgres => Postgres,
+    mysql => MySql
+);
+per_backend!(two_tier_read_agrees_on_epoch_heartbeats, two_tier_epoch);
+
+/// A table with every other signal: `status_since`, progress in a JSON array, the heartbeat
+/// also as text inside JSON, time-in-status rules, local pids (one dead), families, a row
+/// with no heartbeat and, on SQLite, text timestamps in several shapes and one that is not a
+/// time. Returns the config reading the heartbeat column and the one reading it from JSON.
+async fn signals_table(db: &TestDb) -> (PathBuf, PathBuf) {
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, phase {t} NULL, created_at {ts}, \
+         updated_at {ts} NULL, started_at {ts} NULL, meta {json} NULL, pid INTEGER NULL, \
+         host {t} NULL, parent_id INTEGER NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        json = db.ty("json"),
+    ))
+    .await;
+    // `meta`: the heartbeat as RFC 3339 text `minutes` ago, and `steps` progress entries.
+    let meta = |minutes: f64, steps: usize| -> String {
+        let s = (minutes * 60.0) as i64;
+        let list = (0..steps)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match db.backend {
+            Backend::Postgres => format!(
+                "jsonb_build_object('beat', to_char((now() - interval '{s} seconds') AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'steps', jsonb_build_array({list}))"
+            ),
+            Backend::MySql => format!(
+                "JSON_OBJECT('beat', DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL {s} SECOND, \
+                 '%Y-%m-%dT%H:%i:%sZ'), 'steps', JSON_ARRAY({list}))"
+            ),
+            Backend::Sqlite => format!(
+                "json_object('beat', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{s} seconds'), \
+                 'steps', json_array({list}))"
+            ),
+        }
+    };
+    let host = jobwarden::adapters::process::hostname();
+    let mut id = 0;
+    let ages: &[f64] = &[0.4, 6.6, 8.3, 11.2, 16.4, 23.1, 95.2, 401.7];
+    let mut rows: Vec<String> = Vec::new();
+    for status in ["running", "queued"] {
+        for phase in ["training", "eval"] {
+            for (i, age) in ages.iter().enumerate() {
+                id += 1;
+                rows.push(format!(
+                    "({id}, '{status}', '{phase}', {}, {}, {}, {}, NULL, NULL, NULL)",
+                    db.ago(2000.3 - *age),
+                    db.ago(*age),
+                    db.ago(age * 0.7 + 1.3),
+                    meta(age + 0.7, i % 3)
+                ));
+            }
+        }
+    }
+    let dead = common::dead_pid();
+    let live = std::process::id();
+    rows.extend([
+        // No heartbeat yet, created 33 minutes ago.
+        format!(
+            "(101, 'running', 'eval', {}, NULL, NULL, NULL, NULL, NULL, NULL)",
+            db.ago(33.3)
+        ),
+        // Created ahead of the clock.
+        format!(
+            "(102, 'running', 'eval', {}, {}, NULL, {}, NULL, NULL, NULL)",
+            db.ago(-93.7),
+            db.ago(0.9),
+            meta(0.9, 1)
+        ),
+        // Processes on this host: one gone, one alive; one gone on another host.
+        format!(
+            "(103, 'running', 'eval', {}, {}, NULL, {}, {dead}, '{host}', NULL)",
+            db.ago(50.1),
+            db.ago(0.3),
+            meta(0.3, 1)
+        ),
+        format!(
+            "(104, 'running', 'eval', {}, {}, NULL, {}, {live}, '{host}', NULL)",
+            db.ago(50.1),
+            db.ago(0.3),
+            meta(0.3, 1)
+        ),
+        format!(
+            "(105, 'running', 'eval', {}, {}, NULL, {}, {dead}, 'elsewhere-9', NULL)",
+            db.ago(50.1),
+            db.ago(0.3),
+            meta(0.3, 1)
+        ),
+        // A running child of a completed parent; a running parent whose children finished.
+        format!(
+            "(106, 'completed', NULL, {}, {}, NULL, NULL, NULL, NULL, NULL)",
+            db.ago(90.0),
+            db.ago(40.0)
+        ),
+        format!(
+            "(107, 'running', 'eval', {}, {}, NULL, {}, NULL, NULL, 106)",
+            db.ago(50.1),
+            db.ago(0.3),
+            meta(0.3, 1)
+        ),
+        format!(
+            "(108, 'running', 'eval', {}, {}, NULL, {}, NULL, NULL, NULL)",
+            db.ago(50.1),
+            db.ago(0.3),
+            meta(0.3, 1)
+        ),
+        format!(
+            "(109, 'failed', NULL, {}, {}, NULL, NULL, NULL, NULL, 108)",
+            db.ago(50.1),
+            db.ago(20.0)
+        ),
+        format!(
+            "(110, 'completed', NULL, {}, {}, NULL, NULL, NULL, NULL, 108)",
+            db.ago(50.1),
+            db.ago(20.0)
+        ),
+    ]);
+    if db.backend == Backend::Sqlite {
+        rows.extend([
+            // Text in other shapes: Unix seconds, a space and no zone, and not a time.
+            "(111, 'running', 'eval', '2026-01-01 00:00:00', CAST(strftime('%s', 'now', '-3 minutes') AS TEXT), NULL, NULL, NULL, NULL, NULL)".into(),
+            "(112, 'running', 'eval', '2026-01-01 00:00:00', datetime('now', '-29 minutes'), NULL, NULL, NULL, NULL, NULL)".into(),
+            "(113, 'running', 'eval', '2026-01-01 00:00:00', 'not a time', NULL, NULL, NULL, NULL, NULL)".into(),
+        ]);
+    }
+    for row in rows {
+        db.exec(&format!("INSERT INTO jobs VALUES {row}")).await;
+    }
+    let config = TestConfig::new(db.jobwarden_url())
+        .jobs("phase = \"phase\"\nprogress = \"meta.steps\"\nparent_id = \"parent_id\"\npid = \"pid\"\nhost = \"host\"")
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .section(
+            "[[rules]]\nname = \"training\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
+             after = \"7m\"\nphases = [\"training\"]\naction = \"alert\"",
+        )
+        .section(
+            "[[rules]]\nname = \"steps\"\nstatuses = [\"running\"]\nsignal = \"progress\"\n\
+             after = \"10m\"\naction = \"alert\"",
+        )
+        .section(
+            "[[rules]]\nname = \"queue\"\nstatuses = [\"queued\"]\nsignal = \"created\"\n\
+             after = \"15m\"\naction = \"alert\"",
+        );
+    let column = config
+        .clone()
+        .jobs("status_since = \"started_at\"")
+        .write(db.dir().join("column.toml"));
+    let json = config.text().replace(
+        "heartbeat_at = \"updated_at\"",
+        "heartbeat_at = \"meta.beat\"",
+    );
+    let json_path = db.dir().join("json.toml");
+    std::fs::write(&json_path, json).unwrap();
+    (column, json_path)
+}
+
+/// The two-tier read agrees with the reference on `status_since`, progress in JSON, a
+/// heartbeat in JSON text, time in status, dead processes, families and (SQLite) text
+/// timestamps, across scans; and it reads fewer rows in full than there are.
+async fn two_tier_signals(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (column, json) = signals_table(&db).await;
+    for path in [&column, &json] {
+        for older_than in [None, Some(12)] {
+            let reads = agree(&db, path, older_than, &table_life(&db.ago(0.2))).await;
+            let (full, active) = reads[reads.len() - 1];
+            assert!(
+                full > 0 && full < active,
+                "{backend:?} {}: read {full} of {active} rows in full: {reads:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+per_backend!(two_tier_read_agrees_on_every_signal, two_tier_signals);

@@ -59,6 +59,21 @@ pub struct Report {
     pub late: Vec<String>,
     /// Findings grouped by cause: the open incidents and those that ended within the hour.
     pub incidents: Vec<crate::core::incident::View>,
+    /// How many active rows this scan read in full and judged (all of them by the reference
+    /// read; the picked ones by the two-tier read).
+    #[serde(skip)]
+    pub read_in_full: usize,
+}
+
+/// How a scan reads the active rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Every active row lightly, then in full only the rows that could have something to
+    /// say (`core::candidates`): what every scan does.
+    TwoTier,
+    /// Every active row in full, every one judged: the reference the two-tier read is
+    /// proven against, and what `validate --connect` reads.
+    Reference,
 }
 
 /// Scans one table, remembering progress between scans.
@@ -310,16 +325,63 @@ impl Scanner {
         Ok((views, warnings))
     }
 
-    /// One scan. `older_than` is `recover --older-than`.
+    /// One scan, by the two-tier read (see `core::candidates`). `older_than` is `recover
+    /// --older-than`.
     pub async fn scan(
         &mut self,
         config: &Config,
         older_than: Option<OlderThan>,
     ) -> Result<Report, StoreError> {
+        self.scan_by(config, older_than, Read::TwoTier).await
+    }
+
+    /// One scan by the read `read`: the two-tier read, or the reference that reads and
+    /// judges every active row in full (the tests and benchmarks compare the two).
+    pub async fn scan_by(
+        &mut self,
+        config: &Config,
+        older_than: Option<OlderThan>,
+        read: Read,
+    ) -> Result<Report, StoreError> {
         let read_at = tokio::time::Instant::now();
-        let snapshot = self.store.snapshot(self.children_due(config)).await?;
+        let children = self.children_due(config);
+        let snapshot = match read {
+            Read::TwoTier => self.store.light_snapshot(children).await?,
+            Read::Reference => self.store.snapshot(children).await?,
+        };
         self.snapshot_at = Some((snapshot.now, read_at));
-        self.judge_with(config, snapshot, older_than).await
+        self.judge_with(config, snapshot, older_than, read).await
+    }
+
+    /// The rows among `light` that `picked` names, read in full, in the light read's order.
+    /// A row whose status changed between the two reads is left to the next scan (the
+    /// memory recorded the old one). When most rows are picked (a first sight of a mass
+    /// stall), one read of every active row costs less than the reads by id.
+    async fn in_full(
+        &self,
+        light: &[crate::core::job::JobRow],
+        picked: &HashSet<String>,
+    ) -> Result<Vec<crate::core::job::JobRow>, StoreError> {
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = if picked.len() * 2 > light.len() {
+            self.store.active_all_in_full().await?
+        } else {
+            let ids: Vec<&str> = light
+                .iter()
+                .map(|j| j.id.as_str())
+                .filter(|id| picked.contains(*id))
+                .collect();
+            self.store.active_in_full(&ids).await?
+        };
+        let mut by_id: HashMap<String, crate::core::job::JobRow> =
+            rows.into_iter().map(|j| (j.id.clone(), j)).collect();
+        Ok(light
+            .iter()
+            .filter(|j| picked.contains(&j.id))
+            .filter_map(|j| by_id.remove(&j.id).filter(|f| f.status == j.status))
+            .collect())
     }
 
     /// Whether this scan reads the children of the active rows: always when an index on the
@@ -343,7 +405,8 @@ impl Scanner {
         config: &Config,
         snapshot: Snapshot,
     ) -> Result<Report, StoreError> {
-        self.judge_with(config, snapshot, None).await
+        self.judge_with(config, snapshot, None, Read::Reference)
+            .await
     }
 
     async fn judge_with(
@@ -351,6 +414,7 @@ impl Scanner {
         config: &Config,
         snapshot: Snapshot,
         older_than: Option<OlderThan>,
+        read: Read,
     ) -> Result<Report, StoreError> {
         let mut snapshot = snapshot;
         let mut relatives = std::mem::take(&mut snapshot.relatives);
@@ -378,9 +442,10 @@ impl Scanner {
         let (views, root_warnings) = self.artifact_views(config, &snapshot).await?;
         let artifact_seconds =
             (!self.artifacts.is_empty()).then(|| artifact_started.elapsed().as_secs_f64());
-        let obs = Observation {
+        let mut obs = Observation {
             now: snapshot.now,
             jobs: &snapshot.jobs,
+            all: &snapshot.jobs,
             relatives: &relatives,
             local_host: &self.host,
             dead_pids: &dead,
@@ -395,7 +460,19 @@ impl Scanner {
                 progress: config.jobs.progress.is_some(),
             },
         };
-        let mut detected = detect::detect(&obs, &policy, &mut self.memory);
+        let full;
+        let mut read_in_full = snapshot.jobs.len();
+        let mut detected = match read {
+            Read::Reference => detect::detect(&obs, &policy, &mut self.memory),
+            Read::TwoTier => {
+                self.memory.observe(&snapshot.jobs, snapshot.now);
+                let picked = crate::core::candidates::pick(&obs, &policy, &self.memory);
+                full = self.in_full(&snapshot.jobs, &picked).await?;
+                obs.jobs = &full;
+                read_in_full = full.len();
+                detect::judge(&obs, &policy, &self.memory)
+            }
+        };
         detected.warnings.extend(root_warnings);
         if let Some(why) = self.store.refusal() {
             detected.warnings.insert(
@@ -440,6 +517,7 @@ impl Scanner {
             late: detected.late,
             by_status: counts.by_status,
             incidents: Vec::new(),
+            read_in_full,
         })
     }
 

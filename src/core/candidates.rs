@@ -1,31 +1,114 @@
-//! The candidate read (issue 23, unfinished): which active rows a scan must read whole, as a
-//! bound on one time column per status word that the database can apply through an index on
-//! `(status, <heartbeat>)`. Not used by the scan yet: the scan still reads every active row
-//! (the reference read). What is here is the part proven against it: a row outside the
-//! bounds can have no heartbeat finding and no warning (tests/scan_cost.rs compares the
-//! candidate ids with the reference read's findings and warnings on PostgreSQL and MariaDB;
-//! SQLite's values may be text, which only jobwarden parses, so there every row stays a
-//! candidate).
+//! The two-tier scan (issue 23): every scan reads each active row cheaply (its id, status,
+//! times, progress fingerprint, parent, pid and host: the light read), records it in the
+//! memory, and reads in full, to judge, only the rows [`pick`] names. A row it does not name
+//! has nothing to say this scan: no finding, no warning, no "first seen late"; it still
+//! counts in the scan-wide figures (`judged`, the newest signal, the families), which
+//! `detect::judge` takes from the light rows. The reference, every row read in full and
+//! judged, is kept (`validate --connect`, the tests), and the tests prove both give the
+//! same report on every database.
 //!
-//! A row is a heartbeat candidate when, in a status word some heartbeat rule (or
-//! `--older-than`, where the table has a heartbeat) watches, its heartbeat is at least the
-//! smallest such `after` old (any phase: the phase is not known before the row is read), or
-//! it has no heartbeat (it is then judged by `created_at`, or warned about); and, in every
-//! active word, when its heartbeat, `created_at` or `status_since` is ahead of the clock
-//! (warned about, not judged). The
-//! memory's first sight only makes a row younger (`Judge::since` takes the later of the two),
-//! so the row's own heartbeat bounds it.
+//! A row is picked when its time in the light read could be past a threshold that could
+//! apply to it: per signal, the smallest `after` of the rules watching its status word,
+//! whatever their phases (the phase is not read), and `--older-than`; the age it is tested
+//! by is the row's own (the heartbeat, the progress sight, the entry into its status),
+//! which is never younger than the judged one. Also picked: a row with a time ahead of the
+//! clock or one that cannot be read (warned about), a pid that is not a number, a dead
+//! process on this host, a finished parent or only finished children, and files in a
+//! report folder.
 //!
-//! Still to do before the scan can use it (see the report of issue 23): progress and
-//! time-in-status candidates from the memory, rows new to the memory, pids on this host, relatives and
-//! artifact ties, and the scan-wide figures the reference read takes from every row
-//! (`newest_signal_age`, the oldest heartbeat, the number judged).
+//! [`heartbeat_bounds`] and the naive-reading bounds are the same thresholds written for
+//! the database: `Queries::heartbeat_candidates` turns them into an index-served `SELECT`
+//! (proven against the reference read in tests/scan_cost.rs), which `validate --connect`
+//! uses to show what the advised index buys.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::core::detect::Policy;
+use crate::core::detect::{ahead_of_clock, same_host, Family, Judge, Observation, Policy};
+use crate::core::memory::Memory;
 use crate::core::vocabulary::Signal;
 use crate::core::zone::Zone;
+
+/// The ids of the active rows of `obs.all` (the light read) that must be read in full and
+/// judged, by a memory that has recorded them (see the module's comment).
+pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> HashSet<String> {
+    let family = Family::new(obs);
+    let finished = |status: &str| {
+        policy
+            .statuses
+            .class_of(status)
+            .is_some_and(|c| !c.is_active())
+    };
+    let tied: HashSet<&str> = obs
+        .artifacts
+        .iter()
+        .flat_map(|v| v.files.keys())
+        .map(String::as_str)
+        .collect();
+    let older_than = policy.older_than.map(|o| {
+        let signal = if policy.liveness.heartbeat {
+            Signal::Heartbeat
+        } else if policy.liveness.progress {
+            Signal::Progress
+        } else {
+            Signal::Created
+        };
+        (signal, o.after)
+    });
+    let mut out = HashSet::new();
+    for job in obs.all {
+        if !policy
+            .statuses
+            .class_of(&job.status)
+            .is_some_and(|c| c.is_active())
+        {
+            continue;
+        }
+        let related = || {
+            job.parent_id
+                .as_deref()
+                .and_then(|p| family.status_of.get(p))
+                .is_some_and(|s| finished(s))
+                || family
+                    .children
+                    .get(job.id.as_str())
+                    .is_some_and(|kids| kids.iter().all(|s| finished(s)))
+        };
+        let dead = || match (job.pid, &job.host) {
+            (Some(pid), Some(host)) => {
+                same_host(host, obs.local_host) && obs.dead_pids.contains(&pid)
+            }
+            _ => false,
+        };
+        let judge = Judge::new(job, obs.now, memory);
+        let limits = policy
+            .rules
+            .iter()
+            .filter(|r| r.statuses.contains(&job.status))
+            .map(|r| (r.signal, r.after))
+            .chain(older_than);
+        let mut due = false;
+        for (signal, after) in limits {
+            due |= match judge.since(signal) {
+                // The row's own time is never younger than the judged one.
+                Ok(since) => {
+                    obs.now - since.shown.unwrap_or(since.judged) >= after.as_secs_f64() - 1.0
+                }
+                Err(_) => true,
+            };
+        }
+        if due
+            || ahead_of_clock(job, obs.now).is_some()
+            || job.bad_pid.is_some()
+            || tied.contains(job.id.as_str())
+            || dead()
+            || related()
+        {
+            out.insert(job.id.clone());
+        }
+    }
+    out
+}
 
 /// Per active status word, the smallest heartbeat age at which a row could be stuck; `None`:
 /// no heartbeat rule watches the word (its rows are candidates only when ahead of the

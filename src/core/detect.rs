@@ -200,8 +200,13 @@ pub struct ArtifactView {
 pub struct Observation<'a> {
     /// The database's clock, Unix seconds.
     pub now: f64,
-    /// The active rows.
+    /// The rows judged in full: every active row (the reference read), or the candidates of
+    /// a two-tier read (see `core::candidates`).
     pub jobs: &'a [JobRow],
+    /// Every active row, as the scan's first read has it: what the memory records, what the
+    /// scan-wide figures and the families are taken from. The same slice as `jobs` when
+    /// every row was read in full.
+    pub all: &'a [JobRow],
     /// Parents and children of active rows that are not active themselves.
     pub relatives: &'a [Relative],
     /// This machine's host name, as the `host` column would spell it.
@@ -284,7 +289,14 @@ impl Rule {
 /// Judges every active job. Pure: same input, same output (the memory is part of the input,
 /// and this scan's rows are recorded in it first).
 pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -> Detected {
-    memory.observe(obs.jobs, obs.now);
+    memory.observe(obs.all, obs.now);
+    judge(obs, policy, memory)
+}
+
+/// Judges the rows read in full against a memory that has recorded this scan's rows
+/// already. A row of `all` that is not in `jobs` must be one [`crate::core::candidates`]
+/// proved to have nothing to say: it counts in the scan-wide figures only.
+pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Detected {
     let family = Family::new(obs);
     let finished = |status: &str| {
         policy
@@ -299,18 +311,20 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
     let mut stuck: BTreeSet<&str> = BTreeSet::new();
     // The least any stuck row is past its rule: a row just past its rule is explained by it.
     let mut least_excess: Option<u64> = None;
-    for job in obs.jobs {
-        let Some(class) = policy.statuses.class_of(&job.status) else {
-            continue;
-        };
-        if !class.is_active() {
-            continue;
-        }
+    let is_active = |job: &JobRow| {
+        policy
+            .statuses
+            .class_of(&job.status)
+            .is_some_and(|c| c.is_active())
+    };
+    for job in obs.all.iter().filter(|j| is_active(j)) {
         judged += 1;
         if let Some(at) = job.heartbeat_at.at().or(job.created_at.at()) {
             let age = obs.now - at;
             out.newest_signal_age = Some(out.newest_signal_age.map_or(age, |n| n.min(age)));
         }
+    }
+    for job in obs.jobs.iter().filter(|j| is_active(j)) {
         if let Some((column, by)) = ahead_of_clock(job, obs.now) {
             ahead.push(by);
             out.warn(
@@ -322,12 +336,7 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
             );
             continue;
         }
-        let judge = Judge {
-            job,
-            now: obs.now,
-            entered: memory.entered(job),
-            memory,
-        };
+        let judge = Judge::new(job, obs.now, memory);
         let before = out.findings.len();
         for signal in [Signal::Heartbeat, Signal::Progress, Signal::Created] {
             let Some(rule) = policy
@@ -517,7 +526,7 @@ pub fn by_urgency(a: &Finding, b: &Finding) -> std::cmp::Ordering {
 
 /// The first of a row's timestamps that is more than [`FUTURE_TOLERANCE`] ahead of `now`, and
 /// by how much.
-fn ahead_of_clock(job: &JobRow, now: f64) -> Option<(&'static str, f64)> {
+pub(crate) fn ahead_of_clock(job: &JobRow, now: f64) -> Option<(&'static str, f64)> {
     [
         ("heartbeat_at", &job.heartbeat_at),
         ("created_at", &job.created_at),
@@ -631,23 +640,23 @@ pub fn zone_advice(newest_age: f64) -> Option<String> {
 
 /// Who is whose parent, among the active rows and their relatives. Empty (and free) when no
 /// row has a parent.
-struct Family<'a> {
-    status_of: HashMap<&'a str, &'a str>,
+pub(crate) struct Family<'a> {
+    pub(crate) status_of: HashMap<&'a str, &'a str>,
     /// Statuses of each parent's children.
-    children: HashMap<&'a str, Vec<&'a str>>,
+    pub(crate) children: HashMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> Family<'a> {
-    fn new(obs: &Observation<'a>) -> Family<'a> {
+    pub(crate) fn new(obs: &Observation<'a>) -> Family<'a> {
         let mut family = Family {
             status_of: HashMap::new(),
             children: HashMap::new(),
         };
-        if obs.relatives.is_empty() && obs.jobs.iter().all(|j| j.parent_id.is_none()) {
+        if obs.relatives.is_empty() && obs.all.iter().all(|j| j.parent_id.is_none()) {
             return family;
         }
         let rows = obs
-            .jobs
+            .all
             .iter()
             .map(|j| (j.id.as_str(), j.parent_id.as_deref(), j.status.as_str()))
             .chain(
@@ -675,7 +684,7 @@ impl Detected {
 }
 
 /// One job at one instant.
-struct Judge<'a> {
+pub(crate) struct Judge<'a> {
     job: &'a JobRow,
     now: f64,
     /// When the job entered its current status, and how that is known.
@@ -686,12 +695,22 @@ struct Judge<'a> {
 /// When a signal last moved: what the judgement counts from, and what the row itself shows
 /// when that is earlier.
 #[derive(Debug, Clone, Copy)]
-struct Since {
-    judged: f64,
-    shown: Option<f64>,
+pub(crate) struct Since {
+    pub(crate) judged: f64,
+    pub(crate) shown: Option<f64>,
 }
 
-impl Judge<'_> {
+impl<'a> Judge<'a> {
+    /// The judge of `job` at `now`, by a memory that has recorded this scan's rows.
+    pub(crate) fn new(job: &'a JobRow, now: f64, memory: &'a Memory) -> Judge<'a> {
+        Judge {
+            job,
+            now,
+            entered: memory.entered(job),
+            memory,
+        }
+    }
+
     /// When the job entered its status, when that is known better than `created_at` (a column,
     /// jobwarden's own sight of it, a re-queue): no signal is judged older than that.
     fn floor(&self) -> Option<(f64, Entered)> {
@@ -708,7 +727,7 @@ impl Judge<'_> {
     /// from before a re-queue says nothing about the new attempt, and a job first seen late is
     /// counted from that sight. The row's own older value is kept as evidence. A row with no
     /// heartbeat and no creation time is counted from the scan that first saw it.
-    fn since(&self, signal: Signal) -> Result<Since, String> {
+    pub(crate) fn since(&self, signal: Signal) -> Result<Since, String> {
         let floor = self.floor().map(|(at, _)| at);
         let raw = match signal {
             Signal::Heartbeat => match self.job.heartbeat_since() {
@@ -1053,7 +1072,7 @@ pub fn format_age(seconds: f64) -> String {
 }
 
 /// `web-1` and `web-1.example.com` are the same host; case does not matter.
-fn same_host(a: &str, b: &str) -> bool {
+pub(crate) fn same_host(a: &str, b: &str) -> bool {
     let short = |h: &str| h.split('.').next().unwrap_or(h).to_ascii_lowercase();
     a.eq_ignore_ascii_case(b) || short(a) == short(b)
 }
@@ -1151,11 +1170,17 @@ mod tests {
         }
     }
 
+    /// Runs a scenario by the reference (every row judged in full), and by the two-tier
+    /// read from a copy of the memory (light rows without phase or guard, then only the
+    /// picked rows in full), and asserts that both say the same. (The light read's progress
+    /// is a digest of the value; the copy's memory holds the reference's fingerprints, so
+    /// the value is kept here.)
     fn run(s: &Scenario, memory: &mut Memory) -> Detected {
         let statuses = statuses();
         let obs = Observation {
             now: s.now,
             jobs: &s.jobs,
+            all: &s.jobs,
             relatives: &s.relatives,
             local_host: "web-1",
             dead_pids: &s.dead,
@@ -1167,7 +1192,41 @@ mod tests {
             older_than: s.older_than,
             liveness: s.liveness,
         };
-        detect(&obs, &policy, memory)
+        let mut two_tier = memory.clone();
+        let reference = detect(&obs, &policy, memory);
+        let light: Vec<JobRow> = s
+            .jobs
+            .iter()
+            .map(|j| JobRow {
+                phase: None,
+                guard: Guard::default(),
+                ..j.clone()
+            })
+            .collect();
+        let first = Observation {
+            jobs: &light,
+            all: &light,
+            ..obs
+        };
+        two_tier.observe(&light, s.now);
+        let picked = crate::core::candidates::pick(&first, &policy, &two_tier);
+        let full: Vec<JobRow> = s
+            .jobs
+            .iter()
+            .filter(|j| picked.contains(&j.id))
+            .cloned()
+            .collect();
+        let second = Observation {
+            jobs: &full,
+            all: &light,
+            ..obs
+        };
+        let got = judge(&second, &policy, &two_tier);
+        assert_eq!(
+            got, reference,
+            "the two-tier read differs from the reference"
+        );
+        reference
     }
 
     /// Runs a scenario once and compares `(job, kind, rule)` of each finding.

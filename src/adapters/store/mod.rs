@@ -726,6 +726,29 @@ impl Store {
         self.snapshot_with(&self.queries.scan, children).await
     }
 
+    /// The first read of a two-tier scan: [`Store::snapshot`] with the light read of the
+    /// active rows (see `Queries::light`), to be followed by [`Store::active_in_full`].
+    pub async fn light_snapshot(&self, children: Children) -> Result<Snapshot, StoreError> {
+        self.snapshot_with(&self.queries.light, children).await
+    }
+
+    /// The second read of a two-tier scan: the active rows among `ids`, read in full; a
+    /// thousand ids a statement, each by primary key.
+    pub async fn active_in_full(&self, ids: &[&str]) -> Result<Vec<JobRow>, StoreError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            if let Some(sql) = self.queries.active_by_ids(chunk) {
+                rows.extend(self.active_rows(&sql).await?);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every active row, read in full: the reference read.
+    pub async fn active_all_in_full(&self) -> Result<Vec<JobRow>, StoreError> {
+        self.active_rows(&self.queries.scan).await
+    }
+
     async fn snapshot_with(&self, scan: &str, children: Children) -> Result<Snapshot, StoreError> {
         let now = self.clock().await?;
         let jobs = match self.active_rows(scan).await {

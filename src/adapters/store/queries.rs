@@ -18,6 +18,11 @@ pub struct Queries {
     pub(super) finished: Reading,
     /// `SELECT` of the active rows.
     pub scan: String,
+    /// The two-tier scan's first read (see `core::candidates`): the scan's columns, but
+    /// `phase` and `attempts` as NULL, the progress value as a digest where the dialect has
+    /// one, and each time's text only where its number is NULL (a text column, a JSON path,
+    /// a value the database cannot convert), so that its times read exactly as the scan's.
+    pub light: String,
     /// Each column expression of the scan, with the config key it comes from.
     pub(super) scan_columns: Vec<(&'static str, String)>,
 }
@@ -98,16 +103,17 @@ impl Queries {
             ("jobs.status_since", since_num),
             ("jobs.status_since", since_txt),
         ];
-        let scan = format!(
-            "SELECT {} FROM {} WHERE {}",
-            scan_columns
-                .iter()
-                .map(|(_, c)| c.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            d.table(&jobs.table),
-            Self::scope(d, jobs)
-        );
+        let select = |columns: &[String]| {
+            format!(
+                "SELECT {} FROM {} WHERE {}",
+                columns.join(", "),
+                d.table(&jobs.table),
+                Self::scope(d, jobs)
+            )
+        };
+        let full: Vec<String> = scan_columns.iter().map(|(_, c)| c.clone()).collect();
+        let scan = select(&full);
+        let light = select(&Self::light_columns(d, jobs, &full));
         Queries {
             dialect,
             jobs: jobs.clone(),
@@ -115,8 +121,49 @@ impl Queries {
             types: types.clone(),
             finished: Reading::default(),
             scan,
+            light,
             scan_columns,
         }
+    }
+
+    /// The light read's column expressions, from the scan's (in the same places, so one
+    /// decoder reads both).
+    fn light_columns(d: Dialect, jobs: &Jobs, full: &[String]) -> Vec<String> {
+        let mut light = full.to_vec();
+        for (num, txt) in [
+            (col::CREATED_NUM, col::CREATED_TXT),
+            (col::HEARTBEAT_NUM, col::HEARTBEAT_TXT),
+            (col::STATUS_SINCE_NUM, col::STATUS_SINCE_TXT),
+        ] {
+            light[txt] = format!("CASE WHEN {} IS NULL THEN {} END", full[num], full[txt]);
+        }
+        light[col::PHASE] = d.null_text().to_string();
+        light[col::ATTEMPTS] = d.null_text().to_string();
+        if jobs.progress.is_some() {
+            light[col::PROGRESS] = match d {
+                Dialect::Postgres => format!("md5({})", full[col::PROGRESS]),
+                Dialect::MySql => format!("MD5({})", full[col::PROGRESS]),
+                Dialect::Sqlite => full[col::PROGRESS].clone(),
+            };
+        }
+        light
+    }
+
+    /// The scan's columns of the active rows among `ids`, the second read of a two-tier
+    /// scan. `None` without ids.
+    pub fn active_by_ids(&self, ids: &[&str]) -> Option<String> {
+        if ids.is_empty() {
+            return None;
+        }
+        let d = self.dialect;
+        let condition = format!(
+            "{} IN ({}) AND {} IN ({})",
+            d.quote(&self.jobs.id.column),
+            d.literal_list(ids.iter().copied()),
+            d.quote(&self.jobs.status.column),
+            d.literal_list(self.jobs.statuses.active())
+        );
+        Some(self.rows_where(&[], &condition))
     }
 
     /// The statements that find which part of a rejected scan is at fault, in order, each with

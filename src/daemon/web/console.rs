@@ -1307,6 +1307,7 @@ mod tests {
             newest_signal_age: None,
             late: Vec::new(),
             incidents: Vec::new(),
+            read_in_full: 3,
         }
     }
 
