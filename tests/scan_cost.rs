@@ -600,21 +600,28 @@ async fn agree(
     out
 }
 
-/// What happens to the table between scans: a re-queue, progress that moves, a job that
-/// comes into view with an old heartbeat, one that leaves, one that beats again.
-/// `fresh` is a heartbeat of a few seconds ago, as the table stores it.
-fn table_life(fresh: &str) -> Vec<Vec<String>> {
+/// What happens to the table between scans: a re-queue, a queued job that starts, one
+/// that leaves, one that beats again, a job new to the memory with an old heartbeat, one
+/// that fails. `beat(minutes)` is a heartbeat that old, as the table stores it.
+fn table_life(db: &TestDb, beat: &dyn Fn(f64) -> String) -> Vec<Vec<String>> {
     vec![
         vec![],
         vec![
             "UPDATE jobs SET status = 'queued' WHERE id = 3".into(),
-            "UPDATE jobs SET status = 'running' WHERE id = 20".into(),
+            "UPDATE jobs SET status = 'running' WHERE id = 40".into(),
             "DELETE FROM jobs WHERE id = 7".into(),
-            format!("UPDATE jobs SET updated_at = {fresh} WHERE id = 9"),
+            format!("UPDATE jobs SET updated_at = {} WHERE id = 9", beat(0.2)),
+            format!(
+                "INSERT INTO jobs (id, status, phase, created_at, updated_at) VALUES \
+                 (500, 'running', 'eval', {}, {})",
+                db.ago(300.7),
+                beat(45.3)
+            ),
         ],
         vec![
             "UPDATE jobs SET status = 'running' WHERE id = 3".into(),
             "UPDATE jobs SET status = 'failed' WHERE id = 2".into(),
+            "DELETE FROM jobs WHERE id = 500".into(),
         ],
     ]
 }
@@ -626,18 +633,21 @@ fn table_life(fresh: &str) -> Vec<Vec<String>> {
 async fn two_tier_heartbeats(backend: Backend, beat: Beat) {
     let db = TestDb::new(backend).await;
     let (path, _) = candidate_table(&db, beat).await;
-    let fresh = match (db.backend, beat) {
-        (_, Beat::Epoch) => db.epoch_ago(0.2),
-        (Backend::Postgres, Beat::Naive) => {
-            "(now() AT TIME ZONE 'America/New_York') - interval '12 seconds'".into()
+    let stored = |minutes: f64| -> String {
+        let s = (minutes * 60.0) as i64;
+        match (db.backend, beat) {
+            (_, Beat::Epoch) => db.epoch_ago(minutes),
+            (Backend::Postgres, Beat::Naive) => {
+                format!("(now() AT TIME ZONE 'America/New_York') - interval '{s} seconds'")
+            }
+            (Backend::MySql, Beat::Naive) => {
+                format!("UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL {s} SECOND")
+            }
+            _ => db.ago(minutes),
         }
-        (Backend::MySql, Beat::Naive) => {
-            "UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL 12 SECOND".into()
-        }
-        _ => db.ago(0.2),
     };
     for older_than in [None, Some(11), Some(90)] {
-        let reads = agree(&db, &path, older_than, &table_life(&fresh)).await;
+        let reads = agree(&db, &path, older_than, &table_life(&db, &stored)).await;
         // Most of the fixture's rows are old; the young ones are never read in full.
         let (full, active) = reads[reads.len() - 1];
         assert!(
@@ -831,7 +841,7 @@ async fn two_tier_signals(backend: Backend) {
     let (column, json) = signals_table(&db).await;
     for path in [&column, &json] {
         for older_than in [None, Some(12)] {
-            let reads = agree(&db, path, older_than, &table_life(&db.ago(0.2))).await;
+            let reads = agree(&db, path, older_than, &table_life(&db, &|m| db.ago(m))).await;
             let (full, active) = reads[reads.len() - 1];
             assert!(
                 full > 0 && full < active,

@@ -353,6 +353,38 @@ impl Scanner {
         self.judge_with(config, snapshot, older_than, read).await
     }
 
+    /// Gives the light rows their `created_at`: the memory's, or, for a row it does not
+    /// keep one for (new to it), the row's own, read in full (returned by id). A row that
+    /// changed status between the reads, or went, is left to the next scan.
+    async fn complete(
+        &self,
+        light: &mut Vec<crate::core::job::JobRow>,
+    ) -> Result<HashMap<String, crate::core::job::JobRow>, StoreError> {
+        let unknown: HashSet<String> = light
+            .iter()
+            .filter(|j| self.memory.created(&j.id).is_none())
+            .map(|j| j.id.clone())
+            .collect();
+        let read: HashMap<String, crate::core::job::JobRow> = self
+            .in_full(light, &unknown)
+            .await?
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect();
+        light.retain_mut(|j| {
+            let created = match self.memory.created(&j.id) {
+                Some(c) => c,
+                None => match read.get(&j.id) {
+                    Some(full) => &full.created_at,
+                    None => return false,
+                },
+            };
+            j.created_at = created.clone();
+            true
+        });
+        Ok(read)
+    }
+
     /// The rows among `light` that `picked` names, read in full, in the light read's order.
     /// A row whose status changed between the two reads is left to the next scan (the
     /// memory recorded the old one). When most rows are picked (a first sight of a mass
@@ -417,6 +449,12 @@ impl Scanner {
         read: Read,
     ) -> Result<Report, StoreError> {
         let mut snapshot = snapshot;
+        // The two-tier read's rows whose creation time the memory does not keep yet (new to
+        // it) are read in full first; the others take theirs from the memory.
+        let mut read_early = match read {
+            Read::TwoTier => self.complete(&mut snapshot.jobs).await?,
+            Read::Reference => HashMap::new(),
+        };
         let mut relatives = std::mem::take(&mut snapshot.relatives);
         match snapshot.children.take() {
             Some(children) => {
@@ -467,9 +505,21 @@ impl Scanner {
             Read::TwoTier => {
                 self.memory.observe(&snapshot.jobs, snapshot.now);
                 let picked = crate::core::candidates::pick(&obs, &policy, &self.memory);
-                full = self.in_full(&snapshot.jobs, &picked).await?;
+                let rest: HashSet<String> = picked
+                    .iter()
+                    .filter(|id| !read_early.contains_key(*id))
+                    .cloned()
+                    .collect();
+                let more = self.in_full(&snapshot.jobs, &rest).await?;
+                read_in_full = read_early.len() + more.len();
+                read_early.extend(more.into_iter().map(|j| (j.id.clone(), j)));
+                full = snapshot
+                    .jobs
+                    .iter()
+                    .filter(|j| picked.contains(&j.id))
+                    .filter_map(|j| read_early.remove(&j.id))
+                    .collect::<Vec<_>>();
                 obs.jobs = &full;
-                read_in_full = full.len();
                 detect::judge(&obs, &policy, &self.memory)
             }
         };

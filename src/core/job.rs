@@ -10,7 +10,8 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use crate::core::zone::Zone;
 
 /// A point in time read from a row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stamp {
     /// NULL, or the column is not configured.
     Missing,

@@ -68,6 +68,10 @@ struct Seen {
     progress: Option<u64>,
     /// Since when `progress` has been unchanged.
     progress_since: f64,
+    /// The row's `created_at` as last read: the two-tier scan's light read does not read it
+    /// again (`None` in a memory saved before it was kept: the row is read in full once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<Stamp>,
     #[serde(skip)]
     generation: u64,
 }
@@ -117,6 +121,10 @@ impl Memory {
                         seen.source = Entered::Observed;
                         self.dirty = true;
                     }
+                    if seen.created.as_ref() != Some(&job.created_at) {
+                        seen.created = Some(job.created_at.clone());
+                        self.dirty = true;
+                    }
                     if seen.progress != progress {
                         seen.progress = progress;
                         seen.progress_since = now;
@@ -149,6 +157,7 @@ impl Memory {
                             source,
                             progress,
                             progress_since,
+                            created: Some(job.created_at.clone()),
                             generation,
                         },
                     );
@@ -227,6 +236,11 @@ impl Memory {
             (Err(_), Some(observed)) => Ok(observed),
             (Err(e), None) => Err(e),
         }
+    }
+
+    /// The `created_at` of a remembered job as last read, if kept.
+    pub fn created(&self, id: &str) -> Option<&Stamp> {
+        self.jobs.get(id).and_then(|s| s.created.as_ref())
     }
 
     /// Since when a job's progress value has been unchanged.

@@ -19,9 +19,11 @@ pub struct Queries {
     /// `SELECT` of the active rows.
     pub scan: String,
     /// The two-tier scan's first read (see `core::candidates`): the scan's columns, but
-    /// `phase` and `attempts` as NULL, the progress value as a digest where the dialect has
-    /// one, and each time's text only where its number is NULL (a text column, a JSON path,
-    /// a value the database cannot convert), so that its times read exactly as the scan's.
+    /// `created_at` (the memory keeps it), `phase` and `attempts` as NULL, the progress value
+    /// as a digest where the dialect has one, and each time's text only where its number is
+    /// NULL (a text column, a JSON path, a value the database cannot convert), so that its
+    /// times read exactly as the scan's. With the heartbeat alone besides id and status, an
+    /// index on `(status, <heartbeat>)` holds every column it reads.
     pub light: String,
     /// Each column expression of the scan, with the config key it comes from.
     pub(super) scan_columns: Vec<(&'static str, String)>,
@@ -130,11 +132,9 @@ impl Queries {
     /// decoder reads both).
     fn light_columns(d: Dialect, jobs: &Jobs, full: &[String]) -> Vec<String> {
         let mut light = full.to_vec();
-        for (num, txt) in [
-            (col::CREATED_NUM, col::CREATED_TXT),
-            (col::HEARTBEAT_NUM, col::HEARTBEAT_TXT),
-            (col::STATUS_SINCE_NUM, col::STATUS_SINCE_TXT),
-        ] {
+        light[col::CREATED_NUM] = d.null_double().to_string();
+        light[col::CREATED_TXT] = d.null_text().to_string();
+        for (num, txt) in [(col::STATUS_SINCE_NUM, col::STATUS_SINCE_TXT)] {
             light[txt] = format!("CASE WHEN {} IS NULL THEN {} END", full[num], full[txt]);
         }
         light[col::PHASE] = d.null_text().to_string();
