@@ -134,7 +134,10 @@ impl Queries {
         let mut light = full.to_vec();
         light[col::CREATED_NUM] = d.null_double().to_string();
         light[col::CREATED_TXT] = d.null_text().to_string();
-        for (num, txt) in [(col::STATUS_SINCE_NUM, col::STATUS_SINCE_TXT)] {
+        for (num, txt) in [
+            (col::HEARTBEAT_NUM, col::HEARTBEAT_TXT),
+            (col::STATUS_SINCE_NUM, col::STATUS_SINCE_TXT),
+        ] {
             light[txt] = format!("CASE WHEN {} IS NULL THEN {} END", full[num], full[txt]);
         }
         light[col::PHASE] = d.null_text().to_string();
