@@ -213,13 +213,13 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         let status = &jobs.status.column;
         match store.queries().candidate_index_advice() {
             Some(advice) => out.warnings.push(format!(
-                "no index on {}({status}, {field}): the jobs whose {} is old enough to be stuck cannot be found without reading every active row. Create one: {advice}",
+                "no index on {}({status}, {field}): each scan reads every active row from the table to find the jobs whose {} is old enough to be stuck; an index holding what that read takes answers it alone. Create one: {advice}",
                 jobs.table,
                 places.name(key),
             )),
             None => out.warnings.push(format!(
-                "{}: MySQL/MariaDB cannot index the JSON path `{field}`: the jobs whose {key} is old enough to be stuck cannot be found without reading every active row. \
-                 A plain (or generated) column with an index on ({status}, <column>) can",
+                "{}: MySQL/MariaDB cannot index the JSON path `{field}`: each scan reads every active row from the table to find the jobs whose {key} is old enough to be stuck. \
+                 A plain (or generated) column with an index on ({status}, <column>) can be read alone",
                 places.name(key),
             )),
         }

@@ -16,18 +16,18 @@
 //! process on this host, a finished parent or only finished children, and files in a
 //! report folder.
 //!
-//! [`heartbeat_bounds`] and the naive-reading bounds are the same thresholds written for
-//! the database: `Queries::heartbeat_candidates` turns them into an index-served `SELECT`
-//! (proven against the reference read in tests/scan_cost.rs), which `validate --connect`
-//! uses to show what the advised index buys.
+//! Why the light read takes the times and the choice is made here rather than by bounds
+//! in SQL: the age a row is judged by depends on the memory (a re-queue, a first sight, a
+//! progress value's last change), on zones and on values only jobwarden parses (text, JSON
+//! paths); here it is the detection's own code that answers, on every database. The light
+//! read itself is index-only where an index holds its columns: `validate --connect`
+//! advises `(status, <heartbeat>)` with the others included.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::core::detect::{ahead_of_clock, same_host, Family, Judge, Observation, Policy};
 use crate::core::memory::Memory;
 use crate::core::vocabulary::Signal;
-use crate::core::zone::Zone;
 
 /// The ids of the active rows of `obs.all` (the light read) that must be read in full and
 /// judged, by a memory that has recorded them (see the module's comment).
@@ -110,86 +110,46 @@ pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Hash
     out
 }
 
-/// Per active status word, the smallest heartbeat age at which a row could be stuck; `None`:
-/// no heartbeat rule watches the word (its rows are candidates only when ahead of the
-/// clock).
-pub fn heartbeat_bounds(policy: &Policy<'_>) -> Vec<(String, Option<Duration>)> {
-    let older_than = policy
-        .older_than
-        .filter(|_| policy.liveness.heartbeat)
-        .map(|o| o.after);
-    policy
-        .statuses
-        .active()
-        .map(|word| {
-            let rules = policy
-                .rules
-                .iter()
-                .filter(|r| r.signal == Signal::Heartbeat && r.statuses.iter().any(|s| s == word))
-                .map(|r| r.after);
-            let least = rules.chain(older_than).min();
-            (word.to_string(), least)
-        })
-        .collect()
-}
-
-/// How far an offset sample window reaches: a day and two hours. Before it, a naive reading
-/// is far enough below any bound (no zone is more than 14 hours from UTC, none less than -12).
-const WINDOW: f64 = 26.0 * 3600.0;
-/// The offsets in a window are sampled this often: no zone keeps an offset for less.
-const STEP: f64 = 900.0;
-
-/// The largest naive reading (`instant + offset`, seconds) in `zone` of any instant at or
-/// before `t`: `t` plus the largest offset of the day before it. A row stuck since `t` or
-/// longer has a reading at or below it, whatever daylight saving did in between.
-pub fn reading_at_most(zone: Zone, t: f64) -> f64 {
-    let most = (0..=(WINDOW / STEP) as i32)
-        .map(|k| zone.offset_at(t - f64::from(k) * STEP))
-        .max()
-        .unwrap_or(0);
-    t + f64::from(most)
-}
-
-/// The smallest naive reading in `zone` of any instant after `t`: `t` plus the smallest
-/// offset of the day after it.
-pub fn reading_at_least(zone: Zone, t: f64) -> f64 {
-    let least = (0..=(WINDOW / STEP) as i32)
-        .map(|k| zone.offset_at(t + f64::from(k) * STEP))
-        .min()
-        .unwrap_or(0);
-    t + f64::from(least)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::detect::{Liveness, OlderThan};
+    use crate::core::job::{JobRow, Stamp};
     use crate::core::vocabulary::{Action, Rule, Severity, Statuses};
+    use std::collections::BTreeSet;
+    use std::time::Duration;
 
-    fn rule(name: &str, statuses: &[&str], signal: Signal, minutes: u64) -> Rule {
-        Rule {
+    const NOW: f64 = 1_767_225_600.0;
+
+    fn row(id: &str, status: &str, beat_minutes_ago: Option<f64>) -> JobRow {
+        let mut j = JobRow::new(id, status);
+        j.created_at = Stamp::At(NOW - 3600.0 * 5.0);
+        j.heartbeat_at = beat_minutes_ago.map_or(Stamp::Missing, |m| Stamp::At(NOW - m * 60.0));
+        j
+    }
+
+    fn picked(rows: &[JobRow], older_than: Option<u64>) -> Vec<String> {
+        let statuses = Statuses {
+            pending: vec!["queued".into()],
+            running: vec!["running".into()],
+            succeeded: vec!["done".into()],
+            ..Statuses::default()
+        };
+        let rule = |name: &str, after: u64, phases: Option<Vec<String>>| Rule {
             name: name.into(),
-            statuses: statuses.iter().map(|s| s.to_string()).collect(),
-            signal,
-            after: Duration::from_secs(minutes * 60),
-            phases: None,
+            statuses: vec!["running".into()],
+            signal: Signal::Heartbeat,
+            after: Duration::from_secs(after * 60),
+            phases,
             action: Action::Fail,
             severity: Severity::Critical,
-        }
-    }
-
-    fn statuses() -> Statuses {
-        Statuses {
-            pending: vec!["queued".into()],
-            running: vec!["running".into(), "finishing".into()],
-            ..Statuses::default()
-        }
-    }
-
-    fn check(rules: &[Rule], older_than: Option<u64>, expected: &[(&str, Option<u64>)]) {
-        let statuses = statuses();
+        };
+        let rules = [
+            rule("hb", 20, None),
+            rule("training", 7, Some(vec!["training".into()])),
+        ];
         let policy = Policy {
-            rules,
+            rules: &rules,
             statuses: &statuses,
             older_than: older_than.map(|m| OlderThan {
                 after: Duration::from_secs(m * 60),
@@ -200,68 +160,42 @@ mod tests {
                 progress: false,
             },
         };
-        let got = heartbeat_bounds(&policy);
-        let expected: Vec<(String, Option<Duration>)> = expected
-            .iter()
-            .map(|(w, m)| (w.to_string(), m.map(|m| Duration::from_secs(m * 60))))
-            .collect();
-        assert_eq!(got, expected);
+        let dead = BTreeSet::new();
+        let obs = Observation {
+            now: NOW,
+            jobs: rows,
+            all: rows,
+            relatives: &[],
+            local_host: "web-1",
+            dead_pids: &dead,
+            artifacts: &[],
+        };
+        let mut memory = Memory::default();
+        memory.observe(rows, NOW);
+        let mut ids: Vec<String> = pick(&obs, &policy, &memory).into_iter().collect();
+        ids.sort();
+        ids
     }
 
     #[test]
-    fn the_smallest_heartbeat_rule_of_each_word_whatever_its_phase() {
-        let mut phased = rule("training", &["running"], Signal::Heartbeat, 7);
-        phased.phases = Some(vec!["training".into()]);
-        check(
-            &[
-                rule("hb", &["running", "finishing"], Signal::Heartbeat, 20),
-                phased,
-                rule("queue", &["queued"], Signal::Created, 5),
-                rule("progress", &["finishing"], Signal::Progress, 3),
-            ],
-            None,
-            &[
-                ("queued", None),
-                ("running", Some(7)),
-                ("finishing", Some(20)),
-            ],
-        );
-    }
-
-    #[test]
-    fn older_than_bounds_every_active_word() {
-        check(
-            &[rule("hb", &["running"], Signal::Heartbeat, 20)],
-            Some(10),
-            &[
-                ("queued", Some(10)),
-                ("running", Some(10)),
-                ("finishing", Some(10)),
-            ],
-        );
-        check(
-            &[rule("hb", &["running"], Signal::Heartbeat, 20)],
-            Some(60),
-            &[
-                ("queued", Some(60)),
-                ("running", Some(20)),
-                ("finishing", Some(60)),
-            ],
-        );
-    }
-
-    #[test]
-    fn a_naive_reading_is_bounded_by_the_offsets_around_it() {
-        const H: f64 = 3600.0;
-        // 2026-12-01: New York is at -5h; 2026-11-01 06:00Z it fell back from -4h.
-        let december = 1_796_083_200.0;
-        let fall_back = 1_793_512_800.0;
-        let ny = Zone::named("America/New_York").unwrap();
-        assert_eq!(reading_at_most(ny, december), december - 5.0 * H);
-        assert_eq!(reading_at_least(ny, december), december - 5.0 * H);
-        // Within a day after falling back, a reading of an earlier instant may be larger.
-        assert_eq!(reading_at_most(ny, fall_back + H), fall_back - 3.0 * H);
-        assert_eq!(reading_at_least(ny, fall_back - H), fall_back - 6.0 * H);
-        assert_eq!(reading_at_most(Zone::Utc, december), december);
+    fn only_rows_old_enough_for_the_smallest_rule_of_any_phase_are_read_in_full() {
+        let rows = [
+            row("a", "running", Some(1.0)),
+            row("b", "running", Some(6.5)),
+            // Past the training rule's 7m, whatever its phase: the light read has none.
+            row("c", "running", Some(8.0)),
+            row("d", "running", Some(45.0)),
+            // No heartbeat: judged by created_at (5h).
+            row("e", "running", None),
+            // Ahead of the clock: warned about.
+            row("f", "running", Some(-10.0)),
+            // Queued: no rule watches it.
+            row("g", "queued", Some(300.0)),
+            // Not active.
+            row("h", "done", Some(300.0)),
+        ];
+        assert_eq!(picked(&rows, None), ["c", "d", "e", "f"]);
+        // --older-than watches every active word.
+        assert_eq!(picked(&rows, Some(60)), ["c", "d", "e", "f", "g"]);
     }
 }

@@ -926,31 +926,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The ids of the heartbeat candidates at the database time `now` (see
-    /// `core::candidates`); `None` where the database cannot bound the heartbeat. Not used
-    /// by the scan yet: tests prove it against the reference read.
-    pub async fn heartbeat_candidates(
-        &self,
-        bounds: &[(String, Option<Duration>)],
-        now: f64,
-    ) -> Result<Option<std::collections::HashSet<String>>, StoreError> {
-        let r = &self.info.time.readings;
-        let zones = queries::Zones {
-            heartbeat: r.heartbeat.native_zone,
-            created: r.created.native_zone,
-            status_since: r.status_since.native_zone,
-        };
-        let Some(sql) = self.queries.heartbeat_candidates(bounds, now, &zones) else {
-            return Ok(None);
-        };
-        let ids = self
-            .fetch("reading the heartbeat candidates", &sql, |row| {
-                row.text(0, "id")
-            })
-            .await?;
-        Ok(Some(ids.into_iter().flatten().collect()))
-    }
-
     /// The statuses of these ids, for those the table has; one query.
     pub async fn lookup(&self, ids: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
         let Some(sql) = self.queries.lookup(ids) else {
@@ -1437,63 +1412,6 @@ mod tests {
         j.parent_id = None;
         assert_eq!(
             Queries::new(Dialect::Postgres, &j, &types()).children(true),
-            None
-        );
-    }
-
-    #[test]
-    fn heartbeat_candidates_are_index_ranges_per_word() {
-        let min = |m: u64| Some(Duration::from_secs(m * 60));
-        let bounds = vec![
-            ("pending".to_string(), None),
-            ("running".to_string(), min(20)),
-        ];
-        let now = 1_796_083_200.0;
-        let q = Queries::new(Dialect::Postgres, &jobs(), &types());
-        let sql = q
-            .heartbeat_candidates(&bounds, now, &queries::Zones::default())
-            .unwrap();
-        let branches: Vec<&str> = sql.split(" UNION ALL ").collect();
-        let base = "SELECT (\"id\")::text FROM \"public\".\"research_jobs\" WHERE \"status\" =";
-        // `updated_at` is naive: its bounds are naive readings, in UTC here.
-        assert_eq!(
-            branches,
-            vec![
-                format!("{base} 'pending' AND \"updated_at\" > (to_timestamp(1796083259.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
-                format!("{base} 'pending' AND \"created_at\" > to_timestamp(1796083259.000000) AND (archived = false)"),
-                format!("{base} 'running' AND \"updated_at\" <= (to_timestamp(1796082001.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
-                format!("{base} 'running' AND \"updated_at\" IS NULL AND (archived = false)"),
-                format!("{base} 'running' AND \"updated_at\" > (to_timestamp(1796083259.000000) AT TIME ZONE 'UTC') AND (archived = false)"),
-                format!("{base} 'running' AND \"created_at\" > to_timestamp(1796083259.000000) AND (archived = false)"),
-            ]
-        );
-        assert!(!sql.contains(" OR "), "no index serves an OR: {sql}");
-        let mut t = types();
-        t.insert("updated_at".into(), "bigint".into());
-        let sql = Queries::new(Dialect::MySql, &jobs(), &t)
-            .heartbeat_candidates(&bounds, now, &queries::Zones::default())
-            .unwrap();
-        assert!(
-            sql.contains("`updated_at` >= 100000000000.0 AND `updated_at` <= 1796082001000.000"),
-            "seconds and milliseconds, as jobwarden reads numbers: {sql}"
-        );
-        // Text is parsed by jobwarden, never compared in SQL; SQLite's values may be either.
-        let mut t = types();
-        t.insert("updated_at".into(), "text".into());
-        assert_eq!(
-            Queries::new(Dialect::Postgres, &jobs(), &t).heartbeat_candidates(
-                &bounds,
-                now,
-                &queries::Zones::default()
-            ),
-            None
-        );
-        assert_eq!(
-            Queries::new(Dialect::Sqlite, &jobs(), &types()).heartbeat_candidates(
-                &bounds,
-                now,
-                &queries::Zones::default()
-            ),
             None
         );
     }

@@ -823,139 +823,53 @@ impl Queries {
         }
     }
 
-    /// The ids of the heartbeat candidates (`core::candidates`): a `UNION ALL` of branches,
-    /// each `status = <word> AND <column> <range>`, a range of an index on `(status,
-    /// <column>)` (never an `OR`, which no index serves). Per word with a bound: heartbeats
-    /// at least that old (on the naive reading scale, widened by the zone's offsets; numbers
-    /// as seconds and as milliseconds, as jobwarden reads them), and no heartbeat; per word:
-    /// a heartbeat, `created_at` or `status_since` ahead of the clock (such a row is warned
-    /// about, not judged). `now` is the scan's database clock, written as a literal, so the
-    /// bounds are those the reference read judges by. `None` where the database cannot bound
-    /// a column (text, a JSON path, SQLite): every active row is then a candidate. Not used
-    /// by the scan yet.
-    pub fn heartbeat_candidates(
-        &self,
-        bounds: &[(String, Option<Duration>)],
-        now: f64,
-        zones: &Zones,
-    ) -> Option<String> {
-        use crate::core::candidates::{reading_at_least, reading_at_most};
-        let d = self.dialect;
-        let j = &self.jobs;
-        if d == Dialect::Sqlite {
-            return None;
-        }
-        let millis = crate::core::job::MILLIS_THRESHOLD;
-        let ahead_at = now + crate::core::detect::FUTURE_TOLERANCE;
-        // A column's ranges: (at least this old, ahead of the clock), as SQL on the column.
-        struct Ranges {
-            stuck: Box<dyn Fn(f64) -> Vec<String>>,
-            ahead: Vec<String>,
-        }
-        let ranges = |field: &Field, zone: Option<crate::core::zone::Zone>| -> Option<Ranges> {
-            if !field.is_plain() {
-                return None;
-            }
-            let col = d.quote(&field.column);
-            let naive = self.types.get(&field.column).is_some_and(|t| d.is_naive(t));
-            let zone = zone.unwrap_or_default();
-            let at = move |secs: f64| -> String {
-                let secs = secs.max(0.0);
-                match (d, naive) {
-                    (Dialect::Postgres, true) => {
-                        format!("(to_timestamp({secs:.6}) AT TIME ZONE 'UTC')")
-                    }
-                    (Dialect::Postgres, false) => format!("to_timestamp({secs:.6})"),
-                    _ => format!("FROM_UNIXTIME({secs:.6})"),
-                }
-            };
-            match self.time_kind(field) {
-                TimeKind::Text => None,
-                TimeKind::Native => {
-                    let ahead = reading_at_least(zone, ahead_at) - 1.0;
-                    let c = col.clone();
-                    Some(Ranges {
-                        stuck: Box::new(move |t| {
-                            let stuck = reading_at_most(zone, t) + 1.0;
-                            vec![format!("{c} <= {}", at(stuck)), format!("{c} IS NULL")]
-                        }),
-                        ahead: vec![format!("{col} > {}", at(ahead))],
-                    })
-                }
-                TimeKind::Number => {
-                    let ahead = ahead_at - 1.0;
-                    let c = col.clone();
-                    Some(Ranges {
-                        stuck: Box::new(move |t| {
-                            let stuck = t + 1.0;
-                            vec![
-                                format!("{c} <= {stuck:.6}"),
-                                format!("{c} >= {millis:.1} AND {c} <= {:.3}", stuck * 1000.0),
-                                format!("{c} IS NULL"),
-                            ]
-                        }),
-                        ahead: vec![
-                            format!("{col} > {ahead:.6} AND {col} < {millis:.1}"),
-                            format!("{col} > {:.3}", ahead * 1000.0),
-                        ],
-                    })
-                }
-            }
-        };
-        let hb = ranges(j.heartbeat_at.as_ref()?, zones.heartbeat)?;
-        let mut ahead = hb.ahead.clone();
-        ahead.extend(ranges(&j.created_at, zones.created)?.ahead);
-        if let Some(since) = &j.status_since {
-            ahead.extend(ranges(since, zones.status_since)?.ahead);
-        }
-        let mut branches = Vec::new();
-        for (word, bound) in bounds {
-            let mut wanted: Vec<String> = bound
-                .map(|after| (hb.stuck)(now - after.as_secs_f64()))
-                .unwrap_or_default();
-            wanted.extend(ahead.iter().cloned());
-            for range in wanted {
-                let mut sql = format!(
-                    "SELECT {} FROM {} WHERE {} = {} AND {range}",
-                    d.value_text(&j.id),
-                    d.table(&j.table),
-                    d.quote(&j.status.column),
-                    d.literal(word)
-                );
-                if let Some(w) = &j.where_sql {
-                    sql.push_str(&format!(" AND ({w})"));
-                }
-                branches.push(sql);
-            }
-        }
-        if branches.is_empty() {
-            return None;
-        }
-        Some(branches.join(" UNION ALL "))
-    }
-
-    /// The `CREATE INDEX` the candidate read wants: `(status, <heartbeat>)`, so that
-    /// `status = <word> AND <heartbeat> < <bound>` is a range of one index; for a JSON path
-    /// the expression form (PostgreSQL, SQLite). `None` without a time column, or for a JSON
-    /// path on MySQL/MariaDB (which indexes no expression).
+    /// The `CREATE INDEX` the scan's light read wants: `(status, <heartbeat>)` (the JSON
+    /// path's expression on PostgreSQL and SQLite), holding the other plain columns the light
+    /// read takes (the id, `status_since`, `parent_id`, `pid`, `host`): `INCLUDE`d on
+    /// PostgreSQL, trailing key columns elsewhere (InnoDB keeps the primary key in every
+    /// index). With it the database answers the light read from the index alone. `None`
+    /// without a time column, or for a JSON path on MySQL/MariaDB (which indexes no
+    /// expression).
     pub fn candidate_index_advice(&self) -> Option<String> {
         let (_, field) = self.candidate_column()?;
         let d = self.dialect;
+        let j = &self.jobs;
         if !field.is_plain() && d == Dialect::MySql {
             return None;
         }
         let mut parts = vec![
-            self.jobs.table.name.clone(),
-            self.jobs.status.column.clone(),
+            j.table.name.clone(),
+            j.status.column.clone(),
             field.column.clone(),
         ];
         parts.extend(field.path.iter().cloned());
-        Some(create_index(
-            d,
-            &self.jobs.table,
-            &parts.join("_"),
-            &[d.quote(&self.jobs.status.column), d.value(field)],
-        ))
+        let mut keys = vec![d.quote(&j.status.column), d.value(field)];
+        let mut held: Vec<&str> = Vec::new();
+        if d != Dialect::MySql {
+            held.push(&j.id.column);
+        }
+        for f in [&j.status_since, &j.parent_id, &j.pid, &j.host]
+            .into_iter()
+            .flatten()
+        {
+            let key = field.is_plain() && f.column == field.column;
+            if f.is_plain() && !key && !held.contains(&f.column.as_str()) {
+                held.push(&f.column);
+            }
+        }
+        let mut sql = match d {
+            Dialect::Postgres => create_index(d, &j.table, &parts.join("_"), &keys),
+            _ => {
+                keys.extend(held.iter().map(|c| d.quote(c)));
+                held.clear();
+                create_index(d, &j.table, &parts.join("_"), &keys)
+            }
+        };
+        if !held.is_empty() {
+            let held: Vec<String> = held.iter().map(|c| d.quote(c)).collect();
+            sql.push_str(&format!(" INCLUDE ({})", held.join(", ")));
+        }
+        Some(sql)
     }
 
     /// The catalogue query counting indexes that serve the candidate read: the status column
@@ -1046,15 +960,6 @@ pub fn create_index(
         d.table(table),
         expressions.join(", ")
     )
-}
-
-/// The zones naive readings of the heartbeat, `created_at` and `status_since` are in
-/// (`None`: the column is not naive).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Zones {
-    pub heartbeat: Option<crate::core::zone::Zone>,
-    pub created: Option<crate::core::zone::Zone>,
-    pub status_since: Option<crate::core::zone::Zone>,
 }
 
 /// The schema of `t` as SQLite's pragmas name it (`main` unless one is configured), as a
