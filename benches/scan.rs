@@ -48,7 +48,7 @@ mod common;
 
 use common::{append_summary, env_number as number, median, p90, summary_line, thousands};
 use jobwarden::adapters::store::{Children, Store};
-use jobwarden::app::scan::Scanner;
+use jobwarden::app::scan::{Read, Scanner};
 use jobwarden::config;
 use jobwarden::core::sql::Dialect;
 use sqlx::mysql::MySqlRow;
@@ -60,10 +60,15 @@ const LAYOUT: &str = "jobwarden-bench v2";
 /// Rows per `INSERT` while building a table.
 const BATCH: u64 = 1000;
 /// The rules' thresholds for a table built just now.
-const HEARTBEAT_AFTER: Duration = Duration::from_secs(30 * 60);
 const PROGRESS_AFTER: Duration = Duration::from_secs(60 * 60);
 
 struct Settings {
+    /// The heartbeat rule's `after` (before the table's age is added).
+    heartbeat_after: Duration,
+    /// Whether the progress rule is on.
+    progress: bool,
+    /// The advised index (`validate --connect`'s) exists, or only the one on `status`.
+    advised_index: bool,
     dialect: Dialect,
     rows: u64,
     active: u64,
@@ -117,7 +122,15 @@ fn settings() -> Settings {
             "JW_BENCH_URL is not a {db} URL"
         );
     }
+    let index = std::env::var("JW_BENCH_INDEX").unwrap_or_else(|_| "status".to_string());
+    assert!(
+        index == "status" || index == "advised",
+        "JW_BENCH_INDEX={index:?}: write status or advised"
+    );
     Settings {
+        heartbeat_after: Duration::from_secs(number("JW_BENCH_HB_AFTER", 30) * 60),
+        progress: number("JW_BENCH_PROGRESS", 1) != 0,
+        advised_index: index == "advised",
         dialect,
         rows,
         active,
@@ -327,19 +340,33 @@ async fn run(s: Settings) {
     let age = Duration::from_secs((now - built_at as f64).max(0.0).ceil() as u64);
 
     let cfg = bench_config(&s, &table, age);
+    set_advised_index(&bare, &cfg, s.advised_index).await;
     let store = Store::connect(&cfg)
         .await
         .expect("jobwarden connects to the bench table");
+    let light_sql = store.queries().light.clone();
+    let counts_sql = counting_queries(s.dialect, &table, s.heartbeat_after + age);
     let sql = store.queries().scan.clone();
     let plan = bare.plan(&sql).await;
     let status_indexed = store.info().status_indexed;
     let mut scanner = Scanner::new(store.clone());
+    let mut two_tier = Scanner::new(store.clone());
     let version = bare.version().await;
     let driver = bare.driver();
 
     let mut a = Samples::new(format!("(a) bare scan `SELECT`, {driver} (baseline)"));
     let mut b = Samples::new("(b) `store.snapshot()`: clock + same `SELECT` + decode".into());
-    let mut c = Samples::new("(c) `scanner.scan(&config, None)`: full scan".into());
+    let mut c = Samples::new(
+        "(c) reference scan: every active row read in full and judged".into(),
+    );
+    let mut f = Samples::new(
+        "(f) two-tier scan `scanner.scan()`: light read, then the candidates in full".into(),
+    );
+    let mut g = Samples::new(format!(
+        "(g) a generic exporter's two counts (active by status; running and stale), {driver}"
+    ));
+    let mut h = Samples::new(format!("(h) the light read alone, {driver}"));
+    let mut read_in_full = 0;
     let mut d = Samples::new(format!("(d) `SELECT count(*)` whole table, {driver}"));
     let mut e = Samples::new(format!(
         "(e) same `SELECT`, {driver}, every value read into a `String` or `f64`"
@@ -373,7 +400,10 @@ async fn run(s: Settings) {
         drop(snapshot);
 
         let t = Instant::now();
-        let report = scanner.scan(&cfg, None).await.expect("(c) scanner.scan()");
+        let report = scanner
+            .scan_by(&cfg, None, Read::Reference)
+            .await
+            .expect("(c) the reference scan");
         c.record(timed, t);
         findings = report.findings.len();
         jobs_by_class = report
@@ -383,6 +413,28 @@ async fn run(s: Settings) {
             .collect::<Vec<_>>()
             .join(", ");
         drop(report);
+
+        let t = Instant::now();
+        let light = two_tier.scan(&cfg, None).await.expect("(f) two-tier scan");
+        f.record(timed, t);
+        assert_eq!(
+            light.findings.len(),
+            findings,
+            "(f) finds what (c) finds"
+        );
+        read_in_full = light.read_in_full;
+        drop(light);
+
+        let t = Instant::now();
+        for sql in &counts_sql {
+            bare.fetch_len(sql).await.expect("(g) the counting queries");
+        }
+        g.record(timed, t);
+
+        let t = Instant::now();
+        let n = bare.fetch_len(&light_sql).await.expect("(h) the light read");
+        h.record(timed, t);
+        assert_eq!(n as u64, s.active, "(h) returns every active row");
 
         let t = Instant::now();
         let count = bare.int(&count_sql).await.expect("(d) count(*)");
@@ -440,19 +492,33 @@ async fn run(s: Settings) {
         println!("- {server}");
     }
     println!(
-        "- per iteration, in this order: (a) (b) (c) (d) (e); {} warm-up iterations, then {} timed",
+        "- per iteration, in this order: (a) (b) (c) (f) (g) (h) (d) (e); {} warm-up iterations, then {} timed",
         s.warmup, s.iters
     );
     println!(
+        "- index: {}; the two-tier scan read {read_in_full} of {} active rows in full (last iteration)",
+        if s.advised_index {
+            "the one `validate --connect` advises, and the one on `status`"
+        } else {
+            "on `status` only"
+        },
+        s.active
+    );
+    println!("- (g): `{}`", counts_sql.join("`; `"));
+    println!(
         "- findings per full scan: {findings} (rules: heartbeat after {}, progress after {}; shifted by the table's age, {})",
-        humantime::format_duration(HEARTBEAT_AFTER),
-        humantime::format_duration(PROGRESS_AFTER),
+        humantime::format_duration(s.heartbeat_after),
+        if s.progress {
+            humantime::format_duration(PROGRESS_AFTER).to_string()
+        } else {
+            "off".to_string()
+        },
         humantime::format_duration(age)
     );
     println!();
     println!("| variant | median ms | p90 ms | median / (a) | p90 / (a) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for v in [&a, &b, &c, &d, &e] {
+    for v in [&a, &b, &c, &d, &e, &f, &g, &h] {
         let m = median(&v.ms);
         let p = p90(&v.ms);
         println!(
@@ -499,6 +565,66 @@ async fn run(s: Settings) {
 
     store.close().await;
     bare.close().await;
+}
+
+/// Creates the index `validate --connect` advises for the light read (`want`), or drops it.
+async fn set_advised_index(bare: &Bare, cfg: &config::Config, want: bool) {
+    let store = Store::connect(cfg)
+        .await
+        .expect("jobwarden connects to the bench table");
+    let advice = store
+        .queries()
+        .candidate_index_advice()
+        .expect("an index is advised for the bench table");
+    store.close().await;
+    // `CREATE INDEX "<name>" ON <table> (...)`
+    let name = advice
+        .split_whitespace()
+        .nth(2)
+        .expect("an index name")
+        .to_string();
+    let table = advice
+        .split(" ON ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("a table");
+    let drop = match bare {
+        Bare::My(_) => format!("DROP INDEX {name} ON {table}"),
+        _ => format!("DROP INDEX IF EXISTS {name}"),
+    };
+    // MariaDB has no IF EXISTS for a dropped index: a missing one is not an error here.
+    let _ = bare.execute(&drop).await;
+    if want {
+        eprintln!("benches/scan: {advice}");
+        bare.execute(&advice).await.expect("create the advised index");
+        if let Bare::Pg(_) = bare {
+            bare.execute(&format!("VACUUM ANALYZE {table}"))
+                .await
+                .expect("vacuum the bench table");
+        } else if let Bare::My(_) = bare {
+            bare.execute(&format!("ANALYZE TABLE {table}"))
+                .await
+                .expect("analyze the bench table");
+        }
+    }
+}
+
+/// What a generic SQL exporter runs for the same question: the active rows counted by
+/// status, and the running rows whose heartbeat is older than `after`.
+fn counting_queries(d: Dialect, table: &str, after: Duration) -> Vec<String> {
+    let t = d.quote(table);
+    let secs = after.as_secs();
+    let stale = match d {
+        Dialect::Postgres => format!("now() - interval '{secs} seconds'"),
+        Dialect::MySql => format!("NOW(6) - INTERVAL {secs} SECOND"),
+        Dialect::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{secs} seconds')"),
+    };
+    vec![
+        format!(
+            "SELECT status, count(*) FROM {t} WHERE status IN ('pending', 'running') GROUP BY status"
+        ),
+        format!("SELECT count(*) FROM {t} WHERE status = 'running' AND updated_at < {stale}"),
+    ]
 }
 
 /// One `EXPLAIN (ANALYZE, BUFFERS)` of the scan query, after the timed loop: the server's
@@ -597,9 +723,18 @@ after = "{progress}s"
 action = "alert"
 severity = "warning"
 "#,
-        hb = (HEARTBEAT_AFTER + age).as_secs(),
+        hb = (s.heartbeat_after + age).as_secs(),
         progress = (PROGRESS_AFTER + age).as_secs(),
     );
+    let text = if s.progress {
+        text
+    } else {
+        text.replace("progress = \"metadata.steps\"\n", "")
+            .split("[[rules]]\nname = \"stalled-progress\"")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
     let url = s.url.clone();
     let lookup = move |name: &str| (name == "JW_BENCH_URL").then(|| url.clone());
     config::parse(&text, Path::new("benches/scan.rs"), None, &lookup)
