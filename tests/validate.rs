@@ -242,7 +242,7 @@ async fn index_advice_for_a_quoted_table_runs_as_printed() {
         .to_string();
     assert_eq!(
         advice,
-        "CREATE INDEX \"JobRun_status_updated_at_idx\" ON \"JobRun\" (\"status\", \"updated_at\")"
+        "CREATE INDEX \"JobRun_status_updated_at_idx\" ON \"JobRun\" (\"status\", \"updated_at\") INCLUDE (\"id\")"
     );
     db.exec(&advice).await;
     let (code, out) = run(&db, &["validate", "--connect"], &config);

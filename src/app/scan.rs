@@ -360,11 +360,18 @@ impl Scanner {
         &self,
         light: &mut Vec<crate::core::job::JobRow>,
     ) -> Result<HashMap<String, crate::core::job::JobRow>, StoreError> {
-        let unknown: HashSet<String> = light
-            .iter()
-            .filter(|j| self.memory.created(&j.id).is_none())
-            .map(|j| j.id.clone())
-            .collect();
+        let mut unknown: HashSet<String> = HashSet::new();
+        for j in light.iter_mut() {
+            match self.memory.created(&j.id) {
+                Some(created) => j.created_at = created.clone(),
+                None => {
+                    unknown.insert(j.id.clone());
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(HashMap::new());
+        }
         let read: HashMap<String, crate::core::job::JobRow> = self
             .in_full(light, &unknown)
             .await?
@@ -372,15 +379,16 @@ impl Scanner {
             .map(|j| (j.id.clone(), j))
             .collect();
         light.retain_mut(|j| {
-            let created = match self.memory.created(&j.id) {
-                Some(c) => c,
-                None => match read.get(&j.id) {
-                    Some(full) => &full.created_at,
-                    None => return false,
-                },
-            };
-            j.created_at = created.clone();
-            true
+            if !unknown.contains(&j.id) {
+                return true;
+            }
+            match read.get(&j.id) {
+                Some(full) => {
+                    j.created_at = full.created_at.clone();
+                    true
+                }
+                None => false,
+            }
         });
         Ok(read)
     }

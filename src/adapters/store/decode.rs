@@ -57,6 +57,36 @@ pub(super) fn decoded<T>(
     })
 }
 
+/// The light read's row seen with the scan's column numbers: a column it does not read is
+/// NULL, and costs nothing to decode.
+pub(super) struct Placed<'a> {
+    pub row: &'a dyn Cells,
+    pub at: &'a [Option<usize>; super::col::COUNT],
+}
+
+impl Cells for Placed<'_> {
+    fn text(&self, index: usize, what: &'static str) -> Result<Option<String>, StoreError> {
+        match self.at.get(index).copied().flatten() {
+            Some(place) => self.row.text(place, what),
+            None => Ok(None),
+        }
+    }
+
+    fn float(&self, index: usize, what: &'static str) -> Result<Option<f64>, StoreError> {
+        match self.at.get(index).copied().flatten() {
+            Some(place) => self.row.float(place, what),
+            None => Ok(None),
+        }
+    }
+
+    fn int(&self, index: usize, what: &'static str) -> Result<Option<i64>, StoreError> {
+        match self.at.get(index).copied().flatten() {
+            Some(place) => self.row.int(place, what),
+            None => Ok(None),
+        }
+    }
+}
+
 pub(super) fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRow, StoreError> {
     let text = |i: usize, what: &'static str| row.text(i, what);
     let num = |i: usize, what: &'static str| row.float(i, what);

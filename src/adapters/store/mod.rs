@@ -342,6 +342,8 @@ mod col {
     pub const ATTEMPTS: usize = 11;
     pub const STATUS_SINCE_NUM: usize = 12;
     pub const STATUS_SINCE_TXT: usize = 13;
+    /// How many columns the scan's `SELECT` has.
+    pub const COUNT: usize = 14;
 }
 
 impl Store {
@@ -729,7 +731,19 @@ impl Store {
     /// The first read of a two-tier scan: [`Store::snapshot`] with the light read of the
     /// active rows (see `Queries::light`), to be followed by [`Store::active_in_full`].
     pub async fn light_snapshot(&self, children: Children) -> Result<Snapshot, StoreError> {
-        self.snapshot_with(&self.queries.light, children).await
+        let now = self.clock().await?;
+        let readings = self.info.time.readings;
+        let at = &self.queries.light_at;
+        let read = self
+            .fetch("reading the active jobs", &self.queries.light, |row| {
+                job_from_row(&decode::Placed { row, at }, &readings)
+            })
+            .await;
+        let jobs = match read {
+            Err(StoreError::Rejected { message, .. }) => return Err(self.diagnose(message).await),
+            other => other?,
+        };
+        self.with_relatives(now, jobs, children).await
     }
 
     /// The second read of a two-tier scan: the active rows among `ids`, read in full; a
@@ -755,6 +769,17 @@ impl Store {
             Err(StoreError::Rejected { message, .. }) => return Err(self.diagnose(message).await),
             other => other?,
         };
+        self.with_relatives(now, jobs, children).await
+    }
+
+    /// A snapshot of these active rows: their parents by primary key and, when `children`
+    /// says so, their children.
+    async fn with_relatives(
+        &self,
+        now: f64,
+        jobs: Vec<JobRow>,
+        children: Children,
+    ) -> Result<Snapshot, StoreError> {
         let relatives = self.parents(&jobs).await?;
         let children = match children {
             Children::Read => Some(self.children(&jobs).await?),

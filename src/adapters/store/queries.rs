@@ -25,6 +25,8 @@ pub struct Queries {
     /// times read exactly as the scan's. With the heartbeat alone besides id and status, an
     /// index on `(status, <heartbeat>)` holds every column it reads.
     pub light: String,
+    /// Where each of the scan's columns is in the light read's row (`None`: not read, NULL).
+    pub(super) light_at: [Option<usize>; col::COUNT],
     /// Each column expression of the scan, with the config key it comes from.
     pub(super) scan_columns: Vec<(&'static str, String)>,
 }
@@ -115,7 +117,8 @@ impl Queries {
         };
         let full: Vec<String> = scan_columns.iter().map(|(_, c)| c.clone()).collect();
         let scan = select(&full);
-        let light = select(&Self::light_columns(d, jobs, &full));
+        let (light_exprs, light_at) = Self::light_columns(d, jobs, &full);
+        let light = select(&light_exprs);
         Queries {
             dialect,
             jobs: jobs.clone(),
@@ -124,32 +127,58 @@ impl Queries {
             finished: Reading::default(),
             scan,
             light,
+            light_at,
             scan_columns,
         }
     }
 
-    /// The light read's column expressions, from the scan's (in the same places, so one
-    /// decoder reads both).
-    fn light_columns(d: Dialect, jobs: &Jobs, full: &[String]) -> Vec<String> {
-        let mut light = full.to_vec();
-        light[col::CREATED_NUM] = d.null_double().to_string();
-        light[col::CREATED_TXT] = d.null_text().to_string();
-        for (num, txt) in [
-            (col::HEARTBEAT_NUM, col::HEARTBEAT_TXT),
-            (col::STATUS_SINCE_NUM, col::STATUS_SINCE_TXT),
+    /// The light read's column expressions, and where each of the scan's columns is among
+    /// them: only what the config names, never `created_at`, `phase` or `attempts`.
+    fn light_columns(
+        d: Dialect,
+        jobs: &Jobs,
+        full: &[String],
+    ) -> (Vec<String>, [Option<usize>; col::COUNT]) {
+        let mut read: Vec<(usize, String)> = vec![
+            (col::ID, full[col::ID].clone()),
+            (col::STATUS, full[col::STATUS].clone()),
+        ];
+        for (field, num, txt) in [
+            (&jobs.heartbeat_at, col::HEARTBEAT_NUM, col::HEARTBEAT_TXT),
+            (
+                &jobs.status_since,
+                col::STATUS_SINCE_NUM,
+                col::STATUS_SINCE_TXT,
+            ),
         ] {
-            light[txt] = format!("CASE WHEN {} IS NULL THEN {} END", full[num], full[txt]);
+            if field.is_some() {
+                read.push((num, full[num].clone()));
+                let text = format!("CASE WHEN {} IS NULL THEN {} END", full[num], full[txt]);
+                read.push((txt, text));
+            }
         }
-        light[col::PHASE] = d.null_text().to_string();
-        light[col::ATTEMPTS] = d.null_text().to_string();
         if jobs.progress.is_some() {
-            light[col::PROGRESS] = match d {
+            let digest = match d {
                 Dialect::Postgres => format!("md5({})", full[col::PROGRESS]),
                 Dialect::MySql => format!("MD5({})", full[col::PROGRESS]),
                 Dialect::Sqlite => full[col::PROGRESS].clone(),
             };
+            read.push((col::PROGRESS, digest));
         }
-        light
+        for (field, c) in [
+            (&jobs.parent_id, col::PARENT),
+            (&jobs.pid, col::PID),
+            (&jobs.host, col::HOST),
+        ] {
+            if field.is_some() {
+                read.push((c, full[c].clone()));
+            }
+        }
+        let mut at = [None; col::COUNT];
+        for (place, (c, _)) in read.iter().enumerate() {
+            at[*c] = Some(place);
+        }
+        (read.into_iter().map(|(_, e)| e).collect(), at)
     }
 
     /// The scan's columns of the active rows among `ids`, the second read of a two-tier
