@@ -390,6 +390,35 @@ enum Beat {
     Epoch,
 }
 
+/// The configs of the two-tier fixtures: `[jobs]` lines `jobs`, queued and running jobs,
+/// rule `hb` failing running jobs silent for 20 minutes and rule `training` alerting on
+/// those of the training phase after 7.
+fn phased_config(db: &TestDb, jobs: &str) -> TestConfig {
+    TestConfig::new(db.jobwarden_url())
+        .jobs(jobs)
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("hb", "20m", "action = \"fail\"")
+        .section(
+            "[[rules]]\nname = \"training\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
+             after = \"7m\"\nphases = [\"training\"]\naction = \"alert\"",
+        )
+}
+
+/// A heartbeat `minutes` ago (negative: ahead of the clock), as [`candidate_table`] stores it.
+fn stored_beat(db: &TestDb, beat: Beat, minutes: f64) -> String {
+    let s = (minutes * 60.0) as i64;
+    match (db.backend, beat) {
+        (_, Beat::Epoch) => db.epoch_ago(minutes),
+        (Backend::Postgres, Beat::Naive) => {
+            format!("(now() AT TIME ZONE 'America/New_York') - interval '{s} seconds'")
+        }
+        (Backend::MySql, Beat::Naive) => {
+            format!("UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL {s} SECOND")
+        }
+        _ => db.ago(minutes),
+    }
+}
+
 /// A jobs table whose heartbeats are minutes old on both sides of every bound (never a
 /// whole or half hour), missing, and ahead of the clock; running and queued, two phases.
 async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
@@ -407,17 +436,9 @@ async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
     .await;
     // The heartbeat `minutes` ago (negative: ahead of the clock), as stored.
     let beat_sql = |minutes: f64, millis: bool| -> String {
-        let s = (minutes * 60.0) as i64;
-        match (db.backend, beat) {
-            (_, Beat::Epoch) if millis => format!("({} * 1000)", db.epoch_ago(minutes)),
-            (_, Beat::Epoch) => db.epoch_ago(minutes),
-            (Backend::Postgres, Beat::Naive) => {
-                format!("(now() AT TIME ZONE 'America/New_York') - interval '{s} seconds'")
-            }
-            (Backend::MySql, Beat::Naive) => {
-                format!("UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL {s} SECOND")
-            }
-            _ => db.ago(minutes),
+        match beat {
+            Beat::Epoch if millis => format!("({} * 1000)", db.epoch_ago(minutes)),
+            _ => stored_beat(db, beat, minutes),
         }
     };
     let ages: &[f64] = &[
@@ -453,14 +474,7 @@ async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
             .await;
         }
     }
-    let mut config = TestConfig::new(db.jobwarden_url())
-        .jobs("phase = \"phase\"")
-        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
-        .heartbeat_rule("hb", "20m", "action = \"fail\"")
-        .section(
-            "[[rules]]\nname = \"training\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
-             after = \"7m\"\nphases = [\"training\"]\naction = \"alert\"",
-        );
+    let mut config = phased_config(db, "phase = \"phase\"");
     if let Some(zone) = zone {
         config = config.database(&format!("timezone = \"{zone}\""));
     }
@@ -610,19 +624,7 @@ fn table_life(db: &TestDb, beat: &dyn Fn(f64) -> String) -> Vec<Vec<String>> {
 async fn two_tier_heartbeats(backend: Backend, beat: Beat) {
     let db = TestDb::new(backend).await;
     let (path, _) = candidate_table(&db, beat).await;
-    let stored = |minutes: f64| -> String {
-        let s = (minutes * 60.0) as i64;
-        match (db.backend, beat) {
-            (_, Beat::Epoch) => db.epoch_ago(minutes),
-            (Backend::Postgres, Beat::Naive) => {
-                format!("(now() AT TIME ZONE 'America/New_York') - interval '{s} seconds'")
-            }
-            (Backend::MySql, Beat::Naive) => {
-                format!("UTC_TIMESTAMP(6) + INTERVAL 330 MINUTE - INTERVAL {s} SECOND")
-            }
-            _ => db.ago(minutes),
-        }
-    };
+    let stored = |minutes: f64| stored_beat(&db, beat, minutes);
     for older_than in [None, Some(11), Some(90)] {
         let reads = agree(&db, &path, older_than, &table_life(&db, &stored)).await;
         // Most of the fixture's rows are old; the young ones are never read in full.
@@ -781,15 +783,11 @@ async fn signals_table(db: &TestDb) -> (PathBuf, PathBuf) {
     for row in rows {
         db.exec(&format!("INSERT INTO jobs VALUES {row}")).await;
     }
-    let config = TestConfig::new(db.jobwarden_url())
-        .jobs("phase = \"phase\"\nprogress = \"meta.steps\"\nparent_id = \"parent_id\"\npid = \"pid\"\nhost = \"host\"")
-        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
-        .heartbeat_rule("hb", "20m", "action = \"fail\"")
-        .section(
-            "[[rules]]\nname = \"training\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\n\
-             after = \"7m\"\nphases = [\"training\"]\naction = \"alert\"",
-        )
-        .section(
+    let config = phased_config(
+        db,
+        "phase = \"phase\"\nprogress = \"meta.steps\"\nparent_id = \"parent_id\"\npid = \"pid\"\nhost = \"host\"",
+    )
+    .section(
             "[[rules]]\nname = \"steps\"\nstatuses = [\"running\"]\nsignal = \"progress\"\n\
              after = \"10m\"\naction = \"alert\"",
         )

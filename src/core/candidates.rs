@@ -27,34 +27,20 @@ use std::collections::HashSet;
 
 use crate::core::detect::{ahead_of_clock, same_host, Family, Judge, Observation, Policy};
 use crate::core::memory::Memory;
-use crate::core::vocabulary::Signal;
 
 /// The ids of the active rows of `obs.all` (the light read) that must be read in full and
 /// judged, by a memory that has recorded them (see the module's comment).
 pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> HashSet<String> {
     let family = Family::new(obs);
-    let finished = |status: &str| {
-        policy
-            .statuses
-            .class_of(status)
-            .is_some_and(|c| !c.is_active())
-    };
     let tied: HashSet<&str> = obs
         .artifacts
         .iter()
         .flat_map(|v| v.files.keys())
         .map(String::as_str)
         .collect();
-    let older_than = policy.older_than.map(|o| {
-        let signal = if policy.liveness.heartbeat {
-            Signal::Heartbeat
-        } else if policy.liveness.progress {
-            Signal::Progress
-        } else {
-            Signal::Created
-        };
-        (signal, o.after)
-    });
+    let older_than = policy
+        .older_than
+        .map(|o| (policy.older_than_signal(), o.after));
     let mut out = HashSet::new();
     for job in obs.all {
         if !policy
@@ -65,14 +51,8 @@ pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Hash
             continue;
         }
         let related = || {
-            job.parent_id
-                .as_deref()
-                .and_then(|p| family.status_of.get(p))
-                .is_some_and(|s| finished(s))
-                || family
-                    .children
-                    .get(job.id.as_str())
-                    .is_some_and(|kids| kids.iter().all(|s| finished(s)))
+            family.finished_parent(job, policy).is_some()
+                || family.finished_children(&job.id, policy).is_some()
         };
         let dead = || match (job.pid, &job.host) {
             (Some(pid), Some(host)) => {
@@ -115,7 +95,7 @@ mod tests {
     use super::*;
     use crate::core::detect::{Liveness, OlderThan};
     use crate::core::job::{JobRow, Stamp};
-    use crate::core::vocabulary::{Action, Rule, Severity, Statuses};
+    use crate::core::vocabulary::{Action, Rule, Severity, Signal, Statuses};
     use std::collections::BTreeSet;
     use std::time::Duration;
 

@@ -228,6 +228,26 @@ pub struct Policy<'a> {
     pub liveness: Liveness,
 }
 
+impl Policy<'_> {
+    /// Whether a status word is one of a finished class (succeeded, failed, cancelled).
+    pub(crate) fn finished(&self, status: &str) -> bool {
+        self.statuses
+            .class_of(status)
+            .is_some_and(|c| !c.is_active())
+    }
+
+    /// What `--older-than` measures "stuck" by: the best liveness signal the table has.
+    pub(crate) fn older_than_signal(&self) -> Signal {
+        if self.liveness.heartbeat {
+            Signal::Heartbeat
+        } else if self.liveness.progress {
+            Signal::Progress
+        } else {
+            Signal::Created
+        }
+    }
+}
+
 /// `recover --older-than D`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OlderThan {
@@ -298,12 +318,6 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
 /// proved to have nothing to say: it counts in the scan-wide figures only.
 pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Detected {
     let family = Family::new(obs);
-    let finished = |status: &str| {
-        policy
-            .statuses
-            .class_of(status)
-            .is_some_and(|c| !c.is_active())
-    };
 
     let mut out = Detected::default();
     let mut ahead: Vec<f64> = Vec::new();
@@ -368,13 +382,7 @@ pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Det
         }
         if let Some(limit) = policy.older_than {
             // Stuck, not old: the best liveness signal the table has.
-            let signal = if policy.liveness.heartbeat {
-                Signal::Heartbeat
-            } else if policy.liveness.progress {
-                Signal::Progress
-            } else {
-                Signal::Created
-            };
+            let signal = policy.older_than_signal();
             // A row whose first matching rule only alerts (a phase on external workers, say)
             // is reported, never written, unless `--force`.
             let alert_only = policy
@@ -447,11 +455,7 @@ pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Det
             }
         }
         if let Some(parent) = &job.parent_id {
-            if let Some(parent_status) = family
-                .status_of
-                .get(parent.as_str())
-                .filter(|s| finished(s))
-            {
+            if let Some(parent_status) = family.finished_parent(job, policy) {
                 out.findings.push(judge.finding(
                     Kind::OrphanedChild,
                     rule,
@@ -465,22 +469,19 @@ pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Det
                 ));
             }
         }
-        if let Some(kids) = family.children.get(job.id.as_str()) {
-            if kids.iter().all(|s| finished(s)) {
-                // The parent may be about to wrap up; tell a person, never write.
-                out.findings.push(judge.finding(
-                    Kind::OrphanedChild,
-                    rule,
-                    Action::Alert,
-                    severity,
-                    0,
-                    format!(
-                        "all {} children are finished, but the parent is still {}",
-                        kids.len(),
-                        job.status
-                    ),
-                ));
-            }
+        if let Some(kids) = family.finished_children(&job.id, policy) {
+            // The parent may be about to wrap up; tell a person, never write.
+            out.findings.push(judge.finding(
+                Kind::OrphanedChild,
+                rule,
+                Action::Alert,
+                severity,
+                0,
+                format!(
+                    "all {kids} children are finished, but the parent is still {}",
+                    job.status
+                ),
+            ));
         }
     }
     let offset_age = out
@@ -641,12 +642,29 @@ pub fn zone_advice(newest_age: f64) -> Option<String> {
 /// Who is whose parent, among the active rows and their relatives. Empty (and free) when no
 /// row has a parent.
 pub(crate) struct Family<'a> {
-    pub(crate) status_of: HashMap<&'a str, &'a str>,
+    status_of: HashMap<&'a str, &'a str>,
     /// Statuses of each parent's children.
-    pub(crate) children: HashMap<&'a str, Vec<&'a str>>,
+    children: HashMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> Family<'a> {
+    /// The status of the job's parent, when the parent is finished.
+    pub(crate) fn finished_parent(&self, job: &JobRow, policy: &Policy<'_>) -> Option<&'a str> {
+        let parent = job.parent_id.as_deref()?;
+        self.status_of
+            .get(parent)
+            .copied()
+            .filter(|s| policy.finished(s))
+    }
+
+    /// How many children the job has, when it has some and every one is finished.
+    pub(crate) fn finished_children(&self, id: &str, policy: &Policy<'_>) -> Option<usize> {
+        let kids = self.children.get(id)?;
+        kids.iter()
+            .all(|s| policy.finished(s))
+            .then_some(kids.len())
+    }
+
     pub(crate) fn new(obs: &Observation<'a>) -> Family<'a> {
         let mut family = Family {
             status_of: HashMap::new(),
