@@ -220,6 +220,23 @@ async fn library_shapes_are_written(backend: Backend) {
     .await;
     assert_eq!(held, [Some("queued".to_string()), None, None, None, None]);
 
+    // The audit trail keeps the statement with this job's values, intent and outcome alike.
+    let audit =
+        std::fs::read_to_string(db.dir().join("state").join("audit.jsonl")).expect("audit trail");
+    let dead_lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .filter(|e: &serde_json::Value| e["job_id"] == "dead" && e["outcome"] != "dry_run")
+        .collect();
+    assert_eq!(dead_lines.len(), 2, "intent and outcome: {audit}");
+    for e in &dead_lines {
+        let statement = e["statement"].as_str().unwrap_or_default();
+        assert!(
+            statement.contains(r#"note = "hb gave up on dead""#) && statement.contains("tries = 7"),
+            "{e}"
+        );
+    }
+
     // The live job is untouched.
     let live = row(&db, "live", &["status", "locked_by", "result"]).await;
     assert_eq!(

@@ -112,6 +112,9 @@ pub async fn apply(
             continue;
         }
         let mut entry = crate::adapters::audit::entry(&p.write, &findings[p.findings[0]], audit);
+        if store.queries().sets_more(p.write.action) {
+            entry.statement = Some(store.queries().describe(&p.write, audit.now));
+        }
         let mut quiet = false;
         let (outcome, detail) = if dry_run {
             let key = dry_key(&p.write);

@@ -203,6 +203,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 requested_by: None,
                 batch: None,
                 reason: None,
+                statement: None,
             };
             let sql = store.queries().audit_insert_inline(audit, &entry);
             if let Err(e) = store.explain("checking the audit INSERT", &sql).await {

@@ -603,6 +603,11 @@ impl Queries {
         }
     }
 
+    /// Whether `action` sets `[writes]` columns, whose values differ per job.
+    pub fn sets_more(&self, action: Action) -> bool {
+        !self.jobs.writes.of(action).is_empty()
+    }
+
     /// Every column the guarded UPDATE of `action` sets, with the key that sets it.
     pub fn written(&self, action: Action) -> Vec<(String, String)> {
         let j = &self.jobs;
