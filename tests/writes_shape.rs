@@ -7,8 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use common::{jobwarden, jobwarden_json, Backend, TestConfig, TestDb};
+use common::{jobwarden, jobwarden_json, wait_for, Backend, Daemon, TestConfig, TestDb};
 
 /// The column types this file needs beyond `TestDb::ty`.
 fn ty(db: &TestDb, kind: &str) -> &'static str {
@@ -393,3 +394,86 @@ async fn a_missing_write_column_is_named(backend: Backend) {
     );
 }
 per_backend!(missing_write_column, a_missing_write_column_is_named);
+
+const TOKEN: &str = "WRITES-T0KEN-0123456789";
+
+/// A person's fail of one job from the console: the preview shows the statement with the
+/// job's own values, the write sets them, and its audit line keeps them.
+async fn a_person_writes_the_library_shape(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    library_table(&db, "NULL").await;
+    let state = db.dir().join("state");
+    let config = TestConfig::new(db.jobwarden_url())
+        .top("interval = \"500ms\"")
+        .jobs("finished_at = \"completed_at\"\nerror = \"error\"")
+        .heartbeat_rule("hb", "30m", "action = \"alert\"")
+        .section(WRITES.split("[writes.requeue]").next().expect("fail part"))
+        .section(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""
+        ))
+        .state(&state)
+        .write(db.dir().join("person.toml"));
+    let daemon = Daemon::start(&config, &[]);
+    let client = reqwest::Client::new();
+    wait_for("the finding of `dead`", Duration::from_secs(30), || {
+        let client = client.clone();
+        let url = daemon.url("/api/v1/findings");
+        async move {
+            let v: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            v["findings"]
+                .as_array()?
+                .iter()
+                .any(|f| f["job_id"] == "dead")
+                .then_some(())
+        }
+    })
+    .await;
+    let post = |body: &'static str| {
+        client
+            .post(daemon.url("/api/v1/jobs/dead/fail"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let preview: serde_json::Value = post("{\"dry_run\": true}")
+        .await
+        .expect("preview")
+        .json()
+        .await
+        .expect("JSON");
+    let statement = preview["statement"].as_str().unwrap_or_default();
+    assert!(
+        statement.contains("'hb gave up on dead'")
+            && statement.contains(r#"{"exc_message":["jobwarden: hb: marked failed by"#)
+            && statement.contains("WorkerLostError"),
+        "{preview}"
+    );
+    assert_eq!(
+        row(&db, "dead", &["status"]).await,
+        [Some("running".to_string())]
+    );
+
+    let done: serde_json::Value = post("{}").await.expect("write").json().await.expect("JSON");
+    assert_eq!(done["outcome"], "applied", "{done}");
+    let dead = row(&db, "dead", &["status", "note", "result"]).await;
+    assert_eq!(dead[0].as_deref(), Some("failed"));
+    assert_eq!(dead[1].as_deref(), Some("hb gave up on dead"));
+    let result: serde_json::Value =
+        serde_json::from_str(dead[2].as_deref().unwrap_or_default()).expect("result is JSON");
+    assert_eq!(result["exc_type"], "WorkerLostError", "{result}");
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).expect("audit trail");
+    let applied = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["job_id"] == "dead" && e["outcome"] == "applied")
+        .unwrap_or_else(|| panic!("no applied line: {audit}"));
+    assert!(
+        applied["requested_by"].is_string()
+            && applied["statement"]
+                .as_str()
+                .is_some_and(|s| s.contains(r#"note = "hb gave up on dead""#)),
+        "{applied}"
+    );
+}
+per_backend!(person, a_person_writes_the_library_shape);
