@@ -123,6 +123,25 @@ async fn library_shapes_are_written(backend: Backend) {
     // validate --connect proves the columns with the EXPLAIN of both guarded UPDATEs.
     let (code, out, err) = run(&db, &config, &["validate", "--connect"]);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("needs UPDATE (status, completed_at, error, done_at, flagged, note, result, score, tries, locked_at, locked_by)"),
+        "{out}"
+    );
+    // validate --print shows them as written, placeholders and all.
+    let (code, out, err) = run(&db, &config, &["validate", "--print", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        printed["config"]["writes"],
+        serde_json::json!({
+            "fail": {
+                "result": {"json": {"exc_type": "WorkerLostError", "exc_message": ["{reason}"]}},
+                "note": "{rule} gave up on {job_id}", "done_at": "{now}",
+                "tries": 7, "score": 0.5, "flagged": true,
+            },
+            "requeue": {"locked_at": {"null": true}, "locked_by": {"null": true}},
+        })
+    );
 
     // The dry run shows every column each write would set, with this job's values.
     let before = db.dump("jobs").await;
