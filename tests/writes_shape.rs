@@ -496,3 +496,78 @@ async fn a_person_writes_the_library_shape(backend: Backend) {
     );
 }
 per_backend!(person, a_person_writes_the_library_shape);
+
+/// pg-boss 10's own table shape on PostgreSQL: a schema-qualified `pgboss.job` whose `state`
+/// is the enum `pgboss.job_state`, with no heartbeat (an active job is judged by
+/// `started_on`), failed the way pg-boss fails a job: `completed_on` and `output` as
+/// `{"message": ...}` in `jsonb`.
+async fn a_pg_boss_job_is_failed_in_its_shape(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    for sql in [
+        "CREATE SCHEMA pgboss",
+        "CREATE TYPE pgboss.job_state AS ENUM ('created', 'retry', 'active', 'completed', 'cancelled', 'failed')",
+        "CREATE TABLE pgboss.job (id uuid PRIMARY KEY, name text NOT NULL, \
+         state pgboss.job_state NOT NULL DEFAULT 'created', output jsonb, \
+         created_on timestamptz NOT NULL DEFAULT now(), started_on timestamptz, completed_on timestamptz)",
+        "CREATE INDEX job_state ON pgboss.job (state)",
+    ] {
+        db.exec(sql).await;
+    }
+    let dead = "9f1c2a6e-5d1b-4b1e-9c7a-2f1e0d3c4b5a";
+    let live = "0b6f1d2e-3c4a-4e5f-8a9b-1c2d3e4f5a6b";
+    for (id, started) in [(dead, 45.0), (live, 1.0)] {
+        db.exec(&format!(
+            "INSERT INTO pgboss.job (id, name, state, created_on, started_on) VALUES \
+             ('{id}', 'email', 'active', {}, {})",
+            db.ago(60.0),
+            db.ago(started)
+        ))
+        .await;
+    }
+    // The builder's `jobs` table, renamed to pg-boss's columns and words.
+    let config = TestConfig::new(db.jobwarden_url())
+        .text()
+        .replace(
+            "table = \"jobs\"\nheartbeat_at = \"updated_at\"",
+            "table = \"pgboss.job\"\nstatus = \"state\"\ncreated_at = \"created_on\"\n\
+             status_since = \"started_on\"\nfinished_at = \"completed_on\"",
+        )
+        .replace(
+            "running = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]",
+            "pending = [\"created\", \"retry\"]\nrunning = [\"active\"]\n\
+             succeeded = [\"completed\"]\nfailed = [\"failed\"]\ncancelled = [\"cancelled\"]",
+        )
+        + "\n[[rules]]\nname = \"active-too-long\"\nstatuses = [\"active\"]\nsignal = \"created\"\n\
+           after = \"15m\"\naction = \"fail\"\n\n[writes.fail]\n\
+           output = { json = { message = \"{reason}\" } }\n";
+    let path = db.dir().join("pg-boss.toml");
+    std::fs::write(&path, config).expect("config");
+    let (code, out, err) = run(&db, &path, &["validate", "--connect"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &path, &["recover"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(common::applied(&report), [dead], "{report}");
+    let rows = db
+        .rows(&format!(
+            "SELECT state::text, output::text, (completed_on IS NOT NULL)::text FROM pgboss.job \
+             WHERE id = '{dead}'"
+        ))
+        .await;
+    assert_eq!(rows[0][0].as_deref(), Some("failed"));
+    let output: serde_json::Value =
+        serde_json::from_str(rows[0][1].as_deref().expect("output")).expect("jsonb");
+    assert!(
+        output["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("jobwarden: active-too-long: ")),
+        "{output}"
+    );
+    assert_eq!(rows[0][2].as_deref(), Some("true"));
+    let live = db
+        .rows(&format!(
+            "SELECT state::text, output::text FROM pgboss.job WHERE id = '{live}'"
+        ))
+        .await;
+    assert_eq!(live[0], [Some("active".to_string()), None]);
+}
+per_backend!(pg_boss, a_pg_boss_job_is_failed_in_its_shape, postgres => Postgres);
