@@ -7,8 +7,9 @@
 //! outage would take; pg-boss's own expiry is off in these workers, as it is when no instance
 //! supervises), then jobwarden, with the ready config pointed at the test's schema, must find
 //! the dead jobs with that age and never the live one across several scans, fail one in
-//! pg-boss's own shape and re-queue another through a per-queue rule, and pg-boss itself must
-//! read both back, run the re-queued job again, and run a new job on a fresh worker.
+//! pg-boss's own shape, re-queue another through a per-queue rule (and fail instead a third
+//! whose retries are used up), and pg-boss itself must read them back, run the re-queued job
+//! again, and run a new job on a fresh worker.
 
 mod common;
 
@@ -244,20 +245,30 @@ async fn pg_boss_workers_killed_mid_job() {
     // Jobs sent through pg-boss, which makes its schema on the first start.
     let dead = boss.send("jw-dead", r#"{"hang": true}"#);
     let again = boss.send("jw-again", r#"{"hang": true}"#);
+    let spent = boss.send("jw-spent", r#"{"hang": true}"#);
     let live = boss.send("jw-live", r#"{"hang": true}"#);
     let idle = boss.send("jw-idle", "{}");
 
-    // One worker takes two jobs and is killed in their handlers; another stays alive in its.
-    let mut killed = boss.worker("jw-dead,jw-again", "hang", db.dir());
-    killed.expect(&[format!("started {dead}"), format!("started {again}")]);
+    // One worker takes three jobs and is killed in their handlers; another stays alive in its.
+    let mut killed = boss.worker("jw-dead,jw-again,jw-spent", "hang", db.dir());
+    killed.expect(&[
+        format!("started {dead}"),
+        format!("started {again}"),
+        format!("started {spent}"),
+    ]);
     killed.kill();
     let mut alive = boss.worker("jw-live", "hang", db.dir());
     alive.expect(&[format!("started {live}")]);
 
     // The outage lasts: the dead jobs started 47 minutes ago, the idle one waits for 2 hours.
+    // `spent` had used its two retries (pg-boss's default retryLimit) before this attempt.
     db.exec(&format!(
         "UPDATE {SCHEMA}.job SET started_on = now() - interval '47 minutes', \
-         created_on = now() - interval '50 minutes' WHERE id IN ('{dead}', '{again}')"
+         created_on = now() - interval '50 minutes' WHERE id IN ('{dead}', '{again}', '{spent}')"
+    ))
+    .await;
+    db.exec(&format!(
+        "UPDATE {SCHEMA}.job SET retry_count = 2 WHERE id = '{spent}'"
     ))
     .await;
     db.exec(&format!(
@@ -266,7 +277,7 @@ async fn pg_boss_workers_killed_mid_job() {
     .await;
 
     // The ready config, pointed at this schema, with a per-queue rule that re-queues jobs of
-    // `jw-again` (as its comment shows), and a state directory of the test's own.
+    // `jw-again` and `jw-spent` (as its comment shows), and a state directory of its own.
     let ready = std::fs::read_to_string(common::root().join("config/examples/pg-boss.toml"))
         .expect("config/examples/pg-boss.toml");
     let first_rule = "[[rules]]\n# An active job past this";
@@ -279,7 +290,7 @@ async fn pg_boss_workers_killed_mid_job() {
         .replace(
             first_rule,
             &format!(
-                "[[rules]]\nname = \"again\"\nstatuses = [\"active\"]\nphases = [\"jw-again\"]\n\
+                "[[rules]]\nname = \"again\"\nstatuses = [\"active\"]\nphases = [\"jw-again\", \"jw-spent\"]\n\
                  signal = \"created\"\nafter = \"30m\"\naction = \"requeue\"\n\n{first_rule}"
             ),
         )
@@ -338,6 +349,7 @@ async fn pg_boss_workers_killed_mid_job() {
         let mut want = vec![
             (dead.as_str(), "active-too-long"),
             (again.as_str(), "again"),
+            (spent.as_str(), "again"),
             (idle.as_str(), "created-too-long"),
         ];
         want.sort();
@@ -354,14 +366,15 @@ async fn pg_boss_workers_killed_mid_job() {
         assert!(alive.alive(), "the live worker is still working");
         last = report;
     }
-    assert_eq!(last["jobs"]["running"], 3, "{last}");
+    assert_eq!(last["jobs"]["running"], 4, "{last}");
 
-    // recover: the dead job failed, the other re-queued; the idle one stays an alert (exit 1).
+    // recover: the dead job failed, `again` re-queued, `spent` failed instead (its retries
+    // are used up); the idle one stays an alert (exit 1).
     let (code, report) = jobwarden_json(&db.url, &config, &["recover"]);
     assert_eq!(code, 1, "{report}");
     let mut applied = common::applied(&report);
     applied.sort();
-    let mut want = vec![dead.clone(), again.clone()];
+    let mut want = vec![dead.clone(), again.clone(), spent.clone()];
     want.sort();
     assert_eq!(applied, want, "{report}");
     let message = finding(&report, &dead)["message"]
@@ -381,6 +394,15 @@ async fn pg_boss_workers_killed_mid_job() {
         "{job}"
     );
     assert!(job["completedOn"].is_string(), "{job}");
+    let job = boss.get("jw-spent", &spent);
+    let output = job["output"]["message"].as_str().unwrap_or_default();
+    assert!(
+        job["state"] == "failed"
+            && job["output"]["name"] == "Error"
+            && output.starts_with("jobwarden: again: ")
+            && output.contains("gave up after 2 attempts"),
+        "{job}"
+    );
     // The re-queued job is a pg-boss retry: counted once, not yet started again.
     let job = boss.get("jw-again", &again);
     assert_eq!(
