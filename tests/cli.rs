@@ -225,9 +225,13 @@ fn validate_redacts_secrets() {
 
 #[test]
 fn every_example_config_validates() {
-    let dir = common::root().join("config");
+    let config = common::root().join("config");
     let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    // The example configs, and the ready configs for queue libraries in config/examples/.
+    let entries = std::fs::read_dir(&config)
+        .unwrap()
+        .chain(std::fs::read_dir(config.join("examples")).unwrap());
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
@@ -255,7 +259,10 @@ fn every_example_config_validates() {
             seen += 1;
         }
     }
-    assert!(seen >= 5, "expected the five example configs, saw {seen}");
+    assert!(
+        seen >= 6,
+        "expected the five example configs and pg-boss's, saw {seen}"
+    );
 }
 
 #[test]

@@ -128,6 +128,10 @@ pub struct Entry {
     /// Why, in the person's words, for a person's write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Every column the write sets, with this job's values, as a dry run shows them: only
+    /// for an action with `[writes]` columns, whose values differ per job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
 }
 
 /// The audit file under a state directory.
@@ -185,6 +189,7 @@ pub fn entry(write: &Write, finding: &Finding, ctx: &Context) -> Entry {
         requested_by: ctx.requested_by.clone(),
         reason: ctx.reason.clone(),
         batch: ctx.batch.clone(),
+        statement: None,
     }
 }
 
@@ -610,6 +615,7 @@ mod tests {
             requested_by: None,
             batch: None,
             reason: None,
+            statement: None,
         }
     }
 

@@ -112,12 +112,18 @@ pub async fn apply(
             continue;
         }
         let mut entry = crate::adapters::audit::entry(&p.write, &findings[p.findings[0]], audit);
+        if store.queries().sets_more(p.write.action) {
+            entry.statement = Some(store.queries().describe(&p.write, audit.now));
+        }
         let mut quiet = false;
         let (outcome, detail) = if dry_run {
             let key = dry_key(&p.write);
             quiet = trail.dry_seen.is_some_and(|seen| seen.contains(&key));
             out.dry_keys.insert(key);
-            (Outcome::DryRun, store.queries().describe(&p.write))
+            (
+                Outcome::DryRun,
+                store.queries().describe(&p.write, audit.now),
+            )
         } else {
             let intent = crate::adapters::audit::Entry {
                 stage: crate::adapters::audit::Stage::Intent,
@@ -138,7 +144,10 @@ pub async fn apply(
             }
             let started = tokio::time::Instant::now();
             match store.apply(&p.write, &entry, audit.now).await {
-                Ok(true) => (Outcome::Applied, store.queries().describe(&p.write)),
+                Ok(true) => (
+                    Outcome::Applied,
+                    store.queries().describe(&p.write, audit.now),
+                ),
                 Ok(false) => (
                     Outcome::Raced,
                     "the row changed since it was read; left alone".to_string(),

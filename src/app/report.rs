@@ -312,6 +312,7 @@ mod tests {
             status_after: "failed".into(),
             guard: Default::default(),
             reason: String::new(),
+            rule: String::new(),
             bump_attempts: false,
         };
         let stall = HeldBack::MassStall("302 of 303 active jobs look stuck at once".into());

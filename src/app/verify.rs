@@ -110,10 +110,12 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
 
     // The guarded writes of the actions in use, and the audit row.
     let writes = !config.dry_run
-        && config
+        && (config
             .rules
             .iter()
-            .any(|r| matches!(r.action, Action::Fail | Action::Requeue));
+            .any(|r| matches!(r.action, Action::Fail | Action::Requeue))
+            || !jobs.writes.fail.is_empty()
+            || !jobs.writes.requeue.is_empty());
     let table = jobs.table.to_string();
     out.notes.push(format!("needs SELECT on {table}"));
     if writes {
@@ -126,6 +128,11 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             written.extend(jobs.error.iter().map(|f| f.column.clone()));
         }
         written.extend(jobs.attempts.iter().map(|f| f.column.clone()));
+        for c in jobs.writes.fail.iter().chain(&jobs.writes.requeue) {
+            if !written.contains(&c.column) {
+                written.push(c.column.clone());
+            }
+        }
         out.notes.push(format!(
             "needs UPDATE ({}) on {table}, since rules fail or re-queue jobs",
             written.join(", ")
@@ -135,7 +142,8 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             (Action::Requeue, jobs.statuses.pending.first()),
         ] {
             let used = config.rules.iter().any(|r| r.action == action)
-                || (action == Action::Fail && fails);
+                || (action == Action::Fail && fails)
+                || !jobs.writes.of(action).is_empty();
             let (Some(target), Some(before), true) = (target, jobs.statuses.running.first(), used)
             else {
                 continue;
@@ -147,15 +155,28 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 status_after: target.clone(),
                 guard: Guard::default(),
                 reason: "jobwarden validate".into(),
+                rule: config
+                    .rules
+                    .iter()
+                    .find(|r| r.action == action)
+                    .map_or_else(|| "validate".into(), |r| r.name.clone()),
                 bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
             };
             let sql = store.queries().write_inline(&write, 0.0);
-            if let Err(e) = store.explain("checking the guarded UPDATE", &sql).await {
-                out.errors.push(denied_or(
+            match store.explain("checking the guarded UPDATE", &sql).await {
+                Ok(()) => {}
+                Err(StoreError::Rejected { message, .. }) if !denied(&message) => {
+                    out.errors.push(
+                        blame_write(store, places, &write, message)
+                            .await?
+                            .to_string(),
+                    );
+                }
+                Err(e) => out.errors.push(denied_or(
                     e,
                     format!("the guarded UPDATE of `{}`", action.as_str()),
                     format!("UPDATE ({}) ON {table}", written.join(", ")),
-                )?);
+                )?),
             }
         }
         if let Some(audit) = &config.audit_table {
@@ -182,6 +203,7 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 requested_by: None,
                 batch: None,
                 reason: None,
+                statement: None,
             };
             let sql = store.queries().audit_insert_inline(audit, &entry);
             if let Err(e) = store.explain("checking the audit INSERT", &sql).await {
@@ -258,6 +280,61 @@ fn rejected(out: &mut Verified, e: StoreError) -> Result<(), StoreError> {
         }
         other => Err(other),
     }
+}
+
+/// A rejected guarded UPDATE as the config keys it is about: the columns the database's
+/// message names, or else the ones whose value alone is rejected (each column set on its
+/// own, `EXPLAIN`ed), or else every column it sets.
+async fn blame_write(
+    store: &Store,
+    places: &crate::config::Places,
+    write: &Write,
+    message: String,
+) -> Result<StoreError, StoreError> {
+    let queries = store.queries();
+    let keys = queries.blame(write.action, &message);
+    if keys.len() > 1 {
+        let mut alone = Vec::new();
+        for (key, column) in queries.written(write.action) {
+            let sql = queries.write_inline_setting(write, 0.0, &column);
+            match store
+                .explain("checking one column of the guarded UPDATE", &sql)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Rejected { message, .. }) => alone.push((key, message)),
+                Err(e) => return Err(e),
+            }
+        }
+        if !alone.is_empty() {
+            let place = alone
+                .iter()
+                .map(|(k, _)| places.name(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Ok(StoreError::Config {
+                place,
+                message: format!(
+                    "the guarded UPDATE of `{}` was rejected by the database: {}",
+                    write.action.as_str(),
+                    alone[0].1
+                ),
+            });
+        }
+    }
+    Ok(store.write_rejected(
+        write.action,
+        StoreError::Rejected {
+            what: "checking the guarded UPDATE",
+            message,
+        },
+    ))
+}
+
+/// Whether a database's message says a privilege is missing.
+fn denied(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("permission denied") || lower.contains("command denied")
 }
 
 /// A refused `EXPLAIN` as one sentence: a missing privilege says which to grant.

@@ -22,6 +22,7 @@ mod raw;
 mod redact;
 mod resolve;
 mod suggest;
+mod writes;
 
 pub use expand::{expand, format_size, parse_duration, parse_hold, parse_size, MAX_HOLD};
 use raw::*;
@@ -1222,12 +1223,12 @@ failed = ["failed"]
         let mut listed: std::collections::BTreeSet<(String, String)> = Default::default();
         let mut table = String::new();
         for line in example.lines() {
-            let line = line.trim();
-            if let Some(header) = line.strip_prefix('[') {
+            // A header may be commented out too (`# [writes.fail]`: columns of no real table).
+            let body = line.trim().trim_start_matches('#').trim_start();
+            if let Some(header) = body.strip_prefix('[') {
                 table = header.trim_matches(['[', ']']).to_string();
                 continue;
             }
-            let body = line.trim_start_matches('#').trim_start();
             if let Some((key, _)) = body.split_once('=') {
                 let key = key.trim();
                 if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
@@ -1238,6 +1239,15 @@ failed = ["failed"]
         let tables = keys_of("");
         let mut missing = Vec::new();
         for top in &tables {
+            if top == "writes" {
+                // Its tables hold any column name: each must be shown with an example.
+                for k in keys_of("writes") {
+                    if !listed.iter().any(|(t, _)| *t == format!("writes.{k}")) {
+                        missing.push(format!("[writes.{k}]"));
+                    }
+                }
+                continue;
+            }
             // A table is what the example has a header for; any other name is a top-level key
             // (or a table the example lacks altogether: reported by its name).
             let is_table = listed.iter().any(|(t, _)| t == top);

@@ -24,6 +24,18 @@ pub(super) struct RawConfig {
     pub(super) state: Option<RawState>,
     pub(super) safety: Option<RawSafety>,
     pub(super) audit: Option<RawAudit>,
+    pub(super) writes: Option<RawWrites>,
+}
+
+/// `[writes.fail]` and `[writes.requeue]`: column name to value, any TOML value (its shape is
+/// checked when resolved).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWrites {
+    #[serde(default)]
+    pub(super) fail: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub(super) requeue: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 /// What the operator commands (`pause`, `snooze`, `audit`) read: `[http]` or `[state]`

@@ -60,6 +60,13 @@ pub(super) fn url_password(url: &str) -> Option<String> {
 
 /// The resolved config as a JSON value, with secrets redacted.
 pub fn redacted_json(config: &Config) -> serde_json::Value {
+    let writes =
+        |columns: &[crate::core::writes::SetColumn]| -> serde_json::Map<String, serde_json::Value> {
+            columns
+                .iter()
+                .map(|c| (c.column.clone(), c.value.source()))
+                .collect()
+        };
     let field = |f: &Option<Field>| f.as_ref().map(|f| f.to_string());
     let rules: Vec<_> = config
         .rules
@@ -122,6 +129,10 @@ pub fn redacted_json(config: &Config) -> serde_json::Value {
             "statuses": StatusClass::ALL.iter()
                 .map(|&c| (c.as_str(), j.statuses.words(c).to_vec()))
                 .collect::<BTreeMap<_, _>>(),
+        },
+        "writes": {
+            "fail": writes(&j.writes.fail),
+            "requeue": writes(&j.writes.requeue),
         },
         "rules": rules,
         "artifacts": artifacts,

@@ -178,7 +178,8 @@ pub(super) fn resolve(
         None => Some(DEFAULT_TERMINAL_COUNTS_EVERY),
     };
     let database = resolve_database(ctx, &raw.database)?;
-    let jobs = resolve_jobs(ctx, &raw.jobs)?;
+    let mut jobs = resolve_jobs(ctx, &raw.jobs)?;
+    jobs.writes = super::writes::resolve_writes(ctx, raw.writes.as_ref(), &jobs)?;
     let rules = raw
         .rules
         .iter()
@@ -845,6 +846,8 @@ pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located
             None => None,
         },
         statuses,
+        // `[writes]` is its own table, resolved against these columns.
+        writes: Default::default(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! ([`vocabulary`]); a job row and its timestamps ([`job`], [`zone`]); what jobwarden
 //! remembers between scans ([`memory`]); detection ([`detect`]), the writes it plans
 //! ([`plan`]) and the limits on them ([`safety`]); how a file path names a job ([`pattern`]);
+//! the extra columns a write sets, in the queue library's own shape ([`writes`]);
 //! the SQL text of each dialect ([`sql`]); retry delays ([`backoff`]); the bounds of the
 //! candidate read ([`candidates`], not used by the scan yet).
 //!
@@ -23,4 +24,5 @@ pub(crate) mod plan;
 pub(crate) mod safety;
 pub mod sql;
 pub(crate) mod vocabulary;
+pub mod writes;
 pub(crate) mod zone;

@@ -17,8 +17,23 @@ pub struct Write {
     pub guard: Guard,
     /// Written into the `error` column when failing.
     pub reason: String,
+    /// The rule whose finding asked for the write (`{rule}` in `[writes]` values).
+    pub rule: String,
     /// A requeue that also adds one to the `attempts` column.
     pub bump_attempts: bool,
+}
+
+impl Write {
+    /// What the placeholders of `[writes]` values stand for in this write; `now` is the
+    /// database's clock.
+    pub fn fill(&self, now: f64) -> crate::core::writes::Fill<'_> {
+        crate::core::writes::Fill {
+            reason: &self.reason,
+            rule: &self.rule,
+            job_id: &self.job_id,
+            now,
+        }
+    }
 }
 
 /// One write and the findings (by index) it answers.
@@ -85,6 +100,7 @@ pub fn plan(findings: &[Finding], jobs: &Jobs) -> Vec<Planned> {
                     status_after: target.clone(),
                     guard: f.guard.clone(),
                     reason,
+                    rule: f.rule.clone(),
                     bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
                 },
                 findings: vec![i],
@@ -298,6 +314,7 @@ pub fn manual(
             status_after: target.clone(),
             guard: row.guard.clone(),
             reason: format!("jobwarden: {}: {note}", finding.rule),
+            rule: finding.rule.clone(),
             bump_attempts: action == Action::Requeue && jobs.attempts.is_some(),
         },
         findings: vec![index],

@@ -120,6 +120,8 @@ pub struct Jobs {
     pub max_attempts: u32,
     pub where_sql: Option<String>,
     pub statuses: Statuses,
+    /// `[writes.fail]` and `[writes.requeue]`: more columns each writing action sets.
+    pub writes: super::writes::Writes,
 }
 
 /// `[jobs.statuses]`: the table's own words per class.
@@ -201,6 +203,7 @@ impl Jobs {
             max_attempts: Jobs::DEFAULT_MAX_ATTEMPTS,
             where_sql: None,
             statuses,
+            writes: Default::default(),
         }
     }
 }

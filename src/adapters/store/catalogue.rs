@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::core::writes::WriteValue;
 
 /// What the catalogue says about the configured columns.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +147,7 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
             read_as,
         });
     }
-    let naive: Vec<String> = columns
+    let mut naive: Vec<String> = columns
         .iter()
         .filter(|c| c.naive)
         .map(|c| {
@@ -158,6 +159,21 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
             )
         })
         .collect();
+    // A `[writes]` column given `{now}` is written like `finished_at`: naive, it needs the zone.
+    for c in j.writes.fail.iter().chain(&j.writes.requeue) {
+        let sql_type = types.get(&c.column).map_or("", String::as_str);
+        let now = matches!(&c.value, WriteValue::Text(t) if t.is_now());
+        if now
+            && TimeKind::from_sql_type(sql_type) == TimeKind::Native
+            && dialect.is_naive(sql_type)
+        {
+            naive.push(format!(
+                "{} (`{}`, {sql_type})",
+                config.places.name(&c.key),
+                c.column
+            ));
+        }
+    }
     let refusal = (!naive.is_empty()).then(|| {
         let what = if naive.len() == 1 {
             format!("{} has no time zone", naive[0])
@@ -269,4 +285,56 @@ pub fn check_values(what: &str, text: &str, column: &str) -> Option<Vec<String>>
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_into_a_naive_write_column_needs_the_zone() {
+        let text = |writes: &str| {
+            format!(
+                "[database]\nurl = \"postgres://db/app\"\n[jobs]\ntable = \"jobs\"\n\
+                 [jobs.statuses]\nrunning = [\"running\"]\nfailed = [\"failed\"]\n{writes}\n"
+            )
+        };
+        let types: HashMap<String, String> = [
+            ("done_at", "timestamp without time zone"),
+            ("seen_at", "timestamp with time zone"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let new_york = DatabaseZone {
+            described: "America/New_York (database default)".into(),
+            zone: None,
+        };
+        let config = |writes: &str| {
+            crate::config::parse(&text(writes), std::path::Path::new("z.toml"), None, &|_| {
+                None
+            })
+            .unwrap()
+        };
+        let refused = time_info(
+            &config("[writes.fail]\ndone_at = \"{now}\""),
+            &types,
+            new_york.clone(),
+        );
+        let why = refused.refusal.expect("refused");
+        assert!(
+            why.starts_with("`writes.fail.done_at` (line 9) (`done_at`, timestamp without time zone) has no time zone"),
+            "{why}"
+        );
+        // An instant, or text that is not `{now}`, needs no zone.
+        for writes in [
+            "[writes.fail]\nseen_at = \"{now}\"",
+            "[writes.fail]\ndone_at = \"2026-01-01 00:00:00\"",
+        ] {
+            assert_eq!(
+                time_info(&config(writes), &types, new_york.clone()).refusal,
+                None
+            );
+        }
+    }
 }

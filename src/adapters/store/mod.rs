@@ -47,8 +47,8 @@ pub use catalogue::{
     check_values, time_info, DatabaseZone, Readings, TableInfo, TimeColumn, TimeInfo,
 };
 use decode::{job_from_row, Cells};
-use queries::IdKind;
 pub use queries::{configured_columns, create_index, Queries};
+use queries::{json_valid_column, IdKind};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -387,11 +387,17 @@ impl Store {
             halt: Halt::default(),
         };
         store.info = store.table_info().await?;
-        let missing: Vec<(String, String)> = configured_columns(&config.jobs)
+        let mut missing: Vec<(String, String)> = configured_columns(&config.jobs)
             .into_iter()
             .filter(|(_, f)| !store.info.columns.contains_key(&f.column))
             .map(|(k, f)| (k.to_string(), f.column.clone()))
             .collect();
+        let writes = &config.jobs.writes;
+        missing.extend(
+            (writes.fail.iter().chain(&writes.requeue))
+                .filter(|c| !store.info.columns.contains_key(&c.column))
+                .map(|c| (c.key.clone(), c.column.clone())),
+        );
         if !missing.is_empty() {
             return Err(StoreError::MissingColumns {
                 table: config.jobs.table.to_string(),
@@ -401,7 +407,8 @@ impl Store {
         let zone = store.database_zone().await;
         store.info.time = time_info(config, &store.info.columns, zone);
         store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns)
-            .with_finished(store.info.time.readings.finished);
+            .with_finished(store.info.time.readings.finished)
+            .with_naive_zone(store.info.time.read_zone);
         Ok(store)
     }
 
@@ -682,6 +689,20 @@ impl Store {
         for (name, ty) in rows {
             if let Some(name) = name {
                 columns.insert(name, ty.unwrap_or_default());
+            }
+        }
+        if let Some(sql) = self.queries.json_checks() {
+            // Not every server has this view: the type stays the catalogue's then.
+            let checks = self
+                .fetch("reading the table's JSON checks", &sql, |row| {
+                    row.text(0, "check clause")
+                })
+                .await
+                .unwrap_or_default();
+            for column in checks.iter().flatten().filter_map(|c| json_valid_column(c)) {
+                if let Some(t) = columns.get_mut(&column) {
+                    *t = "json".into();
+                }
             }
         }
         if columns.is_empty() {
@@ -1103,12 +1124,18 @@ impl Store {
                 query = query.bind(p);
             }
             let Some((insert_sql, insert_params)) = audit_insert else {
-                let result = self.timed("writing a job", query.execute(pool)).await?;
+                let result = self
+                    .timed("writing a job", query.execute(pool))
+                    .await
+                    .map_err(|e| self.write_rejected(write.action, e))?;
                 return Ok(result.rows_affected() == 1);
             };
             // With an audit table, the row and its audit line commit together or not at all.
             let mut tx = self.timed("starting a transaction", pool.begin()).await?;
-            let result = self.timed("writing a job", query.execute(&mut *tx)).await?;
+            let result = self
+                .timed("writing a job", query.execute(&mut *tx))
+                .await
+                .map_err(|e| self.write_rejected(write.action, e))?;
             if result.rows_affected() != 1 {
                 self.timed("rolling back", tx.rollback()).await?;
                 return Ok(false);
@@ -1122,6 +1149,28 @@ impl Store {
             self.timed("committing", tx.commit()).await?;
             Ok(true)
         })
+    }
+
+    /// A guarded UPDATE the database rejected, as the config keys it is about (the columns
+    /// its message names, else every column it sets) and their lines: the database's own
+    /// words (`invalid input syntax for type json`) seldom say which key to fix.
+    pub fn write_rejected(&self, action: Action, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Rejected { message, .. } => StoreError::Config {
+                place: self
+                    .queries
+                    .blame(action, &message)
+                    .iter()
+                    .map(|k| self.places.name(k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                message: format!(
+                    "the guarded UPDATE of `{}` was rejected by the database: {message}",
+                    action.as_str()
+                ),
+            },
+            other => other,
+        }
     }
 
     /// Runs a query and decodes each row with `decode`, straight from the driver's row.
@@ -1281,6 +1330,7 @@ mod tests {
                 failed: vec!["failed".into()],
                 ..Statuses::default()
             },
+            writes: Default::default(),
         }
     }
 
@@ -1308,6 +1358,7 @@ mod tests {
                 attempts: None,
             },
             reason: "jobwarden: hb: no heartbeat".into(),
+            rule: "hb".into(),
             bump_attempts: false,
         }
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::core::writes::{Filled, Shape};
 
 /// The SQL of every statement jobwarden runs, built once from the config and the column
 /// types. Pure, so the exact text is tested without a server.
@@ -16,6 +17,8 @@ pub struct Queries {
     pub(super) types: HashMap<String, String>,
     /// How `finished_at` is read, and so written.
     pub(super) finished: Reading,
+    /// The zone naive timestamps are written in: `{now}` alone in a naive `[writes]` column.
+    pub(super) naive_zone: Zone,
     /// `SELECT` of the active rows.
     pub scan: String,
     /// The two-tier scan's first read (see `core::candidates`): the scan's columns, but
@@ -125,6 +128,7 @@ impl Queries {
             finished_kind: jobs.finished_at.as_ref().map_or(TimeKind::Native, kind),
             types: types.clone(),
             finished: Reading::default(),
+            naive_zone: Zone::Utc,
             scan,
             light,
             light_at,
@@ -276,6 +280,12 @@ impl Queries {
     /// The same statements, with `finished_at` read (and written) as `finished` says.
     pub fn with_finished(mut self, finished: Reading) -> Queries {
         self.finished = finished;
+        self
+    }
+
+    /// The statements, writing `{now}` into a naive `[writes]` column as a reading in `zone`.
+    pub fn with_naive_zone(mut self, zone: Zone) -> Queries {
+        self.naive_zone = zone;
         self
     }
 
@@ -524,21 +534,37 @@ impl Queries {
         self.write_with(w, now, &mut Values::Inline)
     }
 
+    /// The guarded UPDATE with its values inline, setting only `column` (how `validate
+    /// --connect` finds which value a rejected statement is about).
+    pub fn write_inline_setting(&self, w: &Write, now: f64, column: &str) -> String {
+        self.write_only(w, now, &mut Values::Inline, Some(column))
+    }
+
     pub(super) fn write_with(&self, w: &Write, now: f64, params: &mut Values) -> String {
+        self.write_only(w, now, params, None)
+    }
+
+    fn write_only(&self, w: &Write, now: f64, params: &mut Values, only: Option<&str>) -> String {
         let d = self.dialect;
         let j = &self.jobs;
         let next = |value: Option<String>, params: &mut Values| params.add(d, value);
-        let mut sets = vec![format!(
-            "{} = {}",
-            d.quote(&j.status.column),
-            d.literal(&w.status_after)
-        )];
+        let set = |column: &str| only.is_none_or(|o| o == column);
+        let mut sets = Vec::new();
+        if set(&j.status.column) {
+            sets.push(format!(
+                "{} = {}",
+                d.quote(&j.status.column),
+                d.literal(&w.status_after)
+            ));
+        }
         if let (true, Some(a)) = (w.bump_attempts, &j.attempts) {
-            let a = d.quote(&a.column);
-            sets.push(format!("{a} = COALESCE({a}, 0) + 1"));
+            if set(&a.column) {
+                let a = d.quote(&a.column);
+                sets.push(format!("{a} = COALESCE({a}, 0) + 1"));
+            }
         }
         if w.action == Action::Fail {
-            if let Some(f) = &j.finished_at {
+            if let Some(f) = j.finished_at.as_ref().filter(|f| set(&f.column)) {
                 let value = match self.finished.native_zone {
                     Some(zone) if self.finished_kind == TimeKind::Native => {
                         d.now_naive(zone.offset_at(now))
@@ -547,10 +573,19 @@ impl Queries {
                 };
                 sets.push(format!("{} = {value}", d.quote(&f.column)));
             }
-            if let Some(e) = &j.error {
-                let p = next(Some(w.reason.clone()), params);
-                sets.push(format!("{} = {p}", d.quote(&e.column)));
+            if let Some(e) = j.error.as_ref().filter(|e| set(&e.column)) {
+                let reason = Filled::Value {
+                    text: w.reason.clone(),
+                    shape: Shape::Text,
+                };
+                let value = self.set_value(&e.column, reason, now, params);
+                sets.push(format!("{} = {value}", d.quote(&e.column)));
             }
+        }
+        let fill = w.fill(now);
+        for c in j.writes.of(w.action).iter().filter(|c| set(&c.column)) {
+            let value = self.set_value(&c.column, c.value.fill(&fill), now, params);
+            sets.push(format!("{} = {value}", d.quote(&c.column)));
         }
         let mut conds = vec![
             format!("{} = {}", d.quote(&j.id.column), d.literal(&w.job_id)),
@@ -579,6 +614,117 @@ impl Queries {
             sets.join(", "),
             conds.join(" AND ")
         )
+    }
+
+    /// The SQL standing for one value a write sets in `column`, its text a bound parameter
+    /// (or an escaped literal for `EXPLAIN`) with the cast the column's type needs: a
+    /// PostgreSQL column of any type but text gets `CAST(... AS <its type>)`; numbers are
+    /// cast to numbers on MySQL and SQLite; a string (the reason) written into a JSON column
+    /// is written as a JSON string. `{now}` alone is the database's now in the column's own
+    /// kind (a native time, Unix seconds, or text), as `finished_at` gets it.
+    pub(super) fn set_value(
+        &self,
+        column: &str,
+        value: Filled,
+        now: f64,
+        params: &mut Values,
+    ) -> String {
+        let d = self.dialect;
+        // As the catalogue spells it (a quoted enum's name keeps its case), and lowercased.
+        let spelled = self.types.get(column).map_or("", String::as_str);
+        let sql_type = spelled.to_ascii_lowercase();
+        let json_column = match d {
+            Dialect::Postgres => sql_type == "json" || sql_type == "jsonb",
+            Dialect::MySql => sql_type == "json",
+            Dialect::Sqlite => false,
+        };
+        let (text, shape) = match value {
+            Filled::Null => return "NULL".into(),
+            // Unknown type (no catalogue read) or JSON: the scan's time as RFC 3339 text.
+            Filled::Now { text } if sql_type.is_empty() || json_column => (text, Shape::Text),
+            Filled::Now { .. } => match TimeKind::from_sql_type(&sql_type) {
+                TimeKind::Native if d.is_naive(&sql_type) => {
+                    return d.now_naive(self.naive_zone.offset_at(now))
+                }
+                kind => return d.now_value(kind).to_string(),
+            },
+            Filled::Value { text, shape } => (text, shape),
+        };
+        let text = match shape {
+            Shape::Text if json_column => serde_json::Value::String(text).to_string(),
+            Shape::Boolean if d != Dialect::Postgres => {
+                if text == "true" { "1" } else { "0" }.to_string()
+            }
+            _ => text,
+        };
+        let p = params.add(d, Some(text));
+        match d {
+            Dialect::Postgres => {
+                let text_like = sql_type.is_empty()
+                    || sql_type == "text"
+                    || sql_type.starts_with("character")
+                    || sql_type == "citext";
+                if text_like {
+                    p
+                } else {
+                    // The catalogue's own spelling of the type (`format_type`), quoted as needed.
+                    format!("CAST({p} AS {spelled})")
+                }
+            }
+            _ => match shape {
+                Shape::Integer | Shape::Boolean => d.integer(&p),
+                Shape::Float => match d {
+                    Dialect::MySql => format!("CAST({p} AS DOUBLE)"),
+                    _ => format!("CAST({p} AS REAL)"),
+                },
+                _ => p,
+            },
+        }
+    }
+
+    /// Whether `action` sets `[writes]` columns, whose values differ per job.
+    pub fn sets_more(&self, action: Action) -> bool {
+        !self.jobs.writes.of(action).is_empty()
+    }
+
+    /// Every column the guarded UPDATE of `action` sets, with the key that sets it.
+    pub fn written(&self, action: Action) -> Vec<(String, String)> {
+        let j = &self.jobs;
+        let mut out = vec![("jobs.status".to_string(), j.status.column.clone())];
+        if action == Action::Fail {
+            for (key, field) in [
+                ("jobs.finished_at", &j.finished_at),
+                ("jobs.error", &j.error),
+            ] {
+                if let Some(f) = field {
+                    out.push((key.to_string(), f.column.clone()));
+                }
+            }
+        }
+        if let (Action::Requeue, Some(a)) = (action, &j.attempts) {
+            out.push(("jobs.attempts".to_string(), a.column.clone()));
+        }
+        for c in j.writes.of(action) {
+            out.push((c.key.clone(), c.column.clone()));
+        }
+        out
+    }
+
+    /// The keys a database's rejection of the guarded UPDATE of `action` is about: the
+    /// columns its message names (`column "output"`, `` for column `n` ``, `jobs.x`), or,
+    /// when it names none, every column the statement sets.
+    pub fn blame(&self, action: Action, message: &str) -> Vec<String> {
+        let written = self.written(action);
+        let named: Vec<String> = written
+            .iter()
+            .filter(|(_, column)| names_column(message, column))
+            .map(|(key, _)| key.clone())
+            .collect();
+        if named.is_empty() {
+            written.into_iter().map(|(key, _)| key).collect()
+        } else {
+            named
+        }
     }
 
     /// The INSERT of an audit row into `[audit] table`, and its parameters.
@@ -664,8 +810,9 @@ impl Queries {
         )
     }
 
-    /// A one-line account of a write, for dry runs and logs.
-    pub fn describe(&self, w: &Write) -> String {
+    /// A one-line account of a write, for dry runs and logs: every column it sets, with the
+    /// values filled in for this job (`now` is the scan's database clock).
+    pub fn describe(&self, w: &Write, now: f64) -> String {
         let j = &self.jobs;
         let mut parts = vec![format!("{} = '{}'", j.status.column, w.status_after)];
         if w.action == Action::Fail {
@@ -675,6 +822,13 @@ impl Queries {
             if let Some(e) = &j.error {
                 parts.push(format!("{} = {:?}", e.column, w.reason));
             }
+        }
+        if let (true, Some(a)) = (w.bump_attempts, &j.attempts) {
+            parts.push(format!("{0} = {0} + 1", a.column));
+        }
+        let fill = w.fill(now);
+        for c in j.writes.of(w.action) {
+            parts.push(format!("{} = {}", c.column, c.value.fill(&fill)));
         }
         format!(
             "UPDATE {} SET {} WHERE {} = '{}' AND still {}",
@@ -708,6 +862,23 @@ impl Queries {
                 sqlite_schema(d, t)
             ),
         }
+    }
+
+    /// MariaDB's `JSON` columns, which its catalogue calls `longtext`: the
+    /// `CHECK (json_valid(`c`))` it gives each, as (clause) rows. MySQL's own `JSON` type is
+    /// `json` in the catalogue already (and its `CHECK_CONSTRAINTS` has no `TABLE_NAME`, so
+    /// this fails there, harmlessly); other dialects: none.
+    pub(super) fn json_checks(&self) -> Option<String> {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        (d == Dialect::MySql).then(|| {
+            format!(
+                "SELECT CAST(CHECK_CLAUSE AS CHAR) FROM information_schema.CHECK_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = {} AND TABLE_NAME = {}",
+                mysql_schema(d, t),
+                d.literal(&t.name)
+            )
+        })
     }
 
     /// The catalogue queries that tell which values the status column can hold: enum labels
@@ -1037,4 +1208,189 @@ pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
         }
     }
     out
+}
+
+/// Whether a database's message names `column`: quoted as PostgreSQL (`column "x"`), MySQL
+/// (`` column 'x' ``, `` `x` ``) or after a table (`jobs.x`, SQLite's `NOT NULL constraint
+/// failed: jobs.x`, MariaDB's `` CONSTRAINT `jobs.x` ``).
+fn names_column(message: &str, column: &str) -> bool {
+    ["\"", "'", "`"]
+        .iter()
+        .any(|q| message.contains(&format!("{q}{column}{q}")))
+        || message.match_indices(&format!(".{column}")).any(|(at, m)| {
+            message[at + m.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
+}
+
+/// The column a MariaDB `json_valid(`c`)` check is about.
+pub(super) fn json_valid_column(clause: &str) -> Option<String> {
+    let inner = clause
+        .trim()
+        .strip_prefix("json_valid(`")?
+        .strip_suffix("`)")?;
+    Some(inner.replace("``", "`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Statuses;
+    use crate::core::sql::parse_field;
+    use crate::core::writes::{SetColumn, Template, WriteValue};
+
+    fn jobs() -> Jobs {
+        let mut jobs = Jobs::with_statuses(Statuses {
+            pending: vec!["queued".into()],
+            running: vec!["running".into()],
+            failed: vec!["failed".into()],
+            ..Statuses::default()
+        });
+        jobs.error = Some(parse_field("output").unwrap());
+        let set = |column: &str, value| SetColumn {
+            column: column.into(),
+            value,
+            key: format!("writes.fail.{column}"),
+        };
+        jobs.writes.fail = vec![
+            set(
+                "done_at",
+                WriteValue::Text(Template::parse("{now}").unwrap()),
+            ),
+            set("kind", WriteValue::Text(Template::parse("{rule}").unwrap())),
+            set("tries", WriteValue::Integer(7)),
+            set("locked_by", WriteValue::Null),
+        ];
+        jobs
+    }
+
+    fn types(d: Dialect) -> HashMap<String, String> {
+        let pairs: &[(&str, &str)] = match d {
+            Dialect::Postgres => &[
+                ("output", "jsonb"),
+                ("done_at", "timestamp with time zone"),
+                ("kind", "\"JobKind\""),
+                ("tries", "integer"),
+                ("locked_by", "text"),
+            ],
+            Dialect::MySql => &[
+                ("output", "json"),
+                ("done_at", "datetime"),
+                ("kind", "varchar"),
+                ("tries", "int"),
+                ("locked_by", "varchar"),
+            ],
+            Dialect::Sqlite => &[
+                ("output", "TEXT"),
+                ("done_at", "TEXT"),
+                ("kind", "TEXT"),
+                ("tries", "INTEGER"),
+                ("locked_by", "TEXT"),
+            ],
+        };
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn write() -> Write {
+        Write {
+            job_id: "42".into(),
+            action: Action::Fail,
+            status_before: "running".into(),
+            status_after: "failed".into(),
+            guard: Guard::default(),
+            reason: "it's stuck".into(),
+            rule: "hb".into(),
+            bump_attempts: false,
+        }
+    }
+
+    #[test]
+    fn write_values_are_bound_with_their_columns_cast() {
+        let sets = |d: Dialect| {
+            let (sql, params) = Queries::new(d, &jobs(), &types(d)).write(&write(), 0.0);
+            let sets = sql
+                .split_once(" SET ")
+                .and_then(|(_, rest)| rest.split_once(" WHERE "))
+                .map(|(sets, _)| sets.to_string())
+                .unwrap();
+            (sets, params)
+        };
+        let (pg, params) = sets(Dialect::Postgres);
+        assert_eq!(
+            pg,
+            "\"status\" = 'failed', \"output\" = CAST($1 AS jsonb), \"done_at\" = now(), \
+             \"kind\" = CAST($2 AS \"JobKind\"), \"tries\" = CAST($3 AS integer), \"locked_by\" = NULL"
+        );
+        // The reason into a JSON column is a JSON string; values travel bound, never spliced.
+        assert_eq!(
+            params,
+            [
+                Some("\"it's stuck\"".to_string()),
+                Some("hb".to_string()),
+                Some("7".to_string())
+            ]
+        );
+        let (my, params) = sets(Dialect::MySql);
+        assert_eq!(
+            my,
+            "`status` = 'failed', `output` = ?, `done_at` = UTC_TIMESTAMP(6), `kind` = ?, \
+             `tries` = CAST(? AS SIGNED), `locked_by` = NULL"
+        );
+        assert_eq!(params[0].as_deref(), Some("\"it's stuck\""));
+        let (lite, params) = sets(Dialect::Sqlite);
+        assert_eq!(
+            lite,
+            "\"status\" = 'failed', \"output\" = ?, \"done_at\" = strftime('%Y-%m-%d %H:%M:%S', 'now'), \
+             \"kind\" = ?, \"tries\" = CAST(? AS INTEGER), \"locked_by\" = NULL"
+        );
+        assert_eq!(params[0].as_deref(), Some("it's stuck"), "TEXT: as it is");
+    }
+
+    #[test]
+    fn a_rejection_is_pinned_on_the_column_it_names() {
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types(Dialect::Postgres));
+        for (message, keys) in [
+            (
+                "null value in column \"locked_by\" of relation \"jobs\" violates not-null constraint",
+                vec!["writes.fail.locked_by"],
+            ),
+            (
+                "Incorrect integer value: 'x' for column `db`.`jobs`.`tries` at row 1",
+                vec!["writes.fail.tries"],
+            ),
+            ("NOT NULL constraint failed: jobs.kind", vec!["writes.fail.kind"]),
+            (
+                "CONSTRAINT `jobs.output` failed for `db`.`jobs`",
+                vec!["jobs.error"],
+            ),
+            (
+                "invalid input syntax for type integer: \"x\"",
+                vec![
+                    "jobs.status",
+                    "jobs.error",
+                    "writes.fail.done_at",
+                    "writes.fail.kind",
+                    "writes.fail.tries",
+                    "writes.fail.locked_by",
+                ],
+            ),
+        ] {
+            assert_eq!(q.blame(Action::Fail, message), keys, "{message}");
+        }
+        // `jobs.x` names `x`, not `xy`.
+        assert!(!names_column(
+            "NOT NULL constraint failed: jobs.kinds",
+            "kind"
+        ));
+        assert_eq!(
+            json_valid_column("json_valid(`out``put`)").as_deref(),
+            Some("out`put")
+        );
+        assert_eq!(json_valid_column("`n` > 0"), None);
+    }
 }

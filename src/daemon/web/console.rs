@@ -1508,6 +1508,7 @@ mod tests {
             requested_by: Some("alice (http 10.0.0.5:51234)".into()),
             batch: None,
             reason: None,
+            statement: None,
         };
         let view = JobView {
             job_id: "7",
