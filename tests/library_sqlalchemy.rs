@@ -28,11 +28,15 @@ from typing import Optional
 from sqlalchemy import JSON, DateTime, String, Text, create_engine, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-# PostgreSQL: DateTime(timezone=True), aware UTC. MariaDB and SQLite: DateTime, naive UTC.
+# PostgreSQL: DateTime(timezone=True), aware UTC. MariaDB and SQLite: DateTime, naive UTC,
+# or (JW_LOCAL) naive local time in the process's zone, as `datetime.now()` writes it.
 AWARE = os.environ["JW_AWARE"] == "1"
+LOCAL = os.environ.get("JW_LOCAL") == "1"
 
 
 def utcnow():
+    if LOCAL:
+        return datetime.now()
     now = datetime.now(timezone.utc)
     return now if AWARE else now.replace(tzinfo=None)
 
@@ -126,9 +130,11 @@ elif command == "get":
         }))
 "#;
 
-async fn killed_mid_job(backend: Backend) {
+/// `local`: the model fills its plain `DateTime`s with `datetime.now()` in New York, and the
+/// config's `timezone` says so.
+async fn killed_mid_job(backend: Backend, local: Option<&str>) {
     let db = TestDb::new(backend).await;
-    let aware = backend == Backend::Postgres;
+    let aware = backend == Backend::Postgres && local.is_none();
     let script = db.dir().join("jobs.py");
     std::fs::write(&script, JOBS_PY).expect("write jobs.py");
     let orm = Script {
@@ -138,6 +144,11 @@ async fn killed_mid_job(backend: Backend) {
         env: vec![
             ("JW_DATABASE_URL".into(), db.url.clone()),
             ("JW_AWARE".into(), if aware { "1" } else { "0" }.into()),
+            (
+                "JW_LOCAL".into(),
+                if local.is_some() { "1" } else { "0" }.into(),
+            ),
+            ("TZ".into(), local.unwrap_or("UTC").into()),
         ],
     };
     orm.run(&["init"]);
@@ -158,9 +169,14 @@ async fn killed_mid_job(backend: Backend) {
     orm.run(&["shift", &dead, "47"]);
     orm.run(&["shift", &idle, "120"]);
 
-    // The ready config as it is, with a state directory of its own.
+    // The ready config, with the application's zone for local time (as its header says),
+    // and a state directory of its own.
     let mut text = std::fs::read_to_string(common::example("examples/sqlalchemy.toml"))
         .expect("config/examples/sqlalchemy.toml");
+    if let Some(zone) = local {
+        assert!(text.contains("timezone = \"UTC\""), "{text}");
+        text = text.replace("timezone = \"UTC\"", &format!("timezone = \"{zone}\""));
+    }
     text += &format!(
         "\n[state]\ndir = \"{}\"\n",
         db.dir().join("state").display()
@@ -260,15 +276,20 @@ async fn killed_mid_job(backend: Backend) {
 
 #[tokio::test]
 async fn postgres_timezone_true() {
-    killed_mid_job(Backend::Postgres).await;
+    killed_mid_job(Backend::Postgres, None).await;
 }
 
 #[tokio::test]
 async fn mariadb_naive_utc() {
-    killed_mid_job(Backend::MySql).await;
+    killed_mid_job(Backend::MySql, None).await;
 }
 
 #[tokio::test]
 async fn sqlite_naive_utc() {
-    killed_mid_job(Backend::Sqlite).await;
+    killed_mid_job(Backend::Sqlite, None).await;
+}
+
+#[tokio::test]
+async fn mariadb_naive_local_new_york() {
+    killed_mid_job(Backend::MySql, Some("America/New_York")).await;
 }
