@@ -260,8 +260,8 @@ fn every_example_config_validates() {
         }
     }
     assert!(
-        seen >= 6,
-        "expected the five example configs and pg-boss's, saw {seen}"
+        seen >= 8,
+        "expected the five example configs and those of pg-boss, Django and SQLAlchemy, saw {seen}"
     );
 }
 

@@ -1007,3 +1007,5 @@ impl TestConfig {
         path
     }
 }
+
+pub mod python;
