@@ -362,9 +362,7 @@ async fn run(s: Settings) {
     let mut a = Samples::new(format!("(a) bare scan `SELECT`, {driver} (baseline)"));
     let mut b = Samples::new("(b) `store.snapshot()`: clock + same `SELECT` + decode".into());
     let mut c = Samples::new("(c) reference scan: every active row read in full and judged".into());
-    let mut f = Samples::new(
-        "(f) two-tier scan `scanner.scan()`: light read, then the candidates in full".into(),
-    );
+    let mut f = Samples::new("(f) two-tier scan: light read, then the candidates in full".into());
     let mut g = Samples::new(format!(
         "(g) a generic exporter's two counts (active by status; running and stale), {driver}"
     ));
@@ -420,7 +418,10 @@ async fn run(s: Settings) {
         }
 
         let t = Instant::now();
-        let light = two_tier.scan(&cfg, None).await.expect("(f) two-tier scan");
+        let light = two_tier
+            .scan_by(&cfg, None, Read::TwoTier)
+            .await
+            .expect("(f) two-tier scan");
         f.record(timed, t);
         if s.full_reads {
             assert_eq!(light.findings.len(), findings, "(f) finds what (c) finds");
@@ -595,7 +596,7 @@ async fn run(s: Settings) {
                 "",
             ),
             summary_line(
-                &format!("{what}: two-tier scan `scanner.scan()`, median ms"),
+                &format!("{what}: two-tier scan, median ms"),
                 median(&f.ms),
                 &format!("{what}: reference scan, median ms"),
                 median(&c.ms),
