@@ -1321,6 +1321,8 @@ mod tests {
             phase: None,
             pid: None,
             host: None,
+            worker: None,
+            workers: None,
             attempts: None,
             max_attempts: 3,
             where_sql: Some("archived = false".into()),
