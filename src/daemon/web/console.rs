@@ -1283,6 +1283,7 @@ mod tests {
             artifacts: vec![],
             evidence: None,
             incident: None,
+            worker: None,
             guard: Default::default(),
             progress: None,
             held: None,
@@ -1486,6 +1487,7 @@ mod tests {
             pid: None,
             bad_pid: None,
             host: None,
+            worker: None,
             guard: Default::default(),
         };
         let write = audit::Entry {
