@@ -1144,6 +1144,19 @@ failed = ["failed"]
         assert!(err.contains("heartbeat_at"), "{err}");
         let err = load_str(&format!("{with_worker}{workers}beat = \"x\"\n"), None).unwrap_err();
         assert!(err.contains("beat"), "{err}");
+        // A heartbeat rule needs the job's heartbeat or a worker's.
+        let rule = "\n[[rules]]\nname = \"hb\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\nafter = \"5m\"\n";
+        let no_beat = with_worker.replace("heartbeat_at = \"updated_at\"\n", "");
+        assert!(load_str(&format!("{no_beat}{workers}{rule}"), None).is_ok());
+        let err = load_str(
+            &format!(
+                "{}{rule}",
+                MINIMAL.replace("heartbeat_at = \"updated_at\"\n", "")
+            ),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("no `[workers]`"), "{err}");
     }
 
     #[test]

@@ -1008,7 +1008,10 @@ pub(super) fn resolve_rule(
     }
     let signal = *raw.signal.get_ref();
     let needs = match signal {
-        Signal::Heartbeat => jobs.heartbeat_at.is_none().then_some("heartbeat_at"),
+        // With `[workers]`, a job's worker beats for it.
+        Signal::Heartbeat => {
+            (jobs.heartbeat_at.is_none() && jobs.workers.is_none()).then_some("heartbeat_at")
+        }
         Signal::Progress => jobs.progress.is_none().then_some("progress"),
         Signal::Created => None,
     };
@@ -1017,8 +1020,13 @@ pub(super) fn resolve_rule(
             &raw.signal,
             &key("signal"),
             format!(
-                "rule `{name}` uses signal `{}`, but [jobs] sets no `{column}` column",
-                signal.as_str()
+                "rule `{name}` uses signal `{}`, but [jobs] sets no `{column}` column{}",
+                signal.as_str(),
+                if signal == Signal::Heartbeat {
+                    " (and there is no `[workers]` table to beat for the jobs)"
+                } else {
+                    ""
+                }
             ),
         ));
     }

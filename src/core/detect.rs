@@ -837,12 +837,11 @@ impl<'a> Judge<'a> {
     /// counted from that sight. The row's own older value is kept as evidence. A row with no
     /// heartbeat and no creation time is counted from the scan that first saw it.
     pub(crate) fn since(&self, signal: Signal) -> Result<Since, String> {
+        if let (Signal::Heartbeat, Some((_, beat))) = (signal, self.worker_beat()?) {
+            return Ok(self.by_worker(beat));
+        }
         let floor = self.floor().map(|(at, _)| at);
         let raw = match signal {
-            // A job with a live worker row lives by its worker's beat.
-            Signal::Heartbeat if self.worker_beat()?.is_some() => {
-                self.worker_beat()?.map_or(self.now, |(_, t)| t)
-            }
             Signal::Heartbeat => match self.job.heartbeat_since() {
                 Ok(t) => t,
                 Err(e) if self.undated() => {
@@ -873,6 +872,24 @@ impl<'a> Judge<'a> {
                 shown: None,
             },
         })
+    }
+
+    /// Since when a job whose worker beats has been without a sign of life: its worker's last
+    /// beat, unless the job entered its status later by the `status_since` column or a
+    /// re-queue (its worker was alive to take it then). jobwarden's first sight of the job is
+    /// no such sign: a worker's silence is seen directly, whenever the job came into view,
+    /// so a job of a dead worker is found on the first scan that sees it.
+    fn by_worker(&self, beat: f64) -> Since {
+        match self.floor() {
+            Some((at, Entered::Column | Entered::Requeued)) if at > beat => Since {
+                judged: at,
+                shown: Some(beat),
+            },
+            _ => Since {
+                judged: beat,
+                shown: None,
+            },
+        }
     }
 
     /// The row has neither a heartbeat nor a creation time: only jobwarden's sight dates it.
@@ -2028,6 +2045,12 @@ mod tests {
                 with("7", Some(1.0), Some("21")),
                 // A worker that has not beaten yet: the job's own signals (created 1h ago).
                 with("8", None, Some("22")),
+                // No time of its own at all (procrastinate): found on the first scan that
+                // sees it, by its worker's silence.
+                JobRow {
+                    created_at: Stamp::Missing,
+                    ..with("9", None, Some("17"))
+                },
             ],
             vec![rule("hb", Signal::Heartbeat, 30)],
         );
@@ -2051,9 +2074,11 @@ mod tests {
                 ("3", Kind::Stalled, "hb"),
                 ("6", Kind::Stalled, "hb"),
                 ("8", Kind::Stalled, "hb"),
+                ("9", Kind::Stalled, "hb"),
             ],
         );
         let by = |id: &str| got.findings.iter().find(|f| f.job_id == id).unwrap();
+        assert_eq!(by("9").age_seconds, 45 * 60);
         assert_eq!(
             by("1").message,
             format!(
