@@ -1475,6 +1475,46 @@ mod tests {
     }
 
     #[test]
+    fn the_workers_are_one_query_and_the_job_worker_is_in_both_reads() {
+        let mut j = jobs();
+        j.worker = Some(parse_field("worker_id").unwrap());
+        j.workers = Some(crate::core::vocabulary::Workers {
+            table: parse_table("procrastinate_workers").unwrap(),
+            id: parse_field("id").unwrap(),
+            heartbeat_at: parse_field("last_heartbeat").unwrap(),
+            host: None,
+            pid: Some(parse_field("pid").unwrap()),
+        });
+        let worker_types: HashMap<String, String> = [(
+            "last_heartbeat".to_string(),
+            "timestamp with time zone".to_string(),
+        )]
+        .into();
+        let q = Queries::new(Dialect::Postgres, &j, &types()).with_workers(&worker_types);
+        assert_eq!(
+            q.workers.as_deref(),
+            Some(
+                "SELECT (\"id\")::text, (extract(epoch from (\"last_heartbeat\")::timestamptz))::float8, \
+                 (\"last_heartbeat\")::text, NULL::text, (\"pid\")::text FROM \"procrastinate_workers\""
+            )
+        );
+        assert!(q.scan.contains("(\"worker_id\")::text"), "{}", q.scan);
+        assert!(q.light.contains("(\"worker_id\")::text"), "{}", q.light);
+        assert!(q.light_at[col::WORKER].is_some());
+        let my = Queries::new(Dialect::MySql, &j, &HashMap::new()).with_workers(&HashMap::new());
+        assert!(
+            my.workers
+                .as_deref()
+                .is_some_and(|w| w.ends_with("FROM `procrastinate_workers`")),
+            "{:?}",
+            my.workers
+        );
+        // Without [workers], no such query.
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types()).with_workers(&worker_types);
+        assert_eq!(q.workers, None);
+    }
+
+    #[test]
     fn guarded_write_compares_everything_it_read() {
         let q = Queries::new(Dialect::Postgres, &jobs(), &types());
         let (sql, params) = q.write(&write(), 0.0);
