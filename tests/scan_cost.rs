@@ -491,7 +491,7 @@ fn gist(r: &jobwarden::app::scan::Report) -> String {
         .iter()
         .map(|f| {
             format!(
-                "{} {} {} {} {:?} {:?} {:?} {} evidence={} progress={:?} guard={:?}",
+                "{} {} {} {} {:?} {:?} {:?} {} evidence={} progress={:?} guard={:?} worker={:?}",
                 f.job_id,
                 f.kind.as_str(),
                 f.rule,
@@ -502,7 +502,8 @@ fn gist(r: &jobwarden::app::scan::Report) -> String {
                 shape(&f.message),
                 f.evidence.is_some(),
                 f.progress,
-                f.guard
+                f.guard,
+                f.worker.as_ref().map(|w| (&w.id, w.gone))
             )
         })
         .collect();
@@ -828,3 +829,72 @@ async fn two_tier_signals(backend: Backend) {
 }
 
 per_backend!(two_tier_read_agrees_on_every_signal, two_tier_signals);
+
+/// Worker liveness (`[workers]`): the two-tier read picks and judges the jobs of silent and
+/// gone workers (and of none) as the reference does, while their workers go quiet, come back
+/// and leave across scans; the live workers' jobs, whatever their own heartbeat, are never
+/// read in full.
+async fn two_tier_workers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jw_workers (id {big} PRIMARY KEY, last_heartbeat {ts})",
+        big = db.ty("bigint"),
+        ts = db.ty("ts"),
+    ))
+    .await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id {big} PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts}, \
+         worker_id {big})",
+        big = db.ty("bigint"),
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+    ))
+    .await;
+    let workers: Vec<String> = [(1, 0.1), (2, 45.0), (3, 0.2), (4, 50.0)]
+        .iter()
+        .map(|(id, beat)| format!("({id}, {})", db.ago(*beat)))
+        .collect();
+    db.insert_rows("jw_workers", &workers).await;
+    // Worker 0 is NULL, worker 5 has no row; every third job has no heartbeat of its own.
+    let jobs: Vec<String> = (1..=60)
+        .map(|i| {
+            let beat = match i % 3 {
+                0 => "NULL".to_string(),
+                1 => db.ago(50.0),
+                _ => db.ago(1.0),
+            };
+            let worker = match i % 6 {
+                0 => "NULL".to_string(),
+                w => w.to_string(),
+            };
+            format!("({i}, 'running', {}, {beat}, {worker})", db.ago(120.0))
+        })
+        .collect();
+    db.insert_rows("jobs", &jobs).await;
+    let path = TestConfig::new(db.jobwarden_url())
+        .jobs("worker = \"worker_id\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section("[workers]\ntable = \"jw_workers\"\nheartbeat_at = \"last_heartbeat\"")
+        .write(db.dir().join("workers.toml"));
+    let steps = vec![
+        vec![],
+        vec![
+            format!(
+                "UPDATE jw_workers SET last_heartbeat = {} WHERE id = 2",
+                db.ago(0.1)
+            ),
+            "DELETE FROM jw_workers WHERE id = 3".into(),
+        ],
+        vec!["UPDATE jobs SET worker_id = NULL WHERE worker_id = 4".into()],
+    ];
+    for older_than in [None, Some(40)] {
+        let reads = agree(&db, &path, older_than, &steps).await;
+        let (full, active) = reads[reads.len() - 1];
+        assert!(
+            full > 0 && full < active,
+            "{backend:?}: read {full} of {active} rows in full: {reads:?}"
+        );
+    }
+}
+
+per_backend!(two_tier_read_agrees_on_worker_liveness, two_tier_workers);

@@ -512,13 +512,15 @@ impl Scanner {
             local_host: &self.host,
             dead_pids: &dead,
             artifacts: &views,
+            workers: snapshot.workers.as_ref(),
         };
         let policy = Policy {
             rules: &config.rules,
             statuses: &config.jobs.statuses,
             older_than,
             liveness: Liveness {
-                heartbeat: config.jobs.heartbeat_at.is_some(),
+                // A job with a worker lives by its worker's heartbeat.
+                heartbeat: config.jobs.heartbeat_at.is_some() || config.jobs.workers.is_some(),
                 progress: config.jobs.progress.is_some(),
             },
         };

@@ -32,7 +32,7 @@ pub use resolve::kind_name;
 use resolve::*;
 
 pub use crate::core::vocabulary::{
-    Action, Jobs, Rule, Safety, Severity, Signal, StatusClass, Statuses,
+    Action, Jobs, Rule, Safety, Severity, Signal, StatusClass, Statuses, Workers,
 };
 
 /// The config file when neither `--config` nor `JOBWARDEN_CONFIG` names one.
@@ -1101,6 +1101,62 @@ failed = ["failed"]
         assert!(err.contains("already listed under `running`"), "{err}");
         let err = load_str(&MINIMAL.replace("running = [\"running\"]", ""), None).unwrap_err();
         assert!(err.contains("at least one `pending` or `running`"), "{err}");
+    }
+
+    #[test]
+    fn workers_and_the_job_worker_column_go_together() {
+        let with_worker = MINIMAL.replace(
+            "table = \"jobs\"",
+            "table = \"jobs\"\nworker = \"worker_id\"",
+        );
+        let workers = "\n[workers]\ntable = \"procrastinate_workers\"\nheartbeat_at = \"last_heartbeat\"\nhost = \"host\"\n";
+        // Either half alone is an error naming its key and line.
+        let err = load_str(&with_worker, None).unwrap_err();
+        assert!(
+            err.contains("`jobs.worker`")
+                && err.contains("jw.toml:7:")
+                && err.contains("[workers]"),
+            "{err}"
+        );
+        let err = load_str(&format!("{MINIMAL}{workers}"), None).unwrap_err();
+        assert!(
+            err.contains("`workers.table`")
+                && err.contains("jw.toml:13:")
+                && err.contains("worker"),
+            "{err}"
+        );
+        let c = load_str(&format!("{with_worker}{workers}"), None).unwrap();
+        assert_eq!(c.jobs.worker.as_ref().unwrap().column, "worker_id");
+        let w = c.jobs.workers.as_ref().unwrap();
+        assert_eq!(
+            (
+                w.table.name.as_str(),
+                w.id.column.as_str(),
+                w.heartbeat_at.column.as_str()
+            ),
+            ("procrastinate_workers", "id", "last_heartbeat")
+        );
+        assert_eq!(w.host.as_ref().unwrap().column, "host");
+        assert!(w.pid.is_none());
+        // `heartbeat_at` is required; an unknown key is named.
+        let err =
+            load_str(&format!("{with_worker}\n[workers]\ntable = \"w\"\n"), None).unwrap_err();
+        assert!(err.contains("heartbeat_at"), "{err}");
+        let err = load_str(&format!("{with_worker}{workers}beat = \"x\"\n"), None).unwrap_err();
+        assert!(err.contains("beat"), "{err}");
+        // A heartbeat rule needs the job's heartbeat or a worker's.
+        let rule = "\n[[rules]]\nname = \"hb\"\nstatuses = [\"running\"]\nsignal = \"heartbeat\"\nafter = \"5m\"\n";
+        let no_beat = with_worker.replace("heartbeat_at = \"updated_at\"\n", "");
+        assert!(load_str(&format!("{no_beat}{workers}{rule}"), None).is_ok());
+        let err = load_str(
+            &format!(
+                "{}{rule}",
+                MINIMAL.replace("heartbeat_at = \"updated_at\"\n", "")
+            ),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("no `[workers]`"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,18 @@ pub(super) struct RawConfig {
     pub(super) safety: Option<RawSafety>,
     pub(super) audit: Option<RawAudit>,
     pub(super) writes: Option<RawWrites>,
+    pub(super) workers: Option<RawWorkers>,
+}
+
+/// `[workers]`: a registry of worker processes, each with its own heartbeat.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkers {
+    pub(super) table: Text,
+    pub(super) id: Option<Text>,
+    pub(super) heartbeat_at: Text,
+    pub(super) host: Option<Text>,
+    pub(super) pid: Option<Text>,
 }
 
 /// `[writes.fail]` and `[writes.requeue]`: column name to value, any TOML value (its shape is
@@ -100,6 +112,7 @@ pub(super) struct RawJobs {
     pub(super) attempts: Option<Text>,
     pub(super) max_attempts: Option<Spanned<i64>>,
     pub(super) host: Option<Text>,
+    pub(super) worker: Option<Text>,
     #[serde(rename = "where")]
     pub(super) where_sql: Option<Text>,
     pub(super) statuses: RawStatuses,

@@ -180,6 +180,7 @@ pub(super) fn resolve(
     let database = resolve_database(ctx, &raw.database)?;
     let mut jobs = resolve_jobs(ctx, &raw.jobs)?;
     jobs.writes = super::writes::resolve_writes(ctx, raw.writes.as_ref(), &jobs)?;
+    jobs.workers = resolve_workers(ctx, raw.workers.as_ref(), &raw.jobs, jobs.worker.is_some())?;
     let rules = raw
         .rules
         .iter()
@@ -815,6 +816,9 @@ pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located
         phase: ctx.opt_field(&raw.phase, "jobs.phase")?,
         pid,
         host,
+        worker: ctx.opt_field(&raw.worker, "jobs.worker")?,
+        // `[workers]` is its own table, resolved with `worker`.
+        workers: None,
         attempts: ctx.plain_field(&raw.attempts, "jobs.attempts")?,
         max_attempts: match &raw.max_attempts {
             Some(m) if !(1..=1000).contains(m.get_ref()) => {
@@ -849,6 +853,73 @@ pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located
         // `[writes]` is its own table, resolved against these columns.
         writes: Default::default(),
     })
+}
+
+/// `[workers]`, which goes with `[jobs] worker`: each names the other's half of the join.
+pub(super) fn resolve_workers(
+    ctx: &Ctx<'_>,
+    raw: Option<&RawWorkers>,
+    jobs: &RawJobs,
+    has_worker: bool,
+) -> Result<Option<Workers>, Located> {
+    let Some(raw) = raw else {
+        if let Some(w) = &jobs.worker {
+            return Err(ctx.at(
+                w,
+                "jobs.worker",
+                "`worker` names the job's worker, but there is no `[workers]` table saying where \
+                 the workers beat: add `[workers]` with `table`, `id` and `heartbeat_at`, or \
+                 remove `worker`"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !has_worker {
+        return Err(ctx.at(
+            &raw.table,
+            "workers.table",
+            "`[workers]` needs `[jobs] worker`, the job's column naming its worker: without it \
+             no job can be tied to a worker's heartbeat"
+                .into(),
+        ));
+    }
+    let table_text = ctx.text(&raw.table, "workers.table")?;
+    let table =
+        sql::parse_table(&table_text).map_err(|m| ctx.at(&raw.table, "workers.table", m))?;
+    let plain = |value: &Text, key: &str| -> Result<Field, Located> {
+        let field = ctx.field(value, key)?;
+        if !field.is_plain() {
+            return Err(ctx.at(
+                value,
+                key,
+                format!("`{field}` is a JSON path; the workers' columns must be plain columns"),
+            ));
+        }
+        Ok(field)
+    };
+    let id = match &raw.id {
+        Some(v) => plain(v, "workers.id")?,
+        None => Field {
+            column: "id".into(),
+            path: vec![],
+        },
+    };
+    Ok(Some(Workers {
+        table,
+        id,
+        heartbeat_at: ctx.field(&raw.heartbeat_at, "workers.heartbeat_at")?,
+        host: raw
+            .host
+            .as_ref()
+            .map(|v| plain(v, "workers.host"))
+            .transpose()?,
+        pid: raw
+            .pid
+            .as_ref()
+            .map(|v| plain(v, "workers.pid"))
+            .transpose()?,
+    }))
 }
 
 pub(super) fn resolve_statuses(ctx: &Ctx<'_>, raw: &RawStatuses) -> Result<Statuses, Located> {
@@ -937,7 +1008,10 @@ pub(super) fn resolve_rule(
     }
     let signal = *raw.signal.get_ref();
     let needs = match signal {
-        Signal::Heartbeat => jobs.heartbeat_at.is_none().then_some("heartbeat_at"),
+        // With `[workers]`, a job's worker beats for it.
+        Signal::Heartbeat => {
+            (jobs.heartbeat_at.is_none() && jobs.workers.is_none()).then_some("heartbeat_at")
+        }
         Signal::Progress => jobs.progress.is_none().then_some("progress"),
         Signal::Created => None,
     };
@@ -946,8 +1020,13 @@ pub(super) fn resolve_rule(
             &raw.signal,
             &key("signal"),
             format!(
-                "rule `{name}` uses signal `{}`, but [jobs] sets no `{column}` column",
-                signal.as_str()
+                "rule `{name}` uses signal `{}`, but [jobs] sets no `{column}` column{}",
+                signal.as_str(),
+                if signal == Signal::Heartbeat {
+                    " (and there is no `[workers]` table to beat for the jobs)"
+                } else {
+                    ""
+                }
             ),
         ));
     }

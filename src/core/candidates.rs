@@ -13,8 +13,9 @@
 //! by is the row's own (the heartbeat, the progress sight, the entry into its status),
 //! which is never younger than the judged one. Also picked: a row with a time ahead of the
 //! clock or one that cannot be read (warned about), a pid that is not a number, a dead
-//! process on this host, a finished parent or only finished children, and files in a
-//! report folder.
+//! process on this host, a finished parent or only finished children, files in a report
+//! folder, and a job whose worker row (`[workers]`) is gone. A job with a worker is tested by
+//! its worker's beat, as the detection judges it.
 //!
 //! Why the light read takes the times and the choice is made here rather than by bounds
 //! in SQL: the age a row is judged by depends on the memory (a re-queue, a first sight, a
@@ -60,7 +61,7 @@ pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Hash
             }
             _ => false,
         };
-        let judge = Judge::new(job, obs.now, memory);
+        let judge = Judge::new(job, obs.now, memory, obs.workers);
         let limits = policy
             .rules
             .iter()
@@ -82,6 +83,7 @@ pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Hash
             || job.bad_pid.is_some()
             || tied.contains(job.id.as_str())
             || dead()
+            || judge.worker_gone()
             || related()
         {
             out.insert(job.id.clone());
@@ -149,6 +151,7 @@ mod tests {
             local_host: "web-1",
             dead_pids: &dead,
             artifacts: &[],
+            workers: None,
         };
         let mut memory = Memory::default();
         memory.observe(rows, NOW);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::job::{Guard, JobRow, Relative, Stamp};
+use crate::core::job::{Guard, JobRow, Relative, Stamp, WorkerBeat};
 use crate::core::memory::{Entered, Memory};
 use crate::core::pattern::ArtifactFile;
 use crate::core::vocabulary::{Action, Rule, Severity, Signal, StatusClass, Statuses};
@@ -135,6 +135,10 @@ pub struct Finding {
     /// The incident it belongs to (see `core::incident`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+    /// The job's worker (`[jobs] worker` with `[workers]`), so the operator can use the
+    /// queue library's own tools on it; omitted when the row names none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Owner>,
     /// The row as read, for the guarded write.
     #[serde(skip)]
     pub guard: Guard,
@@ -154,6 +158,32 @@ impl Finding {
             rule: self.rule.clone(),
             job_id: self.job_id.clone(),
         }
+    }
+}
+
+/// The worker a job's row names, as `[workers]` shows it this scan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Owner {
+    /// The value of the job's `worker` column.
+    pub id: String,
+    /// The workers table has no row with this id.
+    pub gone: bool,
+    /// The worker's last beat, when its row has a readable one.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_opt_epoch"
+    )]
+    pub heartbeat_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+}
+
+fn serialize_opt_epoch<S: serde::Serializer>(epoch: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match epoch {
+        Some(e) => crate::core::job::serialize_epoch(e, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -215,6 +245,9 @@ pub struct Observation<'a> {
     pub dead_pids: &'a BTreeSet<i64>,
     /// The report folders.
     pub artifacts: &'a [ArtifactView],
+    /// `[workers]`, read once this scan, by id (the text of the id column); `None` when not
+    /// configured. A job whose `worker` names one of them lives by its heartbeat.
+    pub workers: Option<&'a HashMap<String, WorkerBeat>>,
 }
 
 /// The rules in force for one scan.
@@ -333,7 +366,13 @@ pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Det
     };
     for job in obs.all.iter().filter(|j| is_active(j)) {
         judged += 1;
-        if let Some(at) = job.heartbeat_at.at().or(job.created_at.at()) {
+        let worker_beat = worker_of(job, obs.workers)
+            .and_then(|(_, beat)| beat)
+            .and_then(|b| b.heartbeat_at.at());
+        if let Some(at) = worker_beat
+            .or(job.heartbeat_at.at())
+            .or(job.created_at.at())
+        {
             let age = obs.now - at;
             out.newest_signal_age = Some(out.newest_signal_age.map_or(age, |n| n.min(age)));
         }
@@ -350,7 +389,7 @@ pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Det
             );
             continue;
         }
-        let judge = Judge::new(job, obs.now, memory);
+        let judge = Judge::new(job, obs.now, memory, obs.workers);
         let before = out.findings.len();
         for signal in [Signal::Heartbeat, Signal::Progress, Signal::Created] {
             let Some(rule) = policy
@@ -708,6 +747,31 @@ pub(crate) struct Judge<'a> {
     /// When the job entered its current status, and how that is known.
     entered: Result<(f64, Entered), String>,
     memory: &'a Memory,
+    /// The job's worker and its row (`None`: gone), when `[workers]` is configured and the
+    /// row names one.
+    worker: Option<(&'a str, Option<&'a WorkerBeat>)>,
+}
+
+/// The job's worker as a finding shows it.
+fn owner(worker: Option<(&str, Option<&WorkerBeat>)>) -> Option<Owner> {
+    let (id, beat) = worker?;
+    Some(Owner {
+        id: id.to_string(),
+        gone: beat.is_none(),
+        heartbeat_at: beat.and_then(|b| b.heartbeat_at.at()),
+        host: beat.and_then(|b| b.host.clone()),
+        pid: beat.and_then(|b| b.pid.as_deref()?.trim().parse().ok()),
+    })
+}
+
+/// The worker a job names, and its row in `[workers]` (`None`: gone); `None` when the
+/// workers are not configured or the row names no worker.
+pub(crate) fn worker_of<'a>(
+    job: &'a JobRow,
+    workers: Option<&'a HashMap<String, WorkerBeat>>,
+) -> Option<(&'a str, Option<&'a WorkerBeat>)> {
+    let id = job.worker.as_deref()?;
+    Some((id, workers?.get(id)))
 }
 
 /// When a signal last moved: what the judgement counts from, and what the row itself shows
@@ -720,12 +784,39 @@ pub(crate) struct Since {
 
 impl<'a> Judge<'a> {
     /// The judge of `job` at `now`, by a memory that has recorded this scan's rows.
-    pub(crate) fn new(job: &'a JobRow, now: f64, memory: &'a Memory) -> Judge<'a> {
+    pub(crate) fn new(
+        job: &'a JobRow,
+        now: f64,
+        memory: &'a Memory,
+        workers: Option<&'a HashMap<String, WorkerBeat>>,
+    ) -> Judge<'a> {
         Judge {
             job,
             now,
             entered: memory.entered(job),
             memory,
+            worker: worker_of(job, workers),
+        }
+    }
+
+    /// Whether the job's worker row is gone from `[workers]`.
+    pub(crate) fn worker_gone(&self) -> bool {
+        matches!(self.worker, Some((_, None)))
+    }
+
+    /// The worker's last beat, when the job has a worker whose row shows one: the job's
+    /// liveness signal then. `Err`: the row's value is not a timestamp.
+    fn worker_beat(&self) -> Result<Option<(&'a str, f64)>, String> {
+        match self.worker {
+            Some((id, Some(beat))) => match &beat.heartbeat_at {
+                Stamp::At(t) => Ok(Some((id, *t))),
+                // Not beaten yet: the job's own signals judge it.
+                Stamp::Missing => Ok(None),
+                Stamp::Invalid(v) => {
+                    Err(format!("worker {id}'s heartbeat `{v}` is not a timestamp"))
+                }
+            },
+            _ => Ok(None),
         }
     }
 
@@ -746,6 +837,9 @@ impl<'a> Judge<'a> {
     /// counted from that sight. The row's own older value is kept as evidence. A row with no
     /// heartbeat and no creation time is counted from the scan that first saw it.
     pub(crate) fn since(&self, signal: Signal) -> Result<Since, String> {
+        if let (Signal::Heartbeat, Some((_, beat))) = (signal, self.worker_beat()?) {
+            return Ok(self.by_worker(beat));
+        }
         let floor = self.floor().map(|(at, _)| at);
         let raw = match signal {
             Signal::Heartbeat => match self.job.heartbeat_since() {
@@ -778,6 +872,24 @@ impl<'a> Judge<'a> {
                 shown: None,
             },
         })
+    }
+
+    /// Since when a job whose worker beats has been without a sign of life: its worker's last
+    /// beat, unless the job entered its status later by the `status_since` column or a
+    /// re-queue (its worker was alive to take it then). jobwarden's first sight of the job is
+    /// no such sign: a worker's silence is seen directly, whenever the job came into view,
+    /// so a job of a dead worker is found on the first scan that sees it.
+    fn by_worker(&self, beat: f64) -> Since {
+        match self.floor() {
+            Some((at, Entered::Column | Entered::Requeued)) if at > beat => Since {
+                judged: at,
+                shown: Some(beat),
+            },
+            _ => Since {
+                judged: beat,
+                shown: None,
+            },
+        }
     }
 
     /// The row has neither a heartbeat nor a creation time: only jobwarden's sight dates it.
@@ -816,7 +928,50 @@ impl<'a> Judge<'a> {
             Signal::Created => (Kind::Overdue, self.job.status.as_str()),
         };
         let limit_text = humantime::format_duration(limit);
-        let message = match since.shown {
+        let worker_beat = match signal {
+            Signal::Heartbeat => self.worker_beat().ok().flatten(),
+            _ => None,
+        };
+        let message = match (since.shown, worker_beat) {
+            (Some(shown), Some((id, _))) => format!(
+                "worker {id} last beat at {} ({} ago); {} (limit {limit_text})",
+                clock(shown, self.now),
+                format_age(self.now - shown),
+                self.counted(age)
+            ),
+            (None, Some((id, beat))) => format!(
+                "worker {id} last beat at {} ({} ago; limit {limit_text})",
+                clock(beat, self.now),
+                format_age(self.now - beat)
+            ),
+            (shown, None) => self.own_message(shown, age, what, signal, &limit_text),
+        };
+        let message = match self.worker {
+            Some((id, None)) if signal == Signal::Heartbeat => {
+                format!("worker {id} is gone; {message}")
+            }
+            _ => message,
+        };
+        let mut finding = self.finding(kind, rule, action, severity, limit.as_secs(), message);
+        finding.since = since.judged;
+        finding.age_seconds = age as u64;
+        finding.evidence = since.shown.map(|shown| Evidence {
+            signal_age_seconds: (self.now - shown).max(0.0) as u64,
+            signal_at: shown,
+        });
+        Some(finding)
+    }
+
+    /// The message of a finding judged by the row's own signal.
+    fn own_message(
+        &self,
+        shown: Option<f64>,
+        age: f64,
+        what: &str,
+        signal: Signal,
+        limit_text: &humantime::FormattedDuration,
+    ) -> String {
+        match shown {
             Some(shown) => format!(
                 "{what} since {} ({} ago); {} (limit {limit_text})",
                 clock(shown, self.now),
@@ -840,15 +995,7 @@ impl<'a> Judge<'a> {
                 };
                 format!("{what} for {} (limit {limit_text}{note})", format_age(age))
             }
-        };
-        let mut finding = self.finding(kind, rule, action, severity, limit.as_secs(), message);
-        finding.since = since.judged;
-        finding.age_seconds = age as u64;
-        finding.evidence = since.shown.map(|shown| Evidence {
-            signal_age_seconds: (self.now - shown).max(0.0) as u64,
-            signal_at: shown,
-        });
-        Some(finding)
+        }
     }
 
     /// What the judged age counts: the time since jobwarden first saw the job, since its
@@ -893,6 +1040,7 @@ impl<'a> Judge<'a> {
             artifacts: Vec::new(),
             evidence: None,
             incident: None,
+            worker: owner(self.worker),
             guard: self.job.guard.clone(),
             progress: self.job.progress.clone(),
             held: None,
@@ -941,6 +1089,7 @@ fn artifact_findings(
                 artifacts: Vec::new(),
                 evidence: None,
                 incident: None,
+                worker: job.and_then(|j| owner(worker_of(j, obs.workers))),
                 guard: job.map(|j| j.guard.clone()).unwrap_or_default(),
                 progress: job.and_then(|j| j.progress.clone()),
                 held: None,
@@ -1170,6 +1319,7 @@ mod tests {
         liveness: Liveness,
         now: f64,
         artifacts: Vec<ArtifactView>,
+        workers: Option<HashMap<String, WorkerBeat>>,
     }
 
     fn scenario(jobs: Vec<JobRow>, rules: Vec<Rule>) -> Scenario {
@@ -1185,6 +1335,7 @@ mod tests {
             },
             now: NOW,
             artifacts: vec![],
+            workers: None,
         }
     }
 
@@ -1203,6 +1354,7 @@ mod tests {
             local_host: "web-1",
             dead_pids: &s.dead,
             artifacts: &s.artifacts,
+            workers: s.workers.as_ref(),
         };
         let policy = Policy {
             rules: &s.rules,
@@ -1861,6 +2013,126 @@ mod tests {
             &[("1", Kind::Stalled, "hb"), ("2", Kind::Stalled, "hb")],
         );
         assert_eq!(some.suspicion, None);
+    }
+
+    fn beat(minutes_ago: Option<f64>) -> WorkerBeat {
+        WorkerBeat {
+            heartbeat_at: minutes_ago.map_or(Stamp::Missing, |m| Stamp::At(NOW - m * MIN)),
+            host: Some("worker-host".into()),
+            pid: Some("4242".into()),
+        }
+    }
+
+    #[test]
+    fn a_job_with_a_worker_lives_by_its_workers_beat() {
+        let with = |id: &str, own: Option<f64>, worker: Option<&str>| JobRow {
+            worker: worker.map(str::to_string),
+            ..job(id, own)
+        };
+        let mut s = scenario(
+            vec![
+                // The worker went silent 45m ago; the job has no beat of its own.
+                with("1", None, Some("17")),
+                // A live worker keeps a job whose own heartbeat is old.
+                with("2", Some(50.0), Some("18")),
+                // The worker row is gone: the job's own heartbeat judges it.
+                with("3", Some(40.0), Some("19")),
+                with("4", Some(5.0), Some("20")),
+                // No worker: the job's own heartbeat, as without [workers].
+                with("5", Some(2.0), None),
+                with("6", Some(45.0), None),
+                // A worker row whose heartbeat is not a timestamp: warned about, not judged.
+                with("7", Some(1.0), Some("21")),
+                // A worker that has not beaten yet: the job's own signals (created 1h ago).
+                with("8", None, Some("22")),
+                // No time of its own at all (procrastinate): found on the first scan that
+                // sees it, by its worker's silence.
+                JobRow {
+                    created_at: Stamp::Missing,
+                    ..with("9", None, Some("17"))
+                },
+            ],
+            vec![rule("hb", Signal::Heartbeat, 30)],
+        );
+        let mut bad = beat(None);
+        bad.heartbeat_at = Stamp::Invalid("soon".into());
+        s.workers = Some(
+            [
+                ("17", beat(Some(45.0))),
+                ("18", beat(Some(1.0))),
+                ("21", bad),
+                ("22", beat(None)),
+            ]
+            .into_iter()
+            .map(|(id, b)| (id.to_string(), b))
+            .collect(),
+        );
+        let got = check(
+            s,
+            &[
+                ("1", Kind::Stalled, "hb"),
+                ("3", Kind::Stalled, "hb"),
+                ("6", Kind::Stalled, "hb"),
+                ("8", Kind::Stalled, "hb"),
+                ("9", Kind::Stalled, "hb"),
+            ],
+        );
+        let by = |id: &str| got.findings.iter().find(|f| f.job_id == id).unwrap();
+        assert_eq!(by("9").age_seconds, 45 * 60);
+        assert_eq!(
+            by("1").message,
+            format!(
+                "worker 17 last beat at {} (45m ago; limit 30m)",
+                clock(NOW - 45.0 * MIN, NOW)
+            )
+        );
+        assert_eq!(by("1").age_seconds, 45 * 60);
+        assert_eq!(
+            by("3").message,
+            "worker 19 is gone; no heartbeat for 40m (limit 30m)"
+        );
+        assert_eq!(by("8").age_seconds, 60 * 60);
+        assert_eq!(
+            got.warnings,
+            vec![Warning {
+                job_id: Some("7".into()),
+                message: "worker 21's heartbeat `soon` is not a timestamp; rule `hb` skipped"
+                    .into()
+            }]
+        );
+        // The owner is in the finding's JSON, with what its row shows; none without a worker.
+        let json = |id: &str| serde_json::to_value(by(id)).unwrap();
+        assert_eq!(
+            json("1")["worker"],
+            serde_json::json!({"id": "17", "gone": false,
+                "heartbeat_at": crate::core::job::rfc3339(NOW - 45.0 * MIN),
+                "host": "worker-host", "pid": 4242})
+        );
+        assert_eq!(
+            json("3")["worker"],
+            serde_json::json!({"id": "19", "gone": true})
+        );
+        assert!(json("6").get("worker").is_none());
+    }
+
+    #[test]
+    fn older_than_measures_a_job_with_a_worker_by_its_workers_beat() {
+        let with = |id: &str, own: Option<f64>, worker: &str| JobRow {
+            worker: Some(worker.to_string()),
+            ..job(id, own)
+        };
+        let mut s = scenario(
+            vec![with("1", Some(1.0), "17"), with("2", Some(50.0), "18")],
+            vec![],
+        );
+        s.older_than = older_than(20, false);
+        s.workers = Some(
+            [("17", beat(Some(25.0))), ("18", beat(Some(1.0)))]
+                .into_iter()
+                .map(|(id, b)| (id.to_string(), b))
+                .collect(),
+        );
+        check(s, &[("1", Kind::Overdue, OLDER_THAN_RULE)]);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   it held back;
 //! - **one host**: the `dead_process` findings of jobs on one host (its processes died), from
 //!   [`HOST_MIN`] jobs up;
+//! - **one worker**: the `stalled`/`overdue` findings of jobs whose `[workers]` worker went
+//!   silent or is gone, from [`WORKER_MIN`] jobs up;
 //! - **together**: the findings of one rule whose signal stopped within [`TOGETHER_WINDOW`]
 //!   of each other (heartbeats that went silent in the same two minutes), from
 //!   [`TOGETHER_MIN`] jobs up.
@@ -25,6 +27,8 @@ use crate::core::vocabulary::Action;
 
 /// Jobs of one host whose processes died that make an incident.
 pub const HOST_MIN: usize = 2;
+/// Jobs of one silent or gone worker (`[workers]`) that make an incident.
+pub const WORKER_MIN: usize = 2;
 /// Findings of one rule whose signals stopped together that make an incident.
 pub const TOGETHER_MIN: usize = 5;
 /// How close together their signals stopped, in seconds.
@@ -42,6 +46,8 @@ pub enum Cause {
     Host { host: String },
     /// One rule's signal stopped on many jobs within [`TOGETHER_WINDOW`].
     Together { rule: String },
+    /// The worker (`[workers]`) that ran these jobs went silent or is gone.
+    Worker { worker: String },
 }
 
 /// How a job left an incident.
@@ -106,6 +112,9 @@ impl Incident {
             Cause::Host { host } => format!("the processes of jobs on host {host} died"),
             Cause::Together { rule } => {
                 format!("the jobs of rule {rule} stopped together")
+            }
+            Cause::Worker { worker } => {
+                format!("worker {worker}, which ran these jobs, went silent or is gone")
             }
         }
     }
@@ -299,6 +308,23 @@ impl Incidents {
                 fs,
             ));
         }
+        let mut by_worker: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+        for f in findings
+            .iter()
+            .filter(|f| matches!(f.kind, Kind::Stalled | Kind::Overdue) && free(f))
+        {
+            if let Some(w) = &f.worker {
+                by_worker.entry(&w.id).or_default().push(f);
+            }
+        }
+        for (worker, fs) in by_worker {
+            groups.push((
+                Cause::Worker {
+                    worker: worker.to_string(),
+                },
+                fs,
+            ));
+        }
         let mut by_rule: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
         for f in findings
             .iter()
@@ -352,6 +378,7 @@ impl Incidents {
                         Cause::MassStall => true,
                         Cause::Host { .. } => fs.len() >= HOST_MIN,
                         Cause::Together { .. } => fs.len() >= TOGETHER_MIN,
+                        Cause::Worker { .. } => fs.len() >= WORKER_MIN,
                     };
                     if !enough {
                         continue;
@@ -500,6 +527,7 @@ fn belongs(cause: &Cause, kinds: &[(Kind, &str)]) -> bool {
         Cause::MassStall => stuck(*kind),
         Cause::Host { .. } => *kind == Kind::DeadProcess,
         Cause::Together { rule: r } => stuck(*kind) && rule == r,
+        Cause::Worker { .. } => matches!(kind, Kind::Stalled | Kind::Overdue),
     })
 }
 
@@ -549,6 +577,7 @@ mod tests {
             artifacts: vec![],
             evidence: None,
             incident: None,
+            worker: None,
             guard: Guard::default(),
             progress: None,
             held: None,
@@ -785,6 +814,44 @@ mod tests {
         );
         assert!(inc.list.is_empty());
         assert!(findings.iter().all(|f| f.incident.is_none()));
+    }
+
+    #[test]
+    fn the_jobs_of_one_silent_worker_are_one_incident() {
+        let mut inc = Incidents::default();
+        let world = World::new(1..=4);
+        let owned = |job: &str, worker: &str, since: f64| {
+            let mut f = finding(job, Kind::Stalled, since);
+            f.worker = Some(crate::core::detect::Owner {
+                id: worker.into(),
+                gone: false,
+                heartbeat_at: Some(since),
+                host: None,
+                pid: None,
+            });
+            f
+        };
+        // Their signals stopped far apart (no "together"), but on one worker.
+        let mut findings = vec![
+            owned("1", "17", NOW - 3000.0),
+            owned("2", "17", NOW - 2000.0),
+            owned("3", "18", NOW - 2000.0),
+            finding("4", Kind::Stalled, NOW - 2000.0),
+        ];
+        world.observe(&mut inc, &mut findings, NOW);
+        assert_eq!(inc.list.len(), 1);
+        assert_eq!(
+            inc.list[0].cause,
+            Cause::Worker {
+                worker: "17".into()
+            }
+        );
+        assert_eq!(
+            inc.list[0].cause_words(),
+            "worker 17, which ran these jobs, went silent or is gone"
+        );
+        let ids: Vec<Option<&str>> = findings.iter().map(|f| f.incident.as_deref()).collect();
+        assert_eq!(ids, [Some("inc-1"), Some("inc-1"), None, None]);
     }
 
     #[test]

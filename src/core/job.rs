@@ -40,8 +40,18 @@ pub struct JobRow {
     /// A `pid` value that is not a number, kept for the warning.
     pub bad_pid: Option<String>,
     pub host: Option<String>,
+    /// The id of the job's worker (`[jobs] worker`), as text; `None`: NULL or not configured.
+    pub worker: Option<String>,
     /// What the row looked like, for the guarded write.
     pub guard: Guard,
+}
+
+/// One row of `[workers]`: a worker process's own heartbeat, and where it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerBeat {
+    pub heartbeat_at: Stamp,
+    pub host: Option<String>,
+    pub pid: Option<String>,
 }
 
 /// The values a guarded write requires to be unchanged, in the text form the database gives.
@@ -76,6 +86,7 @@ impl JobRow {
             pid: None,
             bad_pid: None,
             host: None,
+            worker: None,
             guard: Guard::default(),
         }
     }

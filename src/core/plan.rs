@@ -344,6 +344,7 @@ mod tests {
             artifacts: vec![],
             evidence: None,
             incident: None,
+            worker: None,
             guard: Guard {
                 heartbeat: Some("hb".into()),
                 progress: None,

@@ -235,6 +235,7 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             artifacts: Vec::new(),
             evidence: None,
             incident: None,
+            worker: None,
             guard: Guard::default(),
             progress: None,
             held: None,
@@ -364,6 +365,7 @@ mod tests {
             artifacts: vec![],
             evidence: None,
             incident: None,
+            worker: None,
             guard: Guard {
                 heartbeat: Some(format!("hb{job}")),
                 progress: None,

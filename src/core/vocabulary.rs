@@ -114,6 +114,10 @@ pub struct Jobs {
     pub phase: Option<Field>,
     pub pid: Option<Field>,
     pub host: Option<Field>,
+    /// The job's worker (`worker`): an id of `[workers]`, whose heartbeat is the job's.
+    pub worker: Option<Field>,
+    /// `[workers]`: the registry of worker processes, with `worker`.
+    pub workers: Option<Workers>,
     /// A counter `requeue` bumps; once it reaches `max_attempts`, `requeue` fails instead.
     pub attempts: Option<Field>,
     /// Default 3.
@@ -122,6 +126,18 @@ pub struct Jobs {
     pub statuses: Statuses,
     /// `[writes.fail]` and `[writes.requeue]`: more columns each writing action sets.
     pub writes: super::writes::Writes,
+}
+
+/// `[workers]`: a table of worker processes with their own heartbeat (procrastinate, Solid
+/// Queue, GoodJob, Oban, ...). A job whose `[jobs] worker` names a row of it is alive while
+/// that row beats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workers {
+    pub table: TableName,
+    pub id: Field,
+    pub heartbeat_at: Field,
+    pub host: Option<Field>,
+    pub pid: Option<Field>,
 }
 
 /// `[jobs.statuses]`: the table's own words per class.
@@ -199,6 +215,8 @@ impl Jobs {
             phase: None,
             pid: None,
             host: None,
+            worker: None,
+            workers: None,
             attempts: None,
             max_attempts: Jobs::DEFAULT_MAX_ATTEMPTS,
             where_sql: None,

@@ -531,6 +531,7 @@ mod tests {
             artifacts: vec![],
             evidence: None,
             incident: None,
+            worker: None,
             guard: Guard::default(),
             progress: None,
             held: None,

@@ -244,13 +244,34 @@ fn slack_details(entry: &Entry) -> String {
         |a| humantime::format_duration(Duration::from_secs(a)).to_string(),
     );
     format!(
-        " ({}, {age}): {}. Rule `{}`, action {}, outcome {}.",
+        " ({}, {age}): {}.{} Rule `{}`, action {}, outcome {}.",
         s("status"),
         s("message"),
+        owner(f)
+            .map(|w| format!(" Owner: {w}."))
+            .unwrap_or_default(),
         entry.rule,
         s("action"),
         s("outcome")
     )
+}
+
+/// The finding's worker (`"worker"` of its JSON) in words: "worker 17 on w-2, pid 42", or
+/// "worker 17 (its row is gone)".
+fn owner(finding: &Value) -> Option<String> {
+    let w = finding.get("worker")?;
+    let id = w["id"].as_str()?;
+    if w["gone"].as_bool() == Some(true) {
+        return Some(format!("worker {id} (its row is gone)"));
+    }
+    let mut out = format!("worker {id}");
+    if let Some(host) = w["host"].as_str() {
+        out.push_str(&format!(" on {host}"));
+    }
+    if let Some(pid) = w["pid"].as_i64() {
+        out.push_str(&format!(", pid {pid}"));
+    }
+    Some(out)
 }
 
 /// The Alertmanager API v2 body: every alert in the set, firing ones with `endsAt` a few
@@ -284,6 +305,9 @@ pub fn alertmanager(entries: &[&Entry], now: f64, resend: Duration, ctx: &Contex
                 e.finding["status"].as_str().unwrap_or("-"),
                 e.finding["message"].as_str().unwrap_or("-")
             );
+            if let Some(w) = owner(&e.finding) {
+                description.push_str(&format!("; owner: {w}"));
+            }
             if let Some(r) = &e.resolved {
                 description.push_str(&format!("; resolved: {}", r.reason));
             }
@@ -381,6 +405,35 @@ mod tests {
         assert_eq!(v["finding"]["job_id"], "42");
         let r = webhook(&entry(true), State::Resolved, false, &ctx());
         assert_eq!(r["reason"], "jobwarden failed the job");
+    }
+
+    #[test]
+    fn a_findings_worker_reaches_every_receiver() {
+        let mut e = entry(false);
+        e.finding["worker"] = json!({"id": "17", "gone": false, "host": "w-2", "pid": 42});
+        // Webhooks get the finding's JSON as it is.
+        let v = webhook(&e, State::Firing, false, &ctx());
+        assert_eq!(v["finding"]["worker"]["id"], "17");
+        let t = slack(&e, State::Firing, false, &ctx())["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(t.contains("Owner: worker 17 on w-2, pid 42."), "{t}");
+        let am = alertmanager(&[&e], 1_767_225_600.0, Duration::from_secs(60), &ctx());
+        let d = am[0]["annotations"]["description"].as_str().unwrap();
+        assert!(d.contains("; owner: worker 17 on w-2, pid 42"), "{d}");
+        e.finding["worker"] = json!({"id": "9", "gone": true});
+        let t = slack(&e, State::Firing, false, &ctx())["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(t.contains("Owner: worker 9 (its row is gone)."), "{t}");
+        // No worker, no owner.
+        let t = slack(&entry(false), State::Firing, false, &ctx())["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!t.contains("Owner"), "{t}");
     }
 
     #[test]

@@ -81,6 +81,49 @@ pub struct Readings {
     pub heartbeat: Reading,
     pub status_since: Reading,
     pub finished: Reading,
+    /// `[workers] heartbeat_at`, in the workers' table.
+    pub worker: Reading,
+}
+
+/// How `[workers] heartbeat_at` (of type `types` gives, in the workers' table) is read: as
+/// the jobs' own timestamps are, by the same zone. Added to `time`'s columns and readings.
+pub fn worker_time(
+    config: &Config,
+    time: &mut TimeInfo,
+    field: &crate::core::sql::Field,
+    types: &HashMap<String, String>,
+) {
+    let dialect = config.database.dialect;
+    let explicit = config.database.timezone.is_some();
+    let text_zone = if explicit { time.read_zone } else { Zone::Utc };
+    let sql_type = if field.is_plain() {
+        types.get(&field.column).cloned().unwrap_or_default()
+    } else {
+        "json".to_string()
+    };
+    let kind = TimeKind::from_sql_type(&sql_type);
+    let native = field.is_plain() && kind == TimeKind::Native;
+    let naive = native && dialect.is_naive(&sql_type);
+    time.readings.worker = Reading {
+        native_zone: naive.then_some(time.read_zone),
+        text_zone,
+    };
+    let read_as = if naive {
+        format!("naive, read in {}", time.read_zone)
+    } else if !field.is_plain() || kind == TimeKind::Text {
+        format!("text; values without an offset read in {text_zone}")
+    } else if native {
+        "an instant (has a zone)".to_string()
+    } else {
+        "a number of Unix seconds (or milliseconds)".to_string()
+    };
+    time.columns.push(TimeColumn {
+        key: "workers.heartbeat_at",
+        field: field.to_string(),
+        sql_type,
+        naive,
+        read_as,
+    });
 }
 
 /// A zone known only by its offset now: followed as a fixed offset (daylight-saving changes
@@ -207,6 +250,7 @@ pub fn time_info(config: &Config, types: &HashMap<String, String>, db: DatabaseZ
             heartbeat: readings[1],
             status_since: readings[2],
             finished: readings[3],
+            worker: Reading::default(),
         },
     }
 }

@@ -116,6 +116,7 @@ pub(super) fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRo
         pid: pid.as_deref().and_then(|p| p.trim().parse().ok()),
         bad_pid: pid.filter(|p| p.trim().parse::<i64>().is_err()),
         host: text(col::HOST, "host")?,
+        worker: text(col::WORKER, "worker")?,
         guard: Guard {
             heartbeat: heartbeat_text,
             progress: progress.clone(),

@@ -29,7 +29,7 @@ use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 
 use crate::config::scrub;
 use crate::config::{Action, Config, Jobs, Places, StatusClass};
-use crate::core::job::{Guard, JobRow, Reading, Relative, Stamp};
+use crate::core::job::{Guard, JobRow, Reading, Relative, Stamp, WorkerBeat};
 use crate::core::plan::Write;
 use crate::core::sql::{Dialect, Field, TimeKind};
 use crate::core::zone::{Setting, Zone};
@@ -44,7 +44,7 @@ pub use list::Detail;
 
 use catalogue::fixed_zone;
 pub use catalogue::{
-    check_values, time_info, DatabaseZone, Readings, TableInfo, TimeColumn, TimeInfo,
+    check_values, time_info, worker_time, DatabaseZone, Readings, TableInfo, TimeColumn, TimeInfo,
 };
 use decode::{job_from_row, Cells};
 pub use queries::{configured_columns, create_index, Queries};
@@ -165,6 +165,9 @@ pub struct Snapshot {
     pub relatives: Vec<Relative>,
     /// The children of active rows that are not active themselves, when they were read.
     pub children: Option<Vec<Relative>>,
+    /// `[workers]` by id, read once after the rows (so a worker that took a job since is
+    /// in it); `None` when not configured.
+    pub workers: Option<HashMap<String, WorkerBeat>>,
 }
 
 /// Whether a snapshot reads the active rows' children.
@@ -342,8 +345,9 @@ mod col {
     pub const ATTEMPTS: usize = 11;
     pub const STATUS_SINCE_NUM: usize = 12;
     pub const STATUS_SINCE_TXT: usize = 13;
+    pub const WORKER: usize = 14;
     /// How many columns the scan's `SELECT` has.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 }
 
 impl Store {
@@ -404,11 +408,16 @@ impl Store {
                 missing,
             });
         }
+        let worker_types = store.check_workers(config).await?;
         let zone = store.database_zone().await;
         store.info.time = time_info(config, &store.info.columns, zone);
+        if let Some(w) = &config.jobs.workers {
+            worker_time(config, &mut store.info.time, &w.heartbeat_at, &worker_types);
+        }
         store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns)
             .with_finished(store.info.time.readings.finished)
-            .with_naive_zone(store.info.time.read_zone);
+            .with_naive_zone(store.info.time.read_zone)
+            .with_workers(&worker_types);
         Ok(store)
     }
 
@@ -806,12 +815,92 @@ impl Store {
             Children::Read => Some(self.children(&jobs).await?),
             Children::Skip => None,
         };
+        let workers = self.workers().await?;
         Ok(Snapshot {
             now,
             jobs,
             relatives,
             children,
+            workers,
         })
+    }
+
+    /// Every row of `[workers]` (id, heartbeat, host, pid), in one query; `None` when not
+    /// configured. A worker registry is small: one row per process.
+    pub async fn workers(&self) -> Result<Option<HashMap<String, WorkerBeat>>, StoreError> {
+        let Some(sql) = &self.queries.workers else {
+            return Ok(None);
+        };
+        let reading = self.info.time.readings.worker;
+        let rows = self
+            .fetch("reading the workers", sql, |row| {
+                let id = row.text(0, "worker id")?;
+                let beat = WorkerBeat {
+                    heartbeat_at: Stamp::read(
+                        row.float(1, "worker heartbeat")?,
+                        row.text(2, "worker heartbeat")?.as_deref(),
+                        reading,
+                    ),
+                    host: row.text(3, "worker host")?,
+                    pid: row.text(4, "worker pid")?,
+                };
+                Ok(id.map(|id| (id, beat)))
+            })
+            .await;
+        let rows = match rows {
+            Err(StoreError::Rejected { message, .. }) => {
+                return Err(StoreError::Config {
+                    place: self.places.name("workers.heartbeat_at"),
+                    message: format!("reading the workers was rejected: {message}"),
+                })
+            }
+            other => other?,
+        };
+        Ok(Some(rows.into_iter().flatten().collect()))
+    }
+
+    /// The columns of `[workers]`' table, checked against the config: a missing table or
+    /// column is the config's error, naming its key and line.
+    async fn check_workers(&self, config: &Config) -> Result<HashMap<String, String>, StoreError> {
+        let Some(w) = &config.jobs.workers else {
+            return Ok(HashMap::new());
+        };
+        let rows = self
+            .fetch(
+                "reading the workers table's columns",
+                &self.queries.columns_of(&w.table),
+                |row| Ok((row.text(0, "column name")?, row.text(1, "column type")?)),
+            )
+            .await?;
+        let columns: HashMap<String, String> = rows
+            .into_iter()
+            .filter_map(|(n, t)| Some((n?, t.unwrap_or_default())))
+            .collect();
+        if columns.is_empty() {
+            return Err(StoreError::Config {
+                place: config.places.name("workers.table"),
+                message: format!(
+                    "table {} does not exist (or this user cannot see it) in {}",
+                    w.table, self.url
+                ),
+            });
+        }
+        let mut wanted = vec![
+            ("workers.id", &w.id),
+            ("workers.heartbeat_at", &w.heartbeat_at),
+        ];
+        wanted.extend(w.host.as_ref().map(|f| ("workers.host", f)));
+        wanted.extend(w.pid.as_ref().map(|f| ("workers.pid", f)));
+        if let Some((key, field)) = wanted
+            .into_iter()
+            .find(|(_, f)| !columns.contains_key(&f.column))
+        {
+            return Err(StoreError::Config {
+                place: config.places.name(key),
+                message: format!("table {} has no column `{}`", w.table, field.column),
+            });
+        }
+        Ok(columns)
     }
 
     /// The database clock, as Unix time.
@@ -1321,6 +1410,8 @@ mod tests {
             phase: None,
             pid: None,
             host: None,
+            worker: None,
+            workers: None,
             attempts: None,
             max_attempts: 3,
             where_sql: Some("archived = false".into()),
@@ -1381,6 +1472,46 @@ mod tests {
             "{}",
             my.scan
         );
+    }
+
+    #[test]
+    fn the_workers_are_one_query_and_the_job_worker_is_in_both_reads() {
+        let mut j = jobs();
+        j.worker = Some(parse_field("worker_id").unwrap());
+        j.workers = Some(crate::core::vocabulary::Workers {
+            table: parse_table("procrastinate_workers").unwrap(),
+            id: parse_field("id").unwrap(),
+            heartbeat_at: parse_field("last_heartbeat").unwrap(),
+            host: None,
+            pid: Some(parse_field("pid").unwrap()),
+        });
+        let worker_types: HashMap<String, String> = [(
+            "last_heartbeat".to_string(),
+            "timestamp with time zone".to_string(),
+        )]
+        .into();
+        let q = Queries::new(Dialect::Postgres, &j, &types()).with_workers(&worker_types);
+        assert_eq!(
+            q.workers.as_deref(),
+            Some(
+                "SELECT (\"id\")::text, (extract(epoch from (\"last_heartbeat\")::timestamptz))::float8, \
+                 (\"last_heartbeat\")::text, NULL::text, (\"pid\")::text FROM \"procrastinate_workers\""
+            )
+        );
+        assert!(q.scan.contains("(\"worker_id\")::text"), "{}", q.scan);
+        assert!(q.light.contains("(\"worker_id\")::text"), "{}", q.light);
+        assert!(q.light_at[col::WORKER].is_some());
+        let my = Queries::new(Dialect::MySql, &j, &HashMap::new()).with_workers(&HashMap::new());
+        assert!(
+            my.workers
+                .as_deref()
+                .is_some_and(|w| w.ends_with("FROM `procrastinate_workers`")),
+            "{:?}",
+            my.workers
+        );
+        // Without [workers], no such query.
+        let q = Queries::new(Dialect::Postgres, &jobs(), &types()).with_workers(&worker_types);
+        assert_eq!(q.workers, None);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Queries {
     pub(super) light_at: [Option<usize>; col::COUNT],
     /// Each column expression of the scan, with the config key it comes from.
     pub(super) scan_columns: Vec<(&'static str, String)>,
+    /// `SELECT` of every `[workers]` row: id, heartbeat (number, text), host, pid.
+    pub workers: Option<String>,
 }
 
 /// How a statement carries its values: as bound parameters, or inline as escaped literals
@@ -109,6 +111,7 @@ impl Queries {
             ("jobs.attempts", text_or_null(&jobs.attempts)),
             ("jobs.status_since", since_num),
             ("jobs.status_since", since_txt),
+            ("jobs.worker", text_or_null(&jobs.worker)),
         ];
         let select = |columns: &[String]| {
             format!(
@@ -133,7 +136,36 @@ impl Queries {
             light,
             light_at,
             scan_columns,
+            workers: None,
         }
+    }
+
+    /// The statements, with the read of `[workers]` (whose table's column types are `types`).
+    pub fn with_workers(mut self, types: &HashMap<String, String>) -> Queries {
+        let d = self.dialect;
+        self.workers = self.jobs.workers.as_ref().map(|w| {
+            let kind = if w.heartbeat_at.is_plain() {
+                types
+                    .get(&w.heartbeat_at.column)
+                    .map_or(TimeKind::Text, |t| TimeKind::from_sql_type(t))
+            } else {
+                TimeKind::Text
+            };
+            let text_or_null = |f: &Option<Field>| match f {
+                Some(f) => d.value_text(f),
+                None => d.null_text().to_string(),
+            };
+            format!(
+                "SELECT {}, {}, {}, {}, {} FROM {}",
+                d.value_text(&w.id),
+                d.epoch(&w.heartbeat_at, kind),
+                d.value_text(&w.heartbeat_at),
+                text_or_null(&w.host),
+                text_or_null(&w.pid),
+                d.table(&w.table)
+            )
+        });
+        self
     }
 
     /// The light read's column expressions, and where each of the scan's columns is among
@@ -173,6 +205,7 @@ impl Queries {
             (&jobs.parent_id, col::PARENT),
             (&jobs.pid, col::PID),
             (&jobs.host, col::HOST),
+            (&jobs.worker, col::WORKER),
         ] {
             if field.is_some() {
                 read.push((c, full[c].clone()));
@@ -842,8 +875,12 @@ impl Queries {
 
     /// The catalogue query listing the table's columns and their types.
     pub(super) fn columns(&self) -> String {
+        self.columns_of(&self.jobs.table)
+    }
+
+    /// The catalogue query listing the columns of table `t` and their types.
+    pub(super) fn columns_of(&self, t: &crate::core::sql::TableName) -> String {
         let d = self.dialect;
-        let t = &self.jobs.table;
         match d {
             Dialect::Postgres => format!(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text FROM pg_attribute a \
@@ -1201,6 +1238,7 @@ pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
         ("jobs.phase", &jobs.phase),
         ("jobs.pid", &jobs.pid),
         ("jobs.host", &jobs.host),
+        ("jobs.worker", &jobs.worker),
         ("jobs.attempts", &jobs.attempts),
     ] {
         if let Some(f) = field {

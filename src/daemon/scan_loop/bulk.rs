@@ -362,6 +362,7 @@ mod tests {
             artifacts: Vec::new(),
             evidence: None,
             incident: incident.map(str::to_string),
+            worker: None,
             guard: Default::default(),
             progress: None,
             held: None,

@@ -419,6 +419,25 @@ pub fn jobs_page(
     )
 }
 
+/// "worker 17 on w-2, pid 4242, last beat 2026-12-03T14:02:00Z", or "worker 17 (its row is
+/// gone)": who owned the job, for the queue library's own tools.
+pub fn owner_text(w: &crate::core::detect::Owner) -> String {
+    if w.gone {
+        return format!("worker {} (its row is gone)", w.id);
+    }
+    let mut out = format!("worker {}", w.id);
+    if let Some(host) = &w.host {
+        out.push_str(&format!(" on {host}"));
+    }
+    if let Some(pid) = w.pid {
+        out.push_str(&format!(", pid {pid}"));
+    }
+    if let Some(at) = w.heartbeat_at {
+        out.push_str(&format!(", last beat {}", crate::core::job::rfc3339(at)));
+    }
+    out
+}
+
 /// The longest value shown whole; longer ones are cut, the rest folded.
 const VALUE_SHOWN: usize = 200;
 
@@ -456,6 +475,7 @@ fn row_table(view: &JobView<'_>) -> Markup {
                 .or_else(|| row.bad_pid.clone()),
         ),
         ("jobs.host", row.host.clone()),
+        ("jobs.worker", row.worker.clone()),
         ("jobs.attempts", row.guard.attempts.clone()),
         ("jobs.error", detail.error.clone()),
         ("jobs.finished_at", detail.finished_at.clone()),
@@ -1105,6 +1125,7 @@ fn findings_table(h: &Health, findings: &[&Finding], incidents: &[View]) -> Mark
                                 } @else {
                                     (f.message)
                                 }
+                                @if let Some(w) = &f.worker { br; span class="owner" { (owner_text(w)) } }
                                 @let snoozed = h.snoozes.get(&f.job_id);
                                 @if let Some(s) = snoozed { br; span class="held" { (snooze_note(s)) } }
                                 @if let (Some(why), None) = (&f.held, snoozed) {
@@ -1283,6 +1304,7 @@ mod tests {
             artifacts: vec![],
             evidence: None,
             incident: None,
+            worker: None,
             guard: Default::default(),
             progress: None,
             held: None,
@@ -1336,6 +1358,37 @@ mod tests {
             html.contains("href=\"/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\""),
             "{html}"
         );
+    }
+
+    #[test]
+    fn a_findings_worker_is_shown_beside_its_message() {
+        let mut f = finding("7", "worker 17 last beat at 14:02 (3h ago; limit 30m)");
+        f.worker = Some(crate::core::detect::Owner {
+            id: "<17>".into(),
+            gone: false,
+            heartbeat_at: Some(1_767_225_600.0),
+            host: Some("w-2".into()),
+            pid: Some(42),
+        });
+        let mut gone = finding("8", "worker 19 is gone; no heartbeat for 40m (limit 30m)");
+        gone.worker = Some(crate::core::detect::Owner {
+            id: "19".into(),
+            gone: true,
+            heartbeat_at: None,
+            host: None,
+            pid: None,
+        });
+        let html = status_page(
+            &Health::default(),
+            Some(&Published::new(report(vec![f, gone]))),
+            &Selection::default(),
+        )
+        .into_string();
+        assert!(
+            html.contains("worker &lt;17&gt; on w-2, pid 42, last beat 2026-01-01T00:00:00Z"),
+            "{html}"
+        );
+        assert!(html.contains("worker 19 (its row is gone)"), "{html}");
     }
 
     #[test]
@@ -1486,6 +1539,7 @@ mod tests {
             pid: None,
             bad_pid: None,
             host: None,
+            worker: None,
             guard: Default::default(),
         };
         let write = audit::Entry {

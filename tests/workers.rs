@@ -1,0 +1,204 @@
+//! Worker liveness (`[workers]` with `[jobs] worker`), through the real binary on real
+//! PostgreSQL, MariaDB and SQLite: a job lives by its worker's heartbeat, a job whose worker
+//! went silent or whose worker row is gone is found (and failed by `recover`), jobs of a live
+//! worker are left alone across scans even with an old heartbeat of their own, the finding
+//! carries its worker, and `validate --connect` names the `[workers]` key a missing table or
+//! column comes from.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{jobwarden, jobwarden_json, Backend, TestConfig, TestDb};
+
+async fn tables(db: &TestDb) {
+    db.exec(&format!(
+        "CREATE TABLE jw_workers (id {big} PRIMARY KEY, last_heartbeat {ts}, host {t})",
+        big = db.ty("bigint"),
+        ts = db.ty("ts"),
+        t = db.ty("text"),
+    ))
+    .await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id {t} PRIMARY KEY, status {t} NOT NULL, created_at {ts}, \
+         updated_at {ts}, error {long}, worker_id {big})",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+        long = db.ty("longtext"),
+        big = db.ty("bigint"),
+    ))
+    .await;
+    for (id, beat, host) in [(1, 0.2, "w-1"), (2, 45.0, "w-2")] {
+        db.exec(&format!(
+            "INSERT INTO jw_workers VALUES ({id}, {}, '{host}')",
+            db.ago(beat)
+        ))
+        .await;
+    }
+    // (id, own heartbeat minutes ago, worker)
+    for (id, beat, worker) in [
+        // A live worker's jobs: alive whatever their own heartbeat says.
+        ("alive-no-beat", None, Some(1)),
+        ("alive-old-beat", Some(50.0), Some(1)),
+        // Worker 2 went silent 45 minutes ago.
+        ("silent", None, Some(2)),
+        // Worker 3 has no row: the job's own heartbeat judges it.
+        ("gone-old", Some(40.0), Some(3)),
+        ("gone-young", Some(2.0), Some(3)),
+        // No worker: its own heartbeat, as without [workers].
+        ("own", Some(1.0), None),
+    ] {
+        db.exec(&format!(
+            "INSERT INTO jobs (id, status, created_at, updated_at, worker_id) VALUES \
+             ('{id}', 'running', {}, {}, {})",
+            db.ago(120.0),
+            beat.map_or("NULL".to_string(), |b| db.ago(b)),
+            worker.map_or("NULL".to_string(), |w: i32| w.to_string()),
+        ))
+        .await;
+    }
+}
+
+fn config(db: &TestDb, name: &str, workers: &str) -> PathBuf {
+    TestConfig::new(db.jobwarden_url())
+        .jobs("worker = \"worker_id\"\nerror = \"error\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .section(workers)
+        .state(&db.dir().join(format!("state-{name}")))
+        .write(db.dir().join(format!("{name}.toml")))
+}
+
+const WORKERS: &str =
+    "[workers]\ntable = \"jw_workers\"\nheartbeat_at = \"last_heartbeat\"\nhost = \"host\"";
+
+async fn worker_liveness(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    tables(&db).await;
+    let path = config(&db, "jw", WORKERS);
+
+    let out = jobwarden(
+        db.jobwarden_url(),
+        &["validate", "--connect", "--config", path.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Several scans: the live worker's jobs are never found.
+    for _ in 0..3 {
+        let (code, report) = jobwarden_json(db.jobwarden_url(), &path, &["check"]);
+        assert_eq!(code, 1, "{report}");
+        assert_eq!(
+            common::findings(&report),
+            common::expect(&[("gone-old", "stalled", "hb"), ("silent", "stalled", "hb")]),
+            "{report}"
+        );
+        let by = |id: &str| {
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["job_id"] == id)
+                .unwrap()
+                .clone()
+        };
+        let silent = by("silent");
+        let message = silent["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("worker 2 last beat at ") && message.contains("45m"),
+            "{message}"
+        );
+        // Aged by the worker's beat (45 minutes), not the job's creation (2 hours).
+        let age = silent["age_seconds"].as_u64().unwrap();
+        assert!((45 * 60..46 * 60).contains(&age), "{age}");
+        assert_eq!(silent["worker"]["id"], "2");
+        assert_eq!(silent["worker"]["gone"], false);
+        assert_eq!(silent["worker"]["host"], "w-2");
+        assert!(silent["worker"]["heartbeat_at"].is_string(), "{silent}");
+        let gone = by("gone-old");
+        assert!(
+            gone["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("worker 3 is gone; no heartbeat for 40m"),
+            "{gone}"
+        );
+        assert_eq!(gone["worker"], serde_json::json!({"id": "3", "gone": true}));
+    }
+
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &path, &["recover"]);
+    assert_eq!(code, 0, "{report}");
+    let mut applied = common::applied(&report);
+    applied.sort();
+    assert_eq!(applied, ["gone-old", "silent"], "{report}");
+    let rows = db.rows("SELECT id, status FROM jobs ORDER BY id").await;
+    let statuses: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("alive-no-beat", "running"),
+            ("alive-old-beat", "running"),
+            ("gone-old", "failed"),
+            ("gone-young", "running"),
+            ("own", "running"),
+            ("silent", "failed"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+
+    // The worker comes back: its job is alive again.
+    db.exec(&format!(
+        "UPDATE jw_workers SET last_heartbeat = {} WHERE id = 1",
+        db.ago(0.0)
+    ))
+    .await;
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &path, &["check"]);
+    assert_eq!((code, common::findings(&report)), (0, vec![]), "{report}");
+}
+
+per_backend!(worker_liveness_is_read_once_and_judged, worker_liveness);
+
+async fn workers_misconfigured(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    tables(&db).await;
+    for (name, workers, key) in [
+        (
+            "no-table",
+            WORKERS.replace("jw_workers", "jw_no_such_workers"),
+            "workers.table",
+        ),
+        (
+            "no-column",
+            WORKERS.replace("last_heartbeat", "beat_at"),
+            "workers.heartbeat_at",
+        ),
+    ] {
+        let path = config(&db, name, &workers);
+        let out = jobwarden(
+            db.jobwarden_url(),
+            &["validate", "--connect", "--config", path.to_str().unwrap()],
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {all}");
+        assert!(
+            all.contains(&format!("`{key}` (line ")),
+            "{name}: the error names the key and its line: {all}"
+        );
+    }
+}
+
+per_backend!(
+    a_missing_workers_table_or_column_names_its_key,
+    workers_misconfigured
+);
