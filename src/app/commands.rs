@@ -438,6 +438,7 @@ pub async fn validate(
     let mut table = serde_json::Value::Null;
     let mut time_lines = Vec::new();
     let mut notes = Vec::new();
+    let mut view = Vec::new();
     if connect {
         let store = Store::connect(config).await?;
         let info = store.info().clone();
@@ -447,6 +448,7 @@ pub async fn validate(
         warnings.extend(verified.warnings);
         errors.extend(verified.errors);
         notes = verified.notes;
+        view = verified.view;
         let time = &info.time;
         time_lines.push(format!(
             "the database's zone: {}; naive timestamps are read in {}{}",
@@ -482,6 +484,7 @@ pub async fn validate(
             "parent_indexed": config.jobs.parent_id.as_ref().map(|_| info.parent_indexed),
             "candidate_indexed": info.candidate_indexed,
             "privileges": notes,
+            "view": view,
             "timestamps": {
                 "database_zone": time.database_zone.described,
                 "read_zone": time.read_zone.to_string(),
@@ -539,6 +542,12 @@ pub async fn validate(
                 config.redacted_url(),
                 config.jobs.table
             )?;
+            if !view.is_empty() {
+                writeln!(out, "view:")?;
+                for line in &view {
+                    writeln!(out, "  {line}")?;
+                }
+            }
             writeln!(out, "timestamps:")?;
             for line in &time_lines {
                 writeln!(out, "  {line}")?;

@@ -7,12 +7,13 @@
 //! privileges are proven before the first write. Every problem is one line naming the config
 //! key and its line.
 
-use crate::adapters::store::{create_index, Store, StoreError};
+use crate::adapters::store::{create_index, Relation, Store, StoreError, ViewInfo, Writable};
 use crate::app::scan::Scanner;
 use crate::config::{Action, Config, StatusClass};
 use crate::core::detect::zone_advice;
 use crate::core::job::Guard;
 use crate::core::plan::Write;
+use crate::core::sql::Dialect;
 
 /// How many active rows the proof reads.
 const PROBE_ROWS: usize = 1000;
@@ -25,6 +26,8 @@ pub struct Verified {
     pub warnings: Vec<String>,
     /// Facts worth printing: the privileges needed, how timestamps are read.
     pub notes: Vec<String>,
+    /// With a view as `[jobs] table`: what it is over and whether it can be written.
+    pub view: Vec<String>,
 }
 
 /// Checks the config against the open database. An `Err` is a database that could not be
@@ -35,6 +38,52 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
     let info = store.info();
     let d = config.database.dialect;
     let jobs = &config.jobs;
+
+    // A view: no index can be made on it, and only an updatable one can be written.
+    let status = jobs.status.column.as_str();
+    let mut asked = vec![status];
+    if let Some((_, f)) = store.queries().candidate_column() {
+        if f.is_plain() && f.column != status {
+            asked.push(f.column.as_str());
+        }
+    }
+    let view = match store.relation(&asked).await {
+        Ok(Relation::View(v)) => Some(v),
+        Ok(Relation::Table) => None,
+        Err(e) => {
+            out.warnings.push(format!(
+                "could not tell whether {} is a view: {e}",
+                jobs.table
+            ));
+            None
+        }
+    };
+    if let Some(v) = &view {
+        let what = if v.materialized {
+            "a materialized view: its rows are as old as its last REFRESH, so a heartbeat read through it is too".to_string()
+        } else {
+            match &v.base {
+                Ok(b) => format!(
+                    "a view over {} ({})",
+                    d.table(&b.table),
+                    asked
+                        .iter()
+                        .zip(&b.columns)
+                        .map(|(a, c)| format!("`{a}` is its `{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(why) => {
+                    format!("a view; which table's columns are behind it cannot be told: {why}")
+                }
+            }
+        };
+        out.view.push(format!(
+            "{}: {} is {what}",
+            places.name("jobs.table"),
+            jobs.table
+        ));
+    }
 
     // The status words against the column's own vocabulary.
     if let Some((what, allowed)) = store.status_domain().await? {
@@ -137,10 +186,25 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             "needs UPDATE ({}) on {table}, since rules fail or re-queue jobs",
             written.join(", ")
         ));
-        for (action, target) in [
-            (Action::Fail, jobs.statuses.failed.first()),
-            (Action::Requeue, jobs.statuses.pending.first()),
-        ] {
+        let unwritable = view
+            .as_ref()
+            .and_then(|v| unwritable(v, d, &table, &written));
+        if let Some(why) = &unwritable {
+            out.errors.push(format!(
+                "{}: fail/requeue need an updatable view: {why}; make it one (or give it an INSTEAD OF UPDATE trigger), point `jobs.table` at the table itself, or use only `alert` rules",
+                places.name("jobs.table")
+            ));
+        }
+        // The database would only refuse each UPDATE on the view again.
+        let actions = if unwritable.is_some() {
+            Vec::new()
+        } else {
+            vec![
+                (Action::Fail, jobs.statuses.failed.first()),
+                (Action::Requeue, jobs.statuses.pending.first()),
+            ]
+        };
+        for (action, target) in actions {
             let used = config.rules.iter().any(|r| r.action == action)
                 || (action == Action::Fail && fails)
                 || !jobs.writes.of(action).is_empty();
@@ -216,6 +280,16 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         }
     }
 
+    if !writes {
+        if let Some(why) = view.as_ref().and_then(|v| unwritable(v, d, &table, &[])) {
+            out.view
+                .push(format!("{why}: fine while no rule fails or re-queues jobs"));
+        }
+    }
+    if let Some(v) = view.as_ref().filter(|v| !v.materialized) {
+        view_index_advice(&mut out, config, v, &asked);
+        return Ok(out);
+    }
     if !info.status_indexed {
         let status = &jobs.status.column;
         out.warnings.push(format!(
@@ -269,6 +343,121 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
         }
     }
     Ok(out)
+}
+
+/// Why the view cannot take the guarded UPDATE of `written`, in words; `None`: it can. With
+/// no columns given, whether it can be written at all.
+fn unwritable(v: &ViewInfo, d: Dialect, table: &str, written: &[String]) -> Option<String> {
+    use crate::core::sql::Dialect as D;
+    match &v.writable {
+        Writable::Yes => None,
+        Writable::No if v.materialized => Some(format!(
+            "{table} is a materialized view, which is never written"
+        )),
+        Writable::No => Some(format!(
+            "{table} is a view the database cannot write ({})",
+            match d {
+                D::Postgres => "PostgreSQL writes a view only when it reads one table without DISTINCT, GROUP BY, aggregates, set operations or LIMIT, or through an INSTEAD OF UPDATE trigger",
+                D::MySql => "information_schema.VIEWS.IS_UPDATABLE is NO: a join it cannot merge, aggregates, DISTINCT, UNION, a subquery in the select list, or ALGORITHM = TEMPTABLE",
+                D::Sqlite => "SQLite writes a view only through an INSTEAD OF UPDATE trigger",
+            }
+        )),
+        Writable::NotColumns(columns) => {
+            let hit: Vec<String> = columns
+                .iter()
+                .filter(|c| written.is_empty() || written.contains(c))
+                .map(|c| format!("`{c}`"))
+                .collect();
+            (!hit.is_empty()).then(|| {
+                format!(
+                    "the column{} {} of the view {table} {} computed, not a table's column, so the database cannot write {}",
+                    if hit.len() == 1 { "" } else { "s" },
+                    hit.join(", "),
+                    if hit.len() == 1 { "is" } else { "are" },
+                    if hit.len() == 1 { "it" } else { "them" },
+                )
+            })
+        }
+    }
+}
+
+/// The index advice for a (plain) view, on which no index can be made: the `CREATE INDEX` on
+/// the table behind it when the catalogue tells which that is and it lacks one, else the
+/// columns to index by hand.
+fn view_index_advice(out: &mut Verified, config: &Config, v: &ViewInfo, asked: &[&str]) {
+    let d = config.database.dialect;
+    let jobs = &config.jobs;
+    let places = &config.places;
+    let table = &jobs.table;
+    match &v.base {
+        Ok(b) => {
+            let base = d.table(&b.table);
+            let index = |columns: &[String]| {
+                let mut name = vec![b.table.name.clone()];
+                name.extend(columns.iter().cloned());
+                create_index(
+                    d,
+                    &b.table,
+                    &name.join("_"),
+                    &columns.iter().map(|c| d.quote(c)).collect::<Vec<_>>(),
+                )
+            };
+            if !b.status_indexed {
+                out.warnings.push(format!(
+                    "no index on {base}({}), the table behind the view {table} (whose `{}` it is): every scan reads the whole table. No index can be made on a view; create it on the table: {}",
+                    b.columns[0],
+                    asked[0],
+                    index(&b.columns[..1])
+                ));
+            }
+            if let (Some(key), false) = (
+                config_candidate_key(config).filter(|_| b.columns.len() > 1),
+                b.candidate_indexed,
+            ) {
+                out.warnings.push(format!(
+                    "no index on {base}({}, {}) behind the view's ({}, {}) ({}): each scan reads every active row to find the jobs old enough to be stuck. Create it on the table: {}",
+                    b.columns[0],
+                    b.columns[1],
+                    asked[0],
+                    asked[1],
+                    places.name(key),
+                    index(&b.columns[..2])
+                ));
+            }
+            if let Some(parent) = &jobs.parent_id {
+                out.warnings.push(format!(
+                    "{}: finding a job's children reads through the view {table}; index by hand, on {base}, the column behind `{parent}`",
+                    places.name("jobs.parent_id")
+                ));
+            }
+        }
+        Err(why) => {
+            let mut by_hand = vec![format!("`{}` ({})", asked[0], places.name("jobs.status"))];
+            if let (Some(key), Some(c)) = (config_candidate_key(config), asked.get(1)) {
+                by_hand.push(format!("`{c}` ({})", places.name(key)));
+            }
+            if let Some(parent) = &jobs.parent_id {
+                by_hand.push(format!(
+                    "`{parent}` ({}), alone",
+                    places.name("jobs.parent_id")
+                ));
+            }
+            out.warnings.push(format!(
+                "{}: {table} is a view, and no index can be made on a view; jobwarden cannot tell which table's columns are behind it ({why}). Index by hand, on the table behind it, the columns behind {}",
+                places.name("jobs.table"),
+                by_hand.join(", then ")
+            ));
+        }
+    }
+}
+
+/// The config key of the time column the candidate read filters on, if any.
+fn config_candidate_key(config: &Config) -> Option<&'static str> {
+    match (&config.jobs.heartbeat_at, &config.jobs.status_since) {
+        (Some(_), _) => Some("jobs.heartbeat_at"),
+        (None, Some(_)) => Some("jobs.status_since"),
+        (None, None) => None,
+    }
 }
 
 /// Files a rejected query as a config problem, or passes on a database that is gone.

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::core::sql::TableName;
 use crate::core::writes::WriteValue;
 
 /// What the catalogue says about the configured columns.
@@ -331,9 +332,350 @@ pub fn check_values(what: &str, text: &str, column: &str) -> Option<Vec<String>>
     None
 }
 
+/// What `[jobs] table` is, as the catalogue says: a table, or a view (which no index can be
+/// made on, and which the database writes only when it maps onto one table's columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    Table,
+    View(ViewInfo),
+}
+
+/// A view named as `[jobs] table`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewInfo {
+    /// A PostgreSQL materialized view: indexable, never written, as fresh as its last
+    /// `REFRESH`.
+    pub materialized: bool,
+    /// The table behind the asked columns, when each is a plain column of one table (found
+    /// on PostgreSQL only); else why it cannot be told.
+    pub base: Result<Base, String>,
+    /// Whether the view can be written.
+    pub writable: Writable,
+}
+
+/// The one table behind a view's asked columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub table: TableName,
+    /// The base column behind each asked view column, in the asked order.
+    pub columns: Vec<String>,
+    /// Whether an index on the base table starts with the column behind the status column.
+    pub status_indexed: bool,
+    /// Whether one starts with the columns behind the status and the candidate time column
+    /// (when that was asked).
+    pub candidate_indexed: bool,
+}
+
+/// Whether a view can be written, as the database judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writable {
+    Yes,
+    /// Not at all.
+    No,
+    /// The view can be, but not these columns of it (derived: `CASE`, a cast, a join's).
+    NotColumns(Vec<String>),
+}
+
+impl Store {
+    /// What `[jobs] table` is. For a view: the base table's columns behind `columns` (the
+    /// status column first, then the candidate time column) and the indexes on them, and
+    /// whether the view can be written. Catalogue reads only; `validate --connect` asks.
+    pub async fn relation(&self, columns: &[&str]) -> Result<Relation, StoreError> {
+        let d = self.database.dialect;
+        let kind = self
+            .fetch(
+                "reading what kind of relation the table is",
+                &self.queries.relation_kind(),
+                |row| row.text(0, "relation kind"),
+            )
+            .await?
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_default();
+        let materialized = kind == "m";
+        if !(materialized || kind == "v" || kind.eq_ignore_ascii_case("view")) {
+            return Ok(Relation::Table);
+        }
+        let rows = self
+            .fetch(
+                "reading whether the view can be written",
+                &self.queries.view_updatable(),
+                |row| {
+                    Ok((
+                        row.text(0, "view column")?,
+                        row.text(1, "view updatable")?,
+                        row.text(2, "column updatable")?,
+                    ))
+                },
+            )
+            .await?;
+        let yes = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "t"))
+        };
+        let writable = if materialized || !rows.iter().any(|(_, view, _)| yes(view)) {
+            Writable::No
+        } else {
+            let fixed: Vec<String> = rows
+                .iter()
+                .filter(|(_, _, column)| !yes(column))
+                .filter_map(|(c, _, _)| c.clone())
+                .collect();
+            if fixed.is_empty() {
+                Writable::Yes
+            } else {
+                Writable::NotColumns(fixed)
+            }
+        };
+        let base = match self.queries.view_plan(columns) {
+            _ if materialized => Err("a materialized view holds its own rows".into()),
+            None => Err(match d {
+                crate::core::sql::Dialect::MySql => {
+                    "MySQL/MariaDB does not say which table's column each view column is".into()
+                }
+                _ => "SQLite does not say which table's column each view column is".into(),
+            }),
+            Some(sql) => {
+                let lines: Vec<String> = self
+                    .fetch("reading how the view is planned", &sql, |row| {
+                        row.text(0, "plan line")
+                    })
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                match plan_columns(&lines, columns.len()) {
+                    Some((table, base_columns)) => {
+                        let status_indexed = self
+                            .has_index(Some(super::queries::base_index(
+                                d,
+                                &table,
+                                &base_columns[..1],
+                            )))
+                            .await?;
+                        let candidate_indexed = base_columns.len() > 1
+                            && self
+                                .has_index(Some(super::queries::base_index(
+                                    d,
+                                    &table,
+                                    &base_columns[..2],
+                                )))
+                                .await?;
+                        Ok(Base {
+                            table,
+                            columns: base_columns,
+                            status_indexed,
+                            candidate_indexed,
+                        })
+                    }
+                    None => Err(
+                        "its columns are not plain columns of one table (a join's, or computed)"
+                            .into(),
+                    ),
+                }
+            }
+        };
+        Ok(Relation::View(ViewInfo {
+            materialized,
+            base,
+            writable,
+        }))
+    }
+}
+
+/// From PostgreSQL's `EXPLAIN (VERBOSE, COSTS OFF)` of `SELECT <n columns> FROM <view>`:
+/// the table and its column behind each, when the top node outputs each as a plain
+/// `alias.column` and every alias is the same scan of one table. Pure.
+pub(super) fn plan_columns(plan: &[String], n: usize) -> Option<(TableName, Vec<String>)> {
+    let output = plan
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix("Output: "))?;
+    let items = split_top(output);
+    if items.len() != n {
+        return None;
+    }
+    let mut alias = None;
+    let mut columns = Vec::new();
+    for item in items {
+        let (names, rest) = idents(item.trim());
+        let [a, c] = names.as_slice() else {
+            return None;
+        };
+        if !rest.is_empty() || alias.as_ref().is_some_and(|x| x != a) {
+            return None;
+        }
+        alias = Some(a.clone());
+        columns.push(c.clone());
+    }
+    let alias = alias?;
+    const SCANS: [&str; 13] = [
+        "Seq Scan",
+        "Parallel Seq Scan",
+        "Index Scan",
+        "Index Scan Backward",
+        "Parallel Index Scan",
+        "Index Only Scan",
+        "Index Only Scan Backward",
+        "Parallel Index Only Scan",
+        "Bitmap Heap Scan",
+        "Parallel Bitmap Heap Scan",
+        "Tid Scan",
+        "Tid Range Scan",
+        "Sample Scan",
+    ];
+    for line in plan {
+        let line = line.trim_start();
+        let line = line.strip_prefix("->").unwrap_or(line).trim_start();
+        let Some((node, rest)) = line.split_once(" on ").or_else(|| {
+            // `Index Scan using <index> on <table>`
+            let (node, after) = line.split_once(" using ")?;
+            let (_, rest) = after.split_once(" on ")?;
+            Some((node, rest))
+        }) else {
+            continue;
+        };
+        let node = node.split(" using ").next().unwrap_or(node);
+        if !SCANS.contains(&node) {
+            continue;
+        }
+        let (names, rest) = idents(rest);
+        let table = match names.as_slice() {
+            [schema, name] => TableName {
+                schema: Some(schema.clone()),
+                name: name.clone(),
+            },
+            [name] => TableName {
+                schema: None,
+                name: name.clone(),
+            },
+            _ => continue,
+        };
+        let (scan_alias, _) = idents(rest.trim_start());
+        let scan_alias = scan_alias
+            .first()
+            .cloned()
+            .unwrap_or_else(|| table.name.clone());
+        if scan_alias == alias {
+            return Some((table, columns));
+        }
+    }
+    None
+}
+
+/// `a, f(b, c), "x, y"` as its top-level items.
+fn split_top(text: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, None, 0);
+    for (i, c) in text.char_indices() {
+        match (quoted, c) {
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quoted = Some(c),
+            (None, '(' | '[') => depth += 1,
+            (None, ')' | ']') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                items.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&text[start..]);
+    items
+}
+
+/// The dotted identifiers at the start of `text` (`public.jobs`, `"My Table".x`), unquoted,
+/// and what follows them.
+fn idents(text: &str) -> (Vec<String>, &str) {
+    let mut names = Vec::new();
+    let mut rest = text;
+    loop {
+        let mut name = String::new();
+        if let Some(r) = rest.strip_prefix('"') {
+            let mut chars = r.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if c == '"' {
+                    if chars.peek().map(|(_, c)| *c) == Some('"') {
+                        chars.next();
+                        name.push('"');
+                        continue;
+                    }
+                    end = Some(i + 1);
+                    break;
+                }
+                name.push(c);
+            }
+            let Some(end) = end else {
+                return (names, text);
+            };
+            rest = &r[end..];
+        } else {
+            let len = rest
+                .char_indices()
+                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '$'))
+                .map_or(rest.len(), |(i, _)| i);
+            if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit() || c == '$') {
+                return (names, rest);
+            }
+            name.push_str(&rest[..len]);
+            rest = &rest[len..];
+        }
+        names.push(name);
+        match rest.strip_prefix('.') {
+            Some(r) => rest = r,
+            None => return (names, rest),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_plan_names_the_table_behind_plain_columns_only() {
+        let plan = |text: &str| text.lines().map(str::to_string).collect::<Vec<_>>();
+        let table = |schema: &str, name: &str| TableName {
+            schema: Some(schema.into()),
+            name: name.into(),
+        };
+        let cols = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        // One table, an alias, a renamed column.
+        assert_eq!(
+            plan_columns(
+                &plan("Seq Scan on public.jobs_base j\n  Output: j.state, j.updated_at\n  Filter: (j.archived = 0)"),
+                2
+            ),
+            Some((table("public", "jobs_base"), cols(&["state", "updated_at"])))
+        );
+        // Quoted names, an index scan, no alias.
+        assert_eq!(
+            plan_columns(
+                &plan(
+                    "Index Scan using \"Jobs_idx\" on app.\"Jobs\"\n  Output: \"Jobs\".\"State\""
+                ),
+                1
+            ),
+            Some((table("app", "Jobs"), cols(&["State"])))
+        );
+        // A join: both columns from the jobs side.
+        let join = "Hash Join\n  Output: j.status, j.updated_at\n  Hash Cond: (j.worker = w.id)\n  ->  Seq Scan on public.jobs j\n        Output: j.id, j.status, j.updated_at, j.worker\n  ->  Hash\n        Output: w.id\n        ->  Seq Scan on public.workers w\n              Output: w.id";
+        assert_eq!(
+            plan_columns(&plan(join), 2),
+            Some((table("public", "jobs"), cols(&["status", "updated_at"])))
+        );
+        // Computed, or from two tables: cannot tell.
+        for (text, n) in [
+            ("Seq Scan on public.jobs j\n  Output: CASE WHEN (j.locked_at IS NOT NULL) THEN 'running'::text ELSE 'queued'::text END, j.run_at", 2),
+            ("Hash Join\n  Output: j.status, w.last_beat\n  ->  Seq Scan on public.jobs j\n  ->  Hash\n        ->  Seq Scan on public.workers w", 2),
+            ("Subquery Scan on v\n  Output: v.status\n  ->  HashAggregate", 1),
+            ("Seq Scan on public.jobs j\n  Output: (j.status)::text", 1),
+        ] {
+            assert_eq!(plan_columns(&plan(text), n), None, "{text}");
+        }
+    }
 
     #[test]
     fn now_into_a_naive_write_column_needs_the_zone() {

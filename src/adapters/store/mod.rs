@@ -44,7 +44,8 @@ pub use list::Detail;
 
 use catalogue::fixed_zone;
 pub use catalogue::{
-    check_values, time_info, worker_time, DatabaseZone, Readings, TableInfo, TimeColumn, TimeInfo,
+    check_values, time_info, worker_time, Base, DatabaseZone, Readings, Relation, TableInfo,
+    TimeColumn, TimeInfo, ViewInfo, Writable,
 };
 use decode::{job_from_row, Cells};
 pub use queries::{configured_columns, create_index, Queries};

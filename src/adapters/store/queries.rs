@@ -1181,6 +1181,111 @@ impl Queries {
     }
 }
 
+/// The catalogue queries about a view named as `[jobs] table` (see `Store::relation`).
+impl Queries {
+    /// The kind of relation the table is, as one text row: PostgreSQL's `relkind` (`r`, `p`,
+    /// `v`, `m`, `f`), MySQL's `TABLE_TYPE` (`BASE TABLE`, `VIEW`), SQLite's `type`
+    /// (`table`, `view`).
+    pub(super) fn relation_kind(&self) -> String {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        match d {
+            Dialect::Postgres => format!(
+                "SELECT relkind::text FROM pg_class WHERE oid = to_regclass({})",
+                d.literal(&d.table(t))
+            ),
+            Dialect::MySql => format!(
+                "SELECT CAST(TABLE_TYPE AS CHAR) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                mysql_schema(d, t),
+                d.literal(&t.name)
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT type FROM {}sqlite_master WHERE name = {} AND type IN ('table', 'view')",
+                sqlite_prefix(d, t),
+                d.literal(&t.name)
+            ),
+        }
+    }
+
+    /// Whether the view can be written, as (column, view, column) text rows: on PostgreSQL
+    /// one row per column, the view's and the column's updatability as the database's own
+    /// `information_schema` judges them (`pg_relation_is_updatable`, `pg_column_is_updatable`,
+    /// `INSTEAD OF` triggers and rules included); on MySQL one row, `VIEWS.IS_UPDATABLE`; on
+    /// SQLite one row, whether an `INSTEAD OF UPDATE` trigger is on the view (SQLite writes
+    /// a view through nothing else).
+    pub(super) fn view_updatable(&self) -> String {
+        let d = self.dialect;
+        let t = &self.jobs.table;
+        match d {
+            // 4 is `1 << CMD_UPDATE`, the bit `information_schema.views` reads.
+            Dialect::Postgres => format!(
+                "SELECT a.attname::text, (pg_relation_is_updatable(c.oid, true) & 4 = 4)::text, \
+                 pg_column_is_updatable(c.oid, a.attnum, true)::text \
+                 FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid \
+                 AND a.attnum > 0 AND NOT a.attisdropped WHERE c.oid = to_regclass({})",
+                d.literal(&d.table(t))
+            ),
+            Dialect::MySql => format!(
+                "SELECT CAST(NULL AS CHAR), CAST(IS_UPDATABLE AS CHAR), CAST(IS_UPDATABLE AS CHAR) \
+                 FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                mysql_schema(d, t),
+                d.literal(&t.name)
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT NULL, v, v FROM (SELECT CASE WHEN COUNT(*) > 0 THEN 'YES' ELSE 'NO' END AS v \
+                 FROM {}sqlite_master WHERE type = 'trigger' AND tbl_name = {} \
+                 AND upper(sql) LIKE '%INSTEAD OF UPDATE%')",
+                sqlite_prefix(d, t),
+                d.literal(&t.name)
+            ),
+        }
+    }
+
+    /// PostgreSQL's plan of reading `columns` from the view, with the output of each node
+    /// (`EXPLAIN (VERBOSE, COSTS OFF)`, one text row a line): it shows which base table's
+    /// column each view column is, once the planner has expanded the view. `None` elsewhere.
+    pub(super) fn view_plan(&self, columns: &[&str]) -> Option<String> {
+        let d = self.dialect;
+        (d == Dialect::Postgres && !columns.is_empty()).then(|| {
+            format!(
+                "EXPLAIN (VERBOSE, COSTS OFF) SELECT {} FROM {}",
+                columns
+                    .iter()
+                    .map(|c| d.quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.table(&self.jobs.table)
+            )
+        })
+    }
+}
+
+/// The PostgreSQL catalogue query counting the indexes of `table` that start with `columns`
+/// (the first, then the second if given), without a predicate: whether a base table
+/// already has the index a view over it needs.
+pub(super) fn base_index(
+    d: Dialect,
+    table: &crate::core::sql::TableName,
+    columns: &[String],
+) -> String {
+    let mut sql = format!(
+        "SELECT count(*)::bigint FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass({}) AND i.indpred IS NULL AND a.attname = {}",
+        d.literal(&d.table(table)),
+        d.literal(columns.first().map_or("", String::as_str))
+    );
+    if let Some(second) = columns.get(1) {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = i.indrelid \
+             AND b.attnum = i.indkey[1] AND b.attname = {})",
+            d.literal(second)
+        ));
+    }
+    sql
+}
+
 /// `CREATE INDEX "<name>_idx" ON <table> (<expressions>)`, the name cut to fit every
 /// dialect's identifier limit (63 bytes on PostgreSQL, 64 on MySQL).
 pub fn create_index(
