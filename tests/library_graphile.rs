@@ -12,12 +12,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::worker::Worker;
 use common::{jobwarden_json, Backend, TestDb};
 
 /// The version `scripts/test` installs and the ready config names in its header.
@@ -82,13 +81,6 @@ struct Gw {
     url: String,
 }
 
-/// A worker process; SIGKILLed when dropped.
-struct Worker {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: PathBuf,
-}
-
 impl Gw {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::tool("node"));
@@ -114,61 +106,7 @@ impl Gw {
 
     fn worker(&self, mode: &str, dir: &Path, n: usize) -> Worker {
         let stderr = dir.join(format!("worker-{n}-{mode}.err"));
-        let mut child = self
-            .command(&["work", mode])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("worker stderr"))
-            .spawn()
-            .expect("start a graphile-worker worker");
-        let stdout = child.stdout.take().expect("worker stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker {
-            child,
-            lines,
-            stderr,
-        }
-    }
-}
-
-impl Worker {
-    /// Waits for the worker to print `line`.
-    fn expect(&self, line: &str) {
-        let limit = std::time::SystemTime::now() + Duration::from_secs(20);
-        loop {
-            let left = limit
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l == line => return,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "the worker never printed {line:?}: {}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                ),
-            }
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
+        Worker::spawn(self.command(&["work", mode]), stderr)
     }
 }
 
@@ -220,7 +158,7 @@ async fn graphile_worker_killed_mid_job_is_unlocked_and_runs_again() {
     // A worker takes the first job and is killed in it; another stays alive in the second.
     let dead = gw.run(&["add", "job"]);
     let mut killed = gw.worker("hang", db.dir(), 1);
-    killed.expect(&format!("started {dead}"));
+    killed.expect(&[format!("started {dead}")]);
     killed.kill();
     let holder = db
         .rows(&format!(
@@ -231,7 +169,7 @@ async fn graphile_worker_killed_mid_job_is_unlocked_and_runs_again() {
         .expect("the dead job is still locked");
     let live = gw.run(&["add", "job"]);
     let mut alive = gw.worker("hang", db.dir(), 2);
-    alive.expect(&format!("started {live}"));
+    alive.expect(&[format!("started {live}")]);
 
     // The outage lasts: the dead job was locked 47 minutes ago.
     let moved = std::time::SystemTime::now();
@@ -327,7 +265,7 @@ async fn graphile_worker_killed_mid_job_is_unlocked_and_runs_again() {
 
     // A fresh worker runs the unlocked job to its end: graphile-worker deletes it.
     let fresh = gw.worker("finish", db.dir(), 3);
-    fresh.expect(&format!("done {dead}"));
+    fresh.expect(&[format!("done {dead}")]);
     common::wait_for("the job's row to go", Duration::from_secs(10), || async {
         db.rows(&format!(
             "SELECT id::text FROM graphile_worker._private_jobs WHERE id = {dead}"

@@ -13,12 +13,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::worker::{found, Worker};
 use common::{jobwarden_json, Backend, TestDb};
 
 /// The version `scripts/test` installs and the ready config names in its header.
@@ -96,13 +95,6 @@ struct Boss {
     url: String,
 }
 
-/// A pg-boss worker process; SIGKILLed when dropped.
-struct Worker {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: PathBuf,
-}
-
 impl Boss {
     fn new(db: &TestDb) -> Boss {
         let script = db.dir().join("boss.js");
@@ -151,81 +143,8 @@ impl Boss {
     /// A worker on `queues` (comma-separated), `mode` `hang` or `finish`.
     fn worker(&self, queues: &str, mode: &str, dir: &Path) -> Worker {
         let stderr = dir.join(format!("worker-{queues}-{mode}.err"));
-        let mut child = self
-            .command(&["work", queues, mode])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("worker stderr"))
-            .spawn()
-            .expect("start a pg-boss worker");
-        let stdout = child.stdout.take().expect("worker stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker {
-            child,
-            lines,
-            stderr,
-        }
+        Worker::spawn(self.command(&["work", queues, mode]), stderr)
     }
-}
-
-impl Worker {
-    /// Waits for the worker to print each of `lines`, in any order.
-    fn expect(&self, lines: &[String]) {
-        let mut missing: Vec<&String> = lines.iter().collect();
-        let limit = std::time::SystemTime::now() + Duration::from_secs(20);
-        while !missing.is_empty() {
-            let left = limit
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            match self.lines.recv_timeout(left) {
-                Ok(l) => missing.retain(|m| **m != l),
-                Err(_) => panic!(
-                    "the worker never printed {missing:?}: {}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                ),
-            }
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// SIGKILL, as the OOM killer or a lost machine ends it: no handler runs.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `(job_id, rule, age_seconds)` of every finding, sorted.
-fn found(report: &serde_json::Value) -> Vec<(String, String, i64)> {
-    let mut out: Vec<_> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| {
-            (
-                f["job_id"].as_str().unwrap_or_default().to_string(),
-                f["rule"].as_str().unwrap_or_default().to_string(),
-                f["age_seconds"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 fn finding<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {

@@ -12,12 +12,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::worker::Worker;
 use common::{jobwarden_json, Backend, TestDb};
 
 /// The version `scripts/test` installs and the ready config names in its header.
@@ -106,13 +105,6 @@ struct Client {
     url: String,
 }
 
-/// A procrastinate worker process; SIGKILLed when dropped.
-struct Worker {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: PathBuf,
-}
-
 impl Client {
     fn new(db: &TestDb) -> Client {
         std::fs::write(db.dir().join("jw_tasks.py"), TASKS_PY).expect("write jw_tasks.py");
@@ -160,62 +152,7 @@ impl Client {
     /// A worker on `queue`.
     fn worker(&self, queue: &str, dir: &Path) -> Worker {
         let stderr = dir.join(format!("worker-{queue}.err"));
-        let mut child = self
-            .command(&["work", queue])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("worker stderr"))
-            .spawn()
-            .expect("start a procrastinate worker");
-        let stdout = child.stdout.take().expect("worker stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker {
-            child,
-            lines,
-            stderr,
-        }
-    }
-}
-
-impl Worker {
-    /// Waits for the worker to print each of `lines`, in any order.
-    fn expect(&self, lines: &[String]) {
-        let mut missing: Vec<&String> = lines.iter().collect();
-        let limit = std::time::SystemTime::now() + Duration::from_secs(30);
-        while !missing.is_empty() {
-            let left = limit
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            match self.lines.recv_timeout(left) {
-                Ok(l) => missing.retain(|m| **m != l),
-                Err(_) => panic!(
-                    "the worker never printed {missing:?}: {}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                ),
-            }
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// SIGKILL, as the OOM killer or a lost machine ends it: no handler runs.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
+        Worker::spawn(self.command(&["work", queue]), stderr)
     }
 }
 

@@ -184,22 +184,7 @@ async fn killed_mid_job(backend: Backend, local: Option<&str>) {
     let config = db.dir().join("sqlalchemy.toml");
     std::fs::write(&config, text).expect("write config");
 
-    let out = common::jobwarden(
-        &db.url,
-        &[
-            "validate",
-            "--connect",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::worker::validates(&db.url, &config);
 
     // Several scans: the dead job found with its age, the idle one alerted on, and the live
     // one, beating every 0.3 s, never.
@@ -207,27 +192,16 @@ async fn killed_mid_job(backend: Backend, local: Option<&str>) {
         if scan > 0 {
             tokio::time::sleep(Duration::from_millis(700)).await;
         }
-        let (code, report) = jobwarden_json(&db.url, &config, &["check"]);
-        assert_eq!(code, 1, "{report}");
-        let found = found(&report);
-        let ids: Vec<_> = found
-            .iter()
-            .map(|(id, rule, _)| (id.as_str(), rule.as_str()))
-            .collect();
-        let mut want = vec![
-            (dead.as_str(), "stalled"),
-            (idle.as_str(), "pending-too-long"),
-        ];
-        want.sort();
-        assert_eq!(ids, want, "scan {scan}: {report}");
-        let since = start.elapsed().unwrap_or_default().as_secs() as i64;
-        for (id, _, age) in &found {
-            let expected = if *id == idle { 7200 } else { 47 * 60 };
-            assert!(
-                (expected - 2..=expected + since + 2).contains(age),
-                "scan {scan}: {id} is {age}s old, not {expected}s (+ at most {since}s): {report}"
-            );
-        }
+        common::worker::check_finds(
+            &db.url,
+            &config,
+            scan,
+            &[
+                (&dead, "stalled", 47 * 60),
+                (&idle, "pending-too-long", 7200),
+            ],
+            start,
+        );
         assert!(alive.alive(), "the live worker is still working");
     }
 

@@ -1009,3 +1009,4 @@ impl TestConfig {
 }
 
 pub mod python;
+pub mod worker;

@@ -1,11 +1,11 @@
 //! Python ORMs (Django, SQLAlchemy) from the cache venv `scripts/test` fills from PyPI, and
 //! their worker processes, for the `library_*` tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+
+#[allow(unused_imports)]
+pub use super::worker::{found, Worker};
+use std::process::{Command, Stdio};
 
 /// The versions `scripts/test` installs and the ready configs name in their headers.
 pub const DJANGO_VERSION: &str = "5.2.19";
@@ -51,13 +51,6 @@ pub struct Script {
     pub env: Vec<(String, String)>,
 }
 
-/// A worker process; SIGKILLed when dropped.
-pub struct Worker {
-    child: Child,
-    lines: Receiver<String>,
-    pub stderr: PathBuf,
-}
-
 impl Script {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.python);
@@ -93,79 +86,6 @@ impl Script {
     /// A long-running process whose stdout lines [`Worker::expect`] waits for.
     pub fn worker(&self, args: &[&str], dir: &Path) -> Worker {
         let stderr = dir.join(format!("worker-{}.err", args.join("-")));
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("worker stderr"))
-            .spawn()
-            .expect("start a worker");
-        let stdout = child.stdout.take().expect("worker stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker {
-            child,
-            lines,
-            stderr,
-        }
+        Worker::spawn(self.command(args), stderr)
     }
-}
-
-impl Worker {
-    /// Waits for the worker to print each of `lines`, in any order.
-    pub fn expect(&self, lines: &[String]) {
-        let mut missing: Vec<&String> = lines.iter().collect();
-        let limit = std::time::SystemTime::now() + Duration::from_secs(30);
-        while !missing.is_empty() {
-            let left = limit
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            match self.lines.recv_timeout(left) {
-                Ok(l) => missing.retain(|m| **m != l),
-                Err(_) => panic!(
-                    "the worker never printed {missing:?}: {}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                ),
-            }
-        }
-    }
-
-    pub fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// SIGKILL, as the OOM killer or a lost machine ends it: no handler runs.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `(job_id, rule, age_seconds)` of every finding, sorted.
-pub fn found(report: &serde_json::Value) -> Vec<(String, String, i64)> {
-    let mut out: Vec<_> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| {
-            (
-                f["job_id"].as_str().unwrap_or_default().to_string(),
-                f["rule"].as_str().unwrap_or_default().to_string(),
-                f["age_seconds"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
