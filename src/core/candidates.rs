@@ -1,6 +1,9 @@
-//! The two-tier scan (issue 23): every scan reads each active row cheaply (its id, status,
-//! times, progress fingerprint, parent, pid and host: the light read), records it in the
-//! memory, and reads in full, to judge, only the rows [`pick`] names. A row it does not name
+//! The two-tier scan (issue 23): a scan reads each active row cheaply (its id, status,
+//! heartbeat and `status_since`, parent, pid, host and worker: the light read; `created_at`
+//! comes from the memory), records it in the memory, and reads in full, to judge, only the
+//! rows [`pick`] names (and the rows new to the memory). A config that watches progress
+//! scans by the reference read instead (`app::scan::Read::for_config`): its light read would
+//! have to read every row's progress value anyway. A row it does not name
 //! has nothing to say this scan: no finding, no warning, no "first seen late"; it still
 //! counts in the scan-wide figures (`judged`, the newest signal, the families), which
 //! `detect::judge` takes from the light rows. The reference, every row read in full and
