@@ -205,18 +205,8 @@ async fn killed_mid_job(case: Case) {
             format!("timezone = \"{}\"", case.time_zone),
         ));
     }
-    let mut text = std::fs::read_to_string(common::example("examples/django.toml"))
-        .expect("config/examples/django.toml");
-    for (from, to) in &edits {
-        assert!(text.contains(from), "django.toml has no `{from}`");
-        text = text.replace(from, to);
-    }
-    text += &format!(
-        "\n[state]\ndir = \"{}\"\n",
-        db.dir().join("state").display()
-    );
-    let config = db.dir().join("django.toml");
-    std::fs::write(&config, text).expect("write config");
+    let edits: Vec<(&str, &str)> = edits.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let config = db.ready_config("examples/django.toml", &edits);
 
     common::worker::validates(&db.url, &config);
 

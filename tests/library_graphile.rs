@@ -179,31 +179,8 @@ async fn graphile_worker_killed_mid_job_is_unlocked_and_runs_again() {
     ))
     .await;
 
-    let config = db.dir().join("graphile-worker.toml");
-    std::fs::write(
-        &config,
-        ready
-            + &format!(
-                "\n[state]\ndir = \"{}\"\n",
-                db.dir().join("state").display()
-            ),
-    )
-    .expect("write config");
-    let out = common::jobwarden(
-        &db.url,
-        &[
-            "validate",
-            "--connect",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let config = db.ready_config("examples/graphile-worker.toml", &[]);
+    let text = common::worker::validates(&db.url, &config);
     assert!(
         text.contains("graphile_worker.jobwarden_jobs is a view"),
         "{text}"

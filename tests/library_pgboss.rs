@@ -198,49 +198,23 @@ async fn pg_boss_workers_killed_mid_job() {
 
     // The ready config, pointed at this schema, with a per-queue rule that re-queues jobs of
     // `jw-again` and `jw-spent` (as its comment shows), and a state directory of its own.
-    let ready = std::fs::read_to_string(common::root().join("config/examples/pg-boss.toml"))
-        .expect("config/examples/pg-boss.toml");
     let first_rule = "[[rules]]\n# An active job past this";
-    assert!(ready.contains("table = \"pgboss.job\"") && ready.contains(first_rule));
-    let config_text = ready
-        .replace(
-            "table = \"pgboss.job\"",
-            &format!("table = \"{SCHEMA}.job\""),
-        )
-        .replace(
-            first_rule,
-            &format!(
-                "[[rules]]\nname = \"again\"\nstatuses = [\"active\"]\nphases = [\"jw-again\", \"jw-spent\"]\n\
-                 signal = \"created\"\nafter = \"30m\"\naction = \"requeue\"\n\n{first_rule}"
-            ),
-        )
-        + &format!(
-            "\n[state]\ndir = \"{}\"\n",
-            db.dir().join("state").display()
-        );
-    let config = db.dir().join("pg-boss.toml");
-    std::fs::write(&config, config_text).expect("write config");
+    let table = format!("table = \"{SCHEMA}.job\"");
+    let requeue_rule = format!(
+        "[[rules]]\nname = \"again\"\nstatuses = [\"active\"]\nphases = [\"jw-again\", \"jw-spent\"]\n\
+         signal = \"created\"\nafter = \"30m\"\naction = \"requeue\"\n\n{first_rule}"
+    );
+    let config = db.ready_config(
+        "examples/pg-boss.toml",
+        &[
+            ("table = \"pgboss.job\"", &table),
+            (first_rule, &requeue_rule),
+        ],
+    );
 
     // validate --connect passes, and the one index it advises (as the config's header says)
     // is enough for the scan.
-    let validate = || {
-        let out = common::jobwarden(
-            &db.url,
-            &[
-                "validate",
-                "--connect",
-                "--config",
-                config.to_str().expect("utf-8"),
-            ],
-        );
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(0), "{text}");
-        text
-    };
+    let validate = || common::worker::validates(&db.url, &config);
     let advice = validate();
     let index = advice
         .lines()

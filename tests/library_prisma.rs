@@ -93,14 +93,7 @@ async fn prisma_table(backend: Backend) {
         .await;
     }
 
-    let mut text = std::fs::read_to_string(common::example("examples/prisma.toml"))
-        .expect("config/examples/prisma.toml");
-    text += &format!(
-        "\n[state]\ndir = \"{}\"\n",
-        db.dir().join("state").display()
-    );
-    let config = db.dir().join("prisma.toml");
-    std::fs::write(&config, text).expect("write config");
+    let config = db.ready_config("examples/prisma.toml", &[]);
     common::worker::validates(&db.url, &config);
 
     let start = std::time::SystemTime::now();

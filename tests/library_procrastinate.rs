@@ -208,32 +208,8 @@ async fn procrastinate_workers_killed_mid_job() {
     .await;
 
     // The ready config as it is, with a state directory of its own.
-    let ready = std::fs::read_to_string(common::root().join("config/examples/procrastinate.toml"))
-        .expect("config/examples/procrastinate.toml");
-    let config = db.dir().join("procrastinate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{ready}\n[state]\ndir = \"{}\"\n",
-            db.dir().join("state").display()
-        ),
-    )
-    .expect("write config");
-    let out = common::jobwarden(
-        &db.url,
-        &[
-            "validate",
-            "--connect",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let config = db.ready_config("examples/procrastinate.toml", &[]);
+    let text = common::worker::validates(&db.url, &config);
     assert!(
         text.contains("workers.heartbeat_at (last_heartbeat"),
         "{text}"

@@ -177,17 +177,8 @@ async fn killed_mid_job(case: Case) {
 
     // The ready config, with the zone Sequelize's `timezone` option needs, and a state
     // directory of its own.
-    let mut text = std::fs::read_to_string(common::example("examples/sequelize.toml"))
-        .expect("config/examples/sequelize.toml");
-    let from = "timezone = \"UTC\"";
-    assert!(text.contains(from), "sequelize.toml has no `{from}`");
-    text = text.replace(from, &format!("timezone = \"{}\"", case.timezone));
-    text += &format!(
-        "\n[state]\ndir = \"{}\"\n",
-        db.dir().join("state").display()
-    );
-    let config = db.dir().join("sequelize.toml");
-    std::fs::write(&config, text).expect("write config");
+    let zone = format!("timezone = \"{}\"", case.timezone);
+    let config = db.ready_config("examples/sequelize.toml", &[("timezone = \"UTC\"", &zone)]);
 
     common::worker::validates(&db.url, &config);
 

@@ -171,18 +171,12 @@ async fn killed_mid_job(backend: Backend, local: Option<&str>) {
 
     // The ready config, with the application's zone for local time (as its header says),
     // and a state directory of its own.
-    let mut text = std::fs::read_to_string(common::example("examples/sqlalchemy.toml"))
-        .expect("config/examples/sqlalchemy.toml");
-    if let Some(zone) = local {
-        assert!(text.contains("timezone = \"UTC\""), "{text}");
-        text = text.replace("timezone = \"UTC\"", &format!("timezone = \"{zone}\""));
-    }
-    text += &format!(
-        "\n[state]\ndir = \"{}\"\n",
-        db.dir().join("state").display()
-    );
-    let config = db.dir().join("sqlalchemy.toml");
-    std::fs::write(&config, text).expect("write config");
+    let zone = local.map(|zone| format!("timezone = \"{zone}\""));
+    let edits: Vec<(&str, &str)> = zone
+        .iter()
+        .map(|z| ("timezone = \"UTC\"", z.as_str()))
+        .collect();
+    let config = db.ready_config("examples/sqlalchemy.toml", &edits);
 
     common::worker::validates(&db.url, &config);
 

@@ -296,12 +296,30 @@ impl TestDb {
 
     /// Copies an example config into this test's folder, applying text edits.
     pub fn config(&self, example_name: &str, edits: &[(&str, &str)]) -> PathBuf {
+        self.edited_config(example_name, edits, "")
+    }
+
+    /// A ready config of `config/examples/` (`examples/<name>.toml`) as [`TestDb::config`]
+    /// copies it, with a `[state]` directory of this test's own.
+    pub fn ready_config(&self, example_name: &str, edits: &[(&str, &str)]) -> PathBuf {
+        let state = format!(
+            "\n[state]\ndir = \"{}\"\n",
+            self.dir().join("state").display()
+        );
+        self.edited_config(example_name, edits, &state)
+    }
+
+    /// The example config `example_name` with `edits` applied (each must match) and `more`
+    /// appended, written into this test's folder under its file name.
+    fn edited_config(&self, example_name: &str, edits: &[(&str, &str)], more: &str) -> PathBuf {
         let mut text = std::fs::read_to_string(example(example_name)).expect("example config");
         for (from, to) in edits {
             assert!(text.contains(from), "{example_name} has no `{from}`");
             text = text.replace(from, to);
         }
-        let path = self._dir.path().join(example_name);
+        text.push_str(more);
+        let name = Path::new(example_name).file_name().expect("a file name");
+        let path = self._dir.path().join(name);
         std::fs::write(&path, text).expect("write config");
         path
     }

@@ -125,8 +125,8 @@ pub fn check_finds(
     }
 }
 
-/// `validate --connect` of `config` exits 0.
-pub fn validates(url: &str, config: &std::path::Path) {
+/// `validate --connect` of `config` exits 0; returns what it printed (stdout, then stderr).
+pub fn validates(url: &str, config: &std::path::Path) -> String {
     let out = super::jobwarden(
         url,
         &[
@@ -136,11 +136,11 @@ pub fn validates(url: &str, config: &std::path::Path) {
             config.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
+    let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    text
 }
