@@ -13,11 +13,14 @@ use crate::adapters::artifacts::{self, Mode};
 use crate::adapters::clock::Clock;
 use crate::adapters::process;
 use crate::adapters::state as memory;
-use crate::adapters::store::{Children, Snapshot, Store, StoreError};
+use crate::adapters::store::{Children, SetSummary, Snapshot, Store, StoreError};
 use crate::config::{Config, StatusClass};
+use crate::core::candidates::{self, Standing};
 use crate::core::detect::ArtifactView;
-use crate::core::detect::{self, Finding, Liveness, Observation, OlderThan, Policy, Warning};
-use crate::core::job::Relative;
+use crate::core::detect::{
+    self, Detected, Finding, Liveness, Observation, OlderThan, Policy, SetFigures, Warning,
+};
+use crate::core::job::{JobRow, Relative};
 use crate::core::memory::Memory;
 
 /// How often the children of the active rows are read when no index on the parent column
@@ -63,6 +66,10 @@ pub struct Report {
     /// read; the picked ones by the two-tier read).
     #[serde(skip)]
     pub read_in_full: usize,
+    /// The scan read a summary of the active set, not every active row (see
+    /// [`Scanner::scan_by`]).
+    #[serde(skip)]
+    pub summarised: bool,
 }
 
 /// How a scan reads the active rows.
@@ -115,6 +122,29 @@ pub struct Scanner {
     /// index on the parent column they are read only every `terminal_counts_every`, and
     /// the scans in between judge parents by this read.
     children: Option<(tokio::time::Instant, Vec<Relative>)>,
+    /// The last light read and what a summary scan needs of it (see [`Summarised`]).
+    summarised: Option<Summarised>,
+    /// The database refused the summary read: light reads only.
+    summary_refused: bool,
+}
+
+/// What a summary scan goes on from: the last light read of the active set, the summary read
+/// just before it, and what `core::candidates::Standing` made of it.
+#[derive(Debug)]
+struct Summarised {
+    summary: SetSummary,
+    /// The light rows, their `created_at` from the memory, and where each id is among them.
+    rows: Vec<JobRow>,
+    index: HashMap<String, usize>,
+    standing: Standing,
+    counts: detect::ActiveCounts,
+}
+
+impl Summarised {
+    /// Whether `summary` is of the same active set.
+    fn same_set(&self, summary: &SetSummary) -> bool {
+        self.summary.count == summary.count && self.summary.hash == summary.hash
+    }
 }
 
 impl Scanner {
@@ -143,6 +173,8 @@ impl Scanner {
             bad_ids: HashSet::new(),
             clock: Clock::System,
             children: None,
+            summarised: None,
+            summary_refused: false,
         }
     }
 
@@ -183,6 +215,8 @@ impl Scanner {
         let at = now + read_at.elapsed().as_secs_f64();
         for (id, status) in executed.requeued() {
             self.memory.requeued(id, status, at);
+            // Its dating changed: the next scan reads every row again.
+            self.summarised = None;
         }
     }
 
@@ -214,12 +248,13 @@ impl Scanner {
     async fn artifact_views(
         &mut self,
         config: &Config,
-        snapshot: &Snapshot,
+        jobs: &[JobRow],
+        now: f64,
     ) -> Result<(Vec<ArtifactView>, Vec<Warning>), StoreError> {
         if self.artifacts.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let active: HashSet<&str> = snapshot.jobs.iter().map(|j| j.id.as_str()).collect();
+        let active: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         let mut ask: BTreeSet<String> = BTreeSet::new();
         for shared in &self.artifacts {
             let poll = artifacts::lock(shared).mode == Mode::Poll;
@@ -271,7 +306,7 @@ impl Scanner {
         }
         let within = config.required_within();
         let succeeded = match within {
-            Some(w) => self.store.recent_succeeded(w, snapshot.now).await?,
+            Some(w) => self.store.recent_succeeded(w, now).await?,
             None => Vec::new(),
         };
         let host_now = self.clock.now();
@@ -295,7 +330,7 @@ impl Scanner {
             let window = spec.required_within.as_secs_f64();
             let recent: Vec<(String, String, f64)> = succeeded
                 .iter()
-                .filter(|(_, _, at)| snapshot.now - at <= window)
+                .filter(|(_, _, at)| now - at <= window)
                 .cloned()
                 .collect();
             let mut ids: BTreeSet<&str> = active
@@ -360,13 +395,160 @@ impl Scanner {
         read: Read,
     ) -> Result<Report, StoreError> {
         let read_at = tokio::time::Instant::now();
+        // Read before the rows, so that a change after it shows in the next summary.
+        let summary = match read {
+            Read::TwoTier => self.summary().await?,
+            Read::Reference => None,
+        };
+        if let Some((now, summary)) = &summary {
+            if let Some(report) = self
+                .summary_scan(config, older_than, *now, summary, read_at)
+                .await?
+            {
+                return Ok(report);
+            }
+        }
         let children = self.children_due(config);
         let snapshot = match read {
             Read::TwoTier => self.store.light_snapshot(children).await?,
             Read::Reference => self.store.snapshot(children).await?,
         };
         self.snapshot_at = Some((snapshot.now, read_at));
-        self.judge_with(config, snapshot, older_than, read).await
+        self.judge_with(config, snapshot, older_than, read, summary.map(|(_, s)| s))
+            .await
+    }
+
+    /// The summary of the active set, where one can stand for the light read (see
+    /// `Store::summary`). A database that refuses it (a PostgreSQL before 11 has no
+    /// `hashtextextended`) is read lightly from then on.
+    async fn summary(&mut self) -> Result<Option<(f64, SetSummary)>, StoreError> {
+        if self.summary_refused || !self.store.summarises() {
+            return Ok(None);
+        }
+        match self.store.summary().await {
+            Err(StoreError::Rejected { message, .. }) => {
+                tracing::warn!(
+                    "the summary of the active jobs was refused ({message}); every scan reads every active row"
+                );
+                self.summary_refused = true;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// A summary scan: the active set is the one the last light read saw (the same ids,
+    /// status words, `status_since`, pids, hosts and workers, by its summary), so the rows
+    /// that could have something to say are the ones the database names by their heartbeat
+    /// (`Store::suspects`, judged by `core::candidates::pick`) and those the last read's
+    /// [`Standing`] names by the other limits, a process gone on this host, or files. They
+    /// are read in full and judged; the scan-wide figures come from the summary. `None`
+    /// when the set is not the one last read: the caller reads every row lightly.
+    async fn summary_scan(
+        &mut self,
+        config: &Config,
+        older_than: Option<OlderThan>,
+        now: f64,
+        summary: &SetSummary,
+        read_at: tokio::time::Instant,
+    ) -> Result<Option<Report>, StoreError> {
+        let Some(mut state) = self.summarised.take() else {
+            return Ok(None);
+        };
+        if !state.same_set(summary) {
+            return Ok(None);
+        }
+        let policy = policy(config, older_than);
+        let heartbeat_read = config.jobs.heartbeat_at.is_some();
+        let limits = candidates::heartbeat_limits(&policy, heartbeat_read);
+        let mut suspects = self.store.suspects(&limits, now).await?;
+        for j in &mut suspects {
+            match state.index.get(&j.id).map(|i| &state.rows[*i]) {
+                Some(known) if known.status == j.status => {
+                    j.created_at = known.created_at.clone();
+                }
+                // The set changed since its summary was read.
+                _ => return Ok(None),
+            }
+        }
+        self.snapshot_at = Some((now, read_at));
+        if self.memory.tick(now) || !state.standing.fits(&policy) {
+            state.standing = Standing::new(
+                &state.rows,
+                &policy,
+                &self.memory,
+                now,
+                &self.host,
+                heartbeat_read,
+            );
+        }
+        let dead = process::dead_pids(state.standing.local_pids());
+        let artifact_started = tokio::time::Instant::now();
+        let (views, root_warnings) = self.artifact_views(config, &state.rows, now).await?;
+        let artifact_seconds =
+            (!self.artifacts.is_empty()).then(|| artifact_started.elapsed().as_secs_f64());
+        let mut obs = Observation {
+            now,
+            jobs: &suspects,
+            all: &suspects,
+            relatives: &[],
+            local_host: &self.host,
+            dead_pids: &dead,
+            artifacts: &views,
+            workers: None,
+        };
+        let by_heartbeat = candidates::pick(&obs, &policy, &self.memory);
+        let mut picked = state.standing.pick(now, by_heartbeat, &dead);
+        picked.extend(
+            views
+                .iter()
+                .flat_map(|v| v.files.keys())
+                .filter(|id| state.index.contains_key(*id))
+                .cloned(),
+        );
+        let full = self.in_full(&state.rows, &picked).await?;
+        // The rows without a heartbeat: among the suspects when the heartbeat is read (a
+        // NULL is one), in the standing otherwise.
+        let (newest_created, oldest_running) = state.standing.unbeaten();
+        let unbeaten = suspects.iter().filter(|j| j.heartbeat_at.at().is_none());
+        let newest_signal = [summary.newest_heartbeat, newest_created]
+            .into_iter()
+            .flatten()
+            .chain(unbeaten.clone().filter_map(|j| j.created_at.at()))
+            .reduce(f64::max);
+        let oldest_running = [summary.oldest_running_heartbeat, oldest_running]
+            .into_iter()
+            .flatten()
+            .chain(
+                unbeaten
+                    .filter(|j| {
+                        config.jobs.statuses.class_of(&j.status) == Some(StatusClass::Running)
+                    })
+                    .filter_map(|j| j.heartbeat_since().ok()),
+            )
+            .reduce(f64::min);
+        obs.jobs = &full;
+        obs.all = &full;
+        let figures = SetFigures {
+            active: usize::try_from(summary.count).unwrap_or(usize::MAX),
+            newest_signal,
+        };
+        let detected = detect::judge_summarised(&obs, &policy, &self.memory, figures);
+        let report = self.report(
+            config,
+            detected,
+            root_warnings,
+            now,
+            &state.counts,
+            oldest_running,
+            artifact_seconds,
+            full.len(),
+        );
+        self.summarised = Some(state);
+        Ok(Some(Report {
+            summarised: true,
+            ..report
+        }))
     }
 
     /// Gives the light rows their `created_at`: the memory's, or, for a row it does not
@@ -374,8 +556,8 @@ impl Scanner {
     /// changed status between the reads, or went, is left to the next scan.
     async fn complete(
         &self,
-        light: &mut Vec<crate::core::job::JobRow>,
-    ) -> Result<HashMap<String, crate::core::job::JobRow>, StoreError> {
+        light: &mut Vec<JobRow>,
+    ) -> Result<HashMap<String, JobRow>, StoreError> {
         let mut unknown: HashSet<String> = HashSet::new();
         for j in light.iter_mut() {
             match self.memory.created(&j.id) {
@@ -388,7 +570,7 @@ impl Scanner {
         if unknown.is_empty() {
             return Ok(HashMap::new());
         }
-        let read: HashMap<String, crate::core::job::JobRow> = self
+        let read: HashMap<String, JobRow> = self
             .in_full(light, &unknown)
             .await?
             .into_iter()
@@ -415,9 +597,9 @@ impl Scanner {
     /// stall), one read of every active row costs less than the reads by id.
     async fn in_full(
         &self,
-        light: &[crate::core::job::JobRow],
+        light: &[JobRow],
         picked: &HashSet<String>,
-    ) -> Result<Vec<crate::core::job::JobRow>, StoreError> {
+    ) -> Result<Vec<JobRow>, StoreError> {
         if picked.is_empty() {
             return Ok(Vec::new());
         }
@@ -431,7 +613,7 @@ impl Scanner {
                 .collect();
             self.store.active_in_full(&ids).await?
         };
-        let mut by_id: HashMap<String, crate::core::job::JobRow> =
+        let mut by_id: HashMap<String, JobRow> =
             rows.into_iter().map(|j| (j.id.clone(), j)).collect();
         Ok(light
             .iter()
@@ -461,16 +643,19 @@ impl Scanner {
         config: &Config,
         snapshot: Snapshot,
     ) -> Result<Report, StoreError> {
-        self.judge_with(config, snapshot, None, Read::Reference)
+        self.judge_with(config, snapshot, None, Read::Reference, None)
             .await
     }
 
+    /// Judges a snapshot. `summary`: the summary of the active set read just before it, kept
+    /// with the light rows for the summary scans that follow.
     async fn judge_with(
         &mut self,
         config: &Config,
         snapshot: Snapshot,
         older_than: Option<OlderThan>,
         read: Read,
+        summary: Option<SetSummary>,
     ) -> Result<Report, StoreError> {
         let mut snapshot = snapshot;
         // The two-tier read's rows whose creation time the memory does not keep yet (new to
@@ -501,7 +686,9 @@ impl Scanner {
         }
         let dead = process::dead_pids(snapshot.jobs.iter().filter_map(|j| j.pid));
         let artifact_started = tokio::time::Instant::now();
-        let (views, root_warnings) = self.artifact_views(config, &snapshot).await?;
+        let (views, root_warnings) = self
+            .artifact_views(config, &snapshot.jobs, snapshot.now)
+            .await?;
         let artifact_seconds =
             (!self.artifacts.is_empty()).then(|| artifact_started.elapsed().as_secs_f64());
         let mut obs = Observation {
@@ -514,19 +701,10 @@ impl Scanner {
             artifacts: &views,
             workers: snapshot.workers.as_ref(),
         };
-        let policy = Policy {
-            rules: &config.rules,
-            statuses: &config.jobs.statuses,
-            older_than,
-            liveness: Liveness {
-                // A job with a worker lives by its worker's heartbeat.
-                heartbeat: config.jobs.heartbeat_at.is_some() || config.jobs.workers.is_some(),
-                progress: config.jobs.progress.is_some(),
-            },
-        };
+        let policy = policy(config, older_than);
         let full;
         let mut read_in_full = snapshot.jobs.len();
-        let mut detected = match read {
+        let detected = match read {
             Read::Reference => detect::detect(&obs, &policy, &mut self.memory),
             Read::TwoTier => {
                 self.memory.observe(&snapshot.jobs, snapshot.now);
@@ -549,6 +727,73 @@ impl Scanner {
                 detect::judge(&obs, &policy, &self.memory)
             }
         };
+        let counts = detect::count_active(&snapshot.jobs, &config.jobs.statuses);
+        let oldest_running = snapshot
+            .jobs
+            .iter()
+            .filter(|j| config.jobs.statuses.class_of(&j.status) == Some(StatusClass::Running))
+            .filter_map(|j| j.heartbeat_since().ok())
+            .reduce(f64::min);
+        let report = self.report(
+            config,
+            detected,
+            root_warnings,
+            snapshot.now,
+            &counts,
+            oldest_running,
+            artifact_seconds,
+            read_in_full,
+        );
+        self.hosts = snapshot
+            .jobs
+            .iter()
+            .filter_map(|j| Some((j.id.clone(), j.host.clone()?)))
+            .collect();
+        self.active = snapshot.jobs.iter().map(|j| j.id.clone()).collect();
+        self.summarised = match (read, summary) {
+            (Read::TwoTier, Some(summary)) => {
+                let standing = Standing::new(
+                    &snapshot.jobs,
+                    &policy,
+                    &self.memory,
+                    snapshot.now,
+                    &self.host,
+                    config.jobs.heartbeat_at.is_some(),
+                );
+                let index = snapshot
+                    .jobs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, j)| (j.id.clone(), i))
+                    .collect();
+                Some(Summarised {
+                    summary,
+                    rows: snapshot.jobs,
+                    index,
+                    standing,
+                    counts,
+                })
+            }
+            _ => None,
+        };
+        Ok(report)
+    }
+
+    /// The report of a scan: the detection's answer with the folders' warnings and the
+    /// store's refusal to write, the counts, and the oldest running row's heartbeat (or
+    /// creation) time.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        config: &Config,
+        mut detected: Detected,
+        root_warnings: Vec<Warning>,
+        now: f64,
+        counts: &detect::ActiveCounts,
+        oldest_running: Option<f64>,
+        artifact_seconds: Option<f64>,
+        read_in_full: usize,
+    ) -> Report {
         detected.warnings.extend(root_warnings);
         if let Some(why) = self.store.refusal() {
             detected.warnings.insert(
@@ -559,31 +804,17 @@ impl Scanner {
                 },
             );
         }
-        let counts = detect::count_active(&snapshot.jobs, &config.jobs.statuses);
         let mut jobs: BTreeMap<StatusClass, u64> = [StatusClass::Pending, StatusClass::Running]
             .into_iter()
             .filter(|c| !config.jobs.statuses.words(*c).is_empty())
             .map(|c| (c, 0))
             .collect();
-        jobs.extend(counts.by_class);
-        let oldest_heartbeat_age = snapshot
-            .jobs
-            .iter()
-            .filter(|j| config.jobs.statuses.class_of(&j.status) == Some(StatusClass::Running))
-            .filter_map(|j| j.heartbeat_since().ok())
-            .map(|since| (snapshot.now - since).max(0.0))
-            .reduce(f64::max);
-        self.hosts = snapshot
-            .jobs
-            .iter()
-            .filter_map(|j| Some((j.id.clone(), j.host.clone()?)))
-            .collect();
-        self.active = snapshot.jobs.into_iter().map(|j| j.id).collect();
-        Ok(Report {
+        jobs.extend(counts.by_class.iter().map(|(c, n)| (*c, *n)));
+        Report {
             artifact_seconds,
-            oldest_heartbeat_age,
+            oldest_heartbeat_age: oldest_running.map(|since| (now - since).max(0.0)),
             environment: config.environment.clone(),
-            checked_at: snapshot.now,
+            checked_at: now,
             jobs,
             findings: detected.findings,
             warnings: detected.warnings,
@@ -591,10 +822,11 @@ impl Scanner {
             suspicion_holds: detected.suspicion_holds,
             newest_signal_age: detected.newest_signal_age,
             late: detected.late,
-            by_status: counts.by_status,
+            by_status: counts.by_status.clone(),
             incidents: Vec::new(),
             read_in_full,
-        })
+            summarised: false,
+        }
     }
 
     /// Records that jobwarden wrote this job outside a scan (a person's action): it leaves its
@@ -632,6 +864,20 @@ impl Scanner {
         );
         report.incidents = self.memory.incident_views(report.checked_at);
         changes
+    }
+}
+
+/// The rules in force for a scan of `config`.
+fn policy(config: &Config, older_than: Option<OlderThan>) -> Policy<'_> {
+    Policy {
+        rules: &config.rules,
+        statuses: &config.jobs.statuses,
+        older_than,
+        liveness: Liveness {
+            // A job with a worker lives by its worker's heartbeat.
+            heartbeat: config.jobs.heartbeat_at.is_some() || config.jobs.workers.is_some(),
+            progress: config.jobs.progress.is_some(),
+        },
     }
 }
 

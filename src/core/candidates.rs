@@ -27,10 +27,15 @@
 //! read itself is index-only where an index holds its columns: `validate --connect`
 //! advises `(status, <heartbeat>)` with the others included.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
 
-use crate::core::detect::{ahead_of_clock, same_host, Family, Judge, Observation, Policy};
+use crate::core::detect::{
+    ahead_of_clock, same_host, Family, Judge, Observation, OlderThan, Policy, FUTURE_TOLERANCE,
+};
+use crate::core::job::JobRow;
 use crate::core::memory::Memory;
+use crate::core::vocabulary::Signal;
 
 /// The ids of the active rows of `obs.all` (the light read) that must be read in full and
 /// judged, by a memory that has recorded them (see the module's comment).
@@ -93,6 +98,198 @@ pub fn pick(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Hash
         }
     }
     out
+}
+
+/// Per active status word, the shortest `after` of the limits that count from the row's
+/// heartbeat (the rules watching that word with `signal = "heartbeat"`, and `--older-than`
+/// when it measures the heartbeat): a row of that word is due when its heartbeat is that old,
+/// less the second [`pick`] allows. Words no such limit watches are absent. Empty when the
+/// heartbeat is not read (`heartbeat_read`: the config names a heartbeat column).
+pub fn heartbeat_limits(policy: &Policy<'_>, heartbeat_read: bool) -> BTreeMap<String, Duration> {
+    let mut out: BTreeMap<String, Duration> = BTreeMap::new();
+    if !heartbeat_read {
+        return out;
+    }
+    let mut add = |word: &str, after: Duration| {
+        let e = out.entry(word.to_string()).or_insert(after);
+        *e = (*e).min(after);
+    };
+    for rule in policy
+        .rules
+        .iter()
+        .filter(|r| r.signal == Signal::Heartbeat)
+    {
+        for word in &rule.statuses {
+            add(word, rule.after);
+        }
+    }
+    if let (Some(o), Signal::Heartbeat) = (policy.older_than, policy.older_than_signal()) {
+        for word in policy.statuses.active() {
+            add(word, o.after);
+        }
+    }
+    out
+}
+
+/// What a scan knows of an active set that has not changed since it was last read row by
+/// row (the same ids, status words, `status_since`, pids and hosts, as the store's summary
+/// of the set shows), so that it can name the candidates without that read: the summary
+/// scan. It is made from that last read, by the rules of [`pick`]:
+/// - a row a rule could find by its heartbeat is the store's to name, by its heartbeat
+///   alone (its read of the rows whose heartbeat is past [`heartbeat_limits`], NULL, not a
+///   number or ahead of the clock), and [`pick`] then judges those rows as read now;
+/// - every other limit (`signal = "created"`, a config without a heartbeat column,
+///   `--older-than` by the time in status) counts from times that cannot change while the
+///   set does not: the row is due at a moment known now, kept here;
+/// - a pid that is not a number, or a creation or status time ahead of the clock, names
+///   the row at every summary scan (once past the clock's tolerance it is judged, which
+///   says nothing new: only naming too few rows would differ from the reference);
+/// - a pid on this host names the row when its process is gone.
+///
+/// Only for configs without progress, workers or a parent column: their candidates depend
+/// on values the summary does not hold (the progress value, the workers' beats, the
+/// relatives' statuses).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    /// `(due at, id)`: when a limit that does not count from the heartbeat makes the row a
+    /// candidate, soonest first.
+    due: Vec<(f64, String)>,
+    /// Rows named by every summary scan.
+    always: Vec<String>,
+    /// Rows with a pid on this host.
+    local: Vec<(String, i64)>,
+    /// Over the rows without a heartbeat, when the heartbeat is not read: the newest
+    /// creation time, and the oldest "heartbeat or else creation" time of a running row.
+    newest_created: Option<f64>,
+    oldest_running: Option<f64>,
+    /// The `--older-than` it was made for.
+    older_than: Option<OlderThan>,
+}
+
+impl Standing {
+    /// The standing of `rows` (the last row-by-row read, their `created_at` from the memory
+    /// filled in) at `now`, under `policy`, by a memory that recorded them.
+    pub fn new(
+        rows: &[JobRow],
+        policy: &Policy<'_>,
+        memory: &Memory,
+        now: f64,
+        local_host: &str,
+        heartbeat_read: bool,
+    ) -> Standing {
+        let older_than = policy
+            .older_than
+            .map(|o| (policy.older_than_signal(), o.after));
+        let mut out = Standing {
+            due: Vec::new(),
+            always: Vec::new(),
+            local: Vec::new(),
+            newest_created: None,
+            oldest_running: None,
+            older_than: policy.older_than,
+        };
+        for job in rows {
+            let Some(class) = policy.statuses.class_of(&job.status) else {
+                continue;
+            };
+            if !class.is_active() {
+                continue;
+            }
+            if !heartbeat_read {
+                if let Some(c) = job.created_at.at() {
+                    out.newest_created = Some(out.newest_created.map_or(c, |n| n.max(c)));
+                }
+                if class == crate::core::vocabulary::StatusClass::Running {
+                    if let Ok(t) = job.heartbeat_since() {
+                        out.oldest_running = Some(out.oldest_running.map_or(t, |o| o.min(t)));
+                    }
+                }
+            }
+            let ahead = [&job.created_at, &job.status_since]
+                .into_iter()
+                .any(|s| s.at().is_some_and(|t| t - now > FUTURE_TOLERANCE));
+            if ahead || job.bad_pid.is_some() {
+                out.always.push(job.id.clone());
+                continue;
+            }
+            if let (Some(pid), Some(host)) = (job.pid, &job.host) {
+                if same_host(host, local_host) {
+                    out.local.push((job.id.clone(), pid));
+                }
+            }
+            let judge = Judge::new(job, now, memory, None);
+            let limits = policy
+                .rules
+                .iter()
+                .filter(|r| r.statuses.contains(&job.status))
+                .map(|r| (r.signal, r.after))
+                .chain(older_than)
+                .filter(|(signal, _)| !(heartbeat_read && *signal == Signal::Heartbeat));
+            let mut due: Option<f64> = None;
+            let mut never_readable = false;
+            for (signal, after) in limits {
+                match judge.since(signal) {
+                    // As `pick` tests it, `now - since >= after - 1`, a little early so that
+                    // rounding never names a row later than `pick` would.
+                    Ok(since) => {
+                        let at =
+                            since.shown.unwrap_or(since.judged) + after.as_secs_f64() - 1.0 - 1e-3;
+                        due = Some(due.map_or(at, |d| d.min(at)));
+                    }
+                    Err(_) => never_readable = true,
+                }
+            }
+            if never_readable {
+                out.always.push(job.id.clone());
+            } else if let Some(at) = due {
+                out.due.push((at, job.id.clone()));
+            }
+        }
+        out.due.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// Whether it was made for this `--older-than`.
+    pub fn fits(&self, policy: &Policy<'_>) -> bool {
+        self.older_than == policy.older_than
+    }
+
+    /// The candidates of a summary scan at `now`: `suspects` (what [`pick`] named among the
+    /// rows the store read by their heartbeat), the rows a time limit makes due by now, the
+    /// rows named always, and those whose process on this host is gone.
+    pub fn pick(
+        &self,
+        now: f64,
+        suspects: HashSet<String>,
+        dead_pids: &BTreeSet<i64>,
+    ) -> HashSet<String> {
+        let mut out = suspects;
+        out.extend(
+            self.due
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|(_, id)| id.clone()),
+        );
+        out.extend(self.always.iter().cloned());
+        out.extend(
+            self.local
+                .iter()
+                .filter(|(_, pid)| dead_pids.contains(pid))
+                .map(|(id, _)| id.clone()),
+        );
+        out
+    }
+
+    /// The pids on this host, to look up.
+    pub fn local_pids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.local.iter().map(|(_, pid)| *pid)
+    }
+
+    /// Over the rows without a heartbeat when the config reads none: the newest creation
+    /// time, and the oldest time a running row is dated by.
+    pub fn unbeaten(&self) -> (Option<f64>, Option<f64>) {
+        (self.newest_created, self.oldest_running)
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +358,99 @@ mod tests {
         let mut ids: Vec<String> = pick(&obs, &policy, &memory).into_iter().collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn a_standing_names_rows_as_their_time_limits_come_due() {
+        let statuses = Statuses {
+            pending: vec!["queued".into()],
+            running: vec!["running".into()],
+            ..Statuses::default()
+        };
+        let rule = |name: &str, signal: Signal, after_min: u64| Rule {
+            name: name.into(),
+            statuses: vec!["running".into()],
+            signal,
+            after: Duration::from_secs(after_min * 60),
+            phases: None,
+            action: Action::Fail,
+            severity: Severity::Critical,
+        };
+        // The heartbeat rule is the database's to test; the time-in-status one is kept here.
+        let rules = [
+            rule("hb", Signal::Heartbeat, 20),
+            rule("long", Signal::Created, 120),
+        ];
+        let policy = Policy {
+            rules: &rules,
+            statuses: &statuses,
+            older_than: None,
+            liveness: Liveness {
+                heartbeat: true,
+                progress: false,
+            },
+        };
+        let mut young = row("young", "running", Some(1.0));
+        young.created_at = Stamp::At(NOW - 100.0 * 60.0);
+        let mut old = row("old", "running", Some(1.0));
+        old.created_at = Stamp::At(NOW - 300.0 * 60.0);
+        let mut local = row("local", "queued", Some(1.0));
+        local.pid = Some(4242);
+        local.host = Some("web-1.internal".into());
+        let mut ahead = row("ahead", "running", Some(1.0));
+        ahead.status_since = Stamp::At(NOW + 600.0);
+        let mut bad = row("bad", "queued", Some(1.0));
+        bad.bad_pid = Some("x".into());
+        let rows = [young, old, local, ahead, bad];
+        let mut memory = Memory::default();
+        memory.observe(&rows, NOW);
+        let standing = Standing::new(&rows, &policy, &memory, NOW, "web-1", true);
+        let names = |at: f64, dead: &[i64]| {
+            let dead: BTreeSet<i64> = dead.iter().copied().collect();
+            let mut v: Vec<String> = standing
+                .pick(at, HashSet::from(["suspect".to_string()]), &dead)
+                .into_iter()
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(NOW, &[]), ["ahead", "bad", "old", "suspect"]);
+        // 20 minutes on, "young" is 120 minutes in its status (less pick's second).
+        assert_eq!(
+            names(NOW + 20.0 * 60.0 - 1.5, &[4242]),
+            ["ahead", "bad", "local", "old", "suspect"]
+        );
+        assert_eq!(
+            names(NOW + 20.0 * 60.0 - 1.0, &[]),
+            ["ahead", "bad", "old", "suspect", "young"]
+        );
+        assert_eq!(standing.local_pids().collect::<Vec<_>>(), [4242]);
+        assert_eq!(standing.unbeaten(), (None, None), "the heartbeat is read");
+        assert!(standing.fits(&policy));
+        let older = Policy {
+            older_than: Some(OlderThan {
+                after: Duration::from_secs(600),
+                force: false,
+            }),
+            ..policy
+        };
+        assert!(!standing.fits(&older));
+        // --older-than by the heartbeat is the database's to test, on every active word.
+        let limits = heartbeat_limits(&older, true);
+        assert_eq!(
+            limits.into_iter().collect::<Vec<_>>(),
+            [
+                ("queued".to_string(), Duration::from_secs(600)),
+                ("running".to_string(), Duration::from_secs(600)),
+            ]
+        );
+        assert_eq!(
+            heartbeat_limits(&policy, true)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("running".to_string(), Duration::from_secs(1200))]
+        );
+        assert!(heartbeat_limits(&policy, false).is_empty());
     }
 
     #[test]

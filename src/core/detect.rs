@@ -350,6 +350,36 @@ pub fn detect(obs: &Observation<'_>, policy: &Policy<'_>, memory: &mut Memory) -
 /// already. A row of `all` that is not in `jobs` must be one [`crate::core::candidates`]
 /// proved to have nothing to say: it counts in the scan-wide figures only.
 pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Detected {
+    judge_with(obs, policy, memory, None)
+}
+
+/// The scan-wide figures of an active set that was not read row by row this scan (the
+/// unchanged set of a summary scan, see [`crate::core::candidates::Standing`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SetFigures {
+    /// How many active rows there are.
+    pub active: usize,
+    /// The newest liveness signal (heartbeat, else creation) of any of them, Unix seconds.
+    pub newest_signal: Option<f64>,
+}
+
+/// [`judge`], with the scan-wide figures given rather than taken from `obs.all`, which then
+/// holds only the rows read in full (a config with no parent column: no families to build).
+pub fn judge_summarised(
+    obs: &Observation<'_>,
+    policy: &Policy<'_>,
+    memory: &Memory,
+    figures: SetFigures,
+) -> Detected {
+    judge_with(obs, policy, memory, Some(figures))
+}
+
+fn judge_with(
+    obs: &Observation<'_>,
+    policy: &Policy<'_>,
+    memory: &Memory,
+    figures: Option<SetFigures>,
+) -> Detected {
     let family = Family::new(obs);
 
     let mut out = Detected::default();
@@ -364,7 +394,11 @@ pub fn judge(obs: &Observation<'_>, policy: &Policy<'_>, memory: &Memory) -> Det
             .class_of(&job.status)
             .is_some_and(|c| c.is_active())
     };
-    for job in obs.all.iter().filter(|j| is_active(j)) {
+    if let Some(f) = figures {
+        judged = f.active;
+        out.newest_signal_age = f.newest_signal.map(|at| obs.now - at);
+    }
+    for job in obs.all.iter().filter(|j| is_active(j) && figures.is_none()) {
         judged += 1;
         let worker_beat = worker_of(job, obs.workers)
             .and_then(|(_, beat)| beat)

@@ -174,6 +174,30 @@ impl Memory {
         self.last_scan = Some(now);
     }
 
+    /// Records a scan whose active set is the last one's, unchanged (a summary scan, which
+    /// reads no rows): what [`Memory::observe`] does with the same rows again. Returns
+    /// whether a job's dating changed (a job the first scan saw without any time is dated
+    /// by the second), which changes what the scan's candidates are.
+    pub fn tick(&mut self, now: f64) -> bool {
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let mut changed = false;
+        for seen in self.jobs.values_mut() {
+            if seen.entered.is_none()
+                && seen.source == Entered::FirstScan
+                && seen.created == Some(Stamp::Missing)
+            {
+                seen.entered = Some(now);
+                seen.source = Entered::Observed;
+                changed = true;
+            }
+            seen.generation = generation;
+        }
+        self.dirty |= changed || self.last_scan.is_none();
+        self.last_scan = Some(now);
+        changed
+    }
+
     /// Takes in one scan's findings into the incidents (see
     /// [`crate::core::incident::Incidents::observe`]); the memory is saved when they changed.
     pub fn incidents(
@@ -358,6 +382,35 @@ mod tests {
         // touch its column for it.
         m.requeued("1", "running", NOW + 1.0);
         assert_eq!(m.entered(&j), Ok((NOW + 1.0, Entered::Requeued)));
+    }
+
+    #[test]
+    fn a_tick_is_an_observe_of_the_same_rows() {
+        let mut undated = JobRow::new("2", "running");
+        undated.created_at = Stamp::Missing;
+        let rows = [job("1", "running", 60.0), undated.clone()];
+        let mut by_observe = Memory::new("t");
+        let mut by_tick = Memory::new("t");
+        for m in [&mut by_observe, &mut by_tick] {
+            m.observe(&rows, NOW);
+        }
+        by_observe.observe(&rows, NOW + 15.0);
+        assert!(!by_tick.tick(NOW + 15.0), "nothing changed for these rows");
+        for r in &rows {
+            assert_eq!(by_tick.entered(r), by_observe.entered(r));
+        }
+        // A memory saved before undated rows were dated at the first scan: the second dates it.
+        let mut old = Memory::new("t");
+        old.observe(&rows, NOW);
+        if let Some(seen) = old.jobs.get_mut("2") {
+            seen.entered = None;
+            seen.source = Entered::FirstScan;
+        }
+        let mut by_observe = old.clone();
+        by_observe.observe(&rows, NOW + 15.0);
+        assert!(old.tick(NOW + 15.0));
+        assert_eq!(old.entered(&undated), by_observe.entered(&undated));
+        assert_eq!(old.entered(&undated), Ok((NOW + 15.0, Entered::Observed)));
     }
 
     #[test]

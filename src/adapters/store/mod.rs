@@ -171,6 +171,19 @@ pub struct Snapshot {
     pub workers: Option<HashMap<String, WorkerBeat>>,
 }
 
+/// One row over the active set (see `Queries::summary`): what tells a summary scan that the
+/// set is the one it read row by row, and the heartbeat's extremes for the scan-wide figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetSummary {
+    pub count: u64,
+    /// A sum of hashes of each row's id, status, `status_since`, pid, host and worker.
+    pub hash: String,
+    /// The newest heartbeat of any active row, Unix seconds.
+    pub newest_heartbeat: Option<f64>,
+    /// The oldest heartbeat of a running row.
+    pub oldest_running_heartbeat: Option<f64>,
+}
+
 /// Whether a snapshot reads the active rows' children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Children {
@@ -792,6 +805,97 @@ impl Store {
     /// Every active row, read in full: the reference read.
     pub async fn active_all_in_full(&self) -> Result<Vec<JobRow>, StoreError> {
         self.active_rows(&self.queries.scan).await
+    }
+
+    /// Whether [`Store::summary`] can stand for the light read of this table and config.
+    pub fn summarises(&self) -> bool {
+        self.queries.summary.is_some()
+    }
+
+    /// The database clock, then the summary of the active set (`Queries::summary`): one row
+    /// read where the light read reads every active row. `None` where no summary stands
+    /// for the light read.
+    pub async fn summary(&self) -> Result<Option<(f64, SetSummary)>, StoreError> {
+        let Some(sql) = &self.queries.summary else {
+            return Ok(None);
+        };
+        let now = self.clock().await?;
+        let reading = self.info.time.readings.heartbeat;
+        // Seconds (or a wall clock) below 1e11, milliseconds above: each read as a row's is.
+        let instant = |lo: Option<f64>, hi: Option<f64>, pick: fn(f64, f64) -> f64| {
+            [lo, hi]
+                .into_iter()
+                .flatten()
+                .filter_map(|raw| Stamp::read(Some(raw), None, reading).at())
+                .reduce(pick)
+        };
+        let rows = self
+            .fetch("summing up the active jobs", sql, |row| {
+                Ok(SetSummary {
+                    count: row.int(0, "count")?.unwrap_or(0).max(0) as u64,
+                    hash: row.text(1, "hash")?.unwrap_or_default(),
+                    newest_heartbeat: instant(
+                        row.float(2, "heartbeat")?,
+                        row.float(3, "heartbeat")?,
+                        f64::max,
+                    ),
+                    oldest_running_heartbeat: instant(
+                        row.float(4, "heartbeat")?,
+                        row.float(5, "heartbeat")?,
+                        f64::min,
+                    ),
+                })
+            })
+            .await?;
+        Ok(rows.into_iter().next().map(|s| (now, s)))
+    }
+
+    /// The light read of the active rows that could be candidates by their heartbeat at
+    /// `now`: a NULL or unreadable heartbeat, one ahead of the clock, or one at or past the
+    /// limit of its status word in `limits` (`core::candidates::heartbeat_limits`). Empty
+    /// without a heartbeat column. The bounds are put into the column's own numbers with
+    /// room to spare (a naive column's zone may change its offset near them); the caller
+    /// judges the rows exactly.
+    pub async fn suspects(
+        &self,
+        limits: &std::collections::BTreeMap<String, Duration>,
+        now: f64,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        if self.queries.jobs.heartbeat_at.is_none() {
+            return Ok(Vec::new());
+        }
+        let reading = self.info.time.readings.heartbeat;
+        // The offsets a wall clock could read with around `utc`: no row whose reading is
+        // at or before `utc` has a number above `utc + max`, none after it one below
+        // `utc + min`.
+        let offsets = |utc: f64| -> (f64, f64) {
+            match reading.native_zone {
+                None => (0.0, 0.0),
+                Some(zone) => (-4..=4)
+                    .map(|k| f64::from(zone.offset_at(utc + f64::from(k) * 6.0 * 3600.0)))
+                    .fold((f64::MAX, f64::MIN), |(lo, hi), o| (lo.min(o), hi.max(o))),
+            }
+        };
+        let mut by_after: std::collections::BTreeMap<Duration, Vec<&str>> = Default::default();
+        for (word, after) in limits {
+            by_after.entry(*after).or_default().push(word);
+        }
+        let due: Vec<(Vec<&str>, f64)> = by_after
+            .into_iter()
+            .map(|(after, words)| {
+                // `pick` names a row when `now - heartbeat >= after - 1`.
+                let bound = now - after.as_secs_f64() + 1.0 + 1e-3;
+                (words, bound + offsets(bound).1)
+            })
+            .collect();
+        let ahead = now + crate::core::detect::FUTURE_TOLERANCE;
+        let sql = self.queries.suspects(&due, ahead + offsets(ahead).0);
+        let readings = self.info.time.readings;
+        let at = &self.queries.light_at;
+        self.fetch("reading the active jobs by heartbeat", &sql, |row| {
+            job_from_row(&decode::Placed { row, at }, &readings)
+        })
+        .await
     }
 
     async fn snapshot_with(&self, scan: &str, children: Children) -> Result<Snapshot, StoreError> {

@@ -34,7 +34,15 @@ pub struct Queries {
     pub(super) scan_columns: Vec<(&'static str, String)>,
     /// `SELECT` of every `[workers]` row: id, heartbeat (number, text), host, pid.
     pub workers: Option<String>,
+    /// The summary scan's first read (see `core::candidates::Standing`): one row over the
+    /// active set, its count, a sum of hashes of each row's id, status, `status_since`, pid,
+    /// host and worker, and the heartbeat's extremes (see [`Queries::summary_sql`]). `None`
+    /// where a summary scan cannot stand for the light read.
+    pub summary: Option<String>,
 }
+
+/// Heartbeat numbers at or above this are milliseconds (as `core::job` reads them).
+const MILLIS: &str = "1e11";
 
 /// How a statement carries its values: as bound parameters, or inline as escaped literals
 /// (for `EXPLAIN`, which not every database prepares with parameters).
@@ -125,6 +133,8 @@ impl Queries {
         let scan = select(&full);
         let (light_exprs, light_at) = Self::light_columns(d, jobs, &full);
         let light = select(&light_exprs);
+        let heartbeat_kind = jobs.heartbeat_at.as_ref().map(kind);
+        let summary = Self::summary_sql(d, jobs, &full, heartbeat_kind).map(|c| select(&c));
         Queries {
             dialect,
             jobs: jobs.clone(),
@@ -137,7 +147,108 @@ impl Queries {
             light_at,
             scan_columns,
             workers: None,
+            summary,
         }
+    }
+
+    /// The summary read's columns, where a summary can stand for the light read: on
+    /// PostgreSQL and MariaDB (SQLite has no hash function), without progress, `[workers]` or
+    /// a parent column (what they add to the candidates is not in the summary), and with a
+    /// heartbeat that is a native time or a number, or none (a text or JSON heartbeat is
+    /// parsed by jobwarden, so neither its extremes nor its bounds are the database's to
+    /// take). The columns: the count; the hash sum as text; the newest and the oldest running
+    /// heartbeat number, each below and above [`MILLIS`] (seconds and milliseconds read
+    /// apart), finite values only.
+    fn summary_sql(
+        d: Dialect,
+        jobs: &Jobs,
+        full: &[String],
+        heartbeat: Option<TimeKind>,
+    ) -> Option<Vec<String>> {
+        let plain_time = matches!(heartbeat, None | Some(TimeKind::Native | TimeKind::Number));
+        if d == Dialect::Sqlite
+            || jobs.progress.is_some()
+            || jobs.workers.is_some()
+            || jobs.parent_id.is_some()
+            || !plain_time
+        {
+            return None;
+        }
+        // Each value with its length first (-1 for NULL), so no two rows' values run into
+        // the same text.
+        let key = [
+            col::ID,
+            col::STATUS,
+            col::STATUS_SINCE_TXT,
+            col::PID,
+            col::HOST,
+            col::WORKER,
+        ]
+        .iter()
+        .map(|c| {
+            let v = &full[*c];
+            format!("COALESCE(CHAR_LENGTH({v}), -1), {v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+        let key = format!("CONCAT_WS(',', {key})");
+        let hash = match d {
+            Dialect::Postgres => {
+                format!("CAST(COALESCE(SUM(hashtextextended({key}, 0)), 0) AS text)")
+            }
+            _ => format!(
+                "CONCAT(COALESCE(SUM(CRC32({key})), 0), ':', COALESCE(SUM(CRC32(CONCAT('#', {key}))), 0))"
+            ),
+        };
+        let h = &full[col::HEARTBEAT_NUM];
+        let running = format!(
+            "{} IN ({})",
+            d.quote(&jobs.status.column),
+            d.literal_list(jobs.statuses.running.iter().map(String::as_str))
+        );
+        let finite = format!("{h} > -1e300 AND {h} < 1e300");
+        let part = |agg: &str, extra: &str, unit: &str| {
+            format!("{agg}(CASE WHEN {extra}{finite} AND {h} {unit} {MILLIS} THEN {h} END)")
+        };
+        let running_and = if jobs.statuses.running.is_empty() {
+            "1 = 0 AND ".to_string()
+        } else {
+            format!("{running} AND ")
+        };
+        Some(vec![
+            "COUNT(*)".into(),
+            hash,
+            part("MAX", "", "<"),
+            part("MAX", "", ">="),
+            part("MIN", &running_and, "<"),
+            part("MIN", &running_and, ">="),
+        ])
+    }
+
+    /// The summary scan's read of the rows that could be candidates by their heartbeat: the
+    /// light read of the active rows whose heartbeat number is NULL or not finite, above
+    /// `ahead` (ahead of the clock), or, per group of status words, at or below its bound.
+    /// The bounds are in the column's own numbers (a naive column's wall clock), widened by
+    /// the caller so that no row that reads as due is left out; milliseconds are compared
+    /// as milliseconds.
+    pub fn suspects(&self, due: &[(Vec<&str>, f64)], ahead: f64) -> String {
+        let d = self.dialect;
+        let h = &self.scan_columns[col::HEARTBEAT_NUM].1;
+        let mut any = vec![
+            format!("{h} IS NULL"),
+            format!("NOT ({h} > -1e300 AND {h} < 1e300)"),
+            format!("({h} > {ahead:.6} AND {h} < {MILLIS})"),
+            format!("{h} > {:.3}", ahead * 1000.0),
+        ];
+        for (words, bound) in due {
+            any.push(format!(
+                "({} IN ({}) AND ({h} <= {bound:.6} OR ({h} >= {MILLIS} AND {h} <= {:.3})))",
+                d.quote(&self.jobs.status.column),
+                d.literal_list(words.iter().copied()),
+                bound * 1000.0
+            ));
+        }
+        format!("{} AND ({})", self.light, any.join(" OR "))
     }
 
     /// The statements, with the read of `[workers]` (whose table's column types are `types`).

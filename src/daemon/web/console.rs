@@ -1330,6 +1330,7 @@ mod tests {
             late: Vec::new(),
             incidents: Vec::new(),
             read_in_full: 3,
+            summarised: false,
         }
     }
 
