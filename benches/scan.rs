@@ -356,13 +356,23 @@ async fn run(s: Settings) {
     let status_indexed = store.info().status_indexed;
     let mut scanner = Scanner::new(store.clone());
     let mut two_tier = Scanner::new(store.clone());
+    let mut light_only = Scanner::new(store.clone());
+    let summary_sql = store.queries().summary.clone();
     let version = bare.version().await;
     let driver = bare.driver();
 
     let mut a = Samples::new(format!("(a) bare scan `SELECT`, {driver} (baseline)"));
     let mut b = Samples::new("(b) `store.snapshot()`: clock + same `SELECT` + decode".into());
     let mut c = Samples::new("(c) reference scan: every active row read in full and judged".into());
-    let mut f = Samples::new("(f) two-tier scan: light read, then the candidates in full".into());
+    let mut f = Samples::new(
+        "(f) the scan as run: a summary scan while the set stays (else the light read), then the candidates in full"
+            .into(),
+    );
+    let mut i_light = Samples::new(
+        "(i) two-tier scan without the summary: light read, then the candidates in full".into(),
+    );
+    let mut j = Samples::new(format!("(j) the summary read alone, {driver}"));
+    let mut summarised = 0;
     let mut g = Samples::new(format!(
         "(g) a generic exporter's two counts (active by status; running and stale), {driver}"
     ));
@@ -429,7 +439,23 @@ async fn run(s: Settings) {
             findings = light.findings.len();
         }
         read_in_full = light.read_in_full;
+        summarised += usize::from(timed && light.summarised);
         drop(light);
+
+        let t = Instant::now();
+        let light = light_only
+            .scan_by(&cfg, None, Read::Light)
+            .await
+            .expect("(i) two-tier scan without the summary");
+        i_light.record(timed, t);
+        assert_eq!(light.findings.len(), findings, "(i) finds what (f) finds");
+        drop(light);
+
+        if let Some(sql) = &summary_sql {
+            let t = Instant::now();
+            bare.fetch_len(sql).await.expect("(j) the summary read");
+            j.record(timed, t);
+        }
 
         let t = Instant::now();
         for sql in &counts_sql {
@@ -514,7 +540,7 @@ async fn run(s: Settings) {
         println!("- {server}");
     }
     println!(
-        "- per iteration, in this order: (a) (b) (c) (f) (g) (h) (d) (e); {} warm-up iterations, then {} timed",
+        "- per iteration, in this order: (a) (b) (c) (f) (i) (j) (g) (h) (d) (e); {} warm-up iterations, then {} timed",
         s.warmup, s.iters
     );
     println!(
@@ -526,6 +552,13 @@ async fn run(s: Settings) {
         },
         s.active
     );
+    println!(
+        "- (f) was a summary scan in {summarised} of {} timed iterations",
+        s.iters
+    );
+    if let Some(sql) = &summary_sql {
+        println!("- (j): `{sql}`");
+    }
     println!("- (g): `{}`", counts_sql.join("`; `"));
     println!("- (h): `{light_sql}`; plan: `{}`", light_plan.trim());
     println!(
@@ -549,7 +582,7 @@ async fn run(s: Settings) {
         }
     };
     let counts_median = median(&g.ms);
-    for v in [&a, &b, &c, &d, &e, &f, &g, &h] {
+    for v in [&a, &b, &c, &d, &e, &f, &i_light, &j, &g, &h] {
         if v.ms.is_empty() {
             continue;
         }

@@ -76,8 +76,13 @@ pub struct Report {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
     /// Every active row lightly, then in full only the rows that could have something to
-    /// say (`core::candidates`): what a scan does unless the config watches progress.
+    /// say (`core::candidates`): what a scan does unless the config watches progress. While
+    /// the active set stays the one last read, a summary of it stands for the light read
+    /// where the database and config allow one (see [`Scanner::scan_by`]).
     TwoTier,
+    /// The two-tier read without the summary: every active row lightly at every scan (the
+    /// benchmarks compare the two).
+    Light,
     /// Every active row in full, every one judged: the reference the two-tier read is
     /// proven against, what `validate --connect` reads, and what a scan does when the
     /// config watches progress.
@@ -398,7 +403,7 @@ impl Scanner {
         // Read before the rows, so that a change after it shows in the next summary.
         let summary = match read {
             Read::TwoTier => self.summary().await?,
-            Read::Reference => None,
+            Read::Light | Read::Reference => None,
         };
         if let Some((now, summary)) = &summary {
             if let Some(report) = self
@@ -410,7 +415,7 @@ impl Scanner {
         }
         let children = self.children_due(config);
         let snapshot = match read {
-            Read::TwoTier => self.store.light_snapshot(children).await?,
+            Read::TwoTier | Read::Light => self.store.light_snapshot(children).await?,
             Read::Reference => self.store.snapshot(children).await?,
         };
         self.snapshot_at = Some((snapshot.now, read_at));
@@ -661,7 +666,7 @@ impl Scanner {
         // The two-tier read's rows whose creation time the memory does not keep yet (new to
         // it) are read in full first; the others take theirs from the memory.
         let mut read_early = match read {
-            Read::TwoTier => self.complete(&mut snapshot.jobs).await?,
+            Read::TwoTier | Read::Light => self.complete(&mut snapshot.jobs).await?,
             Read::Reference => HashMap::new(),
         };
         let mut relatives = std::mem::take(&mut snapshot.relatives);
@@ -706,7 +711,7 @@ impl Scanner {
         let mut read_in_full = snapshot.jobs.len();
         let detected = match read {
             Read::Reference => detect::detect(&obs, &policy, &mut self.memory),
-            Read::TwoTier => {
+            Read::TwoTier | Read::Light => {
                 self.memory.observe(&snapshot.jobs, snapshot.now);
                 let picked = crate::core::candidates::pick(&obs, &policy, &self.memory);
                 let rest: HashSet<String> = picked
