@@ -889,12 +889,7 @@ per_backend!(two_tier_read_agrees_on_every_signal, two_tier_signals);
 /// read in full.
 async fn two_tier_workers(backend: Backend) {
     let db = TestDb::new(backend).await;
-    db.exec(&format!(
-        "CREATE TABLE jw_workers (id {big} PRIMARY KEY, last_heartbeat {ts})",
-        big = db.ty("bigint"),
-        ts = db.ty("ts"),
-    ))
-    .await;
+    db.workers_table("").await;
     db.exec(&format!(
         "CREATE TABLE jobs (id {big} PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts}, \
          worker_id {big})",

@@ -3,7 +3,8 @@
 //! went silent or whose worker row is gone is found (and failed by `recover`), jobs of a live
 //! worker are left alone across scans even with an old heartbeat of their own, the finding
 //! carries its worker, and `validate --connect` names the `[workers]` key a missing table or
-//! column comes from.
+//! column comes from. `[jobs] worker` alone (no `[workers]`) is the finding's owner, with the
+//! row's `host` and `pid`, and judges nothing.
 
 mod common;
 
@@ -12,16 +13,10 @@ use std::path::PathBuf;
 use common::{jobwarden, jobwarden_json, Backend, TestConfig, TestDb};
 
 async fn tables(db: &TestDb) {
-    db.exec(&format!(
-        "CREATE TABLE jw_workers (id {big} PRIMARY KEY, last_heartbeat {ts}, host {t})",
-        big = db.ty("bigint"),
-        ts = db.ty("ts"),
-        t = db.ty("text"),
-    ))
-    .await;
+    db.workers_table(&format!(", host {}", db.ty("text"))).await;
     db.exec(&format!(
         "CREATE TABLE jobs (id {t} PRIMARY KEY, status {t} NOT NULL, created_at {ts}, \
-         updated_at {ts}, error {long}, worker_id {big})",
+         updated_at {ts}, error {long}, worker_id {big}, host {t}, pid {big})",
         t = db.ty("text"),
         ts = db.ty("ts"),
         long = db.ty("longtext"),
@@ -201,4 +196,72 @@ async fn workers_misconfigured(backend: Backend) {
 per_backend!(
     a_missing_workers_table_or_column_names_its_key,
     workers_misconfigured
+);
+
+async fn the_worker_column_alone(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    tables(&db).await;
+    db.exec("UPDATE jobs SET host = 'web-9', pid = 4242 WHERE id = 'alive-old-beat'")
+        .await;
+    let path = TestConfig::new(db.jobwarden_url())
+        .jobs("worker = \"worker_id\"\nhost = \"host\"\npid = \"pid\"")
+        .heartbeat_rule("hb", "30m", "action = \"fail\"")
+        .state(&db.dir().join("state-alone"))
+        .write(db.dir().join("alone.toml"));
+    let (code, report) = jobwarden_json(db.jobwarden_url(), &path, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    // Each job by its own heartbeat: a worker column alone says who held it, not whether it
+    // lives.
+    assert_eq!(
+        common::findings(&report),
+        common::expect(&[
+            ("alive-no-beat", "stalled", "hb"),
+            ("alive-old-beat", "stalled", "hb"),
+            ("gone-old", "stalled", "hb"),
+            ("silent", "stalled", "hb"),
+        ]),
+        "{report}"
+    );
+    let findings = report["findings"].as_array().unwrap();
+    let by = |id: &str| findings.iter().find(|f| f["job_id"] == id).unwrap();
+    let held = by("alive-old-beat");
+    assert_eq!(held["worker"], serde_json::json!({"id": "1"}), "{held}");
+    assert_eq!(
+        (&held["host"], &held["pid"]),
+        (&serde_json::json!("web-9"), &serde_json::json!(4242))
+    );
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no heartbeat for 50m"),
+        "{held}"
+    );
+    assert_eq!(by("gone-old")["worker"], serde_json::json!({"id": "3"}));
+    assert!(by("silent").get("host").is_none(), "NULL: left out");
+    // Nor does it make an incident of one worker's jobs.
+    let incidents = report["incidents"].as_array().cloned().unwrap_or_default();
+    assert!(
+        incidents
+            .iter()
+            .all(|i| !i["cause"].to_string().contains("worker")),
+        "{report}"
+    );
+    // The table for people names the owners after the findings.
+    let out = jobwarden(
+        db.jobwarden_url(),
+        &["check", "--config", path.to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\nOWNERS\n")
+            && text
+                .contains("alive-old-beat stalled (hb): worker 1; the row's host web-9, pid 4242"),
+        "{text}"
+    );
+}
+
+per_backend!(
+    the_worker_column_alone_is_the_findings_owner,
+    the_worker_column_alone
 );

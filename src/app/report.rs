@@ -94,6 +94,26 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
             )?;
         }
     }
+    let owners: Vec<_> = report
+        .findings
+        .iter()
+        .filter_map(|f| {
+            crate::core::detect::owner_words(f.worker.as_ref(), f.host.as_deref(), f.pid)
+                .map(|o| (f, o))
+        })
+        .collect();
+    if !owners.is_empty() {
+        writeln!(out, "\nOWNERS")?;
+        for (f, owner) in owners {
+            writeln!(
+                out,
+                "{} {} ({}): {owner}",
+                f.job_id,
+                f.kind.as_str(),
+                f.rule
+            )?;
+        }
+    }
     if !report.late.is_empty() {
         writeln!(out, "\n{}", late_line(&report.late))?;
     }

@@ -11,7 +11,7 @@ use crate::adapters::store::{create_index, Relation, Store, StoreError, ViewInfo
 use crate::app::scan::Scanner;
 use crate::config::{Action, Config, StatusClass};
 use crate::core::detect::zone_advice;
-use crate::core::job::Guard;
+use crate::core::job::{Guard, WorkerSeen};
 use crate::core::plan::Write;
 use crate::core::sql::Dialect;
 
@@ -217,7 +217,14 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
                 action,
                 status_before: before.clone(),
                 status_after: target.clone(),
-                guard: Guard::default(),
+                // With `[workers]`, the write's look-up of the job's worker is planned too.
+                guard: Guard {
+                    worker_row: jobs.workers.as_ref().map(|_| WorkerSeen::Beat {
+                        id: store.placeholder_id().to_string(),
+                        heartbeat: None,
+                    }),
+                    ..Guard::default()
+                },
                 reason: "jobwarden validate".into(),
                 rule: config
                     .rules

@@ -180,7 +180,7 @@ pub(super) fn resolve(
     let database = resolve_database(ctx, &raw.database)?;
     let mut jobs = resolve_jobs(ctx, &raw.jobs)?;
     jobs.writes = super::writes::resolve_writes(ctx, raw.writes.as_ref(), &jobs)?;
-    jobs.workers = resolve_workers(ctx, raw.workers.as_ref(), &raw.jobs, jobs.worker.is_some())?;
+    jobs.workers = resolve_workers(ctx, raw.workers.as_ref(), jobs.worker.is_some())?;
     let rules = raw
         .rules
         .iter()
@@ -855,24 +855,14 @@ pub(super) fn resolve_jobs(ctx: &Ctx<'_>, raw: &RawJobs) -> Result<Jobs, Located
     })
 }
 
-/// `[workers]`, which goes with `[jobs] worker`: each names the other's half of the join.
+/// `[workers]`, which needs `[jobs] worker`, the job's half of the join. `worker` alone is
+/// the row's owner, shown in its findings (a lock's holder, say) and judged by nothing.
 pub(super) fn resolve_workers(
     ctx: &Ctx<'_>,
     raw: Option<&RawWorkers>,
-    jobs: &RawJobs,
     has_worker: bool,
 ) -> Result<Option<Workers>, Located> {
     let Some(raw) = raw else {
-        if let Some(w) = &jobs.worker {
-            return Err(ctx.at(
-                w,
-                "jobs.worker",
-                "`worker` names the job's worker, but there is no `[workers]` table saying where \
-                 the workers beat: add `[workers]` with `table`, `id` and `heartbeat_at`, or \
-                 remove `worker`"
-                    .into(),
-            ));
-        }
         return Ok(None);
     };
     if !has_worker {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::job::{Guard, JobRow, Relative, Stamp, WorkerBeat};
+use crate::core::job::{Guard, JobRow, Relative, Stamp, WorkerBeat, WorkerSeen};
 use crate::core::memory::{Entered, Memory};
 use crate::core::pattern::ArtifactFile;
 use crate::core::vocabulary::{Action, Rule, Severity, Signal, StatusClass, Statuses};
@@ -135,10 +135,17 @@ pub struct Finding {
     /// The incident it belongs to (see `core::incident`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
-    /// The job's worker (`[jobs] worker` with `[workers]`), so the operator can use the
-    /// queue library's own tools on it; omitted when the row names none.
+    /// The job's worker (`[jobs] worker`, with what `[workers]` shows of it when that is
+    /// configured), so the operator can use the queue library's own tools on it; omitted when
+    /// the row names none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<Owner>,
+    /// The row's `host` column (`[jobs] host`), omitted when not configured or NULL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The row's `pid` column (`[jobs] pid`) when it is a number, omitted otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
     /// The row as read, for the guarded write.
     #[serde(skip)]
     pub guard: Guard,
@@ -161,23 +168,69 @@ impl Finding {
     }
 }
 
-/// The worker a job's row names, as `[workers]` shows it this scan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The worker a job's row names (`[jobs] worker`), as `[workers]` shows it this scan when
+/// that is configured. Without `[workers]` it is the id alone: `gone`, `heartbeat_at`, `host`
+/// and `pid` are left out, and nothing is judged by it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Owner {
     /// The value of the job's `worker` column.
     pub id: String,
-    /// The workers table has no row with this id.
-    pub gone: bool,
+    /// With `[workers]`: whether the workers table has no row with this id. `None` (left
+    /// out of the JSON) without `[workers]`: its liveness is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone: Option<bool>,
     /// The worker's last beat, when its row has a readable one.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_opt_epoch"
+        serialize_with = "serialize_opt_epoch",
+        skip_deserializing
     )]
     pub heartbeat_at: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i64>,
+}
+
+impl Owner {
+    /// "worker 17 on w-2, pid 42, last beat 2026-12-03T14:02:00Z", "worker 17 (its row is
+    /// gone)" or, without `[workers]`, "worker 17": who held the job, for the queue
+    /// library's own tools.
+    pub fn words(&self) -> String {
+        if self.gone == Some(true) {
+            return format!("worker {} (its row is gone)", self.id);
+        }
+        let mut out = format!("worker {}", self.id);
+        if let Some(host) = &self.host {
+            out.push_str(&format!(" on {host}"));
+        }
+        if let Some(pid) = self.pid {
+            out.push_str(&format!(", pid {pid}"));
+        }
+        if let Some(at) = self.heartbeat_at {
+            out.push_str(&format!(", last beat {}", crate::core::job::rfc3339(at)));
+        }
+        out
+    }
+}
+
+/// Who held a job, in words, from a finding's `worker`, `host` and `pid`: "worker 17 on w-2,
+/// pid 42; the row's host web-1, pid 4242". `None` when the finding names none of them.
+pub fn owner_words(worker: Option<&Owner>, host: Option<&str>, pid: Option<i64>) -> Option<String> {
+    let mut parts: Vec<String> = worker.map(Owner::words).into_iter().collect();
+    let place = match (host, pid) {
+        (Some(h), Some(p)) => Some(format!("host {h}, pid {p}")),
+        (Some(h), None) => Some(format!("host {h}")),
+        (None, Some(p)) => Some(format!("pid {p}")),
+        (None, None) => None,
+    };
+    if let Some(place) = place {
+        parts.push(match worker {
+            Some(_) => format!("the row's {place}"),
+            None => place,
+        });
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn serialize_opt_epoch<S: serde::Serializer>(epoch: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
@@ -786,16 +839,37 @@ pub(crate) struct Judge<'a> {
     worker: Option<(&'a str, Option<&'a WorkerBeat>)>,
 }
 
-/// The job's worker as a finding shows it.
-fn owner(worker: Option<(&str, Option<&WorkerBeat>)>) -> Option<Owner> {
-    let (id, beat) = worker?;
+/// The job's worker as a finding shows it: what `[workers]` shows of it (`worker`, from
+/// [`worker_of`]), else the job's `worker` column alone.
+fn owner(job: &JobRow, worker: Option<(&str, Option<&WorkerBeat>)>) -> Option<Owner> {
+    let Some((id, beat)) = worker else {
+        return job.worker.as_ref().map(|id| Owner {
+            id: id.clone(),
+            ..Owner::default()
+        });
+    };
     Some(Owner {
         id: id.to_string(),
-        gone: beat.is_none(),
+        gone: Some(beat.is_none()),
         heartbeat_at: beat.and_then(|b| b.heartbeat_at.at()),
         host: beat.and_then(|b| b.host.clone()),
         pid: beat.and_then(|b| b.pid.as_deref()?.trim().parse().ok()),
     })
+}
+
+/// What the guarded write of a finding on `job` compares: the row as read, and its worker's
+/// row as the judgement saw it (`worker`, from [`worker_of`]).
+fn guard_of(job: &JobRow, worker: Option<(&str, Option<&WorkerBeat>)>) -> Guard {
+    Guard {
+        worker_row: worker.map(|(id, beat)| match beat {
+            None => WorkerSeen::Gone { id: id.into() },
+            Some(b) => WorkerSeen::Beat {
+                id: id.into(),
+                heartbeat: b.heartbeat_text.clone(),
+            },
+        }),
+        ..job.guard.clone()
+    }
 }
 
 /// The worker a job names, and its row in `[workers]` (`None`: gone); `None` when the
@@ -1074,8 +1148,10 @@ impl<'a> Judge<'a> {
             artifacts: Vec::new(),
             evidence: None,
             incident: None,
-            worker: owner(self.worker),
-            guard: self.job.guard.clone(),
+            worker: owner(self.job, self.worker),
+            host: self.job.host.clone(),
+            pid: self.job.pid,
+            guard: guard_of(self.job, self.worker),
             progress: self.job.progress.clone(),
             held: None,
         }
@@ -1123,8 +1199,12 @@ fn artifact_findings(
                 artifacts: Vec::new(),
                 evidence: None,
                 incident: None,
-                worker: job.and_then(|j| owner(worker_of(j, obs.workers))),
-                guard: job.map(|j| j.guard.clone()).unwrap_or_default(),
+                worker: job.and_then(|j| owner(j, worker_of(j, obs.workers))),
+                host: job.and_then(|j| j.host.clone()),
+                pid: job.and_then(|j| j.pid),
+                guard: job
+                    .map(|j| guard_of(j, worker_of(j, obs.workers)))
+                    .unwrap_or_default(),
                 progress: job.and_then(|j| j.progress.clone()),
                 held: None,
             }
@@ -2052,6 +2132,7 @@ mod tests {
     fn beat(minutes_ago: Option<f64>) -> WorkerBeat {
         WorkerBeat {
             heartbeat_at: minutes_ago.map_or(Stamp::Missing, |m| Stamp::At(NOW - m * MIN)),
+            heartbeat_text: minutes_ago.map(|m| format!("{m} minutes ago")),
             host: Some("worker-host".into()),
             pid: Some("4242".into()),
         }
@@ -2147,6 +2228,64 @@ mod tests {
             serde_json::json!({"id": "19", "gone": true})
         );
         assert!(json("6").get("worker").is_none());
+        // The guarded write compares the worker's row as the judgement saw it.
+        assert_eq!(
+            by("1").guard.worker_row,
+            Some(WorkerSeen::Beat {
+                id: "17".into(),
+                heartbeat: Some("45 minutes ago".into())
+            })
+        );
+        assert_eq!(
+            by("3").guard.worker_row,
+            Some(WorkerSeen::Gone { id: "19".into() })
+        );
+        assert_eq!(
+            by("8").guard.worker_row,
+            Some(WorkerSeen::Beat {
+                id: "22".into(),
+                heartbeat: None
+            })
+        );
+        assert_eq!(by("6").guard.worker_row, None);
+    }
+
+    #[test]
+    fn the_owner_columns_alone_are_shown_and_judge_nothing() {
+        // `[jobs] worker`, `host` and `pid` without `[workers]`: the row's owner, as read.
+        let mut owned = job("1", Some(40.0));
+        owned.worker = Some("worker-7:abc".into());
+        (owned.host, owned.pid) = (Some("web-2".into()), Some(4242));
+        let mut alive = job("2", Some(1.0));
+        alive.worker = Some("worker-7:abc".into());
+        let got = check(
+            scenario(vec![owned, alive], vec![rule("hb", Signal::Heartbeat, 30)]),
+            &[("1", Kind::Stalled, "hb")],
+        );
+        let f = &got.findings[0];
+        assert_eq!(
+            f.message, "no heartbeat for 40m (limit 30m)",
+            "its own signals"
+        );
+        assert_eq!(f.guard.worker_row, None, "no worker row to guard by");
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(json["worker"], serde_json::json!({"id": "worker-7:abc"}));
+        assert_eq!(
+            (&json["host"], &json["pid"]),
+            (&serde_json::json!("web-2"), &serde_json::json!(4242))
+        );
+        assert_eq!(
+            owner_words(f.worker.as_ref(), f.host.as_deref(), f.pid).as_deref(),
+            Some("worker worker-7:abc; the row's host web-2, pid 4242")
+        );
+        assert_eq!(
+            owner_words(None, Some("web-2"), None).as_deref(),
+            Some("host web-2")
+        );
+        assert_eq!(owner_words(None, None, None), None);
+        // What a receiver reads back from the JSON is what was sent, but the beat's time.
+        let back: Owner = serde_json::from_value(json["worker"].clone()).unwrap();
+        assert_eq!(&back, f.worker.as_ref().unwrap());
     }
 
     #[test]

@@ -313,7 +313,9 @@ impl Incidents {
             .iter()
             .filter(|f| matches!(f.kind, Kind::Stalled | Kind::Overdue) && free(f))
         {
-            if let Some(w) = &f.worker {
+            // Only a worker whose liveness `[workers]` shows: a worker column alone says who
+            // held the jobs, not that it died.
+            if let Some(w) = f.worker.as_ref().filter(|w| w.gone.is_some()) {
                 by_worker.entry(&w.id).or_default().push(f);
             }
         }
@@ -578,6 +580,8 @@ mod tests {
             evidence: None,
             incident: None,
             worker: None,
+            host: None,
+            pid: None,
             guard: Guard::default(),
             progress: None,
             held: None,
@@ -824,10 +828,9 @@ mod tests {
             let mut f = finding(job, Kind::Stalled, since);
             f.worker = Some(crate::core::detect::Owner {
                 id: worker.into(),
-                gone: false,
+                gone: Some(false),
                 heartbeat_at: Some(since),
-                host: None,
-                pid: None,
+                ..Default::default()
             });
             f
         };
@@ -852,6 +855,21 @@ mod tests {
         );
         let ids: Vec<Option<&str>> = findings.iter().map(|f| f.incident.as_deref()).collect();
         assert_eq!(ids, [Some("inc-1"), Some("inc-1"), None, None]);
+
+        // A worker column alone (no `[workers]`) says who held the jobs, not that it died.
+        let mut inc = Incidents::default();
+        let mut findings = vec![
+            owned("1", "17", NOW - 3000.0),
+            owned("2", "17", NOW - 2000.0),
+        ];
+        for f in &mut findings {
+            f.worker = Some(crate::core::detect::Owner {
+                id: "17".into(),
+                ..Default::default()
+            });
+        }
+        world.observe(&mut inc, &mut findings, NOW);
+        assert!(inc.list.is_empty(), "{:?}", inc.list);
     }
 
     #[test]

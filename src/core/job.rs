@@ -50,6 +50,8 @@ pub struct JobRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerBeat {
     pub heartbeat_at: Stamp,
+    /// The heartbeat in the text form the database gives, for the guarded write.
+    pub heartbeat_text: Option<String>,
     pub host: Option<String>,
     pub pid: Option<String>,
 }
@@ -61,6 +63,24 @@ pub struct Guard {
     pub progress: Option<String>,
     /// The `attempts` counter, when configured.
     pub attempts: Option<String>,
+    /// The job's `worker` column, when configured: the job was not handed to another worker.
+    pub worker: Option<String>,
+    /// The job's worker in `[workers]` as the judgement saw it, when configured and the row
+    /// names one: a worker that beat again (or came back) since is alive, its job untouched.
+    pub worker_row: Option<WorkerSeen>,
+}
+
+/// A job's worker row in `[workers]` as read, for the guarded write: the worker's id (the
+/// text of the job's `worker` column) and what its row showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerSeen {
+    /// The workers table had no row with this id.
+    Gone { id: String },
+    /// Its row, with its heartbeat's text (`None`: NULL, the worker has not beaten yet).
+    Beat {
+        id: String,
+        heartbeat: Option<String>,
+    },
 }
 
 /// A parent or child of an active row, for the parent/child rules.

@@ -345,10 +345,12 @@ mod tests {
             evidence: None,
             incident: None,
             worker: None,
+            host: None,
+            pid: None,
             guard: Guard {
                 heartbeat: Some("hb".into()),
                 progress: None,
-                attempts: None,
+                ..Guard::default()
             },
             progress: None,
             held: None,

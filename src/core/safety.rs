@@ -236,6 +236,8 @@ pub fn gate(planned: Vec<Planned>, findings: &[Finding], ctx: &Context<'_>) -> G
             evidence: None,
             incident: None,
             worker: None,
+            host: None,
+            pid: None,
             guard: Guard::default(),
             progress: None,
             held: None,
@@ -366,10 +368,12 @@ mod tests {
             evidence: None,
             incident: None,
             worker: None,
+            host: None,
+            pid: None,
             guard: Guard {
                 heartbeat: Some(format!("hb{job}")),
                 progress: None,
-                attempts: None,
+                ..Guard::default()
             },
             progress: None,
             held: None,

@@ -114,7 +114,8 @@ pub struct Jobs {
     pub phase: Option<Field>,
     pub pid: Option<Field>,
     pub host: Option<Field>,
-    /// The job's worker (`worker`): an id of `[workers]`, whose heartbeat is the job's.
+    /// The job's worker (`worker`): shown in its findings as its owner (a lock's holder,
+    /// say); with `[workers]`, an id of it, whose heartbeat is the job's.
     pub worker: Option<Field>,
     /// `[workers]`: the registry of worker processes, with `worker`.
     pub workers: Option<Workers>,

@@ -116,6 +116,17 @@ impl TestDb {
         .await;
     }
 
+    /// The workers table of `[workers]` tests, `jw_workers`: a bigint `id`, a native
+    /// `last_heartbeat` and `extra` more columns (`", host TEXT"`).
+    pub async fn workers_table(&self, extra: &str) {
+        self.exec(&format!(
+            "CREATE TABLE jw_workers (id {} PRIMARY KEY, last_heartbeat {}{extra})",
+            self.ty("bigint"),
+            self.ty("ts"),
+        ))
+        .await;
+    }
+
     /// A `running` row of [`TestDb::small_jobs_table`], created `created` minutes ago, its
     /// last heartbeat `beat` minutes ago. The id is written as a literal, so a text id may
     /// hold anything but a quote.

@@ -532,6 +532,8 @@ mod tests {
             evidence: None,
             incident: None,
             worker: None,
+            host: None,
+            pid: None,
             guard: Guard::default(),
             progress: None,
             held: None,

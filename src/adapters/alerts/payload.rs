@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -256,22 +257,17 @@ fn slack_details(entry: &Entry) -> String {
     )
 }
 
-/// The finding's worker (`"worker"` of its JSON) in words: "worker 17 on w-2, pid 42", or
-/// "worker 17 (its row is gone)".
+/// Who held the finding's job, in words, from its JSON's `worker`, `host` and `pid`: "worker
+/// 17 on w-2, pid 42", "worker 17 (its row is gone)", "host web-1, pid 4242".
 fn owner(finding: &Value) -> Option<String> {
-    let w = finding.get("worker")?;
-    let id = w["id"].as_str()?;
-    if w["gone"].as_bool() == Some(true) {
-        return Some(format!("worker {id} (its row is gone)"));
-    }
-    let mut out = format!("worker {id}");
-    if let Some(host) = w["host"].as_str() {
-        out.push_str(&format!(" on {host}"));
-    }
-    if let Some(pid) = w["pid"].as_i64() {
-        out.push_str(&format!(", pid {pid}"));
-    }
-    Some(out)
+    let worker = finding
+        .get("worker")
+        .and_then(|w| crate::core::detect::Owner::deserialize(w).ok());
+    crate::core::detect::owner_words(
+        worker.as_ref(),
+        finding["host"].as_str(),
+        finding["pid"].as_i64(),
+    )
 }
 
 /// The Alertmanager API v2 body: every alert in the set, firing ones with `endsAt` a few
@@ -428,6 +424,23 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(t.contains("Owner: worker 9 (its row is gone)."), "{t}");
+        // A worker column alone (no `[workers]`), and the row's own host and pid.
+        e.finding["worker"] = json!({"id": "worker-3"});
+        (e.finding["host"], e.finding["pid"]) = (json!("web-1"), json!(4242));
+        let t = slack(&e, State::Firing, false, &ctx())["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            t.contains("Owner: worker worker-3; the row's host web-1, pid 4242."),
+            "{t}"
+        );
+        let am = alertmanager(&[&e], 1_767_225_600.0, Duration::from_secs(60), &ctx());
+        let d = am[0]["annotations"]["description"].as_str().unwrap();
+        assert!(
+            d.contains("; owner: worker worker-3; the row's host web-1, pid 4242"),
+            "{d}"
+        );
         // No worker, no owner.
         let t = slack(&entry(false), State::Firing, false, &ctx())["text"]
             .as_str()

@@ -93,6 +93,7 @@ pub(super) fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRo
     let heartbeat_text = text(col::HEARTBEAT_TXT, "heartbeat")?;
     let progress = text(col::PROGRESS, "progress")?;
     let pid = text(col::PID, "pid")?;
+    let worker = text(col::WORKER, "worker")?;
     Ok(JobRow {
         id: text(col::ID, "id")?.unwrap_or_default(),
         status: text(col::STATUS, "status")?.unwrap_or_default(),
@@ -116,11 +117,14 @@ pub(super) fn job_from_row(row: &dyn Cells, readings: &Readings) -> Result<JobRo
         pid: pid.as_deref().and_then(|p| p.trim().parse().ok()),
         bad_pid: pid.filter(|p| p.trim().parse::<i64>().is_err()),
         host: text(col::HOST, "host")?,
-        worker: text(col::WORKER, "worker")?,
+        worker: worker.clone(),
         guard: Guard {
             heartbeat: heartbeat_text,
             progress: progress.clone(),
             attempts: text(col::ATTEMPTS, "attempts")?,
+            worker,
+            // Set by the judgement, which reads `[workers]` with the rows.
+            worker_row: None,
         },
         progress,
     })

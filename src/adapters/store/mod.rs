@@ -940,12 +940,14 @@ impl Store {
         let rows = self
             .fetch("reading the workers", sql, |row| {
                 let id = row.text(0, "worker id")?;
+                let heartbeat_text = row.text(2, "worker heartbeat")?;
                 let beat = WorkerBeat {
                     heartbeat_at: Stamp::read(
                         row.float(1, "worker heartbeat")?,
-                        row.text(2, "worker heartbeat")?.as_deref(),
+                        heartbeat_text.as_deref(),
                         reading,
                     ),
+                    heartbeat_text,
                     host: row.text(3, "worker host")?,
                     pid: row.text(4, "worker pid")?,
                 };
@@ -1551,7 +1553,7 @@ mod tests {
             guard: Guard {
                 heartbeat: Some("2026-01-01 00:00:00".into()),
                 progress: None,
-                attempts: None,
+                ..Guard::default()
             },
             reason: "jobwarden: hb: no heartbeat".into(),
             rule: "hb".into(),
@@ -1642,6 +1644,89 @@ mod tests {
         assert!(sql.contains("CAST(`updated_at` AS CHAR) <=> ?"), "{sql}");
         let (sql, _) = Queries::new(Dialect::Sqlite, &jobs(), &HashMap::new()).write(&write(), 0.0);
         assert!(sql.contains("CAST(\"updated_at\" AS TEXT) IS ?"), "{sql}");
+    }
+
+    #[test]
+    fn guarded_write_requires_the_worker_as_read() {
+        let mut j = jobs();
+        j.worker = Some(parse_field("worker_id").unwrap());
+        let with_workers = |mut j: Jobs| {
+            j.workers = Some(crate::core::vocabulary::Workers {
+                table: parse_table("jw.workers").unwrap(),
+                id: parse_field("id").unwrap(),
+                heartbeat_at: parse_field("last_heartbeat").unwrap(),
+                host: None,
+                pid: None,
+            });
+            j
+        };
+        let beat = |heartbeat: Option<&str>| crate::core::job::WorkerSeen::Beat {
+            id: "17".into(),
+            heartbeat: heartbeat.map(str::to_string),
+        };
+        let mut w = write();
+        w.guard.worker = Some("17".into());
+        w.guard.worker_row = Some(beat(Some("2026-01-01 00:00:00+00")));
+        // The worker column alone: the job was not handed to another worker.
+        let (sql, params) = Queries::new(Dialect::Postgres, &j, &types()).write(&w, 0.0);
+        assert!(
+            sql.ends_with(" AND (\"worker_id\")::text IS NOT DISTINCT FROM $4"),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 4);
+        // With [workers]: its row still beats as read, one statement, every value bound.
+        let q = Queries::new(Dialect::Postgres, &with_workers(j.clone()), &types());
+        let (sql, params) = q.write(&w, 0.0);
+        assert!(
+            sql.ends_with(
+                " AND (\"worker_id\")::text IS NOT DISTINCT FROM $4 \
+                 AND EXISTS (SELECT 1 FROM \"jw\".\"workers\" WHERE (\"id\")::text = $5 \
+                 AND (\"last_heartbeat\")::text IS NOT DISTINCT FROM $6)"
+            ),
+            "{sql}"
+        );
+        assert_eq!(
+            params[3..],
+            [
+                Some("17".into()),
+                Some("17".into()),
+                Some("2026-01-01 00:00:00+00".into())
+            ]
+        );
+        assert!(q.describe(&w, 0.0).ends_with(
+            "AND still running, worker_id '17', worker 17's jw.workers.last_heartbeat '2026-01-01 00:00:00+00'"
+        ), "{}", q.describe(&w, 0.0));
+        // A worker whose row was gone: still gone.
+        w.guard.worker_row = Some(crate::core::job::WorkerSeen::Gone { id: "17".into() });
+        let my = Queries::new(Dialect::MySql, &with_workers(j.clone()), &HashMap::new());
+        let (sql, params) = my.write(&w, 0.0);
+        assert!(
+            sql.ends_with(
+                "AND CAST(`worker_id` AS CHAR) <=> ? \
+                 AND NOT EXISTS (SELECT 1 FROM `jw`.`workers` WHERE CAST(`id` AS CHAR) = ?)"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 5);
+        assert!(my
+            .describe(&w, 0.0)
+            .ends_with("worker 17 not in jw.workers"));
+        // A worker that had not beaten yet: still NULL.
+        w.guard.worker_row = Some(beat(None));
+        let lite = Queries::new(Dialect::Sqlite, &with_workers(j), &HashMap::new());
+        let (sql, params) = lite.write(&w, 0.0);
+        assert!(
+            sql.ends_with(
+                "AND EXISTS (SELECT 1 FROM \"jw\".\"workers\" WHERE CAST(\"id\" AS TEXT) = ? \
+                 AND CAST(\"last_heartbeat\" AS TEXT) IS ?)"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.last(), Some(&None));
+        // No worker row judged (a job that names none): no look-up.
+        w.guard.worker_row = None;
+        let (sql, _) = lite.write(&w, 0.0);
+        assert!(!sql.contains("EXISTS"), "{sql}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::core::job::WorkerSeen;
+use crate::core::vocabulary::Workers;
 use crate::core::writes::{Filled, Shape};
 
 /// The SQL of every statement jobwarden runs, built once from the config and the column
@@ -746,11 +748,15 @@ impl Queries {
             (&j.heartbeat_at, &w.guard.heartbeat),
             (&j.progress, &w.guard.progress),
             (&j.attempts, &w.guard.attempts),
+            (&j.worker, &w.guard.worker),
         ] {
             if let Some(f) = field {
                 let p = next(value.clone(), params);
                 conds.push(d.null_safe_eq(&d.value_text(f), &p));
             }
+        }
+        if let (Some(workers), Some(seen)) = (&j.workers, &w.guard.worker_row) {
+            conds.push(self.worker_as_read(workers, seen, params));
         }
         format!(
             "UPDATE {} SET {} WHERE {}",
@@ -758,6 +764,33 @@ impl Queries {
             sets.join(", "),
             conds.join(" AND ")
         )
+    }
+
+    /// The guarded write's condition on the job's worker (`[workers]`): its row still has the
+    /// heartbeat the judgement read (compared as text, NULL-safely, as the job's own), or it
+    /// is still gone. The ids compare as text, as the scan's read of the workers keys them.
+    fn worker_as_read(&self, workers: &Workers, seen: &WorkerSeen, params: &mut Values) -> String {
+        let d = self.dialect;
+        let (id, heartbeat) = match seen {
+            WorkerSeen::Gone { id } => (id, None),
+            WorkerSeen::Beat { id, heartbeat } => (id, Some(heartbeat)),
+        };
+        let p = params.add(d, Some(id.clone()));
+        let row = format!(
+            "SELECT 1 FROM {} WHERE {} = {p}",
+            d.table(&workers.table),
+            d.value_text(&workers.id)
+        );
+        match heartbeat {
+            None => format!("NOT EXISTS ({row})"),
+            Some(text) => {
+                let p = params.add(d, text.clone());
+                format!(
+                    "EXISTS ({row} AND {})",
+                    d.null_safe_eq(&d.value_text(&workers.heartbeat_at), &p)
+                )
+            }
+        }
     }
 
     /// The SQL standing for one value a write sets in `column`, its text a bound parameter
@@ -974,13 +1007,28 @@ impl Queries {
         for c in j.writes.of(w.action) {
             parts.push(format!("{} = {}", c.column, c.value.fill(&fill)));
         }
+        let mut still = vec![w.status_before.clone()];
+        if let Some(f) = &j.worker {
+            still.push(format!("{f} {}", shown(w.guard.worker.as_deref())));
+        }
+        if let (Some(workers), Some(seen)) = (&j.workers, &w.guard.worker_row) {
+            still.push(match seen {
+                WorkerSeen::Gone { id } => format!("worker {id} not in {}", workers.table),
+                WorkerSeen::Beat { id, heartbeat } => format!(
+                    "worker {id}'s {}.{} {}",
+                    workers.table,
+                    workers.heartbeat_at,
+                    shown(heartbeat.as_deref())
+                ),
+            });
+        }
         format!(
             "UPDATE {} SET {} WHERE {} = '{}' AND still {}",
             j.table,
             parts.join(", "),
             j.id.column,
             w.job_id,
-            w.status_before
+            still.join(", ")
         )
     }
 
@@ -1467,6 +1515,11 @@ pub fn configured_columns(jobs: &Jobs) -> Vec<(&'static str, &Field)> {
 /// Whether a database's message names `column`: quoted as PostgreSQL (`column "x"`), MySQL
 /// (`` column 'x' ``, `` `x` ``) or after a table (`jobs.x`, SQLite's `NOT NULL constraint
 /// failed: jobs.x`, MariaDB's `` CONSTRAINT `jobs.x` ``).
+/// A value as a write's account shows what it must still be: `'text'` or `NULL`.
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "NULL".to_string(), |v| format!("'{v}'"))
+}
+
 fn names_column(message: &str, column: &str) -> bool {
     ["\"", "'", "`"]
         .iter()

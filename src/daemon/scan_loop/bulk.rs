@@ -363,6 +363,8 @@ mod tests {
             evidence: None,
             incident: incident.map(str::to_string),
             worker: None,
+            host: None,
+            pid: None,
             guard: Default::default(),
             progress: None,
             held: None,

@@ -419,25 +419,6 @@ pub fn jobs_page(
     )
 }
 
-/// "worker 17 on w-2, pid 4242, last beat 2026-12-03T14:02:00Z", or "worker 17 (its row is
-/// gone)": who owned the job, for the queue library's own tools.
-pub fn owner_text(w: &crate::core::detect::Owner) -> String {
-    if w.gone {
-        return format!("worker {} (its row is gone)", w.id);
-    }
-    let mut out = format!("worker {}", w.id);
-    if let Some(host) = &w.host {
-        out.push_str(&format!(" on {host}"));
-    }
-    if let Some(pid) = w.pid {
-        out.push_str(&format!(", pid {pid}"));
-    }
-    if let Some(at) = w.heartbeat_at {
-        out.push_str(&format!(", last beat {}", crate::core::job::rfc3339(at)));
-    }
-    out
-}
-
 /// The longest value shown whole; longer ones are cut, the rest folded.
 const VALUE_SHOWN: usize = 200;
 
@@ -1125,7 +1106,7 @@ fn findings_table(h: &Health, findings: &[&Finding], incidents: &[View]) -> Mark
                                 } @else {
                                     (f.message)
                                 }
-                                @if let Some(w) = &f.worker { br; span class="owner" { (owner_text(w)) } }
+                                @if let Some(o) = crate::core::detect::owner_words(f.worker.as_ref(), f.host.as_deref(), f.pid) { br; span class="owner" { (o) } }
                                 @let snoozed = h.snoozes.get(&f.job_id);
                                 @if let Some(s) = snoozed { br; span class="held" { (snooze_note(s)) } }
                                 @if let (Some(why), None) = (&f.held, snoozed) {
@@ -1305,6 +1286,8 @@ mod tests {
             evidence: None,
             incident: None,
             worker: None,
+            host: None,
+            pid: None,
             guard: Default::default(),
             progress: None,
             held: None,
@@ -1366,7 +1349,7 @@ mod tests {
         let mut f = finding("7", "worker 17 last beat at 14:02 (3h ago; limit 30m)");
         f.worker = Some(crate::core::detect::Owner {
             id: "<17>".into(),
-            gone: false,
+            gone: Some(false),
             heartbeat_at: Some(1_767_225_600.0),
             host: Some("w-2".into()),
             pid: Some(42),
@@ -1374,14 +1357,19 @@ mod tests {
         let mut gone = finding("8", "worker 19 is gone; no heartbeat for 40m (limit 30m)");
         gone.worker = Some(crate::core::detect::Owner {
             id: "19".into(),
-            gone: true,
-            heartbeat_at: None,
-            host: None,
-            pid: None,
+            gone: Some(true),
+            ..Default::default()
         });
+        // A worker column alone (no `[workers]`), and the row's own host and pid.
+        let mut held = finding("9", "no heartbeat for 40m (limit 30m)");
+        held.worker = Some(crate::core::detect::Owner {
+            id: "worker-3".into(),
+            ..Default::default()
+        });
+        (held.host, held.pid) = (Some("web-1".into()), Some(4242));
         let html = status_page(
             &Health::default(),
-            Some(&Published::new(report(vec![f, gone]))),
+            Some(&Published::new(report(vec![f, gone, held]))),
             &Selection::default(),
         )
         .into_string();
@@ -1390,6 +1378,10 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("worker 19 (its row is gone)"), "{html}");
+        assert!(
+            html.contains("worker worker-3; the row's host web-1, pid 4242"),
+            "{html}"
+        );
     }
 
     #[test]
