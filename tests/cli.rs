@@ -260,8 +260,8 @@ fn every_example_config_validates() {
         }
     }
     assert!(
-        seen >= 12,
-        "expected the five example configs and those of pg-boss, graphile-worker, procrastinate, Django, SQLAlchemy, Sequelize and Prisma, saw {seen}"
+        seen >= 13,
+        "expected the five example configs and those of pg-boss, graphile-worker, procrastinate, Celery, Django, SQLAlchemy, Sequelize and Prisma, saw {seen}"
     );
 }
 

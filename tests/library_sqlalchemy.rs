@@ -14,8 +14,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::python::{found, python, Script, SQLALCHEMY_VERSION};
 use common::{jobwarden_json, Backend, TestDb};
 
@@ -182,22 +180,17 @@ async fn killed_mid_job(backend: Backend, local: Option<&str>) {
 
     // Several scans: the dead job found with its age, the idle one alerted on, and the live
     // one, beating every 0.3 s, never.
-    for scan in 0..3 {
-        if scan > 0 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-        }
-        common::worker::check_finds(
-            &db.url,
-            &config,
-            scan,
-            &[
-                (&dead, "stalled", 47 * 60),
-                (&idle, "pending-too-long", 7200),
-            ],
-            start,
-        );
-        assert!(alive.alive(), "the live worker is still working");
-    }
+    common::worker::scans_find(
+        &db.url,
+        &config,
+        &[
+            (&dead, "stalled", 47 * 60),
+            (&idle, "pending-too-long", 7200),
+        ],
+        start,
+        &mut alive,
+    )
+    .await;
 
     // recover fails the dead job; the idle one stays an alert (exit 1).
     let (code, report) = jobwarden_json(&db.url, &config, &["recover"]);

@@ -2,7 +2,8 @@
 //! real binary on real PostgreSQL, MariaDB and SQLite: Celery's exception description as
 //! JSON, graphile-worker's unlock (`locked_at`/`locked_by` set to NULL), typed values cast to
 //! their columns, pg-boss's `jsonb` output (as `jobs.error` and as `{ json = ... }`), the
-//! dry run showing every value, and a rejected statement naming its key and line.
+//! dry run showing every value, bytes (`{ pickle = ... }`, JSON) in binary columns, and a
+//! rejected statement naming its key and line.
 
 mod common;
 
@@ -413,6 +414,72 @@ async fn a_missing_write_column_is_named(backend: Backend) {
     );
 }
 per_backend!(missing_write_column, a_missing_write_column_is_named);
+
+/// Bytes for a binary column: `{ pickle = ... }` (Celery before 5.7) and a value written into
+/// a `bytea`/`BLOB` column (Celery 5.7's JSON `result`) are stored as exactly their bytes, and
+/// the dry run shows the pickle's value; `validate --connect` refuses a pickle aimed at a text
+/// column, naming its key and line.
+async fn bytes_are_written_into_binary_columns(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    library_table(&db, "NULL").await;
+    let (blob, hex) = match backend {
+        Backend::Postgres => ("bytea", "encode({}, 'hex')"),
+        Backend::MySql => ("LONGBLOB", "LOWER(HEX({}))"),
+        Backend::Sqlite => ("BLOB", "lower(hex({}))"),
+    };
+    for column in ["legacy", "payload"] {
+        db.exec(&format!("ALTER TABLE jobs ADD COLUMN {column} {blob}"))
+            .await;
+    }
+    let config = library_config(
+        &db,
+        "[writes.fail]\nlegacy = { pickle = { exc_type = \"E\", n = [1, true] } }\n\
+         payload = { json = { message = \"it's {job_id}\" } }",
+    );
+    let (_, out, err) = run(&db, &config, &["recover", "--dry-run"]);
+    assert!(
+        out.contains(r#"legacy = pickle {"exc_type":"E","n":[1,true]}"#),
+        "{out}{err}"
+    );
+    let (_, out, err) = run(&db, &config, &["recover", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(
+        common::applied(&report).contains(&"dead".to_string()),
+        "{out}{err}"
+    );
+    let bytes = db
+        .rows(&format!(
+            "SELECT {}, {} FROM jobs WHERE id = 'dead'",
+            hex.replace("{}", "legacy"),
+            hex.replace("{}", "payload")
+        ))
+        .await
+        .remove(0);
+    assert_eq!(
+        bytes,
+        [
+            // pickletools.optimize(pickle.dumps({"exc_type": "E", "n": [1, True]}, 2)).hex()
+            Some(
+                "80027d2858080000006578635f7479706558010000004558010000006e5d284b018865752e"
+                    .to_string()
+            ),
+            // {"message":"it's dead"}
+            Some("7b226d657373616765223a22697427732064656164227d".to_string()),
+        ]
+    );
+
+    let config = library_config(&db, "[writes.fail]\nnote = { pickle = 1 }");
+    let (code, out, err) = run(&db, &config, &["validate", "--connect"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let line = line_of(&config, "note = { pickle");
+    assert!(
+        format!("{out}{err}").contains(&format!(
+            "`writes.fail.note` (line {line}): `{{ pickle = ... }}` writes bytes, and `note` is"
+        )),
+        "{out}{err}"
+    );
+}
+per_backend!(binary_columns, bytes_are_written_into_binary_columns);
 
 const TOKEN: &str = "WRITES-T0KEN-0123456789";
 

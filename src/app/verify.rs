@@ -14,6 +14,7 @@ use crate::core::detect::zone_advice;
 use crate::core::job::{Guard, WorkerSeen};
 use crate::core::plan::Write;
 use crate::core::sql::Dialect;
+use crate::core::writes::WriteValue;
 
 /// How many active rows the proof reads.
 const PROBE_ROWS: usize = 1000;
@@ -186,6 +187,19 @@ pub async fn verify(store: &Store, config: &Config) -> Result<Verified, StoreErr
             "needs UPDATE ({}) on {table}, since rules fail or re-queue jobs",
             written.join(", ")
         ));
+        // A pickle is bytes: a text column would keep them as text, or refuse them.
+        for c in jobs.writes.fail.iter().chain(&jobs.writes.requeue) {
+            let sql_type = info.columns.get(&c.column).map_or("", String::as_str);
+            if matches!(c.value, WriteValue::Pickle(_)) && !d.is_binary(sql_type) {
+                out.errors.push(format!(
+                    "{}: `{{ pickle = ... }}` writes bytes, and `{}` is {sql_type}, not a binary \
+                     column (bytea, BLOB): name the binary column the library unpickles, or write \
+                     text or `{{ json = ... }}`",
+                    places.name(&c.key),
+                    c.column
+                ));
+            }
+        }
         let unwritable = view
             .as_ref()
             .and_then(|v| unwritable(v, d, &table, &written));

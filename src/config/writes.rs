@@ -8,7 +8,8 @@ use crate::core::writes::{Json, SetColumn, Template, WriteValue, Writes};
 /// The value shapes, as an error lists them.
 const SHAPES: &str =
     "a string (placeholders {reason} {rule} {job_id} {now}), an integer, a float, \
-                      a boolean, `{ json = <any TOML value> }` or `{ null = true }`";
+                      a boolean, `{ json = <any TOML value> }`, `{ pickle = <any TOML value> }` \
+                      or `{ null = true }`";
 
 pub(super) fn resolve_writes(
     ctx: &Ctx<'_>,
@@ -106,6 +107,9 @@ fn write_value(
         toml::Value::Datetime(d) => Ok(WriteValue::Text(template(&d.to_string())?)),
         toml::Value::Table(t) if t.len() == 1 && t.contains_key("json") => {
             Ok(WriteValue::Json(json(&t["json"], &template)?))
+        }
+        toml::Value::Table(t) if t.len() == 1 && t.contains_key("pickle") => {
+            Ok(WriteValue::Pickle(json(&t["pickle"], &template)?))
         }
         toml::Value::Table(t) if t.len() == 1 && t.contains_key("null") => {
             match t["null"] {
@@ -216,6 +220,7 @@ tries = 7
 score = 0.5
 flagged = false
 "Owner" = { null = true }
+legacy = { pickle = { exc_type = "WorkerLostError", exc_message = ["{reason}"] } }
 [writes.requeue]
 locked_at = { null = true }"#,
         )
@@ -224,7 +229,7 @@ locked_at = { null = true }"#,
         let columns: Vec<&str> = fail.iter().map(|c| c.column.as_str()).collect();
         assert_eq!(
             columns,
-            ["Owner", "flagged", "note", "result", "score", "tries"]
+            ["Owner", "flagged", "legacy", "note", "result", "score", "tries"]
         );
         assert_eq!(fail[0].key, "writes.fail.Owner");
         let fill = Fill {
@@ -243,6 +248,13 @@ locked_at = { null = true }"#,
             [
                 Filled::Null,
                 value("false", Shape::Boolean),
+                Filled::Bytes {
+                    bytes: crate::core::writes::pickle(
+                        &serde_json::json!({"exc_message": ["stuck"], "exc_type": "WorkerLostError"})
+                    ),
+                    shown: r#"pickle {"exc_message":["stuck"],"exc_type":"WorkerLostError"}"#
+                        .into(),
+                },
                 value("hb: 42", Shape::Text),
                 value(
                     r#"{"exc_message":["stuck"],"exc_type":"WorkerLostError","retries":0}"#,
@@ -253,12 +265,16 @@ locked_at = { null = true }"#,
             ]
         );
         assert_eq!(c.jobs.writes.requeue[0].value.fill(&fill), Filled::Null);
-        assert_eq!(c.places.line("writes.requeue.locked_at"), Some(FIRST + 8));
+        assert_eq!(c.places.line("writes.requeue.locked_at"), Some(FIRST + 9));
         // `validate --print` shows them as written.
         let printed = redacted_json(&c);
         assert_eq!(
             printed["writes"]["fail"]["result"],
             serde_json::json!({"json": {"exc_message": ["{reason}"], "exc_type": "WorkerLostError", "retries": 0}})
+        );
+        assert_eq!(
+            printed["writes"]["fail"]["legacy"],
+            serde_json::json!({"pickle": {"exc_message": ["{reason}"], "exc_type": "WorkerLostError"}})
         );
         assert_eq!(
             printed["writes"]["requeue"],
@@ -304,6 +320,14 @@ locked_at = { null = true }"#,
             (
                 "[writes.fail]\nresult = { jsn = 1 }",
                 "`writes.fail.result`: a table with the key `jsn` is not a value jobwarden knows: a value is a string".into(),
+            ),
+            (
+                "[writes.fail]\nresult = { pickle = \"{resaon}\" }",
+                format!("w.toml:{}:10: `writes.fail.result`: unknown placeholder `{{resaon}}`", FIRST + 1),
+            ),
+            (
+                "[writes.fail]\nresult = { pickle = 1, json = 2 }",
+                "`writes.fail.result`: a table with the keys `json`, `pickle` is not a value jobwarden knows".into(),
             ),
             (
                 "[writes.fail]\nresult = [1, 2]",

@@ -384,6 +384,29 @@ impl Dialect {
         }
     }
 
+    /// Whether a column type holds bytes: PostgreSQL `bytea`, MySQL `BLOB` (any size),
+    /// `BINARY` and `VARBINARY`, SQLite `BLOB` (or no declared type, which is a blob's
+    /// affinity).
+    pub fn is_binary(self, type_name: &str) -> bool {
+        let t = type_name.to_ascii_lowercase();
+        match self {
+            Dialect::Postgres => t == "bytea",
+            Dialect::MySql => t.ends_with("blob") || t.contains("binary"),
+            Dialect::Sqlite => t.contains("blob"),
+        }
+    }
+
+    /// The bytes whose hex digits are the text `expr` (a bound parameter): how bytes travel
+    /// as text and are written as bytes.
+    pub fn from_hex(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("decode({expr}, 'hex')"),
+            Dialect::MySql => format!("UNHEX({expr})"),
+            // SQLite 3.41 and later (sqlx bundles a later one).
+            Dialect::Sqlite => format!("unhex({expr})"),
+        }
+    }
+
     /// "Now", written into a column of the given kind.
     pub fn now_value(self, kind: TimeKind) -> &'static str {
         match (self, kind) {

@@ -1,7 +1,8 @@
 //! The extra columns a `fail` or a `requeue` sets (`[writes.fail]`, `[writes.requeue]`), so
 //! that jobwarden writes a row in the shape its queue library reads back: Celery's exception
 //! description in `result`, pg-boss's `output` as `{"message": ...}`, graphile-worker's unlock
-//! (`locked_at = NULL, locked_by = NULL`).
+//! (`locked_at = NULL, locked_by = NULL`), Celery's pickled exception description in a
+//! binary `result` (before Celery 5.7, whose SQLAlchemy model pickled it).
 //!
 //! A value is parsed once, at config load, into a [`WriteValue`] whose strings are
 //! [`Template`]s (their placeholders found and checked then); a write fills them with the
@@ -45,6 +46,10 @@ pub enum WriteValue {
     Json(Json),
     /// `{ null = true }`: SQL `NULL`.
     Null,
+    /// `{ pickle = ... }`: written as the bytes of a Python pickle (protocol 2) of the value
+    /// as plain data (dict, list, str, int, float, bool, None), placeholders filled inside
+    /// its strings.
+    Pickle(Json),
 }
 
 /// A JSON value whose strings are templates.
@@ -96,6 +101,9 @@ pub enum Filled {
     Now { text: String },
     /// A value of this shape, as text (a boolean as `true`/`false`, JSON as its text).
     Value { text: String, shape: Shape },
+    /// Bytes for a binary column (a pickle), and how a dry run shows them
+    /// (`pickle {"exc_type":...}`).
+    Bytes { bytes: Vec<u8>, shown: String },
 }
 
 /// The shape a value had in the file, which decides its cast.
@@ -255,11 +263,18 @@ impl WriteValue {
             WriteValue::Float(f) => value(f.to_string(), Shape::Float),
             WriteValue::Boolean(b) => value(b.to_string(), Shape::Boolean),
             WriteValue::Json(j) => value(j.fill(fill).to_string(), Shape::Json),
+            WriteValue::Pickle(j) => {
+                let data = j.fill(fill);
+                Filled::Bytes {
+                    bytes: pickle(&data),
+                    shown: format!("pickle {data}"),
+                }
+            }
         }
     }
 
     /// The value as the file wrote it, for `validate --print`: a string, a number, a
-    /// boolean, `{"json": ...}` or `{"null": true}`.
+    /// boolean, `{"json": ...}`, `{"pickle": ...}` or `{"null": true}`.
     pub fn source(&self) -> serde_json::Value {
         match self {
             WriteValue::Text(t) => serde_json::Value::String(t.source().to_string()),
@@ -268,6 +283,7 @@ impl WriteValue {
             WriteValue::Boolean(b) => (*b).into(),
             WriteValue::Json(j) => serde_json::json!({ "json": j.source() }),
             WriteValue::Null => serde_json::json!({ "null": true }),
+            WriteValue::Pickle(j) => serde_json::json!({ "pickle": j.source() }),
         }
     }
 }
@@ -294,7 +310,106 @@ impl fmt::Display for Filled {
                 shape: Shape::Text | Shape::Json,
             } => write!(f, "{text:?}"),
             Filled::Value { text, .. } => f.write_str(text),
+            Filled::Bytes { shown, .. } => f.write_str(shown),
         }
+    }
+}
+
+/// The bytes of a Python pickle, protocol 2, of `value` as plain data: an object is a
+/// `dict`, an array a `list`, a string a `str`, a number an `int` or a `float`, null `None`.
+/// Byte for byte what `pickletools.optimize(pickle.dumps(value, 2))` gives (Python's own
+/// opcodes and batches of 1,000, without the memo, which nothing here refers back to).
+pub fn pickle(value: &serde_json::Value) -> Vec<u8> {
+    let mut out = vec![0x80, 2]; // PROTO 2
+    pickle_value(value, &mut out);
+    out.push(b'.'); // STOP
+    out
+}
+
+fn pickle_value(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.push(b'N'),
+        Value::Bool(true) => out.push(0x88),  // NEWTRUE
+        Value::Bool(false) => out.push(0x89), // NEWFALSE
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => pickle_int(i.into(), out),
+            (None, Some(u), _) => pickle_int(u.into(), out),
+            (_, _, f) => {
+                out.push(b'G'); // BINFLOAT: a big-endian double
+                out.extend_from_slice(&f.unwrap_or(0.0).to_be_bytes());
+            }
+        },
+        Value::String(s) => pickle_str(s, out),
+        Value::Array(items) => {
+            out.push(b']'); // EMPTY_LIST
+            let items: Vec<&Value> = items.iter().collect();
+            batches(&items, b'a', b'e', out, pickle_value);
+        }
+        Value::Object(entries) => {
+            out.push(b'}'); // EMPTY_DICT
+            let entries: Vec<(&String, &Value)> = entries.iter().collect();
+            batches(&entries, b's', b'u', out, |(k, v), out| {
+                pickle_str(k, out);
+                pickle_value(v, out);
+            });
+        }
+    }
+}
+
+/// Items added to the list or dict just pushed, as Python's pickler batches them: 1,000 at a
+/// time, a batch of one with `one` (APPEND, SETITEM), more between MARK and `many` (APPENDS,
+/// SETITEMS).
+fn batches<T: Copy>(
+    items: &[T],
+    one: u8,
+    many: u8,
+    out: &mut Vec<u8>,
+    each: impl Fn(T, &mut Vec<u8>),
+) {
+    for batch in items.chunks(1000) {
+        if let [item] = batch {
+            each(*item, out);
+            out.push(one);
+        } else {
+            out.push(b'('); // MARK
+            for item in batch {
+                each(*item, out);
+            }
+            out.push(many);
+        }
+    }
+}
+
+fn pickle_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'X'); // BINUNICODE: a 4-byte little-endian length, then UTF-8
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn pickle_int(i: i128, out: &mut Vec<u8>) {
+    if let Ok(b) = u8::try_from(i) {
+        out.extend_from_slice(&[b'K', b]); // BININT1
+    } else if let Ok(b) = u16::try_from(i) {
+        out.push(b'M'); // BININT2
+        out.extend_from_slice(&b.to_le_bytes());
+    } else if let Ok(b) = i32::try_from(i) {
+        out.push(b'J'); // BININT
+        out.extend_from_slice(&b.to_le_bytes());
+    } else {
+        // LONG1: the shortest little-endian two's complement that keeps the sign.
+        let bytes = i.to_le_bytes();
+        let mut n = bytes.len();
+        while n > 1 {
+            let (last, next) = (bytes[n - 1], bytes[n - 2]);
+            let redundant = (last == 0 && next & 0x80 == 0) || (last == 0xff && next & 0x80 != 0);
+            if !redundant {
+                break;
+            }
+            n -= 1;
+        }
+        out.extend_from_slice(&[0x8a, n as u8]);
+        out.extend_from_slice(&bytes[..n]);
     }
 }
 
@@ -334,19 +449,22 @@ mod tests {
         assert!(err.contains("character 3"), "{err}");
     }
 
+    /// Celery's exception description: the reason in `exc_message`, a `WorkerLostError`, and
+    /// `more` text entries (in key order).
+    fn exception(more: &[(&str, &str)]) -> Json {
+        let text = |s: &str| Json::Text(Template::parse(s).unwrap());
+        let mut entries = vec![
+            ("exc_message".into(), Json::Array(vec![text("{reason}")])),
+            ("exc_type".into(), text("WorkerLostError")),
+        ];
+        entries.extend(more.iter().map(|(k, v)| (k.to_string(), text(v))));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Json::Object(entries)
+    }
+
     #[test]
     fn json_is_filled_inside_its_strings() {
-        let json = Json::Object(vec![
-            (
-                "exc_message".into(),
-                Json::Array(vec![Json::Text(Template::parse("{reason}").unwrap())]),
-            ),
-            (
-                "exc_type".into(),
-                Json::Text(Template::parse("WorkerLostError").unwrap()),
-            ),
-        ]);
-        let value = WriteValue::Json(json);
+        let value = WriteValue::Json(exception(&[]));
         assert_eq!(
             value.fill(&fill()),
             Filled::Value {
@@ -361,5 +479,49 @@ mod tests {
         );
         assert_eq!(WriteValue::Null.fill(&fill()), Filled::Null);
         assert_eq!(WriteValue::Null.fill(&fill()).to_string(), "NULL");
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The expected bytes are `pickletools.optimize(pickle.dumps(value, 2)).hex()` of
+    /// CPython 3.11.
+    #[test]
+    fn pickles_are_pythons_own_bytes() {
+        use serde_json::json;
+        for (value, python) in [
+            (json!(1), "80024b012e"),
+            (json!({}), "80027d2e"),
+            (json!(["x"]), "80025d580100000078612e"),
+            (json!({"a": []}), "80027d5801000000615d732e"),
+            (
+                json!([1, 255, 256, 65536, -1, 2_147_483_648_i64, -1_099_511_627_776_i64, 0.5, true, false, null, "é"]),
+                "80025d284b014bff4d00014a000001004affffffff8a0500000080008a060000000000ff473fe000000000000088894e5802000000c3a9652e",
+            ),
+        ] {
+            assert_eq!(hex(&pickle(&value)), python, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_pickle_is_filled_and_shown_readably() {
+        let value = WriteValue::Pickle(exception(&[("exc_module", "billiard.exceptions")]));
+        let Filled::Bytes { bytes, shown } = value.fill(&fill()) else {
+            panic!("not bytes");
+        };
+        assert_eq!(
+            hex(&bytes),
+            "80027d28580b0000006578635f6d6573736167655d58230000006a6f6277617264656e3a2068623a206e6f2068656172746265617420666f722033316d61580a0000006578635f6d6f64756c65581300000062696c6c696172642e657863657074696f6e7358080000006578635f74797065580f000000576f726b65724c6f73744572726f72752e"
+        );
+        assert_eq!(
+            shown,
+            r#"pickle {"exc_message":["jobwarden: hb: no heartbeat for 31m"],"exc_module":"billiard.exceptions","exc_type":"WorkerLostError"}"#
+        );
+        assert_eq!(value.fill(&fill()).to_string(), shown);
+        assert_eq!(
+            value.source(),
+            serde_json::json!({"pickle": {"exc_message": ["{reason}"], "exc_module": "billiard.exceptions", "exc_type": "WorkerLostError"}})
+        );
     }
 }

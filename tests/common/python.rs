@@ -1,4 +1,4 @@
-//! Python ORMs (Django, SQLAlchemy) from the cache venv `scripts/test` fills from PyPI, and
+//! Python ORMs (Django, SQLAlchemy) and Celery from the cache venv `scripts/test` fills from PyPI, and
 //! their worker processes, for the `library_*` tests.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 /// The versions `scripts/test` installs and the ready configs name in their headers.
 pub const DJANGO_VERSION: &str = "5.2.19";
 pub const SQLALCHEMY_VERSION: &str = "2.1.9";
+pub const CELERY_VERSION: &str = "5.7.0";
 
 /// The venv's python, with `module` importable at `version`; a missing venv or another
 /// version fails the test with the way to get it.

@@ -125,6 +125,27 @@ pub fn check_finds(
     }
 }
 
+/// Three `check`s of `config`, half a second apart, each as [`check_finds`] (exit 1, exactly
+/// `want`, each with its age), while the `alive` worker goes on working.
+pub async fn scans_find(
+    url: &str,
+    config: &std::path::Path,
+    want: &[(&str, &str, i64)],
+    start: std::time::SystemTime,
+    alive: &mut Worker,
+) {
+    for scan in 0..3 {
+        if scan > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        check_finds(url, config, scan, want, start);
+        assert!(
+            alive.alive(),
+            "scan {scan}: the live worker is still working"
+        );
+    }
+}
+
 /// `validate --connect` of `config` exits 0; returns what it printed (stdout, then stderr).
 pub fn validates(url: &str, config: &std::path::Path) -> String {
     let out = super::jobwarden(

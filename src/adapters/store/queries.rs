@@ -798,7 +798,9 @@ impl Queries {
     /// PostgreSQL column of any type but text gets `CAST(... AS <its type>)`; numbers are
     /// cast to numbers on MySQL and SQLite; a string (the reason) written into a JSON column
     /// is written as a JSON string. `{now}` alone is the database's now in the column's own
-    /// kind (a native time, Unix seconds, or text), as `finished_at` gets it.
+    /// kind (a native time, Unix seconds, or text), as `finished_at` gets it. Bytes (a
+    /// pickle), and any value written into a binary column, are bound as hex text that the
+    /// database decodes (`decode($1, 'hex')`, `UNHEX(?)`, `unhex(?)`).
     pub(super) fn set_value(
         &self,
         column: &str,
@@ -815,8 +817,18 @@ impl Queries {
             Dialect::MySql => sql_type == "json",
             Dialect::Sqlite => false,
         };
+        // Bytes, and any value written into a binary column (its text's UTF-8, as Celery
+        // 5.7 keeps JSON in `result`), travel as hex text that the database decodes.
+        let bytes = |bytes: &[u8], params: &mut Values| {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            d.from_hex(&params.add(d, Some(hex)))
+        };
         let (text, shape) = match value {
             Filled::Null => return "NULL".into(),
+            Filled::Bytes { bytes: b, .. } => return bytes(&b, params),
+            Filled::Value { text, .. } if d.is_binary(&sql_type) => {
+                return bytes(text.as_bytes(), params)
+            }
             // Unknown type (no catalogue read) or JSON: the scan's time as RFC 3339 text.
             Filled::Now { text } if sql_type.is_empty() || json_column => (text, Shape::Text),
             Filled::Now { .. } => match TimeKind::from_sql_type(&sql_type) {
@@ -1656,6 +1668,70 @@ mod tests {
              \"kind\" = ?, \"tries\" = CAST(? AS INTEGER), \"locked_by\" = NULL"
         );
         assert_eq!(params[0].as_deref(), Some("it's stuck"), "TEXT: as it is");
+    }
+
+    #[test]
+    fn bytes_travel_as_hex_and_are_decoded_by_the_database() {
+        use crate::core::writes::Json;
+        let mut jobs = jobs();
+        let text = |s: &str| Json::Text(Template::parse(s).unwrap());
+        let set = |column: &str, value| SetColumn {
+            column: column.into(),
+            value,
+            key: format!("writes.fail.{column}"),
+        };
+        jobs.writes.fail = vec![
+            set("legacy", WriteValue::Pickle(text("{rule}"))),
+            set(
+                "result",
+                WriteValue::Json(Json::Object(vec![("exc_type".into(), text("E"))])),
+            ),
+        ];
+        for (d, binary, sets) in [
+            (
+                Dialect::Postgres,
+                "bytea",
+                "\"legacy\" = decode($2, 'hex'), \"result\" = decode($3, 'hex')",
+            ),
+            (
+                Dialect::MySql,
+                "longblob",
+                "`legacy` = UNHEX(?), `result` = UNHEX(?)",
+            ),
+            (
+                Dialect::Sqlite,
+                "BLOB",
+                "\"legacy\" = unhex(?), \"result\" = unhex(?)",
+            ),
+        ] {
+            let mut types = types(d);
+            for column in ["legacy", "result"] {
+                types.insert(column.into(), binary.into());
+            }
+            let q = Queries::new(d, &jobs, &types);
+            let (sql, params) = q.write(&write(), 0.0);
+            assert!(sql.contains(sets), "{sql}");
+            // The pickle of "hb", and the JSON text's UTF-8: `{"exc_type":"E"}`.
+            assert_eq!(params[1].as_deref(), Some("8002580200000068622e"), "{d:?}");
+            assert_eq!(
+                params[2].as_deref(),
+                Some("7b226578635f74797065223a2245227d"),
+                "{d:?}"
+            );
+            // EXPLAIN gets them inline, still as hex text decoded by the database.
+            assert!(
+                q.write_inline(&write(), 0.0)
+                    .contains(&d.from_hex("'7b226578635f74797065223a2245227d'")),
+                "{d:?}"
+            );
+            // The dry run shows the pickle's value, not its bytes.
+            assert!(
+                q.describe(&write(), 0.0)
+                    .contains(r#"legacy = pickle "hb", result = "{\"exc_type\":\"E\"}""#),
+                "{}",
+                q.describe(&write(), 0.0)
+            );
+        }
     }
 
     #[test]
