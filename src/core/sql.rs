@@ -332,17 +332,27 @@ impl Dialect {
                 "CASE WHEN typeof({value}) IN ('integer', 'real') THEN CAST({value} AS REAL) END"
             ),
             _ if !field.is_plain() => self.null_double().to_string(),
+            _ => self.epoch_of(&value, kind),
+        }
+    }
+
+    /// An expression of a plain column's kind (`value`, its own type) as Unix seconds, on
+    /// PostgreSQL and MySQL: what [`Dialect::epoch`] reads, also applied to an aggregate of
+    /// the column (its `MAX`, converted once rather than per row).
+    pub fn epoch_of(self, value: &str, kind: TimeKind) -> String {
+        match self {
+            Dialect::Sqlite => self.double(value),
             Dialect::Postgres => match kind {
                 // A naive `timestamp` is read in the session's time zone, like `now()`.
                 TimeKind::Native => {
                     self.double(&format!("extract(epoch from ({value})::timestamptz)"))
                 }
-                TimeKind::Number => self.double(&value),
+                TimeKind::Number => self.double(value),
                 TimeKind::Text => self.null_double().to_string(),
             },
             Dialect::MySql => match kind {
                 TimeKind::Native => self.double(&format!("UNIX_TIMESTAMP({value})")),
-                TimeKind::Number => self.double(&value),
+                TimeKind::Number => self.double(value),
                 TimeKind::Text => self.null_double().to_string(),
             },
         }

@@ -156,44 +156,51 @@ impl Queries {
     /// The summary read's columns, where a summary can stand for the light read: on
     /// PostgreSQL and MariaDB (SQLite has no hash function), without progress, `[workers]` or
     /// a parent column (what they add to the candidates is not in the summary), and with a
-    /// heartbeat that is a native time or a number, or none (a text or JSON heartbeat is
-    /// parsed by jobwarden, so neither its extremes nor its bounds are the database's to
-    /// take). The columns: the count; the hash sum as text; the newest and the oldest running
-    /// heartbeat number, each below and above [`MILLIS`] (seconds and milliseconds read
-    /// apart), finite values only.
+    /// heartbeat that is a plain column of a native time or a number, or none (a text or
+    /// JSON heartbeat is parsed by jobwarden, so neither its extremes nor its bounds are the
+    /// database's to take). The columns: the count; the hash sum as text; the newest and the
+    /// oldest running heartbeat, each below and above [`MILLIS`] for a number (seconds and
+    /// milliseconds read apart), finite values only. The extremes are taken of the column
+    /// itself and converted once: converting every row's value costs PostgreSQL about seven
+    /// times the index scan (its `extract` is numeric).
     fn summary_sql(
         d: Dialect,
         jobs: &Jobs,
         full: &[String],
         heartbeat: Option<TimeKind>,
     ) -> Option<Vec<String>> {
-        let plain_time = matches!(heartbeat, None | Some(TimeKind::Native | TimeKind::Number));
+        let plain = jobs.heartbeat_at.as_ref().is_none_or(Field::is_plain);
+        let time = matches!(heartbeat, None | Some(TimeKind::Native | TimeKind::Number));
         if d == Dialect::Sqlite
             || jobs.progress.is_some()
             || jobs.workers.is_some()
             || jobs.parent_id.is_some()
-            || !plain_time
+            || !plain
+            || !time
         {
             return None;
         }
-        // Each value with its length first (-1 for NULL), so no two rows' values run into
-        // the same text.
-        let key = [
-            col::ID,
-            col::STATUS,
-            col::STATUS_SINCE_TXT,
-            col::PID,
-            col::HOST,
-            col::WORKER,
-        ]
-        .iter()
-        .map(|c| {
-            let v = &full[*c];
-            format!("COALESCE(CHAR_LENGTH({v}), -1), {v}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-        let key = format!("CONCAT_WS(',', {key})");
+        // Each row's values joined by a unit separator, NULL as a record separator (neither
+        // is in a job's id, status word, time, pid or host).
+        let (unit, null) = match d {
+            Dialect::Postgres => ("chr(31)", "chr(30)"),
+            _ => ("CHAR(31 USING utf8mb4)", "CHAR(30 USING utf8mb4)"),
+        };
+        let mut parts = vec![full[col::ID].clone(), full[col::STATUS].clone()];
+        for (field, c) in [
+            (&jobs.status_since, col::STATUS_SINCE_TXT),
+            (&jobs.pid, col::PID),
+            (&jobs.host, col::HOST),
+            (&jobs.worker, col::WORKER),
+        ] {
+            if field.is_some() {
+                parts.push(format!("COALESCE({}, {null})", full[c]));
+            }
+        }
+        let key = match d {
+            Dialect::Postgres => parts.join(&format!(" || {unit} || ")),
+            _ => format!("CONCAT({})", parts.join(&format!(", {unit}, "))),
+        };
         let hash = match d {
             Dialect::Postgres => {
                 format!("CAST(COALESCE(SUM(hashtextextended({key}, 0)), 0) AS text)")
@@ -202,52 +209,99 @@ impl Queries {
                 "CONCAT(COALESCE(SUM(CRC32({key})), 0), ':', COALESCE(SUM(CRC32(CONCAT('#', {key}))), 0))"
             ),
         };
-        let h = &full[col::HEARTBEAT_NUM];
-        let running = format!(
-            "{} IN ({})",
-            d.quote(&jobs.status.column),
-            d.literal_list(jobs.statuses.running.iter().map(String::as_str))
-        );
-        let finite = format!("{h} > -1e300 AND {h} < 1e300");
-        let part = |agg: &str, extra: &str, unit: &str| {
-            format!("{agg}(CASE WHEN {extra}{finite} AND {h} {unit} {MILLIS} THEN {h} END)")
+        let mut out = vec!["COUNT(*)".to_string(), hash];
+        let (Some(field), Some(kind)) = (&jobs.heartbeat_at, heartbeat) else {
+            out.extend((0..4).map(|_| d.null_double().to_string()));
+            return Some(out);
         };
-        let running_and = if jobs.statuses.running.is_empty() {
-            "1 = 0 AND ".to_string()
+        let c = d.value(field);
+        let running = if jobs.statuses.running.is_empty() {
+            "1 = 0".to_string()
         } else {
-            format!("{running} AND ")
+            format!(
+                "{} IN ({})",
+                d.quote(&jobs.status.column),
+                d.literal_list(jobs.statuses.running.iter().map(String::as_str))
+            )
         };
-        Some(vec![
-            "COUNT(*)".into(),
-            hash,
-            part("MAX", "", "<"),
-            part("MAX", "", ">="),
-            part("MIN", &running_and, "<"),
-            part("MIN", &running_and, ">="),
-        ])
+        // The finite values of the column, seconds and milliseconds apart for a number.
+        let (seconds, millis) = match (d, kind) {
+            (_, TimeKind::Number) => (
+                Some(format!("{c} > -1e300 AND {c} < {MILLIS}")),
+                Some(format!("{c} >= {MILLIS} AND {c} < 1e300")),
+            ),
+            (Dialect::Postgres, _) => (
+                Some(format!("{c} > '-infinity' AND {c} < 'infinity'")),
+                None,
+            ),
+            _ => (Some("1 = 1".to_string()), None),
+        };
+        let extreme = |agg: &str, only: Option<&str>, part: &Option<String>| match part {
+            Some(p) => {
+                let when = only.map_or(p.clone(), |o| format!("{o} AND {p}"));
+                d.epoch_of(&format!("{agg}(CASE WHEN {when} THEN {c} END)"), kind)
+            }
+            None => d.null_double().to_string(),
+        };
+        out.extend([
+            extreme("MAX", None, &seconds),
+            extreme("MAX", None, &millis),
+            extreme("MIN", Some(&running), &seconds),
+            extreme("MIN", Some(&running), &millis),
+        ]);
+        Some(out)
     }
 
     /// The summary scan's read of the rows that could be candidates by their heartbeat: the
-    /// light read of the active rows whose heartbeat number is NULL or not finite, above
-    /// `ahead` (ahead of the clock), or, per group of status words, at or below its bound.
-    /// The bounds are in the column's own numbers (a naive column's wall clock), widened by
-    /// the caller so that no row that reads as due is left out; milliseconds are compared
-    /// as milliseconds.
+    /// light read of the active rows whose heartbeat is NULL or not finite, ahead of `ahead`,
+    /// or, per group of status words, at or before its bound. The bounds are Unix seconds in
+    /// the column's own reading (a naive column's wall clock, read by the UTC session), and
+    /// compared with the column itself (so an index on it serves the read), each widened by
+    /// a second: the caller judges the rows exactly. A number is compared as seconds below
+    /// [`MILLIS`] and as milliseconds above.
     pub fn suspects(&self, due: &[(Vec<&str>, f64)], ahead: f64) -> String {
         let d = self.dialect;
-        let h = &self.scan_columns[col::HEARTBEAT_NUM].1;
-        let mut any = vec![
-            format!("{h} IS NULL"),
-            format!("NOT ({h} > -1e300 AND {h} < 1e300)"),
-            format!("({h} > {ahead:.6} AND {h} < {MILLIS})"),
-            format!("{h} > {:.3}", ahead * 1000.0),
-        ];
+        let Some(field) = &self.jobs.heartbeat_at else {
+            return format!("{} AND 1 = 0", self.light);
+        };
+        let c = d.value(field);
+        let number = self.time_kind(field) == TimeKind::Number;
+        // A time of the column's type, from Unix seconds.
+        let at = |epoch: f64| match d {
+            Dialect::Postgres => {
+                let spelled = self
+                    .types
+                    .get(&field.column)
+                    .map_or("timestamptz", String::as_str);
+                format!("CAST(to_timestamp({epoch:.6}) AS {spelled})")
+            }
+            _ => format!("FROM_UNIXTIME({epoch:.6})"),
+        };
+        let mut any = vec![format!("{c} IS NULL")];
+        if number {
+            any.push(format!("NOT ({c} > -1e300 AND {c} < 1e300)"));
+            any.push(format!("({c} > {:.6} AND {c} < {MILLIS})", ahead - 1.0));
+            any.push(format!("{c} > {:.3}", (ahead - 1.0) * 1000.0));
+        } else {
+            if d == Dialect::Postgres {
+                any.push(format!("NOT ({c} > '-infinity' AND {c} < 'infinity')"));
+            }
+            any.push(format!("{c} > {}", at(ahead - 1.0)));
+        }
         for (words, bound) in due {
+            let bound = bound + 1.0;
+            let at_or_before = if number {
+                format!(
+                    "{c} <= {bound:.6} OR ({c} >= {MILLIS} AND {c} <= {:.3})",
+                    bound * 1000.0
+                )
+            } else {
+                format!("{c} <= {}", at(bound))
+            };
             any.push(format!(
-                "({} IN ({}) AND ({h} <= {bound:.6} OR ({h} >= {MILLIS} AND {h} <= {:.3})))",
+                "({} IN ({}) AND ({at_or_before}))",
                 d.quote(&self.jobs.status.column),
                 d.literal_list(words.iter().copied()),
-                bound * 1000.0
             ));
         }
         format!("{} AND ({})", self.light, any.join(" OR "))
