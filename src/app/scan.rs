@@ -148,7 +148,7 @@ struct Summarised {
 impl Summarised {
     /// Whether `summary` is of the same active set.
     fn same_set(&self, summary: &SetSummary) -> bool {
-        self.summary.count == summary.count && self.summary.hash == summary.hash
+        self.summary.groups == summary.groups
     }
 }
 
@@ -535,7 +535,11 @@ impl Scanner {
         obs.jobs = &full;
         obs.all = &full;
         let figures = SetFigures {
-            active: usize::try_from(summary.count).unwrap_or(usize::MAX),
+            active: summary
+                .groups
+                .iter()
+                .map(|(_, n, _)| usize::try_from(*n).unwrap_or(usize::MAX))
+                .sum(),
             newest_signal,
         };
         let detected = detect::judge_summarised(&obs, &policy, &self.memory, figures);

@@ -171,13 +171,14 @@ pub struct Snapshot {
     pub workers: Option<HashMap<String, WorkerBeat>>,
 }
 
-/// One row over the active set (see `Queries::summary`): what tells a summary scan that the
-/// set is the one it read row by row, and the heartbeat's extremes for the scan-wide figures.
+/// The active set summed up per status word (see `Queries::summary`): what tells a summary
+/// scan that the set is the one it read row by row, and the heartbeat's extremes for the
+/// scan-wide figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetSummary {
-    pub count: u64,
-    /// A sum of hashes of each row's id, status, `status_since`, pid, host and worker.
-    pub hash: String,
+    /// Per status word, by word: how many active rows, and a sum of hashes of each one's id
+    /// (and `status_since`, pid, host and worker where configured).
+    pub groups: Vec<(String, u64, String)>,
     /// The newest heartbeat of any active row, Unix seconds.
     pub newest_heartbeat: Option<f64>,
     /// The oldest heartbeat of a running row.
@@ -812,8 +813,8 @@ impl Store {
         self.queries.summary.is_some()
     }
 
-    /// The database clock, then the summary of the active set (`Queries::summary`): one row
-    /// read where the light read reads every active row. `None` where no summary stands
+    /// The database clock, then the summary of the active set (`Queries::summary`): a row
+    /// per status word read where the light read reads every active row. `None` where no summary stands
     /// for the light read.
     pub async fn summary(&self) -> Result<Option<(f64, SetSummary)>, StoreError> {
         let Some(sql) = &self.queries.summary else {
@@ -829,25 +830,46 @@ impl Store {
                 .filter_map(|raw| Stamp::read(Some(raw), None, reading).at())
                 .reduce(pick)
         };
-        let rows = self
+        let groups = self
             .fetch("summing up the active jobs", sql, |row| {
-                Ok(SetSummary {
-                    count: row.int(0, "count")?.unwrap_or(0).max(0) as u64,
-                    hash: row.text(1, "hash")?.unwrap_or_default(),
-                    newest_heartbeat: instant(
-                        row.float(2, "heartbeat")?,
+                Ok((
+                    row.text(0, "status")?.unwrap_or_default(),
+                    row.int(1, "count")?.unwrap_or(0).max(0) as u64,
+                    row.text(2, "hash")?.unwrap_or_default(),
+                    instant(
                         row.float(3, "heartbeat")?,
+                        row.float(4, "heartbeat")?,
                         f64::max,
                     ),
-                    oldest_running_heartbeat: instant(
-                        row.float(4, "heartbeat")?,
+                    instant(
                         row.float(5, "heartbeat")?,
+                        row.float(6, "heartbeat")?,
                         f64::min,
                     ),
-                })
+                ))
             })
             .await?;
-        Ok(rows.into_iter().next().map(|s| (now, s)))
+        let statuses = &self.queries.jobs.statuses;
+        let mut summary = SetSummary {
+            groups: Vec::with_capacity(groups.len()),
+            newest_heartbeat: None,
+            oldest_running_heartbeat: None,
+        };
+        for (status, count, hash, newest, oldest) in groups {
+            summary.newest_heartbeat = [summary.newest_heartbeat, newest]
+                .into_iter()
+                .flatten()
+                .reduce(f64::max);
+            if statuses.class_of(&status) == Some(StatusClass::Running) {
+                summary.oldest_running_heartbeat = [summary.oldest_running_heartbeat, oldest]
+                    .into_iter()
+                    .flatten()
+                    .reduce(f64::min);
+            }
+            summary.groups.push((status, count, hash));
+        }
+        summary.groups.sort();
+        Ok(Some((now, summary)))
     }
 
     /// The light read of the active rows that could be candidates by their heartbeat at

@@ -36,10 +36,11 @@ pub struct Queries {
     pub(super) scan_columns: Vec<(&'static str, String)>,
     /// `SELECT` of every `[workers]` row: id, heartbeat (number, text), host, pid.
     pub workers: Option<String>,
-    /// The summary scan's first read (see `core::candidates::Standing`): one row over the
-    /// active set, its count, a sum of hashes of each row's id, status, `status_since`, pid,
-    /// host and worker, and the heartbeat's extremes (see [`Queries::summary_sql`]). `None`
-    /// where a summary scan cannot stand for the light read.
+    /// The summary scan's first read (see `core::candidates::Standing`): one row per status
+    /// word of the active set, its count, a sum of hashes of each row's id (and
+    /// `status_since`, pid, host and worker where configured), and the heartbeat's extremes
+    /// (see [`Queries::summary_sql`]). `None` where a summary scan cannot stand for the
+    /// light read.
     pub summary: Option<String>,
 }
 
@@ -136,7 +137,8 @@ impl Queries {
         let (light_exprs, light_at) = Self::light_columns(d, jobs, &full);
         let light = select(&light_exprs);
         let heartbeat_kind = jobs.heartbeat_at.as_ref().map(kind);
-        let summary = Self::summary_sql(d, jobs, &full, heartbeat_kind).map(|c| select(&c));
+        let summary = Self::summary_sql(d, jobs, types, &full, heartbeat_kind)
+            .map(|c| format!("{} GROUP BY {}", select(&c), d.quote(&jobs.status.column)));
         Queries {
             dialect,
             jobs: jobs.clone(),
@@ -158,14 +160,15 @@ impl Queries {
     /// a parent column (what they add to the candidates is not in the summary), and with a
     /// heartbeat that is a plain column of a native time or a number, or none (a text or
     /// JSON heartbeat is parsed by jobwarden, so neither its extremes nor its bounds are the
-    /// database's to take). The columns: the count; the hash sum as text; the newest and the
-    /// oldest running heartbeat, each below and above [`MILLIS`] for a number (seconds and
+    /// database's to take). The columns, per status word: the word; the count; the hash sum as
+    /// text; the newest and the oldest heartbeat, each below and above [`MILLIS`] for a number (seconds and
     /// milliseconds read apart), finite values only. The extremes are taken of the column
     /// itself and converted once: converting every row's value costs PostgreSQL about seven
     /// times the index scan (its `extract` is numeric).
     fn summary_sql(
         d: Dialect,
         jobs: &Jobs,
+        types: &HashMap<String, String>,
         full: &[String],
         heartbeat: Option<TimeKind>,
     ) -> Option<Vec<String>> {
@@ -186,7 +189,19 @@ impl Queries {
             Dialect::Postgres => ("chr(31)", "chr(30)"),
             _ => ("CHAR(31 USING utf8mb4)", "CHAR(30 USING utf8mb4)"),
         };
-        let mut parts = vec![full[col::ID].clone(), full[col::STATUS].clone()];
+        // The id as a number where it is an integer (cheaper to hash than its text), and the
+        // status word on MariaDB, whose grouping folds case.
+        let integer_id = d == Dialect::Postgres
+            && types.get(&jobs.id.column).is_some_and(|t| {
+                matches!(
+                    t.to_ascii_lowercase().as_str(),
+                    "smallint" | "integer" | "bigint"
+                )
+            });
+        let mut parts = vec![full[col::ID].clone()];
+        if d == Dialect::MySql {
+            parts.push(full[col::STATUS].clone());
+        }
         for (field, c) in [
             (&jobs.status_since, col::STATUS_SINCE_TXT),
             (&jobs.pid, col::PID),
@@ -197,33 +212,28 @@ impl Queries {
                 parts.push(format!("COALESCE({}, {null})", full[c]));
             }
         }
-        let key = match d {
-            Dialect::Postgres => parts.join(&format!(" || {unit} || ")),
-            _ => format!("CONCAT({})", parts.join(&format!(", {unit}, "))),
-        };
         let hash = match d {
-            Dialect::Postgres => {
-                format!("CAST(COALESCE(SUM(hashtextextended({key}, 0)), 0) AS text)")
-            }
-            _ => format!(
-                "CONCAT(COALESCE(SUM(CRC32({key})), 0), ':', COALESCE(SUM(CRC32(CONCAT('#', {key}))), 0))"
+            Dialect::Postgres if integer_id && parts.len() == 1 => format!(
+                "CAST(COALESCE(SUM(hashint8extended(CAST({} AS bigint), 0)), 0) AS text)",
+                d.value(&jobs.id)
             ),
+            Dialect::Postgres => format!(
+                "CAST(COALESCE(SUM(hashtextextended({}, 0)), 0) AS text)",
+                parts.join(&format!(" || {unit} || "))
+            ),
+            _ => {
+                let key = format!("CONCAT({})", parts.join(&format!(", {unit}, ")));
+                format!(
+                    "CONCAT(COALESCE(SUM(CRC32({key})), 0), ':', COALESCE(SUM(CRC32(CONCAT('#', {key}))), 0))"
+                )
+            }
         };
-        let mut out = vec!["COUNT(*)".to_string(), hash];
+        let mut out = vec![full[col::STATUS].clone(), "COUNT(*)".to_string(), hash];
         let (Some(field), Some(kind)) = (&jobs.heartbeat_at, heartbeat) else {
             out.extend((0..4).map(|_| d.null_double().to_string()));
             return Some(out);
         };
         let c = d.value(field);
-        let running = if jobs.statuses.running.is_empty() {
-            "1 = 0".to_string()
-        } else {
-            format!(
-                "{} IN ({})",
-                d.quote(&jobs.status.column),
-                d.literal_list(jobs.statuses.running.iter().map(String::as_str))
-            )
-        };
         // The finite values of the column, seconds and milliseconds apart for a number.
         let (seconds, millis) = match (d, kind) {
             (_, TimeKind::Number) => (
@@ -236,18 +246,15 @@ impl Queries {
             ),
             _ => (Some("1 = 1".to_string()), None),
         };
-        let extreme = |agg: &str, only: Option<&str>, part: &Option<String>| match part {
-            Some(p) => {
-                let when = only.map_or(p.clone(), |o| format!("{o} AND {p}"));
-                d.epoch_of(&format!("{agg}(CASE WHEN {when} THEN {c} END)"), kind)
-            }
+        let extreme = |agg: &str, part: &Option<String>| match part {
+            Some(p) => d.epoch_of(&format!("{agg}(CASE WHEN {p} THEN {c} END)"), kind),
             None => d.null_double().to_string(),
         };
         out.extend([
-            extreme("MAX", None, &seconds),
-            extreme("MAX", None, &millis),
-            extreme("MIN", Some(&running), &seconds),
-            extreme("MIN", Some(&running), &millis),
+            extreme("MAX", &seconds),
+            extreme("MAX", &millis),
+            extreme("MIN", &seconds),
+            extreme("MIN", &millis),
         ]);
         Some(out)
     }
