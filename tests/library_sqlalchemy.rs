@@ -180,17 +180,8 @@ async fn killed_mid_job(backend: Backend, local: Option<&str>) {
 
     // Several scans: the dead job found with its age, the idle one alerted on, and the live
     // one, beating every 0.3 s, never.
-    common::worker::scans_find(
-        &db.url,
-        &config,
-        &[
-            (&dead, "stalled", 47 * 60),
-            (&idle, "pending-too-long", 7200),
-        ],
-        start,
-        &mut alive,
-    )
-    .await;
+    common::worker::scans_find_dead_and_idle(&db.url, &config, &dead, &idle, start, &mut alive)
+        .await;
 
     // recover fails the dead job; the idle one stays an alert (exit 1).
     let (code, report) = jobwarden_json(&db.url, &config, &["recover"]);

@@ -367,15 +367,7 @@ mod tests {
             running: vec!["running".into()],
             ..Statuses::default()
         };
-        let rule = |name: &str, signal: Signal, after_min: u64| Rule {
-            name: name.into(),
-            statuses: vec!["running".into()],
-            signal,
-            after: Duration::from_secs(after_min * 60),
-            phases: None,
-            action: Action::Fail,
-            severity: Severity::Critical,
-        };
+        use crate::core::detect::tests::rule;
         // The heartbeat rule is the database's to test; the time-in-status one is kept here.
         let rules = [
             rule("hb", Signal::Heartbeat, 20),

@@ -1386,7 +1386,7 @@ pub struct ActiveCounts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::job::rfc3339;
 
@@ -1403,7 +1403,7 @@ mod tests {
         }
     }
 
-    fn rule(name: &str, signal: Signal, after_min: u64) -> Rule {
+    pub(crate) fn rule(name: &str, signal: Signal, after_min: u64) -> Rule {
         Rule {
             name: name.into(),
             statuses: vec!["running".into()],

@@ -125,6 +125,20 @@ pub fn check_finds(
     }
 }
 
+/// [`scans_find`] as the ORM tests (Django, SQLAlchemy, Sequelize) want it: `dead` stalled
+/// for 47 minutes, `idle` pending for two hours.
+pub async fn scans_find_dead_and_idle(
+    url: &str,
+    config: &std::path::Path,
+    dead: &str,
+    idle: &str,
+    start: std::time::SystemTime,
+    alive: &mut Worker,
+) {
+    let want = [(dead, "stalled", 47 * 60), (idle, "pending-too-long", 7200)];
+    scans_find(url, config, &want, start, alive).await
+}
+
 /// Three `check`s of `config`, half a second apart, each as [`check_finds`] (exit 1, exactly
 /// `want`, each with its age), while the `alive` worker goes on working.
 pub async fn scans_find(
