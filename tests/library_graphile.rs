@@ -49,32 +49,6 @@ async function main () {
 main().catch((e) => { console.error(e.stack); process.exit(1) })
 "#;
 
-/// The `node_modules` that holds graphile-worker at [`GRAPHILE_VERSION`].
-fn node_modules() -> PathBuf {
-    let dir = std::env::var_os("JOBWARDEN_TEST_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("jobwarden-test/npm/node_modules")
-        });
-    let version = std::fs::read_to_string(dir.join("graphile-worker/package.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_string));
-    assert_eq!(
-        version.as_deref(),
-        Some(GRAPHILE_VERSION),
-        "graphile-worker {GRAPHILE_VERSION} is not installed in {}; run the tests through \
-         scripts/test, which installs it from the npm registry",
-        dir.display()
-    );
-    dir
-}
-
 struct Gw {
     script: PathBuf,
     node_modules: PathBuf,
@@ -139,7 +113,7 @@ async fn graphile_worker_killed_mid_job_is_unlocked_and_runs_again() {
     std::fs::write(&script, GW_JS).expect("write gw.js");
     let gw = Gw {
         script,
-        node_modules: node_modules(),
+        node_modules: common::worker::node_modules("graphile-worker", GRAPHILE_VERSION),
         url: db.url.clone(),
     };
     gw.run(&["migrate"]);

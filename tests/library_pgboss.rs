@@ -59,34 +59,6 @@ async function main () {
 main().catch((e) => { console.error(e.stack); process.exit(1) })
 "#;
 
-/// The `node_modules` that holds pg-boss at [`PGBOSS_VERSION`]; a missing or other version
-/// fails the test with the way to get it.
-fn node_modules() -> PathBuf {
-    let dir = std::env::var_os("JOBWARDEN_TEST_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("jobwarden-test/npm/node_modules")
-        });
-    let manifest = dir.join("pg-boss/package.json");
-    let version = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_string));
-    assert_eq!(
-        version.as_deref(),
-        Some(PGBOSS_VERSION),
-        "pg-boss {PGBOSS_VERSION} is not installed in {}; run the tests through scripts/test, \
-         which installs it from the npm registry",
-        dir.display()
-    );
-    dir
-}
-
 /// Runs the pg-boss client against one database.
 struct Boss {
     script: PathBuf,
@@ -102,7 +74,7 @@ impl Boss {
         Boss {
             script,
             node: common::tool("node"),
-            node_modules: node_modules(),
+            node_modules: common::worker::node_modules("pg-boss", PGBOSS_VERSION),
             url: db.url.clone(),
         }
     }

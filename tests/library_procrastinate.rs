@@ -69,16 +69,7 @@ asyncio.run(main())
 /// The Python of the virtualenv holding procrastinate at [`PROCRASTINATE_VERSION`]; a
 /// missing one or another version fails the test with the way to get it.
 fn python() -> PathBuf {
-    let venv = std::env::var_os("JOBWARDEN_TEST_PROCRASTINATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("jobwarden-test/procrastinate")
-        });
+    let venv = common::worker::cache_dir("JOBWARDEN_TEST_PROCRASTINATE_VENV", "procrastinate");
     let python = venv.join("bin/python");
     let version = Command::new(&python)
         .args([

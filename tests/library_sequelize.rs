@@ -15,10 +15,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::python::{found, Script};
-use common::{jobwarden_json, Backend, TestDb};
+use common::python::Script;
+use common::{Backend, TestDb};
 
 /// The version `scripts/test` installs and the ready config names in its header.
 const SEQUELIZE_VERSION: &str = "6.37.8";
@@ -92,33 +90,6 @@ async function main () {
 main().catch((e) => { console.error(e.stack); process.exit(1) })
 "#;
 
-/// The `node_modules` that holds Sequelize at [`SEQUELIZE_VERSION`]; a missing or other
-/// version fails the test with the way to get it.
-fn node_modules() -> PathBuf {
-    let dir = std::env::var_os("JOBWARDEN_TEST_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("jobwarden-test/npm/node_modules")
-        });
-    let version = std::fs::read_to_string(dir.join("sequelize/package.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_string));
-    assert_eq!(
-        version.as_deref(),
-        Some(SEQUELIZE_VERSION),
-        "sequelize {SEQUELIZE_VERSION} is not installed in {}; run the tests through \
-         scripts/test, which installs it from the npm registry",
-        dir.display()
-    );
-    dir
-}
-
 struct Case {
     backend: Backend,
     /// Sequelize's `timezone` option.
@@ -138,7 +109,9 @@ fn model(db: &TestDb, case: &Case) -> Script {
         env: vec![
             (
                 "NODE_PATH".into(),
-                node_modules().to_string_lossy().into_owned(),
+                common::worker::node_modules("sequelize", SEQUELIZE_VERSION)
+                    .to_string_lossy()
+                    .into_owned(),
             ),
             ("JW_DATABASE_URL".into(), db.url.clone()),
             (
@@ -152,84 +125,12 @@ fn model(db: &TestDb, case: &Case) -> Script {
 async fn killed_mid_job(case: Case) {
     let db = TestDb::new(case.backend).await;
     let sequelize = model(&db, &case);
-    let run = |args: &[&str]| sequelize.run(args);
-    run(&["sync"]);
-
-    // Every time the rows hold was written after this: the ages found are bounded by it.
-    let start = std::time::SystemTime::now();
-    let dead = run(&["create"]);
-    let live = run(&["create"]);
-    let idle = run(&["create"]);
-
-    let worker = |id: &str| {
-        let w = sequelize.worker(&["work", id], db.dir());
-        w.expect(&[format!("running {id}")]);
-        w
-    };
-    let mut killed = worker(&dead);
-    killed.kill();
-    let mut alive = worker(&live);
-
-    // The outage lasts: the dead job last beat 47 minutes ago, the idle one waits 2 hours.
-    run(&["shift", &dead, "47"]);
-    run(&["shift", &idle, "120"]);
-
+    sequelize.run(&["sync"]);
     // The ready config, with the zone Sequelize's `timezone` option needs, and a state
     // directory of its own.
     let zone = format!("timezone = \"{}\"", case.timezone);
     let config = db.ready_config("examples/sequelize.toml", &[("timezone = \"UTC\"", &zone)]);
-
-    common::worker::validates(&db.url, &config);
-
-    // Several scans: the dead job found with its age, the idle one alerted on, and the live
-    // one, saved every 0.3 s, never.
-    common::worker::scans_find_dead_and_idle(&db.url, &config, &dead, &idle, start, &mut alive)
-        .await;
-
-    // recover fails the dead job; the idle one stays an alert (exit 1).
-    let (code, report) = jobwarden_json(&db.url, &config, &["recover"]);
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(common::applied(&report), vec![dead.as_str()], "{report}");
-
-    // Sequelize reads the failure back: its ENUM word, jobwarden's reason in `error`, and
-    // `finishedAt` a Date just now on Sequelize's own clock (five hours off if the config's
-    // zone did not match Sequelize's `timezone` on MariaDB).
-    let get = |id: &str| -> serde_json::Value {
-        let out = run(&["get", id]);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("get {id}: {e}: {out}"))
-    };
-    let job = get(&dead);
-    assert_eq!(job["status"], "failed", "{job}");
-    let error = job["error"].as_str().unwrap_or_default();
-    assert!(error.starts_with("jobwarden: stalled: "), "{job}");
-    assert_eq!(job["finishedIsDate"], true, "{job}");
-    let ago = job["finishedAgo"].as_f64().unwrap_or(f64::NAN);
-    assert!(
-        (-2.0..60.0).contains(&ago),
-        "finishedAt is {ago}s ago: {job}"
-    );
-    // The live job and the idle one are untouched.
-    let job = get(&live);
-    assert_eq!(
-        (&job["status"], &job["error"]),
-        (&"running".into(), &serde_json::Value::Null),
-        "{job}"
-    );
-    assert_eq!(get(&idle)["status"], "pending");
-    assert!(alive.alive(), "the live worker is still working");
-
-    // A new job created through the model is processed, with the idle one.
-    let new = run(&["create"]);
-    let done = run(&["process"]);
-    assert_eq!(done, format!("done {idle}\ndone {new}"));
-    let job = get(&new);
-    assert_eq!(
-        (&job["status"], &job["error"]),
-        (&"done".into(), &serde_json::Value::Null),
-        "{job}"
-    );
-    let (code, report) = jobwarden_json(&db.url, &config, &["check"]);
-    assert_eq!((code, found(&report)), (0, vec![]), "{report}");
+    common::worker::orm_killed_mid_job(&db, &sequelize, &config).await;
 }
 
 #[tokio::test]

@@ -15,16 +15,7 @@ pub const CELERY_VERSION: &str = "5.7.0";
 /// The venv's python, with `module` importable at `version`; a missing venv or another
 /// version fails the test with the way to get it.
 pub fn python(module: &str, version: &str) -> PathBuf {
-    let python = std::env::var_os("JOBWARDEN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("jobwarden-test/python/bin/python")
-        });
+    let python = super::worker::cache_dir("JOBWARDEN_TEST_PYTHON", "python/bin/python");
     let found = Command::new(&python)
         .args([
             "-c",

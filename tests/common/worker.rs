@@ -179,3 +179,116 @@ pub fn validates(url: &str, config: &std::path::Path) -> String {
     assert_eq!(out.status.code(), Some(0), "{text}");
     text
 }
+
+/// The `node_modules` that `scripts/test` fills from the npm registry
+/// (`JOBWARDEN_TEST_NODE_MODULES`, else its cache), checked to hold `package` at `version`:
+/// a missing or other version fails the test with the way to get it.
+pub fn node_modules(package: &str, version: &str) -> PathBuf {
+    let dir = cache_dir("JOBWARDEN_TEST_NODE_MODULES", "npm/node_modules");
+    let installed = std::fs::read_to_string(dir.join(package).join("package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_string));
+    assert_eq!(
+        installed.as_deref(),
+        Some(version),
+        "{package} {version} is not installed in {}; run the tests through scripts/test, \
+         which installs it from the npm registry",
+        dir.display()
+    );
+    dir
+}
+
+/// The Node.js ORM tests' story (Sequelize, Prisma), after `db`'s table is made. `model` is the
+/// ORM's script, answering `create` (prints the new id), `work ID` (marks the job running,
+/// prints "running ID", then saves its progress every 0.3 s), `shift ID MINUTES` (moves the
+/// job's times back), `process` (runs every pending job, printing "done ID") and `get ID` (the
+/// row as the ORM reads it, as JSON with `status`, `error`, `finishedIsDate` and
+/// `finishedAgo`). One worker is SIGKILLed mid-job and one kept; the dead job is moved back 47
+/// minutes, an idle one two hours. Several scans with the ready `config` find exactly those
+/// two with their ages and never the live job; `recover` fails the dead one, the ORM reads
+/// the failure back (`finishedAt` a date just now on its own clock), and a new job is run.
+pub async fn orm_killed_mid_job(
+    db: &super::TestDb,
+    model: &super::python::Script,
+    config: &std::path::Path,
+) {
+    let run = |args: &[&str]| model.run(args);
+
+    // Every time the rows hold was written after this: the ages found are bounded by it.
+    let start = std::time::SystemTime::now();
+    let dead = run(&["create"]);
+    let live = run(&["create"]);
+    let idle = run(&["create"]);
+
+    let worker = |id: &str| {
+        let w = model.worker(&["work", id], db.dir());
+        w.expect(&[format!("running {id}")]);
+        w
+    };
+    let mut killed = worker(&dead);
+    killed.kill();
+    let mut alive = worker(&live);
+
+    // The outage lasts: the dead job last beat 47 minutes ago, the idle one waits 2 hours.
+    run(&["shift", &dead, "47"]);
+    run(&["shift", &idle, "120"]);
+
+    validates(&db.url, config);
+    scans_find_dead_and_idle(&db.url, config, &dead, &idle, start, &mut alive).await;
+
+    // recover fails the dead job; the idle one stays an alert (exit 1).
+    let (code, report) = super::jobwarden_json(&db.url, config, &["recover"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(super::applied(&report), vec![dead.as_str()], "{report}");
+
+    // The ORM reads the failure back: the status word, jobwarden's reason in `error`, and
+    // `finishedAt` a date just now on the ORM's own clock (hours off if the config's zone is
+    // not the one the ORM writes).
+    let get = |id: &str| model.json(&["get", id]);
+    let job = get(&dead);
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("jobwarden: stalled: "), "{job}");
+    assert_eq!(job["finishedIsDate"], true, "{job}");
+    let ago = job["finishedAgo"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (-2.0..60.0).contains(&ago),
+        "finishedAt is {ago}s ago: {job}"
+    );
+    // The live job and the idle one are untouched.
+    let job = get(&live);
+    assert_eq!(
+        (&job["status"], &job["error"]),
+        (&"running".into(), &serde_json::Value::Null),
+        "{job}"
+    );
+    assert_eq!(get(&idle)["status"], "pending");
+    assert!(alive.alive(), "the live worker is still working");
+
+    // A new job created through the model is processed, with the idle one.
+    let new = run(&["create"]);
+    let done = run(&["process"]);
+    assert_eq!(done, format!("done {idle}\ndone {new}"));
+    let job = get(&new);
+    assert_eq!(
+        (&job["status"], &job["error"]),
+        (&"done".into(), &serde_json::Value::Null),
+        "{job}"
+    );
+    let (code, report) = super::jobwarden_json(&db.url, config, &["check"]);
+    assert_eq!((code, found(&report)), (0, vec![]), "{report}");
+}
+
+/// What `scripts/test` installed for the tests: the path in `env` if set, else `path` in its
+/// cache, `$XDG_CACHE_HOME/jobwarden-test` (`~/.cache/jobwarden-test`).
+pub fn cache_dir(env: &str, path: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+            });
+        cache.join("jobwarden-test").join(path)
+    })
+}
