@@ -133,15 +133,17 @@ pub struct Scanner {
     summary_refused: bool,
 }
 
-/// What a summary scan goes on from: the last light read of the active set, the summary read
-/// just before it, and what `core::candidates::Standing` made of it.
+/// What a summary scan goes on from: the last light read of the active set and the summary
+/// read just before it. Where each id is among the rows, and what `core::candidates::Standing`
+/// makes of them, are made by the first summary scan that needs them, not by every light
+/// read (a table whose set changes at every scan never needs them).
 #[derive(Debug)]
 struct Summarised {
     summary: SetSummary,
-    /// The light rows, their `created_at` from the memory, and where each id is among them.
+    /// The light rows, their `created_at` from the memory.
     rows: Vec<JobRow>,
-    index: HashMap<String, usize>,
-    standing: Standing,
+    index: Option<HashMap<String, usize>>,
+    standing: Option<Standing>,
     counts: detect::ActiveCounts,
 }
 
@@ -467,8 +469,13 @@ impl Scanner {
         let heartbeat_read = config.jobs.heartbeat_at.is_some();
         let limits = candidates::heartbeat_limits(&policy, heartbeat_read);
         let mut suspects = self.store.suspects(&limits, now).await?;
+        let index = state.index.get_or_insert_with(|| {
+            (state.rows.iter().enumerate())
+                .map(|(i, j)| (j.id.clone(), i))
+                .collect()
+        });
         for j in &mut suspects {
-            match state.index.get(&j.id).map(|i| &state.rows[*i]) {
+            match index.get(&j.id).map(|i| &state.rows[*i]) {
                 Some(known) if known.status == j.status => {
                     j.created_at = known.created_at.clone();
                 }
@@ -477,17 +484,19 @@ impl Scanner {
             }
         }
         self.snapshot_at = Some((now, read_at));
-        if self.memory.tick(now) || !state.standing.fits(&policy) {
-            state.standing = Standing::new(
+        let dated_anew = self.memory.tick(now);
+        let standing = match state.standing.take() {
+            Some(s) if !dated_anew && s.fits(&policy) => s,
+            _ => Standing::new(
                 &state.rows,
                 &policy,
                 &self.memory,
                 now,
                 &self.host,
                 heartbeat_read,
-            );
-        }
-        let dead = process::dead_pids(state.standing.local_pids());
+            ),
+        };
+        let dead = process::dead_pids(standing.local_pids());
         let artifact_started = tokio::time::Instant::now();
         let (views, root_warnings) = self.artifact_views(config, &state.rows, now).await?;
         let artifact_seconds =
@@ -503,18 +512,19 @@ impl Scanner {
             workers: None,
         };
         let by_heartbeat = candidates::pick(&obs, &policy, &self.memory);
-        let mut picked = state.standing.pick(now, by_heartbeat, &dead);
+        let mut picked = standing.pick(now, by_heartbeat, &dead);
+        let known = |id: &String| state.index.as_ref().is_some_and(|i| i.contains_key(id));
         picked.extend(
             views
                 .iter()
                 .flat_map(|v| v.files.keys())
-                .filter(|id| state.index.contains_key(*id))
+                .filter(|id| known(id))
                 .cloned(),
         );
         let full = self.in_full(&state.rows, &picked).await?;
         // The rows without a heartbeat: among the suspects when the heartbeat is read (a
         // NULL is one), in the standing otherwise.
-        let (newest_created, oldest_running) = state.standing.unbeaten();
+        let (newest_created, oldest_running) = standing.unbeaten();
         let unbeaten = suspects.iter().filter(|j| j.heartbeat_at.at().is_none());
         let newest_signal = [summary.newest_heartbeat, newest_created]
             .into_iter()
@@ -553,6 +563,7 @@ impl Scanner {
             artifact_seconds,
             full.len(),
         );
+        state.standing = Some(standing);
         self.summarised = Some(state);
         Ok(Some(Report {
             summarised: true,
@@ -760,29 +771,13 @@ impl Scanner {
             .collect();
         self.active = snapshot.jobs.iter().map(|j| j.id.clone()).collect();
         self.summarised = match (read, summary) {
-            (Read::TwoTier, Some(summary)) => {
-                let standing = Standing::new(
-                    &snapshot.jobs,
-                    &policy,
-                    &self.memory,
-                    snapshot.now,
-                    &self.host,
-                    config.jobs.heartbeat_at.is_some(),
-                );
-                let index = snapshot
-                    .jobs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, j)| (j.id.clone(), i))
-                    .collect();
-                Some(Summarised {
-                    summary,
-                    rows: snapshot.jobs,
-                    index,
-                    standing,
-                    counts,
-                })
-            }
+            (Read::TwoTier, Some(summary)) => Some(Summarised {
+                summary,
+                rows: snapshot.jobs,
+                index: None,
+                standing: None,
+                counts,
+            }),
             _ => None,
         };
         Ok(report)
