@@ -614,6 +614,23 @@ async fn agree(
             .collect();
         ages_a.sort();
         ages_b.sort();
+        // The scan-wide figures: the newest signal's age and the oldest running heartbeat's.
+        for (what, x, y) in [
+            ("newest signal", a.newest_signal_age, b.newest_signal_age),
+            (
+                "oldest heartbeat",
+                a.oldest_heartbeat_age,
+                b.oldest_heartbeat_age,
+            ),
+        ] {
+            if let (Some(x), Some(y)) = (x, y) {
+                assert!(
+                    (x - y).abs() <= 2.0,
+                    "{:?}, scan {n}: {what} {x} s old by the reference, {y} s by the two-tier read",
+                    db.backend
+                );
+            }
+        }
         for ((id, x), (_, y)) in ages_a.iter().zip(&ages_b) {
             assert!(
                 x.abs_diff(*y) <= 2,
@@ -653,10 +670,13 @@ fn table_life(db: &TestDb, beat: &dyn Fn(f64) -> String) -> Vec<Vec<String>> {
             "UPDATE jobs SET status = 'failed' WHERE id = 2".into(),
             "DELETE FROM jobs WHERE id = 500".into(),
         ],
-        // Only heartbeats move, the set stays: a young row goes silent, an old one and a
-        // row without a heartbeat beat again, one jumps ahead of the clock.
+        // Only heartbeats move, the set stays: a young row goes silent, two go just past a
+        // limit (seconds past 7m in training, 20m in eval), an old one and a row without a
+        // heartbeat beat again, one jumps ahead of the clock.
         vec![
-            format!("UPDATE jobs SET updated_at = {} WHERE id = 1", beat(47.6)),
+            format!("UPDATE jobs SET updated_at = {} WHERE id = 17", beat(47.6)),
+            format!("UPDATE jobs SET updated_at = {} WHERE id = 1", beat(7.3)),
+            format!("UPDATE jobs SET updated_at = {} WHERE id = 22", beat(20.3)),
             format!("UPDATE jobs SET updated_at = {} WHERE id = 4", beat(0.3)),
             format!("UPDATE jobs SET updated_at = {} WHERE id = 15", beat(0.6)),
             format!("UPDATE jobs SET updated_at = {} WHERE id = 5", beat(-33.1)),
@@ -681,6 +701,21 @@ async fn two_tier_heartbeats(backend: Backend, beat: Beat) {
             "{backend:?} {beat:?}: read {full} of {active} rows in full: {reads:?}"
         );
     }
+    // With an index on (status, heartbeat) the summary takes the heartbeat's extremes from
+    // its ends, and its read of the rows due by heartbeat is served by it.
+    db.exec("CREATE INDEX jobs_status_beat ON jobs (status, updated_at)")
+        .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+    let store = Store::connect(&config).await.expect("connect");
+    assert!(
+        store.info().candidate_indexed,
+        "{backend:?}: the index is seen"
+    );
+    store.close().await;
+    for older_than in [None, Some(11)] {
+        agree(&db, &path, older_than, &table_life(&db, &stored)).await;
+    }
 }
 
 async fn two_tier_zoned(backend: Backend) {
@@ -701,6 +736,121 @@ per_backend!(
     mysql => MySql
 );
 per_backend!(two_tier_read_agrees_on_epoch_heartbeats, two_tier_epoch);
+
+/// The summary read names every active row whose heartbeat is at or past its status word's
+/// limit (less the second `pick` allows), NULL or more than a minute ahead, with at most
+/// two seconds to spare, in every shape of heartbeat and with the index or without: a
+/// bound seconds too tight or too loose fails here.
+async fn due_by_heartbeat(backend: Backend, beat: Beat) {
+    let db = TestDb::new(backend).await;
+    let (ty, zone) = match (db.backend, beat) {
+        (Backend::Postgres, Beat::Naive) => ("timestamp(3)", Some("America/New_York")),
+        (Backend::MySql, Beat::Naive) => ("DATETIME(6)", Some("+05:30")),
+        (_, Beat::Epoch) => (db.ty("bigint"), None),
+        _ => (db.ty("ts"), None),
+    };
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ty} NULL)",
+        t = db.ty("text"),
+        ts = db.ty("ts"),
+    ))
+    .await;
+    // (id, status, heartbeat seconds ago or None, whether the read must name it). The limit
+    // of `running` is 20m: due from 1199 s (`pick` allows a second), named from 1198 s.
+    let rows: &[(u32, &str, Option<i64>, bool)] = &[
+        (1, "running", Some(1190), false),
+        (2, "running", Some(1196), false),
+        (3, "running", Some(1199), true),
+        (4, "running", Some(1201), true),
+        (5, "running", Some(1260), true),
+        (6, "running", Some(30), false),
+        (7, "running", None, true),
+        (8, "running", Some(-180), true),
+        (9, "running", Some(-30), false),
+        (10, "queued", Some(5000), false),
+        (11, "queued", None, true),
+        (12, "queued", Some(-180), true),
+    ];
+    for (id, status, ago, _) in rows {
+        let value = match ago {
+            None => "NULL".to_string(),
+            // Milliseconds for the rows past the limit.
+            Some(s) if beat == Beat::Epoch && *s > 1000 && id % 2 == 0 => {
+                format!("({} * 1000)", db.epoch_ago(*s as f64 / 60.0))
+            }
+            Some(s) => stored_beat(&db, beat, *s as f64 / 60.0),
+        };
+        db.exec(&format!(
+            "INSERT INTO jobs VALUES ({id}, '{status}', {}, {value})",
+            db.ago(60.0)
+        ))
+        .await;
+    }
+    let mut config = TestConfig::new(db.jobwarden_url())
+        .statuses("pending = [\"queued\"]\nrunning = [\"running\"]\nsucceeded = [\"completed\"]\nfailed = [\"failed\"]")
+        .heartbeat_rule("hb", "20m", "action = \"alert\"");
+    if let Some(zone) = zone {
+        config = config.database(&format!("timezone = \"{zone}\""));
+    }
+    let path = config.write(db.dir().join("jw.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+    let limits: std::collections::BTreeMap<String, std::time::Duration> =
+        [("running".to_string(), std::time::Duration::from_secs(1200))].into();
+    let expected: Vec<String> = rows
+        .iter()
+        .filter(|r| r.3)
+        .map(|r| r.0.to_string())
+        .collect();
+    for index in [false, true] {
+        if index {
+            db.exec("CREATE INDEX jobs_status_beat ON jobs (status, updated_at)")
+                .await;
+        }
+        let store = Store::connect(&config).await.expect("connect");
+        assert_eq!(store.info().candidate_indexed, index);
+        let estimate = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let read = store
+            .summary_read(Some(&limits), estimate)
+            .await
+            .expect("the summary read")
+            .expect("a summary stands for the light read here");
+        let mut named: Vec<String> = read
+            .suspects
+            .expect("the rows due by heartbeat are read")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        named.sort_by_key(|id| id.parse::<u32>().unwrap_or(0));
+        assert_eq!(
+            named, expected,
+            "{backend:?} {beat:?}, index {index}: the rows named by heartbeat"
+        );
+        assert_eq!(
+            read.summary.groups.iter().map(|g| g.1).sum::<u64>(),
+            rows.len() as u64,
+            "{backend:?} {beat:?}: the groups count every active row"
+        );
+        store.close().await;
+    }
+}
+
+async fn due_zoned(backend: Backend) {
+    due_by_heartbeat(backend, Beat::Zoned).await
+}
+async fn due_naive(backend: Backend) {
+    due_by_heartbeat(backend, Beat::Naive).await
+}
+async fn due_epoch(backend: Backend) {
+    due_by_heartbeat(backend, Beat::Epoch).await
+}
+
+per_backend!(summary_read_names_rows_due_on_zoned_heartbeats, due_zoned, postgres => Postgres, mysql => MySql);
+per_backend!(summary_read_names_rows_due_on_naive_heartbeats, due_naive, postgres => Postgres, mysql => MySql);
+per_backend!(summary_read_names_rows_due_on_epoch_heartbeats, due_epoch, postgres => Postgres, mysql => MySql);
 
 /// A table with every other signal: `status_since`, progress in a JSON array, the heartbeat
 /// also as text inside JSON, time-in-status rules, local pids (one dead), families, a row

@@ -13,7 +13,7 @@ use crate::adapters::artifacts::{self, Mode};
 use crate::adapters::clock::Clock;
 use crate::adapters::process;
 use crate::adapters::state as memory;
-use crate::adapters::store::{Children, SetSummary, Snapshot, Store, StoreError};
+use crate::adapters::store::{Children, SetSummary, Snapshot, Store, StoreError, SummaryRead};
 use crate::config::{Config, StatusClass};
 use crate::core::candidates::{self, Standing};
 use crate::core::detect::ArtifactView;
@@ -404,35 +404,62 @@ impl Scanner {
         let read_at = tokio::time::Instant::now();
         // Read before the rows, so that a change after it shows in the next summary.
         let summary = match read {
-            Read::TwoTier => self.summary().await?,
+            Read::TwoTier => self.summary(config, older_than).await?,
             Read::Light | Read::Reference => None,
         };
-        if let Some((now, summary)) = &summary {
-            if let Some(report) = self
-                .summary_scan(config, older_than, *now, summary, read_at)
-                .await?
-            {
-                return Ok(report);
+        let summary = match summary {
+            Some(SummaryRead {
+                now,
+                summary,
+                suspects: Some(suspects),
+            }) => {
+                if let Some(report) = self
+                    .summary_scan(config, older_than, now, &summary, suspects, read_at)
+                    .await?
+                {
+                    return Ok(report);
+                }
+                Some(summary)
             }
-        }
+            other => other.map(|r| r.summary),
+        };
         let children = self.children_due(config);
         let snapshot = match read {
             Read::TwoTier | Read::Light => self.store.light_snapshot(children).await?,
             Read::Reference => self.store.snapshot(children).await?,
         };
         self.snapshot_at = Some((snapshot.now, read_at));
-        self.judge_with(config, snapshot, older_than, read, summary.map(|(_, s)| s))
+        self.judge_with(config, snapshot, older_than, read, summary)
             .await
     }
 
     /// The summary of the active set, where one can stand for the light read (see
-    /// `Store::summary`). A database that refuses it (a PostgreSQL before 11 has no
-    /// `hashtextextended`) is read lightly from then on.
-    async fn summary(&mut self) -> Result<Option<(f64, SetSummary)>, StoreError> {
+    /// `Store::summary_read`), with the rows due by heartbeat where a summary scan could
+    /// follow (the last light read is kept). A database that refuses it (a PostgreSQL
+    /// before 11 has no `hashtextextended`) is read lightly from then on.
+    pub async fn summary(
+        &mut self,
+        config: &Config,
+        older_than: Option<OlderThan>,
+    ) -> Result<Option<SummaryRead>, StoreError> {
         if self.summary_refused || !self.store.summarises() {
             return Ok(None);
         }
-        match self.store.summary().await {
+        let limits = self.summarised.is_some().then(|| {
+            candidates::heartbeat_limits(
+                &policy(config, older_than),
+                config.jobs.heartbeat_at.is_some(),
+            )
+        });
+        // The database's clock as last read, moved on by this process's: near enough to
+        // find a naive column's zone offsets (`Store::summary_read` looks a day around).
+        let estimate = match self.snapshot_at {
+            Some((now, at)) => now + at.elapsed().as_secs_f64(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        };
+        match self.store.summary_read(limits.as_ref(), estimate).await {
             Err(StoreError::Rejected { message, .. }) => {
                 tracing::warn!(
                     "the summary of the active jobs was refused ({message}); every scan reads every active row"
@@ -457,6 +484,7 @@ impl Scanner {
         older_than: Option<OlderThan>,
         now: f64,
         summary: &SetSummary,
+        mut suspects: Vec<JobRow>,
         read_at: tokio::time::Instant,
     ) -> Result<Option<Report>, StoreError> {
         let Some(mut state) = self.summarised.take() else {
@@ -467,8 +495,6 @@ impl Scanner {
         }
         let policy = policy(config, older_than);
         let heartbeat_read = config.jobs.heartbeat_at.is_some();
-        let limits = candidates::heartbeat_limits(&policy, heartbeat_read);
-        let mut suspects = self.store.suspects(&limits, now).await?;
         let index = state.index.get_or_insert_with(|| {
             (state.rows.iter().enumerate())
                 .map(|(i, j)| (j.id.clone(), i))

@@ -367,6 +367,12 @@ impl Dialect {
         }
     }
 
+    /// The expression of [`Dialect::now_epoch`]: the database clock in Unix seconds, the
+    /// same at every use within one statement.
+    pub fn now_expr(self) -> &'static str {
+        self.now_epoch().trim_start_matches("SELECT ")
+    }
+
     /// "Now" as a naive wall-clock reading `offset` seconds east of UTC, for a `timestamp` or
     /// `DATETIME` column whose values are written in that zone. jobwarden's own session is
     /// UTC, so the UTC reading plus the offset is the zone's reading.

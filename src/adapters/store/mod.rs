@@ -22,7 +22,7 @@
 //! - The only write is the guarded UPDATE: one row, and only while its status, heartbeat and
 //!   progress are exactly as read. A row that moved in between is not touched (`raced`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
@@ -171,7 +171,7 @@ pub struct Snapshot {
     pub workers: Option<HashMap<String, WorkerBeat>>,
 }
 
-/// The active set summed up per status word (see `Queries::summary`): what tells a summary
+/// The active set summed up per status word (see `Queries::summary_read`): what tells a summary
 /// scan that the set is the one it read row by row, and the heartbeat's extremes for the
 /// scan-wide figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +183,32 @@ pub struct SetSummary {
     pub newest_heartbeat: Option<f64>,
     /// The oldest heartbeat of a running row.
     pub oldest_running_heartbeat: Option<f64>,
+}
+
+/// What one summary read returns (see [`Store::summary_read`]).
+#[derive(Debug, Clone)]
+pub struct SummaryRead {
+    /// The database clock when the statement ran, Unix seconds.
+    pub now: f64,
+    pub summary: SetSummary,
+    /// The active rows that could be candidates by their heartbeat, read lightly (each
+    /// once), when limits were given.
+    pub suspects: Option<Vec<JobRow>>,
+}
+
+/// One row of the summary read, by its part (`queries::part`).
+enum SummaryRow {
+    Clock(Option<f64>),
+    /// A group of the active set (`group`), or a configured word's extremes alone.
+    Group {
+        group: bool,
+        status: String,
+        count: u64,
+        hash: String,
+        newest: Option<f64>,
+        oldest: Option<f64>,
+    },
+    Suspect(Box<JobRow>),
 }
 
 /// Whether a snapshot reads the active rows' children.
@@ -808,84 +834,40 @@ impl Store {
         self.active_rows(&self.queries.scan).await
     }
 
-    /// Whether [`Store::summary`] can stand for the light read of this table and config.
+    /// Whether [`Store::summary_read`] can stand for the light read of this table and config.
     pub fn summarises(&self) -> bool {
         self.queries.summary.is_some()
     }
 
-    /// The database clock, then the summary of the active set (`Queries::summary`): a row
-    /// per status word read where the light read reads every active row. `None` where no summary stands
-    /// for the light read.
-    pub async fn summary(&self) -> Result<Option<(f64, SetSummary)>, StoreError> {
-        let Some(sql) = &self.queries.summary else {
+    /// The summary read (`Queries::summary_read`), in one statement: the database clock, the
+    /// summary of the active set (a row per status word where the light read reads every
+    /// active row) and, with `limits` (`core::candidates::heartbeat_limits`), the light
+    /// read of the active rows that could be candidates by their heartbeat: a NULL or
+    /// unreadable heartbeat, one ahead of the clock, or one at or past the limit of its
+    /// status word. `estimate`: about the database's clock (Unix seconds), to find a naive
+    /// column's zone offsets near the bounds. `None` where no summary stands for the light
+    /// read.
+    ///
+    /// The bounds are put into the column's own numbers with room to spare (a naive column's
+    /// zone may change its offset near them), relative to the statement's own clock; the
+    /// caller judges the rows exactly.
+    pub async fn summary_read(
+        &self,
+        limits: Option<&std::collections::BTreeMap<String, Duration>>,
+        estimate: f64,
+    ) -> Result<Option<SummaryRead>, StoreError> {
+        let mut by_after: std::collections::BTreeMap<Duration, Vec<&str>> = Default::default();
+        for (word, after) in limits.into_iter().flatten() {
+            by_after.entry(*after).or_default().push(word);
+        }
+        let due: Vec<Vec<&str>> = by_after.values().cloned().collect();
+        let endpoints = self.info.candidate_indexed;
+        let Some((sql, order)) = self
+            .queries
+            .summary_read(limits.map(|_| due.as_slice()), endpoints)
+        else {
             return Ok(None);
         };
-        let now = self.clock().await?;
-        let reading = self.info.time.readings.heartbeat;
-        // Seconds (or a wall clock) below 1e11, milliseconds above: each read as a row's is.
-        let instant = |lo: Option<f64>, hi: Option<f64>, pick: fn(f64, f64) -> f64| {
-            [lo, hi]
-                .into_iter()
-                .flatten()
-                .filter_map(|raw| Stamp::read(Some(raw), None, reading).at())
-                .reduce(pick)
-        };
-        let groups = self
-            .fetch("summing up the active jobs", sql, |row| {
-                Ok((
-                    row.text(0, "status")?.unwrap_or_default(),
-                    row.int(1, "count")?.unwrap_or(0).max(0) as u64,
-                    row.text(2, "hash")?.unwrap_or_default(),
-                    instant(
-                        row.float(3, "heartbeat")?,
-                        row.float(4, "heartbeat")?,
-                        f64::max,
-                    ),
-                    instant(
-                        row.float(5, "heartbeat")?,
-                        row.float(6, "heartbeat")?,
-                        f64::min,
-                    ),
-                ))
-            })
-            .await?;
-        let statuses = &self.queries.jobs.statuses;
-        let mut summary = SetSummary {
-            groups: Vec::with_capacity(groups.len()),
-            newest_heartbeat: None,
-            oldest_running_heartbeat: None,
-        };
-        for (status, count, hash, newest, oldest) in groups {
-            summary.newest_heartbeat = [summary.newest_heartbeat, newest]
-                .into_iter()
-                .flatten()
-                .reduce(f64::max);
-            if statuses.class_of(&status) == Some(StatusClass::Running) {
-                summary.oldest_running_heartbeat = [summary.oldest_running_heartbeat, oldest]
-                    .into_iter()
-                    .flatten()
-                    .reduce(f64::min);
-            }
-            summary.groups.push((status, count, hash));
-        }
-        summary.groups.sort();
-        Ok(Some((now, summary)))
-    }
-
-    /// The light read of the active rows that could be candidates by their heartbeat at
-    /// `now`: a NULL or unreadable heartbeat, one ahead of the clock, or one at or past the
-    /// limit of its status word in `limits` (`core::candidates::heartbeat_limits`). Empty
-    /// without a heartbeat column. The bounds are put into the column's own numbers with
-    /// room to spare (a naive column's zone may change its offset near them); the caller
-    /// judges the rows exactly.
-    pub async fn suspects(
-        &self,
-        limits: &std::collections::BTreeMap<String, Duration>,
-        now: f64,
-    ) -> Result<Vec<JobRow>, StoreError> {
-        if self.queries.jobs.heartbeat_at.is_none() {
-            return Ok(Vec::new());
-        }
         let reading = self.info.time.readings.heartbeat;
         // The offsets a wall clock could read with around `utc`: no row whose reading is
         // at or before `utc` has a number above `utc + max`, none after it one below
@@ -898,26 +880,117 @@ impl Store {
                     .fold((f64::MAX, f64::MIN), |(lo, hi), o| (lo.min(o), hi.max(o))),
             }
         };
-        let mut by_after: std::collections::BTreeMap<Duration, Vec<&str>> = Default::default();
-        for (word, after) in limits {
-            by_after.entry(*after).or_default().push(word);
-        }
-        let due: Vec<(Vec<&str>, f64)> = by_after
-            .into_iter()
-            .map(|(after, words)| {
-                // `pick` names a row when `now - heartbeat >= after - 1`.
-                let bound = now - after.as_secs_f64() + 1.0 + 1e-3;
-                (words, bound + offsets(bound).1)
-            })
-            .collect();
-        let ahead = now + crate::core::detect::FUTURE_TOLERANCE;
-        let sql = self.queries.suspects(&due, ahead + offsets(ahead).0);
+        // Seconds after the clock: a row ahead of `ahead` is named (`pick` names one more
+        // than FUTURE_TOLERANCE ahead), and one at or before a group's bound (`pick` names a
+        // row when `now - heartbeat >= after - 1`), each with a second to spare.
+        let tolerance = crate::core::detect::FUTURE_TOLERANCE;
+        let mut values = vec![tolerance - 1.0 + offsets(estimate + tolerance).0];
+        values.extend(by_after.keys().map(|after| {
+            let after = after.as_secs_f64();
+            2.0 + 1e-3 - after + offsets(estimate - after).1
+        }));
+        let binds: Vec<f64> = order.iter().map(|v| values[*v]).collect();
         let readings = self.info.time.readings;
         let at = &self.queries.light_at;
-        self.fetch("reading the active jobs by heartbeat", &sql, |row| {
-            job_from_row(&decode::Placed { row, at }, &readings)
-        })
-        .await
+        let suspect_at = at.map(|p| p.map(|p| p + queries::SUMMARY_PREFIX));
+        // Seconds (or a wall clock) below 1e11, milliseconds above: each read as a row's is.
+        let instant = |lo: Option<f64>, hi: Option<f64>, pick: fn(f64, f64) -> f64| {
+            [lo, hi]
+                .into_iter()
+                .flatten()
+                .filter_map(|raw| Stamp::read(Some(raw), None, reading).at())
+                .reduce(pick)
+        };
+        let status_at = suspect_at[col::STATUS].unwrap_or(queries::SUMMARY_PREFIX);
+        let rows = self
+            .fetch_bound(
+                "reading the summary of the active jobs",
+                &sql,
+                &binds,
+                |row| {
+                    let part = row.int(0, "part")?.unwrap_or(-1);
+                    Ok(match part {
+                        queries::part::SUSPECT => SummaryRow::Suspect(Box::new(job_from_row(
+                            &decode::Placed {
+                                row,
+                                at: &suspect_at,
+                            },
+                            &readings,
+                        )?)),
+                        queries::part::CLOCK => SummaryRow::Clock(row.float(1, "now")?),
+                        _ => SummaryRow::Group {
+                            group: part == queries::part::GROUP,
+                            status: row.text(status_at, "status")?.unwrap_or_default(),
+                            count: row.int(2, "count")?.unwrap_or(0).max(0) as u64,
+                            hash: row.text(3, "hash")?.unwrap_or_default(),
+                            newest: instant(
+                                row.float(4, "heartbeat")?,
+                                row.float(5, "heartbeat")?,
+                                f64::max,
+                            ),
+                            oldest: instant(
+                                row.float(6, "heartbeat")?,
+                                row.float(7, "heartbeat")?,
+                                f64::min,
+                            ),
+                        },
+                    })
+                },
+            )
+            .await?;
+        let statuses = &self.queries.jobs.statuses;
+        let mut now = None;
+        let mut summary = SetSummary {
+            groups: Vec::new(),
+            newest_heartbeat: None,
+            oldest_running_heartbeat: None,
+        };
+        let mut suspects: Vec<JobRow> = Vec::new();
+        let mut seen = HashSet::new();
+        for row in rows {
+            match row {
+                SummaryRow::Clock(at) => now = at,
+                SummaryRow::Suspect(job) => {
+                    // A row can come in two branches.
+                    if seen.insert(job.id.clone()) {
+                        suspects.push(*job);
+                    }
+                }
+                SummaryRow::Group {
+                    group,
+                    status,
+                    count,
+                    hash,
+                    newest,
+                    oldest,
+                } => {
+                    summary.newest_heartbeat = [summary.newest_heartbeat, newest]
+                        .into_iter()
+                        .flatten()
+                        .reduce(f64::max);
+                    if statuses.class_of(&status) == Some(StatusClass::Running) {
+                        summary.oldest_running_heartbeat =
+                            [summary.oldest_running_heartbeat, oldest]
+                                .into_iter()
+                                .flatten()
+                                .reduce(f64::min);
+                    }
+                    if group {
+                        summary.groups.push((status, count, hash));
+                    }
+                }
+            }
+        }
+        summary.groups.sort();
+        let now = now.ok_or(StoreError::Query {
+            what: "reading the database clock",
+            message: "no value".into(),
+        })?;
+        Ok(Some(SummaryRead {
+            now,
+            summary,
+            suspects: limits.map(|_| suspects),
+        }))
     }
 
     async fn snapshot_with(&self, scan: &str, children: Children) -> Result<Snapshot, StoreError> {
@@ -1401,6 +1474,18 @@ impl Store {
         sql: &str,
         decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        self.fetch_bound(what, sql, &[], decode).await
+    }
+
+    /// [`Store::fetch`] of a statement with bound parameters (doubles), prepared once and
+    /// kept by the session.
+    async fn fetch_bound<T>(
+        &self,
+        what: &'static str,
+        sql: &str,
+        binds: &[f64],
+        decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         if self.halt.is_set() {
             return Err(StoreError::Stopped { what });
         }
@@ -1410,7 +1495,13 @@ impl Store {
                 _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
             };
             let rows = tokio::select! {
-                rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)) => rows?,
+                rows = self.timed(what, {
+                    let mut query = sqlx::query(sql);
+                    for b in binds {
+                        query = query.bind(*b);
+                    }
+                    query.fetch_all(&mut *session)
+                }) => rows?,
                 _ = self.halt.halted() => {
                     // The statement is still running: drop the session rather than wait for it.
                     drop(session.detach());

@@ -30,18 +30,53 @@ pub struct Queries {
     /// times read exactly as the scan's. With the heartbeat alone besides id and status, an
     /// index on `(status, <heartbeat>)` holds every column it reads.
     pub light: String,
+    /// The light read's column expressions.
+    pub(super) light_columns: Vec<String>,
     /// Where each of the scan's columns is in the light read's row (`None`: not read, NULL).
     pub(super) light_at: [Option<usize>; col::COUNT],
     /// Each column expression of the scan, with the config key it comes from.
     pub(super) scan_columns: Vec<(&'static str, String)>,
     /// `SELECT` of every `[workers]` row: id, heartbeat (number, text), host, pid.
     pub workers: Option<String>,
-    /// The summary scan's first read (see `core::candidates::Standing`): one row per status
-    /// word of the active set, its count, a sum of hashes of each row's id (and
-    /// `status_since`, pid, host and worker where configured), and the heartbeat's extremes
-    /// (see [`Queries::summary_sql`]). `None` where a summary scan cannot stand for the
-    /// light read.
-    pub summary: Option<String>,
+    /// What the summary read is made of (see [`Queries::summary_read`]). `None` where a
+    /// summary scan cannot stand for the light read.
+    pub(super) summary: Option<SummarySql>,
+}
+
+/// The parts of the summary read (see [`Queries::summary_read`]).
+#[derive(Debug, Clone)]
+pub(super) struct SummarySql {
+    /// The sum of the hashes of each row's id (and `status_since`, pid, host and worker
+    /// where configured), per group of rows, as text.
+    hash: String,
+    /// The heartbeat: its column expression, its kind, and the conditions that keep its
+    /// finite values, seconds and (for a number) milliseconds apart.
+    heartbeat: Option<(String, TimeKind, [Option<String>; 2])>,
+}
+
+/// The summary read's first columns, before the light read's: the part a row belongs to
+/// (see [`part`]), the database clock, a group's count and hash sum, and the heartbeat's
+/// newest and oldest readings (seconds, then milliseconds, each).
+pub(super) const SUMMARY_PREFIX: usize = 8;
+
+/// What a row of the summary read is: its first column.
+pub(super) mod part {
+    /// The database clock, once.
+    pub const CLOCK: i64 = 0;
+    /// One status word's count and hash sum (and, without an index to ask, its extremes).
+    pub const GROUP: i64 = 1;
+    /// One configured status word's heartbeat extremes, each read from an index's end.
+    pub const EXTREMES: i64 = 2;
+    /// An active row that could be a candidate by its heartbeat, read lightly.
+    pub const SUSPECT: i64 = 3;
+}
+
+/// Whether a PostgreSQL column type is an integer's.
+fn integer_type(spelled: &str) -> bool {
+    matches!(
+        spelled.to_ascii_lowercase().as_str(),
+        "smallint" | "integer" | "bigint"
+    )
 }
 
 /// Heartbeat numbers at or above this are milliseconds (as `core::job` reads them).
@@ -136,9 +171,9 @@ impl Queries {
         let scan = select(&full);
         let (light_exprs, light_at) = Self::light_columns(d, jobs, &full);
         let light = select(&light_exprs);
+        let light_columns = light_exprs;
         let heartbeat_kind = jobs.heartbeat_at.as_ref().map(kind);
-        let summary = Self::summary_sql(d, jobs, types, &full, heartbeat_kind)
-            .map(|c| format!("{} GROUP BY {}", select(&c), d.quote(&jobs.status.column)));
+        let summary = Self::summary_sql(d, jobs, types, &full, heartbeat_kind);
         Queries {
             dialect,
             jobs: jobs.clone(),
@@ -148,6 +183,7 @@ impl Queries {
             naive_zone: Zone::Utc,
             scan,
             light,
+            light_columns,
             light_at,
             scan_columns,
             workers: None,
@@ -155,23 +191,19 @@ impl Queries {
         }
     }
 
-    /// The summary read's columns, where a summary can stand for the light read: on
+    /// What the summary read is made of, where a summary can stand for the light read: on
     /// PostgreSQL and MariaDB (SQLite has no hash function), without progress, `[workers]` or
     /// a parent column (what they add to the candidates is not in the summary), and with a
     /// heartbeat that is a plain column of a native time or a number, or none (a text or
     /// JSON heartbeat is parsed by jobwarden, so neither its extremes nor its bounds are the
-    /// database's to take). The columns, per status word: the word; the count; the hash sum as
-    /// text; the newest and the oldest heartbeat, each below and above [`MILLIS`] for a number (seconds and
-    /// milliseconds read apart), finite values only. The extremes are taken of the column
-    /// itself and converted once: converting every row's value costs PostgreSQL about seven
-    /// times the index scan (its `extract` is numeric).
+    /// database's to take).
     fn summary_sql(
         d: Dialect,
         jobs: &Jobs,
         types: &HashMap<String, String>,
         full: &[String],
         heartbeat: Option<TimeKind>,
-    ) -> Option<Vec<String>> {
+    ) -> Option<SummarySql> {
         let plain = jobs.heartbeat_at.as_ref().is_none_or(Field::is_plain);
         let time = matches!(heartbeat, None | Some(TimeKind::Native | TimeKind::Number));
         if d == Dialect::Sqlite
@@ -191,13 +223,8 @@ impl Queries {
         };
         // The id as a number where it is an integer (cheaper to hash than its text), and the
         // status word on MariaDB, whose grouping folds case.
-        let integer_id = d == Dialect::Postgres
-            && types.get(&jobs.id.column).is_some_and(|t| {
-                matches!(
-                    t.to_ascii_lowercase().as_str(),
-                    "smallint" | "integer" | "bigint"
-                )
-            });
+        let integer_id =
+            d == Dialect::Postgres && types.get(&jobs.id.column).is_some_and(|t| integer_type(t));
         let mut parts = vec![full[col::ID].clone()];
         if d == Dialect::MySql {
             parts.push(full[col::STATUS].clone());
@@ -229,90 +256,243 @@ impl Queries {
                 )
             }
         };
-        let mut out = vec![full[col::STATUS].clone(), "COUNT(*)".to_string(), hash];
-        let (Some(field), Some(kind)) = (&jobs.heartbeat_at, heartbeat) else {
-            out.extend((0..4).map(|_| d.null_double().to_string()));
-            return Some(out);
+        let heartbeat = match (&jobs.heartbeat_at, heartbeat) {
+            (Some(field), Some(kind)) => {
+                let c = d.value(field);
+                // The finite values of the column, seconds and milliseconds apart for a number.
+                let finite = match (d, kind) {
+                    (_, TimeKind::Number) => [
+                        Some(format!("{c} > -1e300 AND {c} < {MILLIS}")),
+                        Some(format!("{c} >= {MILLIS} AND {c} < 1e300")),
+                    ],
+                    (Dialect::Postgres, _) => [
+                        Some(format!("{c} > '-infinity' AND {c} < 'infinity'")),
+                        None,
+                    ],
+                    _ => [Some(format!("{c} IS NOT NULL")), None],
+                };
+                Some((c, kind, finite))
+            }
+            _ => None,
         };
-        let c = d.value(field);
-        // The finite values of the column, seconds and milliseconds apart for a number.
-        let (seconds, millis) = match (d, kind) {
-            (_, TimeKind::Number) => (
-                Some(format!("{c} > -1e300 AND {c} < {MILLIS}")),
-                Some(format!("{c} >= {MILLIS} AND {c} < 1e300")),
-            ),
-            (Dialect::Postgres, _) => (
-                Some(format!("{c} > '-infinity' AND {c} < 'infinity'")),
-                None,
-            ),
-            _ => (Some("1 = 1".to_string()), None),
-        };
-        let extreme = |agg: &str, part: &Option<String>| match part {
-            Some(p) => d.epoch_of(&format!("{agg}(CASE WHEN {p} THEN {c} END)"), kind),
-            None => d.null_double().to_string(),
-        };
-        out.extend([
-            extreme("MAX", &seconds),
-            extreme("MAX", &millis),
-            extreme("MIN", &seconds),
-            extreme("MIN", &millis),
-        ]);
-        Some(out)
+        Some(SummarySql { hash, heartbeat })
     }
 
-    /// The summary scan's read of the rows that could be candidates by their heartbeat: the
-    /// light read of the active rows whose heartbeat is NULL or not finite, ahead of `ahead`,
-    /// or, per group of status words, at or before its bound. The bounds are Unix seconds in
-    /// the column's own reading (a naive column's wall clock, read by the UTC session), and
-    /// compared with the column itself (so an index on it serves the read), each widened by
-    /// a second: the caller judges the rows exactly. A number is compared as seconds below
-    /// [`MILLIS`] and as milliseconds above.
-    pub fn suspects(&self, due: &[(Vec<&str>, f64)], ahead: f64) -> String {
+    /// The summary read: one statement (one round trip) whose rows are the database clock
+    /// ([`part::CLOCK`]); per status word of the active set its count and hash sum
+    /// ([`part::GROUP`]); the heartbeat's newest and oldest finite readings
+    /// ([`part::EXTREMES`]); and, with `due`, the light read of the active rows that could be
+    /// candidates by their heartbeat ([`part::SUSPECT`]). Columns: the
+    /// [`SUMMARY_PREFIX`], then the light read's. `None` where no summary stands for the
+    /// light read.
+    ///
+    /// The extremes are taken of the column itself and converted once (converting every
+    /// row's value costs PostgreSQL about seven times the index scan: its `extract` is
+    /// numeric). With `endpoints` (an index on `(status, <heartbeat>)` is there) each is read
+    /// from the index's end, per configured status word (the oldest for running words only),
+    /// each a probe where an aggregate in the groups would read every row's value; without,
+    /// the groups carry them.
+    ///
+    /// The suspects are read in branches that an index on `(status, <heartbeat>)` serves each
+    /// as a range (an `OR` of them it would not): a NULL heartbeat, one that is not finite,
+    /// one ahead of the clock, and per group of status words in `due` one at or before the
+    /// group's bound; a row can come in two. Each bound is the database clock plus a bound
+    /// parameter, Unix seconds in the column's own reading: `ahead`, then one per group of
+    /// `due` (see `Store::summary_read`). The second value returned lists, per placeholder
+    /// in order, which of them it takes (0: `ahead`, `i`: group `i - 1`): MySQL's `?` are
+    /// positional.
+    pub(super) fn summary_read(
+        &self,
+        due: Option<&[Vec<&str>]>,
+        endpoints: bool,
+    ) -> Option<(String, Vec<usize>)> {
+        let sql = self.summary.as_ref()?;
         let d = self.dialect;
-        let Some(field) = &self.jobs.heartbeat_at else {
-            return format!("{} AND 1 = 0", self.light);
+        let j = &self.jobs;
+        let table = d.table(&j.table);
+        let scope = Self::scope(d, j);
+        let status = d.quote(&j.status.column);
+        let light = self.light_columns.len();
+        let status_at = self.light_at[col::STATUS].unwrap_or(0);
+        let (null_int, null_float, null_text) = match d {
+            Dialect::Postgres => ("NULL::bigint", "NULL::float8", "NULL::text"),
+            _ => ("NULL", "NULL", "NULL"),
         };
-        let c = d.value(field);
-        let number = self.time_kind(field) == TimeKind::Number;
-        // A time of the column's type, from Unix seconds.
-        let at = |epoch: f64| match d {
-            Dialect::Postgres => {
-                let spelled = self
-                    .types
-                    .get(&field.column)
-                    .map_or("timestamptz", String::as_str);
-                format!("CAST(to_timestamp({epoch:.6}) AS {spelled})")
-            }
-            _ => format!("FROM_UNIXTIME({epoch:.6})"),
+        // The prefix's columns of one part.
+        let prefix = |part: i64, values: [&str; 7]| -> String {
+            std::iter::once(part.to_string())
+                .chain(values.iter().map(|v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let mut any = vec![format!("{c} IS NULL")];
-        if number {
-            any.push(format!("NOT ({c} > -1e300 AND {c} < 1e300)"));
-            any.push(format!("({c} > {:.6} AND {c} < {MILLIS})", ahead - 1.0));
-            any.push(format!("{c} > {:.3}", (ahead - 1.0) * 1000.0));
-        } else {
-            if d == Dialect::Postgres {
-                any.push(format!("NOT ({c} > '-infinity' AND {c} < 'infinity')"));
+        // Each light column's NULL, of its type (PostgreSQL matches the types of a union's
+        // parts two by two: an untyped NULL would be text by the second).
+        let numbers = [col::CREATED_NUM, col::HEARTBEAT_NUM, col::STATUS_SINCE_NUM];
+        let mut light_nulls = vec![null_text; light];
+        for c in numbers {
+            if let Some(place) = self.light_at[c] {
+                light_nulls[place] = null_float;
             }
-            any.push(format!("{c} > {}", at(ahead - 1.0)));
         }
-        for (words, bound) in due {
-            let bound = bound + 1.0;
-            let at_or_before = if number {
-                format!(
-                    "{c} <= {bound:.6} OR ({c} >= {MILLIS} AND {c} <= {:.3})",
-                    bound * 1000.0
-                )
-            } else {
-                format!("{c} <= {}", at(bound))
+        // The light columns of a row that is not a job's: NULL but the status word.
+        let row = |part: i64, values: [&str; 7], word: Option<&str>| -> String {
+            let light = (0..light).map(|i| match word {
+                Some(w) if i == status_at => w.to_string(),
+                _ => light_nulls[i].to_string(),
+            });
+            std::iter::once(prefix(part, values))
+                .chain(light)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let now = d.now_expr();
+        let clock = format!(
+            "SELECT {}",
+            row(
+                part::CLOCK,
+                [now, null_int, null_text, null_float, null_float, null_float, null_float],
+                None
+            )
+        );
+        let in_groups: [String; 4] = match &sql.heartbeat {
+            Some((c, kind, [s, m])) if !endpoints => {
+                let agg = |agg: &str, p: &Option<String>| match p {
+                    Some(p) => d.epoch_of(&format!("{agg}(CASE WHEN {p} THEN {c} END)"), *kind),
+                    None => null_float.to_string(),
+                };
+                [agg("MAX", s), agg("MAX", m), agg("MIN", s), agg("MIN", m)]
+            }
+            _ => [null_float; 4].map(str::to_string),
+        };
+        let groups = format!(
+            "SELECT {} FROM {table} WHERE {scope} GROUP BY {status}",
+            row(
+                part::GROUP,
+                [
+                    null_float,
+                    "COUNT(*)",
+                    &sql.hash,
+                    &in_groups[0],
+                    &in_groups[1],
+                    &in_groups[2],
+                    &in_groups[3],
+                ],
+                Some(&self.scan_columns[col::STATUS].1)
+            )
+        );
+        let mut parts = vec![clock, groups];
+        if let (true, Some((c, kind, finite))) = (endpoints, &sql.heartbeat) {
+            for word in j.statuses.active() {
+                let word_sql = d.literal(word);
+                // The column's newest (or oldest) finite value among this word's rows.
+                let probe = |agg: &str, p: &Option<String>| {
+                    match p {
+                    Some(p) => d.epoch_of(
+                        &format!(
+                            "(SELECT {agg}({c}) FROM {table} WHERE {scope} AND {status} = {word_sql} AND {p})"
+                        ),
+                        *kind,
+                    ),
+                    None => null_float.to_string(),
+                }
+                };
+                let running = j.statuses.class_of(word) == Some(StatusClass::Running);
+                let oldest = |p: &Option<String>| {
+                    if running {
+                        probe("MIN", p)
+                    } else {
+                        null_float.to_string()
+                    }
+                };
+                let e = [
+                    probe("MAX", &finite[0]),
+                    probe("MAX", &finite[1]),
+                    oldest(&finite[0]),
+                    oldest(&finite[1]),
+                ];
+                parts.push(format!(
+                    "SELECT {}",
+                    row(
+                        part::EXTREMES,
+                        [null_float, null_int, null_text, &e[0], &e[1], &e[2], &e[3]],
+                        Some(&d.literal(word))
+                    )
+                ));
+            }
+        }
+        let mut order = Vec::new();
+        if let (Some(due), Some(field)) = (due, &j.heartbeat_at) {
+            let (c, kind, _) = sql.heartbeat.as_ref()?;
+            let spelled = self.types.get(&field.column).map(String::as_str);
+            let integer = spelled.is_some_and(integer_type);
+            // Placeholder `n`, taking value `v` (0: `ahead`, `i`: group `i - 1`).
+            let mut param = |v: usize| {
+                order.push(v);
+                d.param(order.len())
             };
-            any.push(format!(
-                "({} IN ({}) AND ({at_or_before}))",
-                d.quote(&self.jobs.status.column),
-                d.literal_list(words.iter().copied()),
-            ));
+            // Unix seconds now plus a parameter, as a value of the column's type (floored
+            // for an integer column: `c <= x` is `c <= floor(x)` there, and `c > x` is
+            // `c > floor(x)`), times `scale` for a number.
+            let mut at = |v: usize, scale: &str| -> String {
+                let epoch = match d {
+                    Dialect::Postgres => format!("({now} + {}::float8)", param(v)),
+                    _ => format!("({now} + {})", param(v)),
+                };
+                match (d, kind) {
+                    (Dialect::Postgres, TimeKind::Native) => format!(
+                        "CAST(to_timestamp({epoch}) AS {})",
+                        spelled.unwrap_or("timestamptz")
+                    ),
+                    (_, TimeKind::Native) => format!("FROM_UNIXTIME({epoch})"),
+                    (Dialect::Postgres, _) if integer => format!(
+                        "CAST(floor({epoch}{scale}) AS {})",
+                        spelled.unwrap_or("bigint")
+                    ),
+                    _ => format!("{epoch}{scale}"),
+                }
+            };
+            let mut conditions = vec![format!("{c} IS NULL")];
+            let number = *kind == TimeKind::Number;
+            match (d, number) {
+                (Dialect::Postgres, false) => conditions.push(format!("{c} = '-infinity'")),
+                (Dialect::Postgres, true) if integer => {}
+                (_, true) => conditions.push(format!("{c} <= -1e300")),
+                _ => {}
+            }
+            if number {
+                conditions.push(format!("{c} > {} AND {c} < {MILLIS}", at(0, "")));
+                conditions.push(format!("{c} > {}", at(0, " * 1000")));
+            } else {
+                conditions.push(format!("{c} > {}", at(0, "")));
+            }
+            for (i, words) in due.iter().enumerate() {
+                let words = format!("{status} IN ({})", d.literal_list(words.iter().copied()));
+                conditions.push(format!("{words} AND {c} <= {}", at(i + 1, "")));
+                if number {
+                    conditions.push(format!(
+                        "{words} AND {c} >= {MILLIS} AND {c} <= {}",
+                        at(i + 1, " * 1000")
+                    ));
+                }
+            }
+            let select = format!(
+                "SELECT {}, {} FROM {table} WHERE {scope}",
+                prefix(
+                    part::SUSPECT,
+                    [
+                        null_float, null_int, null_text, null_float, null_float, null_float,
+                        null_float
+                    ],
+                ),
+                self.light_columns.join(", ")
+            );
+            parts.extend(
+                conditions
+                    .iter()
+                    .map(|cond| format!("{select} AND ({cond})")),
+            );
         }
-        format!("{} AND ({})", self.light, any.join(" OR "))
+        Some((parts.join(" UNION ALL "), order))
     }
 
     /// The statements, with the read of `[workers]` (whose table's column types are `types`).
