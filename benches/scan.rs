@@ -478,7 +478,9 @@ async fn run(s: Settings) {
 
         if summarises {
             let t = Instant::now();
-            scanner
+            // The scanner of (f), which keeps the last light read: its summary read takes
+            // the rows due by heartbeat too.
+            two_tier
                 .summary(&cfg, None)
                 .await
                 .expect("(j) the summary read");

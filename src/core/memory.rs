@@ -56,6 +56,15 @@ pub struct Memory {
     /// Changed since the last save.
     #[serde(skip)]
     dirty: bool,
+    /// Whether a job may wait to be dated by [`Memory::tick`] (first seen by the first scan
+    /// without any time): after [`Memory::observe`] none does, so a tick is O(1). A memory
+    /// read from its file may hold some.
+    #[serde(skip, default = "undated_on_load")]
+    undated: bool,
+}
+
+fn undated_on_load() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +83,15 @@ struct Seen {
     created: Option<Stamp>,
     #[serde(skip)]
     generation: u64,
+}
+
+impl Seen {
+    /// First seen by the first scan with no time at all: dated by the next scan.
+    fn undated(&self) -> bool {
+        self.entered.is_none()
+            && self.source == Entered::FirstScan
+            && self.created == Some(Stamp::Missing)
+    }
 }
 
 impl Memory {
@@ -167,6 +185,7 @@ impl Memory {
         }
         let before = self.jobs.len();
         self.jobs.retain(|_, s| s.generation == generation);
+        self.undated = self.jobs.values().any(Seen::undated);
         self.dirty |= self.jobs.len() != before;
         // A first scan is worth saving even when it saw nothing: a job first seen later
         // entered its status since, and is dated from that sight, not from its creation.
@@ -179,19 +198,14 @@ impl Memory {
     /// whether a job's dating changed (a job the first scan saw without any time is dated
     /// by the second), which changes what the scan's candidates are.
     pub fn tick(&mut self, now: f64) -> bool {
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
         let mut changed = false;
-        for seen in self.jobs.values_mut() {
-            if seen.entered.is_none()
-                && seen.source == Entered::FirstScan
-                && seen.created == Some(Stamp::Missing)
-            {
+        if self.undated {
+            for seen in self.jobs.values_mut().filter(|s| s.undated()) {
                 seen.entered = Some(now);
                 seen.source = Entered::Observed;
                 changed = true;
             }
-            seen.generation = generation;
+            self.undated = false;
         }
         self.dirty |= changed || self.last_scan.is_none();
         self.last_scan = Some(now);
@@ -406,6 +420,9 @@ mod tests {
             seen.entered = None;
             seen.source = Entered::FirstScan;
         }
+        // As saved and read back from its file.
+        let saved = serde_json::to_string(&old).unwrap();
+        let mut old: Memory = serde_json::from_str(&saved).unwrap();
         let mut by_observe = old.clone();
         by_observe.observe(&rows, NOW + 15.0);
         assert!(old.tick(NOW + 15.0));
