@@ -856,18 +856,6 @@ impl Store {
         limits: Option<&std::collections::BTreeMap<String, Duration>>,
         estimate: f64,
     ) -> Result<Option<SummaryRead>, StoreError> {
-        let mut by_after: std::collections::BTreeMap<Duration, Vec<&str>> = Default::default();
-        for (word, after) in limits.into_iter().flatten() {
-            by_after.entry(*after).or_default().push(word);
-        }
-        let due: Vec<Vec<&str>> = by_after.values().cloned().collect();
-        let endpoints = self.info.candidate_indexed;
-        let Some((sql, order)) = self
-            .queries
-            .summary_read(limits.map(|_| due.as_slice()), endpoints)
-        else {
-            return Ok(None);
-        };
         let reading = self.info.time.readings.heartbeat;
         // The offsets a wall clock could read with around `utc`: no row whose reading is
         // at or before `utc` has a number above `utc + max`, none after it one below
@@ -880,16 +868,32 @@ impl Store {
                     .fold((f64::MAX, f64::MIN), |(lo, hi), o| (lo.min(o), hi.max(o))),
             }
         };
+        let mut by_after: std::collections::BTreeMap<Duration, Vec<&str>> = Default::default();
+        for (word, after) in limits.into_iter().flatten() {
+            by_after.entry(*after).or_default().push(word);
+        }
         // Seconds after the clock: a row ahead of `ahead` is named (`pick` names one more
         // than FUTURE_TOLERANCE ahead), and one at or before a group's bound (`pick` names a
         // row when `now - heartbeat >= after - 1`), each with a second to spare.
         let tolerance = crate::core::detect::FUTURE_TOLERANCE;
-        let mut values = vec![tolerance - 1.0 + offsets(estimate + tolerance).0];
-        values.extend(by_after.keys().map(|after| {
-            let after = after.as_secs_f64();
-            2.0 + 1e-3 - after + offsets(estimate - after).1
-        }));
-        let binds: Vec<f64> = order.iter().map(|v| values[*v]).collect();
+        let ahead = tolerance - 1.0 + offsets(estimate + tolerance).0;
+        let due: Vec<(Vec<&str>, f64)> = by_after
+            .into_iter()
+            .map(|(after, words)| {
+                let after = after.as_secs_f64();
+                (words, 2.0 + 1e-3 - after + offsets(estimate - after).1)
+            })
+            .collect();
+        let endpoints = self.info.candidate_indexed;
+        let Some(sql) = self.queries.summary_read(
+            limits.map(|_| queries::Due {
+                ahead,
+                groups: &due,
+            }),
+            endpoints,
+        ) else {
+            return Ok(None);
+        };
         let readings = self.info.time.readings;
         let at = &self.queries.light_at;
         let suspect_at = at.map(|p| p.map(|p| p + queries::SUMMARY_PREFIX));
@@ -903,40 +907,35 @@ impl Store {
         };
         let status_at = suspect_at[col::STATUS].unwrap_or(queries::SUMMARY_PREFIX);
         let rows = self
-            .fetch_bound(
-                "reading the summary of the active jobs",
-                &sql,
-                &binds,
-                |row| {
-                    let part = row.int(0, "part")?.unwrap_or(-1);
-                    Ok(match part {
-                        queries::part::SUSPECT => SummaryRow::Suspect(Box::new(job_from_row(
-                            &decode::Placed {
-                                row,
-                                at: &suspect_at,
-                            },
-                            &readings,
-                        )?)),
-                        queries::part::CLOCK => SummaryRow::Clock(row.float(1, "now")?),
-                        _ => SummaryRow::Group {
-                            group: part == queries::part::GROUP,
-                            status: row.text(status_at, "status")?.unwrap_or_default(),
-                            count: row.int(2, "count")?.unwrap_or(0).max(0) as u64,
-                            hash: row.text(3, "hash")?.unwrap_or_default(),
-                            newest: instant(
-                                row.float(4, "heartbeat")?,
-                                row.float(5, "heartbeat")?,
-                                f64::max,
-                            ),
-                            oldest: instant(
-                                row.float(6, "heartbeat")?,
-                                row.float(7, "heartbeat")?,
-                                f64::min,
-                            ),
+            .fetch("reading the summary of the active jobs", &sql, |row| {
+                let part = row.int(0, "part")?.unwrap_or(-1);
+                Ok(match part {
+                    queries::part::SUSPECT => SummaryRow::Suspect(Box::new(job_from_row(
+                        &decode::Placed {
+                            row,
+                            at: &suspect_at,
                         },
-                    })
-                },
-            )
+                        &readings,
+                    )?)),
+                    queries::part::CLOCK => SummaryRow::Clock(row.float(1, "now")?),
+                    _ => SummaryRow::Group {
+                        group: part == queries::part::GROUP,
+                        status: row.text(status_at, "status")?.unwrap_or_default(),
+                        count: row.int(2, "count")?.unwrap_or(0).max(0) as u64,
+                        hash: row.text(3, "hash")?.unwrap_or_default(),
+                        newest: instant(
+                            row.float(4, "heartbeat")?,
+                            row.float(5, "heartbeat")?,
+                            f64::max,
+                        ),
+                        oldest: instant(
+                            row.float(6, "heartbeat")?,
+                            row.float(7, "heartbeat")?,
+                            f64::min,
+                        ),
+                    },
+                })
+            })
             .await?;
         let statuses = &self.queries.jobs.statuses;
         let mut now = None;
@@ -1474,18 +1473,6 @@ impl Store {
         sql: &str,
         decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.fetch_bound(what, sql, &[], decode).await
-    }
-
-    /// [`Store::fetch`] of a statement with bound parameters (doubles), prepared once and
-    /// kept by the session.
-    async fn fetch_bound<T>(
-        &self,
-        what: &'static str,
-        sql: &str,
-        binds: &[f64],
-        decode: impl Fn(&dyn Cells) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
         if self.halt.is_set() {
             return Err(StoreError::Stopped { what });
         }
@@ -1495,13 +1482,7 @@ impl Store {
                 _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
             };
             let rows = tokio::select! {
-                rows = self.timed(what, {
-                    let mut query = sqlx::query(sql);
-                    for b in binds {
-                        query = query.bind(*b);
-                    }
-                    query.fetch_all(&mut *session)
-                }) => rows?,
+                rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)) => rows?,
                 _ = self.halt.halted() => {
                     // The statement is still running: drop the session rather than wait for it.
                     drop(session.detach());

@@ -71,6 +71,15 @@ pub(super) mod part {
     pub const SUSPECT: i64 = 3;
 }
 
+/// Where the summary read's rows due by heartbeat start (see [`Queries::summary_read`]):
+/// seconds after the database clock, in the heartbeat column's own reading.
+pub(super) struct Due<'a> {
+    /// Past which a row is ahead of the clock.
+    pub ahead: f64,
+    /// Per group of status words, at or before which a row is due.
+    pub groups: &'a [(Vec<&'a str>, f64)],
+}
+
 /// Whether a PostgreSQL column type is an integer's.
 fn integer_type(spelled: &str) -> bool {
     matches!(
@@ -296,16 +305,13 @@ impl Queries {
     /// The suspects are read in branches that an index on `(status, <heartbeat>)` serves each
     /// as a range (an `OR` of them it would not): a NULL heartbeat, one that is not finite,
     /// one ahead of the clock, and per group of status words in `due` one at or before the
-    /// group's bound; a row can come in two. Each bound is the database clock plus a bound
-    /// parameter, Unix seconds in the column's own reading: `ahead`, then one per group of
-    /// `due` (see `Store::summary_read`). The second value returned lists, per placeholder
-    /// in order, which of them it takes (0: `ahead`, `i`: group `i - 1`): MySQL's `?` are
-    /// positional.
-    pub(super) fn summary_read(
-        &self,
-        due: Option<&[Vec<&str>]>,
-        endpoints: bool,
-    ) -> Option<(String, Vec<usize>)> {
+    /// group's bound; a row can come in two. `due`: the seconds after the database clock
+    /// past which a row is ahead of it, then per group of status words the seconds after it
+    /// at or before which a row is due, in the column's own reading (see
+    /// `Store::summary_read`). They are written into the text: they stay the same from scan
+    /// to scan, so the statement is prepared and planned once (as bound parameters,
+    /// PostgreSQL planned it anew at every scan, in about as long as it ran).
+    pub(super) fn summary_read(&self, due: Option<Due<'_>>, endpoints: bool) -> Option<String> {
         let sql = self.summary.as_ref()?;
         let d = self.dialect;
         let j = &self.jobs;
@@ -420,24 +426,15 @@ impl Queries {
                 ));
             }
         }
-        let mut order = Vec::new();
-        if let (Some(due), Some(field)) = (due, &j.heartbeat_at) {
+        if let (Some(Due { ahead, groups: due }), Some(field)) = (due, &j.heartbeat_at) {
             let (c, kind, _) = sql.heartbeat.as_ref()?;
             let spelled = self.types.get(&field.column).map(String::as_str);
             let integer = spelled.is_some_and(integer_type);
-            // Placeholder `n`, taking value `v` (0: `ahead`, `i`: group `i - 1`).
-            let mut param = |v: usize| {
-                order.push(v);
-                d.param(order.len())
-            };
-            // Unix seconds now plus a parameter, as a value of the column's type (floored
+            // The database clock plus `seconds`, as a value of the column's type (floored
             // for an integer column: `c <= x` is `c <= floor(x)` there, and `c > x` is
             // `c > floor(x)`), times `scale` for a number.
-            let mut at = |v: usize, scale: &str| -> String {
-                let epoch = match d {
-                    Dialect::Postgres => format!("({now} + {}::float8)", param(v)),
-                    _ => format!("({now} + {})", param(v)),
-                };
+            let at = |seconds: f64, scale: &str| -> String {
+                let epoch = format!("({now} + ({seconds:.6}))");
                 match (d, kind) {
                     (Dialect::Postgres, TimeKind::Native) => format!(
                         "CAST(to_timestamp({epoch}) AS {})",
@@ -460,18 +457,18 @@ impl Queries {
                 _ => {}
             }
             if number {
-                conditions.push(format!("{c} > {} AND {c} < {MILLIS}", at(0, "")));
-                conditions.push(format!("{c} > {}", at(0, " * 1000")));
+                conditions.push(format!("{c} > {} AND {c} < {MILLIS}", at(ahead, "")));
+                conditions.push(format!("{c} > {}", at(ahead, " * 1000")));
             } else {
-                conditions.push(format!("{c} > {}", at(0, "")));
+                conditions.push(format!("{c} > {}", at(ahead, "")));
             }
-            for (i, words) in due.iter().enumerate() {
+            for (words, bound) in due {
                 let words = format!("{status} IN ({})", d.literal_list(words.iter().copied()));
-                conditions.push(format!("{words} AND {c} <= {}", at(i + 1, "")));
+                conditions.push(format!("{words} AND {c} <= {}", at(*bound, "")));
                 if number {
                     conditions.push(format!(
                         "{words} AND {c} >= {MILLIS} AND {c} <= {}",
-                        at(i + 1, " * 1000")
+                        at(*bound, " * 1000")
                     ));
                 }
             }
@@ -492,7 +489,7 @@ impl Queries {
                     .map(|cond| format!("{select} AND ({cond})")),
             );
         }
-        Some((parts.join(" UNION ALL "), order))
+        Some(parts.join(" UNION ALL "))
     }
 
     /// The statements, with the read of `[workers]` (whose table's column types are `types`).
