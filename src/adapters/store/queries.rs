@@ -50,7 +50,8 @@ pub(super) struct SummarySql {
     /// where configured), per group of rows, as text.
     hash: String,
     /// The heartbeat: its column expression, its kind, and the conditions that keep its
-    /// finite values, seconds and (for a number) milliseconds apart.
+    /// finite values, seconds and (for a number) milliseconds apart (empty: every value is
+    /// finite).
     heartbeat: Option<(String, TimeKind, [Option<String>; 2])>,
 }
 
@@ -278,7 +279,10 @@ impl Queries {
                         Some(format!("{c} > '-infinity' AND {c} < 'infinity'")),
                         None,
                     ],
-                    _ => [Some(format!("{c} IS NOT NULL")), None],
+                    // Every value of a MariaDB time is finite. No condition at all: one
+                    // (even `IS NOT NULL`) keeps MariaDB from reading MIN and MAX off the
+                    // index's ends.
+                    _ => [Some(String::new()), None],
                 };
                 Some((c, kind, finite))
             }
@@ -362,7 +366,8 @@ impl Queries {
         );
         let in_groups: [String; 4] = match &sql.heartbeat {
             Some((c, kind, [s, m])) if !endpoints => {
-                let agg = |agg: &str, p: &Option<String>| match p {
+                let agg = |agg: &str, p: &Option<String>| match p.as_deref() {
+                    Some("") => d.epoch_of(&format!("{agg}({c})"), *kind),
                     Some(p) => d.epoch_of(&format!("{agg}(CASE WHEN {p} THEN {c} END)"), *kind),
                     None => null_float.to_string(),
                 };
@@ -389,18 +394,26 @@ impl Queries {
         let mut parts = vec![clock, groups];
         if let (true, Some((c, kind, finite))) = (endpoints, &sql.heartbeat) {
             for word in j.statuses.active() {
-                let word_sql = d.literal(word);
-                // The column's newest (or oldest) finite value among this word's rows.
-                let probe = |agg: &str, p: &Option<String>| {
-                    match p {
-                    Some(p) => d.epoch_of(
-                        &format!(
-                            "(SELECT {agg}({c}) FROM {table} WHERE {scope} AND {status} = {word_sql} AND {p})"
-                        ),
-                        *kind,
-                    ),
-                    None => null_float.to_string(),
+                // The word alone (with `where`): a condition on the status column beside the
+                // equality keeps MariaDB from reading the index's end.
+                let mut of_word = format!("{status} = {}", d.literal(word));
+                if let Some(w) = &j.where_sql {
+                    of_word.push_str(&format!(" AND ({w})"));
                 }
+                // The column's newest (or oldest) finite value among this word's rows.
+                let probe = |agg: &str, p: &Option<String>| match p.as_deref() {
+                    Some(p) => {
+                        let p = if p.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" AND {p}")
+                        };
+                        d.epoch_of(
+                            &format!("(SELECT {agg}({c}) FROM {table} WHERE {of_word}{p})"),
+                            *kind,
+                        )
+                    }
+                    None => null_float.to_string(),
                 };
                 let running = j.statuses.class_of(word) == Some(StatusClass::Running);
                 let oldest = |p: &Option<String>| {
