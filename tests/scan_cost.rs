@@ -419,15 +419,20 @@ fn stored_beat(db: &TestDb, beat: Beat, minutes: f64) -> String {
     }
 }
 
-/// A jobs table whose heartbeats are minutes old on both sides of every bound (never a
-/// whole or half hour), missing, and ahead of the clock; running and queued, two phases.
-async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
-    let (ty, zone) = match (db.backend, beat) {
+/// The type of `updated_at` for `beat`, and the zone a naive one is written in.
+fn beat_column(db: &TestDb, beat: Beat) -> (&'static str, Option<&'static str>) {
+    match (db.backend, beat) {
         (Backend::Postgres, Beat::Naive) => ("timestamp(3)", Some("America/New_York")),
         (Backend::MySql, Beat::Naive) => ("DATETIME(6)", Some("+05:30")),
         (_, Beat::Epoch) => (db.ty("bigint"), None),
         _ => (db.ty("ts"), None),
-    };
+    }
+}
+
+/// A jobs table whose heartbeats are minutes old on both sides of every bound (never a
+/// whole or half hour), missing, and ahead of the clock; running and queued, two phases.
+async fn candidate_table(db: &TestDb, beat: Beat) -> (PathBuf, usize) {
+    let (ty, zone) = beat_column(db, beat);
     db.exec(&format!(
         "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, phase {t} NULL, created_at {ts}, updated_at {ty} NULL)",
         t = db.ty("text"),
@@ -743,12 +748,7 @@ per_backend!(two_tier_read_agrees_on_epoch_heartbeats, two_tier_epoch);
 /// bound seconds too tight or too loose fails here.
 async fn due_by_heartbeat(backend: Backend, beat: Beat) {
     let db = TestDb::new(backend).await;
-    let (ty, zone) = match (db.backend, beat) {
-        (Backend::Postgres, Beat::Naive) => ("timestamp(3)", Some("America/New_York")),
-        (Backend::MySql, Beat::Naive) => ("DATETIME(6)", Some("+05:30")),
-        (_, Beat::Epoch) => (db.ty("bigint"), None),
-        _ => (db.ty("ts"), None),
-    };
+    let (ty, zone) = beat_column(&db, beat);
     db.exec(&format!(
         "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ty} NULL)",
         t = db.ty("text"),
