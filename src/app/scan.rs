@@ -455,9 +455,7 @@ impl Scanner {
         // find a naive column's zone offsets (`Store::summary_read` looks a day around).
         let estimate = match self.snapshot_at {
             Some((now, at)) => now + at.elapsed().as_secs_f64(),
-            None => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            None => self.clock.now(),
         };
         match self.store.summary_read(limits.as_ref(), estimate).await {
             Err(StoreError::Rejected { message, .. }) => {
