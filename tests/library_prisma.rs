@@ -129,16 +129,7 @@ async function main () {
       console.log('done ' + job.id)
     }
   } else if (command === 'get') {
-    const job = await prisma.job.findUniqueOrThrow({ where: { id: Number(id) } })
-    const finished = job.finishedAt
-    console.log(JSON.stringify({
-      status: job.status,
-      error: job.error,
-      progress: job.progress,
-      finishedAt: finished,
-      finishedIsDate: finished instanceof Date && !isNaN(finished),
-      finishedAgo: finished instanceof Date ? (Date.now() - finished.getTime()) / 1000 : null,
-    }))
+    printJob(await prisma.job.findUniqueOrThrow({ where: { id: Number(id) } }))
   }
   await prisma.$disconnect()
 }
@@ -193,7 +184,11 @@ async fn client(db: &TestDb) -> Script {
     db.exec(ddl).await;
     generate(db.dir(), provider);
     let script = db.dir().join("jobs.js");
-    std::fs::write(&script, JOBS_JS).expect("write jobs.js");
+    std::fs::write(
+        &script,
+        format!("{JOBS_JS}{}", common::worker::JS_PRINT_JOB),
+    )
+    .expect("write jobs.js");
     Script {
         python: common::tool("node"),
         script,

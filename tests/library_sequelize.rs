@@ -74,16 +74,7 @@ async function main () {
       console.log('done ' + job.id)
     }
   } else if (command === 'get') {
-    const job = await Job.findByPk(id, { rejectOnEmpty: true })
-    const finished = job.finishedAt
-    console.log(JSON.stringify({
-      status: job.status,
-      error: job.error,
-      progress: job.progress,
-      finishedAt: finished,
-      finishedIsDate: finished instanceof Date && !isNaN(finished),
-      finishedAgo: finished instanceof Date ? (Date.now() - finished.getTime()) / 1000 : null,
-    }))
+    printJob(await Job.findByPk(id, { rejectOnEmpty: true }))
   }
   await sequelize.close()
 }
@@ -101,7 +92,11 @@ struct Case {
 /// The model's script against the test's database, its table made by `sync()`.
 fn model(db: &TestDb, case: &Case) -> Script {
     let script = db.dir().join("jobs.js");
-    std::fs::write(&script, JOBS_JS).expect("write jobs.js");
+    std::fs::write(
+        &script,
+        format!("{JOBS_JS}{}", common::worker::JS_PRINT_JOB),
+    )
+    .expect("write jobs.js");
     Script {
         python: common::tool("node"),
         script,

@@ -180,6 +180,23 @@ pub fn validates(url: &str, config: &std::path::Path) -> String {
     text
 }
 
+/// The Node ORM scripts' `get` (Prisma's and Sequelize's `jobs.js`, appended to each): one
+/// row as the application reads it back after jobwarden wrote it: status, error, progress,
+/// `finishedAt`, whether that is a valid date, and how many seconds ago it is.
+pub const JS_PRINT_JOB: &str = r#"
+function printJob(job) {
+  const finished = job.finishedAt
+  console.log(JSON.stringify({
+    status: job.status,
+    error: job.error,
+    progress: job.progress,
+    finishedAt: finished,
+    finishedIsDate: finished instanceof Date && !isNaN(finished),
+    finishedAgo: finished instanceof Date ? (Date.now() - finished.getTime()) / 1000 : null,
+  }))
+}
+"#;
+
 /// The `node_modules` that `scripts/test` fills from the npm registry
 /// (`JOBWARDEN_TEST_NODE_MODULES`, else its cache), checked to hold `package` at `version`:
 /// a missing or other version fails the test with the way to get it.
