@@ -183,18 +183,11 @@ async fn client(db: &TestDb) -> Script {
     };
     db.exec(ddl).await;
     generate(db.dir(), provider);
-    let script = db.dir().join("jobs.js");
-    std::fs::write(
-        &script,
-        format!("{JOBS_JS}{}", common::worker::JS_PRINT_JOB),
+    common::worker::orm_script(
+        db.dir(),
+        JOBS_JS,
+        vec![("JW_DATABASE_URL".into(), db.url.clone())],
     )
-    .expect("write jobs.js");
-    Script {
-        python: common::tool("node"),
-        script,
-        cwd: db.dir().to_path_buf(),
-        env: vec![("JW_DATABASE_URL".into(), db.url.clone())],
-    }
 }
 
 async fn killed_mid_job(backend: Backend) {

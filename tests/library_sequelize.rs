@@ -91,17 +91,10 @@ struct Case {
 
 /// The model's script against the test's database, its table made by `sync()`.
 fn model(db: &TestDb, case: &Case) -> Script {
-    let script = db.dir().join("jobs.js");
-    std::fs::write(
-        &script,
-        format!("{JOBS_JS}{}", common::worker::JS_PRINT_JOB),
-    )
-    .expect("write jobs.js");
-    Script {
-        python: common::tool("node"),
-        script,
-        cwd: db.dir().to_path_buf(),
-        env: vec![
+    common::worker::orm_script(
+        db.dir(),
+        JOBS_JS,
+        vec![
             (
                 "NODE_PATH".into(),
                 common::worker::node_modules("sequelize", SEQUELIZE_VERSION)
@@ -114,7 +107,7 @@ fn model(db: &TestDb, case: &Case) -> Script {
                 case.sequelize_timezone.into(),
             ),
         ],
-    }
+    )
 }
 
 async fn killed_mid_job(case: Case) {

@@ -197,6 +197,23 @@ function printJob(job) {
 }
 "#;
 
+/// A Node ORM's `jobs.js` (`js`, with [`JS_PRINT_JOB`] for its `get`) written into the
+/// test's folder `dir` and run there by `node` with `env` (the database URL among it).
+pub fn orm_script(
+    dir: &std::path::Path,
+    js: &str,
+    env: Vec<(String, String)>,
+) -> super::python::Script {
+    let script = dir.join("jobs.js");
+    std::fs::write(&script, format!("{js}{JS_PRINT_JOB}")).expect("write jobs.js");
+    super::python::Script {
+        python: super::tool("node"),
+        script,
+        cwd: dir.to_path_buf(),
+        env,
+    }
+}
+
 /// The `node_modules` that `scripts/test` fills from the npm registry
 /// (`JOBWARDEN_TEST_NODE_MODULES`, else its cache), checked to hold `package` at `version`:
 /// a missing or other version fails the test with the way to get it.
