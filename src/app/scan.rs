@@ -111,8 +111,9 @@ pub struct Scanner {
     /// When the last snapshot was read, to date the writes that follow it.
     snapshot_at: Option<(f64, tokio::time::Instant)>,
     host: String,
-    /// The ids of the last scan's active rows.
-    active: Vec<String>,
+    /// The ids of the last row-by-row read's active rows (a summary scan's set is the same):
+    /// kept as a set, not made anew by every scan that asks.
+    active: HashSet<String>,
     /// The host of each of the last scan's active rows that names one (for incidents).
     hosts: HashMap<String, String>,
     /// The report folders' indexes.
@@ -173,7 +174,7 @@ impl Scanner {
             memory,
             snapshot_at: None,
             host: process::hostname(),
-            active: Vec::new(),
+            active: HashSet::new(),
             hosts: HashMap::new(),
             artifacts: Vec::new(),
             known: HashMap::new(),
@@ -203,8 +204,8 @@ impl Scanner {
     }
 
     /// The ids of the last scan's active rows.
-    pub fn active_ids(&self) -> std::collections::HashSet<&str> {
-        self.active.iter().map(String::as_str).collect()
+    pub fn active_ids(&self) -> &HashSet<String> {
+        &self.active
     }
 
     /// Gives the memory back, for a scanner that replaces this one.
@@ -880,13 +881,12 @@ impl Scanner {
                     .collect()
             })
             .unwrap_or_default();
-        let active: HashSet<&str> = self.active.iter().map(String::as_str).collect();
         let changes = self.memory.incidents(
             &mut report.findings,
             &crate::core::incident::Scan {
                 now: report.checked_at,
                 hosts: &self.hosts,
-                active: &active,
+                active: &self.active,
                 written: &written,
             },
         );

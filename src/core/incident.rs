@@ -212,7 +212,7 @@ pub struct Scan<'a> {
     /// The host of each active job that has one.
     pub hosts: &'a HashMap<String, String>,
     /// Ids of the active rows.
-    pub active: &'a HashSet<&'a str>,
+    pub active: &'a HashSet<String>,
     /// Ids jobwarden wrote in this scan.
     pub written: &'a HashSet<&'a str>,
 }
@@ -610,7 +610,7 @@ mod tests {
         }
 
         fn observe(&self, inc: &mut Incidents, findings: &mut [Finding], now: f64) -> Changes {
-            let active = self.active.iter().map(String::as_str).collect();
+            let active = self.active.iter().cloned().collect();
             let written = self.written.iter().map(String::as_str).collect();
             inc.observe(
                 findings,

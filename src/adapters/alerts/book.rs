@@ -22,6 +22,11 @@ use crate::config::{AlertKind, AlertSink, Severity};
 use crate::core::detect::{Finding, FindingKey, Kind, Outcome};
 use crate::core::incident::View;
 
+/// A job id as a set of ids holds it: the scanner's own `String`s, or a test's `&str`s.
+pub trait Id: std::borrow::Borrow<str> + Eq + std::hash::Hash {}
+
+impl<T: std::borrow::Borrow<str> + Eq + std::hash::Hash> Id for T {}
+
 /// How long a resolved alert stays in the book so Alertmanager hears the resolution again
 /// (a lost request must not leave it open).
 pub const RESOLVED_KEEP: Duration = Duration::from_secs(300);
@@ -246,7 +251,7 @@ impl Book {
     pub fn observe(
         &mut self,
         findings: &[Finding],
-        active: &HashSet<&str>,
+        active: &HashSet<impl Id>,
         snoozed: &HashSet<&str>,
         now: f64,
     ) {
@@ -315,7 +320,7 @@ impl Book {
     fn resolve_cleared(
         &mut self,
         current: &HashSet<String>,
-        active: &HashSet<&str>,
+        active: &HashSet<impl Id>,
         snoozed: &HashSet<&str>,
         now: f64,
     ) {
@@ -620,7 +625,7 @@ mod tests {
         let mut mass = finding("", Severity::Critical);
         mass.kind = Kind::MassStall;
         let mut book = Book::new();
-        book.observe(std::slice::from_ref(&mass), &HashSet::new(), &none(), 0.0);
+        book.observe(std::slice::from_ref(&mass), &none(), &none(), 0.0);
         book.told("hook", "mass_stall/hb/", State::Firing, 0.5);
         // Before the writes: job 1's finding is recorded, and nothing else changes (the mass
         // stall, not among the findings yet, stays open).
@@ -630,7 +635,7 @@ mod tests {
         // Killed after the write: the saved book is all a restart has, and job 1 is gone.
         let text = serde_json::to_string(&book).unwrap();
         let mut restarted: Book = serde_json::from_str(&text).unwrap();
-        restarted.observe(&[], &HashSet::new(), &none(), 20.0);
+        restarted.observe(&[], &none(), &none(), 20.0);
         assert_eq!(
             states(&restarted.due(&hook, 20.0)),
             [
@@ -661,7 +666,7 @@ mod tests {
             &none(),
             0.0,
         );
-        book.observe(&[], &HashSet::new(), &none(), 1.0);
+        book.observe(&[], &none(), &none(), 1.0);
         let reason = |k: &str| book.entries[k].resolved.clone().map(|r| r.reason);
         assert_eq!(
             reason("stalled/hb/1").as_deref(),
@@ -679,8 +684,8 @@ mod tests {
         let mut stall = finding("", Severity::Critical);
         stall.kind = crate::core::detect::Kind::MassStall;
         stall.rule = "safety".into();
-        book.observe(&[stall], &HashSet::new(), &none(), 0.0);
-        book.observe(&[], &HashSet::new(), &none(), 1.0);
+        book.observe(&[stall], &none(), &none(), 0.0);
+        book.observe(&[], &none(), &none(), 1.0);
         assert_eq!(
             book.entries["mass_stall/safety/"]
                 .resolved
@@ -864,7 +869,7 @@ mod tests {
         assert!(book.due(&hook, 2.0).is_empty());
         // Its jobs are failed by hand: it ends, saying how; the findings resolve silently.
         let ending = "310 finished by a person or the application";
-        book.observe(&[], &HashSet::new(), &none(), 3.0);
+        book.observe(&[], &none(), &none(), 3.0);
         book.observe_incidents(&[view("inc-1", 310, Some(ending))], &[], 3.0);
         assert!(book.due(&hook, 3.0).is_empty());
         assert_eq!(

@@ -161,7 +161,7 @@ impl Alerter {
         &mut self,
         findings: &[Finding],
         incidents: &[View],
-        active: &HashSet<&str>,
+        active: &HashSet<impl book::Id>,
         snoozed: &HashSet<&str>,
     ) {
         if self.sinks.is_empty() {

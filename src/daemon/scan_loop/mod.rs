@@ -255,7 +255,7 @@ impl Loop {
                         self.alerter.observe(
                             &report.findings,
                             &report.incidents,
-                            &scanner.active_ids(),
+                            scanner.active_ids(),
                             &snoozed,
                         );
                     }
