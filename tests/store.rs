@@ -304,3 +304,84 @@ async fn locked_rows_are_held_back_within_the_budget(backend: Backend) {
 }
 
 per_backend!(locked_rows, locked_rows_are_held_back_within_the_budget);
+
+/// The server ends every one of jobwarden's read sessions between two scans (a restart, an
+/// operator's kill): the next scan runs on a new session and succeeds. A session idle less
+/// than a minute is not pinged before use (that was a round trip per scan), so the scan's
+/// own statement is what finds it gone, and the store runs it again on another.
+async fn read_sessions_ended_between_scans(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+        t = db.ty("text"),
+        ts = db.ty("ts")
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO jobs VALUES (1, 'running', {}, {}), (2, 'running', {}, {})",
+        db.ago(3600.0),
+        db.ago(10.0),
+        db.ago(3600.0),
+        db.ago(2400.0)
+    ))
+    .await;
+    let path = TestConfig::new(&db.url)
+        .heartbeat_rule("hb", "30m", "")
+        .write(db.dir().join("jw.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+    let spare = sessions(&db, backend).await;
+    let mut scanner = Scanner::new(Store::connect(&config).await.expect("connect"));
+    let stalled = |report: &jobwarden::app::scan::Report| -> Vec<String> {
+        report.findings.iter().map(|f| f.job_id.clone()).collect()
+    };
+    let first = scanner.scan(&config, None).await.expect("first scan");
+    assert_eq!(stalled(&first), ["2"]);
+    for round in 1..=2 {
+        let ended = end_other_sessions(&db, backend, &spare).await;
+        assert!(
+            ended >= 1,
+            "round {round}: no session of jobwarden's to end"
+        );
+        let report = scanner.scan(&config, None).await.unwrap_or_else(|e| {
+            panic!("round {round}: the scan after {ended} sessions ended: {e}")
+        });
+        assert_eq!(stalled(&report), ["2"], "round {round}");
+    }
+    scanner.store().close().await;
+}
+
+/// The ids of the test database's sessions (PostgreSQL pids, MariaDB connection ids).
+async fn sessions(db: &TestDb, backend: Backend) -> Vec<String> {
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT pid::text FROM pg_stat_activity WHERE datname = current_database()"
+        }
+        _ => "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()",
+    };
+    let rows = db.rows(sql).await;
+    rows.into_iter().filter_map(|mut r| r.remove(0)).collect()
+}
+
+/// Ends the test database's sessions but `spare` (the test's own); returns how many.
+async fn end_other_sessions(db: &TestDb, backend: Backend, spare: &[String]) -> usize {
+    let ended: Vec<String> = sessions(db, backend)
+        .await
+        .into_iter()
+        .filter(|id| !spare.contains(id))
+        .collect();
+    for id in &ended {
+        match backend {
+            Backend::Postgres => db.exec(&format!("SELECT pg_terminate_backend({id})")).await,
+            _ => db.exec(&format!("KILL {id}")).await,
+        }
+    }
+    ended.len()
+}
+
+per_backend!(
+    ended_sessions,
+    read_sessions_ended_between_scans,
+    postgres => Postgres,
+    mysql => MySql
+);

@@ -146,8 +146,9 @@ impl Leadership {
             return Ok(false);
         };
         if self.held {
-            // Still ours while the session lives.
-            sqlx::query("SELECT 1").execute(&mut *conn).await?;
+            // Still ours while the session lives: a ping (PostgreSQL's Sync, MySQL's
+            // COM_PING) asks no statement of the server.
+            conn.ping().await?;
             return Ok(true);
         }
         let row = match self.dialect {

@@ -126,6 +126,17 @@ fn session_lost(code: Option<&str>) -> bool {
     })
 }
 
+/// Whether a statement failed because its session was gone (the socket closed or broken, or
+/// the server ending it, see [`session_lost`]) rather than for anything about the statement:
+/// a read may run again on another session.
+fn session_ended(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => session_lost(d.code().as_deref()),
+        _ => false,
+    }
+}
+
 /// Ends the reads in flight, and refuses new ones, once set (SIGTERM): a scan whose query
 /// runs long must not hold a stopping daemon. The read's session is detached from its pool
 /// and dropped (its socket closed; PostgreSQL is also asked to cancel the statement), never
@@ -247,6 +258,26 @@ fn pool_options<DB: sqlx::Database>(max: u32, timeout: Duration) -> sqlx::pool::
         .acquire_timeout(timeout)
 }
 
+/// A read session idle at least this long is pinged before it is used.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(60);
+
+/// The read pool's options: [`pool_options`], but a session is pinged before use only after
+/// [`PING_AFTER_IDLE`], not every time (a round trip per scan, at a daemon's interval). A
+/// session the server ended in between is found by the statement instead, and
+/// [`Store::fetch`] runs the statement again on another.
+fn reader_options<DB: sqlx::Database>(max: u32, timeout: Duration) -> sqlx::pool::PoolOptions<DB> {
+    pool_options(max, timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Opens the pool every read goes through. Its sessions cannot write: PostgreSQL sessions
 /// start with `default_transaction_read_only`, MySQL ones run `SET SESSION TRANSACTION READ
 /// ONLY`, SQLite connections open the file read-only. So nothing a scan runs (a `where` that
@@ -260,10 +291,10 @@ async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<
             let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)?
                 .options([("default_transaction_read_only", "on")])
                 .application_name(&reader_name());
-            Pool::Postgres(pool_options(max, timeout).connect_with(options).await?)
+            Pool::Postgres(reader_options(max, timeout).connect_with(options).await?)
         }
         Dialect::MySql => Pool::MySql(
-            pool_options(max, timeout)
+            reader_options(max, timeout)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         sqlx::Executor::execute(conn, "SET SESSION TRANSACTION READ ONLY")
@@ -278,7 +309,7 @@ async fn open_reader(db: &crate::config::Database, timeout: Duration) -> Result<
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)?
                 .read_only(true)
                 .busy_timeout(timeout);
-            Pool::Sqlite(pool_options(max, timeout).connect_with(options).await?)
+            Pool::Sqlite(reader_options(max, timeout).connect_with(options).await?)
         }
     })
 }
@@ -1476,13 +1507,16 @@ impl Store {
         if self.halt.is_set() {
             return Err(StoreError::Stopped { what });
         }
-        on_pool!(&self.pool, pool => {
+        // Each pooled session may have been ended by the server since its last use (a
+        // restart, an operator's kill): one try more than there are sessions reaches a new one.
+        let mut retries = self.database.max_connections;
+        on_pool!(&self.pool, pool => loop {
             let mut session = tokio::select! {
                 session = self.session(what, pool.acquire()) => session?,
                 _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
             };
             let rows = tokio::select! {
-                rows = self.timed(what, sqlx::query(sql).fetch_all(&mut *session)) => rows?,
+                rows = tokio::time::timeout(self.timeout, sqlx::query(sql).fetch_all(&mut *session)) => rows,
                 _ = self.halt.halted() => {
                     // The statement is still running: drop the session rather than wait for it.
                     drop(session.detach());
@@ -1490,7 +1524,17 @@ impl Store {
                     return Err(StoreError::Stopped { what });
                 }
             };
-            rows.iter().map(|row| decode(row)).collect()
+            match rows {
+                Ok(Err(e)) if retries > 0 && session_ended(&e) => {
+                    retries -= 1;
+                    tracing::debug!("{what}: the session was gone ({}); trying another", scrub(&e.to_string(), &self.secrets));
+                    session.close_on_drop();
+                }
+                rows => {
+                    let rows = self.outcome(what, rows)?;
+                    return rows.iter().map(|row| decode(row)).collect();
+                }
+            }
         })
     }
 
@@ -1539,7 +1583,16 @@ impl Store {
         what: &'static str,
         fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        self.outcome(what, tokio::time::timeout(self.timeout, fut).await)
+    }
+
+    /// What a statement run under the query timeout came to, as a [`StoreError`].
+    fn outcome<T>(
+        &self,
+        what: &'static str,
+        result: Result<Result<T, sqlx::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match result {
             Err(_) => Err(StoreError::Timeout {
                 what,
                 timeout: self.timeout,
