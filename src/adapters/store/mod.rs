@@ -210,9 +210,8 @@ pub struct SummaryRead {
 /// One row of the summary read, by its part (`queries::part`).
 enum SummaryRow {
     Clock(Option<f64>),
-    /// A group of the active set (`group`), or a configured word's extremes alone.
+    /// One configured word's rows.
     Group {
-        group: bool,
         status: String,
         count: u64,
         hash: String,
@@ -950,7 +949,6 @@ impl Store {
                     )?)),
                     queries::part::CLOCK => SummaryRow::Clock(row.float(1, "now")?),
                     _ => SummaryRow::Group {
-                        group: part == queries::part::GROUP,
                         status: row.text(status_at, "status")?.unwrap_or_default(),
                         count: row.int(2, "count")?.unwrap_or(0).max(0) as u64,
                         hash: row.text(3, "hash")?.unwrap_or_default(),
@@ -987,7 +985,6 @@ impl Store {
                     }
                 }
                 SummaryRow::Group {
-                    group,
                     status,
                     count,
                     hash,
@@ -1005,7 +1002,8 @@ impl Store {
                                 .flatten()
                                 .reduce(f64::min);
                     }
-                    if group {
+                    // A word without rows is no group of the set.
+                    if count > 0 {
                         summary.groups.push((status, count, hash));
                     }
                 }
