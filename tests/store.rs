@@ -385,3 +385,44 @@ per_backend!(
     postgres => Postgres,
     mysql => MySql
 );
+
+/// The store keeps one read session aside from its pool between reads (sqlx pings a session
+/// handed back to its pool). Reads at once, more than the pool holds, each get a session:
+/// none waits for the kept one, with a pool of one or of two.
+async fn reads_at_once_each_get_a_session(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.exec(&format!(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+        t = db.ty("text"),
+        ts = db.ty("ts")
+    ))
+    .await;
+    for pool in [1, 2] {
+        let path = TestConfig::new(&db.url)
+            .database(&format!("max_connections = {pool}\nquery_timeout = \"2s\""))
+            .heartbeat_rule("hb", "30m", "")
+            .write(db.dir().join(format!("jw-{pool}.toml")));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = jobwarden::config::parse(&text, &path, None, &|_| None).expect("config");
+        let store = Store::connect(&config).await.expect("connect");
+        for round in 0..3 {
+            let mut reads = tokio::task::JoinSet::new();
+            for _ in 0..6 {
+                let store = store.clone();
+                reads.spawn(async move { store.clock().await });
+            }
+            while let Some(read) = reads.join_next().await {
+                read.expect("the read's task")
+                    .unwrap_or_else(|e| panic!("pool of {pool}, round {round}: {e}"));
+            }
+        }
+        store.close().await;
+    }
+}
+
+per_backend!(
+    reads_at_once,
+    reads_at_once_each_get_a_session,
+    postgres => Postgres,
+    mysql => MySql
+);

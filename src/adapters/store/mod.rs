@@ -277,6 +277,84 @@ fn reader_options<DB: sqlx::Database>(max: u32, timeout: Duration) -> sqlx::pool
         })
 }
 
+/// The read session the store keeps between reads, one per driver (see [`Store::fetch`]),
+/// with when it was last used.
+#[derive(Default)]
+struct Held {
+    postgres: HeldSlot<sqlx::Postgres>,
+    mysql: HeldSlot<sqlx::MySql>,
+    sqlite: HeldSlot<sqlx::Sqlite>,
+}
+
+type HeldSlot<DB> =
+    std::sync::Mutex<Option<(sqlx::pool::PoolConnection<DB>, tokio::time::Instant)>>;
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
+/// The slot of one driver's kept session.
+trait Slot<DB: sqlx::Database> {
+    fn slot(&self) -> &HeldSlot<DB>;
+}
+
+impl Slot<sqlx::Postgres> for Held {
+    fn slot(&self) -> &HeldSlot<sqlx::Postgres> {
+        &self.postgres
+    }
+}
+
+impl Slot<sqlx::MySql> for Held {
+    fn slot(&self) -> &HeldSlot<sqlx::MySql> {
+        &self.mysql
+    }
+}
+
+impl Slot<sqlx::Sqlite> for Held {
+    fn slot(&self) -> &HeldSlot<sqlx::Sqlite> {
+        &self.sqlite
+    }
+}
+
+impl Held {
+    /// Takes the kept session, if there is one and no other read has it.
+    fn take<DB: sqlx::Database>(
+        &self,
+    ) -> Option<(sqlx::pool::PoolConnection<DB>, tokio::time::Instant)>
+    where
+        Held: Slot<DB>,
+    {
+        self.slot().try_lock().ok()?.take()
+    }
+
+    /// Keeps `session` for the next read, unless one is kept already (it then goes back to
+    /// its pool).
+    fn keep<DB: sqlx::Database>(&self, session: sqlx::pool::PoolConnection<DB>)
+    where
+        Held: Slot<DB>,
+    {
+        if let Ok(mut slot) = self.slot().try_lock() {
+            if slot.is_none() {
+                *slot = Some((session, tokio::time::Instant::now()));
+            }
+        }
+    }
+
+    /// Lets go of every kept session (back to its pool, which a closing pool waits for).
+    fn release(&self) {
+        fn clear<T>(slot: &std::sync::Mutex<Option<T>>) {
+            if let Ok(mut slot) = slot.lock() {
+                slot.take();
+            }
+        }
+        clear(&self.postgres);
+        clear(&self.mysql);
+        clear(&self.sqlite);
+    }
+}
+
 /// Opens the pool every read goes through. Its sessions cannot write: PostgreSQL sessions
 /// start with `default_transaction_read_only`, MySQL ones run `SET SESSION TRANSACTION READ
 /// ONLY`, SQLite connections open the file read-only. So nothing a scan runs (a `where` that
@@ -398,6 +476,10 @@ pub struct Store {
     places: Places,
     /// Ends the reads in flight (SIGTERM); never set unless given by [`Store::with_halt`].
     halt: Halt,
+    /// The read session kept from one read to the next (shared by clones), with a pool of
+    /// two or more: a session handed back to sqlx's pool is pinged on the way, a round trip
+    /// per scan.
+    held: std::sync::Arc<Held>,
 }
 
 /// The column order of the scan query.
@@ -460,6 +542,7 @@ impl Store {
             audit_table: config.audit_table.clone(),
             places: config.places.clone(),
             halt: Halt::default(),
+            held: Default::default(),
         };
         store.info = store.table_info().await?;
         let mut missing: Vec<(String, String)> = configured_columns(&config.jobs)
@@ -1508,10 +1591,22 @@ impl Store {
         // Each pooled session may have been ended by the server since its last use (a
         // restart, an operator's kill): one try more than there are sessions reaches a new one.
         let mut retries = self.database.max_connections;
+        // A pool of one session keeps none aside: a second read would wait for it in vain.
+        let keep = self.database.max_connections > 1;
         on_pool!(&self.pool, pool => loop {
-            let mut session = tokio::select! {
-                session = self.session(what, pool.acquire()) => session?,
-                _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
+            let kept = if keep { self.held.take() } else { None };
+            let mut session = match kept {
+                // Used lately: as it is, like a pooled one (see `reader_options`).
+                Some((session, at)) if at.elapsed() < PING_AFTER_IDLE => session,
+                other => {
+                    // Idle too long, or none: a session from the pool, pinged as the pool
+                    // pings one idle as long.
+                    drop(other);
+                    tokio::select! {
+                        session = self.session(what, pool.acquire()) => session?,
+                        _ = self.halt.halted() => return Err(StoreError::Stopped { what }),
+                    }
+                }
             };
             let rows = tokio::select! {
                 rows = tokio::time::timeout(self.timeout, sqlx::query(sql).fetch_all(&mut *session)) => rows,
@@ -1522,17 +1617,22 @@ impl Store {
                     return Err(StoreError::Stopped { what });
                 }
             };
-            match rows {
-                Ok(Err(e)) if retries > 0 && session_ended(&e) => {
-                    retries -= 1;
-                    tracing::debug!("{what}: the session was gone ({}); trying another", scrub(&e.to_string(), &self.secrets));
-                    session.close_on_drop();
-                }
-                rows => {
-                    let rows = self.outcome(what, rows)?;
-                    return rows.iter().map(|row| decode(row)).collect();
-                }
+            let ended = matches!(&rows, Ok(Err(e)) if session_ended(e));
+            if ended && retries > 0 {
+                retries -= 1;
+                tracing::debug!("{what}: the session was gone; trying another");
+                session.close_on_drop();
+                continue;
             }
+            // A session gone, or one whose statement timed out (it may still be running it),
+            // is closed; a sound one kept for the next read.
+            if ended || rows.is_err() {
+                session.close_on_drop();
+            } else if keep {
+                self.held.keep(session);
+            }
+            let rows = self.outcome(what, rows)?;
+            return rows.iter().map(|row| decode(row)).collect();
         })
     }
 
@@ -1623,6 +1723,7 @@ impl Store {
 
     /// Closes the pools' connections.
     pub async fn close(&self) {
+        self.held.release();
         on_pool!(&self.pool, pool => pool.close().await);
         if let Some(writer) = self.writer.get() {
             on_pool!(writer, pool => pool.close().await);
