@@ -48,12 +48,7 @@ fn write_config(dir: &Path, text: &str) -> String {
 }
 
 async fn small_table(db: &TestDb, with_index: bool) {
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
     if with_index {
         db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
     }

@@ -68,12 +68,7 @@ fn audit_entries(states: &[PathBuf]) -> Vec<serde_json::Value> {
 
 async fn one_leader_writes(backend: Backend) {
     let db = TestDb::new(backend).await;
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
     db.exec("CREATE INDEX jobs_status ON jobs (status)").await;
     stalled(&db, 1..6).await;
     let configs: Vec<(PathBuf, PathBuf)> = (0..3).map(|n| config(&db, n)).collect();
@@ -150,12 +145,7 @@ async fn one_leader_writes(backend: Backend) {
 }
 
 async fn jobs_table(db: &TestDb) {
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
 }
 
 /// `/readyz` once a scan has checked the lock.

@@ -122,12 +122,7 @@ async fn revoked_connect_takes_database_up_to_zero_and_back() {
 /// statement itself is cancelled on the server; on MariaDB its connection is closed.
 async fn sigterm_ends_a_slow_scan(backend: Backend) {
     let db = TestDb::new(backend).await;
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
     db.exec(&format!(
         "INSERT INTO jobs VALUES (1, 'running', {}, {})",
         db.ago(90.0),
@@ -230,12 +225,7 @@ async fn scan_and_act(
 /// once the lock goes the same writes are made.
 async fn locked_rows_are_held_back_within_the_budget(backend: Backend) {
     let db = TestDb::new(backend).await;
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
     for id in 1..=6 {
         db.running(id, 90.0, 45.0).await;
     }
@@ -311,12 +301,7 @@ per_backend!(locked_rows, locked_rows_are_held_back_within_the_budget);
 /// own statement is what finds it gone, and the store runs it again on another.
 async fn read_sessions_ended_between_scans(backend: Backend) {
     let db = TestDb::new(backend).await;
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
     db.exec(&format!(
         "INSERT INTO jobs VALUES (1, 'running', {}, {}), (2, 'running', {}, {})",
         db.ago(3600.0),
@@ -391,12 +376,7 @@ per_backend!(
 /// none waits for the kept one, with a pool of one or of two.
 async fn reads_at_once_each_get_a_session(backend: Backend) {
     let db = TestDb::new(backend).await;
-    db.exec(&format!(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
-        t = db.ty("text"),
-        ts = db.ty("ts")
-    ))
-    .await;
+    db.native_jobs_table().await;
     for pool in [1, 2] {
         let path = TestConfig::new(&db.url)
             .database(&format!("max_connections = {pool}\nquery_timeout = \"2s\""))

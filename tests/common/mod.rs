@@ -116,6 +116,17 @@ impl TestDb {
         .await;
     }
 
+    /// The jobs table in the database's own types: an integer `id`, a text `status`, and
+    /// `created_at` and `updated_at` (the heartbeat) of its native time type.
+    pub async fn native_jobs_table(&self) {
+        self.exec(&format!(
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status {t}, created_at {ts}, updated_at {ts})",
+            t = self.ty("text"),
+            ts = self.ty("ts")
+        ))
+        .await;
+    }
+
     /// The workers table of `[workers]` tests, `jw_workers`: a bigint `id`, a native
     /// `last_heartbeat` and `extra` more columns (`", host TEXT"`).
     pub async fn workers_table(&self, extra: &str) {
