@@ -1599,8 +1599,9 @@ impl Store {
                 // Used lately: as it is, like a pooled one (see `reader_options`).
                 Some((session, at)) if at.elapsed() < PING_AFTER_IDLE => session,
                 other => {
-                    // Idle too long, or none: a session from the pool, pinged as the pool
-                    // pings one idle as long.
+                    // Idle too long, or none kept: a session from the pool. One kept too long
+                    // goes back to the pool first, which pings it on the way in and closes it
+                    // if it is gone.
                     drop(other);
                     tokio::select! {
                         session = self.session(what, pool.acquire()) => session?,
