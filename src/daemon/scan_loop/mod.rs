@@ -90,7 +90,6 @@ impl Loop {
             suspicion: None,
             holding: BTreeSet::new(),
             failing: false,
-            trim: true,
             stop: actions::Stop::default(),
             dry_seen: Default::default(),
         };
@@ -131,9 +130,6 @@ impl Loop {
                         }
                     };
                     let Some(ok) = finished else { break };
-                    if std::mem::take(&mut self.trim) {
-                        release_memory();
-                    }
                     if first {
                         self.notifier.ready(&self.status_line());
                         first = false;
@@ -218,10 +214,6 @@ pub struct Loop {
     holding: BTreeSet<&'static str>,
     /// Scans have been failing since the last success (logged once when it starts).
     failing: bool,
-    /// The last cycle read rows one by one (or failed): its freed heap is worth handing back.
-    /// A summary scan frees next to nothing, and trimming after it only made the next scan
-    /// fault the same pages in again.
-    trim: bool,
     /// Set on SIGTERM/SIGINT: no write starts after it.
     stop: actions::Stop,
     /// The dry-run writes of the last scan (logged and audited once, counted every scan).
@@ -235,9 +227,15 @@ impl Loop {
         let started = Instant::now();
         let result = self.scan_and_act().await;
         let elapsed = started.elapsed();
-        self.trim = result
+        // A scan that read rows (or failed) freed heap worth handing back. A summary scan
+        // frees next to nothing, and trimming after it only made the next scan fault the same
+        // pages in again.
+        if result
             .as_ref()
-            .map_or(true, |r| !r.summarised || r.read_in_full > 0);
+            .map_or(true, |r| !r.summarised || r.read_in_full > 0)
+        {
+            release_memory();
+        }
         let m = &self.shared.metrics;
         match result {
             Ok(report) => {
