@@ -284,6 +284,10 @@ struct Held {
     postgres: HeldSlot<sqlx::Postgres>,
     mysql: HeldSlot<sqlx::MySql>,
     sqlite: HeldSlot<sqlx::Sqlite>,
+    /// Set by [`Held::release`]: a read that ends after it (the terminal counts, a page's
+    /// read, running beside the close of a reload) hands its session back to the pool
+    /// rather than keep it, or the closing pool would wait for it for ever.
+    released: std::sync::atomic::AtomicBool,
 }
 
 type HeldSlot<DB> =
@@ -336,14 +340,19 @@ impl Held {
         Held: Slot<DB>,
     {
         if let Ok(mut slot) = self.slot().try_lock() {
-            if slot.is_none() {
+            // Read under the slot's lock, which `release` takes after setting it.
+            let released = self.released.load(std::sync::atomic::Ordering::SeqCst);
+            if slot.is_none() && !released {
                 *slot = Some((session, tokio::time::Instant::now()));
             }
         }
     }
 
-    /// Lets go of every kept session (back to its pool, which a closing pool waits for).
+    /// Lets go of every kept session (back to its pool, which a closing pool waits for),
+    /// and keeps none from now on.
     fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         fn clear<T>(slot: &std::sync::Mutex<Option<T>>) {
             if let Ok(mut slot) = slot.lock() {
                 slot.take();
@@ -2170,5 +2179,33 @@ mod tests {
             scrub("password authentication failed: s3cret", &["s3cret".into()]),
             "password authentication failed: ***"
         );
+    }
+
+    /// A read that ends while its store closes (a reload closing the old store while the
+    /// terminal counts still read) hands its session back: the pool's close, which waits
+    /// for every session out, then ends. Kept, the session held the reload up for ever.
+    #[tokio::test]
+    async fn a_read_ending_after_the_close_keeps_no_session() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite");
+        let held = Held::default();
+        let late = pool.acquire().await.expect("session");
+        held.release();
+        held.keep(late);
+        let closed = tokio::time::timeout(Duration::from_secs(10), pool.close()).await;
+        assert!(closed.is_ok(), "the pool's close waited for a kept session");
+
+        // Before the close, a session is kept for the next read.
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite");
+        let held = Held::default();
+        held.keep(pool.acquire().await.expect("session"));
+        assert!(held.take::<sqlx::Sqlite>().is_some());
     }
 }

@@ -650,15 +650,16 @@ impl Loop {
         self.config = Arc::new(new);
         // Columns, types and rules may all have changed: reconnect and rebuild the queries.
         // The progress memory is kept unless the table itself changed.
+        // The terminal counts read through the old store: stopped before it closes.
         self.shared.set_store(None);
+        if let Some(handle) = self.terminal.take() {
+            handle.abort();
+        }
         if let Some(old) = self.scanner.take() {
             old.store().close().await;
             if same_table {
                 self.carried = Some(old.into_memory());
             }
-        }
-        if let Some(handle) = self.terminal.take() {
-            handle.abort();
         }
         self.watch_artifacts().await;
     }
@@ -800,8 +801,6 @@ fn summary(report: &Report, elapsed: Option<Duration>) -> String {
     parts.join(", ")
 }
 
-/// Proves a reloaded config before it replaces the running one: it connects, its table has
-/// every column, and its scan query runs (one row).
 /// Why a reloaded config was not adopted.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
