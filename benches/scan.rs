@@ -4,7 +4,10 @@
 //! The table is shaped like a Supabase `research_jobs` table: `JW_BENCH_ROWS` rows (default
 //! 1,000,000), of which `JW_BENCH_ACTIVE` (default 10,000) are `running`/`pending`, spread
 //! evenly over the id range (so over the table's pages: an index scan cannot read them as one
-//! run), the rest `completed`/`failed`/`cancelled`; an index on `status`. The rows come from one
+//! run), the rest `completed`/`failed`/`cancelled`; an index on `status`. One active row in five
+//! is the child (`main_job_id`) of the active row before it, one finished row in four of the
+//! finished row before it; with `JW_BENCH_PARENTS=1` the config names that column as its
+//! `parent_id`, as the Supabase config does. The rows come from one
 //! generator (`bench_row`), written as multi-row `INSERT`s in one transaction, so the three
 //! databases hold the same data. A table is built once as `jw_bench_jobs_<rows>` and reused
 //! while its line in `jw_bench_meta` (layout version, row and active counts, when it was built)
@@ -35,6 +38,11 @@
 //!
 //! Environment: `JW_BENCH_DB` (`postgres`, the default, `mariadb` or `sqlite`), `JW_BENCH_ROWS`,
 //! `JW_BENCH_ACTIVE`, `JW_BENCH_ITERS` (default 30), `JW_BENCH_WARMUP` (default 3),
+//! `JW_BENCH_INDEX` (`status`, the default, or `advised`: the indexes `validate --connect`
+//! advises exist too), `JW_BENCH_HB_AFTER` (the heartbeat rule's minutes, default 30: 360
+//! finds nothing stalled, 310 finds 117), `JW_BENCH_PROGRESS` (1, the default: the progress
+//! rule is on), `JW_BENCH_FULL_READS` (1, the default: (a) to (e) run), `JW_BENCH_PARENTS`
+//! (0, the default),
 //! `JW_BENCH_URL` (default `postgres://postgres@127.0.0.1:5432/test`,
 //! `mysql://root@127.0.0.1:3306/test`, or `sqlite://<target>/bench-data/jw_bench.sqlite`).
 //!
@@ -46,7 +54,10 @@ use std::time::Duration;
 
 mod common;
 
-use common::{append_summary, env_number as number, median, p90, summary_line, thousands};
+use common::{
+    append_summary, env_number as number, median, p90, process_cpu_ns, summary_line, thousands,
+    ServerCpu,
+};
 use jobwarden::adapters::store::{Children, Store};
 use jobwarden::app::scan::{Read, Scanner};
 use jobwarden::config;
@@ -56,7 +67,7 @@ use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
 use tokio::time::Instant;
 
 /// Bumped whenever the table's layout or contents change, so a stale cached table is rebuilt.
-const LAYOUT: &str = "jobwarden-bench v2";
+const LAYOUT: &str = "jobwarden-bench v3";
 /// Rows per `INSERT` while building a table.
 const BATCH: u64 = 1000;
 /// The rules' thresholds for a table built just now.
@@ -72,6 +83,9 @@ struct Settings {
     full_reads: bool,
     /// The advised index (`validate --connect`'s) exists, or only the one on `status`.
     advised_index: bool,
+    /// The config names the parent column (`parent_id = "main_job_id"`, as the Supabase
+    /// config does); with `advised_index`, the parent column's advised index exists too.
+    parents: bool,
     dialect: Dialect,
     rows: u64,
     active: u64,
@@ -81,10 +95,54 @@ struct Settings {
     url_from_env: bool,
 }
 
-/// One variant's timings, in milliseconds.
+/// One variant's timings, in milliseconds, and the CPU it cost, in nanoseconds: this
+/// process's (jobwarden or the bare driver) and the database server's.
 struct Samples {
     label: String,
     ms: Vec<f64>,
+    client_ns: Vec<u64>,
+    server_ns: Vec<u64>,
+}
+
+/// Where a measurement of one variant started.
+struct Start {
+    server: std::collections::HashMap<u64, u64>,
+    client: u64,
+    at: Instant,
+}
+
+/// Takes the clock and the two CPU counters around each variant. The server's threads are
+/// read outside the process's own CPU window, so reading them costs the variant nothing.
+struct Meter {
+    server: Option<ServerCpu>,
+}
+
+impl Meter {
+    fn new(dialect: Dialect, url: &str) -> Meter {
+        let names: &'static [&'static str] = match dialect {
+            Dialect::Postgres => &["postgres"],
+            Dialect::MySql => &["mariadbd", "mysqld"],
+            Dialect::Sqlite => &[],
+        };
+        let local = url.contains("@127.0.0.1") || url.contains("@localhost");
+        let server = ServerCpu::new(names);
+        Meter {
+            server: (local && server.visible()).then_some(server),
+        }
+    }
+
+    fn start(&self) -> Start {
+        let server = self
+            .server
+            .as_ref()
+            .map(ServerCpu::read)
+            .unwrap_or_default();
+        Start {
+            server,
+            client: process_cpu_ns(),
+            at: Instant::now(),
+        }
+    }
 }
 
 fn main() {
@@ -135,6 +193,7 @@ fn settings() -> Settings {
         progress: number("JW_BENCH_PROGRESS", 1) != 0,
         full_reads: number("JW_BENCH_FULL_READS", 1) != 0,
         advised_index: index == "advised",
+        parents: number("JW_BENCH_PARENTS", 0) != 0,
         dialect,
         rows,
         active,
@@ -387,6 +446,7 @@ async fn run(s: Settings) {
     ));
     let count_sql = format!("SELECT count(*) FROM {}", s.dialect.quote(&table));
     let mut findings = 0;
+    let meter = Meter::new(s.dialect, &s.url);
     let mut jobs_by_class = String::new();
     eprintln!(
         "benches/scan: {version}: {} warm-up + {} timed iterations",
@@ -396,17 +456,17 @@ async fn run(s: Settings) {
         let timed = i >= s.warmup;
 
         if s.full_reads {
-            let t = Instant::now();
+            let t = meter.start();
             let n = bare.fetch_len(&sql).await.expect("(a) the bare scan query");
-            a.record(timed, t);
+            a.record(timed, &meter, t);
             assert_eq!(n as u64, s.active, "(a) returns every active row");
 
-            let t = Instant::now();
+            let t = meter.start();
             let snapshot = store
                 .snapshot(Children::Read)
                 .await
                 .expect("(b) store.snapshot()");
-            b.record(timed, t);
+            b.record(timed, &meter, t);
             assert_eq!(
                 snapshot.jobs.len() as u64,
                 s.active,
@@ -414,12 +474,12 @@ async fn run(s: Settings) {
             );
             drop(snapshot);
 
-            let t = Instant::now();
+            let t = meter.start();
             let report = scanner
                 .scan_by(&cfg, None, Read::Reference)
                 .await
                 .expect("(c) the reference scan");
-            c.record(timed, t);
+            c.record(timed, &meter, t);
             findings = report.findings.len();
             jobs_by_class = report
                 .jobs
@@ -430,12 +490,12 @@ async fn run(s: Settings) {
             drop(report);
         }
 
-        let t = Instant::now();
+        let t = meter.start();
         let light = two_tier
             .scan_by(&cfg, None, Read::TwoTier)
             .await
             .expect("(f) two-tier scan");
-        f.record(timed, t);
+        f.record(timed, &meter, t);
         if s.full_reads {
             assert_eq!(light.findings.len(), findings, "(f) finds what (c) finds");
         } else {
@@ -448,12 +508,12 @@ async fn run(s: Settings) {
         let found_at = light.checked_at;
         drop(light);
 
-        let t = Instant::now();
+        let t = meter.start();
         let light = light_only
             .scan_by(&cfg, None, Read::Light)
             .await
             .expect("(i) two-tier scan without the summary");
-        i_light.record(timed, t);
+        i_light.record(timed, &meter, t);
         // (i) scans after (f): a row may cross its threshold in between, no other may differ.
         let later = (light.checked_at - found_at).max(0.0).ceil() as u64 + 1;
         let crossed = |f: &jobwarden::core::detect::Finding| {
@@ -477,44 +537,44 @@ async fn run(s: Settings) {
         drop(light);
 
         if summarises {
-            let t = Instant::now();
+            let t = meter.start();
             // The scanner of (f), which keeps the last light read: its summary read takes
             // the rows due by heartbeat too.
             two_tier
                 .summary(&cfg, None)
                 .await
                 .expect("(j) the summary read");
-            j.record(timed, t);
+            j.record(timed, &meter, t);
         }
 
-        let t = Instant::now();
+        let t = meter.start();
         for sql in &counts_sql {
             bare.fetch_len(sql).await.expect("(g) the counting queries");
         }
-        g.record(timed, t);
+        g.record(timed, &meter, t);
 
-        let t = Instant::now();
+        let t = meter.start();
         let n = bare
             .fetch_len(&light_sql)
             .await
             .expect("(h) the light read");
-        h.record(timed, t);
+        h.record(timed, &meter, t);
         assert_eq!(n as u64, s.active, "(h) returns every active row");
 
         if !s.full_reads {
             continue;
         }
-        let t = Instant::now();
+        let t = meter.start();
         let count = bare.int(&count_sql).await.expect("(d) count(*)");
-        d.record(timed, t);
+        d.record(timed, &meter, t);
         assert_eq!(count as u64, s.rows, "(d) counts every row");
 
-        let t = Instant::now();
+        let t = meter.start();
         let values = bare
             .fetch_values(&sql)
             .await
             .expect("(e) the scan query, read");
-        e.record(timed, t);
+        e.record(timed, &meter, t);
         assert!(
             values as u64 >= 2 * s.active,
             "(e) reads at least ids and statuses"
@@ -537,7 +597,7 @@ async fn run(s: Settings) {
         Dialect::Sqlite => "sqlite",
     };
     let mut command = format!(
-        "JW_BENCH_DB={db} JW_BENCH_ROWS={} JW_BENCH_ACTIVE={} JW_BENCH_ITERS={} JW_BENCH_WARMUP={} JW_BENCH_INDEX={} JW_BENCH_HB_AFTER={} JW_BENCH_PROGRESS={} JW_BENCH_FULL_READS={}",
+        "JW_BENCH_DB={db} JW_BENCH_ROWS={} JW_BENCH_ACTIVE={} JW_BENCH_ITERS={} JW_BENCH_WARMUP={} JW_BENCH_INDEX={} JW_BENCH_HB_AFTER={} JW_BENCH_PROGRESS={} JW_BENCH_FULL_READS={} JW_BENCH_PARENTS={}",
         s.rows,
         s.active,
         s.iters,
@@ -545,7 +605,8 @@ async fn run(s: Settings) {
         if s.advised_index { "advised" } else { "status" },
         s.heartbeat_after.as_secs() / 60,
         u8::from(s.progress),
-        u8::from(s.full_reads)
+        u8::from(s.full_reads),
+        u8::from(s.parents)
     );
     if s.url_from_env {
         command.push_str(&format!(" JW_BENCH_URL='{}'", config::redact_url(&s.url)));
@@ -559,8 +620,10 @@ async fn run(s: Settings) {
     println!();
     println!("- command: `{command}` (or `scripts/bench` with the same environment)");
     println!(
-        "- table: `{table}`, {} rows, {} active ({jobs_by_class}), spread evenly over the ids; index on `status`",
-        s.rows, s.active
+        "- table: `{table}`, {} rows, {} active ({jobs_by_class}), spread evenly over the ids; index on `status`; one active row in five a child of the active row before it (`main_job_id`), which the config {} (`JW_BENCH_PARENTS`)",
+        s.rows,
+        s.active,
+        if s.parents { "reads as `parent_id`" } else { "does not name" }
     );
     println!(
         "- scan plan: `{}`; jobwarden sees a status index: {status_indexed}",
@@ -599,8 +662,17 @@ async fn run(s: Settings) {
         humantime::format_duration(age)
     );
     println!();
-    println!("| variant | median ms | p90 ms | median / (a) | p90 / (a) | median / (g) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "- CPU per iteration (means): this process's (clock_gettime), and with the database server's threads ({})",
+        if meter.server.is_some() {
+            "/proc/<pid>/task/<tid>/schedstat of every server process, read around each variant; a server helper's work in that window counts too"
+        } else {
+            "not read: the server is not local, or is SQLite in this process"
+        }
+    );
+    println!();
+    println!("| variant | median ms | p90 ms | median / (a) | p90 / (a) | median / (g) | CPU ms, process | CPU ms, process + server | CPU / (g)'s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let ratio = |x: f64, base: f64| {
         if base.is_finite() && base > 0.0 {
             format!("{:.2}", x / base)
@@ -609,18 +681,21 @@ async fn run(s: Settings) {
         }
     };
     let counts_median = median(&g.ms);
+    let (_, counts_cpu) = g.cpu_ms();
     for v in [&a, &b, &c, &d, &e, &f, &i_light, &j, &g, &h] {
         if v.ms.is_empty() {
             continue;
         }
         let m = median(&v.ms);
         let p = p90(&v.ms);
+        let (client, both) = v.cpu_ms();
         println!(
-            "| {} | {m:.2} | {p:.2} | {} | {} | {} |",
+            "| {} | {m:.2} | {p:.2} | {} | {} | {} | {client:.2} | {both:.2} | {} |",
             v.label,
             ratio(m, base_median),
             ratio(p, base_p90),
-            ratio(m, counts_median)
+            ratio(m, counts_median),
+            ratio(both, counts_cpu)
         );
     }
     println!();
@@ -665,6 +740,48 @@ async fn run(s: Settings) {
         ]);
     }
 
+    // The scan as the daemon runs it against the counts, the light read and the summary
+    // read, with or without the full reads: the rows of `scripts/bench-matrix`.
+    let what = format!(
+        "scan as run, {version}, {} rows, {} index, {findings} findings{}",
+        thousands(s.rows),
+        if s.advised_index { "advised" } else { "status" },
+        if s.parents { ", parent_id" } else { "" }
+    );
+    let mut lines = vec![
+        summary_line(
+            &format!("{what}: CPU per scan, process + server, ms"),
+            f.cpu_ms().1,
+            "(g) the two counts, same",
+            counts_cpu,
+            "at most 1 with the index",
+        ),
+        summary_line(
+            &format!("{what}: median ms"),
+            median(&f.ms),
+            "(g) the two counts, median ms",
+            counts_median,
+            "at most 1 with the index",
+        ),
+        summary_line(
+            &format!("{what}: median ms"),
+            median(&f.ms),
+            "(h) the light read (every active row), median ms",
+            median(&h.ms),
+            "below 1",
+        ),
+    ];
+    if !j.ms.is_empty() {
+        lines.push(summary_line(
+            &format!("{what}: median ms"),
+            median(&f.ms),
+            "(j) the summary read alone, median ms",
+            median(&j.ms),
+            "near 1",
+        ));
+    }
+    append_summary(&lines);
+
     store.close().await;
     bare.close().await;
 }
@@ -674,11 +791,27 @@ async fn set_advised_index(bare: &Bare, cfg: &config::Config, want: bool) {
     let store = Store::connect(cfg)
         .await
         .expect("jobwarden connects to the bench table");
-    let advice = store
+    let mut advised = vec![store
         .queries()
         .candidate_index_advice()
-        .expect("an index is advised for the bench table");
+        .expect("an index is advised for the bench table")];
+    if cfg.jobs.parent_id.is_some() {
+        advised.push(
+            store
+                .queries()
+                .parent_index_advice()
+                .expect("an index is advised for the parent column"),
+        );
+    }
     store.close().await;
+    for advice in advised {
+        set_index(bare, &advice, want).await;
+    }
+}
+
+/// Runs `advice` (`CREATE INDEX "<name>" ON <table> (...)`) if it is not done yet (`want`),
+/// or drops that index.
+async fn set_index(bare: &Bare, advice: &str, want: bool) {
     // `CREATE INDEX "<name>" ON <table> (...)`
     let name = advice
         .split_whitespace()
@@ -775,14 +908,36 @@ impl Samples {
         Samples {
             label,
             ms: Vec::new(),
+            client_ns: Vec::new(),
+            server_ns: Vec::new(),
         }
     }
 
-    fn record(&mut self, timed: bool, start: Instant) {
-        let elapsed = start.elapsed();
-        if timed {
-            self.ms.push(elapsed.as_secs_f64() * 1000.0);
+    fn record(&mut self, timed: bool, meter: &Meter, start: Start) {
+        let elapsed = start.at.elapsed();
+        let client = process_cpu_ns().saturating_sub(start.client);
+        if !timed {
+            return;
         }
+        self.ms.push(elapsed.as_secs_f64() * 1000.0);
+        self.client_ns.push(client);
+        if let Some(server) = &meter.server {
+            self.server_ns
+                .push(ServerCpu::since(&start.server, &server.read()));
+        }
+    }
+
+    /// Mean CPU per iteration, in milliseconds: this process's, and this process's plus the
+    /// server's (NaN when the server's threads cannot be read).
+    fn cpu_ms(&self) -> (f64, f64) {
+        let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64 / 1e6;
+        let client = mean(&self.client_ns);
+        let both = if self.server_ns.is_empty() {
+            f64::NAN
+        } else {
+            client + mean(&self.server_ns)
+        };
+        (client, both)
     }
 }
 
@@ -807,7 +962,7 @@ progress = "metadata.steps"
 finished_at = "completed_at"
 error = "error"
 phase = "metadata.phase"
-
+{parent}
 [jobs.statuses]
 pending = ["pending"]
 running = ["running"]
@@ -833,6 +988,11 @@ severity = "warning"
 "#,
         hb = (s.heartbeat_after + age).as_secs(),
         progress = (PROGRESS_AFTER + age).as_secs(),
+        parent = if s.parents {
+            "parent_id = \"main_job_id\"\n"
+        } else {
+            ""
+        },
     );
     let text = if s.progress {
         text
@@ -919,7 +1079,7 @@ async fn ensure_table(bare: &Bare, dialect: Dialect, table: &str, rows: u64, act
             .collect::<Vec<_>>()
             .join(",\n");
         format!(
-            "INSERT INTO {} (id, status, created_at, updated_at, completed_at, error, metadata) VALUES\n{values}",
+            "INSERT INTO {} (id, status, created_at, updated_at, completed_at, error, metadata, main_job_id) VALUES\n{values}",
             q(table)
         )
     });
@@ -980,7 +1140,8 @@ fn create_sql(dialect: Dialect, table: &str) -> String {
             updated_at {ts} NOT NULL,
             completed_at {ts},
             error TEXT,
-            metadata {json} NOT NULL
+            metadata {json} NOT NULL,
+            main_job_id {id}
         )",
         dialect.quote(table)
     )
@@ -994,6 +1155,7 @@ struct BenchRow {
     updated: i64,
     finished: bool,
     metadata: String,
+    parent: Option<u64>,
 }
 
 /// Row `g` (1-based) of a table of `rows` rows with `active` active, built at `t0` (Unix s).
@@ -1010,7 +1172,7 @@ fn bench_row(g: u64, rows: u64, active: u64, t0: i64) -> BenchRow {
     ];
     const PHASES: [&str; 3] = ["designing", "researching", "writing"];
     let h = (g * 2_654_435_761) % 4_294_967_296;
-    let is_active = ((g - 1) * active) % rows < active;
+    let is_active = active_row(g, rows, active);
     let status = match (is_active, h) {
         (true, h) if h % 3 == 0 => "pending",
         (true, _) => "running",
@@ -1053,9 +1215,30 @@ fn bench_row(g: u64, rows: u64, active: u64, t0: i64) -> BenchRow {
         created,
         updated,
         finished: !is_active,
+        parent: parent_of(g, h, rows, active),
         metadata: format!(
             r#"{{"steps": [{steps}], "phase": "{phase}", "query": "research topic #{g}", "model": "gpt-4o-mini"}}"#
         ),
+    }
+}
+
+/// Whether row `g` is one of the `active` of `rows`: exactly `active` rows, evenly spread.
+fn active_row(g: u64, rows: u64, active: u64) -> bool {
+    ((g - 1) * active) % rows < active
+}
+
+/// The parent of row `g` (its hash `h`): one active row in five is the child of the active
+/// row before it, one finished row in four the child of the row before it when that one is
+/// finished too. A healthy family tree: no running child under a finished parent, no running
+/// parent whose children have all finished.
+fn parent_of(g: u64, h: u64, rows: u64, active: u64) -> Option<u64> {
+    let pick = (h / 100_000) % 20;
+    if active_row(g, rows, active) {
+        (pick % 5 == 0)
+            .then(|| (1..g).rev().find(|&p| active_row(p, rows, active)))
+            .flatten()
+    } else {
+        (pick % 4 == 0 && g > 1 && !active_row(g - 1, rows, active)).then(|| g - 1)
     }
 }
 
@@ -1073,7 +1256,7 @@ impl BenchRow {
             "NULL"
         };
         format!(
-            "({}, '{}', {}, {}, {}, {error}, {})",
+            "({}, '{}', {}, {}, {}, {error}, {}, {})",
             self.id,
             self.status,
             ts(self.created),
@@ -1083,7 +1266,8 @@ impl BenchRow {
             } else {
                 "NULL".into()
             },
-            dialect.literal(&self.metadata)
+            dialect.literal(&self.metadata),
+            self.parent.map_or_else(|| "NULL".into(), |p| p.to_string())
         )
     }
 }

@@ -101,3 +101,84 @@ pub fn append_summary(lines: &[String]) {
         writeln!(file, "{line}").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     }
 }
+
+/// CPU time this process has used, all threads, in nanoseconds.
+pub fn process_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The CPU time of a local database server's processes (every thread of every process whose
+/// name is one of `names`: `postgres` for PostgreSQL's backends and helpers, `mariadbd` or
+/// `mysqld` for MySQL's threads), read from `/proc/<pid>/task/<tid>/schedstat`.
+pub struct ServerCpu {
+    names: &'static [&'static str],
+}
+
+impl ServerCpu {
+    pub fn new(names: &'static [&'static str]) -> ServerCpu {
+        ServerCpu { names }
+    }
+
+    /// Nanoseconds on the CPU so far, per thread: only threads seen at both ends of a
+    /// measurement count (see [`ServerCpu::since`]).
+    pub fn read(&self) -> std::collections::HashMap<u64, u64> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for p in procs.flatten() {
+            let name = p.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            if !self.names.contains(&comm.trim()) {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let tid: u64 = t
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let ns = std::fs::read_to_string(t.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse().ok());
+                if let Some(ns) = ns {
+                    out.insert(tid, ns);
+                }
+            }
+        }
+        out
+    }
+
+    /// Nanoseconds the server's threads ran between `before` and `after`.
+    pub fn since(
+        before: &std::collections::HashMap<u64, u64>,
+        after: &std::collections::HashMap<u64, u64>,
+    ) -> u64 {
+        after
+            .iter()
+            .filter_map(|(tid, ns)| Some(ns.saturating_sub(*before.get(tid)?)))
+            .sum()
+    }
+
+    /// Whether any thread of the server was found (the server runs on this machine, and
+    /// /proc shows it).
+    pub fn visible(&self) -> bool {
+        !self.read().is_empty()
+    }
+}
