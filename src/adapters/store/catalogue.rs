@@ -23,6 +23,9 @@ pub struct TableInfo {
     /// Whether an index serves the candidate read: `(status, <heartbeat>)` (see
     /// `Queries::candidate_index`).
     pub candidate_indexed: bool,
+    /// MySQL/MariaDB: the name of that index, which the light read names (see
+    /// `Queries::with_light_index`).
+    pub light_index: Option<String>,
     /// How the timestamps are read.
     pub time: TimeInfo,
 }

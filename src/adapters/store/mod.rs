@@ -489,6 +489,8 @@ pub struct Store {
     /// two or more: a session handed back to sqlx's pool is pinged on the way, a round trip
     /// per scan.
     held: std::sync::Arc<Held>,
+    /// The light read names no index any more: the one it named was refused.
+    unhinted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The column order of the scan query.
@@ -552,6 +554,7 @@ impl Store {
             places: config.places.clone(),
             halt: Halt::default(),
             held: Default::default(),
+            unhinted: Default::default(),
         };
         store.info = store.table_info().await?;
         let mut missing: Vec<(String, String)> = configured_columns(&config.jobs)
@@ -580,7 +583,8 @@ impl Store {
         store.queries = Queries::new(config.database.dialect, &config.jobs, &store.info.columns)
             .with_finished(store.info.time.readings.finished)
             .with_naive_zone(store.info.time.read_zone)
-            .with_workers(&worker_types);
+            .with_workers(&worker_types)
+            .with_light_index(store.info.light_index.as_deref());
         Ok(store)
     }
 
@@ -892,14 +896,36 @@ impl Store {
             .await?;
         let indexed = index_rows.first().copied().flatten().unwrap_or(0);
         let parent_indexed = self.has_index(self.queries.parent_index()).await?;
-        let candidate_indexed = self.has_index(self.queries.candidate_index()).await?;
+        let (candidate_indexed, light_index) = self.candidate_index().await?;
         Ok(TableInfo {
             columns,
             status_indexed: indexed > 0,
             parent_indexed,
             candidate_indexed,
+            light_index,
             time: TimeInfo::default(),
         })
+    }
+
+    /// Whether the advised index exists and, on MySQL/MariaDB, its name (the light read's
+    /// hint, `Queries::with_light_index`).
+    async fn candidate_index(&self) -> Result<(bool, Option<String>), StoreError> {
+        let Some(sql) = self.queries.candidate_index() else {
+            return Ok((false, None));
+        };
+        let named = self.database.dialect == Dialect::MySql;
+        let rows = self
+            .fetch("reading the table's indexes", &sql, |row| {
+                let name = if named {
+                    row.text(1, "index name")?
+                } else {
+                    None
+                };
+                Ok((row.int(0, "index count")?.unwrap_or(0), name))
+            })
+            .await?;
+        let (count, name) = rows.into_iter().next().unwrap_or((0, None));
+        Ok((count > 0, name.filter(|_| count > 0)))
     }
 
     /// Whether a catalogue query counting indexes finds one (`None`: no index can serve).
@@ -927,11 +953,32 @@ impl Store {
         let now = self.clock().await?;
         let readings = self.info.time.readings;
         let at = &self.queries.light_at;
-        let read = self
-            .fetch("reading the active jobs", &self.queries.light, |row| {
+        let read = |sql| {
+            self.fetch("reading the active jobs", sql, |row| {
                 job_from_row(&decode::Placed { row, at }, &readings)
             })
-            .await;
+        };
+        let forced = self
+            .queries
+            .light_forced
+            .as_ref()
+            .filter(|_| !self.unhinted.load(std::sync::atomic::Ordering::Relaxed));
+        let read = match forced {
+            Some(sql) => match read(sql).await {
+                // The index is gone since the store read the catalogue (an operator dropped
+                // or renamed it): read without naming it, now and from now on.
+                Err(StoreError::Rejected { message, .. }) => {
+                    tracing::warn!(
+                        "the light read could not name the advised index ({message}); reading without it"
+                    );
+                    self.unhinted
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    read(&self.queries.light).await
+                }
+                other => other,
+            },
+            None => read(&self.queries.light).await,
+        };
         let jobs = match read {
             Err(StoreError::Rejected { message, .. }) => return Err(self.diagnose(message).await),
             other => other?,

@@ -30,6 +30,9 @@ pub struct Queries {
     /// times read exactly as the scan's. With the heartbeat alone besides id and status, an
     /// index on `(status, <heartbeat>)` holds every column it reads.
     pub light: String,
+    /// MySQL/MariaDB: the light read naming the advised index (see
+    /// [`Queries::with_light_index`]), when the catalogue found it.
+    pub light_forced: Option<String>,
     /// The light read's column expressions.
     pub(super) light_columns: Vec<String>,
     /// Where each of the scan's columns is in the light read's row (`None`: not read, NULL).
@@ -167,18 +170,10 @@ impl Queries {
             ("jobs.status_since", since_txt),
             ("jobs.worker", text_or_null(&jobs.worker)),
         ];
-        let select = |columns: &[String]| {
-            format!(
-                "SELECT {} FROM {} WHERE {}",
-                columns.join(", "),
-                d.table(&jobs.table),
-                Self::scope(d, jobs)
-            )
-        };
         let full: Vec<String> = scan_columns.iter().map(|(_, c)| c.clone()).collect();
-        let scan = select(&full);
+        let scan = Self::active_select(d, jobs, &full, "");
         let (light_exprs, light_at) = Self::light_columns(d, jobs, &full);
-        let light = select(&light_exprs);
+        let light = Self::active_select(d, jobs, &light_exprs, "");
         let light_columns = light_exprs;
         let heartbeat_kind = jobs.heartbeat_at.as_ref().map(kind);
         let summary = Self::summary_sql(d, jobs, types, &full, heartbeat_kind);
@@ -191,6 +186,7 @@ impl Queries {
             naive_zone: Zone::Utc,
             scan,
             light,
+            light_forced: None,
             light_columns,
             light_at,
             scan_columns,
@@ -665,6 +661,36 @@ impl Queries {
     }
 
     /// `status IN (<active words>) AND (<where>)`.
+    /// `SELECT <columns> FROM <table> <hint> WHERE <scope>`: the active rows.
+    fn active_select(d: Dialect, jobs: &Jobs, columns: &[String], hint: &str) -> String {
+        format!(
+            "SELECT {} FROM {}{hint} WHERE {}",
+            columns.join(", "),
+            d.table(&jobs.table),
+            Self::scope(d, jobs)
+        )
+    }
+
+    /// On MySQL/MariaDB, a light read that names the advised index (`FORCE INDEX`), found
+    /// in the catalogue as `index`. Beside an index on `status` alone, MariaDB may take that
+    /// one for the prepared light read although `EXPLAIN` shows the advised one, and then
+    /// fetch every active row from the table: 700 ms instead of 7 at 1,000,000 rows
+    /// (BENCHMARKS.md, "Issue 23's matrix"). PostgreSQL and SQLite choose well and take no
+    /// hint; neither does a view (the catalogue lists no index of a view, so none is named).
+    pub fn with_light_index(mut self, index: Option<&str>) -> Self {
+        let d = self.dialect;
+        self.light_forced = match index {
+            Some(name) if d == Dialect::MySql => Some(Self::active_select(
+                d,
+                &self.jobs,
+                &self.light_columns,
+                &format!(" FORCE INDEX ({})", d.quote(name)),
+            )),
+            _ => None,
+        };
+        self
+    }
+
     pub(super) fn scope(d: Dialect, jobs: &Jobs) -> String {
         let mut scope = format!(
             "{} IN ({})",
@@ -1547,8 +1573,9 @@ impl Queries {
                  AND pg_get_indexdef(i.indexrelid, 2, true) LIKE {}",
                 d.literal(&format!("%{}%#>>%{}%", like(&field.column), keys(",")))
             ),
+            // With the index's name, for the light read's hint (`with_light_index`).
             (Dialect::MySql, true) => format!(
-                "SELECT COUNT(*) FROM information_schema.STATISTICS a \
+                "SELECT COUNT(*), MIN(a.INDEX_NAME) FROM information_schema.STATISTICS a \
                  JOIN information_schema.STATISTICS b ON b.TABLE_SCHEMA = a.TABLE_SCHEMA \
                  AND b.TABLE_NAME = a.TABLE_NAME AND b.INDEX_NAME = a.INDEX_NAME \
                  WHERE a.TABLE_SCHEMA = {} AND a.TABLE_NAME = {} AND a.COLUMN_NAME = {status} \
