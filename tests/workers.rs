@@ -201,8 +201,10 @@ per_backend!(
 async fn the_worker_column_alone(backend: Backend) {
     let db = TestDb::new(backend).await;
     tables(&db).await;
-    db.exec("UPDATE jobs SET host = 'web-9', pid = 4242 WHERE id = 'alive-old-beat'")
-        .await;
+    db.exec(
+        "UPDATE jobs SET host = 'web-9', pid = 4242 WHERE id IN ('alive-old-beat', 'alive-no-beat')",
+    )
+    .await;
     let path = TestConfig::new(db.jobwarden_url())
         .jobs("worker = \"worker_id\"\nhost = \"host\"\npid = \"pid\"")
         .heartbeat_rule("hb", "30m", "action = \"fail\"")
@@ -247,16 +249,27 @@ async fn the_worker_column_alone(backend: Backend) {
             .all(|i| !i["cause"].to_string().contains("worker")),
         "{report}"
     );
-    // The table for people names the owners after the findings.
+    // The table for people names the owners after the findings: one line per owner, its
+    // jobs named (a dead worker's thousand jobs are one line).
     let out = jobwarden(
         db.jobwarden_url(),
         &["check", "--config", path.to_str().unwrap()],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("\nOWNERS\n")
-            && text
-                .contains("alive-old-beat stalled (hb): worker 1; the row's host web-9, pid 4242"),
+    let owners: Vec<&str> = text
+        .split("\nOWNERS\n")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            "2 jobs (alive-no-beat, alive-old-beat): worker 1; the row's host web-9, pid 4242",
+            "1 job (gone-old): worker 3",
+            "1 job (silent): worker 2",
+        ],
         "{text}"
     );
 }

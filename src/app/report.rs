@@ -7,6 +7,7 @@ pub enum Format {
     Json,
 }
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 
 use crate::app::actions::Applied;
@@ -94,23 +95,35 @@ pub fn write_human(out: &mut dyn Write, report: &Report, outcomes: bool) -> io::
             )?;
         }
     }
-    let owners: Vec<_> = report
-        .findings
-        .iter()
-        .filter_map(|f| {
+    // One line per owner with its jobs named, as the held-back lines are: the worker that
+    // died with 2,000 jobs is one line, not 2,000.
+    let mut owners: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    let mut named: HashSet<(usize, &str)> = HashSet::new();
+    for f in &report.findings {
+        let Some(owner) =
             crate::core::detect::owner_words(f.worker.as_ref(), f.host.as_deref(), f.pid)
-                .map(|o| (f, o))
-        })
-        .collect();
+        else {
+            continue;
+        };
+        let i = *at.entry(owner).or_insert_with_key(|owner| {
+            owners.push((owner.clone(), Vec::new()));
+            owners.len() - 1
+        });
+        // A job with two findings is named once.
+        if named.insert((i, f.job_id.as_str())) {
+            owners[i].1.push(&f.job_id);
+        }
+    }
     if !owners.is_empty() {
         writeln!(out, "\nOWNERS")?;
-        for (f, owner) in owners {
+        for (owner, ids) in owners {
             writeln!(
                 out,
-                "{} {} ({}): {owner}",
-                f.job_id,
-                f.kind.as_str(),
-                f.rule
+                "{} job{} ({}): {owner}",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" },
+                named_ids(&ids)
             )?;
         }
     }
