@@ -1003,9 +1003,17 @@ impl Store {
         self.active_rows(&self.queries.scan).await
     }
 
-    /// Whether [`Store::summary_read`] can stand for the light read of this table and config.
+    /// Whether [`Store::summary_read`] stands for the light read of this table and config.
+    /// On MySQL/MariaDB only with the advised index (or no time column to index): without
+    /// it each part of the summary fetches every active row from the table again, and a
+    /// summary scan cost 1.7 to 3.3 times the light read's CPU (BENCHMARKS.md, "Issue 23's
+    /// matrix"). PostgreSQL's summary stays the cheaper in CPU without the index too (0.56 to
+    /// 0.66 times), if a little slower.
     pub fn summarises(&self) -> bool {
         self.queries.summary.is_some()
+            && (self.database.dialect != Dialect::MySql
+                || self.info.candidate_indexed
+                || self.queries.candidate_column().is_none())
     }
 
     /// The summary read (`Queries::summary_read`), in one statement: the database clock, the
