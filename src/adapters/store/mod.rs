@@ -2241,26 +2241,25 @@ mod tests {
     /// for every session out, then ends. Kept, the session held the reload up for ever.
     #[tokio::test]
     async fn a_read_ending_after_the_close_keeps_no_session() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect("sqlite::memory:")
-            .await
-            .expect("in-memory SQLite");
+        async fn pool() -> sqlx::SqlitePool {
+            sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect("sqlite::memory:")
+                .await
+                .expect("in-memory SQLite")
+        }
+        let closing = pool().await;
         let held = Held::default();
-        let late = pool.acquire().await.expect("session");
+        let late = closing.acquire().await.expect("session");
         held.release();
         held.keep(late);
-        let closed = tokio::time::timeout(Duration::from_secs(10), pool.close()).await;
+        let closed = tokio::time::timeout(Duration::from_secs(10), closing.close()).await;
         assert!(closed.is_ok(), "the pool's close waited for a kept session");
 
         // Before the close, a session is kept for the next read.
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect("sqlite::memory:")
-            .await
-            .expect("in-memory SQLite");
+        let open = pool().await;
         let held = Held::default();
-        held.keep(pool.acquire().await.expect("session"));
+        held.keep(open.acquire().await.expect("session"));
         assert!(held.take::<sqlx::Sqlite>().is_some());
     }
 }
