@@ -660,7 +660,6 @@ impl Queries {
         self
     }
 
-    /// `status IN (<active words>) AND (<where>)`.
     /// `SELECT <columns> FROM <table> <hint> WHERE <scope>`: the active rows.
     fn active_select(d: Dialect, jobs: &Jobs, columns: &[String], hint: &str) -> String {
         format!(
@@ -691,6 +690,7 @@ impl Queries {
         self
     }
 
+    /// `status IN (<active words>) AND (<where>)`.
     pub(super) fn scope(d: Dialect, jobs: &Jobs) -> String {
         let mut scope = format!(
             "{} IN ({})",
